@@ -1,0 +1,3 @@
+from contentq.cli.app import main
+
+main()

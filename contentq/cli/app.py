@@ -1,0 +1,88 @@
+"""`contentq`: the entry point. Global flags, sub-command groups, and one place that turns errors into a line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import typer
+
+from contentq import __version__
+from contentq.cli import db as db_cli
+from contentq.cli import jobs as jobs_cli
+from contentq.cli import queue as queue_cli
+from contentq.cli import redis_server as redis_cli
+from contentq.cli import worker as worker_cli
+from contentq.cli.common import reset_runtime
+from contentq.cli.render import error
+from contentq.errors import ContentqError
+from contentq.logs import setup_logging
+from contentq.redact import redact
+from contentq.settings import get_settings, set_overrides
+
+app = typer.Typer(
+    name="contentq",
+    help="Collect, rewrite, schedule and publish Telegram channel posts, on RQ workers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"contentq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    home: Annotated[
+        Path | None, typer.Option("--home", help="Data directory (database, session, media, Redis).", envvar=None)
+    ] = None,
+    redis_url: Annotated[str | None, typer.Option("--redis-url", help="Redis URL; default: embedded Valkey.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Routes file (contentq.toml).")] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Flags here win over CONTENTQ_* environment variables and .env."""
+    set_overrides(home=str(home) if home else None, redis_url=redis_url, config=str(config) if config else None)
+    reset_runtime()
+    setup_logging(get_settings())
+
+
+app.command(name="worker")(worker_cli.worker)
+app.add_typer(queue_cli.app, name="queue")
+app.add_typer(jobs_cli.app, name="jobs")
+app.add_typer(db_cli.app, name="db")
+app.add_typer(redis_cli.app, name="redis")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except ContentqError as exc:
+        error(redact(exc))
+        sys.exit(1)
+    except redis.RedisError as exc:
+        error(f"Redis error: {redact(exc)}; check that Redis is running (`contentq queue status`)")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        error("aborted")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors and the unexpected
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    finally:
+        reset_runtime()

@@ -1,0 +1,29 @@
+"""Shared CLI plumbing: the runtime of this invocation and option types."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from contentq.runtime.context import Runtime
+from contentq.settings import get_settings
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    """The runtime for this CLI invocation, built from settings after global flags were applied."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime
+
+
+def reset_runtime() -> None:
+    global _runtime
+    if _runtime is not None:
+        _runtime.close()
+    _runtime = None

@@ -1,0 +1,37 @@
+"""`contentq db`: schema migrations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from contentq.cli.common import runtime
+from contentq.cli.render import ok, print_json, table
+from contentq.store.db import open_store
+from contentq.store.migrations import apply_migrations, migration_status
+
+app = typer.Typer(help="The SQLite database.", no_args_is_help=True)
+
+
+@app.command()
+def migrate(
+    list_only: Annotated[bool, typer.Option("--list", help="List migrations and whether they are applied.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Apply pending schema migrations (opening the database does this too)."""
+    settings = runtime().settings
+    settings.ensure_home()
+    store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
+    try:
+        if list_only:
+            rows = migration_status(store)
+            if as_json:
+                print_json(rows)
+            else:
+                table(rows, ["number", "name", "applied_at"], title=str(settings.db_path))
+            return
+        done = apply_migrations(store)
+        ok(f"applied {len(done)} migration(s) to {settings.db_path}" if done else "the database is up to date")
+    finally:
+        store.close()

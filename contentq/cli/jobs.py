@@ -1,0 +1,93 @@
+"""`contentq jobs`: list, show, logs, retry, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.render import console, details, ok, print_json, table
+from contentq.clock import iso, now, parse_duration
+from contentq.errors import ContentqError
+from contentq.runtime import tracking
+from contentq.store.jobs import STATUSES, decode, get_job, job_events, list_jobs
+
+app = typer.Typer(help="Jobs: list, show, logs, retry, cancel.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help=f"One of: {', '.join(STATUSES)}.")] = None,
+    queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this job kind (collect, rewrite, publish, …).")] = None,
+    since: Annotated[str | None, typer.Option(help="Only jobs created in this window, e.g. 24h or 7d.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    if status is not None and status not in STATUSES:
+        raise ContentqError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+    since_iso = iso(now() - parse_duration(since)) if since else None
+    rows = list_jobs(runtime().store, status=status, queue=queue, kind=kind, since=since_iso, limit=limit)
+    if as_json:
+        print_json([decode(r) for r in rows])
+        return
+    for r in rows:
+        r["try"] = f"{r['attempts']}/{r['max_attempts']}"
+        r["note"] = (r["retry_reason"] if r["status"] == "queued" and r["next_retry_at"] else r["error"]) or ""
+        r["note"] = r["note"][:60]
+    table(
+        rows,
+        ["id", "kind", "queue", "status", "try", "post_id", "created_at", "duration_ms", "note"],
+        title="jobs",
+        empty="no jobs match",
+    )
+
+
+@app.command()
+def show(job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOpt = False) -> None:
+    """Show one job record."""
+    row = decode(get_job(runtime().store, job_id))
+    if as_json:
+        print_json(row)
+        return
+    details(row, title=f"job {job_id}")
+
+
+@app.command()
+def logs(job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOpt = False) -> None:
+    """Show a job's event log."""
+    events = job_events(runtime().store, job_id)
+    if as_json:
+        print_json(events)
+        return
+    table(events, ["at", "level", "event", "message"], title=f"events of {job_id}")
+
+
+@app.command()
+def retry(
+    job_id: Annotated[str | None, typer.Argument(help="Job id (or --all-failed).")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="Retry every failed job.")] = False,
+    queue: Annotated[str | None, typer.Option(help="With --all-failed: only this queue.")] = None,
+) -> None:
+    """Run a failed or cancelled job again; the restart is logged on the job."""
+    rt = runtime()
+    if all_failed == (job_id is not None):
+        raise ContentqError("give a job id or --all-failed (not both)")
+    ids = [job_id] if job_id else [r["id"] for r in list_jobs(rt.store, status="failed", queue=queue, limit=100000)]
+    for jid in ids:
+        assert jid is not None
+        row = tracking.retry(rt, jid)
+        ok(f"{jid} queued again (run {row['generation']})")
+    if not ids:
+        console.print("[dim]no failed jobs[/dim]")
+
+
+@app.command()
+def cancel(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+    """Cancel a queued job (a running one finishes its call, but its outcome is discarded)."""
+    row = tracking.cancel(runtime(), job_id)
+    ok(f"{job_id} cancelled")
+    if row.get("attempts"):
+        console.print(f"[dim]it had run {row['attempts']} time(s); see `contentq jobs logs {job_id}`[/dim]")

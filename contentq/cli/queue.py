@@ -1,0 +1,84 @@
+"""`contentq queue`: status, pause/resume, reconcile."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.render import ok, print_json, table
+from contentq.runtime import queues
+from contentq.runtime.reconcile import reconcile as reconcile_jobs
+
+app = typer.Typer(help="Queues: status, pause, resume, reconcile.", no_args_is_help=True)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Per queue: queued, in progress, scheduled, failed, paused, workers, age of the oldest queued job."""
+    rt = runtime()
+    rows = queues.queue_status(rt)
+    extra = status_extras(rt)
+    if as_json:
+        print_json({"queues": rows, **extra})
+        return
+    for row in rows:
+        row["oldest"] = _age(row["oldest_queued_s"])
+        row["in_redis"] = row["redis"]["queued"]
+    table(
+        rows,
+        ["queue", "queued", "in_progress", "scheduled", "failed", "paused", "workers", ("oldest", "oldest queued"),
+         ("in_redis", "in Redis")],
+        title="contentq queues",
+    )  # fmt: skip
+    for name, value in extra.items():
+        typer.echo(f"{name}: {value}")
+
+
+def status_extras(rt: object) -> dict[str, object]:
+    """Other components add lines to the status (the LLM circuit breaker, for one)."""
+    extras: dict[str, object] = {}
+    for provider in STATUS_PROVIDERS:
+        extras.update(provider(rt))
+    return extras
+
+
+STATUS_PROVIDERS: list = []  # type: ignore[type-arg]
+
+
+@app.command()
+def pause(name: Annotated[str, typer.Argument(help="Queue to pause.")]) -> None:
+    """Pause a queue: workers stop taking its jobs; the jobs stay queued."""
+    changed = queues.pause(runtime().redis, name)
+    ok(f"queue {name} paused" if changed else f"queue {name} was already paused")
+
+
+@app.command()
+def resume(name: Annotated[str, typer.Argument(help="Queue to resume.")]) -> None:
+    """Resume a paused queue."""
+    changed = queues.resume(runtime().redis, name)
+    ok(f"queue {name} resumed" if changed else f"queue {name} was not paused")
+
+
+@app.command()
+def reconcile(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be done.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-create in Redis every job SQLite holds as queued or in progress that Redis no longer has."""
+    actions = reconcile_jobs(runtime(), dry_run=dry_run)
+    if as_json:
+        print_json(actions)
+        return
+    table(actions, ["job", "found", "action"], title="reconcile", empty="Redis holds every queued job: nothing to do")

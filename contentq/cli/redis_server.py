@@ -1,0 +1,56 @@
+"""`contentq redis`: the embedded Valkey used when CONTENTQ_REDIS_URL is not set."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from contentq.cli.common import runtime
+from contentq.cli.render import details, ok
+from contentq.errors import ContentqError
+from contentq.runtime.redis import describe_redis, embedded_server
+
+app = typer.Typer(help="Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset).", no_args_is_help=True)
+
+
+def _server():  # type: ignore[no-untyped-def]
+    settings = runtime().settings
+    if settings.redis_url:
+        raise ContentqError(f"CONTENTQ_REDIS_URL is set ({describe_redis(settings)}); the embedded server is not used")
+    return embedded_server(settings)
+
+
+@app.command()
+def start() -> None:
+    """Start the embedded server in the background (commands also start it on demand)."""
+    server = _server()
+    server.start()
+    ok(f"embedded Valkey running on {server.socket}")
+
+
+@app.command()
+def stop() -> None:
+    """Shut the embedded server down (its append-only file keeps the queues)."""
+    server = _server()
+    ok("stopped" if server.stop() else "it was not running")
+
+
+@app.command()
+def status() -> None:
+    """Show whether the embedded server runs, and where."""
+    server = _server()
+    details({"running": server.ping(), "socket": str(server.socket), "pid": server.pid(), "data": str(server.data_dir)})
+
+
+@app.command()
+def serve() -> None:
+    """Run the embedded server in the foreground (for supervisor)."""
+    server = _server()
+    server.data_dir.mkdir(parents=True, exist_ok=True)
+    if server.ping():
+        raise ContentqError(f"the embedded server already runs on {server.socket}; stop it first")
+    if server.socket.exists():
+        server.socket.unlink()
+    args = server.server_args(daemonize=False)
+    os.execv(args[0], args)

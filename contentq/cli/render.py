@@ -1,0 +1,67 @@
+"""All terminal output goes through here: rich tables for people, --json for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(soft_wrap=False)
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    # Plain print, not rich: scripts need exactly the JSON text.
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+def table(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[str | tuple[str, str]],
+    *,
+    title: str | None = None,
+    empty: str = "nothing to show",
+) -> None:
+    rows = list(rows)
+    if not rows:
+        console.print(f"[dim]{empty}[/dim]")
+        return
+    t = Table(title=title, header_style="bold")
+    keys = []
+    for col in columns:
+        key, label = (col, col.replace("_", " ")) if isinstance(col, str) else col
+        keys.append(key)
+        t.add_column(label, overflow="fold")
+    for row in rows:
+        t.add_row(*(_cell(row.get(k)) for k in keys))
+    console.print(t)
+
+
+def details(data: dict[str, Any], *, title: str | None = None) -> None:
+    t = Table(title=title, show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for key, value in data.items():
+        t.add_row(key.replace("_", " "), _cell(value))
+    console.print(t)
+
+
+def ok(message: str) -> None:
+    console.print(f"[green]✓[/green] {message}")
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)

@@ -1,0 +1,27 @@
+"""`contentq worker`: run an RQ worker with contentq's worker class."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from contentq.cli.common import runtime
+from contentq.logs import setup_logging
+from contentq.runtime.worker import run_worker
+from contentq.settings import QUEUES
+
+def worker(
+    queues: Annotated[
+        list[str] | None, typer.Argument(help=f"Queues to work on, any of: {', '.join(QUEUES)} (default: all).")
+    ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit when the queues are empty.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Worker name (default: host.pid).")] = None,
+) -> None:
+    """Run a worker: takes jobs from QUEUES in priority order (publish, rewrite, collect, imagegen, maintenance).
+
+    SIGTERM finishes the current job and exits (warm shutdown); paused queues are skipped.
+    """
+    rt = runtime()
+    setup_logging(rt.settings, rt.settings.log_level)
+    run_worker(rt, list(queues or []), burst=burst, name=name)

@@ -1,0 +1,1 @@
+"""Post content: Telegram HTML and entities, lengths, dedup, filters."""

@@ -1,0 +1,1 @@
+"""Telegram: the gateway Protocol, the Telethon implementation, login and the admin notifier backend."""

@@ -1,0 +1,115 @@
+"""The Telegram gateway Protocol: everything contentq asks of Telegram, in plain synchronous calls.
+
+The Telethon implementation runs one connected client per process on a long-lived event-loop thread;
+tests use a scripted fake. Both raise Telethon's real error classes (`telethon.errors.FloodWaitError`,
+`RandomIdDuplicateError`, `ChannelPrivateError`, …) and `ConnectionError` when Telegram is unreachable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+MediaKind = Literal["photo", "video", "document", "audio", "voice", "sticker"]
+
+
+@dataclass(frozen=True)
+class ResolvedChannel:
+    """A channel resolved once and cached in SQLite (channels table): id + access_hash avoid ResolveUsername."""
+
+    ref: str  # normalised reference, '@name' or a numeric id
+    id: int
+    access_hash: int | None = None
+    title: str = ""
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    kind: MediaKind
+    mime: str | None = None
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    file_name: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    """A message as read from a channel: its text (or caption) as Telegram HTML, and its media if any."""
+
+    id: int
+    date: datetime
+    html: str = ""
+    grouped_id: int | None = None
+    is_forward: bool = False
+    media: MediaInfo | None = None
+    views: int | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingMedia:
+    path: Path
+    kind: MediaKind
+
+
+@dataclass
+class OutgoingPart:
+    """One request of a publication: a text message, one media with caption, or an album (2–10 media)."""
+
+    html: str = ""
+    media: list[OutgoingMedia] = field(default_factory=list)
+
+    @property
+    def kind(self) -> Literal["text", "media", "album"]:
+        if not self.media:
+            return "text"
+        return "media" if len(self.media) == 1 else "album"
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    username: str | None
+    name: str
+    phone: str | None
+    premium: bool = False
+
+
+@runtime_checkable
+class TelegramGateway(Protocol):
+    def ensure_ready(self) -> None:
+        """Connected and authorized, reconnecting if needed; raises ConnectionError or a Telethon auth error."""
+
+    def reconnect(self) -> None:
+        """Drop the connection and connect again."""
+
+    def account(self) -> Account:
+        """The logged-in user (also tells whether it is Premium: longer captions)."""
+
+    def resolve(self, ref: str) -> ResolvedChannel:
+        """Resolve '@name', a t.me link or a numeric id; callers cache the result."""
+
+    def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
+        """Messages with id > min_id, oldest first, at most `limit` (the newest ones when there are more)."""
+
+    def download_media(self, channel: ResolvedChannel, message_id: int) -> bytes:
+        """The media bytes of one message."""
+
+    def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
+        """Send one part with the given random ids (one per media item of an album, else one) through the raw
+        request, so a resend with the same ids is refused with RandomIdDuplicateError; returns message ids."""
+
+    def delete_messages(self, target: ResolvedChannel, message_ids: list[int]) -> None:
+        """Delete messages (cancelling a half-sent batch)."""
+
+    def recent_messages(self, target: ResolvedChannel, limit: int = 20) -> list[FetchedMessage]:
+        """The newest messages of a channel, newest first: settles an uncertain send by looking."""
+
+    def send_admin(self, chat: str, text: str) -> None:
+        """A plain-text message to the admin chat (notifier backend)."""
+
+    def close(self) -> None:
+        """Disconnect."""

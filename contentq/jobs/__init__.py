@@ -1,0 +1,33 @@
+"""Job kinds: each pipeline step is a thin function `run(ctx, **payload)` in a module of this package.
+
+A kind names the handler (a dotted path, imported by the worker when first needed) and its queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contentq.errors import ContentqError
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    handler: str
+    queue: str
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in [
+        Kind("noop", "contentq.jobs.maintenance:noop", "maintenance"),
+        Kind("call", "", "maintenance"),  # runs the handler given at enqueue time (plugins, tests, benches)
+    ]
+}
+
+
+def get_kind(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ContentqError(f"unknown job kind {name!r} (known: {', '.join(sorted(KINDS))})") from None

@@ -1,0 +1,79 @@
+"""Admin notifications: a backend Protocol, with throttling and de-duplication of repeated alerts.
+
+Every notification is recorded in SQLite (`contentq notifications` lists them); one with the same key as
+a delivered one inside the throttle window is counted as suppressed instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from contentq.clock import iso, now
+from contentq.redact import redact
+from contentq.store import Store
+
+if TYPE_CHECKING:
+    from contentq.runtime.context import Runtime
+
+log = logging.getLogger("contentq.notify")
+
+
+class NotifierBackend(Protocol):
+    name: str
+
+    def send(self, message: str, level: str) -> None: ...
+
+
+class LogBackend:
+    """Writes alerts to the process log (supervisor keeps it); the default when no admin chat is set."""
+
+    name = "log"
+
+    def send(self, message: str, level: str) -> None:
+        log.log(logging.ERROR if level == "error" else logging.WARNING, "ADMIN: %s", message)
+
+
+class Notifier:
+    def __init__(self, store: Store, backend: NotifierBackend, throttle_seconds: int = 600) -> None:
+        self.store = store
+        self.backend = backend
+        self.throttle = timedelta(seconds=throttle_seconds)
+
+    def notify(self, key: str, message: str, level: str = "warning") -> bool:
+        """Send unless the same key was delivered within the throttle window; True when sent."""
+        message = redact(message)
+        stamp = now()
+        with self.store.transaction() as conn:
+            last = conn.execute(
+                "SELECT id FROM notifications WHERE key = ? AND delivered = 1 AND at > ? ORDER BY id DESC LIMIT 1",
+                (key, iso(stamp - self.throttle)),
+            ).fetchone()
+            if last is not None:
+                conn.execute("UPDATE notifications SET suppressed = suppressed + 1 WHERE id = ?", (last[0],))
+                return False
+            cursor = conn.execute(
+                "INSERT INTO notifications (key, at, level, message, delivered) VALUES (?, ?, ?, ?, 1)",
+                (key, iso(stamp), level, message),
+            )
+            row_id = cursor.lastrowid
+        try:
+            self.backend.send(message, level)
+        except Exception as exc:  # an alert that cannot be delivered must not fail the job that raised it
+            log.warning("notification %s not delivered by %s: %s", key, self.backend.name, redact(exc))
+            self.store.execute("UPDATE notifications SET delivered = 0 WHERE id = ?", (row_id,))
+            return False
+        return True
+
+
+def build_notifier(runtime: Runtime) -> Notifier:
+    backend: NotifierBackend = LogBackend()
+    if runtime.settings.tg_admin_chat:
+        try:
+            from contentq.integrations.telegram.notifier import telegram_backend
+        except ImportError:
+            pass
+        else:
+            backend = telegram_backend(runtime)
+    return Notifier(runtime.store, backend, runtime.settings.notify_throttle_seconds)

@@ -1,0 +1,205 @@
+"""Routes: donor channels → target channel, with prompt, filters and schedule, from contentq.toml."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from contentq.errors import ConfigError
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_tz(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+    return value
+
+
+def _check_days(value: list[str]) -> list[str]:
+    days = [d.lower()[:3] for d in value]
+    bad = [d for d in days if d not in DAYS]
+    if bad:
+        raise ValueError(f"unknown day(s) {bad}: use {', '.join(DAYS)}")
+    return days
+
+
+def _check_times(value: list[str]) -> list[str]:
+    for item in value:
+        try:
+            time.fromisoformat(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a time of day such as '09:30'") from None
+    return value
+
+
+class Filters(_Strict):
+    stop_words: list[str] = []
+    regexes: list[str] = []
+    min_length: int = 0
+    max_length: int | None = None
+    media_types: list[Literal["text", "photo", "video", "document", "album", "audio", "voice", "sticker"]] | None = (
+        None
+    )
+    skip_forwards: bool = False
+    skip_ads: bool = False
+
+    @field_validator("regexes")
+    @classmethod
+    def _compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+        return value
+
+
+class Schedule(_Strict):
+    asap: bool = False
+    slots: list[str] = []
+    days: list[str] = list(DAYS)
+    timezone: str = "UTC"
+    max_per_day: int | None = None
+    min_gap_minutes: int = 0
+    min_age_minutes: int = 0
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_tz(v)))
+    _days = field_validator("days")(classmethod(lambda cls, v: _check_days(v)))
+    _times = field_validator("slots")(classmethod(lambda cls, v: _check_times(v)))
+
+    @model_validator(mode="after")
+    def _slots_or_asap(self) -> Schedule:
+        if not self.asap and not self.slots:
+            raise ValueError("give publishing slots (slots = ['09:00', ...]) or set asap = true")
+        return self
+
+
+class Generate(_Strict):
+    topic: str
+    times: list[str]
+    days: list[str] = list(DAYS)
+    timezone: str = "UTC"
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_tz(v)))
+    _days = field_validator("days")(classmethod(lambda cls, v: _check_days(v)))
+    _times = field_validator("times")(classmethod(lambda cls, v: _check_times(v)))
+
+
+class Clean(_Strict):
+    """Options of the rule-based rewriter."""
+
+    replacements: dict[str, str] = {}
+    signature: str = ""
+    footer_share: float = 0.5
+    footer_window: int = 20
+
+
+class Route(_Strict):
+    name: str = ""
+    target: str
+    sources: list[str] = []
+    rewriter: Literal["llm", "clean", "none"] = "llm"
+    publisher: Literal["telegram", "outbox"] = "telegram"
+    prompt: str = "Rewrite the post in your own words for our channel. Keep facts, names and numbers."
+    description: str = ""
+    style_examples: int = 3
+    allowed_links: list[str] = []
+    images: Literal["none", "optional", "required"] = "none"
+    image_backend: Literal["openai", "card"] = "card"
+    approval: bool = False
+    filters: Filters = Field(default_factory=Filters)
+    schedule: Schedule = Field(default_factory=lambda: Schedule(asap=True))
+    generate: Generate | None = None
+    clean: Clean = Field(default_factory=Clean)
+
+    @model_validator(mode="after")
+    def _has_input(self) -> Route:
+        if not self.sources and self.generate is None:
+            raise ValueError("a route needs donor channels (sources = [...]) or a [generate] section")
+        return self
+
+
+class RoutesConfig(BaseModel):
+    path: Path | None = None
+    routes: dict[str, Route] = {}
+
+    def get(self, name: str) -> Route:
+        try:
+            return self.routes[name]
+        except KeyError:
+            known = ", ".join(sorted(self.routes)) or "none configured"
+            raise ConfigError(f"unknown route {name!r} (routes: {known})") from None
+
+    def route_for_source(self, source: str) -> Route | None:
+        wanted = normalize_channel_ref(source)
+        for route in self.routes.values():
+            if wanted in {normalize_channel_ref(s) for s in route.sources}:
+                return route
+        return None
+
+    def sources(self) -> list[tuple[str, Route]]:
+        seen: list[tuple[str, Route]] = []
+        for route in self.routes.values():
+            for source in route.sources:
+                seen.append((normalize_channel_ref(source), route))
+        return seen
+
+
+def normalize_channel_ref(ref: str) -> str:
+    """'https://t.me/Foo', 't.me/foo', '@Foo' and 'foo' are one channel: '@foo'. Numeric ids stay."""
+    ref = ref.strip()
+    ref = re.sub(r"^(https?://)?(www\.)?(t|telegram)\.me/", "", ref)
+    if ref.lstrip("-").isdigit():
+        return ref
+    return "@" + ref.lstrip("@").lower()
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig:
+    where = str(path) if path else "contentq.toml"
+    raw_routes = data.get("routes", {})
+    if not isinstance(raw_routes, dict):
+        raise ConfigError(f"{where}: [routes] must be a table of routes, e.g. [routes.news]")
+    routes: dict[str, Route] = {}
+    for name, body in raw_routes.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: route {name!r} must be a table ([routes.{name}])")
+        try:
+            route = Route(**{**body, "name": name})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = _format_loc(err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{where}: route {name!r}: {field}: {msg}") from None
+        routes[name] = route
+    return RoutesConfig(path=path, routes=routes)
+
+
+def load_routes(path: Path, *, required: bool = False) -> RoutesConfig:
+    if not path.exists():
+        if required:
+            raise ConfigError(
+                f"{path}: no routes file; copy contentq.example.toml to {path} and edit it, or set CONTENTQ_CONFIG"
+            )
+        return RoutesConfig(path=path, routes={})
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_routes(data, path)

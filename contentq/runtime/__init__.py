@@ -1,0 +1,1 @@
+"""Redis, queues, workers and job tracking."""

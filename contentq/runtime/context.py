@@ -1,0 +1,165 @@
+"""The per-process runtime (settings, store, Redis) and the context handed to every job."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from contentq.settings import Settings, get_settings
+from contentq.store import Store, open_store
+from contentq.store.jobs import log_event
+
+if TYPE_CHECKING:
+    from contentq.integrations.telegram.gateway import TelegramGateway
+    from contentq.notify import Notifier
+
+log = logging.getLogger("contentq")
+
+
+class Runtime:
+    """What a process needs to talk to the store and the queues; cheap to build, lazy to connect."""
+
+    def __init__(self, settings: Settings, *, store: Store | None = None, conn: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self._store = store
+        self._conn = conn
+        # Integrations built once per process (the Telegram client, the LLM client …); tests put fakes here.
+        self.services: dict[str, Any] = {}
+
+    def service(self, name: str, factory: Callable[[Runtime], Any]) -> Any:
+        """The process's instance of an integration, built by `factory` on first use."""
+        if name not in self.services:
+            self.services[name] = factory(self)
+        return self.services[name]
+
+    @property
+    def telegram(self) -> TelegramGateway:
+        from contentq.integrations.telegram.client import build_gateway
+
+        return self.service("telegram", build_gateway)  # type: ignore[no-any-return]
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.settings.ensure_home()
+            self._store = open_store(self.settings.db_path, self.settings.db_busy_timeout_ms)
+        return self._store
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._conn is None:
+            from contentq.runtime.redis import connect
+
+            self._conn = connect(self.settings)
+        return self._conn
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from contentq.notify import build_notifier
+
+        return build_notifier(self)
+
+    def close(self) -> None:
+        for service in self.services.values():
+            closer = getattr(service, "close", None)
+            if callable(closer):
+                closer()
+        self.services.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+_process_runtime: tuple[int, Runtime] | None = None
+
+
+def process_runtime() -> Runtime:
+    """One runtime per process (workers reuse it across jobs); rebuilt after a fork."""
+    global _process_runtime
+    if _process_runtime is None or _process_runtime[0] != os.getpid():
+        _process_runtime = (os.getpid(), Runtime(get_settings()))
+    return _process_runtime[1]
+
+
+def set_process_runtime(runtime: Runtime) -> None:
+    global _process_runtime
+    _process_runtime = (os.getpid(), runtime)
+
+
+class Reschedule(Exception):  # noqa: N818 - an outcome, not an error
+    """Raise from a job to run it again after `delay` seconds without sleeping in the worker.
+
+    It does not use up a retry: flood waits, rate limits and an open circuit breaker are not failures.
+    """
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = max(0.0, float(delay))
+        self.reason = reason
+
+
+class FatalJobError(Exception):
+    """Raise from a job when retrying cannot help (bad input, refused by policy, auth errors)."""
+
+
+@dataclass
+class JobContext:
+    runtime: Runtime
+    job_id: str
+    kind: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    post_id: int | None = None
+    parent_id: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt >= self.max_attempts
+
+    def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
+        """Append to this job's event log (secrets redacted) and to the process log."""
+        log_event(self.store, self.job_id, event, message, level=level, data=data or None)
+        log.log(
+            logging.getLevelName(level.upper()) if isinstance(logging.getLevelName(level.upper()), int) else 20,
+            "%s %s: %s",
+            self.job_id,
+            event,
+            message,
+            extra={"job_id": self.job_id, "post_id": self.post_id, "queue": self.queue, "event": event},
+        )
+
+    def notify(self, key: str, message: str, level: str = "warning") -> bool:
+        return self.runtime.notifier.notify(key, message, level=level)
+
+    def enqueue_child(
+        self,
+        kind: str,
+        key: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        post_id: int | None = None,
+        delay: timedelta | float | None = None,
+    ) -> dict[str, Any]:
+        from contentq.runtime.tracking import enqueue
+
+        return enqueue(self.runtime, kind, key, payload, post_id=post_id, parent_id=self.job_id, delay=delay)

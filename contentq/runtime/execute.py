@@ -1,0 +1,134 @@
+"""The function every RQ job runs: load the record, run the kind's handler, record the outcome."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+from rq import get_current_job
+
+from contentq.clock import iso, now
+from contentq.jobs import get_kind
+from contentq.redact import redact
+from contentq.runtime.context import FatalJobError, JobContext, Reschedule, process_runtime
+from contentq.runtime.tracking import new_generation
+from contentq.store.jobs import add_event
+
+log = logging.getLogger("contentq.jobs")
+
+MAX_ERROR = 2000
+
+
+@cache
+def resolve_handler(path: str) -> Callable[..., Any]:
+    module_name, _, attr = path.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr)  # type: ignore[no-any-return]
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return redact(text)[:MAX_ERROR]
+
+
+def run_tracked(job_id: str) -> Any:
+    runtime = process_runtime()
+    store = runtime.store
+    rq_job = get_current_job()
+    rq_id = rq_job.id if rq_job is not None else None
+    worker = getattr(rq_job, "worker_name", None) if rq_job is not None else None
+
+    with store.transaction() as conn:
+        cursor = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        columns = [c[0] for c in cursor.description]
+        found = cursor.fetchone()
+        if found is None:
+            log.warning("job %s has no record; skipped", job_id)
+            return None
+        row = dict(zip(columns, found, strict=True))
+        if row["status"] not in ("queued", "in_progress") or (rq_id is not None and row["rq_id"] != rq_id):
+            # A superseded generation or a cancelled job: running it would repeat or undo work.
+            add_event(conn, job_id, "skipped", f"RQ job {rq_id} is not current (record is {row['status']})")
+            return None
+        attempts = row["attempts"] + 1
+        stamp = iso()
+        conn.execute(
+            "UPDATE jobs SET status = 'in_progress', attempts = ?, started_at = ?, worker = ?, next_retry_at = NULL,"
+            " updated_at = ? WHERE id = ?",
+            (attempts, stamp, worker, stamp, job_id),
+        )
+        add_event(conn, job_id, "started", f"attempt {attempts}", data={"worker": worker} if worker else None)
+
+    spec = get_kind(row["kind"])
+    handler = resolve_handler(row["handler"] or spec.handler)
+    retries_left = (rq_job.retries_left or 0) if rq_job is not None else 0
+    payload = json.loads(row["payload"] or "{}")
+    ctx = JobContext(
+        runtime=runtime,
+        job_id=job_id,
+        kind=row["kind"],
+        queue=row["queue"],
+        attempt=attempts,
+        max_attempts=row["max_attempts"],
+        post_id=row["post_id"],
+        parent_id=row["parent_id"],
+        payload=payload,
+    )
+    started = time.perf_counter()
+
+    def finish(status: str, event: str, message: str, **fields: Any) -> bool:
+        duration_ms = (time.perf_counter() - started) * 1000
+        values = {"status": status, "finished_at": iso(), "duration_ms": round(duration_ms, 2), **fields}
+        values["updated_at"] = iso()
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with store.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'in_progress' AND rq_id = ?",
+                [*values.values(), job_id, row["rq_id"]],
+            )
+            current = cursor.rowcount == 1
+            add_event(
+                conn,
+                job_id,
+                event if current else "discarded",
+                message if current else f"{event} after the job was cancelled or superseded: {message}",
+                level="error" if status == "failed" else "info",
+                data={"duration_ms": round(duration_ms, 1)},
+            )
+        return current
+
+    try:
+        result = handler(ctx, **payload)
+    except Reschedule as outcome:
+        if finish("in_progress", "rescheduling", outcome.reason):
+            new_generation(
+                runtime, job_id, event="rescheduled", reason=outcome.reason,
+                delay_seconds=outcome.delay, expect=("in_progress",), expect_rq_id=row["rq_id"],
+            )  # fmt: skip
+        return {"rescheduled_in_s": outcome.delay, "reason": outcome.reason}
+    except FatalJobError as exc:
+        finish("failed", "failed", f"fatal, not retried: {_error_text(exc)}", error=_error_text(exc))
+        if rq_job is not None:
+            rq_job.retries_left = 0  # RQ must not retry what cannot succeed
+        raise
+    except Exception as exc:
+        error = _error_text(exc)
+        if retries_left > 0 and rq_job is not None:
+            interval = rq_job.get_retry_interval()
+            finish(
+                "queued", "retrying", f"{error}; retry in {interval} s ({retries_left} left)",
+                error=error, retry_reason=error, next_retry_at=iso(now() + timedelta(seconds=interval)),
+                finished_at=None,
+            )  # fmt: skip
+        else:
+            finish("failed", "failed", f"{error}\n{redact(traceback.format_exc())[-MAX_ERROR:]}", error=error)
+        raise
+    finish("succeeded", "succeeded", "", result=json.dumps(result, default=str) if result is not None else None)
+    return result

@@ -1,0 +1,201 @@
+"""The one enqueue path: a SQLite job record first, then the RQ job with a deterministic id, Retry and timeout.
+
+Job ids are `<kind>-<key>` (`publish-42`, `collect-donor`); a later run of the same (kind, key) after the
+previous one ended gets `-2`, `-3` …. The RQ job id adds the generation (`publish-42-g1`): a reschedule,
+a manual retry or a reconcile makes a new generation, and a stale generation that still runs finds
+that it is no longer current and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from contentq.clock import iso, now
+from contentq.errors import ContentqError, RedisUnavailableError
+from contentq.jobs import get_kind
+from contentq.runtime.context import Runtime
+from contentq.store.jobs import ACTIVE, add_event, get_job, latest_for_key
+
+EXECUTE = "contentq.runtime.execute.run_tracked"
+
+
+def slug(key: str) -> str:
+    """RQ accepts only letters, digits, '_' and '-' in job ids."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", key).strip("_")
+    return cleaned[:80] or "job"
+
+
+def _delay_seconds(delay: timedelta | float | None) -> float:
+    if delay is None:
+        return 0.0
+    return delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+
+
+def enqueue(
+    runtime: Runtime,
+    kind: str,
+    key: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    post_id: int | None = None,
+    parent_id: str | None = None,
+    delay: timedelta | float | None = None,
+    queue: str | None = None,
+    handler: str | None = None,
+) -> dict[str, Any]:
+    """Record and enqueue a job; while a job of the same (kind, key) is queued or running, return that one."""
+    spec = get_kind(kind)
+    queue_name = queue or spec.queue
+    if spec.name == "call" and not handler:
+        raise ContentqError("a 'call' job needs a handler (a dotted path such as 'package.module:function')")
+    policy = runtime.settings.policy(queue_name)
+    seconds = _delay_seconds(delay)
+    store = runtime.store
+    with store.transaction() as conn:
+        latest, count = latest_for_key(conn, kind, key)
+        if latest is not None and latest["status"] in ACTIVE:
+            return {**latest, "deduplicated": True}
+        job_id = f"{kind}-{slug(key)}" + (f"-{count + 1}" if count else "")
+        stamp = iso()
+        row = {
+            "id": job_id,
+            "kind": kind,
+            "queue": queue_name,
+            "key": key,
+            "status": "queued",
+            "handler": handler,
+            "payload": json.dumps(payload or {}, default=str),
+            "post_id": post_id,
+            "parent_id": parent_id,
+            "rq_id": f"{job_id}-g1",
+            "generation": 1,
+            "max_attempts": policy.attempts,
+            "next_retry_at": iso(now() + timedelta(seconds=seconds)) if seconds else None,
+            "created_at": stamp,
+            "enqueued_at": stamp,
+            "updated_at": stamp,
+        }
+        columns = ", ".join(row)
+        conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+        add_event(
+            conn,
+            job_id,
+            "enqueued",
+            f"queue {queue_name}" + (f", runs in {seconds:.0f} s" if seconds else ""),
+            data={"parent": parent_id} if parent_id else None,
+        )
+    push(runtime, row, seconds)
+    return row
+
+
+def push(runtime: Runtime, row: dict[str, Any], delay_seconds: float = 0.0) -> Job:
+    """Create the RQ job for the record's current generation."""
+    policy = runtime.settings.policy(row["queue"])
+    intervals = policy.retry_intervals()
+    try:
+        queue = Queue(row["queue"], connection=runtime.redis)
+        options: dict[str, Any] = {
+            "job_id": row["rq_id"],
+            "job_timeout": policy.timeout,
+            "result_ttl": runtime.settings.job_result_ttl,
+            "failure_ttl": runtime.settings.job_failure_ttl,
+            "description": f"{row['kind']} {row['key']}",
+            "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
+        }
+        if delay_seconds > 0:
+            return queue.enqueue_in(timedelta(seconds=delay_seconds), EXECUTE, row["id"], **options)
+        return queue.enqueue(EXECUTE, row["id"], **options)
+    except redis.RedisError as exc:
+        raise RedisUnavailableError(
+            f"job {row['id']} is recorded but Redis refused it ({exc}); "
+            "once Redis is back, `contentq queue reconcile` enqueues it"
+        ) from None
+
+
+def new_generation(
+    runtime: Runtime,
+    job_id: str,
+    *,
+    event: str,
+    reason: str,
+    delay_seconds: float = 0.0,
+    expect: tuple[str, ...] | None = None,
+    expect_rq_id: str | None = None,
+) -> dict[str, Any] | None:
+    """Queue the job again under a new RQ id (reschedule, retry, reconcile); None if the CAS lost."""
+    with runtime.store.transaction() as conn:
+        cursor = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        columns = [c[0] for c in cursor.description]
+        found = cursor.fetchone()
+        if found is None:
+            return None
+        row = dict(zip(columns, found, strict=True))
+        if expect is not None and row["status"] not in expect:
+            return None
+        if expect_rq_id is not None and row["rq_id"] != expect_rq_id:
+            return None
+        generation = row["generation"] + 1
+        stamp = iso()
+        row.update(
+            status="queued",
+            generation=generation,
+            rq_id=f"{job_id}-g{generation}",
+            next_retry_at=iso(now() + timedelta(seconds=delay_seconds)) if delay_seconds else None,
+            retry_reason=reason,
+            finished_at=None,
+            enqueued_at=stamp,
+            updated_at=stamp,
+        )
+        conn.execute(
+            "UPDATE jobs SET status = 'queued', generation = ?, rq_id = ?, next_retry_at = ?, retry_reason = ?,"
+            " finished_at = NULL, enqueued_at = ?, updated_at = ? WHERE id = ?",
+            (generation, row["rq_id"], row["next_retry_at"], reason, stamp, stamp, job_id),
+        )
+        add_event(conn, job_id, event, reason, data={"generation": generation, "delay_s": round(delay_seconds, 1)})
+    push(runtime, row, delay_seconds)
+    return row
+
+
+def retry(runtime: Runtime, job_id: str) -> dict[str, Any]:
+    """Run a failed or cancelled job again (a new generation with fresh retries)."""
+    row = get_job(runtime.store, job_id)
+    if row["status"] in ACTIVE:
+        raise ContentqError(f"job {job_id} is {row['status']}; only failed or cancelled jobs can be retried")
+    if row["status"] == "succeeded":
+        raise ContentqError(f"job {job_id} succeeded; there is nothing to retry")
+    done = new_generation(
+        runtime, job_id, event="restarted", reason=f"restarted by the operator (was {row['status']})",
+        expect=("failed", "cancelled"),
+    )  # fmt: skip
+    if done is None:
+        raise ContentqError(f"job {job_id} changed while retrying it; look at `contentq jobs show {job_id}`")
+    return done
+
+
+def cancel(runtime: Runtime, job_id: str) -> dict[str, Any]:
+    """Cancel a queued or running job; a running one finishes its current call but its outcome is discarded."""
+    row = get_job(runtime.store, job_id)
+    if row["status"] not in ACTIVE:
+        raise ContentqError(f"job {job_id} is already {row['status']}")
+    with runtime.store.transaction() as conn:
+        cursor = conn.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ? WHERE id = ? AND status = ?",
+            (iso(), iso(), job_id, row["status"]),
+        )
+        if cursor.rowcount != 1:
+            raise ContentqError(f"job {job_id} changed while cancelling it; try again")
+        add_event(conn, job_id, "cancelled", f"cancelled by the operator while {row['status']}")
+    if row["status"] == "queued":  # a running job is left to finish; its outcome is discarded
+        try:
+            Job.fetch(row["rq_id"], connection=runtime.redis).cancel()
+        except NoSuchJobError:
+            pass
+    return get_job(runtime.store, job_id)

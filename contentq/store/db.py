@@ -1,0 +1,93 @@
+"""Opening the database: WAL, a busy timeout, migrations applied on open."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from contentq.errors import ContentqError, DatabaseLockedError
+from contentq.store.migrations import apply_migrations
+
+
+class Store:
+    """A sqlite-utils Database plus the transaction helper every compare-and-set goes through."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                str(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise ContentqError(f"cannot open the database {path}: {exc}; check CONTENTQ_HOME") from None
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        with self.translate_errors():
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise DatabaseLockedError(
+                    f"the database {self.path} is locked by another process "
+                    f"(waited {self.busy_timeout_ms / 1000:g} s); try again, or raise CONTENTQ_DB_BUSY_TIMEOUT_MS"
+                ) from None
+            raise
+
+    @contextmanager
+    def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock up front so CAS reads are not stale."""
+        with self._lock, self.translate_errors():
+            self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        with self._lock, self.translate_errors():
+            return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        with self._lock, self.translate_errors():
+            cursor = self.conn.execute(sql, params)
+            columns = [c[0] for c in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        with self._lock, self.translate_errors():
+            row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_store(path: Path, busy_timeout_ms: int = 5000, migrate: bool = True) -> Store:
+    store = Store(path, busy_timeout_ms)
+    if migrate:
+        with store.translate_errors():
+            apply_migrations(store)
+    return store

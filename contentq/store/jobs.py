@@ -1,0 +1,95 @@
+"""Job records and their event log."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from contentq.clock import iso
+from contentq.errors import NotFoundError
+from contentq.redact import redact
+from contentq.store.db import Store
+
+ACTIVE = ("queued", "in_progress")
+TERMINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ACTIVE + TERMINAL
+
+
+def add_event(
+    conn: sqlite3.Connection,
+    job_id: str,
+    event: str,
+    message: str = "",
+    *,
+    level: str = "info",
+    data: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO job_events (job_id, at, level, event, message, data) VALUES (?, ?, ?, ?, ?, ?)",
+        (job_id, iso(), level, event, redact(message), redact(json.dumps(data, default=str)) if data else None),
+    )
+
+
+def log_event(store: Store, job_id: str, event: str, message: str = "", **kw: Any) -> None:
+    with store.transaction():
+        add_event(store.conn, job_id, event, message, **kw)
+
+
+def get_job(store: Store, job_id: str) -> dict[str, Any]:
+    row = store.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    if row is None:
+        raise NotFoundError(f"no job {job_id!r}; `contentq jobs list` shows the jobs")
+    return row
+
+
+def latest_for_key(conn: sqlite3.Connection, kind: str, key: str) -> tuple[dict[str, Any] | None, int]:
+    """The newest job of (kind, key) and how many there are."""
+    cursor = conn.execute(
+        "SELECT * FROM jobs WHERE kind = ? AND key = ? ORDER BY created_at DESC, rowid DESC", (kind, key)
+    )
+    columns = [c[0] for c in cursor.description]
+    rows = cursor.fetchall()
+    latest = dict(zip(columns, rows[0], strict=True)) if rows else None
+    return latest, len(rows)
+
+
+def list_jobs(
+    store: Store,
+    *,
+    status: str | None = None,
+    queue: str | None = None,
+    kind: str | None = None,
+    since: str | None = None,
+    post_id: int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    where, params = [], []
+    for column, value in (("status", status), ("queue", queue), ("kind", kind), ("post_id", post_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since:
+        where.append("created_at >= ?")
+        params.append(since)
+    sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+    params.append(limit)
+    return store.query(sql, params)
+
+
+def job_events(store: Store, job_id: str) -> list[dict[str, Any]]:
+    get_job(store, job_id)
+    return store.query("SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+
+
+def decode(row: dict[str, Any]) -> dict[str, Any]:
+    """A job row with its JSON columns decoded, for --json output."""
+    out = dict(row)
+    for column in ("payload", "result"):
+        if out.get(column):
+            try:
+                out[column] = json.loads(out[column])
+            except ValueError:
+                pass
+    return out

@@ -1,0 +1,226 @@
+"""Numbered schema migrations, applied in order when the store opens, one transaction each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from contentq.clock import iso
+
+if TYPE_CHECKING:
+    from contentq.store.db import Store
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    apply: Callable[[Store], None]
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(number: int, name: str) -> Callable[[Callable[[Store], None]], Callable[[Store], None]]:
+    def register(fn: Callable[[Store], None]) -> Callable[[Store], None]:
+        MIGRATIONS.append(Migration(number, name, fn))
+        return fn
+
+    return register
+
+
+@migration(1, "initial schema: channels, posts, media, jobs, job events, usage, sends, rules, notifications")
+def _initial(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE TABLE channels (
+            ref TEXT PRIMARY KEY,           -- normalised reference: '@name' or a numeric id
+            tg_id INTEGER,
+            access_hash INTEGER,
+            title TEXT,
+            role TEXT NOT NULL DEFAULT 'source',
+            last_message_id INTEGER NOT NULL DEFAULT 0,
+            last_collected_at TEXT,
+            last_error TEXT,
+            collected_count INTEGER NOT NULL DEFAULT 0,
+            duplicate_count INTEGER NOT NULL DEFAULT 0,
+            filtered_count INTEGER NOT NULL DEFAULT 0,
+            resolved_at TEXT,
+            updated_at TEXT
+        );
+        CREATE TABLE posts (
+            id INTEGER PRIMARY KEY,
+            route TEXT NOT NULL,
+            source TEXT,
+            source_msg_id INTEGER,
+            source_msg_ids TEXT,           -- JSON list: every message of an album
+            grouped_id INTEGER,
+            kind TEXT NOT NULL DEFAULT 'text',
+            text_html TEXT NOT NULL DEFAULT '',
+            is_forward INTEGER NOT NULL DEFAULT 0,
+            posted_at TEXT,
+            collected_at TEXT NOT NULL,
+            state TEXT NOT NULL,
+            state_reason TEXT,
+            duplicate_of INTEGER REFERENCES posts(id) ON DELETE SET NULL,
+            content_hash TEXT,
+            minhash BLOB,
+            rewrite_html TEXT,
+            title TEXT,
+            image_prompt TEXT,
+            truncated INTEGER NOT NULL DEFAULT 0,
+            rewriter TEXT,
+            target TEXT,
+            scheduled_at TEXT,
+            published_at TEXT,
+            message_ids TEXT,
+            link TEXT,
+            updated_at TEXT NOT NULL,
+            UNIQUE (source, source_msg_id)
+        );
+        CREATE INDEX posts_state ON posts(state, route);
+        CREATE INDEX posts_content_hash ON posts(content_hash);
+        CREATE INDEX posts_scheduled ON posts(state, scheduled_at);
+        CREATE TABLE media (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER REFERENCES posts(id) ON DELETE SET NULL,
+            position INTEGER NOT NULL DEFAULT 0,
+            origin TEXT NOT NULL DEFAULT 'donor',   -- donor | generated
+            kind TEXT NOT NULL,                     -- photo | video | document | audio
+            sha256 TEXT,
+            path TEXT,                              -- relative to CONTENTQ_HOME/media, NULL when not downloaded
+            mime TEXT,
+            size INTEGER,
+            width INTEGER,
+            height INTEGER,
+            prompt TEXT,
+            backend TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX media_post ON media(post_id);
+        CREATE INDEX media_sha ON media(sha256);
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            key TEXT NOT NULL,
+            status TEXT NOT NULL,
+            handler TEXT,                  -- dotted path when not the default for the kind
+            payload TEXT NOT NULL DEFAULT '{}',
+            post_id INTEGER,
+            parent_id TEXT,
+            rq_id TEXT,
+            generation INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 1,
+            next_retry_at TEXT,
+            retry_reason TEXT,
+            error TEXT,
+            result TEXT,
+            worker TEXT,
+            created_at TEXT NOT NULL,
+            enqueued_at TEXT,
+            started_at TEXT,
+            finished_at TEXT,
+            duration_ms REAL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX jobs_status ON jobs(status, queue);
+        CREATE INDEX jobs_created ON jobs(created_at);
+        CREATE INDEX jobs_post ON jobs(post_id);
+        CREATE INDEX jobs_key ON jobs(kind, key);
+        CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            level TEXT NOT NULL DEFAULT 'info',
+            event TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT '',
+            data TEXT
+        );
+        CREATE INDEX job_events_job ON job_events(job_id, id);
+        CREATE TABLE usage (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            post_id INTEGER,
+            route TEXT,
+            job_id TEXT,
+            model TEXT,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            cost REAL NOT NULL DEFAULT 0
+        );
+        CREATE INDEX usage_at ON usage(at);
+        CREATE TABLE sends (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL,
+            target TEXT NOT NULL,
+            part INTEGER NOT NULL,
+            random_id INTEGER NOT NULL,
+            status TEXT NOT NULL,          -- attempting | sent | deleted | failed
+            message_ids TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (post_id, target, part)
+        );
+        CREATE TABLE rules (
+            route TEXT PRIMARY KEY,
+            next_run_at TEXT,
+            runs INTEGER NOT NULL DEFAULT 0,
+            successes INTEGER NOT NULL DEFAULT 0,
+            last_run_at TEXT,
+            last_error TEXT
+        );
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            at TEXT NOT NULL,
+            level TEXT NOT NULL,
+            message TEXT NOT NULL,
+            delivered INTEGER NOT NULL DEFAULT 1,
+            suppressed INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX notifications_key ON notifications(key, at);
+        """
+    )
+
+
+def run_script(store: Store, script: str) -> None:
+    """Statement by statement: executescript() would COMMIT the migration's transaction early."""
+    for statement in script.split(";"):
+        if statement.strip():
+            store.conn.execute(statement)
+
+
+def applied(store: Store) -> dict[int, str]:
+    store.conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)"
+    )
+    return {row[0]: row[2] for row in store.conn.execute("SELECT number, name, applied_at FROM _migrations")}
+
+
+def apply_migrations(store: Store) -> list[Migration]:
+    """Apply what is missing; returns the migrations applied now."""
+    done = applied(store)
+    pending = [m for m in sorted(MIGRATIONS, key=lambda m: m.number) if m.number not in done]
+    for m in pending:
+        with store.transaction():
+            # Re-check inside the write lock: another process may have migrated meanwhile.
+            if store.conn.execute("SELECT 1 FROM _migrations WHERE number = ?", (m.number,)).fetchone():
+                continue
+            m.apply(store)
+            store.conn.execute(
+                "INSERT INTO _migrations (number, name, applied_at) VALUES (?, ?, ?)", (m.number, m.name, iso())
+            )
+    return pending
+
+
+def migration_status(store: Store) -> list[dict[str, object]]:
+    done = applied(store)
+    return [
+        {"number": m.number, "name": m.name, "applied_at": done.get(m.number)}
+        for m in sorted(MIGRATIONS, key=lambda m: m.number)
+    ]

@@ -1,0 +1,175 @@
+"""A scripted Telegram behind the gateway Protocol, raising Telethon's real error classes.
+
+Script channels with messages, queue errors for the next calls of a method, and inspect what was sent.
+Like Telegram, it refuses a reused random_id with RandomIdDuplicateError.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from telethon import errors
+
+from contentq.integrations.telegram.gateway import (
+    Account,
+    FetchedMessage,
+    MediaInfo,
+    OutgoingPart,
+    ResolvedChannel,
+)
+from contentq.routes import normalize_channel_ref
+
+
+@dataclass
+class SentMessage:
+    target: str
+    message_id: int
+    html: str
+    media: list[str]
+    random_id: int
+    at: datetime
+    deleted: bool = False
+
+
+@dataclass
+class FakeTelegram:
+    channels: dict[str, ResolvedChannel] = field(default_factory=dict)
+    messages: dict[str, list[FetchedMessage]] = field(default_factory=lambda: defaultdict(list))
+    media_bytes: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    sent: list[SentMessage] = field(default_factory=list)
+    admin_messages: list[tuple[str, str]] = field(default_factory=list)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    premium: bool = False
+    authorized: bool = True
+    connected: bool = True
+    dead: bool = False  # a dead session: ensure_ready and reconnect keep failing
+    reconnects: int = 0
+    _errors: dict[str, deque[BaseException]] = field(default_factory=lambda: defaultdict(deque))
+    _used_random_ids: set[int] = field(default_factory=set)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # Scripting ---------------------------------------------------------------------------------
+
+    def add_channel(self, ref: str, channel_id: int | None = None, title: str = "") -> ResolvedChannel:
+        ref = normalize_channel_ref(ref)
+        cid = channel_id or (abs(hash(ref)) % 10**9 + 10**9)
+        channel = ResolvedChannel(ref=ref, id=cid, access_hash=cid * 7, title=title or ref, username=ref.lstrip("@"))
+        self.channels[ref] = channel
+        return channel
+
+    def add_message(
+        self,
+        ref: str,
+        msg_id: int,
+        html: str = "",
+        *,
+        media: MediaInfo | None = None,
+        data: bytes | None = None,
+        grouped_id: int | None = None,
+        is_forward: bool = False,
+        date: datetime | None = None,
+    ) -> FetchedMessage:
+        ref = normalize_channel_ref(ref)
+        if ref not in self.channels:
+            self.add_channel(ref)
+        message = FetchedMessage(
+            id=msg_id, date=date or datetime.now(UTC), html=html, grouped_id=grouped_id,
+            is_forward=is_forward, media=media,
+        )  # fmt: skip
+        self.messages[ref].append(message)
+        if media is not None:
+            self.media_bytes[(ref, msg_id)] = data if data is not None else f"media {ref} {msg_id}".encode()
+        return message
+
+    def fail_next(self, method: str, *excs: BaseException) -> None:
+        """The next calls of `method` raise these, in order."""
+        self._errors[method].extend(excs)
+
+    def _maybe_fail(self, method: str, arg: Any = None) -> None:
+        self.calls.append((method, arg))
+        queue = self._errors.get(method)
+        if queue:
+            raise queue.popleft()
+
+    # Gateway Protocol --------------------------------------------------------------------------
+
+    def ensure_ready(self) -> None:
+        self._maybe_fail("ensure_ready")
+        if self.dead or not self.connected:
+            raise ConnectionError("the Telegram connection is down")
+        if not self.authorized:
+            raise errors.AuthKeyUnregisteredError(request=None)
+
+    def reconnect(self) -> None:
+        self.reconnects += 1
+        self._maybe_fail("reconnect")
+        if not self.dead:
+            self.connected = True
+
+    def account(self) -> Account:
+        self._maybe_fail("account")
+        return Account(id=42, username="operator", name="Operator", phone="+10000000000", premium=self.premium)
+
+    def resolve(self, ref: str) -> ResolvedChannel:
+        self._maybe_fail("resolve", ref)
+        key = normalize_channel_ref(ref)
+        if key not in self.channels:
+            raise errors.UsernameNotOccupiedError(request=None)
+        return self.channels[key]
+
+    def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
+        self._maybe_fail("fetch_messages", (channel.ref, min_id, limit))
+        newer = sorted((m for m in self.messages[channel.ref] if m.id > min_id), key=lambda m: m.id)
+        return newer[-limit:] if limit else newer
+
+    def download_media(self, channel: ResolvedChannel, message_id: int) -> bytes:
+        self._maybe_fail("download_media", (channel.ref, message_id))
+        return self.media_bytes[(channel.ref, message_id)]
+
+    def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
+        self._maybe_fail("send", (target.ref, part.kind))
+        with self._lock:
+            if any(r in self._used_random_ids for r in random_ids):
+                raise errors.RandomIdDuplicateError(request=None)
+            self._used_random_ids.update(random_ids)
+            now = datetime.now(UTC)
+            ids = []
+            items = part.media or [None]
+            for index, (item, random_id) in enumerate(zip(items, random_ids, strict=True)):
+                html = part.html if index == 0 or part.kind == "text" else ""
+                mid = next(self._ids)
+                ids.append(mid)
+                self.sent.append(
+                    SentMessage(target.ref, mid, html, [str(item.path)] if item else [], random_id, now)
+                )
+            return ids
+
+    def delete_messages(self, target: ResolvedChannel, message_ids: list[int]) -> None:
+        self._maybe_fail("delete_messages", (target.ref, list(message_ids)))
+        for message in self.sent:
+            if message.target == target.ref and message.message_id in message_ids:
+                message.deleted = True
+
+    def recent_messages(self, target: ResolvedChannel, limit: int = 20) -> list[FetchedMessage]:
+        self._maybe_fail("recent_messages", target.ref)
+        mine = [m for m in self.sent if m.target == target.ref and not m.deleted]
+        return [FetchedMessage(id=m.message_id, date=m.at, html=m.html) for m in reversed(mine)][:limit]
+
+    def send_admin(self, chat: str, text: str) -> None:
+        self._maybe_fail("send_admin", chat)
+        self.admin_messages.append((chat, text))
+
+    def close(self) -> None:
+        self.connected = False
+
+    # Inspection --------------------------------------------------------------------------------
+
+    def visible(self, target: str) -> list[SentMessage]:
+        ref = normalize_channel_ref(target)
+        return [m for m in self.sent if m.target == ref and not m.deleted]
