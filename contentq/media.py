@@ -1,0 +1,50 @@
+"""Content-addressed media files under CONTENTQ_HOME/media: `<sha[:2]>/<sha><ext>`, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    sha256: str
+    relpath: str  # relative to the media directory (what the media table keeps)
+    size: int
+
+    def path(self, media_dir: Path) -> Path:
+        return media_dir / self.relpath
+
+
+def extension_for(mime: str | None, default: str = ".bin") -> str:
+    if not mime:
+        return default
+    ext = mimetypes.guess_extension(mime.split(";")[0].strip())
+    return {".jpe": ".jpg", ".jpeg": ".jpg"}.get(ext or "", ext or default)
+
+
+def store_bytes(media_dir: Path, data: bytes, *, mime: str | None = None, ext: str | None = None) -> StoredFile:
+    """Save `data` once by its SHA-256; storing the same bytes again returns the existing file."""
+    sha = hashlib.sha256(data).hexdigest()
+    suffix = ext if ext is not None else extension_for(mime)
+    relpath = f"{sha[:2]}/{sha}{suffix}"
+    target = media_dir / relpath
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)  # atomic: a reader never sees half a file
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return StoredFile(sha256=sha, relpath=relpath, size=len(data))
+
+
+def store_file(media_dir: Path, source: Path, *, mime: str | None = None) -> StoredFile:
+    return store_bytes(media_dir, source.read_bytes(), mime=mime, ext=source.suffix.lower() or None)
