@@ -184,9 +184,9 @@ def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig
             route = Route(**{**body, "name": name})
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = _format_loc(err["loc"])
+            field = f"{_format_loc(err['loc'])}: " if err["loc"] else ""
             msg = err["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"{where}: route {name!r}: {field}: {msg}") from None
+            raise ConfigError(f"{where}: route {name!r}: {field}{msg}") from None
         routes[name] = route
     return RoutesConfig(path=path, routes=routes)
 

@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     )
 
     home: Path = Field(default_factory=default_home, description="Data directory for everything contentq keeps.")
-    config: Path | None = Field(None, description="Routes file; default CONTENTQ_HOME/contentq.toml or ./contentq.toml.")
+    config: Path | None = Field(
+        None, description="Routes file; default CONTENTQ_HOME/contentq.toml or ./contentq.toml."
+    )
     redis_url: str | None = Field(None, description="Redis URL; unset = embedded Valkey under CONTENTQ_HOME.")
     db_busy_timeout_ms: int = 5000
     log_format: Literal["human", "json"] = "human"

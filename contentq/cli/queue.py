@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import ok, print_json, table
 from contentq.runtime import queues
+from contentq.runtime.context import Runtime
 from contentq.runtime.reconcile import reconcile as reconcile_jobs
 
 app = typer.Typer(help="Queues: status, pause, resume, reconcile.", no_args_is_help=True)
@@ -46,7 +48,7 @@ def status(as_json: JsonOpt = False) -> None:
         typer.echo(f"{name}: {value}")
 
 
-def status_extras(rt: object) -> dict[str, object]:
+def status_extras(rt: Runtime) -> dict[str, object]:
     """Other components add lines to the status (the LLM circuit breaker, for one)."""
     extras: dict[str, object] = {}
     for provider in STATUS_PROVIDERS:
@@ -54,7 +56,7 @@ def status_extras(rt: object) -> dict[str, object]:
     return extras
 
 
-STATUS_PROVIDERS: list = []  # type: ignore[type-arg]
+STATUS_PROVIDERS: list[Callable[[Runtime], dict[str, object]]] = []
 
 
 @app.command()

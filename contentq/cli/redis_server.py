@@ -9,12 +9,14 @@ import typer
 from contentq.cli.common import runtime
 from contentq.cli.render import details, ok
 from contentq.errors import ContentqError
-from contentq.runtime.redis import describe_redis, embedded_server
+from contentq.runtime.redis import EmbeddedServer, describe_redis, embedded_server
 
-app = typer.Typer(help="Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset).", no_args_is_help=True)
+app = typer.Typer(
+    help="Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset).", no_args_is_help=True
+)
 
 
-def _server():  # type: ignore[no-untyped-def]
+def _server() -> EmbeddedServer:
     settings = runtime().settings
     if settings.redis_url:
         raise ContentqError(f"CONTENTQ_REDIS_URL is set ({describe_redis(settings)}); the embedded server is not used")

@@ -11,6 +11,7 @@ from contentq.logs import setup_logging
 from contentq.runtime.worker import run_worker
 from contentq.settings import QUEUES
 
+
 def worker(
     queues: Annotated[
         list[str] | None, typer.Argument(help=f"Queues to work on, any of: {', '.join(QUEUES)} (default: all).")

@@ -43,7 +43,7 @@ class Runtime:
     def telegram(self) -> TelegramGateway:
         from contentq.integrations.telegram.client import build_gateway
 
-        return self.service("telegram", build_gateway)  # type: ignore[no-any-return]
+        return self.service("telegram", build_gateway)
 
     @property
     def store(self) -> Store:

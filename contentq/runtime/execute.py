@@ -30,7 +30,7 @@ MAX_ERROR = 2000
 def resolve_handler(path: str) -> Callable[..., Any]:
     module_name, _, attr = path.partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, attr)  # type: ignore[no-any-return]
+    return getattr(module, attr)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -31,7 +31,7 @@ def resume(conn: redis.Redis, name: str) -> bool:
 
 
 def paused_queues(conn: redis.Redis) -> set[str]:
-    return {m.decode() if isinstance(m, bytes) else str(m) for m in conn.smembers(PAUSED_KEY)}  # type: ignore[union-attr]
+    return {m.decode() if isinstance(m, bytes) else str(m) for m in conn.smembers(PAUSED_KEY)}
 
 
 def queue_status(runtime: Runtime) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ that it is no longer current and does nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from datetime import timedelta
@@ -194,8 +195,6 @@ def cancel(runtime: Runtime, job_id: str) -> dict[str, Any]:
             raise ContentqError(f"job {job_id} changed while cancelling it; try again")
         add_event(conn, job_id, "cancelled", f"cancelled by the operator while {row['status']}")
     if row["status"] == "queued":  # a running job is left to finish; its outcome is discarded
-        try:
+        with contextlib.suppress(NoSuchJobError):
             Job.fetch(row["rq_id"], connection=runtime.redis).cancel()
-        except NoSuchJobError:
-            pass
     return get_job(runtime.store, job_id)

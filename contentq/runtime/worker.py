@@ -9,7 +9,9 @@ import threading
 import time
 from typing import Any
 
+import redis
 from rq import SimpleWorker
+from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
@@ -63,6 +65,7 @@ class ContentqWorker(SimpleWorker):
     ) -> tuple[Job, Queue] | None:
         """Like RQ's, but paused queues are skipped and the block on Redis is short."""
         self.set_state(WorkerStatus.IDLE)
+        backoff = 1.0
         while True:
             self.heartbeat()
             if self.should_run_maintenance_tasks:
@@ -77,14 +80,24 @@ class ContentqWorker(SimpleWorker):
                 time.sleep(DEQUEUE_POLL_SECONDS)
                 continue
             wait = None if timeout is None else DEQUEUE_POLL_SECONDS
-            result = self.queue_class.dequeue_any(
-                active,
-                wait,
-                connection=self.connection,
-                job_class=self.job_class,
-                serializer=self.serializer,
-                death_penalty_class=self.death_penalty_class,
-            )
+            try:
+                result = self.queue_class.dequeue_any(
+                    active,
+                    wait,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except DequeueTimeout:
+                continue
+            except redis.ConnectionError as exc:
+                # Redis restarting: wait and retry like RQ does, with a capped backoff.
+                self.log.error("Worker %s: cannot reach Redis (%s); retrying in %.0f s", self.name, exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 1.0
             if result is not None:
                 job, queue = result
                 self.reorder_queues(reference_queue=queue)
@@ -100,7 +113,9 @@ class ContentqWorker(SimpleWorker):
         super().teardown()
 
 
-def run_worker(runtime: Runtime, queues: list[str] | None = None, *, burst: bool = False, name: str | None = None) -> bool:
+def run_worker(
+    runtime: Runtime, queues: list[str] | None = None, *, burst: bool = False, name: str | None = None
+) -> bool:
     """Run a worker on `queues` (all, in priority order, when empty) until stopped, or until idle with burst."""
     names = [check_queue(q) for q in (queues or list(QUEUES))]
     names.sort(key=QUEUES.index)  # priority order whatever order they were given in

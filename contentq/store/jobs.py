@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from typing import Any
@@ -88,8 +89,6 @@ def decode(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for column in ("payload", "result"):
         if out.get(column):
-            try:
+            with contextlib.suppress(ValueError):
                 out[column] = json.loads(out[column])
-            except ValueError:
-                pass
     return out

@@ -1,0 +1,109 @@
+"""The admin CLI: tables, --json, and one clear line with exit 1 for bad ids, no Redis, a locked database."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import click
+import typer
+from typer.testing import CliRunner
+
+from contentq.cli.app import app
+from contentq.runtime.tracking import enqueue
+from contentq.settings import load_settings
+from tests.conftest import drain, subprocess_env
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point in a child process: exit codes and stderr exactly as a user sees them."""
+    own = {k: v for k, v in os.environ.items() if k.startswith("CONTENTQ_")}
+    env = subprocess_env(load_settings(), COLUMNS="200", **own)
+    command = [sys.executable, "-m", "contentq", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_queue_status_table_and_json(rt):
+    enqueue(rt, "call", "a", handler="tests.jobfuncs:ok")
+    result = runner.invoke(app, ["queue", "status"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "maintenance" in result.output and "publish" in result.output
+    result = runner.invoke(app, ["queue", "status", "--json"])
+    data = json.loads(result.output)
+    maintenance = next(q for q in data["queues"] if q["queue"] == "maintenance")
+    assert maintenance["queued"] == 1 and maintenance["paused"] is False
+
+
+def test_jobs_list_show_logs_json(rt):
+    row = enqueue(rt, "call", "b", {"n": 1}, handler="tests.jobfuncs:ok")
+    drain(rt, "maintenance")
+    listed = json.loads(runner.invoke(app, ["jobs", "list", "--json", "--status", "succeeded"]).output)
+    assert [j["id"] for j in listed] == [row["id"]]
+    assert listed[0]["payload"] == {"n": 1}
+    shown = json.loads(runner.invoke(app, ["jobs", "show", row["id"], "--json"]).output)
+    assert shown["status"] == "succeeded" and shown["attempts"] == 1
+    logs = json.loads(runner.invoke(app, ["jobs", "logs", row["id"], "--json"]).output)
+    assert [e["event"] for e in logs] == ["enqueued", "started", "succeeded"]
+    table = runner.invoke(app, ["jobs", "list", "--since", "1h"], env={"COLUMNS": "200"})
+    assert row["id"] in table.output
+
+
+def test_pause_resume_retry_cancel_commands(rt):
+    row = enqueue(rt, "call", "c", handler="tests.jobfuncs:fatal")
+    assert runner.invoke(app, ["queue", "pause", "maintenance"]).exit_code == 0
+    assert json.loads(runner.invoke(app, ["queue", "status", "--json"]).output)["queues"][4]["paused"] is True
+    assert runner.invoke(app, ["queue", "resume", "maintenance"]).exit_code == 0
+    drain(rt, "maintenance")
+    result = runner.invoke(app, ["jobs", "retry", "--all-failed"])
+    assert result.exit_code == 0 and row["id"] in result.output
+    result = runner.invoke(app, ["jobs", "cancel", row["id"]])
+    assert result.exit_code == 0
+    assert rt.store.scalar("SELECT status FROM jobs WHERE id = ?", (row["id"],)) == "cancelled"
+
+
+def test_unknown_id_is_one_line_and_exit_1(rt):
+    result = cli("jobs", "show", "no-such-job")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["error: no job 'no-such-job'; `contentq jobs list` shows the jobs"]
+
+
+def test_unreachable_redis_is_one_line_and_exit_1(rt, monkeypatch):
+    monkeypatch.setenv("CONTENTQ_REDIS_URL", "redis://:hunter2secret@127.0.0.1:1/0")
+    result = cli("queue", "status")
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot reach Redis at redis://:***@127.0.0.1:1/0")
+    assert "hunter2secret" not in result.stderr
+
+
+def test_locked_database_is_one_line_and_exit_1(rt, monkeypatch):
+    row = enqueue(rt, "call", "locked", handler="tests.jobfuncs:ok")
+    holder = sqlite3.connect(str(rt.settings.db_path), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        monkeypatch.setenv("CONTENTQ_DB_BUSY_TIMEOUT_MS", "200")
+        result = cli("jobs", "cancel", row["id"])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "is locked by another process" in line
+
+
+def test_every_command_has_help_text():
+    command = typer.main.get_command(app)
+
+    def walk(cmd: click.Command, path: str) -> list[str]:
+        missing = [] if (cmd.help or cmd.short_help) else [path]
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                missing += walk(sub, f"{path} {name}")
+        return missing
+
+    assert walk(command, "contentq") == []

@@ -1,0 +1,97 @@
+"""The SQLite store: migrations from empty, WAL, compare-and-set transitions, and the embedded Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from contentq.clock import iso
+from contentq.errors import RedisUnavailableError
+from contentq.runtime import redis as redis_runtime
+from contentq.runtime.redis import EmbeddedServer, connect
+from contentq.settings import load_settings
+from contentq.store import open_store
+from contentq.store.migrations import MIGRATIONS, migration_status
+from contentq.store.posts import transition
+
+
+def test_migrations_apply_from_an_empty_database(tmp_path):
+    store = open_store(tmp_path / "x.db")
+    status = migration_status(store)
+    assert [m["number"] for m in status] == sorted(m.number for m in MIGRATIONS)
+    assert all(m["applied_at"] for m in status)
+    tables = set(store.db.table_names())
+    assert {"channels", "posts", "media", "jobs", "job_events", "usage", "sends", "rules"} <= tables
+    assert store.scalar("PRAGMA journal_mode") == "wal"
+    store.close()
+    again = open_store(tmp_path / "x.db")  # reopening applies nothing twice
+    assert len(migration_status(again)) == len(status)
+
+
+def _post(store, state="collected"):
+    stamp = iso()
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "INSERT INTO posts (route, source, source_msg_id, state, collected_at, updated_at)"
+            " VALUES ('r', '@s', 1, ?, ?, ?)",
+            (state, stamp, stamp),
+        )
+    return cursor.lastrowid
+
+
+def test_transition_is_compare_and_set(tmp_path):
+    store = open_store(tmp_path / "x.db")
+    post_id = _post(store)
+    assert transition(store, post_id, "collected", "rewriting")
+    assert not transition(store, post_id, "collected", "rewriting")  # someone else already moved it
+    assert transition(store, post_id, ("rewriting",), "rewritten", rewrite_html="<b>x</b>")
+    assert store.one("SELECT state, rewrite_html FROM posts")["rewrite_html"] == "<b>x</b>"
+
+
+def test_concurrent_transitions_have_one_winner(tmp_path):
+    path = tmp_path / "x.db"
+    post_id = _post(open_store(path))
+    wins = []
+
+    def contender():
+        store = open_store(path)
+        wins.append(transition(store, post_id, "collected", "rewriting"))
+
+    threads = [threading.Thread(target=contender) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1
+
+
+def test_embedded_valkey_starts_on_demand_and_persists(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONTENTQ_REDIS_URL", raising=False)
+    settings = load_settings(home=tmp_path / "h")
+    conn = connect(settings)
+    try:
+        conn.set("k", "v")
+        assert connect(settings).get("k") == b"v"  # a second client shares the same server
+        server = EmbeddedServer(settings.redis_dir)
+        assert server.ping()
+        assert conn.config_get("appendonly")["appendonly"] == "yes"
+        server.stop()
+        assert not server.ping()
+        assert connect(settings).get("k") == b"v"  # restarted from the append-only file
+    finally:
+        EmbeddedServer(settings.redis_dir).stop()
+
+
+def test_no_redis_at_all_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONTENTQ_REDIS_URL", raising=False)
+    monkeypatch.setattr(redis_runtime, "find_server_binary", lambda: None)
+    with pytest.raises(RedisUnavailableError, match="no embedded server is available"):
+        connect(load_settings(home=tmp_path / "h"))
+
+
+def test_unreachable_redis_url_is_a_clear_error(tmp_path):
+    with pytest.raises(RedisUnavailableError, match="cannot reach Redis at redis://127.0.0.1:1"):
+        connect(load_settings(home=tmp_path / "h", redis_url="redis://127.0.0.1:1"))
+    assert redis  # the error is ours, not redis-py's

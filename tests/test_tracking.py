@@ -1,0 +1,169 @@
+"""Tracked jobs through real Valkey and SQLite: success, retries, reschedule, fatal, pause, reconcile, cancel."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from rq.job import Job
+
+from contentq.errors import ContentqError
+from contentq.runtime import queues
+from contentq.runtime.reconcile import reconcile
+from contentq.runtime.tracking import cancel, enqueue, retry
+from contentq.runtime.worker import run_worker
+from contentq.store.jobs import get_job, job_events
+from tests.conftest import drain
+
+
+def call(rt, key, handler, payload=None, **kw):
+    return enqueue(rt, "call", key, payload or {}, handler=f"tests.jobfuncs:{handler}", **kw)
+
+
+def events(rt, job_id):
+    return [e["event"] for e in job_events(rt.store, job_id)]
+
+
+def test_job_runs_and_is_recorded_succeeded(rt):
+    row = call(rt, "hello", "ok", {"x": 1}, post_id=7)
+    assert row["id"] == "call-hello" and row["rq_id"] == "call-hello-g1"
+    assert get_job(rt.store, row["id"])["status"] == "queued"
+    drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "succeeded"
+    assert job["attempts"] == 1
+    assert job["post_id"] == 7
+    assert json.loads(job["result"]) == {"echo": {"x": 1}, "attempt": 1}
+    assert job["duration_ms"] is not None and job["finished_at"] >= job["started_at"]
+    assert events(rt, row["id"]) == ["enqueued", "started", "succeeded"]
+
+
+def test_enqueue_is_deduplicated_while_active_and_new_run_after(rt):
+    first = call(rt, "same", "ok")
+    again = call(rt, "same", "ok")
+    assert again["id"] == first["id"] and again["deduplicated"]
+    drain(rt, "maintenance")
+    later = call(rt, "same", "ok")
+    assert later["id"] == "call-same-2"
+
+
+def test_failing_job_is_retried_with_backoff_then_failed_with_its_error(rt):
+    row = call(rt, "bad", "always_fails")
+    drain(rt, "maintenance", timeout=60)
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "failed"
+    assert job["attempts"] == 3 == job["max_attempts"]
+    assert job["error"] == "RuntimeError: boom on attempt 3"
+    log = job_events(rt.store, row["id"])
+    retries = [e for e in log if e["event"] == "retrying"]
+    assert len(retries) == 2
+    assert "retry in 1 s" in retries[0]["message"]  # backoff base 1 in the test settings
+    assert log[-1]["event"] == "failed" and log[-1]["level"] == "error"
+
+
+def test_fatal_error_is_not_retried(rt):
+    row = call(rt, "fatal", "fatal")
+    drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert "cannot be retried" in job["error"]
+
+
+def test_reschedule_runs_later_without_using_a_retry(rt):
+    row = call(rt, "flood", "reschedule_once", {"delay": 1})
+    run_worker(rt, ["maintenance"], burst=True)
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "queued"
+    assert job["retry_reason"] == "FLOOD_WAIT of 2 s"
+    assert job["next_retry_at"] is not None
+    assert job["rq_id"] == "call-flood-g2"
+    drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+    assert "rescheduled" in events(rt, row["id"])
+
+
+def test_pause_keeps_jobs_queued_and_resume_drains_them(rt):
+    rows = [call(rt, f"p{i}", "ok") for i in range(3)]
+    queues.pause(rt.redis, "maintenance")
+    run_worker(rt, ["maintenance"], burst=True)
+    assert {get_job(rt.store, r["id"])["status"] for r in rows} == {"queued"}
+    status = {s["queue"]: s for s in queues.queue_status(rt)}["maintenance"]
+    assert status["paused"] and status["queued"] == 3 and status["redis"]["queued"] == 3
+    queues.resume(rt.redis, "maintenance")
+    drain(rt, "maintenance")
+    assert {get_job(rt.store, r["id"])["status"] for r in rows} == {"succeeded"}
+
+
+def test_flushall_then_reconcile_recreates_lost_jobs(rt):
+    rows = [call(rt, f"r{i}", "ok") for i in range(4)]
+    rt.redis.flushall()
+    actions = reconcile(rt)
+    assert sorted(a["job"] for a in actions) == sorted(r["id"] for r in rows)
+    assert all(a["found"] == "missing from Redis" for a in actions)
+    assert reconcile(rt) == []  # nothing left to do
+    drain(rt, "maintenance")
+    for r in rows:
+        job = get_job(rt.store, r["id"])
+        assert job["status"] == "succeeded" and job["generation"] == 2
+        assert "reconciled" in events(rt, r["id"])
+
+
+def test_reconcile_keeps_a_delayed_job_delayed(rt):
+    row = call(rt, "later", "ok", delay=3600)
+    rt.redis.flushall()
+    (action,) = reconcile(rt)
+    assert action["action"].startswith("re-enqueued to run in")
+    job = Job.fetch(get_job(rt.store, row["id"])["rq_id"], connection=rt.redis)
+    assert job.get_status() == "scheduled"
+
+
+def test_cancel_a_queued_job(rt):
+    row = call(rt, "c", "ok")
+    cancel(rt, row["id"])
+    drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "cancelled" and job["attempts"] == 0
+    with pytest.raises(ContentqError, match="already cancelled"):
+        cancel(rt, row["id"])
+
+
+def test_retry_failed_job_makes_a_new_generation(rt):
+    row = call(rt, "f", "fatal")
+    drain(rt, "maintenance")
+    again = retry(rt, row["id"])
+    assert again["generation"] == 2 and again["status"] == "queued"
+    assert "restarted" in events(rt, row["id"])
+    with pytest.raises(ContentqError, match="only failed or cancelled"):
+        retry(rt, row["id"])
+
+
+def test_stale_generation_does_nothing(rt):
+    row = call(rt, "stale", "ok")
+    queues.pause(rt.redis, "maintenance")
+    rt.redis.delete(f"rq:job:{row['rq_id']}")  # as if Redis lost it
+    reconcile(rt)  # generation 2 is now current
+    # Put the lost generation 1 back, as a worker that popped it before the loss might still run it.
+    from rq import Queue
+
+    Queue("maintenance", connection=rt.redis).enqueue(
+        "contentq.runtime.execute.run_tracked", row["id"], job_id=row["rq_id"]
+    )
+    queues.resume(rt.redis, "maintenance")
+    drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "succeeded" and job["attempts"] == 1
+    assert "skipped" in events(rt, row["id"])
+
+
+def test_redis_refusing_the_job_keeps_the_record_for_reconcile(rt, settings):
+    from contentq.runtime.context import Runtime
+
+    broken = Runtime(settings, store=rt.store, conn=redis.Redis(host="127.0.0.1", port=1))
+    with pytest.raises(ContentqError, match="reconcile"):
+        call(broken, "lost", "ok")
+    assert get_job(rt.store, "call-lost")["status"] == "queued"
+    reconcile(rt)
+    drain(rt, "maintenance")
+    assert get_job(rt.store, "call-lost")["status"] == "succeeded"
