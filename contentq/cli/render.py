@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,9 +19,14 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
 
+_ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?\+00:00$")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str) and (match := _ISO.match(value)):
+        return f"{match.group(1)} {match.group(2)}"  # stored instants are UTC; tables drop the noise
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -44,7 +50,7 @@ def table(
     for col in columns:
         key, label = (col, col.replace("_", " ")) if isinstance(col, str) else col
         keys.append(key)
-        t.add_column(label, overflow="fold")
+        t.add_column(label, overflow="fold", min_width=min(len(label), 12))
     for row in rows:
         t.add_row(*(_cell(row.get(k)) for k in keys))
     console.print(t)
