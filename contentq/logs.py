@@ -1,48 +1,94 @@
-"""Process logging: human-readable or JSON lines (job id, post id, queue, event), secrets redacted."""
+"""Process logging: human-readable or JSON lines (job id, post id, queue, status, duration), secrets redacted.
+
+`CONTENTQ_LOG_FORMAT=json` gives one JSON object per line (for Loki, journald, jq …); the default is a
+plain line. Either way every line passes through `redact()`. Records emitted while an RQ job runs get the
+job id and queue even when the code that logged did not pass them (RQ's own "Job OK" lines, library warnings).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from contentq.redact import redact
 from contentq.settings import Settings
 
-_EXTRA_FIELDS = ("job_id", "post_id", "queue", "event", "status", "duration_ms")
+EXTRA_FIELDS = ("job_id", "post_id", "queue", "kind", "event", "status", "duration_ms", "attempt")
+"""`extra=` fields copied into JSON lines (and appended to human lines)."""
+
+TRACKED_FUNC = "contentq.runtime.execute.run_tracked"
+
+
+class JobContextFilter(logging.Filter):
+    """Adds job_id and queue of the RQ job being executed in this thread to records that lack them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "job_id", None) is not None:
+            return True
+        try:
+            from rq import get_current_job
+
+            job = get_current_job()
+        except Exception:  # no RQ context (CLI commands), or Redis gone: leave the record as it is
+            return True
+        if job is None:
+            return True
+        args = job.args if job.func_name == TRACKED_FUNC else ()
+        record.job_id = str(args[0]) if args else job.id
+        if getattr(record, "queue", None) is None:
+            record.queue = job.origin
+        return True
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {name: value for name in EXTRA_FIELDS if (value := getattr(record, name, None)) is not None}
 
 
 class RedactingFormatter(logging.Formatter):
+    """`2024-05-01 12:00:00,123 INFO contentq.jobs: message [job_id=publish-42 queue=publish]`."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        text = super().format(record)
+        head = text.split("\n", 1)[0]
+        extras = {k: v for k, v in _extras(record).items() if k != "event" and str(v) not in head}
+        if extras:
+            tail = " [" + " ".join(f"{k}={v}" for k, v in extras.items()) + "]"
+            first, sep, rest = text.partition("\n")
+            text = first + tail + sep + rest
+        return redact(text)
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **_extras(record),
         }
-        for name in _EXTRA_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                data[name] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return redact(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def build_handler(settings: Settings) -> logging.Handler:
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(JobContextFilter())
+    return handler
 
 
 def setup_logging(settings: Settings, level: str | None = None) -> None:
     """CLI commands log warnings only; workers pass settings.log_level."""
     level = (level or "WARNING").upper()
     root = logging.getLogger()
-    handler = logging.StreamHandler()
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = build_handler(settings)
     for old in [h for h in root.handlers if getattr(h, "_contentq", False)]:
         root.removeHandler(old)
     handler._contentq = True  # type: ignore[attr-defined]

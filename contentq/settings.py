@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     tg_flood_sleep_threshold: int = 60
     tg_admin_chat: str | None = Field(None, description="Chat (id or @username) that receives admin alerts.")
     collect_backfill: int = Field(50, description="Messages taken from a source on its first collect.")
+    tg_gateway: str | None = Field(
+        None, description="'module:factory' building the Telegram gateway instead of Telethon (benches, demos)."
+    )
 
     # LLM (any OpenAI-compatible endpoint).
     openai_api_key: SecretStr | None = None
@@ -113,6 +116,10 @@ class Settings(BaseSettings):
     openai_max_output_tokens: int = 2048
     openai_price_in_per_1m: float = 0.15
     openai_price_out_per_1m: float = 0.60
+    openai_call_attempts: int = Field(3, description="HTTP tries per LLM call on 429, 5xx and timeouts.")
+    openai_retry_after_max: float = Field(
+        30.0, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
+    )
     breaker_fail_max: int = 5
     breaker_reset_timeout: int = 60
 

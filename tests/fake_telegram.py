@@ -7,10 +7,14 @@ Like Telegram, it refuses a reused random_id with RandomIdDuplicateError.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import threading
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from telethon import errors
@@ -34,6 +38,8 @@ class SentMessage:
     random_id: int
     at: datetime
     deleted: bool = False
+    kind: str | None = None  # media kind, None for text
+    grouped_id: int | None = None  # set on the items of an album
 
 
 @dataclass
@@ -49,9 +55,13 @@ class FakeTelegram:
     connected: bool = True
     dead: bool = False  # a dead session: ensure_ready and reconnect keep failing
     reconnects: int = 0
-    _errors: dict[str, deque[BaseException]] = field(default_factory=lambda: defaultdict(deque))
+    auto_channels: bool = False  # resolve() invents unknown channels (benches)
+    send_log: Path | None = None  # one JSON line per send call: time, target, html, kind
+    _errors: dict[str, deque[BaseException | None]] = field(default_factory=lambda: defaultdict(deque))
+    _errors_after: dict[str, deque[BaseException]] = field(default_factory=lambda: defaultdict(deque))
     _used_random_ids: set[int] = field(default_factory=set)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
+    _groups: itertools.count = field(default_factory=lambda: itertools.count(5_000_000))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # Scripting ---------------------------------------------------------------------------------
@@ -87,15 +97,26 @@ class FakeTelegram:
             self.media_bytes[(ref, msg_id)] = data if data is not None else f"media {ref} {msg_id}".encode()
         return message
 
-    def fail_next(self, method: str, *excs: BaseException) -> None:
-        """The next calls of `method` raise these, in order."""
+    def fail_next(self, method: str, *excs: BaseException | None) -> None:
+        """The next calls of `method` raise these, in order (None lets that call through)."""
         self._errors[method].extend(excs)
+
+    def fail_after_next(self, method: str, *excs: BaseException) -> None:
+        """The next calls of `method` take effect, then raise these (a reply lost, a crash after sending)."""
+        self._errors_after[method].extend(excs)
+
+    def _maybe_fail_after(self, method: str) -> None:
+        queue = self._errors_after.get(method)
+        if queue:
+            raise queue.popleft()
 
     def _maybe_fail(self, method: str, arg: Any = None) -> None:
         self.calls.append((method, arg))
         queue = self._errors.get(method)
         if queue:
-            raise queue.popleft()
+            exc = queue.popleft()
+            if exc is not None:
+                raise exc
 
     # Gateway Protocol --------------------------------------------------------------------------
 
@@ -119,6 +140,8 @@ class FakeTelegram:
     def resolve(self, ref: str) -> ResolvedChannel:
         self._maybe_fail("resolve", ref)
         key = normalize_channel_ref(ref)
+        if key not in self.channels and self.auto_channels:
+            self.add_channel(key)
         if key not in self.channels:
             raise errors.UsernameNotOccupiedError(request=None)
         return self.channels[key]
@@ -134,6 +157,10 @@ class FakeTelegram:
 
     def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
         self._maybe_fail("send", (target.ref, part.kind))
+        if self.send_log is not None:
+            line = {"t": time.time(), "target": target.ref, "html": part.html, "kind": part.kind}
+            with open(self.send_log, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
         with self._lock:
             if any(r in self._used_random_ids for r in random_ids):
                 raise errors.RandomIdDuplicateError(request=None)
@@ -141,14 +168,25 @@ class FakeTelegram:
             now = datetime.now(UTC)
             ids = []
             items = part.media or [None]
+            grouped_id = next(self._groups) if part.kind == "album" else None
             for index, (item, random_id) in enumerate(zip(items, random_ids, strict=True)):
                 html = part.html if index == 0 or part.kind == "text" else ""
                 mid = next(self._ids)
                 ids.append(mid)
                 self.sent.append(
-                    SentMessage(target.ref, mid, html, [str(item.path)] if item else [], random_id, now)
+                    SentMessage(
+                        target.ref,
+                        mid,
+                        html,
+                        [str(item.path)] if item else [],
+                        random_id,
+                        now,
+                        kind=item.kind if item else None,
+                        grouped_id=grouped_id,
+                    )
                 )
-            return ids
+        self._maybe_fail_after("send")
+        return ids
 
     def delete_messages(self, target: ResolvedChannel, message_ids: list[int]) -> None:
         self._maybe_fail("delete_messages", (target.ref, list(message_ids)))
@@ -159,7 +197,16 @@ class FakeTelegram:
     def recent_messages(self, target: ResolvedChannel, limit: int = 20) -> list[FetchedMessage]:
         self._maybe_fail("recent_messages", target.ref)
         mine = [m for m in self.sent if m.target == target.ref and not m.deleted]
-        return [FetchedMessage(id=m.message_id, date=m.at, html=m.html) for m in reversed(mine)][:limit]
+        return [
+            FetchedMessage(
+                id=m.message_id,
+                date=m.at,
+                html=m.html,
+                grouped_id=m.grouped_id,
+                media=MediaInfo(kind=m.kind) if m.kind else None,  # type: ignore[arg-type]
+            )
+            for m in reversed(mine)
+        ][:limit]
 
     def send_admin(self, chat: str, text: str) -> None:
         self._maybe_fail("send_admin", chat)
@@ -173,3 +220,10 @@ class FakeTelegram:
     def visible(self, target: str) -> list[SentMessage]:
         ref = normalize_channel_ref(target)
         return [m for m in self.sent if m.target == ref and not m.deleted]
+
+
+def gateway_from_env(runtime: Any) -> FakeTelegram:
+    """A gateway factory for CONTENTQ_TG_GATEWAY=tests.fake_telegram:gateway_from_env (benches, demos):
+    channels appear on first use; sends are logged to CONTENTQ_FAKE_SEND_LOG when set."""
+    log = os.environ.get("CONTENTQ_FAKE_SEND_LOG")
+    return FakeTelegram(auto_channels=True, send_log=Path(log) if log else None)

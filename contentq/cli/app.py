@@ -10,10 +10,17 @@ import redis
 import typer
 
 from contentq import __version__
+from contentq.cli import collect as collect_cli
 from contentq.cli import db as db_cli
+from contentq.cli import images as images_cli
 from contentq.cli import jobs as jobs_cli
+from contentq.cli import ops as ops_cli
+from contentq.cli import posts as posts_cli
+from contentq.cli import publish as publish_cli
 from contentq.cli import queue as queue_cli
 from contentq.cli import redis_server as redis_cli
+from contentq.cli import rewrite as rewrite_cli
+from contentq.cli import schedule as schedule_cli
 from contentq.cli import worker as worker_cli
 from contentq.cli.common import reset_runtime
 from contentq.cli.render import error
@@ -59,11 +66,34 @@ app.add_typer(queue_cli.app, name="queue")
 app.add_typer(jobs_cli.app, name="jobs")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(redis_cli.app, name="redis")
+app.command(name="login")(collect_cli.login)
+app.add_typer(collect_cli.sources_app, name="sources")
+app.command(name="collect")(collect_cli.collect)
+app.command(name="import")(collect_cli.import_)
+app.add_typer(posts_cli.app, name="posts")
+app.add_typer(schedule_cli.app, name="schedule")
+app.command(name="unschedule")(schedule_cli.unschedule)
+app.command(name="publish")(publish_cli.publish)
+app.command(name="dispatch")(publish_cli.dispatch)
+app.add_typer(publish_cli.rules_app, name="rules")
+app.add_typer(images_cli.app, name="images")
+app.command(name="rewrite")(rewrite_cli.rewrite)
+app.command(name="usage")(rewrite_cli.usage)
+app.add_typer(ops_cli.supervisor_app, name="supervisor")
+app.add_typer(ops_cli.alerts_app, name="alerts")
+app.add_typer(ops_cli.metrics_app, name="metrics")
+app.command(name="purge")(ops_cli.purge)
+app.command(name="stats")(ops_cli.stats)
+app.command(name="doctor")(ops_cli.doctor)
+app.command(name="health")(ops_cli.health)
+app.command(name="demo")(ops_cli.demo)
 
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as n here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ContentqError as exc:
         error(redact(exc))
         sys.exit(1)

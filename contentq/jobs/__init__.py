@@ -21,6 +21,11 @@ KINDS: dict[str, Kind] = {
     k.name: k
     for k in [
         Kind("noop", "contentq.jobs.maintenance:noop", "maintenance"),
+        Kind("collect", "contentq.jobs.collect:run", "collect"),
+        Kind("rewrite", "contentq.jobs.rewrite:run", "rewrite"),
+        Kind("publish", "contentq.jobs.publish:run", "publish"),
+        Kind("generate", "contentq.jobs.generate:run", "rewrite"),
+        Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen"),
         Kind("call", "", "maintenance"),  # runs the handler given at enqueue time (plugins, tests, benches)
     ]
 }

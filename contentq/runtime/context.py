@@ -123,6 +123,7 @@ class JobContext:
     post_id: int | None = None
     parent_id: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+    retries_left: int = 0
 
     @property
     def settings(self) -> Settings:
@@ -134,7 +135,8 @@ class JobContext:
 
     @property
     def is_last_attempt(self) -> bool:
-        return self.attempt >= self.max_attempts
+        """True when a failure now would be final (reschedules do not use up retries, so not attempt-based)."""
+        return self.retries_left <= 0
 
     def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
         """Append to this job's event log (secrets redacted) and to the process log."""

@@ -80,6 +80,7 @@ def run_tracked(job_id: str) -> Any:
         post_id=row["post_id"],
         parent_id=row["parent_id"],
         payload=payload,
+        retries_left=retries_left,
     )
     started = time.perf_counter()
 

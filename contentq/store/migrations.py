@@ -188,6 +188,42 @@ def _initial(store: Store) -> None:
     )
 
 
+@migration(5, "publish: dispatch claim, publication rounds, unreachable tries; sends per round with random ids")
+def _publish(store: Store) -> None:
+    run_script(
+        store,
+        """
+        ALTER TABLE posts ADD COLUMN dispatched_at TEXT;
+        ALTER TABLE posts ADD COLUMN publish_round INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE posts ADD COLUMN unreachable_tries INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE sends_v5 (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL,
+            target TEXT NOT NULL,
+            round INTEGER NOT NULL DEFAULT 0,  -- a restarted publication sends with new random ids
+            part INTEGER NOT NULL,
+            kind TEXT,                          -- text | media | album
+            random_id INTEGER NOT NULL,         -- of the first item
+            random_ids TEXT,                    -- JSON list, one per album item
+            status TEXT NOT NULL,               -- attempting | sent | deleted | failed
+            message_ids TEXT,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (post_id, target, round, part)
+        );
+        INSERT INTO sends_v5 (id, post_id, target, part, random_id, random_ids, status, message_ids, error,
+                              created_at, updated_at)
+            SELECT id, post_id, target, part, random_id, json_array(random_id), status, message_ids, error,
+                   created_at, updated_at FROM sends;
+        DROP TABLE sends;
+        ALTER TABLE sends_v5 RENAME TO sends;
+        CREATE INDEX sends_post ON sends(post_id, round);
+        CREATE INDEX posts_dispatch ON posts(state, dispatched_at, scheduled_at)
+        """,
+    )
+
+
 def run_script(store: Store, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

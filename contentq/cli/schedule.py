@@ -1,0 +1,99 @@
+"""`contentq schedule list`, `contentq schedule POST_ID --at TIME`, `contentq unschedule POST_ID`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from contentq import pipeline
+from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.render import ok, print_json, table
+from contentq.clock import iso
+from contentq.schedule import describe, in_zone, parse_at, schedule_rows
+from contentq.store.posts import get_post
+
+
+class _ScheduleGroup(TyperGroup):
+    """`schedule list` is a command; `schedule 42 --at 18:00` (a post id first) runs `schedule set`."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["set", *args]
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(
+    cls=_ScheduleGroup,
+    help="The publishing schedule: `schedule list`, `schedule POST_ID --at TIME`.",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+def list_(
+    limit: Annotated[int, typer.Option(help="At most this many, soonest first.")] = 500,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scheduled posts, soonest first, with the slot in the route's time zone; then each route's schedule."""
+    rt = runtime()
+    config = pipeline.routes_config(rt)
+    rows = schedule_rows(rt.store, config.routes, limit=limit)
+    routes: list[dict[str, Any]] = [
+        {
+            "route": r.name,
+            "target": r.target,
+            "schedule": describe(r.schedule),
+            "approval": r.approval,
+            "publisher": r.publisher,
+        }  # fmt: skip
+        for r in config.routes.values()
+    ]
+    if as_json:
+        print_json({"posts": rows, "routes": routes})
+        return
+    for r in rows:
+        r["dispatched"] = bool(r["dispatched_at"])
+    table(
+        rows,
+        [
+            "id",
+            "route",
+            "target",
+            "state",
+            ("scheduled_at", "slot (UTC)"),
+            ("local_time", "slot (route time)"),
+            "dispatched",
+            "title",
+        ],  # fmt: skip
+        title="schedule",
+        empty="no posts scheduled",
+    )
+    table(routes, ["route", "target", "schedule", "approval", "publisher"], title="routes", empty="no routes")
+
+
+@app.command("set")
+def set_(
+    post_id: Annotated[int, typer.Argument(help="Post id.")],
+    at: Annotated[
+        str,
+        typer.Option(
+            "--at",
+            help="'now', '+2h', '18:30' or '2025-06-01 18:30' (in the route's time zone), or ISO with an offset.",
+        ),
+    ],
+) -> None:
+    """Publish a post at a given time, whatever the route's slots say (also: `schedule POST_ID --at TIME`)."""
+    rt = runtime()
+    post = get_post(rt.store, post_id)
+    route = pipeline.route_of(rt, post["route"])
+    when = parse_at(at, route.schedule.timezone)
+    slot = pipeline.reschedule_at(rt, post_id, when)
+    ok(f"post {post_id} scheduled for {iso(slot)} ({in_zone(iso(slot), route.schedule.timezone)})")
+
+
+def unschedule(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
+    """Take a scheduled post off the schedule; it waits for `posts approve` or `schedule ID --at`."""
+    pipeline.unschedule(runtime(), post_id)
+    ok(f"post {post_id} unscheduled; it waits in awaiting_approval")

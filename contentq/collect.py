@@ -1,0 +1,315 @@
+"""Collecting one donor channel: session check, messages newer than the cursor, albums, media, dedup, filters.
+
+Each post is stored in its own transaction together with the cursor (channels.last_message_id), so a run
+that stops half way (a flood wait, a crash) resumes after the last stored post. Accepted posts enqueue
+their rewrite job as a child of the collect job.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from telethon import errors
+
+from contentq.channels import advance, get_channel, mark_run, resolve_channel
+from contentq.clock import now
+from contentq.errors import ContentqError
+from contentq.ingest import (
+    Candidate,
+    CandidateMedia,
+    Counts,
+    Ingestor,
+    Outcome,
+    dedup_index,
+    forget_dedup_index,
+)
+from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
+from contentq.media import store_bytes
+from contentq.redact import redact
+from contentq.routes import Route, load_routes, normalize_channel_ref
+from contentq.runtime.context import Reschedule, Runtime
+from contentq.runtime.tracking import enqueue
+
+log = logging.getLogger("contentq.collect")
+
+MAX_RECONNECTS = 3
+"""Reconnects tried when the session is down before the run fails and the admin is told."""
+
+MAX_PER_RUN = 1000
+"""Messages taken from a source in one run after the first (which takes settings.collect_backfill)."""
+
+Progress = Callable[[int, int], None]
+
+
+class CollectFailed(ContentqError):
+    """A collect that retrying cannot fix: a dead or unauthorized session, an unknown or private source."""
+
+
+class CollectContext(Protocol):
+    """What collect needs from its caller: a JobContext, or ForegroundContext for `collect --now`/import."""
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None: ...
+
+    def notify(self, key: str, message: str, level: str = "warning") -> bool: ...
+
+    def enqueue_child(
+        self, kind: str, key: str, payload: dict[str, Any] | None = None, *, post_id: int | None = None,
+        delay: timedelta | float | None = None,
+    ) -> dict[str, Any]: ...  # fmt: skip
+
+
+@dataclass
+class ForegroundContext:
+    """Collect or import run by the CLI itself: events kept in memory, children enqueued without a parent."""
+
+    runtime: Runtime
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
+        self.events.append((event, message))
+        log.log(logging.WARNING if level in ("warning", "error") else logging.INFO, "%s: %s", event, message)
+
+    def notify(self, key: str, message: str, level: str = "warning") -> bool:
+        return self.runtime.notifier.notify(key, message, level=level)
+
+    def enqueue_child(
+        self, kind: str, key: str, payload: dict[str, Any] | None = None, *, post_id: int | None = None,
+        delay: timedelta | float | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        return enqueue(self.runtime, kind, key, payload, post_id=post_id, delay=delay)
+
+
+@dataclass
+class CollectReport:
+    source: str
+    cursor: int
+    fetched: int
+    counts: Counts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "cursor": self.cursor, "fetched": self.fetched, **self.counts.as_dict()}
+
+
+def route_for_source(runtime: Runtime, ref: str) -> Route:
+    routes = load_routes(runtime.settings.config_path)
+    route = routes.route_for_source(ref)
+    if route is None:
+        raise CollectFailed(
+            f"{ref} is not a source of any route in {runtime.settings.config_path}; add it to a route's sources"
+        )
+    return route
+
+
+def collect_source(ctx: CollectContext, source: str, *, progress: Progress | None = None) -> CollectReport:
+    """Collect new posts of one donor channel; raises Reschedule on a long flood wait."""
+    runtime = ctx.runtime
+    ref = normalize_channel_ref(source)
+    counts = Counts()
+    try:
+        route = route_for_source(runtime, ref)
+        gateway = runtime.telegram
+        check_session(ctx, gateway, ref, counts)
+        channel = _resolve(ctx, gateway, ref)
+        report = _collect(ctx, gateway, route, channel, counts, progress)
+    except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
+        counts.flood_waits += 1
+        reschedule_after_flood_wait(ctx, ref, int(exc.seconds), counts)
+        raise AssertionError("unreachable") from None  # reschedule_after_flood_wait always raises
+    except Exception as exc:
+        mark_run(runtime.store, ref, error=redact(f"{type(exc).__name__}: {exc}")[:500])
+        ctx.log("counts", counts.summary(), level="error", **counts.as_dict())
+        raise
+    ctx.log("counts", counts.summary(), **counts.as_dict())
+    return report
+
+
+def check_session(ctx: CollectContext, gateway: TelegramGateway, ref: str, counts: Counts) -> None:
+    """Connected and authorized; reconnects up to MAX_RECONNECTS times, then fails and tells the admin."""
+    last: BaseException
+    try:
+        gateway.ensure_ready()
+        return
+    except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
+        _unauthorized(ctx, ref, exc)
+    except OSError as exc:  # ConnectionError, TimeoutError
+        last = exc
+    for attempt in range(1, MAX_RECONNECTS + 1):
+        counts.reconnects += 1
+        ctx.log("reconnect", f"session check failed ({last}); reconnect {attempt}/{MAX_RECONNECTS}", level="warning")
+        try:
+            gateway.reconnect()
+            gateway.ensure_ready()
+            return
+        except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
+            _unauthorized(ctx, ref, exc)
+        except OSError as exc:
+            last = exc
+    message = (
+        f"collect from {ref} failed: the Telegram session is down after {MAX_RECONNECTS} reconnects ({last}); "
+        "check the network, then `contentq login --status`"
+    )
+    ctx.notify("telegram-session", message, level="error")
+    raise CollectFailed(message)
+
+
+def _unauthorized(ctx: CollectContext, ref: str, exc: BaseException) -> None:
+    message = (
+        f"collect from {ref} failed: the Telegram session is not authorized ({type(exc).__name__}); "
+        "run `contentq login`"
+    )
+    ctx.notify("telegram-session", message, level="error")
+    raise CollectFailed(message)
+
+
+_UNREADABLE = (
+    errors.ChannelPrivateError,
+    errors.ChannelInvalidError,
+    errors.UsernameNotOccupiedError,
+    errors.UsernameInvalidError,
+)
+
+
+def _resolve(ctx: CollectContext, gateway: TelegramGateway, ref: str) -> ResolvedChannel:
+    try:
+        return resolve_channel(ctx.runtime.store, gateway, ref)
+    except _UNREADABLE as exc:
+        message = (
+            f"cannot read {ref} ({type(exc).__name__}): check the name in contentq.toml, "
+            "or join the channel with the logged-in account"
+        )
+        ctx.notify(f"collect-source:{ref}", message, level="error")
+        raise CollectFailed(message) from None
+
+
+def reschedule_after_flood_wait(ctx: CollectContext, ref: str, seconds: int, counts: Counts) -> None:
+    """Never sleep on a flood wait: tell the admin and run again once it is over (plus jitter)."""
+    settings = ctx.runtime.settings
+    delay = seconds + random.uniform(1.0, max(2.0, seconds * 0.05))
+    resume = now() + timedelta(seconds=delay)
+    message = f"collect from {ref} is blocked by Telegram for {seconds} s; resuming at {resume:%Y-%m-%d %H:%M} UTC"
+    ctx.log("flood_wait", message, level="warning", seconds=seconds, **counts.as_dict())
+    mark_run(ctx.runtime.store, ref, error=f"FLOOD_WAIT {seconds} s")
+    if seconds > settings.tg_flood_sleep_threshold:
+        ctx.notify(f"collect-flood:{ref}", message)
+    raise Reschedule(delay, f"FLOOD_WAIT of {seconds} s from Telegram while collecting {ref}")
+
+
+def group_albums(messages: list[FetchedMessage]) -> list[list[FetchedMessage]]:
+    """Messages oldest first, the items of an album (one grouped_id) together."""
+    groups: list[list[FetchedMessage]] = []
+    album_at: dict[int, int] = {}
+    for message in sorted(messages, key=lambda m: m.id):
+        if message.grouped_id is not None and message.grouped_id in album_at:
+            groups[album_at[message.grouped_id]].append(message)
+            continue
+        if message.grouped_id is not None:
+            album_at[message.grouped_id] = len(groups)
+        groups.append([message])
+    return groups
+
+
+def _candidate(ref: str, group: list[FetchedMessage]) -> Candidate:
+    caption = next((m.html for m in group if m.html.strip()), "")
+    return Candidate(
+        source=ref,
+        msg_ids=[m.id for m in group],
+        html=caption,
+        posted_at=group[0].date,
+        grouped_id=group[0].grouped_id,
+        is_forward=any(m.is_forward for m in group),
+    )
+
+
+def _download(runtime: Runtime, gateway: TelegramGateway, channel: ResolvedChannel, group: list[FetchedMessage]
+              ) -> list[CandidateMedia]:  # fmt: skip
+    out = []
+    for message in group:
+        info = message.media
+        if info is None:
+            continue
+        mime = info.mime or ("image/jpeg" if info.kind == "photo" else None)
+        media = CandidateMedia(info.kind, mime, info.size, info.width, info.height)
+        data = gateway.download_media(channel, message.id)
+        if data:
+            stored = store_bytes(runtime.settings.media_dir, data, mime=mime)
+            media.sha256, media.relpath, media.size = stored.sha256, stored.relpath, stored.size
+        out.append(media)
+    return out
+
+
+def _collect(
+    ctx: CollectContext,
+    gateway: TelegramGateway,
+    route: Route,
+    channel: ResolvedChannel,
+    counts: Counts,
+    progress: Progress | None,
+) -> CollectReport:
+    runtime = ctx.runtime
+    store = runtime.store
+    ref = channel.ref
+    row = get_channel(store, ref)
+    first_run = row is None or row["last_collected_at"] is None
+    cursor = int(row["last_message_id"]) if row else 0
+    limit = runtime.settings.collect_backfill if first_run else MAX_PER_RUN
+    messages = gateway.fetch_messages(channel, min_id=cursor, limit=limit)
+    ctx.log(
+        "fetched", f"{len(messages)} messages newer than {cursor}" + (" (first run)" if first_run else ""),
+        cursor=cursor, limit=limit,
+    )  # fmt: skip
+    groups = group_albums(messages)
+    ingestor = Ingestor(route, dedup_index(runtime))
+    ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
+    for done, group in enumerate(groups, start=1):
+        ids = [m.id for m in group]
+        candidate = _candidate(ref, group)
+        has_media = any(m.media is not None for m in group)
+        wanted = has_media or bool(candidate.html.strip())  # skip what has neither text nor media we keep
+        if has_media and ingestor.stored_as(store.conn, ref, ids) is None:
+            candidate.media = _download(runtime, gateway, channel, group)
+        outcome: Outcome | None = None
+        try:
+            with store.transaction() as conn:
+                ingestor.index.refresh(conn)
+                delta = Counts()
+                if wanted:
+                    outcome = ingestor.ingest(conn, candidate)
+                    delta.add(outcome)
+                advance(conn, ref, max(ids), delta)
+        except BaseException:
+            forget_dedup_index(runtime)
+            raise
+        cursor = max(cursor, *ids)
+        if outcome is not None:
+            counts.add(outcome)
+            if outcome.state == "collected" and outcome.post_id is not None:
+                _enqueue_rewrite(ctx, outcome.post_id)
+        if progress is not None:
+            progress(done, len(groups))
+    mark_run(store, ref)
+    enqueue_missing_rewrites(ctx, ref)
+    return CollectReport(ref, cursor, len(messages), counts)
+
+
+def _enqueue_rewrite(ctx: CollectContext, post_id: int) -> None:
+    ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+
+
+def enqueue_missing_rewrites(ctx: CollectContext, source: str) -> int:
+    """Collected posts of `source` without a rewrite job (a crash between storing and enqueueing) get one."""
+    rows = ctx.runtime.store.query(
+        "SELECT id FROM posts p WHERE p.source = ? AND p.state = 'collected' AND NOT EXISTS"
+        " (SELECT 1 FROM jobs j WHERE j.kind = 'rewrite' AND j.key = CAST(p.id AS TEXT)) ORDER BY id",
+        (source,),
+    )
+    for row in rows:
+        _enqueue_rewrite(ctx, row["id"])
+    return len(rows)

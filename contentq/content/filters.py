@@ -1,0 +1,101 @@
+"""Per-route filters ([routes.NAME.filters] in contentq.toml): posts not worth rewriting.
+
+`RouteFilter.check` returns the first rule that matches as "<rule>: <detail>", e.g. "stop_words: 'casino'";
+the post is then stored in state `filtered` with that reason. Rules run in the order of the config keys.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from contentq.routes import Filters, normalize_channel_ref
+
+_AD_MARKERS = re.compile(
+    r"(?i)(#(?:реклама|ad|ads|advert|promo|sponsored|партнер\w*|партнёр\w*)\b|\berid\b|(?<!\w)реклама(?!\w)"
+    r"|\bsponsored\b|\badvertisement\b)"
+)
+_INVITE = re.compile(r"(?i)(?:https?://)?(?:t|telegram)\.me/(?:\+|joinchat/)[\w-]+")
+_CHANNEL_LINK = re.compile(r"(?i)(?:https?://)?(?:t|telegram)\.me/(?:s/)?([a-z]\w{3,31})\b")
+_MENTION = re.compile(r"(?<![\w/])@([a-zA-Z]\w{3,31})\b")
+_CALL_TO_ACTION = re.compile(
+    r"(?i)\b(?:subscribe|join|follow|check out|подпис\w*|переход\w*|вступ\w*|присоедин\w*|заходи\w*)"
+)
+_AD_HINTS = ("#", "erid", "реклам", "sponsor", "advertis")  # cheap test before the regex
+_NOT_CHANNELS = frozenset({"share", "addstickers", "proxy", "socks", "iv", "addlist", "boost", "c"})
+
+
+@dataclass(frozen=True)
+class PostFacts:
+    """What the filters look at."""
+
+    text: str  # the visible text (caption) without markup
+    kind: str  # text | photo | video | document | album | audio | voice | sticker
+    is_forward: bool = False
+    links: tuple[str, ...] = ()  # link targets: <a href> and bare URLs
+    source: str = ""  # the donor channel, '@name'
+
+
+@dataclass
+class RouteFilter:
+    filters: Filters
+    own_refs: frozenset[str] = field(default_factory=frozenset)  # the route's own channels: not ads
+    _stop: re.Pattern[str] | None = None
+    _regexes: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        words = [w.strip() for w in self.filters.stop_words if w.strip()]
+        if words:
+            alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+            self._stop = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
+        self._regexes = [(p, re.compile(p)) for p in self.filters.regexes]
+
+    @classmethod
+    def for_route(cls, filters: Filters, own: Iterable[str] = ()) -> RouteFilter:
+        return cls(filters, frozenset(normalize_channel_ref(r) for r in own if r))
+
+    def check(self, post: PostFacts) -> str | None:
+        """The rule that filters this post out, or None when it passes."""
+        f = self.filters
+        if self._stop is not None and (hit := self._stop.search(post.text)):
+            return f"stop_words: {hit.group(0).lower()!r}"
+        for pattern, compiled in self._regexes:
+            if compiled.search(post.text):
+                return f"regexes: '{pattern}'"
+        length = len(post.text.strip())
+        if length < f.min_length:
+            return f"min_length: {length} < {f.min_length} characters"
+        if f.max_length is not None and length > f.max_length:
+            return f"max_length: {length} > {f.max_length} characters"
+        if f.media_types is not None and post.kind not in f.media_types:
+            return f"media_types: {post.kind} is not one of {', '.join(f.media_types)}"
+        if f.skip_forwards and post.is_forward:
+            return "skip_forwards: forwarded post"
+        if f.skip_ads and (ad := advertisement(post, self.own_refs)):
+            return f"skip_ads: {ad}"
+        return None
+
+
+def advertisement(post: PostFacts, own_refs: frozenset[str] = frozenset()) -> str | None:
+    """Why the post looks like an ad for another channel, or None.
+
+    An ad marker (#реклама, #ad, erid …), a private invite link, or a call to subscribe/join next to a
+    link or @mention of a channel other than the donor itself and the route's own channels.
+    """
+    lowered = post.text.lower()
+    if any(hint in lowered for hint in _AD_HINTS) and (marker := _AD_MARKERS.search(post.text)):
+        return f"ad marker {marker.group(0)!r}"
+    haystack = " ".join([post.text, *post.links])
+    has_links = ".me/" in haystack.lower()
+    if has_links and (invite := _INVITE.search(haystack)):
+        return f"invite link {invite.group(0)}"
+    named = [m.group(1) for m in _CHANNEL_LINK.finditer(haystack)] if has_links else []
+    if "@" in post.text:
+        named += [m.group(1) for m in _MENTION.finditer(post.text)]
+    mine = own_refs | {normalize_channel_ref(post.source)} if post.source else own_refs
+    foreign = [normalize_channel_ref(n) for n in named if n.lower() not in _NOT_CHANNELS]
+    foreign = [ref for ref in foreign if ref not in mine]
+    if foreign and _CALL_TO_ACTION.search(post.text):
+        return f"advertises {foreign[0]}"
+    return None

@@ -1,0 +1,198 @@
+"""Storing what was collected or imported: exact dedup, content and near dedup, route filters, one post each.
+
+Collect (one transaction per post, the cursor moving with it) and export import (one transaction for the
+whole file) both go through `Ingestor.ingest`, inside a transaction the caller holds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from contentq.clock import iso
+from contentq.content.dedup import DedupIndex, Match, normalize_text
+from contentq.content.filters import PostFacts, RouteFilter
+from contentq.content.html import collect_links, html_to_text
+from contentq.routes import Route
+from contentq.runtime.context import Runtime
+
+_TELEGRAM_LINK = re.compile(r"(?i)(?:t|telegram)\.me/")
+
+OutcomeState = Literal["collected", "duplicate", "filtered", "exact"]
+
+
+@dataclass
+class CandidateMedia:
+    kind: str  # photo | video | document | audio | voice | sticker
+    mime: str | None = None
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    sha256: str | None = None
+    relpath: str | None = None  # relative to the media dir; None when the file is not available
+
+    def dedup_key(self) -> str:
+        """The media's part of the content hash: its bytes' hash, or what is known of a missing file."""
+        if self.sha256:
+            return self.sha256
+        return f"missing:{self.kind}:{self.size or ''}:{self.width or ''}x{self.height or ''}"
+
+
+@dataclass
+class Candidate:
+    """One post to be: a message, or every message of an album."""
+
+    source: str
+    msg_ids: list[int]
+    html: str = ""
+    posted_at: datetime | None = None
+    grouped_id: int | None = None
+    is_forward: bool = False
+    media: list[CandidateMedia] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        if not self.media:
+            return "text"
+        return "album" if len(self.media) > 1 else self.media[0].kind
+
+    @property
+    def empty(self) -> bool:
+        return not self.html.strip() and not self.media
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: OutcomeState  # 'exact': this message was stored before, nothing written
+    post_id: int | None
+    reason: str | None = None
+
+
+@dataclass
+class Counts:
+    """What one collect or import did; logged with the job and added to the channel's counters."""
+
+    collected: int = 0
+    duplicate: int = 0
+    filtered: int = 0
+    reconnects: int = 0
+    flood_waits: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.state == "collected":
+            self.collected += 1
+        elif outcome.state in ("duplicate", "exact"):
+            self.duplicate += 1
+        else:
+            self.filtered += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"{self.collected} collected, {self.duplicate} duplicate, {self.filtered} filtered, "
+            f"{self.reconnects} reconnects, {self.flood_waits} flood waits"
+        )
+
+
+def dedup_index(runtime: Runtime) -> DedupIndex:
+    """The process's dedup index, loaded from SQLite on first use."""
+
+    def build(rt: Runtime) -> DedupIndex:
+        return DedupIndex(rt.settings.near_duplicate_threshold, rt.settings.dedup_window_days)
+
+    index: DedupIndex = runtime.service("dedup", build)
+    return index
+
+
+def forget_dedup_index(runtime: Runtime) -> None:
+    """After a rolled-back transaction the index may name posts that do not exist: rebuild it next time."""
+    runtime.services.pop("dedup", None)
+
+
+class Ingestor:
+    def __init__(self, route: Route, index: DedupIndex) -> None:
+        self.route = route
+        self.index = index
+        self.filter = RouteFilter.for_route(route.filters, own=[route.target])
+
+    def stored_as(self, conn: sqlite3.Connection, source: str, msg_ids: list[int]) -> int | None:
+        """The post already holding one of these messages of `source` (exact duplicate), if any."""
+        marks = ",".join("?" for _ in msg_ids)
+        row = conn.execute(
+            f"SELECT id FROM posts WHERE source = ? AND source_msg_id IN ({marks}) LIMIT 1", [source, *msg_ids]
+        ).fetchone()
+        return row[0] if row else None
+
+    def ingest(self, conn: sqlite3.Connection, candidate: Candidate) -> Outcome:
+        """Store one candidate as collected, duplicate or filtered (inside the caller's transaction)."""
+        existing = self.stored_as(conn, candidate.source, candidate.msg_ids)
+        if existing is not None:
+            return Outcome("exact", existing, "already stored")
+        html = candidate.html
+        text = html if "<" not in html and "&" not in html else html_to_text(html)
+        fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media])
+        match: Match | None = self.index.match(fp, candidate.source)
+        reason: str | None
+        if match is not None:
+            state: OutcomeState = "duplicate"
+            reason = match.reason()
+        else:
+            # Only Telegram links matter to the ad check; most posts have none, and parsing is not free.
+            wants_links = self.filter.filters.skip_ads and _TELEGRAM_LINK.search(html) is not None
+            links = tuple(collect_links(html)) if wants_links else ()
+            facts = PostFacts(text, candidate.kind, candidate.is_forward, links, candidate.source)
+            reason = self.filter.check(facts)
+            state = "filtered" if reason else "collected"
+        post_id = _insert_post(conn, self.route.name, candidate, state, reason, match, fp.content_hash,
+                               fp.minhash_blob())  # fmt: skip
+        self.index.add(post_id, fp, candidate.source, original=match.post_id if match else None)
+        return Outcome(state, post_id, reason)
+
+
+def _insert_post(
+    conn: sqlite3.Connection,
+    route: str,
+    candidate: Candidate,
+    state: str,
+    reason: str | None,
+    match: Match | None,
+    chash: str | None,
+    minhash: bytes | None,
+) -> int:
+    stamp = iso()
+    row: dict[str, Any] = {
+        "route": route,
+        "source": candidate.source,
+        "source_msg_id": candidate.msg_ids[0],
+        "source_msg_ids": json.dumps(candidate.msg_ids),
+        "grouped_id": candidate.grouped_id,
+        "kind": candidate.kind,
+        "text_html": candidate.html,
+        "is_forward": int(candidate.is_forward),
+        "posted_at": iso(candidate.posted_at) if candidate.posted_at else None,
+        "collected_at": stamp,
+        "state": state,
+        "state_reason": reason,
+        "duplicate_of": match.post_id if match else None,
+        "content_hash": chash,
+        "minhash": minhash,
+        "updated_at": stamp,
+    }
+    cursor = conn.execute(
+        f"INSERT INTO posts ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
+    )
+    post_id = int(cursor.lastrowid or 0)
+    for position, media in enumerate(candidate.media):
+        conn.execute(
+            "INSERT INTO media (post_id, position, origin, kind, sha256, path, mime, size, width, height, created_at)"
+            " VALUES (?, ?, 'donor', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (post_id, position, media.kind, media.sha256, media.relpath, media.mime, media.size, media.width,
+             media.height, stamp),
+        )  # fmt: skip
+    return post_id

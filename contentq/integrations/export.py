@@ -1,0 +1,358 @@
+"""Telegram Desktop channel export (`result.json`) → posts, through the same dedup and filters as collect.
+
+The whole file is read and checked first (a malformed message is named in the error), then every post is
+stored in ONE transaction: an import either happens completely or not at all. Album items are consecutive
+media messages with the same timestamp (exports have no grouped_id). Service messages are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from telethon.tl import types as tl
+
+from contentq.channels import advance, ensure_channel
+from contentq.collect import CollectContext
+from contentq.content.utf16 import utf16_len
+from contentq.errors import ContentqError
+from contentq.ingest import Candidate, CandidateMedia, Counts, Ingestor, dedup_index, forget_dedup_index
+from contentq.integrations.telegram.formatting import entities_to_html
+from contentq.media import store_file
+from contentq.routes import Route, load_routes, normalize_channel_ref
+
+ALBUM_MAX = 10
+"""Telegram albums hold 2–10 items."""
+
+_PLACEHOLDER = re.compile(r"^\(File .*\)$", re.DOTALL)  # "(File not included. Change data exporting settings…)"
+
+_MEDIA_KINDS = {
+    "video_file": "video",
+    "animation": "video",
+    "video_message": "video",
+    "audio_file": "audio",
+    "voice_message": "voice",
+    "sticker": "sticker",
+}
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ExportMedia:
+    kind: str
+    path: Path | None  # None: the file is not in the export (a placeholder or a missing file)
+    mime: str | None = None
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
+class ExportMessage:
+    id: int
+    date: datetime
+    stamp: str  # what album items share: date_unixtime, or the date for older exports
+    html: str = ""
+    is_forward: bool = False
+    media: ExportMedia | None = None
+
+
+@dataclass
+class Export:
+    path: Path
+    name: str
+    messages: list[ExportMessage]
+    service_skipped: int = 0
+
+    @property
+    def missing_files(self) -> int:
+        return sum(1 for m in self.messages if m.media is not None and m.media.path is None)
+
+
+class ExportError(ContentqError):
+    """A result.json that cannot be imported."""
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def read_export(path: Path) -> Export:
+    """Read and check a whole export; raises ExportError naming the file and the message at fault."""
+    if path.is_dir():
+        path = path / "result.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such file; give the result.json of a Telegram Desktop export") from None
+    except UnicodeDecodeError:
+        raise ExportError(f"{path}: not UTF-8 text; export again as JSON (machine-readable)") from None
+    except json.JSONDecodeError as exc:
+        raise ExportError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "export the channel again in the JSON format"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+        whole_account = isinstance(data, dict) and "chats" in data
+        hint = " (a whole-account export: export the one channel instead)" if whole_account else ""
+        raise ExportError(f"{path}: not a Telegram Desktop channel export, there is no 'messages' list{hint}")
+    messages: list[ExportMessage] = []
+    service = 0
+    for index, raw in enumerate(data["messages"]):
+        message = _read_message(path, index, raw)
+        if message is None:
+            service += 1
+        else:
+            messages.append(message)
+    return Export(path=path, name=str(data.get("name") or ""), messages=messages, service_skipped=service)
+
+
+def _read_message(path: Path, index: int, raw: Any) -> ExportMessage | None:
+    where = f"{path}: message #{index + 1}"
+    if not isinstance(raw, dict):
+        raise ExportError(f"{where} is not an object")
+    msg_id = raw.get("id")
+    if not isinstance(msg_id, int) or isinstance(msg_id, bool):
+        raise ExportError(f"{where} has no numeric 'id'")
+    where = f"{path}: message {msg_id}"
+    kind = raw.get("type", "message")
+    if kind == "service":
+        return None
+    if kind != "message":
+        raise ExportError(f"{where}: unknown type {kind!r} (expected 'message' or 'service')")
+    date, stamp = _read_date(where, raw)
+    return ExportMessage(
+        id=msg_id,
+        date=date,
+        stamp=stamp,
+        html=text_to_html(raw.get("text", ""), where),
+        is_forward=bool(raw.get("forwarded_from")),
+        media=_read_media(path.parent, where, raw),
+    )
+
+
+def _read_date(where: str, raw: dict[str, Any]) -> tuple[datetime, str]:
+    unix = raw.get("date_unixtime")
+    if unix is not None:
+        if isinstance(unix, bool) or not str(unix).strip().isdigit():
+            raise ExportError(f"{where}: 'date_unixtime' is not a number of seconds ({unix!r})")
+        return datetime.fromtimestamp(int(str(unix).strip()), UTC), str(unix).strip()
+    value = raw.get("date")
+    if not isinstance(value, str):
+        raise ExportError(f"{where}: 'date' is missing")
+    try:
+        date = datetime.fromisoformat(value)
+    except ValueError:
+        raise ExportError(f"{where}: 'date' is not a date ({value!r})") from None
+    return (date if date.tzinfo else date.replace(tzinfo=UTC)), value
+
+
+def _number(where: str, raw: dict[str, Any], key: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ExportError(f"{where}: {key!r} is not a number ({value!r})")
+    return value
+
+
+def _read_media(folder: Path, where: str, raw: dict[str, Any]) -> ExportMedia | None:
+    width, height = _number(where, raw, "width"), _number(where, raw, "height")
+    if "photo" in raw:
+        return ExportMedia(
+            "photo", _media_path(folder, where, raw["photo"], "photo"), "image/jpeg",
+            _number(where, raw, "photo_file_size"), width, height,
+        )  # fmt: skip
+    if "file" in raw:
+        media_type = raw.get("media_type")
+        mime = raw.get("mime_type")
+        return ExportMedia(
+            _MEDIA_KINDS.get(str(media_type), "document"), _media_path(folder, where, raw["file"], "file"),
+            mime if isinstance(mime, str) else None, _number(where, raw, "file_size"), width, height,
+        )  # fmt: skip
+    return None
+
+
+def _media_path(folder: Path, where: str, value: Any, key: str) -> Path | None:
+    if not isinstance(value, str):
+        raise ExportError(f"{where}: {key!r} is not a file path ({value!r})")
+    if _PLACEHOLDER.match(value.strip()):
+        return None
+    path = (folder / value).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise ExportError(f"{where}: {key!r} points outside the export folder ({value!r})")
+    return path if path.is_file() else None
+
+
+# -- text --------------------------------------------------------------------------------------------
+
+
+def _entity(kind: str, part: dict[str, Any], offset: int, length: int, where: str) -> Any | None:
+    """The Telethon entity for one text part of the export, None for parts Telegram formats by itself."""
+    simple = {
+        "bold": tl.MessageEntityBold,
+        "italic": tl.MessageEntityItalic,
+        "underline": tl.MessageEntityUnderline,
+        "strikethrough": tl.MessageEntityStrike,
+        "spoiler": tl.MessageEntitySpoiler,
+        "code": tl.MessageEntityCode,
+        "link": tl.MessageEntityUrl,
+        "email": tl.MessageEntityEmail,
+    }
+    if kind in simple:
+        return simple[kind](offset=offset, length=length)
+    if kind == "pre":
+        return tl.MessageEntityPre(offset=offset, length=length, language=str(part.get("language") or ""))
+    if kind == "text_link":
+        href = part.get("href")
+        if not isinstance(href, str) or not href:
+            raise ExportError(f"{where}: a text_link without 'href'")
+        return tl.MessageEntityTextUrl(offset=offset, length=length, url=href)
+    if kind == "mention_name" and str(part.get("user_id", "")).isdigit():
+        return tl.MessageEntityMentionName(offset=offset, length=length, user_id=int(part["user_id"]))
+    if kind in ("blockquote", "expandable_blockquote"):
+        collapsed = kind == "expandable_blockquote" or bool(part.get("collapsed"))
+        return tl.MessageEntityBlockquote(offset=offset, length=length, collapsed=collapsed)
+    return None  # plain, mention, hashtag, cashtag, bot_command, phone, bank_card, custom_emoji …
+
+
+def text_to_html(value: Any, where: str = "message") -> str:
+    """An export's `text` (a string, or a list of strings and {type, text, href?} objects) as Telegram HTML."""
+    if isinstance(value, str):
+        return entities_to_html(value, [])
+    if not isinstance(value, list):
+        raise ExportError(f"{where}: 'text' must be a string or a list, not {type(value).__name__}")
+    pieces: list[str] = []
+    entities = []
+    offset = 0
+    for number, part in enumerate(value, start=1):
+        text: Any
+        if isinstance(part, str):
+            text, kind = part, "plain"
+        elif isinstance(part, dict):
+            text, kind = part.get("text"), str(part.get("type", "plain"))
+            if not isinstance(text, str):
+                raise ExportError(f"{where}: text part {number} has no 'text' string")
+        else:
+            raise ExportError(f"{where}: text part {number} is neither a string nor an object")
+        length = utf16_len(text)
+        if length and (entity := _entity(kind, part if isinstance(part, dict) else {}, offset, length, where)):
+            entities.append(entity)
+        pieces.append(text)
+        offset += length
+    return entities_to_html("".join(pieces), entities)
+
+
+# -- albums and import -------------------------------------------------------------------------------
+
+
+def export_groups(messages: list[ExportMessage]) -> list[list[ExportMessage]]:
+    """Posts: consecutive media messages with the same timestamp form one album (at most 10 items)."""
+    groups: list[list[ExportMessage]] = []
+    for message in messages:
+        last = groups[-1] if groups else None
+        if (
+            last is not None
+            and message.media is not None
+            and all(m.media is not None for m in last)
+            and last[0].stamp == message.stamp
+            and len(last) < ALBUM_MAX
+        ):
+            last.append(message)
+        else:
+            groups.append([message])
+    return groups
+
+
+@dataclass
+class ImportReport:
+    source: str
+    route: str
+    messages: int
+    posts: int
+    service_skipped: int
+    missing_files: int
+    counts: Counts = field(default_factory=Counts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "route": self.route, "messages": self.messages, "posts": self.posts,
+            "service_skipped": self.service_skipped, "missing_files": self.missing_files, **self.counts.as_dict(),
+        }  # fmt: skip
+
+
+def _route(ctx: CollectContext, ref: str, route_name: str | None) -> Route:
+    routes = load_routes(ctx.runtime.settings.config_path)
+    if route_name:
+        return routes.get(route_name)
+    route = routes.route_for_source(ref)
+    if route is None:
+        raise ContentqError(
+            f"{ref} is not a source of any route in {ctx.runtime.settings.config_path}; "
+            "add it to a route's sources or pass --route"
+        )
+    return route
+
+
+def _candidate(ref: str, group: list[ExportMessage], media_dir: Path) -> Candidate:
+    media = []
+    for message in group:
+        item = message.media
+        if item is None:
+            continue
+        entry = CandidateMedia(item.kind, item.mime, item.size, item.width, item.height)
+        if item.path is not None:
+            stored = store_file(media_dir, item.path, mime=item.mime)
+            entry.sha256, entry.relpath, entry.size = stored.sha256, stored.relpath, stored.size
+        media.append(entry)
+    return Candidate(
+        source=ref,
+        msg_ids=[m.id for m in group],
+        html=next((m.html for m in group if m.html.strip()), ""),
+        posted_at=group[0].date,
+        grouped_id=None,
+        is_forward=any(m.is_forward for m in group),
+        media=media,
+    )
+
+
+def import_export(
+    ctx: CollectContext, path: Path, source: str, *, route_name: str | None = None, progress: Progress | None = None
+) -> ImportReport:
+    """Import an export as posts of `source`; all or nothing. Accepted posts get their rewrite job."""
+    runtime = ctx.runtime
+    ref = normalize_channel_ref(source)
+    route = _route(ctx, ref, route_name)
+    export = read_export(path)
+    groups = [g for g in export_groups(export.messages) if g[0].html.strip() or any(m.media for m in g)]
+    report = ImportReport(ref, route.name, len(export.messages), len(groups), export.service_skipped,
+                          export.missing_files)  # fmt: skip
+    store = runtime.store
+    ingestor = Ingestor(route, dedup_index(runtime))
+    ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
+    accepted: list[int] = []
+    try:
+        with store.transaction() as conn:
+            ensure_channel(conn, ref)
+            ingestor.index.refresh(conn)
+            for done, group in enumerate(groups, start=1):
+                outcome = ingestor.ingest(conn, _candidate(ref, group, runtime.settings.media_dir))
+                report.counts.add(outcome)
+                if outcome.state == "collected" and outcome.post_id is not None:
+                    accepted.append(outcome.post_id)
+                if progress is not None:
+                    progress(done, len(groups))
+            last_id = max((m.id for m in export.messages), default=0)
+            advance(conn, ref, last_id, report.counts)
+    except BaseException:
+        forget_dedup_index(runtime)
+        raise
+    ctx.log("imported", f"{export.path}: {report.counts.summary()}", **report.as_dict())
+    for post_id in accepted:
+        ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+    return report

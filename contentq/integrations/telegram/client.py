@@ -1,0 +1,454 @@
+"""The Telethon implementation of the TelegramGateway.
+
+One TelegramClient per process, connected once and reused across jobs, living on a private event loop that
+runs on a daemon thread; the synchronous gateway methods submit coroutines to it with
+`run_coroutine_threadsafe`. Sends go through the raw MTProto requests (SendMessage, SendMedia,
+SendMultiMedia) with the caller's random ids, so a resend after a crash is refused by Telegram with
+RandomIdDuplicateError instead of posting twice. Telethon's RPC errors pass through unchanged; network
+failures and timeouts become ConnectionError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from telethon import TelegramClient, errors, utils
+from telethon.sessions import StringSession
+from telethon.tl import functions
+from telethon.tl import types as tl
+
+from contentq.errors import ConfigError, ContentqError
+from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities
+from contentq.integrations.telegram.gateway import (
+    Account,
+    FetchedMessage,
+    MediaInfo,
+    MediaKind,
+    OutgoingMedia,
+    OutgoingPart,
+    ResolvedChannel,
+)
+from contentq.redact import register_secret
+from contentq.routes import normalize_channel_ref
+from contentq.settings import Settings
+
+T = TypeVar("T")
+
+TRANSFER_TIMEOUT_FACTOR = 5
+"""Uploads and downloads may take this many times settings.tg_timeout."""
+
+
+# -- session and client ----------------------------------------------------------------------------
+
+
+def require_api(settings: Settings) -> tuple[int, str]:
+    if settings.tg_api_id is None or settings.tg_api_hash is None:
+        raise ConfigError(
+            "CONTENTQ_TG_API_ID and CONTENTQ_TG_API_HASH are not set: create an application at "
+            "https://my.telegram.org (API development tools) and put both in .env"
+        )
+    return settings.tg_api_id, settings.tg_api_hash.get_secret_value()
+
+
+def load_session_string(settings: Settings) -> tuple[str | None, str]:
+    """The saved session and where it came from: CONTENTQ_TG_SESSION wins over the session file."""
+    if settings.tg_session is not None and settings.tg_session.get_secret_value().strip():
+        return settings.tg_session.get_secret_value().strip(), "CONTENTQ_TG_SESSION"
+    path = settings.session_path
+    if not path.exists():
+        return None, str(path)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(0o600)  # a session is a password: keep it private
+    value = path.read_text(encoding="utf-8").strip()
+    register_secret(value)
+    return value or None, str(path)
+
+
+def write_session(path: Path, value: str) -> None:
+    """Save a session string readable by its owner only (mode 0600), atomically."""
+    register_secret(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(value + "\n")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def string_session(value: str | None, origin: str) -> StringSession:
+    try:
+        return StringSession(value or None)
+    except ValueError:
+        raise ContentqError(f"the Telegram session in {origin} is not valid; run `contentq login` again") from None
+
+
+def make_client(settings: Settings, session: StringSession) -> TelegramClient:
+    """A Telethon client with contentq's device description and flood-sleep threshold (not connected)."""
+    api_id, api_hash = require_api(settings)
+    return TelegramClient(
+        session,
+        api_id,
+        api_hash,
+        device_model=settings.tg_device_model,
+        system_version=settings.tg_system_version,
+        app_version=settings.tg_app_version,
+        flood_sleep_threshold=settings.tg_flood_sleep_threshold,
+        timeout=min(settings.tg_timeout, 30),
+        connection_retries=2,
+        request_retries=3,
+        receive_updates=False,  # contentq asks; it never listens
+    )
+
+
+class EventLoopThread:
+    """An asyncio loop on a daemon thread, for calling async Telethon from synchronous workers."""
+
+    def __init__(self, name: str = "contentq-telegram") -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise ConnectionError(f"Telegram did not answer within {timeout:g} s") from None
+        except errors.RPCError:
+            raise
+        except Exception as exc:
+            raise map_error(exc) from exc
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+def map_error(exc: BaseException) -> BaseException:
+    """Telegram's own errors unchanged; network trouble as ConnectionError (what callers retry on)."""
+    if isinstance(exc, errors.RPCError | ConnectionError | ContentqError):
+        return exc
+    if isinstance(exc, TimeoutError | asyncio.IncompleteReadError | OSError):
+        return ConnectionError(f"Telegram connection failed: {type(exc).__name__}: {exc}")
+    return exc
+
+
+# -- conversions (pure; tested without a network) ---------------------------------------------------
+
+
+def input_peer(channel: ResolvedChannel) -> Any:
+    if channel.access_hash is None:
+        return tl.InputPeerChat(chat_id=channel.id)
+    return tl.InputPeerChannel(channel_id=channel.id, access_hash=channel.access_hash)
+
+
+def channel_from_entity(ref: str, entity: Any) -> ResolvedChannel:
+    return ResolvedChannel(
+        ref=ref,
+        id=entity.id,
+        access_hash=getattr(entity, "access_hash", None),
+        title=getattr(entity, "title", None) or " ".join(
+            p for p in (getattr(entity, "first_name", None), getattr(entity, "last_name", None)) if p
+        ),
+        username=getattr(entity, "username", None),
+    )
+
+
+def _largest_photo_size(photo: Any) -> tuple[int | None, int | None, int | None]:
+    best: tuple[int | None, int | None, int | None] = (None, None, None)
+    for size in getattr(photo, "sizes", None) or []:
+        w, h = getattr(size, "w", None), getattr(size, "h", None)
+        nbytes = getattr(size, "size", None)
+        if nbytes is None and getattr(size, "sizes", None):
+            nbytes = max(size.sizes)
+        if w is not None and (best[0] is None or w * (h or 0) > best[0] * (best[1] or 0)):
+            best = (w, h, nbytes)
+    return best
+
+
+def media_info(message: Any) -> MediaInfo | None:
+    """What contentq keeps of a message's media; None for no media or kinds it does not repost."""
+    media = getattr(message, "media", None)
+    if isinstance(media, tl.MessageMediaPhoto) and isinstance(media.photo, tl.Photo):
+        w, h, size = _largest_photo_size(media.photo)
+        return MediaInfo("photo", "image/jpeg", size, w, h)
+    if isinstance(media, tl.MessageMediaDocument) and isinstance(media.document, tl.Document):
+        doc = media.document
+        kind: MediaKind = "document"
+        w = h = None
+        name = None
+        for attr in doc.attributes:
+            if isinstance(attr, tl.DocumentAttributeSticker):
+                kind = "sticker"
+            elif isinstance(attr, tl.DocumentAttributeVideo) and kind == "document":
+                kind, w, h = "video", attr.w, attr.h
+            elif isinstance(attr, tl.DocumentAttributeAudio) and kind == "document":
+                kind = "voice" if attr.voice else "audio"
+            elif isinstance(attr, tl.DocumentAttributeImageSize):
+                w, h = attr.w, attr.h
+            elif isinstance(attr, tl.DocumentAttributeFilename):
+                name = attr.file_name
+        return MediaInfo(kind, doc.mime_type, doc.size, w, h, name)
+    return None
+
+
+def to_fetched(message: Any) -> FetchedMessage | None:
+    """A Telethon message as a FetchedMessage; None for service messages and ones with nothing to keep."""
+    if not isinstance(message, tl.Message):
+        return None
+    media = media_info(message)
+    html = entities_to_html(message.message or "", message.entities)
+    if not html.strip() and media is None:
+        return None
+    return FetchedMessage(
+        id=message.id,
+        date=message.date,
+        html=html,
+        grouped_id=message.grouped_id,
+        is_forward=message.fwd_from is not None,
+        media=media,
+        views=message.views,
+    )
+
+
+def uploaded_media(item: OutgoingMedia, file: Any) -> Any:
+    """The InputMedia for an uploaded file of the given kind."""
+    if item.kind == "photo":
+        return tl.InputMediaUploadedPhoto(file=file)
+    attributes, mime = utils.get_attributes(
+        str(item.path), force_document=item.kind == "document", voice_note=item.kind == "voice",
+        supports_streaming=item.kind == "video",
+    )  # fmt: skip
+    return tl.InputMediaUploadedDocument(
+        file=file, mime_type=mime or "application/octet-stream", attributes=attributes,
+        force_file=item.kind == "document",
+    )  # fmt: skip
+
+
+def build_send_request(peer: Any, part: OutgoingPart, random_ids: list[int], media: list[Any]) -> Any:
+    """The raw request for one part: SendMessage (text), SendMedia (one item), SendMultiMedia (album).
+
+    The caption (or text) goes with the first item; each item carries its own random id.
+    """
+    expected = max(1, len(part.media))
+    if len(random_ids) != expected or len(media) != len(part.media):
+        raise ValueError(f"a {part.kind} part needs {expected} random id(s) and its media, got {len(random_ids)}")
+    text, entities = html_to_entities(part.html)
+    if part.kind == "text":
+        return functions.messages.SendMessageRequest(
+            peer=peer, message=text, entities=entities or None, random_id=random_ids[0]
+        )
+    if part.kind == "media":
+        return functions.messages.SendMediaRequest(
+            peer=peer, media=media[0], message=text, entities=entities or None, random_id=random_ids[0]
+        )
+    return functions.messages.SendMultiMediaRequest(
+        peer=peer,
+        multi_media=[
+            tl.InputSingleMedia(
+                media=item, random_id=random_id, message=text if index == 0 else "",
+                entities=(entities or None) if index == 0 else None,
+            )  # fmt: skip
+            for index, (item, random_id) in enumerate(zip(media, random_ids, strict=True))
+        ],
+    )
+
+
+def sent_message_ids(result: Any, random_ids: list[int]) -> list[int]:
+    """Message ids of a send, in the order of `random_ids` (UpdateMessageID maps one to the other)."""
+    if isinstance(result, tl.UpdateShortSentMessage):
+        return [result.id]
+    updates = getattr(result, "updates", None) or []
+    by_random = {u.random_id: u.id for u in updates if isinstance(u, tl.UpdateMessageID)}
+    if all(r in by_random for r in random_ids):
+        return [by_random[r] for r in random_ids]
+    new = sorted(
+        u.message.id for u in updates if isinstance(u, tl.UpdateNewChannelMessage | tl.UpdateNewMessage)
+    )
+    if len(new) == len(random_ids):
+        return new
+    raise ConnectionError("Telegram's answer to the send names no message ids; look at the channel to settle it")
+
+
+def account_from_user(user: Any) -> Account:
+    name = " ".join(p for p in (user.first_name, user.last_name) if p) or (user.username or str(user.id))
+    return Account(
+        id=user.id, username=user.username, name=name, phone=user.phone, premium=bool(getattr(user, "premium", False))
+    )
+
+
+# -- the gateway -----------------------------------------------------------------------------------
+
+
+class TelethonGateway:
+    """TelegramGateway over one Telethon client; see the module docstring."""
+
+    def __init__(self, settings: Settings, client_factory: Callable[[], Any] | None = None) -> None:
+        self.settings = settings
+        self._factory = client_factory or self._default_client
+        self._client: Any = None
+        self._runner: EventLoopThread | None = None
+        self._lock = threading.Lock()
+
+    def _default_client(self) -> TelegramClient:
+        value, origin = load_session_string(self.settings)
+        if value is None:
+            raise ContentqError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
+        return make_client(self.settings, string_session(value, origin))
+
+    # plumbing
+
+    def _run(self, factory: Callable[[Any], Awaitable[T]], timeout: float | None = None) -> T:
+        with self._lock:
+            if self._runner is None:
+                self._runner = EventLoopThread()
+        runner = self._runner
+
+        async def call() -> T:
+            client = await self._connected()
+            return await factory(client)
+
+        return runner.run(call(), timeout or self.settings.tg_timeout)
+
+    async def _connected(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()  # built on the loop thread: Telethon binds to the running loop
+        if not self._client.is_connected():
+            await self._client.connect()
+        return self._client
+
+    # TelegramGateway
+
+    def ensure_ready(self) -> None:
+        async def check(client: Any) -> None:
+            if not await client.is_user_authorized():
+                raise errors.AuthKeyUnregisteredError(request=None)
+
+        self._run(check)
+
+    def reconnect(self) -> None:
+        async def drop(client: Any) -> None:
+            await client.disconnect()
+            await client.connect()
+
+        self._run(drop)
+
+    def account(self) -> Account:
+        async def me(client: Any) -> Account:
+            user = await client.get_me()
+            if user is None:
+                raise errors.AuthKeyUnregisteredError(request=None)
+            return account_from_user(user)
+
+        return self._run(me)
+
+    def resolve(self, ref: str) -> ResolvedChannel:
+        ref = normalize_channel_ref(ref)
+
+        async def lookup(client: Any) -> ResolvedChannel:
+            if not ref.lstrip("-").isdigit():
+                return channel_from_entity(ref, await client.get_entity(ref.lstrip("@")))
+            bare, peer_type = utils.resolve_id(int(ref))
+            peer = peer_type(bare)
+            try:
+                entity = await client.get_entity(peer)
+            except ValueError:
+                await client.get_dialogs()  # ids alone resolve only for chats the account has seen
+                try:
+                    entity = await client.get_entity(peer)
+                except ValueError:
+                    raise ContentqError(
+                        f"cannot resolve channel id {ref}: join it with the logged-in account or use its @username"
+                    ) from None
+            return channel_from_entity(ref, entity)
+
+        return self._run(lookup)
+
+    def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
+        async def fetch(client: Any) -> list[FetchedMessage]:
+            found = await client.get_messages(input_peer(channel), limit=limit or None, min_id=min_id)
+            converted = (to_fetched(m) for m in found)
+            return sorted((m for m in converted if m is not None), key=lambda m: m.id)
+
+        return self._run(fetch, self.settings.tg_timeout * TRANSFER_TIMEOUT_FACTOR)
+
+    def download_media(self, channel: ResolvedChannel, message_id: int) -> bytes:
+        async def download(client: Any) -> bytes:
+            message = await client.get_messages(input_peer(channel), ids=message_id)
+            if message is None:
+                return b""  # deleted meanwhile
+            data = await client.download_media(message, file=bytes)
+            return data or b""
+
+        return self._run(download, self.settings.tg_timeout * TRANSFER_TIMEOUT_FACTOR)
+
+    def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
+        async def send(client: Any) -> list[int]:
+            peer = input_peer(target)
+            media = [await self._prepare_media(client, peer, item) for item in part.media]
+            result = await client(build_send_request(peer, part, random_ids, media))
+            return sent_message_ids(result, random_ids)
+
+        return self._run(send, self.settings.tg_timeout * (TRANSFER_TIMEOUT_FACTOR if part.media else 1))
+
+    async def _prepare_media(self, client: Any, peer: Any, item: OutgoingMedia) -> Any:
+        """Upload a file and register it with Telegram (uploadMedia), as albums require."""
+        uploaded = await client.upload_file(str(item.path))
+        answer = await client(functions.messages.UploadMediaRequest(peer=peer, media=uploaded_media(item, uploaded)))
+        return utils.get_input_media(answer)
+
+    def delete_messages(self, target: ResolvedChannel, message_ids: list[int]) -> None:
+        async def delete(client: Any) -> None:
+            await client.delete_messages(input_peer(target), list(message_ids), revoke=True)
+
+        self._run(delete)
+
+    def recent_messages(self, target: ResolvedChannel, limit: int = 20) -> list[FetchedMessage]:
+        async def recent(client: Any) -> list[FetchedMessage]:
+            found = await client.get_messages(input_peer(target), limit=limit)
+            return [m for m in (to_fetched(x) for x in found) if m is not None]
+
+        return self._run(recent)
+
+    def send_admin(self, chat: str, text: str) -> None:
+        entity: int | str = int(chat) if chat.lstrip("-").isdigit() else chat
+
+        async def send(client: Any) -> None:
+            await client.send_message(entity, text, parse_mode=None, link_preview=False)
+
+        self._run(send)
+
+    def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                runner.run(self._client.disconnect(), 10)
+        self._client = None
+        runner.stop()
+
+
+def build_gateway(runtime: Any) -> TelethonGateway:
+    """Runtime.telegram's factory: the process's Telethon gateway (connects on first use)."""
+    if runtime.settings.tg_gateway:  # CONTENTQ_TG_GATEWAY='module:factory': a stand-in (benches, demos)
+        from contentq.runtime.execute import resolve_handler
+
+        return resolve_handler(runtime.settings.tg_gateway)(runtime)
+    return TelethonGateway(runtime.settings)

@@ -1,0 +1,90 @@
+"""The `generate` job (queue rewrite, key = route name): an auto-posting rule's original post.
+
+Creates the due time's post (once), has the LLM write it, then hands it on like a rewritten post: image
+generation when the route adds images, then `pipeline.on_rewritten` (approval or the next free slot).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contentq import pipeline
+from contentq.clock import parse
+from contentq.errors import ConfigError
+from contentq.integrations.llm import LLMFatalError, LLMWaitError
+from contentq.jobs import KINDS
+from contentq.rewrite.output import InvalidOutputError
+from contentq.rules import record_outcome, rule_post, write_original
+from contentq.runtime.context import FatalJobError, JobContext, Reschedule
+from contentq.store.posts import get_post, transition
+
+
+def _follow_ups(ctx: JobContext, post_id: int) -> dict[str, Any]:
+    post = get_post(ctx.store, post_id)
+    route = pipeline.route_of(ctx.runtime, post["route"])
+    out: dict[str, Any] = {"post_id": post_id}
+    wants_image = route.images != "none" and (bool(post["image_prompt"]) or route.image_backend == "card")
+    has_job = ctx.store.scalar("SELECT 1 FROM jobs WHERE kind = 'imagegen' AND key = ?", (str(post_id),))
+    if wants_image and "imagegen" in KINDS and not has_job:
+        out["imagegen_job"] = ctx.enqueue_child("imagegen", str(post_id), {"post_id": post_id}, post_id=post_id)["id"]
+    out["state"] = pipeline.on_rewritten(ctx.runtime, post_id)
+    return out
+
+
+def _fail(ctx: JobContext, route: str, post_id: int, reason: str) -> FatalJobError:
+    record_outcome(ctx.runtime, route, error=reason)
+    pipeline.fail_post(ctx.runtime, post_id, "rewriting", f"generate: {reason}")
+    return FatalJobError(reason)
+
+
+def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
+    try:
+        route_cfg = pipeline.route_of(ctx.runtime, route)
+    except ConfigError as exc:
+        record_outcome(ctx.runtime, route, error=str(exc))
+        raise FatalJobError(str(exc)) from None
+    if route_cfg.generate is None:
+        record_outcome(ctx.runtime, route, error="the route has no [generate] section any more")
+        raise FatalJobError(f"route {route!r} has no [generate] section")
+    due_at = parse(due)
+    post = rule_post(ctx.runtime, route_cfg, due_at)
+    post_id = post["id"]
+    if ctx.post_id != post_id:
+        ctx.post_id = post_id
+        ctx.store.execute("UPDATE jobs SET post_id = ? WHERE id = ?", (post_id, ctx.job_id))
+    if post["state"] == "rewritten":
+        ctx.log("resumed", f"post {post_id} was written by an earlier run; continuing after it")
+        return _follow_ups(ctx, post_id)
+    if post["state"] != "rewriting":
+        ctx.log("skipped", f"the post of {due} is already {post['state']} (post {post_id})")
+        return {"post_id": post_id, "skipped": post["state"]}
+
+    ctx.log("generating", f"route {route}, due {due}, topic: {route_cfg.generate.topic[:200]}", post_id=post_id)
+    try:
+        written = write_original(ctx.runtime, route_cfg, post_id, due_at, ctx)
+    except LLMWaitError as exc:
+        raise Reschedule(exc.delay, str(exc)) from None
+    except (LLMFatalError, ConfigError, InvalidOutputError) as exc:
+        ctx.notify(f"generate-failed:{route}", f"auto-post of route {route} failed: {exc}", level="error")
+        raise _fail(ctx, route, post_id, str(exc)) from None
+    except Exception as exc:
+        record_outcome(ctx.runtime, route, error=f"{type(exc).__name__}: {exc}")
+        if ctx.is_last_attempt:
+            pipeline.fail_post(ctx.runtime, post_id, "rewriting", f"generate: {exc}")
+        raise
+
+    if "skip" in written:
+        transition(ctx.store, post_id, "rewriting", "cancelled", state_reason=f"generate: {written['skip']}"[:500])
+        record_outcome(ctx.runtime, route, error=f"the model wrote nothing: {written['skip']}")
+        ctx.log("skipped", written["skip"], level="warning")
+        return {"post_id": post_id, "state": "cancelled", "reason": written["skip"]}
+    moved = transition(
+        ctx.store, post_id, "rewriting", "rewritten",
+        rewrite_html=written["html"], title=written["title"], image_prompt=written["image_prompt"],
+        truncated=int(written["truncated"]), rewriter="generate", state_reason=None,
+    )  # fmt: skip
+    if not moved:
+        return {"post_id": post_id, "skipped": get_post(ctx.store, post_id)["state"]}
+    record_outcome(ctx.runtime, route, error=None)
+    ctx.log("generated", f"post {post_id}: {len(written['html'])} characters", title=written["title"])
+    return {"tokens_in": written["tokens_in"], "tokens_out": written["tokens_out"], **_follow_ups(ctx, post_id)}

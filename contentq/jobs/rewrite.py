@@ -1,0 +1,144 @@
+"""The `rewrite` job (queue rewrite, key = post id): collected → rewriting → rewritten, then what follows.
+
+Outcomes: rewritten (then imagegen when the route adds images, then `pipeline.on_rewritten`); filtered
+when the model says the post is an ad or off-topic; failed, with the admin told, when retrying cannot
+help (context window, refused request, invalid output three times); re-enqueued for later without
+using a retry while the LLM circuit breaker is open or the endpoint asks for a long wait.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contentq import pipeline
+from contentq.errors import ConfigError, NotFoundError
+from contentq.integrations.llm import ContextTooLongError, LLMFatalError, LLMWaitError
+from contentq.jobs import KINDS
+from contentq.rewrite.core import build_task as build_rewrite_task
+from contentq.rewrite.core import load_route, rewriter_for
+from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter
+from contentq.routes import Route
+from contentq.runtime.context import FatalJobError, JobContext, Reschedule
+from contentq.store.posts import get_post, transition
+
+START_STATES = ("collected", "rewriting", "failed")
+"""A post is rewritten from these: 'rewriting' is a run that crashed mid-way, 'failed' (only without a
+rewrite) an earlier failed rewrite that is retried."""
+
+
+def _rewritable(post: dict[str, Any]) -> bool:
+    return post["state"] in ("collected", "rewriting") or (post["state"] == "failed" and post["rewrite_html"] is None)
+
+
+def _fail_post(ctx: JobContext, post_id: int, reason: str) -> None:
+    transition(ctx.store, post_id, ("rewriting", "collected"), "failed", state_reason=f"rewrite: {reason}"[:500])
+
+
+def _fatal(ctx: JobContext, post_id: int, reason: str, *, notify: bool = True) -> FatalJobError:
+    _fail_post(ctx, post_id, reason)
+    if notify:
+        ctx.notify(f"rewrite-failed:{post_id}", f"rewrite of post {post_id} failed: {reason}", level="error")
+    return FatalJobError(reason)
+
+
+def _follow_ups(ctx: JobContext, post_id: int, route: Route, image_prompt: str | None) -> dict[str, Any]:
+    """Image generation when the route wants one, then the pipeline's next step (approval or schedule)."""
+    out: dict[str, Any] = {}
+    wants_image = route.images != "none" and (bool(image_prompt) or route.image_backend == "card")
+    if wants_image and "imagegen" in KINDS:
+        child = ctx.enqueue_child("imagegen", str(post_id), {"post_id": post_id}, post_id=post_id)
+        out["imagegen_job"] = child["id"]
+    out["state"] = pipeline.on_rewritten(ctx.runtime, post_id)
+    return out
+
+
+def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
+    store = ctx.store
+    try:
+        post = get_post(store, post_id)
+    except NotFoundError as exc:
+        raise FatalJobError(str(exc)) from None
+    state = post["state"]
+    if state == "rewritten":
+        # A previous run got this far and stopped before finishing: only the steps after it are missing.
+        ctx.log("resumed", "post already rewritten; running the steps after the rewrite")
+        try:
+            route = load_route(ctx.settings, post["route"])
+        except ConfigError as exc:
+            raise FatalJobError(str(exc)) from None
+        has_image_job = store.scalar("SELECT 1 FROM jobs WHERE kind = 'imagegen' AND key = ?", (str(post_id),))
+        prompt = None if has_image_job else post["image_prompt"]
+        if has_image_job:
+            route = route.model_copy(update={"images": "none"})
+        return {"post_id": post_id, **_follow_ups(ctx, post_id, route, prompt)}
+    if not _rewritable(post):
+        ctx.log("skipped", f"post {post_id} is {state}: nothing to rewrite")
+        return {"post_id": post_id, "skipped": state}
+
+    try:
+        route = load_route(ctx.settings, post["route"])
+        rewriter = rewriter_for(ctx.runtime, route)
+    except ConfigError as exc:
+        # One alert for the configuration problem, not one per post waiting behind it.
+        ctx.notify("rewrite-config", f"rewrites fail: {exc}", level="error")
+        raise _fatal(ctx, post_id, str(exc), notify=False) from None
+    if isinstance(rewriter, LLMRewriter):
+        try:
+            rewriter.client.check_breaker()
+        except LLMWaitError as exc:
+            raise Reschedule(exc.delay, str(exc)) from None
+
+    if not transition(store, post_id, START_STATES, "rewriting", state_reason=None):
+        ctx.log("skipped", f"post {post_id} changed state meanwhile")
+        return {"post_id": post_id, "skipped": get_post(store, post_id)["state"]}
+
+    task = build_rewrite_task(ctx.runtime, post, route, ctx.job_id)
+    ctx.log(
+        "rewriting",
+        f"rewriter {rewriter.name}, limit {task.limit} ({'caption' if task.has_media else 'text'})",
+        route=route.name,
+    )
+    try:
+        result = rewriter.rewrite(task, ctx)
+    except LLMWaitError as exc:
+        transition(store, post_id, "rewriting", "collected", state_reason=f"waiting: {exc}"[:500])
+        raise Reschedule(exc.delay, str(exc)) from None
+    except ContextTooLongError as exc:
+        ctx.log("context_too_long", str(exc), level="error")
+        raise _fatal(ctx, post_id, str(exc)) from None
+    except InvalidModelOutputError as exc:
+        ctx.log("invalid_output_final", str(exc), level="error", raw_output=exc.raw)
+        raise _fatal(ctx, post_id, str(exc)) from None
+    except LLMFatalError as exc:
+        if exc.is_auth:
+            ctx.notify("llm-auth", f"the LLM endpoint refuses contentq's requests: {exc}", level="error")
+        raise _fatal(ctx, post_id, str(exc), notify=not exc.is_auth) from None
+    except Exception as exc:
+        if ctx.is_last_attempt:
+            _fail_post(ctx, post_id, str(exc))
+        else:
+            transition(store, post_id, "rewriting", "collected", state_reason=f"retrying: {exc}"[:500])
+        raise
+
+    summary: dict[str, Any] = {
+        "post_id": post_id,
+        "rewriter": result.rewriter,
+        "attempts": result.attempts,
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
+        "cost": round(result.cost, 6),
+    }
+    if result.skipped:
+        transition(store, post_id, "rewriting", "filtered", state_reason=f"rewrite: {result.skip_reason}"[:500])
+        ctx.log("filtered", f"the model skipped the post: {result.skip_reason}")
+        return {**summary, "state": "filtered", "reason": result.skip_reason}
+    moved = transition(
+        store, post_id, "rewriting", "rewritten",
+        rewrite_html=result.html, title=result.title, image_prompt=result.image_prompt,
+        truncated=int(result.truncated), rewriter=result.rewriter, state_reason=None,
+    )  # fmt: skip
+    if not moved:
+        ctx.log("discarded", f"post {post_id} left 'rewriting' while it was rewritten (cancelled?)", level="warning")
+        return {**summary, "skipped": get_post(store, post_id)["state"]}
+    ctx.log("rewritten", f"{len(result.html)} characters" + (", truncated" if result.truncated else ""))
+    return {**summary, "truncated": result.truncated, **_follow_ups(ctx, post_id, route, result.image_prompt)}

@@ -1,0 +1,1 @@
+"""Operations: supervisor config, purge, stats, alerts, metrics, doctor and health, the demo."""

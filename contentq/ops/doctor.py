@@ -1,0 +1,338 @@
+"""`contentq doctor` (every part of the installation, with the fix for what is wrong) and `contentq health`
+(a quick probe for monitoring: exits non-zero when Redis, the database or the workers are not there)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq import Worker
+
+from contentq.errors import ContentqError
+from contentq.ops import supervisor as sv
+from contentq.redact import redact
+from contentq.routes import RoutesConfig, load_routes
+from contentq.runtime.redis import connect, describe_redis
+from contentq.settings import QUEUES, Settings, load_settings
+from contentq.store.db import open_store
+from contentq.store.migrations import migration_status
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+SUPERVISOR_CANDIDATES = (
+    "/etc/supervisor/conf.d/contentq.conf",
+    "/etc/supervisord.d/contentq.ini",
+    "/etc/supervisord.d/contentq.conf",
+    "/etc/supervisor.d/contentq.ini",
+)
+"""Where supervisor configs usually live (Debian, RHEL, Arch); CONTENTQ_HOME/supervisor/contentq.conf first."""
+
+CRON_CANDIDATES = ("/etc/cron.d/contentq*",)
+
+MIN_FREE_BYTES = 1 << 30
+
+
+@dataclass
+class Probe:
+    check: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _routes(settings: Settings) -> RoutesConfig | None:
+    try:
+        return load_routes(settings.config_path)
+    except ContentqError:
+        return None
+
+
+def check_config(settings: Settings) -> tuple[Probe, RoutesConfig | None]:
+    path = settings.config_path
+    if not path.exists():
+        return (
+            Probe("config", WARN, f"settings valid; no routes file at {path}",
+                  f"write your routes to {settings.home / 'contentq.toml'} (see the README), or try `contentq demo`"),
+            None,
+        )  # fmt: skip
+    try:
+        routes = load_routes(path)
+    except ContentqError as exc:
+        return Probe("config", FAIL, str(exc), f"fix {path}: the message names the route and field"), None
+    names = ", ".join(sorted(routes.routes)) or "none"
+    return Probe("config", OK, f"settings valid; {path}: {len(routes.routes)} route(s): {names}"), routes
+
+
+def check_home(settings: Settings) -> Probe:
+    home = settings.home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return Probe("data directory", FAIL, f"{home}: {exc.strerror}", "set CONTENTQ_HOME to a writable directory")
+    if not os.access(home, os.W_OK):
+        return Probe("data directory", FAIL, f"{home} is not writable", f"chown/chmod {home}, or set CONTENTQ_HOME")
+    free = shutil.disk_usage(home).free
+    if free < MIN_FREE_BYTES:
+        return Probe("data directory", WARN, f"{home}: only {free / 1e9:.2f} GB free",
+                     "free disk space or run `contentq purge`")  # fmt: skip
+    return Probe("data directory", OK, f"{home} ({free / 1e9:.1f} GB free)")
+
+
+def check_database(settings: Settings) -> Probe:
+    try:
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms)
+    except ContentqError as exc:
+        return Probe("database", FAIL, str(exc), "check CONTENTQ_HOME and the file's permissions")
+    except Exception as exc:  # a corrupt file raises sqlite3.DatabaseError
+        return Probe("database", FAIL, f"{settings.db_path}: {exc}",
+                     "restore the database from a backup, or move it away to start afresh")  # fmt: skip
+    try:
+        pending = [m for m in migration_status(store) if not m["applied_at"]]
+        with store.transaction():
+            pass  # takes and releases the write lock: not locked by a stuck process
+        posts = store.scalar("SELECT COUNT(*) FROM posts")
+        if pending:
+            return Probe("database", FAIL, f"{len(pending)} migration(s) pending", "run `contentq db migrate`")
+        return Probe("database", OK, f"{settings.db_path} ({posts} posts)")
+    except ContentqError as exc:
+        return Probe("database", FAIL, str(exc), "find the process holding the database (`fuser contentq.db`)")
+    finally:
+        store.close()
+
+
+def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
+    try:
+        conn = connect(settings, start_embedded=False)
+        version = conn.info("server").get("redis_version", "?")
+    except (ContentqError, redis.RedisError) as exc:
+        fix = (
+            "start Redis or fix CONTENTQ_REDIS_URL"
+            if settings.redis_url
+            else "run `contentq redis start`, or start supervisor (it runs the embedded Valkey)"
+        )
+        return Probe("redis", FAIL, redact(exc), fix), None
+    return Probe("redis", OK, f"{describe_redis(settings)} (version {version})"), conn
+
+
+def check_workers(conn: redis.Redis | None) -> Probe:
+    if conn is None:
+        return Probe("workers", SKIP, "Redis is not reachable")
+    workers = Worker.all(connection=conn)
+    missing = [q for q in QUEUES if not any(q in w.queue_names() for w in workers)]
+    if not workers:
+        return Probe("workers", WARN, "no worker is running",
+                     "start them: `supervisorctl start 'contentq:*'` (or `contentq worker` in a terminal)")  # fmt: skip
+    if missing:
+        return Probe("workers", WARN, f"{len(workers)} worker(s); none on {', '.join(missing)}",
+                     "check `supervisorctl status 'contentq:*'`")  # fmt: skip
+    return Probe("workers", OK, f"{len(workers)} worker(s) cover every queue")
+
+
+def _needs_telegram(settings: Settings, routes: RoutesConfig | None) -> bool:
+    if settings.tg_admin_chat:
+        return True
+    return bool(routes and any(r.sources or r.publisher == "telegram" for r in routes.routes.values()))
+
+
+def check_telegram(settings: Settings, routes: RoutesConfig | None) -> Probe:
+    needed = _needs_telegram(settings, routes)
+    has_keys = settings.tg_api_id is not None and settings.tg_api_hash is not None
+    session_file = settings.session_path
+    has_session = settings.tg_session is not None or session_file.exists()
+    if not needed and not has_keys and not has_session:
+        return Probe("telegram", SKIP, "no route reads or publishes through Telegram")
+    if not has_keys:
+        return Probe("telegram", FAIL if needed else WARN, "CONTENTQ_TG_API_ID / CONTENTQ_TG_API_HASH are not set",
+                     "create an app at https://my.telegram.org and set both in .env")  # fmt: skip
+    if not has_session:
+        return Probe("telegram", FAIL if needed else WARN, f"no session ({session_file} is missing)",
+                     "run `contentq login` (or set CONTENTQ_TG_SESSION to a session string)")  # fmt: skip
+    if settings.tg_session is None:
+        mode = stat.S_IMODE(session_file.stat().st_mode)
+        if mode & 0o077:
+            return Probe("telegram", WARN, f"{session_file} is readable by others (mode {mode:o})",
+                         f"chmod 600 {session_file}: the session is a login")  # fmt: skip
+    where = "CONTENTQ_TG_SESSION" if settings.tg_session is not None else str(session_file)
+    return Probe("telegram", OK, f"api id set; session from {where} (`contentq login --status` checks the account)")
+
+
+def _needs_llm(routes: RoutesConfig | None) -> bool:
+    if routes is None:
+        return False
+    for route in routes.routes.values():
+        if route.rewriter == "llm" or route.generate is not None:
+            return True
+        if route.images != "none" and route.image_backend == "openai":
+            return True
+    return False
+
+
+def check_llm(settings: Settings, routes: RoutesConfig | None, timeout: float = 5.0) -> Probe:
+    needed = _needs_llm(routes)
+    configured = settings.openai_api_key is not None or settings.openai_base_url is not None
+    if not configured:
+        if needed:
+            return Probe("llm", FAIL, "a route rewrites with the LLM but no endpoint is configured",
+                         "set CONTENTQ_OPENAI_API_KEY (and CONTENTQ_OPENAI_BASE_URL for another "
+                         "OpenAI-compatible server), or use rewriter = \"clean\"")  # fmt: skip
+        return Probe("llm", SKIP, "no route uses the LLM and no endpoint is configured")
+    import openai
+
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
+    where = settings.openai_base_url or "https://api.openai.com/v1"
+    client = openai.OpenAI(api_key=key, base_url=settings.openai_base_url, timeout=timeout, max_retries=0)
+    try:
+        client.models.list()
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        return Probe("llm", FAIL, f"{where} refused the API key ({exc.status_code})",
+                     "check CONTENTQ_OPENAI_API_KEY")  # fmt: skip
+    except openai.NotFoundError:
+        return Probe("llm", OK, f"{where} answers (it has no model list)")
+    except openai.APIStatusError as exc:
+        return Probe("llm", WARN, f"{where} answered HTTP {exc.status_code}", "check the endpoint's status")
+    except openai.APIConnectionError as exc:
+        return Probe("llm", FAIL, f"{where} unreachable within {timeout:g} s: {redact(exc)}",
+                     "check CONTENTQ_OPENAI_BASE_URL and the network")  # fmt: skip
+    finally:
+        client.close()
+    return Probe("llm", OK, f"{where} reachable (model {settings.openai_model})")
+
+
+def find_supervisor_config(settings: Settings) -> Path | None:
+    for candidate in (sv.default_output(settings), *map(Path, SUPERVISOR_CANDIDATES)):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def check_supervisor(settings: Settings, path: Path | None = None) -> Probe:
+    found = path if path is not None else find_supervisor_config(settings)
+    render_cmd = f"contentq supervisor render --output {sv.default_output(settings)}"
+    if found is None or not found.exists():
+        return Probe(
+            "supervisor",
+            WARN,
+            "no supervisor config found for contentq",
+            f"`{render_cmd}` and include it from supervisord.conf (or render to /etc/supervisor/conf.d/)",
+        )
+    try:
+        text = found.read_text(encoding="utf-8")
+    except OSError as exc:
+        return Probe("supervisor", FAIL, f"{found}: {exc.strerror}", f"make {found} readable")
+    problems = sv.compare(text, settings)
+    if problems:
+        return Probe("supervisor", FAIL, f"{found} differs from the settings: " + "; ".join(problems[:3]),
+                     f"re-render it (`contentq supervisor render --output {found}`), then "
+                     "`supervisorctl reread && supervisorctl update`")  # fmt: skip
+    return Probe("supervisor", OK, f"{found} matches the settings")
+
+
+def _user_crontab() -> str:
+    if shutil.which("crontab") is None:
+        return ""
+    try:
+        result = subprocess.run(["crontab", "-l"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout if result.returncode == 0 else ""
+
+
+def check_cron(read_user_crontab: Callable[[], str] = _user_crontab, extra_paths: tuple[str, ...] = ()) -> Probe:
+    sources: list[tuple[str, str]] = []
+    for pattern in (*CRON_CANDIDATES, *extra_paths):
+        for path in sorted(glob.glob(pattern)):
+            try:
+                sources.append((path, Path(path).read_text(encoding="utf-8")))
+            except OSError:
+                continue
+    sources.append(("the user crontab", read_user_crontab()))
+    for where, text in sources:
+        lines = [ln for ln in text.splitlines() if "contentq" in ln.lower() and not ln.lstrip().startswith("#")]
+        if not lines:
+            continue
+        joined = "\n".join(lines)
+        missing = [cmd for cmd in ("collect", "dispatch", "reconcile", "purge", "alerts") if cmd not in joined]
+        if missing:
+            return Probe("cron", WARN, f"{where} has contentq lines but none for: {', '.join(missing)}",
+                         "compare it with crontab.example")  # fmt: skip
+        return Probe("cron", OK, f"{where}: collect, dispatch, reconcile, purge and alerts are scheduled")
+    return Probe(
+        "cron",
+        WARN,
+        "no cron entries for contentq",
+        "edit the paths in crontab.example, then `crontab crontab.example` (or copy it to /etc/cron.d/contentq)",
+    )
+
+
+def run_doctor(
+    settings: Settings | None = None,
+    *,
+    supervisor_config: Path | None = None,
+    llm_timeout: float = 5.0,
+    read_user_crontab: Callable[[], str] = _user_crontab,
+) -> list[Probe]:
+    """Every check in order; nothing is started or changed."""
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ContentqError as exc:
+            return [Probe("config", FAIL, str(exc), "fix the CONTENTQ_* variable named in the message")]
+    config, routes = check_config(settings)
+    probes = [config, check_home(settings), check_database(settings)]
+    redis_probe, conn = check_redis(settings)
+    probes += [redis_probe, check_workers(conn)]
+    probes.append(check_telegram(settings, routes))
+    probes.append(check_llm(settings, routes, llm_timeout))
+    probes.append(check_supervisor(settings, supervisor_config))
+    probes.append(check_cron(read_user_crontab))
+    if conn is not None:
+        conn.close()
+    return probes
+
+
+def _probe_database(settings: Settings) -> Probe:
+    if not settings.db_path.exists():
+        return Probe("database", FAIL, f"no database at {settings.db_path}", "check CONTENTQ_HOME")
+    try:
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
+        try:
+            store.scalar("SELECT COUNT(*) FROM _migrations")
+            with store.transaction():
+                pass  # the write lock can be had
+        finally:
+            store.close()
+    except Exception as exc:
+        return Probe("database", FAIL, redact(exc), "run `contentq doctor`")
+    return Probe("database", OK, str(settings.db_path))
+
+
+def run_health(settings: Settings, *, workers: bool = True, queues: list[str] | None = None) -> list[Probe]:
+    """Redis answers, the database opens and is not locked, and (optionally) every queue has a live worker."""
+    redis_probe, conn = check_redis(settings)
+    probes = [redis_probe, _probe_database(settings)]
+    if workers:
+        if conn is None:
+            probes.append(Probe("workers", FAIL, "Redis is not reachable"))
+        else:
+            live = Worker.all(connection=conn)
+            wanted = queues or list(QUEUES)
+            missing = [q for q in wanted if not any(q in w.queue_names() for w in live)]
+            if missing:
+                probes.append(Probe("workers", FAIL, f"no live worker on {', '.join(missing)}",
+                                    "supervisorctl status 'contentq:*'"))  # fmt: skip
+            else:
+                probes.append(Probe("workers", OK, f"{len(live)} live worker(s)"))
+    if conn is not None:
+        conn.close()
+    return probes

@@ -1,0 +1,310 @@
+"""The supervisor programs that keep contentq's workers (and the embedded Valkey) alive, rendered from settings.
+
+One `[group:contentq]` holds one program per worker group. Telegram-bound queues (publish, collect) share one
+program with a single process: a Telegram session must not be used by two processes at once. The other queues
+get `numprocs` from their concurrency setting. With CONTENTQ_REDIS_URL unset, the embedded Valkey is a program of
+its own that starts first (lower priority number), and the workers are pointed at its socket so that they never
+start a second server themselves.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from contentq.runtime.redis import embedded_server
+from contentq.settings import Settings
+
+GROUP = "contentq"
+"""The supervisor group: `supervisorctl status 'contentq:*'`."""
+
+TELEGRAM_QUEUES = ("publish", "collect")
+"""Queues whose jobs use the Telegram session: one process for all of them."""
+
+STOP_GRACE_SECONDS = 30
+"""stopwaitsecs is the group's longest job timeout plus this: a warm shutdown lets the running job finish."""
+
+REDIS_PRIORITY = 100
+WORKER_PRIORITY = 200
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    name: str
+    queues: tuple[str, ...]
+    numprocs: int
+    stopwaitsecs: int
+    note: str = ""
+
+    @property
+    def program(self) -> str:
+        return f"{GROUP}-{self.name}"
+
+
+def worker_groups(settings: Settings) -> list[WorkerGroup]:
+    """The worker programs, highest-priority queues first."""
+    wanted = max(settings.policy(q).concurrency for q in TELEGRAM_QUEUES)
+    note = "publish and collect share the Telegram session: one process"
+    if wanted > 1:
+        note += f" (the configured concurrency {wanted} does not apply: one session, one process)"
+    groups = [
+        WorkerGroup(
+            "telegram",
+            TELEGRAM_QUEUES,
+            1,
+            max(settings.policy(q).timeout for q in TELEGRAM_QUEUES) + STOP_GRACE_SECONDS,
+            note,
+        )
+    ]
+    for queue in ("rewrite", "imagegen", "maintenance"):
+        policy = settings.policy(queue)
+        groups.append(WorkerGroup(queue, (queue,), policy.concurrency, policy.timeout + STOP_GRACE_SECONDS))
+    return groups
+
+
+def uses_embedded_redis(settings: Settings) -> bool:
+    return not settings.redis_url
+
+
+def logs_dir(settings: Settings) -> Path:
+    return settings.home / "logs"
+
+
+def supervisor_dir(settings: Settings) -> Path:
+    return settings.home / "supervisor"
+
+
+def default_output(settings: Settings) -> Path:
+    """Where `supervisor render --output` writes when given a directory-less default, and where doctor looks first."""
+    return supervisor_dir(settings) / "contentq.conf"
+
+
+def _quote_env(value: str) -> str:
+    # supervisor expands %(name)s in values, so a literal % is written %%.
+    return '"' + value.replace("%", "%%").replace('"', '\\"') + '"'
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return True
+
+
+def _environment(settings: Settings, *, worker: bool, extra_env: dict[str, str]) -> tuple[str, list[str]]:
+    env: dict[str, str] = {"CONTENTQ_HOME": str(settings.home)}
+    notes: list[str] = []
+    if settings.config is not None:
+        env["CONTENTQ_CONFIG"] = str(settings.config.expanduser().resolve())
+    if settings.redis_url:
+        if _has_password(settings.redis_url):
+            notes.append(
+                f"CONTENTQ_REDIS_URL holds a password and is kept out of this file: put it in {settings.home / '.env'}"
+            )
+        else:
+            env["CONTENTQ_REDIS_URL"] = settings.redis_url
+    elif worker:
+        # Workers talk to the supervised Valkey and never start one of their own.
+        env["CONTENTQ_REDIS_URL"] = embedded_server(settings).url
+    env.update(extra_env)
+    return ",".join(f"{k}={_quote_env(v)}" for k, v in env.items()), notes
+
+
+def _program(
+    name: str,
+    command: list[str],
+    settings: Settings,
+    *,
+    priority: int,
+    stopwaitsecs: int,
+    environment: str,
+    numprocs: int | None = None,
+    user: str | None = None,
+    comment: str = "",
+) -> str:
+    log = logs_dir(settings)
+    lines = [f"[program:{name}]"]
+    if comment:
+        lines.append(f"; {comment}")
+    lines.append("command=" + " ".join(shlex.quote(part) for part in command).replace("%", "%%"))
+    if numprocs is not None:
+        lines += ["process_name=%(program_name)s-%(process_num)d", f"numprocs={numprocs}"]
+        logfile = f"{log}/%(program_name)s-%(process_num)d.log"
+    else:
+        logfile = f"{log}/%(program_name)s.log"
+    lines += [
+        f"directory={settings.home}",
+        f"environment={environment}",
+        f"priority={priority}",
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=3",
+        "startretries=10",
+        "stopsignal=TERM",
+        f"stopwaitsecs={stopwaitsecs}",
+        "stopasgroup=true",
+        "killasgroup=true",
+        f"stdout_logfile={logfile}",
+        "stdout_logfile_maxbytes=10MB",
+        "stdout_logfile_backups=5",
+        "redirect_stderr=true",
+    ]
+    if user:
+        lines.append(f"user={user}")
+    return "\n".join(lines) + "\n"
+
+
+def _standalone_header(settings: Settings) -> str:
+    sdir = supervisor_dir(settings)
+    socket = sdir / "supervisor.sock"
+    if len(str(socket)) > 100:  # sun_path limit
+        socket = Path("/tmp") / f"contentq-supervisor-{hashlib.sha256(str(sdir).encode()).hexdigest()[:12]}.sock"
+    return "\n".join(
+        [
+            "[unix_http_server]",
+            f"file={socket}",
+            "chmod=0700",
+            "",
+            "[supervisord]",
+            f"logfile={logs_dir(settings)}/supervisord.log",
+            f"pidfile={sdir}/supervisord.pid",
+            f"childlogdir={logs_dir(settings)}",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{socket}",
+            "",
+            "",
+        ]
+    )
+
+
+def render(
+    settings: Settings,
+    *,
+    python: str | None = None,
+    user: str | None = None,
+    standalone: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> str:
+    """The supervisor config for these settings; the same settings always give the same text."""
+    exe = python or sys.executable
+    extra = dict(extra_env or {})
+    groups = worker_groups(settings)
+    programs: list[str] = []
+    notes: list[str] = []
+    if uses_embedded_redis(settings):
+        env, more = _environment(settings, worker=False, extra_env=extra)
+        notes += more
+        programs.append(
+            _program(
+                f"{GROUP}-redis",
+                [exe, "-m", "contentq", "redis", "serve"],
+                settings,
+                priority=REDIS_PRIORITY,
+                stopwaitsecs=60,
+                environment=env,
+                user=user,
+                comment="the embedded Valkey (CONTENTQ_REDIS_URL is unset); starts before the workers",
+            )
+        )
+    for group in groups:
+        env, more = _environment(settings, worker=True, extra_env=extra)
+        notes += [n for n in more if n not in notes]
+        comment = (
+            group.note or f"queue {', '.join(group.queues)}: numprocs from CONTENTQ_{group.name.upper()}_CONCURRENCY"
+        )
+        programs.append(
+            _program(
+                group.program,
+                [exe, "-m", "contentq", "worker", *group.queues],
+                settings,
+                priority=WORKER_PRIORITY,
+                stopwaitsecs=group.stopwaitsecs,
+                environment=env,
+                numprocs=group.numprocs,
+                user=user,
+                comment=comment,
+            )
+        )
+    names = ([f"{GROUP}-redis"] if uses_embedded_redis(settings) else []) + [g.program for g in groups]
+    header = [
+        "; contentq workers for supervisor, rendered from settings by `contentq supervisor render`.",
+        "; Re-render after changing concurrency or timeouts, then: supervisorctl reread && supervisorctl update",
+        "; Status: supervisorctl status 'contentq:*'",
+    ]
+    header += [f"; NOTE: {n}" for n in dict.fromkeys(notes)]
+    parts = ["\n".join(header) + "\n\n"]
+    if standalone:
+        parts.append(_standalone_header(settings))
+    parts.append(f"[group:{GROUP}]\nprograms={','.join(names)}\n\n")
+    parts.append("\n".join(programs))
+    return "".join(parts)
+
+
+def write(settings: Settings, output: Path, **options: object) -> Path:
+    """Write the rendered config and create the log directory supervisor needs (it does not create it)."""
+    text = render(settings, **options)  # type: ignore[arg-type]
+    logs_dir(settings).mkdir(parents=True, exist_ok=True)
+    supervisor_dir(settings).mkdir(parents=True, exist_ok=True)
+    output = output.expanduser()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+    return output
+
+
+# Comparing an installed file with the settings (doctor) -------------------------------------------------------
+
+
+def _parse(text: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, inline_comment_prefixes=None)
+    parser.read_string(text)
+    return parser
+
+
+def _summary(parser: configparser.RawConfigParser) -> dict[str, dict[str, str]]:
+    """Per contentq program: what matters for behaviour (the interpreter path may differ between machines)."""
+    out: dict[str, dict[str, str]] = {}
+    for section in parser.sections():
+        if not section.startswith(f"program:{GROUP}-"):
+            continue
+        body = parser[section]
+        command = shlex.split(body.get("command", "").replace("%%", "%"))
+        env = {
+            k: v.strip('"') for k, _, v in (item.partition("=") for item in body.get("environment", "").split(",")) if k
+        }
+        out[section.removeprefix("program:")] = {
+            "command": " ".join(command[1:]),
+            "numprocs": body.get("numprocs", "1"),
+            "stopwaitsecs": body.get("stopwaitsecs", "10"),
+            "CONTENTQ_HOME": env.get("CONTENTQ_HOME", "").replace("%%", "%"),
+        }
+    return out
+
+
+def compare(installed_text: str, settings: Settings) -> list[str]:
+    """Differences between an installed config and what the settings render; empty when they match."""
+    try:
+        have = _summary(_parse(installed_text))
+    except configparser.Error as exc:
+        return [f"not a valid supervisor config: {exc}"]
+    want = _summary(_parse(render(settings)))
+    problems = []
+    for name in sorted(set(want) - set(have)):
+        problems.append(f"program {name} is missing")
+    for name in sorted(set(have) - set(want)):
+        problems.append(f"program {name} is not in the settings")
+    for name in sorted(set(want) & set(have)):
+        for key, value in want[name].items():
+            if have[name][key] != value:
+                problems.append(f"{name}: {key} is {have[name][key]!r}, settings give {value!r}")
+    return problems

@@ -1,0 +1,697 @@
+"""Publishing one post: render it into parts, send each part exactly once, record what Telegram returned.
+
+Rendering: a text post is one message; media go as one media message or one album (2–10 items, a single
+send); a caption longer than the limit (CONTENTQ_CAPTION_LIMIT, 2048 for a Premium account) makes the
+media go first without caption and the text follow as its own message — one batch.
+
+Exactly once: each part is recorded in `sends` (status `attempting`, with its random ids) before it is
+sent. The random ids are derived from (post, target, round, part, item), so sending a part again after
+a crash repeats the same ids and Telegram refuses it (RandomIdDuplicateError) instead of posting twice.
+An `attempting` row found by a later run, or that refusal, is an uncertain outcome: it is settled by
+looking at the target's recent messages, never by a blind resend. A part failing critically cancels
+the batch (the parts already sent are deleted; the next round uses fresh random ids), the post fails
+with the reason and the admin is told.
+
+Waits never block the worker: the per-target interval and the account budget, FLOOD_WAIT and an
+unreachable Telegram all raise `Reschedule`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from telethon import errors as tg_errors
+
+from contentq.channels import resolve_channel
+from contentq.clock import iso, now, parse
+from contentq.content.html import html_to_text, visible_len_utf16
+from contentq.errors import ContentqError, NotFoundError
+from contentq.integrations.telegram.gateway import (
+    Account,
+    FetchedMessage,
+    OutgoingMedia,
+    OutgoingPart,
+    ResolvedChannel,
+    TelegramGateway,
+)
+from contentq.routes import Route, normalize_channel_ref
+from contentq.runtime.context import FatalJobError, Reschedule, Runtime
+from contentq.settings import Settings
+from contentq.store import Store
+from contentq.store.posts import get_post, transition
+
+log = logging.getLogger("contentq.publish")
+
+ALBUM_MAX = 10
+"""Telegram sends at most 10 media in one album."""
+
+PREMIUM_CAPTION_LIMIT = 2048
+"""Captions a Premium account may send."""
+
+SETTLE_LOOKBACK = 50
+"""Recent messages of the target looked at to settle an uncertain send."""
+
+SETTLE_CLOCK_SLACK = timedelta(seconds=120)
+"""A message dated this much before the attempt still counts (clock skew between us and Telegram)."""
+
+RATE_WINDOW_MS = 60_000
+"""The account budget counts sends in this sliding window."""
+
+MEDIA_KINDS = {"photo": "photo", "video": "video", "document": "document", "audio": "audio", "voice": "voice"}
+
+
+class Reporter(Protocol):
+    """Where progress goes: the job's event log and the admin (a JobContext is one)."""
+
+    def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None: ...
+
+    def notify(self, key: str, message: str, level: str = "warning") -> bool: ...
+
+
+class PublishError(ContentqError):
+    """The post cannot be published as it is (retrying does not help)."""
+
+
+@dataclass
+class Rendered:
+    html: str
+    parts: list[OutgoingPart]
+    media: list[dict[str, Any]] = field(default_factory=list)
+    caption_limit: int = 1024
+    caption_moved: bool = False
+
+
+# -- rendering ----------------------------------------------------------------------------------------
+
+
+def post_html(post: dict[str, Any]) -> str:
+    html = post.get("rewrite_html")
+    return str(html if html is not None else post.get("text_html") or "")
+
+
+def post_media(store: Store, settings: Settings, post_id: int) -> list[dict[str, Any]]:
+    """The media files of a post, donor media first (in album order), then generated images."""
+    rows = store.query(
+        "SELECT * FROM media WHERE post_id = ? AND path IS NOT NULL ORDER BY origin = 'generated', position, id",
+        (post_id,),
+    )
+    for row in rows:
+        row["file"] = settings.media_dir / row["path"]
+        if not row["file"].exists():
+            raise PublishError(
+                f"media file {row['file']} of post {post_id} is missing; re-collect the post or remove the media"
+            )
+    return rows
+
+
+def render(post: dict[str, Any], media: list[dict[str, Any]], *, caption_limit: int, text_limit: int) -> Rendered:
+    """The parts to send for a post, in order."""
+    html = post_html(post).strip()
+    length = visible_len_utf16(html)
+    if not media:
+        if not html:
+            raise PublishError(f"post {post['id']} has neither text nor media; edit it with `contentq posts edit`")
+        if length > text_limit:
+            raise PublishError(
+                f"post {post['id']} is {length} characters, over Telegram's {text_limit}; shorten it "
+                f"with `contentq posts edit {post['id']}`"
+            )
+        return Rendered(html, [OutgoingPart(html=html)], [], caption_limit)
+    items = [OutgoingMedia(path=Path(m["file"]), kind=MEDIA_KINDS.get(m["kind"], "document")) for m in media]  # type: ignore[arg-type]
+    chunks = [items[i : i + ALBUM_MAX] for i in range(0, len(items), ALBUM_MAX)]
+    if length <= caption_limit:
+        parts = [OutgoingPart(html=html if i == 0 else "", media=chunk) for i, chunk in enumerate(chunks)]
+        return Rendered(html, parts, media, caption_limit)
+    if length > text_limit:
+        raise PublishError(
+            f"post {post['id']} is {length} characters, over Telegram's {text_limit} even as a separate message; "
+            f"shorten it with `contentq posts edit {post['id']}`"
+        )
+    parts = [OutgoingPart(html="", media=chunk) for chunk in chunks] + [OutgoingPart(html=html)]
+    return Rendered(html, parts, media, caption_limit, caption_moved=True)
+
+
+def caption_limit_for(settings: Settings, account: Account | None) -> int:
+    if account is not None and account.premium:
+        return max(settings.caption_limit, PREMIUM_CAPTION_LIMIT)
+    return settings.caption_limit
+
+
+def random_id_for(post_id: int, target_id: int, round_no: int, part: int, item: int) -> int:
+    """A deterministic, non-zero signed 64-bit id for one sent item."""
+    digest = hashlib.sha256(f"contentq/{post_id}/{target_id}/{round_no}/{part}/{item}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True) or 1
+
+
+def message_link(channel: ResolvedChannel, message_id: int) -> str:
+    if channel.username:
+        return f"https://t.me/{channel.username}/{message_id}"
+    raw = str(channel.id)
+    if raw.startswith("-100"):
+        raw = raw[4:]
+    return f"https://t.me/c/{raw.lstrip('-')}/{message_id}"
+
+
+# -- the sends table ----------------------------------------------------------------------------------
+
+
+def _send_row(store: Store, post_id: int, target: str, round_no: int, part: int) -> dict[str, Any] | None:
+    return store.one(
+        "SELECT * FROM sends WHERE post_id = ? AND target = ? AND round = ? AND part = ?",
+        (post_id, target, round_no, part),
+    )
+
+
+def _record_attempt(
+    store: Store, post_id: int, target: str, round_no: int, part: int, kind: str, random_ids: list[int]
+) -> None:
+    """Committed before the request leaves: a crash after it leaves an `attempting` row behind."""
+    stamp = iso()
+    store.execute(
+        "INSERT INTO sends (post_id, target, round, part, kind, random_id, random_ids, status, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'attempting', ?, ?)"
+        " ON CONFLICT (post_id, target, round, part) DO UPDATE SET status = 'attempting', error = NULL,"
+        " created_at = excluded.created_at, updated_at = excluded.updated_at",
+        (post_id, target, round_no, part, kind, random_ids[0], json.dumps(random_ids), stamp, stamp),
+    )
+
+
+def _record_sent(store: Store, row_key: tuple[int, str, int, int], message_ids: list[int]) -> None:
+    store.execute(
+        "UPDATE sends SET status = 'sent', message_ids = ?, error = NULL, updated_at = ?"
+        " WHERE post_id = ? AND target = ? AND round = ? AND part = ?",
+        (json.dumps(message_ids), iso(), *row_key),
+    )
+
+
+def _record_refused(store: Store, row_key: tuple[int, str, int, int], error: str) -> None:
+    """The request was refused before anything was posted (flood wait, bad request): not uncertain."""
+    store.execute(
+        "UPDATE sends SET status = 'failed', error = ?, updated_at = ?"
+        " WHERE post_id = ? AND target = ? AND round = ? AND part = ?",
+        (error[:500], iso(), *row_key),
+    )
+
+
+def sends_of(store: Store, post_id: int) -> list[dict[str, Any]]:
+    return store.query("SELECT * FROM sends WHERE post_id = ? ORDER BY round, part", (post_id,))
+
+
+# -- settling an uncertain send -----------------------------------------------------------------------
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def _norm(html: str) -> str:
+    return _SPACE.sub(" ", html_to_text(html or "")).strip()
+
+
+def find_sent(
+    recent: list[FetchedMessage], part: OutgoingPart, attempted_at: datetime, exclude: set[int]
+) -> list[int] | None:
+    """The message ids of `part` among the target's recent messages (newest first), or None."""
+    since = attempted_at - SETTLE_CLOCK_SLACK
+    candidates = [m for m in recent if m.id not in exclude and m.date >= since]
+    wanted = _norm(part.html)
+    if part.kind == "text":
+        for m in candidates:
+            if m.media is None and _norm(m.html) == wanted:
+                return [m.id]
+        return None
+    if part.kind == "media":
+        for m in candidates:
+            if m.media is not None and m.grouped_id is None and _norm(m.html) == wanted:
+                return [m.id]
+        return None
+    size = len(part.media)
+    groups: dict[int, list[FetchedMessage]] = {}
+    for m in candidates:
+        if m.media is not None and m.grouped_id is not None:
+            groups.setdefault(m.grouped_id, []).append(m)
+    for members in groups.values():
+        text = " ".join(t for t in (_norm(m.html) for m in sorted(members, key=lambda m: m.id)) if t)
+        if len(members) == size and text == wanted:
+            return sorted(m.id for m in members)
+    return None
+
+
+# -- rate control -------------------------------------------------------------------------------------
+
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local budget = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local wait = 0
+if interval > 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then wait = ttl end
+end
+if budget > 0 then
+  if n > budget then n = budget end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[2])
+  if count + n > budget then
+    local oldest = redis.call('ZRANGE', KEYS[2], count + n - budget - 1, count + n - budget - 1, 'WITHSCORES')
+    local until_free = tonumber(oldest[2]) + window - now
+    if until_free > wait then wait = until_free end
+  end
+end
+if wait > 0 then return wait end
+if interval > 0 then redis.call('SET', KEYS[1], now, 'PX', interval) end
+if budget > 0 then
+  for i = 1, n do redis.call('ZADD', KEYS[2], now, ARGV[6] .. ':' .. i) end
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+return 0
+"""
+
+
+def reserve_send(runtime: Runtime, target: str, account_id: int, sends: int, tag: str) -> float:
+    """Take a place under the per-target interval and the account budget: 0 when granted, else seconds to wait."""
+    settings = runtime.settings
+    script = runtime.redis.register_script(_RESERVE)
+    wait_ms = script(
+        keys=[f"contentq:publish:interval:{target}", f"contentq:publish:budget:{account_id}"],
+        args=[
+            int(now().timestamp() * 1000),
+            max(0, settings.publish_min_interval) * 1000,
+            max(0, settings.publish_account_budget),
+            RATE_WINDOW_MS,
+            sends,
+            tag,
+        ],
+    )
+    return float(wait_ms) / 1000.0
+
+
+# -- publishing ---------------------------------------------------------------------------------------
+
+
+class _NullReporter:
+    def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
+        log.info("%s: %s", event, message)
+
+    def notify(self, key: str, message: str, level: str = "warning") -> bool:
+        return False
+
+
+def _account(runtime: Runtime, gateway: TelegramGateway) -> Account:
+    cached = runtime.services.get("telegram_account")
+    if cached is not None and cached[0] is gateway:
+        return cached[1]
+    account = gateway.account()
+    runtime.services["telegram_account"] = (gateway, account)
+    return account
+
+
+def _jitter(seconds: float) -> float:
+    return random.uniform(1.0, max(2.0, seconds * 0.1))
+
+
+@dataclass
+class Publication:
+    """One run of publishing a post to Telegram."""
+
+    runtime: Runtime
+    post: dict[str, Any]
+    route: Route
+    reporter: Reporter
+    last_attempt: bool = True
+    gateway: TelegramGateway | None = None
+    target: ResolvedChannel | None = None
+    round_no: int = 0
+    parts: list[OutgoingPart] = field(default_factory=list)
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    @property
+    def post_id(self) -> int:
+        return int(self.post["id"])
+
+    @property
+    def target_ref(self) -> str:
+        return normalize_channel_ref(self.route.target)
+
+    # Outcomes --------------------------------------------------------------------------------------
+
+    def fail(self, reason: str, *, cancel: bool = True) -> FatalJobError:
+        """Cancel the batch, fail the post, tell the admin; the job must not be retried."""
+        if cancel:
+            self.cancel_batch(reason)
+        transition(self.store, self.post_id, ("publishing", "scheduled", "failed"), "failed",
+                   state_reason=f"publish: {reason}"[:500])  # fmt: skip
+        self.reporter.log("publish_failed", reason, level="error")
+        self.reporter.notify(
+            f"publish-failed:{self.post_id}",
+            f"publishing post {self.post_id} to {self.route.target} failed: {reason}. "
+            f"Fix the cause, then `contentq jobs retry` the publish job (see `contentq jobs list --kind publish`)",
+            level="error",
+        )
+        return FatalJobError(reason)
+
+    def cancel_batch(self, reason: str) -> list[int]:
+        """Delete what this round sent, so the channel never shows half a post; the next round gets new ids."""
+        rows = self.store.query(
+            "SELECT * FROM sends WHERE post_id = ? AND target = ? AND round = ? AND status IN ('sent', 'attempting')",
+            (self.post_id, self.target_ref, self.round_no),
+        )
+        ids = [i for r in rows if r["status"] == "sent" for i in json.loads(r["message_ids"] or "[]")]
+        uncertain = [r["part"] for r in rows if r["status"] == "attempting"]
+        if uncertain and self.gateway is not None and self.target is not None:
+            ids += self._settle_for_cancel(uncertain)
+        if ids and self.gateway is not None and self.target is not None:
+            try:
+                self.gateway.delete_messages(self.target, ids)
+                self.reporter.log("batch_cancelled", f"deleted messages {ids} already sent ({reason})", level="warning")
+            except Exception as exc:
+                self.reporter.log("cancel_failed", f"could not delete messages {ids}: {exc}", level="error")
+                self.reporter.notify(
+                    f"publish-cancel-failed:{self.post_id}",
+                    f"post {self.post_id}: could not delete the part already sent (messages {ids} in "
+                    f"{self.route.target}): {exc}; delete them by hand",
+                    level="error",
+                )
+        if rows:
+            with self.store.transaction() as conn:
+                conn.execute(
+                    "UPDATE sends SET status = 'deleted', updated_at = ? WHERE post_id = ? AND target = ? AND round = ?"
+                    " AND status IN ('sent', 'attempting')",
+                    (iso(), self.post_id, self.target_ref, self.round_no),
+                )
+                conn.execute(
+                    "UPDATE posts SET publish_round = ? WHERE id = ? AND publish_round = ?",
+                    (self.round_no + 1, self.post_id, self.round_no),
+                )
+        return ids
+
+    def _settle_for_cancel(self, parts: list[int]) -> list[int]:
+        assert self.gateway is not None and self.target is not None
+        try:
+            recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
+        except Exception:
+            return []
+        found: list[int] = []
+        rendered = self.parts
+        for index in parts:
+            row = _send_row(self.store, self.post_id, self.target_ref, self.round_no, index)
+            if row is None or index >= len(rendered):
+                continue
+            got = find_sent(recent, rendered[index], parse(row["created_at"]), set(found))
+            found += got or []
+        return found
+
+    def outstanding(self) -> int:
+        """Parts of this round that are out, or may be (sent or attempting)."""
+        return int(
+            self.store.scalar(
+                "SELECT COUNT(*) FROM sends WHERE post_id = ? AND target = ? AND round = ?"
+                " AND status IN ('sent', 'attempting')",
+                (self.post_id, self.target_ref, self.round_no),
+            )
+        )
+
+    def back_to_scheduled(self, reason: str) -> None:
+        """Nothing of this round is out: the post waits as `scheduled` (its job stays queued)."""
+        if not self.outstanding():
+            transition(self.store, self.post_id, "publishing", "scheduled", state_reason=reason[:500])
+
+    def flood_wait(self, exc: Exception) -> Reschedule:
+        seconds = float(getattr(exc, "seconds", 0) or 0)
+        delay = seconds + _jitter(seconds)
+        reason = f"FLOOD_WAIT of {seconds:.0f} s from Telegram while publishing to {self.route.target}"
+        sent_any = self.store.scalar(
+            "SELECT COUNT(*) FROM sends WHERE post_id = ? AND target = ? AND round = ? AND status = 'sent'",
+            (self.post_id, self.target_ref, self.round_no),
+        )
+        if sent_any and seconds > self.runtime.settings.tg_flood_sleep_threshold:
+            self.cancel_batch(f"{reason}; the whole post is sent again after the wait")
+        self.back_to_scheduled(f"waiting: {reason}")
+        self.reporter.log("flood_wait", f"{reason}; trying again in {delay:.0f} s", level="warning", seconds=seconds)
+        if seconds > self.runtime.settings.flood_notify_threshold:
+            self.reporter.notify(
+                f"flood:{self.target_ref}",
+                f"{reason}: post {self.post_id} goes out in {delay / 60:.0f} min instead",
+                level="warning",
+            )
+        return Reschedule(delay, reason)
+
+    def unreachable(self, exc: BaseException) -> Exception:
+        settings = self.runtime.settings
+        with self.store.transaction() as conn:
+            conn.execute("UPDATE posts SET unreachable_tries = unreachable_tries + 1 WHERE id = ?", (self.post_id,))
+            tries = conn.execute("SELECT unreachable_tries FROM posts WHERE id = ?", (self.post_id,)).fetchone()[0]
+        limit = max(1, settings.publish_unreachable_limit)
+        reason = f"Telegram unreachable ({type(exc).__name__}: {exc})"
+        if tries >= limit:
+            return self.fail(f"{reason}; gave up after {tries} tries")
+        self.back_to_scheduled(f"waiting: {reason}, try {tries}/{limit}")
+        self.reporter.log(
+            "unreachable", f"{reason}; try {tries}/{limit}, again in {settings.publish_unreachable_retry} s",
+            level="warning",
+        )  # fmt: skip
+        return Reschedule(settings.publish_unreachable_retry, f"{reason}; try {tries} of {limit}")
+
+    # The sends ----------------------------------------------------------------------------------------
+
+    def send_parts(self, parts: list[OutgoingPart]) -> list[int]:
+        assert self.gateway is not None and self.target is not None
+        self.parts = parts
+        all_ids: list[int] = []
+        for index, part in enumerate(parts):
+            key = (self.post_id, self.target_ref, self.round_no, index)
+            random_ids = [
+                random_id_for(self.post_id, self.target.id, self.round_no, index, item)
+                for item in range(max(1, len(part.media)))
+            ]
+            row = _send_row(self.store, *key)
+            if row is not None and row["status"] == "sent":
+                all_ids += json.loads(row["message_ids"] or "[]")
+                continue
+            if row is not None and row["status"] == "attempting":
+                found = self.settle(part, parse(row["created_at"]), set(all_ids))
+                if found is not None:
+                    _record_sent(self.store, key, found)
+                    self.reporter.log(
+                        "settled", f"part {index + 1} was sent before the last run stopped: messages {found}"
+                    )
+                    all_ids += found
+                    continue
+                self.reporter.log(
+                    "settled", f"part {index + 1} is not in {self.route.target}: sending it with the same random ids"
+                )
+            _record_attempt(self.store, *key, part.kind, random_ids)
+            try:
+                ids = self.gateway.send(self.target, part, random_ids)
+            except tg_errors.RandomIdDuplicateError:
+                # Telegram has these random ids already: the part went out. Find it, never send again.
+                ids = self.settle(part, now() - SETTLE_CLOCK_SLACK, set(all_ids)) or []
+                self.reporter.log(
+                    "settled",
+                    f"part {index + 1}: Telegram refused the resend (random id known), so it was sent"
+                    + (f": messages {ids}" if ids else "; its message ids are not among the recent messages"),
+                    level="info" if ids else "warning",
+                )
+            except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:
+                _record_refused(self.store, key, f"{type(exc).__name__}: {exc}")
+                raise
+            except tg_errors.RPCError as exc:
+                if _is_critical(exc):
+                    _record_refused(self.store, key, f"{type(exc).__name__}: {exc}")
+                raise
+            _record_sent(self.store, key, ids)
+            self.reporter.log(
+                "sent", f"part {index + 1}/{len(parts)} ({part.kind}): messages {ids}", random_ids=random_ids
+            )
+            all_ids += ids
+        return all_ids
+
+    def settle(self, part: OutgoingPart, attempted_at: datetime, exclude: set[int]) -> list[int] | None:
+        assert self.gateway is not None and self.target is not None
+        recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
+        return find_sent(recent, part, attempted_at, exclude)
+
+
+def _is_critical(exc: BaseException) -> bool:
+    """Errors that will not go away by trying again: the request itself is refused."""
+    return isinstance(
+        exc,
+        (
+            tg_errors.BadRequestError,
+            tg_errors.ForbiddenError,
+            tg_errors.UnauthorizedError,
+            tg_errors.NotFoundError,
+            tg_errors.AuthKeyError,
+        ),
+    )
+
+
+DUE_TOLERANCE_SECONDS = 0.0
+
+
+def publish_post(
+    runtime: Runtime,
+    post_id: int,
+    reporter: Reporter | None = None,
+    *,
+    last_attempt: bool = True,
+    force: bool = False,
+    route_loader: Callable[[Runtime, str], Route] | None = None,
+) -> dict[str, Any]:
+    """Publish a scheduled post now (or continue one whose last run stopped midway); see the module doc.
+
+    Raises Reschedule (not due yet, rate limit, flood wait, Telegram unreachable) and FatalJobError (the
+    post failed; the admin was told). `force` publishes before the slot.
+    """
+    from contentq.dispatch import DISPATCH_AHEAD_SECONDS
+    from contentq.pipeline import route_of
+
+    reporter = reporter or _NullReporter()
+    store = runtime.store
+    try:
+        post = get_post(store, post_id)
+    except NotFoundError as exc:
+        raise FatalJobError(str(exc)) from None
+    state = post["state"]
+    if state == "published":
+        return {"post_id": post_id, "skipped": "already published", "link": post["link"]}
+    if state not in ("scheduled", "publishing", "failed"):
+        reporter.log("skipped", f"post {post_id} is {state}: nothing to publish")
+        return {"post_id": post_id, "skipped": state}
+    if state == "scheduled" and not force and post["scheduled_at"]:
+        wait = (parse(post["scheduled_at"]) - now()).total_seconds()
+        if wait > DUE_TOLERANCE_SECONDS:
+            if wait <= DISPATCH_AHEAD_SECONDS:
+                raise Reschedule(wait, f"not due until {post['scheduled_at']}")
+            store.execute("UPDATE posts SET dispatched_at = NULL WHERE id = ? AND state = 'scheduled'", (post_id,))
+            reporter.log("not_due", f"due at {post['scheduled_at']}; `contentq dispatch` hands it over then")
+            return {"post_id": post_id, "skipped": "not due", "scheduled_at": post["scheduled_at"]}
+    if state == "failed":
+        reporter.log("restart", f"publishing the failed post again (it failed with: {post['state_reason']})")
+
+    try:
+        route = (route_loader or route_of)(runtime, post["route"])
+    except ContentqError as exc:
+        transition(store, post_id, ("scheduled", "publishing", "failed"), "failed", state_reason=f"publish: {exc}")
+        raise FatalJobError(str(exc)) from None
+
+    pub = Publication(runtime, post, route, reporter, last_attempt=last_attempt, round_no=post["publish_round"])
+    if route.publisher == "outbox":
+        return _publish_to_outbox(pub)
+    return _publish_to_telegram(pub)
+
+
+def _start(pub: Publication) -> bool:
+    moved = transition(
+        pub.store, pub.post_id, ("scheduled", "publishing", "failed"), "publishing",
+        target=pub.route.target, state_reason=None,
+    )  # fmt: skip
+    if not moved:
+        pub.reporter.log("skipped", f"post {pub.post_id} changed state meanwhile")
+    return moved
+
+
+def _finish(pub: Publication, message_ids: list[int] | None, link: str | None) -> dict[str, Any]:
+    moved = transition(
+        pub.store, pub.post_id, "publishing", "published",
+        published_at=iso(), message_ids=json.dumps(message_ids) if message_ids is not None else None,
+        link=link, unreachable_tries=0, state_reason=None,
+    )  # fmt: skip
+    if not moved:
+        pub.reporter.log("discarded", "the post left 'publishing' while it was published", level="warning")
+    pub.reporter.log("published", f"post {pub.post_id} → {pub.route.target}: {link}", message_ids=message_ids)
+    return {"post_id": pub.post_id, "message_ids": message_ids, "link": link, "target": pub.route.target}
+
+
+def _publish_to_outbox(pub: Publication) -> dict[str, Any]:
+    from contentq.integrations.outbox import write_outbox
+
+    settings = pub.runtime.settings
+    try:
+        media = post_media(pub.store, settings, pub.post_id)
+        rendered = render(pub.post, media, caption_limit=settings.caption_limit, text_limit=settings.text_limit)
+    except PublishError as exc:
+        raise pub.fail(str(exc), cancel=False) from None
+    if not _start(pub):
+        return {"post_id": pub.post_id, "skipped": "state changed"}
+    folder = write_outbox(settings, pub.post, pub.route, rendered)
+    return _finish(pub, None, folder.as_uri())
+
+
+def _publish_to_telegram(pub: Publication) -> dict[str, Any]:
+    runtime, settings, store = pub.runtime, pub.runtime.settings, pub.store
+    try:
+        pub.gateway = gateway = runtime.telegram
+        gateway.ensure_ready()
+        account = _account(runtime, gateway)
+        pub.target = resolve_channel(store, gateway, pub.route.target, role="target")
+        media = post_media(store, settings, pub.post_id)
+        rendered = render(
+            pub.post, media, caption_limit=caption_limit_for(settings, account), text_limit=settings.text_limit
+        )
+        pub.parts = rendered.parts
+        if not pub.outstanding():  # a fresh publication (not the continuation of a stopped one)
+            wait = reserve_send(
+                runtime, pub.target_ref, account.id, len(rendered.parts), f"{pub.post_id}:{now().timestamp()}"
+            )
+            if wait > 0:
+                pub.back_to_scheduled("waiting for the rate limit")
+                raise Reschedule(wait, f"rate limit: next send to {pub.route.target} allowed in {wait:.1f} s")
+        if not _start(pub):
+            return {"post_id": pub.post_id, "skipped": "state changed"}
+        if rendered.caption_moved:
+            pub.reporter.log(
+                "caption_moved",
+                f"text over the caption limit of {rendered.caption_limit}: "
+                "media first, then the text as its own message",
+            )
+        ids = pub.send_parts(rendered.parts)
+    except Reschedule:
+        raise
+    except PublishError as exc:
+        raise pub.fail(str(exc)) from None
+    except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:
+        raise pub.flood_wait(exc) from None
+    except (ConnectionError, OSError) as exc:
+        raise pub.unreachable(exc) from None
+    except tg_errors.RPCError as exc:
+        if _is_critical(exc):
+            raise pub.fail(f"Telegram refused the post: {type(exc).__name__}: {exc}") from None
+        if pub.last_attempt:
+            raise pub.fail(f"{type(exc).__name__}: {exc}") from None
+        raise
+    except FatalJobError:
+        raise
+    except Exception as exc:
+        if pub.last_attempt:
+            raise pub.fail(f"{type(exc).__name__}: {exc}") from None
+        raise
+    assert pub.target is not None
+    link = message_link(pub.target, ids[0]) if ids else None
+    return _finish(pub, ids, link)
+
+
+def dry_run(runtime: Runtime, post_id: int) -> Path:
+    """Render the post into the outbox without touching Telegram or the post's state."""
+    from contentq.integrations.outbox import write_outbox
+    from contentq.pipeline import route_of
+
+    post = get_post(runtime.store, post_id)
+    route = route_of(runtime, post["route"])
+    settings = runtime.settings
+    media = post_media(runtime.store, settings, post_id)
+    rendered = render(post, media, caption_limit=settings.caption_limit, text_limit=settings.text_limit)
+    return write_outbox(settings, post, route, rendered, dry_run=True)

@@ -1,0 +1,128 @@
+"""The LLM rewriter: prompt → structured output → validated Telegram HTML, with usage recorded per call."""
+
+from __future__ import annotations
+
+from contentq.content.html import collect_links, html_to_text
+from contentq.errors import ContentqError
+from contentq.integrations.llm import ContextTooLongError, LLMClient, json_schema_format
+from contentq.rewrite.base import Reporter, RewriteResult, RewriteTask
+from contentq.rewrite.finalize import Finalized, finalize_html
+from contentq.rewrite.output import OUTPUT_SCHEMA, SCHEMA_NAME, InvalidOutputError, ModelOutput, parse_output
+from contentq.rewrite.prompt import PromptInput, build_messages, correction_message
+from contentq.rewrite.usage import record_usage
+from contentq.settings import Settings
+from contentq.store import Store
+
+OUTPUT_ATTEMPTS = 3
+"""Model calls per rewrite when the answer is not valid JSON of the schema."""
+
+RAW_KEPT = 2000
+"""Characters of an invalid answer kept in the job log."""
+
+
+class InvalidModelOutputError(ContentqError):
+    """The model gave no usable answer in OUTPUT_ATTEMPTS tries."""
+
+    def __init__(self, message: str, raw: str | None) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class LLMRewriter:
+    name = "llm"
+
+    def __init__(self, client: LLMClient, settings: Settings, store: Store) -> None:
+        self.client = client
+        self.settings = settings
+        self.store = store
+
+    def messages_for(self, task: RewriteTask, reporter: Reporter) -> list[dict[str, object]]:
+        """The prompt; style examples are dropped first when the request would not fit the context window."""
+        data = PromptInput(task.route, task.donor_html, task.limit, task.has_media, task.style_examples)
+        messages = build_messages(data)
+        fits, needed = self.client.fits(messages)
+        if not fits and task.style_examples:
+            shorter = build_messages(data, with_examples=False)
+            fits_without, needed_without = self.client.fits(shorter)
+            if fits_without:
+                reporter.log(
+                    "prompt_shortened",
+                    f"style examples left out: ~{needed} tokens do not fit the context window, ~{needed_without} do",
+                    level="warning",
+                )
+                return shorter
+        return messages
+
+    def rewrite(self, task: RewriteTask, reporter: Reporter) -> RewriteResult:
+        if not html_to_text(task.donor_html).strip():
+            reporter.log("no_text", "the post has no text (media only): nothing to send to the model")
+            return RewriteResult(rewriter=self.name, attempts=0)
+        messages = self.messages_for(task, reporter)
+        result = RewriteResult(rewriter=self.name, attempts=0)
+        response_format = json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA)
+        for attempt in range(1, OUTPUT_ATTEMPTS + 1):
+            result.attempts = attempt
+            completion = self.client.complete(messages, response_format=response_format, log=reporter)
+            result.tokens_in += completion.tokens_in
+            result.tokens_out += completion.tokens_out
+            result.cost += record_usage(
+                self.store, self.settings, post_id=task.post_id, route=task.route.name, job_id=task.job_id,
+                model=completion.model, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
+            )  # fmt: skip
+            if completion.refusal:
+                result.skip_reason = f"the model refused: {completion.refusal}"
+                return result
+            try:
+                if completion.finish_reason == "length":
+                    raise InvalidOutputError(
+                        f"the answer was cut at {self.settings.openai_max_output_tokens} tokens "
+                        "(CONTENTQ_OPENAI_MAX_OUTPUT_TOKENS)"
+                    )
+                output = parse_output(completion.content)
+                final = None if output.skip else self._finalize(task, output)
+                if final is not None and not final.html.strip() and not task.has_media:
+                    raise InvalidOutputError("nothing is left of the text once invalid links are removed")
+            except InvalidOutputError as exc:
+                raw = (completion.content or "")[:RAW_KEPT]
+                reporter.log(
+                    "invalid_output", f"attempt {attempt}/{OUTPUT_ATTEMPTS}: {exc}", level="warning", raw_output=raw
+                )
+                if attempt == OUTPUT_ATTEMPTS:
+                    raise InvalidModelOutputError(
+                        f"the model returned invalid output {OUTPUT_ATTEMPTS} times, last: {exc}", raw
+                    ) from None
+                reporter.notify(
+                    f"rewrite-invalid-output:{task.post_id}:{attempt + 1}",
+                    f"retrying rewrite of post {task.post_id}: the model returned invalid output "
+                    f"(attempt {attempt + 1}/{OUTPUT_ATTEMPTS})",
+                )
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": completion.content or ""},
+                    correction_message(str(exc)),
+                ]
+                continue
+            if final is None:
+                result.skip_reason = output.skip_reason or "the model judged the post unfit (no reason given)"
+                return result
+            return self._result(output, final, result, reporter)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finalize(self, task: RewriteTask, output: ModelOutput) -> Finalized:
+        permitted = [*collect_links(task.donor_html), *task.route.allowed_links]
+        return finalize_html(output.text, permitted_links=permitted, limit=task.limit)
+
+    def _result(
+        self, output: ModelOutput, final: Finalized, result: RewriteResult, reporter: Reporter
+    ) -> RewriteResult:
+        for note in final.notes:
+            reporter.log("validated", note, level="warning")
+        result.html = final.html
+        result.truncated = final.truncated
+        result.notes = final.notes
+        result.title = output.title
+        result.image_prompt = output.image_prompt
+        return result
+
+
+__all__ = ["ContextTooLongError", "InvalidModelOutputError", "LLMRewriter", "OUTPUT_ATTEMPTS"]

@@ -1,0 +1,76 @@
+"""The messages sent to the model: route prompt, the target channel's description and style, the donor post."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from contentq.routes import Route
+
+TAGS_HELP = (
+    '<b>, <i>, <u>, <s>, <span class="tg-spoiler">, <a href="…">, <code>, <pre>, <blockquote>, <blockquote expandable>'
+)
+
+
+@dataclass
+class PromptInput:
+    route: Route
+    donor_html: str
+    limit: int
+    has_media: bool
+    style_examples: list[str] = field(default_factory=list)
+
+
+def system_prompt(data: PromptInput) -> str:
+    route = data.route
+    allowed = ", ".join(route.allowed_links)
+    lines = [
+        f"You rewrite posts from other Telegram channels for the Telegram channel {route.target}.",
+    ]
+    if route.description:
+        lines.append(f"About the channel: {route.description}")
+    lines += [
+        "",
+        f"Task: {route.prompt}",
+        "",
+        "Rules:",
+        f"- Write the post in Telegram HTML. Use only these tags: {TAGS_HELP}. No <br>, <p> or other tags:"
+        " use plain line breaks. Write <, > and & in text as &lt;, &gt; and &amp;.",
+        "- Keep the formatting that matters (bold key facts, links of the original post).",
+        "- Links: only those of the original post"
+        + (f" and these: {allowed}" if allowed else "")
+        + ". Add no other links.",
+        "- Do not name the source channel, do not ask readers to subscribe to it, drop its signature and ads.",
+        f"- The text must be at most {data.limit} characters"
+        + (" (it is the caption of an image or video)." if data.has_media else "."),
+        "- If the post is an advertisement or does not fit the channel, set skip to true, give skip_reason,"
+        " and leave text empty.",
+        "- title: a short headline, or null. image_prompt: one sentence describing an illustration for the post"
+        " (no text in the picture), or null.",
+        "- Answer with one JSON object following the given schema, nothing else.",
+    ]
+    return "\n".join(lines)
+
+
+def examples_message(examples: list[str]) -> str:
+    parts = ["Recent posts of the channel, to match their style and length (do not copy them):"]
+    for number, example in enumerate(examples, 1):
+        parts.append(f"--- example {number} ---\n{example}")
+    return "\n\n".join(parts)
+
+
+def build_messages(data: PromptInput, *, with_examples: bool = True) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(data)}]
+    if with_examples and data.style_examples:
+        messages.append({"role": "user", "content": examples_message(data.style_examples)})
+    messages.append({"role": "user", "content": f"The post to rewrite (Telegram HTML):\n\n{data.donor_html}"})
+    return messages
+
+
+def correction_message(problem: str) -> dict[str, Any]:
+    """Sent after an invalid answer, so the next attempt knows what to fix."""
+    return {
+        "role": "user",
+        "content": f"Your answer was not usable: {problem}. Answer again with only the JSON object, "
+        "following the schema exactly.",
+    }

@@ -1,0 +1,74 @@
+"""LLM usage: tokens in and out and an estimated cost per call, summed per post, day and route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contentq.clock import iso
+from contentq.settings import Settings
+from contentq.store import Store
+
+
+def estimate_cost(settings: Settings, tokens_in: int, tokens_out: int) -> float:
+    """Dollars, from CONTENTQ_OPENAI_PRICE_IN_PER_1M and _OUT_PER_1M."""
+    return tokens_in / 1e6 * settings.openai_price_in_per_1m + tokens_out / 1e6 * settings.openai_price_out_per_1m
+
+
+def record_usage(
+    store: Store,
+    settings: Settings,
+    *,
+    post_id: int | None,
+    route: str | None,
+    job_id: str | None,
+    model: str,
+    tokens_in: int,
+    tokens_out: int,
+) -> float:
+    cost = estimate_cost(settings, tokens_in, tokens_out)
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO usage (at, post_id, route, job_id, model, tokens_in, tokens_out, cost)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (iso(), post_id, route, job_id, model, tokens_in, tokens_out, cost),
+        )
+    return cost
+
+
+def post_usage(store: Store, post_id: int) -> dict[str, Any]:
+    row = store.one(
+        "SELECT COUNT(*) AS calls, COALESCE(SUM(tokens_in), 0) AS tokens_in,"
+        " COALESCE(SUM(tokens_out), 0) AS tokens_out, COALESCE(SUM(cost), 0) AS cost"
+        " FROM usage WHERE post_id = ?",
+        (post_id,),
+    )
+    assert row is not None
+    return row
+
+
+def usage_summary(store: Store, *, since: str | None = None, route: str | None = None) -> list[dict[str, Any]]:
+    """One row per (day, route): calls, posts, tokens in and out, cost; days in UTC, oldest first."""
+    where, params = [], []
+    if since:
+        where.append("at >= ?")
+        params.append(since)
+    if route:
+        where.append("route = ?")
+        params.append(route)
+    sql = (
+        "SELECT substr(at, 1, 10) AS day, COALESCE(route, '') AS route, COUNT(*) AS calls,"
+        " COUNT(DISTINCT post_id) AS posts, SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out,"
+        " ROUND(SUM(cost), 6) AS cost FROM usage"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " GROUP BY day, route ORDER BY day, route"
+    )
+    return store.query(sql, params)
+
+
+def usage_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "calls": sum(r["calls"] for r in rows),
+        "tokens_in": sum(r["tokens_in"] or 0 for r in rows),
+        "tokens_out": sum(r["tokens_out"] or 0 for r in rows),
+        "cost": round(sum(r["cost"] or 0 for r in rows), 6),
+    }

@@ -1,0 +1,108 @@
+"""The rule-based rewriter: donor footers, links and mentions out, replacements and signature in, formatting kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from contentq import pipeline
+from contentq.content.html import html_to_text, validate_html, visible_len_utf16
+from contentq.rewrite.clean import footer_lines
+from contentq.runtime.context import Runtime
+from contentq.runtime.tracking import enqueue
+from contentq.store.jobs import get_job
+from tests.conftest import drain
+from tests.rewrite_helpers import add_post, events, post, write_routes
+
+FOOTER = '\n\n👉 <a href="https://t.me/donor">Подписаться</a> | @donor\n<i>Donor News — every day</i>'
+
+
+@pytest.fixture
+def clean_rt(rt: Runtime, home, monkeypatch) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    write_routes(home, rewriter="clean")
+    monkeypatch.setattr(pipeline, "on_rewritten", lambda runtime, post_id: "rewritten")
+    # No OpenAI key anywhere: the clean rewriter must not need one.
+    assert rt.settings.openai_api_key is None
+    yield rt
+
+
+def rewrite(rt: Runtime, post_id: int) -> dict:  # type: ignore[type-arg]
+    job = enqueue(rt, "rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+    drain(rt, "rewrite")
+    record = get_job(rt.store, job["id"])
+    assert record["status"] == "succeeded", record["error"]
+    return post(rt, post_id)
+
+
+def test_footers_links_and_mentions_are_removed_and_formatting_kept(clean_rt):
+    for n in range(6):
+        add_post(clean_rt, f"<b>Old news {n}</b> about things." + FOOTER, posted_at=f"2024-01-0{n + 1}T10:00:00+00:00")
+    add_post(clean_rt, "Unrelated donor line\n<i>Donor News — every day</i>", source="@other")
+    post_id = add_post(
+        clean_rt,
+        "<b>Breaking:</b> <i>Frobnicator 3</i> is out, says @vendor_team. "
+        '<a href="https://donor.example/story">Read the story</a> or https://donor.example/x\n'
+        "Details on https://my-site.example/frob (ours).\n"
+        '<pre><code class="language-python">@decorator\ndef f(): ...</code></pre>\n'
+        "Subscribe to @donor" + FOOTER,
+    )
+    row = rewrite(clean_rt, post_id)
+
+    html = row["rewrite_html"]
+    text = html_to_text(html)
+    assert row["state"] == "rewritten" and row["rewriter"] == "clean" and row["truncated"] == 0
+    assert html.startswith("<b>News:</b> <i>Frobnicator 3</i> is out, says.")  # replacement applied, mention gone
+    assert "Read the story" in text and "donor.example" not in html  # the link's words stay, the link goes
+    assert "https://my-site.example/frob" in text  # allowed_links are kept
+    assert '<pre><code class="language-python">@decorator\ndef f(): ...</code></pre>' in html  # code untouched
+    assert "Подписаться" not in text and "Donor News" not in text and "@donor" not in text  # footer lines
+    assert "Subscribe to" not in text  # the route's replacement removed the call to subscribe
+    assert html.endswith("\n\n<b>My Channel</b> — @my_channel")  # signature, with its own mention
+    assert validate_html(html) == []
+    logged = [e["message"] for e in events(clean_rt, f"rewrite-{post_id}") if e["event"] == "cleaned"]
+    assert any(m.startswith("footer line removed") for m in logged)
+    assert "link removed: https://donor.example/story" in logged
+
+
+def test_new_donor_without_history_keeps_its_lines_but_loses_links_and_mentions(clean_rt):
+    post_id = add_post(clean_rt, "<b>Hello</b> from @donor, see https://t.me/donor/5\n<i>Donor News — every day</i>")
+    html = rewrite(clean_rt, post_id)["rewrite_html"]
+    assert html == "<b>Hello</b> from, see\n<i>Donor News — every day</i>\n\n<b>My Channel</b> — @my_channel"
+
+
+def test_long_post_is_cut_before_the_signature_which_stays_whole(clean_rt):
+    post_id = add_post(clean_rt, "<b>Длинно.</b> " + "Предложение с эмодзи 🎉 и словами. " * 200)
+    row = rewrite(clean_rt, post_id)
+    assert row["truncated"] == 1
+    assert visible_len_utf16(row["rewrite_html"]) <= 4096
+    assert row["rewrite_html"].endswith("словами.\n\n<b>My Channel</b> — @my_channel")
+
+
+def test_footer_detection_needs_a_large_share_of_recent_posts():
+    posts = [f"post {n}\nSubscribe: @donor" for n in range(10)]
+    posts[0] += "\nRare line"
+    posts[1] += "\nRare line"
+    assert footer_lines(posts, 0.5) == {"subscribe: @donor"}
+    assert footer_lines(posts, 0.1) == {"subscribe: @donor", "rare line"}
+    assert footer_lines(posts[:1], 0.5) == set()  # one post says nothing about what repeats
+
+
+def test_rewriter_none_publishes_the_donor_text_as_is_within_the_limit(rt, home, monkeypatch):
+    write_routes(home, rewriter="none")
+    monkeypatch.setattr(pipeline, "on_rewritten", lambda runtime, post_id: "rewritten")
+    post_id = add_post(rt, '<b>Keep</b> <a href="https://donor.example">everything</a> @donor <div>x</div>')
+    row = rewrite(rt, post_id)
+    assert row["rewriter"] == "none"
+    assert row["rewrite_html"] == '<b>Keep</b> <a href="https://donor.example">everything</a> @donor x'
+
+
+def test_a_rerun_after_the_rewrite_only_runs_the_steps_after_it(rt, home, monkeypatch):
+    write_routes(home, rewriter="clean")
+    reached: list[int] = []
+    monkeypatch.setattr(pipeline, "on_rewritten", lambda runtime, post_id: reached.append(post_id) or "rewritten")
+    post_id = add_post(rt, "donor text", state="rewritten", rewrite_html="<b>done before</b>", rewriter="clean")
+    row = rewrite(rt, post_id)
+    assert row["rewrite_html"] == "<b>done before</b>"  # not rewritten twice
+    assert reached == [post_id]
+    assert "resumed" in [e["event"] for e in events(rt, f"rewrite-{post_id}")]

@@ -1,0 +1,234 @@
+"""Collect jobs against a scripted Telegram (real Telethon errors), real Valkey and SQLite."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from telethon import errors
+
+from contentq.clock import now, parse
+from contentq.collect import MAX_PER_RUN
+from contentq.integrations.telegram.gateway import MediaInfo
+from contentq.runtime.tracking import enqueue
+from contentq.runtime.worker import run_worker
+from contentq.store.jobs import get_job, job_events
+from tests.conftest import drain
+from tests.fake_telegram import FakeTelegram
+
+ROUTES = """
+[routes.news]
+target = "@mine"
+sources = ["@donor_a", "https://t.me/Donor_B"]
+rewriter = "none"
+"""
+
+
+@pytest.fixture
+def tg(rt) -> FakeTelegram:
+    (rt.settings.home / "contentq.toml").write_text(ROUTES)
+    fake = FakeTelegram()
+    rt.services["telegram"] = fake
+    return fake
+
+
+def collect(rt, source: str = "@donor_a") -> dict:
+    row = enqueue(rt, "collect", source, {"source": source})
+    drain(rt, "collect")
+    return get_job(rt.store, row["id"])
+
+
+def posts(rt, source: str | None = None) -> list[dict]:
+    if source:
+        return rt.store.query("SELECT * FROM posts WHERE source = ? ORDER BY id", (source,))
+    return rt.store.query("SELECT * FROM posts ORDER BY id")
+
+
+def channel(rt, ref: str = "@donor_a") -> dict:
+    return rt.store.one("SELECT * FROM channels WHERE ref = ?", (ref,))
+
+
+def test_incremental_fetch_takes_only_messages_newer_than_the_cursor(rt, tg):
+    for i in (1, 2, 3):
+        tg.add_message("@donor_a", i, f"<b>News</b> number {i}")
+    job = collect(rt)
+    assert job["status"] == "succeeded"
+    assert [p["source_msg_id"] for p in posts(rt)] == [1, 2, 3]
+    assert all(p["state"] == "collected" and p["route"] == "news" for p in posts(rt))
+    assert posts(rt)[0]["text_html"] == "<b>News</b> number 1"
+    assert channel(rt)["last_message_id"] == 3 and channel(rt)["last_collected_at"]
+    assert json.loads(job["result"])["collected"] == 3
+
+    tg.add_message("@donor_a", 4, "fourth")
+    tg.add_message("@donor_a", 5, "fifth")
+    job = collect(rt)
+    fetches = [arg for name, arg in tg.calls if name == "fetch_messages"]
+    assert fetches[-1] == ("@donor_a", 3, MAX_PER_RUN)  # from the cursor, not from the start
+    assert [p["source_msg_id"] for p in posts(rt)] == [1, 2, 3, 4, 5]
+    assert json.loads(job["result"])["collected"] == 2
+    assert channel(rt)["last_message_id"] == 5 and channel(rt)["collected_count"] == 5
+    counts = [e for e in job_events(rt.store, job["id"]) if e["event"] == "counts"]
+    assert "2 collected, 0 duplicate, 0 filtered, 0 reconnects, 0 flood waits" in counts[0]["message"]
+
+
+def test_first_run_takes_the_backfill_and_the_channel_is_resolved_once(rt, tg):
+    rt.settings.collect_backfill = 2
+    for i in range(1, 6):
+        tg.add_message("@donor_a", i, f"message {i}")
+    collect(rt)
+    assert [p["source_msg_id"] for p in posts(rt)] == [4, 5]  # the newest two
+    tg.add_message("@donor_a", 6, "message 6")
+    collect(rt)
+    assert [p["source_msg_id"] for p in posts(rt)] == [4, 5, 6]
+    assert [name for name, _ in tg.calls].count("resolve") == 1  # cached in SQLite afterwards
+    assert channel(rt)["tg_id"] == tg.channels["@donor_a"].id
+
+
+def test_each_accepted_post_enqueues_its_rewrite_as_a_child(rt, tg):
+    tg.add_message("@donor_a", 1, "first post")
+    tg.add_message("@donor_a", 2, "second post")
+    job = collect(rt)
+    rewrites = rt.store.query("SELECT * FROM jobs WHERE kind = 'rewrite' ORDER BY post_id")
+    ids = [p["id"] for p in posts(rt)]
+    assert [r["post_id"] for r in rewrites] == ids
+    assert [r["key"] for r in rewrites] == [str(i) for i in ids]
+    assert all(r["parent_id"] == job["id"] and r["queue"] == "rewrite" for r in rewrites)
+    assert json.loads(rewrites[0]["payload"]) == {"post_id": ids[0]}
+
+
+def test_a_three_item_album_becomes_one_post_with_three_media(rt, tg):
+    tg.add_message("@donor_a", 10, "<i>Album</i> caption", media=MediaInfo("photo", "image/jpeg", width=800, height=600),
+                   grouped_id=77)  # fmt: skip
+    tg.add_message("@donor_a", 11, media=MediaInfo("photo", "image/jpeg"), grouped_id=77)
+    tg.add_message("@donor_a", 12, media=MediaInfo("video", "video/mp4"), grouped_id=77, data=b"video bytes")
+    tg.add_message("@donor_a", 13, "after the album")
+    collect(rt)
+    stored = posts(rt)
+    assert len(stored) == 2
+    album = stored[0]
+    assert album["kind"] == "album" and album["grouped_id"] == 77
+    assert json.loads(album["source_msg_ids"]) == [10, 11, 12]
+    assert album["text_html"] == "<i>Album</i> caption"
+    media = rt.store.query("SELECT * FROM media WHERE post_id = ? ORDER BY position", (album["id"],))
+    assert [m["kind"] for m in media] == ["photo", "photo", "video"]
+    assert media[0]["width"] == 800
+    for m in media:  # content-addressed files under CONTENTQ_HOME/media
+        path = rt.settings.media_dir / m["path"]
+        assert path.is_file() and m["path"].startswith(m["sha256"][:2] + "/" + m["sha256"])
+    assert (rt.settings.media_dir / media[2]["path"]).read_bytes() == b"video bytes"
+    assert Path(media[2]["path"]).suffix == ".mp4"
+    assert channel(rt)["last_message_id"] == 13
+
+
+def test_flood_wait_reschedules_the_job_after_the_wait_and_notifies_once(rt, tg):
+    rt.settings.tg_admin_chat = "@admin"
+    tg.add_message("@donor_a", 1, "blocked for now")
+    tg.fail_next("fetch_messages", errors.FloodWaitError(request=None, capture=300))
+    row = enqueue(rt, "collect", "@donor_a", {"source": "@donor_a"})
+    before = now()
+    run_worker(rt, ["collect"], burst=True)
+
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "queued" and job["attempts"] == 1
+    assert "FLOOD_WAIT of 300 s" in job["retry_reason"]
+    wait = (parse(job["next_retry_at"]) - before).total_seconds()
+    assert 300 < wait < 330
+    events = [e["event"] for e in job_events(rt.store, row["id"])]
+    assert "flood_wait" in events and events[-1] == "rescheduled"
+    scheduled = ScheduledJobRegistry(queue=Queue("collect", connection=rt.redis))
+    assert job["rq_id"] in scheduled.get_job_ids()
+    at = scheduled.get_scheduled_time(job["rq_id"])
+    assert timedelta(seconds=299) < at - before.replace(microsecond=0) < timedelta(seconds=331)
+
+    notes = rt.store.query("SELECT * FROM notifications")
+    assert len(notes) == 1
+    assert notes[0]["message"].startswith("collect from @donor_a is blocked by Telegram for 300 s; resuming at ")
+    assert len(tg.admin_messages) == 1 and tg.admin_messages[0][0] == "@admin"
+    assert posts(rt) == []  # nothing stored, the cursor did not move
+    assert channel(rt)["last_error"] == "FLOOD_WAIT 300 s"
+
+
+def test_flood_wait_midway_keeps_what_was_stored_and_resumes_after_it(rt, tg):
+    tg.add_message("@donor_a", 1, "first")
+    tg.add_message("@donor_a", 2, "with a photo", media=MediaInfo("photo"))
+    tg.fail_next("download_media", errors.FloodWaitError(request=None, capture=120))
+    row = enqueue(rt, "collect", "@donor_a", {"source": "@donor_a"})
+    run_worker(rt, ["collect"], burst=True)
+    assert get_job(rt.store, row["id"])["status"] == "queued"
+    assert [p["source_msg_id"] for p in posts(rt)] == [1]
+    assert channel(rt)["last_message_id"] == 1
+    flood = [e for e in job_events(rt.store, row["id"]) if e["event"] == "flood_wait"][0]
+    assert json.loads(flood["data"])["collected"] == 1
+
+
+def test_dead_session_reconnects_three_times_then_fails_and_notifies(rt, tg):
+    tg.dead = True
+    tg.add_message("@donor_a", 1, "unreachable")
+    job = collect(rt)
+    assert job["status"] == "failed" and job["attempts"] == 1  # not retried: reconnecting already failed
+    assert "the Telegram session is down after 3 reconnects" in job["error"]
+    assert tg.reconnects == 3
+    events = [e["event"] for e in job_events(rt.store, job["id"])]
+    assert events.count("reconnect") == 3
+    notes = rt.store.query("SELECT * FROM notifications WHERE key = 'telegram-session'")
+    assert len(notes) == 1 and "after 3 reconnects" in notes[0]["message"]
+    assert posts(rt) == []
+
+
+def test_a_dropped_connection_is_reconnected_and_the_run_goes_on(rt, tg):
+    tg.connected = False
+    tg.add_message("@donor_a", 1, "hello again")
+    job = collect(rt)
+    assert job["status"] == "succeeded"
+    assert tg.reconnects == 1
+    assert json.loads(job["result"])["reconnects"] == 1
+    assert len(posts(rt)) == 1
+
+
+def test_unauthorized_session_fails_at_once_and_says_to_log_in(rt, tg):
+    tg.authorized = False
+    job = collect(rt)
+    assert job["status"] == "failed" and tg.reconnects == 0
+    assert "run `contentq login`" in job["error"]
+    assert rt.store.scalar("SELECT COUNT(*) FROM notifications") == 1
+
+
+def test_transient_errors_are_retried_with_backoff(rt, tg):
+    rt.settings.collect_backoff_base = 1.0
+    tg.add_message("@donor_a", 1, "after a hiccup")
+    tg.fail_next("fetch_messages", ConnectionError("reset by peer"))
+    job = collect(rt)
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+    assert [e["event"] for e in job_events(rt.store, job["id"])].count("retrying") == 1
+    assert len(posts(rt)) == 1
+
+
+def test_unknown_or_private_source_fails_with_a_clear_message(rt, tg):
+    job = collect(rt, "@donor_b")  # in the routes, but Telegram does not know it
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert "cannot read @donor_b (UsernameNotOccupiedError)" in job["error"]
+    assert channel(rt, "@donor_b")["last_error"].startswith("CollectFailed")
+
+    job = collect(rt, "@stranger")
+    assert job["status"] == "failed"
+    assert "@stranger is not a source of any route" in job["error"]
+
+
+def test_message_without_text_or_media_moves_the_cursor_only(rt, tg):
+    tg.add_message("@donor_a", 1, "   ")
+    tg.add_message("@donor_a", 2, "real text")
+    collect(rt)
+    assert [p["source_msg_id"] for p in posts(rt)] == [2]
+    assert channel(rt)["last_message_id"] == 2
+
+
+def test_collected_posts_without_rewrite_job_get_one_on_the_next_run(rt, tg):
+    tg.add_message("@donor_a", 1, "will lose its job")
+    collect(rt)
+    rt.store.execute("DELETE FROM jobs WHERE kind = 'rewrite'")  # as if the process died before enqueueing
+    collect(rt)
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'rewrite'") == 1

@@ -1,0 +1,145 @@
+"""Dedup across channels: exact (source, message id), content (text + media), near (MinHash LSH)."""
+
+from __future__ import annotations
+
+import pytest
+
+from contentq.content.dedup import DedupIndex, content_hash, normalize_text
+from contentq.ingest import forget_dedup_index
+from contentq.integrations.telegram.gateway import MediaInfo
+from tests.fake_telegram import FakeTelegram
+from tests.test_collect import ROUTES, channel, collect, posts
+
+NEWS = (
+    "The city council approved the new budget on Tuesday, allocating twelve million euros to public "
+    "transport, three new schools and the renovation of the central library before the winter."
+)
+EDITED = (
+    "The city council approved the new budget on Tuesday, allocating twelve million euros to public "
+    "transport, three new schools and the renovation of the old central library before winter. Subscribe!"
+)
+OTHER = (
+    "A local football club won the regional championship after a dramatic penalty shootout that kept "
+    "thousands of fans in the stadium long after midnight on Saturday."
+)
+
+
+@pytest.fixture
+def tg(rt) -> FakeTelegram:
+    (rt.settings.home / "contentq.toml").write_text(ROUTES)
+    fake = FakeTelegram()
+    rt.services["telegram"] = fake
+    return fake
+
+
+def by_source(rt, source):
+    return posts(rt, source)
+
+
+def test_exact_duplicate_same_source_and_message_is_not_stored_twice(rt, tg):
+    tg.add_message("@donor_a", 1, "one")
+    tg.add_message("@donor_a", 2, "two")
+    collect(rt)
+    rt.store.execute("UPDATE channels SET last_message_id = 0")  # a reset cursor refetches both
+    job = collect(rt)
+    assert len(posts(rt)) == 2
+    assert '"duplicate": 2' in job["result"]
+    assert channel(rt)["duplicate_count"] == 2
+
+
+def test_same_text_and_media_from_another_channel_is_a_content_duplicate(rt, tg):
+    tg.add_message("@donor_a", 5, "Breaking: <b>storm</b> warning", media=MediaInfo("photo"), data=b"same photo")
+    collect(rt, "@donor_a")
+    tg.add_message("@donor_b", 9, "BREAKING — storm warning! https://t.me/donor_b", media=MediaInfo("photo"),
+                   data=b"same photo")  # fmt: skip
+    job = collect(rt, "@donor_b")
+    original, = by_source(rt, "@donor_a")
+    copy, = by_source(rt, "@donor_b")
+    assert copy["state"] == "duplicate"
+    assert copy["duplicate_of"] == original["id"]
+    assert copy["state_reason"] == f"same content as post {original['id']}"
+    assert copy["content_hash"] == original["content_hash"]
+    assert '"duplicate": 1' in job["result"] and '"collected": 0' in job["result"]
+    # A duplicate is recorded, not dropped, and no rewrite job is enqueued for it.
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'rewrite'") == 1
+
+
+def test_same_text_with_other_media_is_not_a_content_duplicate(rt, tg):
+    tg.add_message("@donor_a", 1, "Photo of the day", media=MediaInfo("photo"), data=b"sunset")
+    tg.add_message("@donor_b", 1, "Photo of the day", media=MediaInfo("photo"), data=b"mountains")
+    collect(rt, "@donor_a")
+    collect(rt, "@donor_b")
+    assert [p["state"] for p in posts(rt)] == ["collected", "collected"]
+
+
+def test_lightly_edited_news_from_another_channel_is_a_near_duplicate(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS)
+    collect(rt, "@donor_a")
+    tg.add_message("@donor_b", 1, EDITED)
+    tg.add_message("@donor_b", 2, OTHER)
+    collect(rt, "@donor_b")
+    original, = by_source(rt, "@donor_a")
+    near, other = by_source(rt, "@donor_b")
+    assert near["state"] == "duplicate" and near["duplicate_of"] == original["id"]
+    assert near["state_reason"].startswith(f"near duplicate of post {original['id']} (similarity 0.")
+    assert other["state"] == "collected"
+
+
+def test_near_duplicates_count_across_channels_only(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS)
+    tg.add_message("@donor_a", 2, EDITED)  # a channel's own follow-up looks alike but is its own post
+    collect(rt, "@donor_a")
+    assert [p["state"] for p in posts(rt)] == ["collected", "collected"]
+
+
+def test_rejected_and_filtered_posts_stay_in_dedup_memory(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS)
+    collect(rt, "@donor_a")
+    original, = by_source(rt, "@donor_a")
+    rt.store.execute("UPDATE posts SET state = 'rejected' WHERE id = ?", (original["id"],))
+    forget_dedup_index(rt)  # a fresh process: the index is loaded from SQLite
+    tg.add_message("@donor_b", 1, NEWS)
+    collect(rt, "@donor_b")
+    copy, = by_source(rt, "@donor_b")
+    assert copy["state"] == "duplicate" and copy["duplicate_of"] == original["id"]
+
+
+def test_duplicates_point_to_the_original_not_to_another_duplicate(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS)
+    collect(rt, "@donor_a")
+    tg.add_message("@donor_b", 1, EDITED)
+    tg.add_message("@donor_b", 2, EDITED)  # the same edited copy again, exact content
+    collect(rt, "@donor_b")
+    original, = by_source(rt, "@donor_a")
+    assert [p["duplicate_of"] for p in by_source(rt, "@donor_b")] == [original["id"], original["id"]]
+
+
+def test_index_loaded_from_sqlite_finds_posts_of_other_processes(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS)
+    collect(rt, "@donor_a")
+    index = DedupIndex(0.8)
+    assert index.refresh(rt.store.conn) == 1
+    fp = index.fingerprint(normalize_text(EDITED))
+    match = index.match(fp, "@donor_b")
+    assert match is not None and match.how == "near" and match.similarity >= 0.8
+    assert index.match(fp, "@donor_a") is None  # same channel: not a near duplicate
+    assert index.match(index.fingerprint(normalize_text(OTHER)), "@donor_b") is None
+
+
+def test_dedup_window_forgets_old_posts(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS)
+    collect(rt, "@donor_a")
+    rt.store.execute("UPDATE posts SET collected_at = '2000-01-01T00:00:00.000+00:00'")
+    index = DedupIndex(0.8, window_days=30)
+    assert index.refresh(rt.store.conn) == 0
+    assert index.match(index.fingerprint(normalize_text(NEWS)), "@donor_b") is None
+
+
+def test_normalisation_ignores_case_punctuation_links_and_mentions():
+    a = normalize_text("Hello, WORLD! Read more: https://example.com/x @donor")
+    b = normalize_text("hello world — read more t.me/other")
+    assert a == b == "hello world read more"
+    assert content_hash(a) == content_hash(b)
+    assert content_hash(a, ["m1", "m2"]) == content_hash(a, ["m2", "m1"])
+    assert content_hash(a, ["m1"]) != content_hash(a)
+    assert content_hash("") is None

@@ -1,0 +1,205 @@
+"""Telegram Desktop export import: formatting, photos, placeholders, service messages, albums, malformed files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from contentq.cli.app import app
+from contentq.collect import ForegroundContext
+from contentq.integrations.export import ExportError, import_export, read_export, text_to_html
+
+ASSETS = Path(__file__).parent / "assets"
+BASIC = ASSETS / "export_basic" / "result.json"
+MALFORMED = ASSETS / "export_malformed" / "result.json"
+
+ROUTES = """
+[routes.news]
+target = "@mine"
+sources = ["@donor_export"]
+rewriter = "none"
+
+[routes.other]
+target = "@mine"
+sources = ["@somebody"]
+rewriter = "none"
+"""
+
+
+@pytest.fixture
+def routes(rt):
+    (rt.settings.home / "contentq.toml").write_text(ROUTES)
+    return rt
+
+
+def run_import(rt, path: Path = BASIC, source: str = "@donor_export", **kw):
+    return import_export(ForegroundContext(rt), path, source, **kw)
+
+
+def posts(rt):
+    return rt.store.query("SELECT * FROM posts ORDER BY source_msg_id")
+
+
+def media_of(rt, post_id):
+    return rt.store.query("SELECT * FROM media WHERE post_id = ? ORDER BY position", (post_id,))
+
+
+def test_text_entities_become_telegram_html():
+    html = text_to_html(
+        ["Plain, ", {"type": "bold", "text": "bold"}, " ", {"type": "italic", "text": "italic"}, " ",
+         {"type": "link", "text": "https://example.com/a"}, " ",
+         {"type": "text_link", "text": "text link", "href": "https://example.org/b?x=1&y=2"}, " 5 < 6 😀 ",
+         {"type": "bold", "text": "after emoji"}]
+    )  # fmt: skip
+    assert html == (
+        'Plain, <strong>bold</strong> <em>italic</em> <a href="https://example.com/a">https://example.com/a</a> '
+        '<a href="https://example.org/b?x=1&amp;y=2">text link</a> 5 &lt; 6 😀 <strong>after emoji</strong>'
+    )
+    assert text_to_html("just <text>") == "just &lt;text&gt;"
+    assert text_to_html([{"type": "pre", "text": "x = 1", "language": "python"}]) == (
+        '<pre><code class="language-python">x = 1</code></pre>'
+    )
+    assert text_to_html([{"type": "hashtag", "text": "#tag"}, " ", {"type": "strikethrough", "text": "s"}]) == (
+        "#tag <del>s</del>"
+    )
+
+
+def test_import_keeps_formatting_photos_placeholders_and_albums(routes):
+    rt = routes
+    report = run_import(rt)
+    assert report.service_skipped == 2 and report.messages == 8
+    assert report.posts == 6 and report.counts.collected == 6 and report.missing_files == 1
+    stored = posts(rt)
+    assert [json.loads(p["source_msg_ids"]) for p in stored] == [[2], [3], [4], [5, 6, 7], [9], [10]]
+    assert all(p["source"] == "@donor_export" and p["route"] == "news" for p in stored)
+    text, photo, missing, album, forward, code = stored
+
+    assert text["kind"] == "text"
+    assert "<strong>bold</strong> and <em>italic</em>" in text["text_html"]
+    assert '<a href="https://example.org/b?x=1&amp;y=2">text link</a>' in text["text_html"]
+    assert '<a href="https://example.com/a">https://example.com/a</a>' in text["text_html"]
+    assert text["posted_at"].startswith("2024-03-01T10:00:00")
+
+    assert photo["kind"] == "photo" and photo["text_html"] == "A photo with a caption"
+    (m,) = media_of(rt, photo["id"])
+    original = ASSETS / "export_basic" / "photos" / "photo_1@01-03-2024_11-00-00.jpg"
+    assert (rt.settings.media_dir / m["path"]).read_bytes() == original.read_bytes()
+    assert m["kind"] == "photo" and m["width"] == 16 and m["sha256"]
+
+    (placeholder,) = media_of(rt, missing["id"])  # "(File not included …)": recorded, without a file
+    assert placeholder["path"] is None and placeholder["sha256"] is None
+    assert placeholder["kind"] == "photo" and placeholder["width"] == 1280 and placeholder["size"] == 123456
+
+    assert album["kind"] == "album" and album["text_html"] == "<strong>Album</strong> of three items"
+    assert [m["kind"] for m in media_of(rt, album["id"])] == ["photo", "photo", "video"]
+    assert all(m["path"] for m in media_of(rt, album["id"]))
+
+    assert forward["is_forward"] == 1
+    assert code["text_html"].startswith('<pre><code class="language-python">x = 1</code></pre>\n<code>inline</code>')
+
+    rewrites = rt.store.query("SELECT post_id FROM jobs WHERE kind = 'rewrite' ORDER BY post_id")
+    assert [r["post_id"] for r in rewrites] == [p["id"] for p in stored]
+    channel = rt.store.one("SELECT * FROM channels WHERE ref = '@donor_export'")
+    assert channel["last_message_id"] == 10 and channel["collected_count"] == 6
+
+
+def test_importing_the_same_export_again_adds_nothing(routes):
+    run_import(routes)
+    again = run_import(routes)
+    assert again.counts.collected == 0 and again.counts.duplicate == 6
+    assert len(posts(routes)) == 6
+
+
+def test_the_same_export_as_another_source_is_all_content_duplicates(routes):
+    run_import(routes)
+    other = run_import(routes, source="@somebody")
+    assert other.counts.duplicate == 6 and other.counts.collected == 0
+    dups = routes.store.query("SELECT * FROM posts WHERE source = '@somebody'")
+    assert {d["state"] for d in dups} == {"duplicate"} and all(d["duplicate_of"] for d in dups)
+
+
+def test_malformed_export_names_the_message_and_imports_nothing(routes):
+    with pytest.raises(ExportError) as err:
+        run_import(routes, MALFORMED)
+    assert "message 3" in str(err.value) and "text part 2 has no 'text'" in str(err.value)
+    assert routes.store.scalar("SELECT COUNT(*) FROM posts") == 0
+    assert routes.store.scalar("SELECT COUNT(*) FROM channels") == 0
+    assert routes.store.scalar("SELECT COUNT(*) FROM jobs") == 0
+
+
+def test_a_failure_while_storing_rolls_the_whole_import_back(routes, monkeypatch):
+    import contentq.integrations.export as export
+
+    calls = {"n": 0}
+    real = export.store_file
+
+    def failing(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(export, "store_file", failing)
+    with pytest.raises(OSError):
+        run_import(routes)
+    assert routes.store.scalar("SELECT COUNT(*) FROM posts") == 0
+    assert routes.store.scalar("SELECT COUNT(*) FROM media") == 0
+    monkeypatch.setattr(export, "store_file", real)
+    assert run_import(routes).counts.collected == 6  # the dedup memory forgot the rolled-back posts
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "not valid JSON (line 1, column 2"),
+        ('{"name": "x"}', "there is no 'messages' list"),
+        ('{"chats": {"list": []}}', "a whole-account export"),
+        ('{"messages": [{"id": 7, "type": "message", "text": "no date"}]}', "message 7: 'date' is missing"),
+        ('{"messages": [{"id": 7, "date": "yesterday"}]}', "message 7: 'date' is not a date ('yesterday')"),
+        ('{"messages": [{"id": 7, "date_unixtime": "soon"}]}', "message 7: 'date_unixtime' is not a number"),
+        ('{"messages": [{"type": "message"}]}', "message #1 has no numeric 'id'"),
+        ('{"messages": [{"id": 7, "date": "2024-01-01T00:00:00", "text": 5}]}', "message 7: 'text' must be"),
+        ('{"messages": [{"id": 7, "date": "2024-01-01T00:00:00", "photo": 5}]}', "message 7: 'photo' is not a"),
+        ('{"messages": [{"id": 7, "date": "2024-01-01T00:00:00", "photo": "../../etc/passwd"}]}', "outside"),
+    ],
+)
+def test_malformed_files_get_a_clear_error(tmp_path, content, expected):
+    path = tmp_path / "result.json"
+    path.write_text(content)
+    with pytest.raises(ExportError, match=None) as err:
+        read_export(path)
+    assert expected in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_older_exports_without_unix_time_group_albums_by_date(tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(ASSETS / "export_basic", folder)
+    data = json.loads((folder / "result.json").read_text())
+    for message in data["messages"]:
+        message.pop("date_unixtime", None)
+    (folder / "result.json").write_text(json.dumps(data))
+    export = read_export(folder)  # a folder works too
+    from contentq.integrations.export import export_groups
+
+    assert [[m.id for m in g] for g in export_groups(export.messages)] == [[2], [3], [4], [5, 6, 7], [9], [10]]
+
+
+def test_import_command_with_progress_and_json(routes):
+    result = CliRunner().invoke(app, ["import", str(BASIC), "--source", "t.me/donor_export", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert data["collected"] == 6 and data["route"] == "news" and data["source"] == "@donor_export"
+
+
+def test_import_into_an_unknown_source_says_to_pass_a_route(routes):
+    from contentq.errors import ContentqError
+
+    with pytest.raises(ContentqError, match="pass --route"):
+        run_import(routes, source="@unlisted")
+    report = run_import(routes, source="@unlisted", route_name="news")
+    assert report.counts.collected == 6

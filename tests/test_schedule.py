@@ -1,0 +1,194 @@
+"""Slots per route: across days, days of the week, time zones, DST changes, max per day, gaps, age, asap;
+two posts never get one slot; `contentq schedule` / `unschedule`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from contentq import pipeline
+from contentq.cli.app import app
+from contentq.clock import iso, parse
+from contentq.errors import ContentqError
+from contentq.runtime.context import Runtime
+from contentq.schedule import parse_at
+from contentq.store.posts import get_post
+from tests.publish_helpers import add_post, route_toml, write_config
+
+MON = datetime(2030, 1, 7, 10, 0, tzinfo=UTC)  # a Monday, 10:00 UTC
+
+
+def schedule_n(rt: Runtime, n: int, current: datetime, **post: object) -> list[datetime]:
+    slots = []
+    for _ in range(n):
+        post_id = add_post(rt, **post)  # type: ignore[arg-type]
+        slot = pipeline.schedule_post(rt, post_id, current=current, dispatch=False)
+        assert slot is not None
+        assert parse(get_post(rt.store, post_id)["scheduled_at"]) == slot
+        slots.append(slot)
+    return slots
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_slots_fill_across_days_with_max_per_day(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00", "18:00", "12:00"]\nmax_per_day = 2'))
+    slots = schedule_n(rt, 5, MON)
+    # Monday 09:00 has passed; 12:00 and 18:00 are left today, then two a day.
+    assert slots == [
+        utc(2030, 1, 7, 12), utc(2030, 1, 7, 18),
+        utc(2030, 1, 8, 9), utc(2030, 1, 8, 12),
+        utc(2030, 1, 9, 9),
+    ]  # fmt: skip
+
+
+def test_days_of_week_are_respected(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00"]\ndays = ["mon", "thu"]'))
+    slots = schedule_n(rt, 3, MON)
+    assert slots == [utc(2030, 1, 10, 9), utc(2030, 1, 14, 9), utc(2030, 1, 17, 9)]
+    assert [s.strftime("%a") for s in slots] == ["Thu", "Mon", "Thu"]
+
+
+def test_slots_are_wall_clock_times_in_the_route_time_zone(rt, home):
+    write_config(
+        home,
+        route_toml("tokyo", schedule='slots = ["09:00"]\ntimezone = "Asia/Tokyo"')
+        + route_toml("ny", target="@ny", schedule='slots = ["09:00"]\ntimezone = "America/New_York"'),
+    )
+    # Monday 10:00 UTC is Monday 19:00 in Tokyo (09:00 passed) and Monday 05:00 in New York.
+    assert schedule_n(rt, 2, MON, route="tokyo") == [utc(2030, 1, 8, 0), utc(2030, 1, 9, 0)]
+    assert schedule_n(rt, 2, MON, route="ny") == [utc(2030, 1, 7, 14), utc(2030, 1, 8, 14)]
+
+
+def test_dst_change_keeps_the_local_time(rt, home):
+    """Europe/Berlin moves to summer time on Sunday 2030-03-31: 09:00 local is 08:00 UTC before, 07:00 after."""
+    write_config(home, route_toml(schedule='slots = ["09:00"]\ntimezone = "Europe/Berlin"'))
+    slots = schedule_n(rt, 3, utc(2030, 3, 29, 12))
+    assert slots == [utc(2030, 3, 30, 8), utc(2030, 3, 31, 7), utc(2030, 4, 1, 7)]
+
+
+def test_dst_gap_and_repeated_hour(rt, home):
+    """02:30 does not exist on 2030-03-31 in Berlin (moves to 03:30 CEST), and happens twice on 2030-10-27
+    (the first one is taken); a 03:30 slot on the spring day is the same instant: one slot, not two."""
+    write_config(
+        home,
+        route_toml("spring", schedule='slots = ["02:30", "03:30"]\ntimezone = "Europe/Berlin"')
+        + route_toml("autumn", target="@a", schedule='slots = ["02:30"]\ntimezone = "Europe/Berlin"'),
+    )
+    spring = schedule_n(rt, 2, utc(2030, 3, 30, 23), route="spring")
+    assert spring == [utc(2030, 3, 31, 1, 30), utc(2030, 4, 1, 0, 30)]
+    autumn = schedule_n(rt, 2, utc(2030, 10, 26, 12), route="autumn")
+    assert autumn == [utc(2030, 10, 27, 0, 30), utc(2030, 10, 28, 1, 30)]
+
+
+def test_min_gap_and_min_age(rt, home):
+    write_config(
+        home,
+        route_toml(schedule='slots = ["09:00", "09:30", "10:00", "11:00"]\nmin_gap_minutes = 60\nmin_age_minutes = 90'),
+    )
+    current = utc(2030, 1, 7, 7)
+    # The donor posted at 07:45: not before 09:15, so 09:30 is the first slot; then 10:00 is too close.
+    slots = schedule_n(rt, 2, current, posted_at=iso(utc(2030, 1, 7, 7, 45)))
+    assert slots == [utc(2030, 1, 7, 9, 30), utc(2030, 1, 7, 11)]
+
+
+def test_asap_posts_get_distinct_times_and_honour_the_gap(rt, home):
+    write_config(
+        home, route_toml("fast") + route_toml("spaced", target="@s", schedule="asap = true\nmin_gap_minutes = 10")
+    )
+    fast = schedule_n(rt, 3, MON, route="fast")
+    assert fast[0] == MON and len(set(fast)) == 3
+    spaced = schedule_n(rt, 3, MON, route="spaced")
+    assert spaced == [MON, MON + timedelta(minutes=10), MON + timedelta(minutes=20)]
+
+
+def test_two_posts_never_get_one_slot_when_scheduled_at_once(rt, home, settings):
+    """Eight workers (own SQLite connections) schedule eight posts at the same moment."""
+    write_config(home, route_toml(schedule='slots = ["09:00", "12:00", "15:00", "18:00"]'))
+    ids = [add_post(rt) for _ in range(8)]
+    barrier = threading.Barrier(len(ids))
+    results: dict[int, datetime | None] = {}
+    errors: list[BaseException] = []
+
+    def work(post_id: int) -> None:
+        runtime = Runtime(settings)
+        try:
+            barrier.wait()
+            results[post_id] = pipeline.schedule_post(runtime, post_id, current=MON, dispatch=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            runtime.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    slots = sorted(s for s in results.values() if s is not None)
+    assert len(slots) == 8 and len(set(slots)) == 8
+    assert slots[0] == utc(2030, 1, 7, 12) and slots[-1] == utc(2030, 1, 9, 9)
+
+
+def test_no_slot_at_all_is_a_clear_error(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 0'))
+    post_id = add_post(rt)
+    with pytest.raises(ContentqError, match="no free publishing slot"):
+        pipeline.schedule_post(rt, post_id, current=MON, dispatch=False)
+    assert get_post(rt.store, post_id)["state"] == "rewritten"
+
+
+def test_parse_at_forms():
+    current = utc(2030, 1, 7, 10)
+    assert parse_at("now", "UTC", current) == current
+    assert parse_at("+2h", "UTC", current) == utc(2030, 1, 7, 12)
+    assert parse_at("30m", "UTC", current) == utc(2030, 1, 7, 10, 30)
+    assert parse_at("18:30", "Europe/Berlin", current) == utc(2030, 1, 7, 17, 30)
+    assert parse_at("09:00", "UTC", current) == utc(2030, 1, 8, 9)  # passed today: tomorrow
+    assert parse_at("2030-07-01 09:00", "Europe/Berlin", current) == utc(2030, 7, 1, 7)
+    assert parse_at("2030-07-01T09:00Z", "Europe/Berlin", current) == utc(2030, 7, 1, 9)
+    with pytest.raises(ContentqError, match="not a time"):
+        parse_at("tomorrowish", "UTC", current)
+
+
+def test_cli_schedule_at_list_and_unschedule(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00"]\ntimezone = "Europe/Berlin"'))
+    post_id = add_post(rt)
+    runner = CliRunner()
+    result = runner.invoke(app, ["schedule", str(post_id), "--at", "2030-07-01 18:30"])
+    assert result.exit_code == 0, result.output
+    post = get_post(rt.store, post_id)
+    assert post["state"] == "scheduled" and post["scheduled_at"] == iso(utc(2030, 7, 1, 16, 30))
+
+    listed = runner.invoke(app, ["schedule", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    data = json.loads(listed.output)
+    assert [p["id"] for p in data["posts"]] == [post_id]
+    assert data["posts"][0]["local_time"] == "2030-07-01 18:30:00 CEST"
+    assert data["routes"][0]["schedule"].startswith("09:00 (Europe/Berlin")
+
+    table = runner.invoke(app, ["schedule", "list"])
+    assert table.exit_code == 0 and str(post_id) in table.output
+
+    result = runner.invoke(app, ["unschedule", str(post_id)])
+    assert result.exit_code == 0, result.output
+    post = get_post(rt.store, post_id)
+    assert post["state"] == "awaiting_approval" and post["scheduled_at"] is None
+
+    result = runner.invoke(app, ["unschedule", str(post_id)])
+    assert result.exit_code != 0
+
+
+def test_schedule_at_bad_time_is_an_error(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00"]'))
+    post_id = add_post(rt)
+    result = CliRunner().invoke(app, ["schedule", str(post_id), "--at", "sometime"])
+    assert result.exit_code != 0
+    assert "not a time" in str(result.exception) + result.output

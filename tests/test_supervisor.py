@@ -1,0 +1,185 @@
+"""The rendered supervisor config: its content from settings, and supervisord really running the workers with it."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rq import Worker
+from typer.testing import CliRunner
+
+from contentq.cli.app import app
+from contentq.ops import supervisor as sv
+from contentq.runtime.redis import EmbeddedServer, connect
+from contentq.runtime.tracking import enqueue
+from contentq.settings import QUEUES, Settings, load_settings
+from tests.conftest import REPO, wait_for
+
+SUPERVISORD = Path(sys.executable).with_name("supervisord")
+SUPERVISORCTL = Path(sys.executable).with_name("supervisorctl")
+
+
+def _parse(text: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser()
+    parser.read_string(text)
+    return parser
+
+
+def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONTENTQ_REDIS_URL")
+    settings = load_settings(home=home, rewrite_concurrency=3, publish_concurrency=4,
+                             maintenance_timeout=900)  # fmt: skip
+    conf = _parse(sv.render(settings, python="/venv/bin/python"))
+    programs = conf["group:contentq"]["programs"].split(",")
+    assert programs == ["contentq-redis", "contentq-telegram", "contentq-rewrite", "contentq-imagegen",
+                        "contentq-maintenance"]  # fmt: skip
+    rewrite = conf["program:contentq-rewrite"]
+    assert rewrite["numprocs"] == "3"
+    assert rewrite["command"] == "/venv/bin/python -m contentq worker rewrite"
+    assert rewrite["stopsignal"] == "TERM" and rewrite["autorestart"] == "true"
+    assert int(rewrite["stopwaitsecs"]) > settings.rewrite_timeout
+    # One Telegram session, one process, whatever the publish concurrency says.
+    telegram = conf["program:contentq-telegram"]
+    assert telegram["numprocs"] == "1"
+    assert telegram["command"].endswith("worker publish collect")
+    assert int(telegram["stopwaitsecs"]) > max(settings.publish_timeout, settings.collect_timeout)
+    assert int(conf["program:contentq-maintenance"]["stopwaitsecs"]) > 900
+    # The embedded Valkey starts first; workers are pointed at its socket instead of starting their own.
+    redis_prog = conf["program:contentq-redis"]
+    assert redis_prog["command"].endswith("-m contentq redis serve")
+    assert int(redis_prog["priority"]) < int(rewrite["priority"])
+    assert "CONTENTQ_REDIS_URL" not in redis_prog["environment"]
+    assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in rewrite["environment"]
+    assert f'CONTENTQ_HOME="{home}"' in rewrite["environment"]
+    assert rewrite["stdout_logfile"].startswith(str(home / "logs"))
+
+
+def test_external_redis_means_no_redis_program_and_no_password_in_the_file(home: Path) -> None:
+    settings = load_settings(home=home, redis_url="redis://:s3cretpass@db.internal:6379/2")
+    text = sv.render(settings)
+    conf = _parse(text)
+    assert "program:contentq-redis" not in conf
+    assert "contentq-redis" not in conf["group:contentq"]["programs"]
+    assert "s3cretpass" not in text
+    assert ".env" in text  # the note says where the URL goes instead
+    plain = sv.render(load_settings(home=home, redis_url="redis://db.internal:6379/2"))
+    assert 'CONTENTQ_REDIS_URL="redis://db.internal:6379/2"' in plain
+
+
+def test_committed_config_is_the_default_rendering() -> None:
+    settings = Settings(_env_file=None, home=Path("/var/lib/contentq"))  # type: ignore[call-arg]
+    committed = (REPO / "supervisor" / "contentq.conf").read_text()
+    assert committed == sv.render(settings, python="/opt/contentq/.venv/bin/python"), (
+        "supervisor/contentq.conf is stale: re-render it (see docs/readme/operations.md)"
+    )
+
+
+def test_render_command_writes_the_file_and_doctor_compares_it(home: Path) -> None:
+    runner = CliRunner()
+    out = home / "supervisor" / "contentq.conf"
+    result = runner.invoke(app, ["supervisor", "render", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (home / "logs").is_dir()
+    settings = load_settings()
+    assert sv.compare(out.read_text(), settings) == []
+    changed = load_settings(rewrite_concurrency=5)
+    assert sv.compare(out.read_text(), changed) == ["contentq-rewrite: numprocs is '2', settings give '5'"]
+    printed = runner.invoke(app, ["supervisor", "render"])
+    assert "[group:contentq]" in printed.output
+
+
+def _ctl(conf: Path, *args: str) -> str:
+    result = subprocess.run([str(SUPERVISORCTL), "-c", str(conf), *args], capture_output=True, text=True, timeout=60)
+    return result.stdout
+
+
+def _states(conf: Path) -> dict[str, str]:
+    states = {}
+    for line in _ctl(conf, "status", "contentq:*").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("contentq:"):
+            states[parts[0]] = parts[1]
+    return states
+
+
+def _run_supervisord(settings: Settings, tmp_path: Path) -> tuple[Path, subprocess.Popen[bytes]]:
+    conf = sv.write(settings, tmp_path / "supervisord.conf", standalone=True, extra_env={"PYTHONPATH": str(REPO)})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTQ_")}
+    proc = subprocess.Popen([str(SUPERVISORD), "-n", "-c", str(conf)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return conf, proc
+
+
+def _stop_supervisord(conf: Path, proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        _ctl(conf, "shutdown")
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.timeout(180)
+def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_path: Path) -> None:
+    settings = load_settings(home=home, worker_maintenance_interval=1)
+    conf, proc = _run_supervisord(settings, tmp_path)
+    try:
+        expected = {"contentq:contentq-telegram-0", "contentq:contentq-rewrite-0", "contentq:contentq-rewrite-1",
+                    "contentq:contentq-imagegen-0", "contentq:contentq-maintenance-0"}  # fmt: skip
+        wait_for(lambda: _states(conf) == dict.fromkeys(expected, "RUNNING"), timeout=60,
+                 what=f"every worker RUNNING (log: {home / 'logs'})")  # fmt: skip
+        conn = connect(settings)
+        workers = wait_for(lambda: len(Worker.all(connection=conn)) == 5 and Worker.all(connection=conn), 30,
+                           what="5 workers registered in Redis")  # fmt: skip
+        assert {q for w in workers for q in w.queue_names()} == set(QUEUES)
+
+        # The supervised workers do the work.
+        from contentq.runtime.context import Runtime
+
+        rt = Runtime(settings)
+        try:
+            row = enqueue(rt, "call", "under-supervisor", handler="tests.jobfuncs:ok")
+            wait_for(lambda: rt.store.scalar("SELECT status FROM jobs WHERE id = ?", (row["id"],)) == "succeeded",
+                     30, what="the job done by a supervised worker")  # fmt: skip
+        finally:
+            rt.close()
+
+        # Stop: TERM, a warm shutdown, every process STOPPED (not EXITED or FATAL), and gone from Redis.
+        _ctl(conf, "stop", "contentq:*")
+        assert _states(conf) == dict.fromkeys(expected, "STOPPED")
+        wait_for(lambda: Worker.all(connection=conn) == [], 30, what="workers unregistered")
+        log = (home / "logs" / "contentq-rewrite-0.log").read_text()
+        assert "warm shut down" in log.lower() or "stopping on request" in log.lower()
+    finally:
+        _stop_supervisord(conf, proc)
+
+
+@pytest.mark.timeout(180)
+def test_supervisord_runs_the_embedded_valkey_first(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONTENTQ_REDIS_URL")
+    settings = load_settings(home=home, rewrite_concurrency=1)
+    server = EmbeddedServer(settings.redis_dir)
+    conf, proc = _run_supervisord(settings, tmp_path)
+    try:
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 5, timeout=60,
+                 what=f"Valkey and the workers RUNNING (log: {home / 'logs'})")  # fmt: skip
+        assert "contentq:contentq-redis" in _states(conf)
+        # RUNNING means "up for startsecs"; the interpreter may still be importing before it execs Valkey.
+        wait_for(server.ping, 60, what="the supervised Valkey answering")
+        # The server is supervisor's child, not a daemon a worker started on its own.
+        assert _ctl(conf, "pid", "contentq:contentq-redis").strip() == str(server.pid())
+        conn = connect(load_settings(home=home, redis_url=server.url))
+        wait_for(lambda: len(Worker.all(connection=conn)) == 4, 30, what="4 workers on the embedded Valkey")
+        _ctl(conf, "stop", "contentq:*")
+        assert set(_states(conf).values()) == {"STOPPED"}
+        assert not server.ping()
+    finally:
+        _stop_supervisord(conf, proc)
+        server.stop()

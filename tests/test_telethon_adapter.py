@@ -1,0 +1,360 @@
+"""The Telethon gateway without a network: raw request building, message conversion, error mapping,
+the event-loop thread, sessions and login (against a stub client)."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telethon import errors
+from telethon.sessions import StringSession
+from telethon.tl import functions
+from telethon.tl import types as tl
+
+from contentq.errors import ConfigError, ContentqError
+from contentq.integrations.telegram.client import (
+    EventLoopThread,
+    TelethonGateway,
+    build_send_request,
+    input_peer,
+    load_session_string,
+    make_client,
+    map_error,
+    media_info,
+    sent_message_ids,
+    to_fetched,
+    write_session,
+)
+from contentq.integrations.telegram.gateway import OutgoingMedia, OutgoingPart, ResolvedChannel
+from contentq.integrations.telegram.login import sign_in
+from contentq.integrations.telegram.notifier import telegram_backend
+from contentq.settings import load_settings
+
+CHANNEL = ResolvedChannel(ref="@target", id=1234, access_hash=5678, title="Target")
+PEER = input_peer(CHANNEL)
+PHOTO = tl.InputMediaPhoto(id=tl.InputPhoto(id=1, access_hash=2, file_reference=b"r"))
+
+
+def photo_message(msg_id: int, caption: str = "", grouped_id: int | None = None, **kw: Any) -> tl.Message:
+    photo = tl.Photo(
+        id=9, access_hash=1, file_reference=b"", date=datetime.now(UTC), dc_id=2,
+        sizes=[tl.PhotoSize(type="m", w=320, h=240, size=1000), tl.PhotoSize(type="y", w=1280, h=960, size=9000)],
+    )  # fmt: skip
+    return tl.Message(
+        id=msg_id, peer_id=tl.PeerChannel(1234), date=datetime(2024, 3, 1, tzinfo=UTC), message=caption,
+        media=tl.MessageMediaPhoto(photo=photo), grouped_id=grouped_id, **kw,
+    )  # fmt: skip
+
+
+# -- raw requests ------------------------------------------------------------------------------------
+
+
+def test_text_part_is_a_send_message_request_with_entities_and_the_random_id():
+    request = build_send_request(PEER, OutgoingPart(html="<b>Hi</b> <a href='https://x.y'>there</a>"), [111], [])
+    assert isinstance(request, functions.messages.SendMessageRequest)
+    assert request.peer == PEER and request.random_id == 111
+    assert request.message == "Hi there"
+    assert [type(e) for e in request.entities] == [tl.MessageEntityBold, tl.MessageEntityTextUrl]
+    assert request.entities[1].url == "https://x.y" and request.entities[1].offset == 3
+
+
+def test_one_media_is_a_send_media_request_with_caption():
+    part = OutgoingPart(html="<i>caption</i>", media=[OutgoingMedia(Path("a.jpg"), "photo")])
+    request = build_send_request(PEER, part, [7], [PHOTO])
+    assert isinstance(request, functions.messages.SendMediaRequest)
+    assert request.media is PHOTO and request.random_id == 7 and request.message == "caption"
+    assert isinstance(request.entities[0], tl.MessageEntityItalic)
+
+
+def test_album_is_one_send_multi_media_request_with_a_random_id_per_item():
+    part = OutgoingPart(html="<b>album</b>", media=[OutgoingMedia(Path(f"{i}.jpg"), "photo") for i in range(3)])
+    request = build_send_request(PEER, part, [11, 12, 13], [PHOTO, PHOTO, PHOTO])
+    assert isinstance(request, functions.messages.SendMultiMediaRequest)
+    items = request.multi_media
+    assert [type(i) for i in items] == [tl.InputSingleMedia] * 3
+    assert [i.random_id for i in items] == [11, 12, 13]
+    assert [i.message for i in items] == ["album", "", ""]  # the caption rides on the first item
+    assert items[0].entities and items[1].entities is None
+    assert request.to_dict()["_"] == "SendMultiMediaRequest"
+    bytes(request)  # serialisable as MTProto
+
+
+def test_random_ids_must_match_the_items():
+    part = OutgoingPart(html="x", media=[OutgoingMedia(Path("a.jpg"), "photo")] * 2)
+    with pytest.raises(ValueError, match="2 random id"):
+        build_send_request(PEER, part, [1], [PHOTO, PHOTO])
+
+
+def test_message_ids_are_read_from_update_message_id_in_random_id_order():
+    updates = tl.Updates(
+        updates=[
+            tl.UpdateMessageID(id=502, random_id=12),
+            tl.UpdateMessageID(id=501, random_id=11),
+            tl.UpdateNewChannelMessage(message=tl.Message(id=501, peer_id=tl.PeerChannel(1), date=None, message=""),
+                                       pts=1, pts_count=1),  # fmt: skip
+        ],
+        users=[], chats=[], date=datetime.now(UTC), seq=0,
+    )  # fmt: skip
+    assert sent_message_ids(updates, [11, 12]) == [501, 502]
+    short = tl.UpdateShortSentMessage(id=77, pts=1, pts_count=1, date=datetime.now(UTC))
+    assert sent_message_ids(short, [5]) == [77]
+    with pytest.raises(ConnectionError, match="look at the channel"):
+        sent_message_ids(tl.Updates(updates=[], users=[], chats=[], date=datetime.now(UTC), seq=0), [1])
+
+
+# -- fetched messages ----------------------------------------------------------------------------------
+
+
+def test_messages_are_converted_to_telegram_html_with_media_info():
+    text = tl.Message(
+        id=5, peer_id=tl.PeerChannel(1234), date=datetime(2024, 3, 1, tzinfo=UTC), message="Hello 😀 world",
+        entities=[tl.MessageEntityBold(offset=9, length=5)], fwd_from=tl.MessageFwdHeader(date=datetime.now(UTC)),
+        views=10,
+    )  # fmt: skip
+    fetched = to_fetched(text)
+    assert fetched is not None
+    assert fetched.html == "Hello 😀 <strong>world</strong>"  # offsets counted in UTF-16 units
+    assert fetched.is_forward and fetched.media is None and fetched.views == 10
+
+    photo = to_fetched(photo_message(6, "cap", grouped_id=99))
+    assert photo is not None and photo.grouped_id == 99 and photo.html == "cap"
+    assert photo.media is not None and (photo.media.kind, photo.media.width, photo.media.size) == ("photo", 1280, 9000)
+
+    service = tl.MessageService(id=7, peer_id=tl.PeerChannel(1), date=None, action=tl.MessageActionPinMessage())
+    assert to_fetched(service) is None
+    assert to_fetched(tl.Message(id=8, peer_id=tl.PeerChannel(1), date=None, message="")) is None
+
+
+def test_document_kinds():
+    def doc(*attributes: Any, mime: str = "application/octet-stream") -> tl.Message:
+        document = tl.Document(id=1, access_hash=1, file_reference=b"", date=None, mime_type=mime, size=42, dc_id=2,
+                               attributes=list(attributes))  # fmt: skip
+        return tl.Message(id=1, peer_id=tl.PeerChannel(1), date=None, message="",
+                          media=tl.MessageMediaDocument(document=document))  # fmt: skip
+
+    video = media_info(doc(tl.DocumentAttributeVideo(duration=3, w=640, h=360), mime="video/mp4"))
+    assert video is not None and (video.kind, video.width, video.mime) == ("video", 640, "video/mp4")
+    voice = media_info(doc(tl.DocumentAttributeAudio(duration=3, voice=True)))
+    assert voice is not None and voice.kind == "voice"
+    sticker = media_info(doc(tl.DocumentAttributeSticker(alt="x", stickerset=tl.InputStickerSetEmpty())))
+    assert sticker is not None and sticker.kind == "sticker"
+    named = media_info(doc(tl.DocumentAttributeFilename(file_name="report.pdf")))
+    assert named is not None and (named.kind, named.file_name, named.size) == ("document", "report.pdf", 42)
+
+
+# -- errors and the loop thread --------------------------------------------------------------------
+
+
+def test_errors_are_mapped_telegram_errors_pass_through():
+    flood = errors.FloodWaitError(request=None, capture=30)
+    assert map_error(flood) is flood
+    assert isinstance(map_error(OSError("unreachable")), ConnectionError)
+    assert isinstance(map_error(asyncio.IncompleteReadError(b"", 4)), ConnectionError)
+    boom = ValueError("a bug")
+    assert map_error(boom) is boom
+
+
+def test_loop_thread_runs_coroutines_and_turns_a_timeout_into_connection_error():
+    runner = EventLoopThread()
+    try:
+        async def answer() -> int:
+            return 42
+
+        assert runner.run(answer(), 5) == 42
+
+        async def hang() -> None:
+            await asyncio.sleep(30)
+
+        start = time.monotonic()
+        with pytest.raises(ConnectionError, match="did not answer within 0.2 s"):
+            runner.run(hang(), 0.2)
+        assert time.monotonic() - start < 5
+    finally:
+        runner.stop()
+
+
+# -- the gateway over a stub client ----------------------------------------------------------------
+
+
+class StubClient:
+    """Stands in for TelegramClient: records requests, answers like Telegram would."""
+
+    def __init__(self, authorized: bool = True) -> None:
+        self.authorized = authorized
+        self.connected = False
+        self.requests: list[Any] = []
+        self.fail: list[BaseException] = []
+        self.sent_text: list[tuple[Any, str]] = []
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    async def connect(self) -> None:
+        self.connected = True
+
+    async def disconnect(self) -> None:
+        self.connected = False
+
+    async def is_user_authorized(self) -> bool:
+        return self.authorized
+
+    async def upload_file(self, path: str) -> Any:
+        return tl.InputFile(id=len(self.requests), parts=1, name=Path(path).name, md5_checksum="")
+
+    async def __call__(self, request: Any) -> Any:
+        self.requests.append(request)
+        if self.fail:
+            raise self.fail.pop(0)
+        if isinstance(request, functions.messages.UploadMediaRequest):
+            photo = tl.Photo(id=len(self.requests), access_hash=3, file_reference=b"f", date=None, dc_id=2, sizes=[])
+            return tl.MessageMediaPhoto(photo=photo)
+        random_ids = [m.random_id for m in request.multi_media] if hasattr(request, "multi_media") else [
+            request.random_id]  # fmt: skip
+        return tl.Updates(
+            updates=[tl.UpdateMessageID(id=900 + i, random_id=r) for i, r in enumerate(random_ids)],
+            users=[], chats=[], date=datetime.now(UTC), seq=0,
+        )  # fmt: skip
+
+    async def get_messages(self, peer: Any, limit: int | None = None, min_id: int = 0, ids: Any = None) -> Any:
+        messages = [photo_message(i, f"m{i}") for i in (12, 11, 10)]  # newest first, like Telegram
+        return [m for m in messages if m.id > min_id][:limit]
+
+    async def send_message(self, entity: Any, text: str, **kw: Any) -> None:
+        self.sent_text.append((entity, text))
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    stub = StubClient()
+    gw = TelethonGateway(load_settings(home=tmp_path), client_factory=lambda: stub)
+    yield gw, stub
+    gw.close()
+
+
+def test_gateway_sends_an_album_through_upload_media_then_one_send_multi_media(gateway, tmp_path):
+    gw, stub = gateway
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"{i}.jpg")
+        files[-1].write_bytes(b"jpeg")
+    part = OutgoingPart(html="<b>news</b>", media=[OutgoingMedia(f, "photo") for f in files])
+    assert gw.send(CHANNEL, part, [101, 102, 103]) == [900, 901, 902]
+    kinds = [type(r).__name__ for r in stub.requests]
+    assert kinds == ["UploadMediaRequest"] * 3 + ["SendMultiMediaRequest"]
+    final = stub.requests[-1]
+    assert final.peer == PEER and [m.random_id for m in final.multi_media] == [101, 102, 103]
+    assert all(isinstance(m.media, tl.InputMediaPhoto) for m in final.multi_media)
+
+
+def test_gateway_passes_telegram_errors_through_unchanged(gateway):
+    gw, stub = gateway
+    stub.fail.append(errors.RandomIdDuplicateError(request=None))
+    with pytest.raises(errors.RandomIdDuplicateError):
+        gw.send(CHANNEL, OutgoingPart(html="again"), [55])
+    stub.fail.append(errors.FloodWaitError(request=None, capture=420))
+    with pytest.raises(errors.FloodWaitError) as flood:
+        gw.send(CHANNEL, OutgoingPart(html="later"), [56])
+    assert flood.value.seconds == 420
+
+
+def test_gateway_fetches_oldest_first_and_checks_authorization(gateway):
+    gw, stub = gateway
+    gw.ensure_ready()
+    assert stub.connected
+    assert [m.id for m in gw.fetch_messages(CHANNEL, min_id=10, limit=50)] == [11, 12]
+    stub.authorized = False
+    with pytest.raises(errors.AuthKeyUnregisteredError):
+        gw.ensure_ready()
+    gw.send_admin("-100123", "alert")
+    gw.send_admin("@admin", "alert")
+    assert stub.sent_text == [(-100123, "alert"), ("@admin", "alert")]
+
+
+def test_gateway_without_a_session_says_to_log_in(tmp_path):
+    gw = TelethonGateway(load_settings(home=tmp_path, tg_api_id=1, tg_api_hash="abcdef0123456789"))
+    try:
+        with pytest.raises(ContentqError, match="no Telegram session: run `contentq login`"):
+            gw.ensure_ready()
+    finally:
+        gw.close()
+
+
+# -- sessions, client settings, login ----------------------------------------------------------------
+
+
+def test_missing_api_credentials_are_a_clear_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="CONTENTQ_TG_API_ID and CONTENTQ_TG_API_HASH"):
+        make_client(load_settings(home=tmp_path), StringSession())
+
+
+def test_client_uses_the_configured_device_and_flood_threshold(tmp_path):
+    settings = load_settings(home=tmp_path, tg_api_id=1, tg_api_hash="abcdef0123456789", tg_device_model="Box",
+                             tg_system_version="Debian 12", tg_app_version="9.9", tg_flood_sleep_threshold=30)  # fmt: skip
+    client = make_client(settings, StringSession())
+    init = client._init_request
+    assert (init.device_model, init.system_version, init.app_version) == ("Box", "Debian 12", "9.9")
+    assert client.flood_sleep_threshold == 30
+
+
+def test_session_file_is_private_and_the_environment_wins(tmp_path):
+    settings = load_settings(home=tmp_path)
+    assert load_session_string(settings) == (None, str(settings.session_path))
+    write_session(settings.session_path, "1SESSIONSTRING")
+    assert stat.S_IMODE(settings.session_path.stat().st_mode) == 0o600
+    assert load_session_string(settings) == ("1SESSIONSTRING", str(settings.session_path))
+    settings.session_path.chmod(0o644)
+    load_session_string(settings)
+    assert stat.S_IMODE(settings.session_path.stat().st_mode) == 0o600  # tightened on read
+    env = load_settings(home=tmp_path, tg_session="1FROMENV")
+    assert load_session_string(env) == ("1FROMENV", "CONTENTQ_TG_SESSION")
+
+
+class LoginStub:
+    def __init__(self, two_factor: bool) -> None:
+        self.two_factor = two_factor
+        self.session = StringSession()
+        self.calls: list[tuple[str, Any]] = []
+
+    async def send_code_request(self, phone: str) -> Any:
+        self.calls.append(("code", phone))
+        return type("Sent", (), {"phone_code_hash": "hash"})()
+
+    async def sign_in(self, phone: str | None = None, code: str | None = None, password: str | None = None,
+                      phone_code_hash: str | None = None) -> None:  # fmt: skip
+        self.calls.append(("sign_in", code or password))
+        if code is not None and code != "12345":
+            raise errors.PhoneCodeInvalidError(request=None)
+        if code is not None and self.two_factor:
+            raise errors.SessionPasswordNeededError(request=None)
+
+    async def get_me(self) -> Any:
+        return tl.User(id=42, first_name="Op", last_name="Erator", username="operator", phone="15550001111")
+
+
+def test_login_asks_code_then_two_factor_password():
+    stub = LoginStub(two_factor=True)
+    session, account = asyncio.run(sign_in(stub, "+15550001111", lambda: " 12345 ", lambda: "secret"))
+    assert stub.calls == [("code", "+15550001111"), ("sign_in", "12345"), ("sign_in", "secret")]
+    assert account.name == "Op Erator" and account.username == "operator"
+    assert isinstance(session, str)
+
+
+def test_login_with_a_wrong_code_says_what_to_do():
+    with pytest.raises(ContentqError, match="the login code is wrong; run `contentq login` again"):
+        asyncio.run(sign_in(LoginStub(two_factor=False), "+1555", lambda: "999", lambda: ""))
+
+
+def test_admin_notifications_go_to_the_admin_chat(rt):
+    from tests.fake_telegram import FakeTelegram
+
+    fake = FakeTelegram()
+    rt.services["telegram"] = fake
+    rt.settings.tg_admin_chat = "-100777"
+    backend = telegram_backend(rt)
+    backend.send("queue is stuck", "error")
+    assert fake.admin_messages == [("-100777", "⛔ contentq: queue is stuck")]
