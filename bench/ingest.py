@@ -12,6 +12,7 @@ memory (RSS; --tracemalloc adds Python-heap tracing, which slows the run).
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import resource
 import sys
@@ -118,17 +119,20 @@ def main() -> None:
         false = found["unique"].duplicate
         print(f"unique posts taken for duplicates: {false:,} of {planted['unique']:,}")
 
+        print(f"peak RSS after ingest: {peak_rss_mb():,.0f} MiB (before: {rss_before:,.0f} MiB, the synthetic posts)")
+        del ingestor, index
+        gc.collect()
         fresh = DedupIndex(args.threshold, window_days=30)
         t0 = time.perf_counter()
         loaded = fresh.refresh(store.conn)
         load_s = time.perf_counter() - t0
-        print(f"index loaded from SQLite in a fresh process: {loaded:,} posts in {load_s:.1f} s")
+        print(f"index loaded from SQLite as a new worker does: {loaded:,} posts in {load_s:.1f} s")
         store.close()
 
     if args.tracemalloc:
         _, peak = tracemalloc.get_traced_memory()
         print(f"peak Python heap (tracemalloc): {peak / 2**20:,.0f} MiB")
-    print(f"peak RSS: {peak_rss_mb():,.0f} MiB (before ingest: {rss_before:,.0f} MiB, incl. the synthetic posts)")
+    print(f"peak RSS at the end: {peak_rss_mb():,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from contentq.clock import iso, now, parse
-from contentq.errors import ContentqError
+from contentq.errors import ConfigError, ContentqError
 from contentq.routes import Route, RoutesConfig, load_routes
 from contentq.runtime.context import Runtime
 from contentq.schedule import earliest_for, next_free_slot
@@ -114,7 +114,11 @@ def proceed(runtime: Runtime, post_id: int, route: Route) -> str:
                 level="info",
             )
         return str(get_post(runtime.store, post_id)["state"])
-    scheduled = schedule_post(runtime, post_id, from_states=("rewritten",))
+    try:
+        scheduled = schedule_post(runtime, post_id, from_states=("rewritten",))
+    except ConfigError as exc:  # a schedule that can take no post: say so instead of retrying the rewrite
+        fail_post(runtime, post_id, "rewritten", f"cannot be scheduled: {exc}")
+        return str(get_post(runtime.store, post_id)["state"])
     return "scheduled" if scheduled is not None else str(get_post(runtime.store, post_id)["state"])
 
 

@@ -34,7 +34,7 @@ from telethon import errors as tg_errors
 from contentq.channels import resolve_channel
 from contentq.clock import iso, now, parse
 from contentq.content.html import html_to_text, visible_len_utf16
-from contentq.errors import ContentqError, NotFoundError
+from contentq.errors import ContentqError, DatabaseLockedError, NotFoundError, RedisUnavailableError
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
@@ -353,7 +353,7 @@ class Publication:
         if cancel:
             self.cancel_batch(reason)
         transition(self.store, self.post_id, ("publishing", "scheduled", "failed"), "failed",
-                   state_reason=f"publish: {reason}"[:500])  # fmt: skip
+                   state_reason=f"publish: {reason}"[:500], unreachable_tries=0)  # fmt: skip
         self.reporter.log("publish_failed", reason, level="error")
         self.reporter.notify(
             f"publish-failed:{self.post_id}",
@@ -378,13 +378,15 @@ class Publication:
                 self.gateway.delete_messages(self.target, ids)
                 self.reporter.log("batch_cancelled", f"deleted messages {ids} already sent ({reason})", level="warning")
             except Exception as exc:
+                # Still out: the sends stay recorded, so a restart completes the batch instead of repeating it.
                 self.reporter.log("cancel_failed", f"could not delete messages {ids}: {exc}", level="error")
                 self.reporter.notify(
                     f"publish-cancel-failed:{self.post_id}",
                     f"post {self.post_id}: could not delete the part already sent (messages {ids} in "
-                    f"{self.route.target}): {exc}; delete them by hand",
+                    f"{self.route.target}): {exc}; delete them by hand, or restart the publication to complete it",
                     level="error",
                 )
+                return []
         if rows:
             with self.store.transaction() as conn:
                 conn.execute(
@@ -457,7 +459,8 @@ class Publication:
         limit = max(1, settings.publish_unreachable_limit)
         reason = f"Telegram unreachable ({type(exc).__name__}: {exc})"
         if tries >= limit:
-            return self.fail(f"{reason}; gave up after {tries} tries")
+            # Nothing can be deleted while Telegram is out of reach: a restart settles and completes the batch.
+            return self.fail(f"{reason}; gave up after {tries} tries", cancel=False)
         self.back_to_scheduled(f"waiting: {reason}, try {tries}/{limit}")
         self.reporter.log(
             "unreachable", f"{reason}; try {tries}/{limit}, again in {settings.publish_unreachable_retry} s",
@@ -662,6 +665,10 @@ def _publish_to_telegram(pub: Publication) -> dict[str, Any]:
     except Reschedule:
         raise
     except PublishError as exc:
+        raise pub.fail(str(exc)) from None
+    except (DatabaseLockedError, RedisUnavailableError):
+        raise  # transient: retried
+    except ContentqError as exc:  # no Telegram session, an invalid one …: retrying cannot help
         raise pub.fail(str(exc)) from None
     except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:
         raise pub.flood_wait(exc) from None

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contentq.clock import iso, now, parse, parse_duration
-from contentq.errors import ContentqError
+from contentq.errors import ConfigError, ContentqError
 from contentq.routes import DAYS, Route, Schedule
 from contentq.store import Store
 
@@ -113,7 +113,7 @@ def next_free_slot(
             if any(t == candidate or abs(t - candidate) < gap for t in taken):
                 continue
             return candidate
-        raise ContentqError(
+        raise ConfigError(
             f"route {route.name!r}: no free publishing slot in the next {HORIZON_DAYS} days; "
             "check [schedule] days, slots and max_per_day in contentq.toml"
         )
@@ -130,7 +130,7 @@ def next_free_slot(
             candidate = max(conflicts) + spacing
             continue
         return candidate
-    raise ContentqError(
+    raise ConfigError(
         f"route {route.name!r}: no free publishing time in the next {HORIZON_DAYS} days; "
         "check [schedule] days and max_per_day in contentq.toml"
     )

@@ -176,3 +176,11 @@ def test_end_to_end_rewrite_card_image_and_publish(rt, home):
     (message,) = tg.visible("@mychan")
     assert message.kind == "photo" and "things" in message.html
     assert post["published_at"] >= post["scheduled_at"] <= iso(now())
+
+
+def test_a_schedule_that_takes_no_post_fails_the_post_with_the_reason(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 0'))
+    post_id = add_post(rt)
+    assert pipeline.on_rewritten(rt, post_id) == "failed"
+    assert "no free publishing slot" in get_post(rt.store, post_id)["state_reason"]
+    assert notifications(rt, f"post-failed:{post_id}")

@@ -51,7 +51,8 @@ def serve() -> None:
     server = _server()
     server.data_dir.mkdir(parents=True, exist_ok=True)
     if server.ping():
-        raise ContentqError(f"the embedded server already runs on {server.socket}; stop it first")
+        # A CLI command started it in the background; supervisor takes it over (data persists in the AOF).
+        server.stop()
     if server.socket.exists():
         server.socket.unlink()
     args = server.server_args(daemonize=False)

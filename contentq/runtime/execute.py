@@ -103,6 +103,15 @@ def run_tracked(job_id: str) -> Any:
                 level="error" if status == "failed" else "info",
                 data={"duration_ms": round(duration_ms, 1)},
             )
+        log.log(
+            logging.ERROR if status == "failed" else logging.INFO,
+            "%s %s in %.1f ms",
+            job_id,
+            event if current else "discarded",
+            duration_ms,
+            extra={"job_id": job_id, "post_id": row["post_id"], "queue": row["queue"], "kind": row["kind"],
+                   "status": status, "duration_ms": round(duration_ms, 1)},
+        )  # fmt: skip
         return current
 
     try:
