@@ -2,11 +2,12 @@
 
     python bench/ingest.py [--posts 100000] [--batch 1000] [--tracemalloc]
 
-80 % of the posts are unique (3 % of them spam for the filters), 10 % exact copies of an earlier post from another channel (other case,
-punctuation, links), 10 % near copies (a few words changed, a footer added). Every post is stored as a
-row of a real SQLite database (one transaction per batch, as an import does). Prints posts/s, what dedup
-found against what was planted, the time to load the index from SQLite in a fresh process, and peak
-memory (RSS; --tracemalloc adds Python-heap tracing, which slows the run).
+80 % of the posts are unique (3 % of them spam for the filters), 10 % exact copies of an earlier post
+from another channel (other case, punctuation, links), 10 % near copies (two words changed, a footer
+added). Every post is stored as a row of a real SQLite database (one transaction per batch, as an
+import does). Prints posts/s, what dedup found against what was planted, the time a new worker takes
+to load the index from SQLite, and peak memory (RSS; --tracemalloc adds Python-heap tracing, which
+slows the run).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def main() -> None:
         print(f"stored: {counts.collected:,} collected, {counts.duplicate:,} duplicate, {counts.filtered:,} filtered")
         for kind in ("exact", "near"):
             hit = found[kind].duplicate
-            print(f"planted {kind:5} copies: {planted[kind]:,}, found as duplicates: {hit:,} ({hit / max(1, planted[kind]):.1%})")
+            share = hit / max(1, planted[kind])
+            print(f"planted {kind:5} copies: {planted[kind]:,}, found as duplicates: {hit:,} ({share:.1%})")
         false = found["unique"].duplicate
         print(f"unique posts taken for duplicates: {false:,} of {planted['unique']:,}")
 

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from telethon import errors
 
@@ -122,7 +122,6 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
         counts.flood_waits += 1
         reschedule_after_flood_wait(ctx, ref, int(exc.seconds), counts)
-        raise AssertionError("unreachable") from None  # reschedule_after_flood_wait always raises
     except Exception as exc:
         mark_run(runtime.store, ref, error=redact(f"{type(exc).__name__}: {exc}")[:500])
         ctx.log("counts", counts.summary(), level="error", **counts.as_dict())
@@ -139,6 +138,9 @@ def check_session(ctx: CollectContext, gateway: TelegramGateway, ref: str, count
         return
     except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
         _unauthorized(ctx, ref, exc)
+    except ContentqError as exc:  # no session, no API credentials: the operator must act
+        ctx.notify("telegram-session", f"collect from {ref} failed: {exc}", level="error")
+        raise CollectFailed(str(exc)) from None
     except OSError as exc:  # ConnectionError, TimeoutError
         last = exc
     for attempt in range(1, MAX_RECONNECTS + 1):
@@ -160,7 +162,7 @@ def check_session(ctx: CollectContext, gateway: TelegramGateway, ref: str, count
     raise CollectFailed(message)
 
 
-def _unauthorized(ctx: CollectContext, ref: str, exc: BaseException) -> None:
+def _unauthorized(ctx: CollectContext, ref: str, exc: BaseException) -> NoReturn:
     message = (
         f"collect from {ref} failed: the Telegram session is not authorized ({type(exc).__name__}); "
         "run `contentq login`"
@@ -189,7 +191,7 @@ def _resolve(ctx: CollectContext, gateway: TelegramGateway, ref: str) -> Resolve
         raise CollectFailed(message) from None
 
 
-def reschedule_after_flood_wait(ctx: CollectContext, ref: str, seconds: int, counts: Counts) -> None:
+def reschedule_after_flood_wait(ctx: CollectContext, ref: str, seconds: int, counts: Counts) -> NoReturn:
     """Never sleep on a flood wait: tell the admin and run again once it is over (plus jitter)."""
     settings = ctx.runtime.settings
     delay = seconds + random.uniform(1.0, max(2.0, seconds * 0.05))

@@ -29,6 +29,8 @@ def _check_tz(value: str) -> str:
 
 
 def _check_days(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError(f"give at least one day ({', '.join(DAYS)})")
     days = [d.lower()[:3] for d in value]
     bad = [d for d in days if d not in DAYS]
     if bad:
@@ -89,7 +91,7 @@ class Schedule(_Strict):
 
 class Generate(_Strict):
     topic: str
-    times: list[str]
+    times: list[str] = Field(min_length=1)
     days: list[str] = list(DAYS)
     timezone: str = "UTC"
 

@@ -101,8 +101,8 @@ def test_each_accepted_post_enqueues_its_rewrite_as_a_child(rt, tg):
 
 
 def test_a_three_item_album_becomes_one_post_with_three_media(rt, tg):
-    tg.add_message("@donor_a", 10, "<i>Album</i> caption", media=MediaInfo("photo", "image/jpeg", width=800, height=600),
-                   grouped_id=77)  # fmt: skip
+    first = MediaInfo("photo", "image/jpeg", width=800, height=600)
+    tg.add_message("@donor_a", 10, "<i>Album</i> caption", media=first, grouped_id=77)
     tg.add_message("@donor_a", 11, media=MediaInfo("photo", "image/jpeg"), grouped_id=77)
     tg.add_message("@donor_a", 12, media=MediaInfo("video", "video/mp4"), grouped_id=77, data=b"video bytes")
     tg.add_message("@donor_a", 13, "after the album")
@@ -232,3 +232,16 @@ def test_collected_posts_without_rewrite_job_get_one_on_the_next_run(rt, tg):
     rt.store.execute("DELETE FROM jobs WHERE kind = 'rewrite'")  # as if the process died before enqueueing
     collect(rt)
     assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'rewrite'") == 1
+
+
+def test_no_session_fails_at_once_and_says_to_log_in(rt, tg, monkeypatch):
+    from contentq.errors import ContentqError
+
+    def no_session() -> None:
+        raise ContentqError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
+
+    monkeypatch.setattr(tg, "ensure_ready", no_session)
+    job = collect(rt)
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert "no Telegram session: run `contentq login`" in job["error"]
+    assert tg.reconnects == 0

@@ -192,3 +192,19 @@ def test_schedule_at_bad_time_is_an_error(rt, home):
     result = CliRunner().invoke(app, ["schedule", str(post_id), "--at", "sometime"])
     assert result.exit_code != 0
     assert "not a time" in str(result.exception) + result.output
+
+
+def test_schedule_and_generate_config_errors_name_the_field():
+    from contentq.errors import ConfigError
+    from contentq.routes import parse_routes
+
+    with pytest.raises(ConfigError, match=r"route 'r': schedule.days: give at least one day"):
+        parse_routes(
+            {"routes": {"r": {"target": "@a", "sources": ["@b"], "schedule": {"slots": ["09:00"], "days": []}}}}
+        )
+    with pytest.raises(ConfigError, match=r"schedule.timezone: unknown time zone 'Mars/Base'"):
+        parse_routes(
+            {"routes": {"r": {"target": "@a", "sources": ["@b"], "schedule": {"asap": True, "timezone": "Mars/Base"}}}}
+        )
+    with pytest.raises(ConfigError, match=r"generate.times"):
+        parse_routes({"routes": {"r": {"target": "@a", "generate": {"topic": "x", "times": []}}}})

@@ -293,8 +293,10 @@ def test_missing_api_credentials_are_a_clear_config_error(tmp_path):
 
 
 def test_client_uses_the_configured_device_and_flood_threshold(tmp_path):
-    settings = load_settings(home=tmp_path, tg_api_id=1, tg_api_hash="abcdef0123456789", tg_device_model="Box",
-                             tg_system_version="Debian 12", tg_app_version="9.9", tg_flood_sleep_threshold=30)  # fmt: skip
+    settings = load_settings(
+        home=tmp_path, tg_api_id=1, tg_api_hash="abcdef0123456789", tg_device_model="Box",
+        tg_system_version="Debian 12", tg_app_version="9.9", tg_flood_sleep_threshold=30,
+    )  # fmt: skip
     client = make_client(settings, StringSession())
     init = client._init_request
     assert (init.device_model, init.system_version, init.app_version) == ("Box", "Debian 12", "9.9")

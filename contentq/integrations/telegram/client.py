@@ -44,6 +44,9 @@ T = TypeVar("T")
 TRANSFER_TIMEOUT_FACTOR = 5
 """Uploads and downloads may take this many times settings.tg_timeout."""
 
+ADMIN_TIMEOUT = 15
+"""Seconds an admin alert may take: alerts are sent from inside jobs, often when Telegram is in trouble."""
+
 
 # -- session and client ----------------------------------------------------------------------------
 
@@ -432,7 +435,7 @@ class TelethonGateway:
         async def send(client: Any) -> None:
             await client.send_message(entity, text, parse_mode=None, link_preview=False)
 
-        self._run(send)
+        self._run(send, min(ADMIN_TIMEOUT, self.settings.tg_timeout))  # an alert must not hold a job up long
 
     def close(self) -> None:
         runner, self._runner = self._runner, None
