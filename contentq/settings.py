@@ -27,14 +27,6 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("contentq", appauthor=False))
 
 
-def _env_files() -> tuple[str, ...]:
-    files = [".env"]
-    home = os.environ.get("CONTENTQ_HOME")
-    if home:
-        files.insert(0, str(Path(home) / ".env"))
-    return tuple(files)
-
-
 @dataclass(frozen=True)
 class QueuePolicy:
     name: str
@@ -50,7 +42,7 @@ class QueuePolicy:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CONTENTQ_", env_file=_env_files(), env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CONTENTQ_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
     home: Path = Field(default_factory=default_home, description="Data directory for everything contentq keeps.")
@@ -69,7 +61,7 @@ class Settings(BaseSettings):
     publish_concurrency: int = 1
     rewrite_attempts: int = 3
     rewrite_backoff_base: float = 2.0
-    rewrite_timeout: int = 120
+    rewrite_timeout: int = 300
     rewrite_concurrency: int = 2
     collect_attempts: int = 3
     collect_backoff_base: float = 2.0
@@ -205,15 +197,23 @@ class Settings(BaseSettings):
         )
 
     def ensure_home(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create CONTENTQ_HOME {self.home}: {exc.strerror or exc}; fix the path or its permissions"
+            ) from None
         return self.home
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings; `overrides` (CLI flags) win over environment and `.env`."""
     clean = {k: v for k, v in overrides.items() if v is not None}
+    home = clean.get("home") or os.environ.get("CONTENTQ_HOME")
+    # `.env` in CONTENTQ_HOME (also when given as --home), then ./.env, which wins where both set a value.
+    env_files = (str(Path(home).expanduser() / ".env"), ".env") if home else (".env",)
     try:
-        settings = Settings(**clean)
+        settings = Settings(_env_file=env_files, **clean)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(
             f"CONTENTQ_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()

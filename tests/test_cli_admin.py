@@ -107,3 +107,9 @@ def test_every_command_has_help_text():
         return missing
 
     assert walk(command, "contentq") == []
+
+
+def test_unknown_queue_is_refused(rt):
+    result = cli("jobs", "list", "--queue", "nosuch")
+    assert result.returncode == 1
+    assert "unknown queue 'nosuch'" in result.stderr

@@ -36,7 +36,7 @@ def test_home_relocates_everything(tmp_path, monkeypatch):
 def test_retry_policy_backoff_is_exponential():
     policy = load_settings(rewrite_attempts=4).policy("rewrite")
     assert policy.retry_intervals() == [2, 4, 8]
-    assert policy.timeout == 120
+    assert policy.timeout == 300
 
 
 def test_bad_setting_names_the_variable(monkeypatch):
@@ -90,3 +90,20 @@ def test_channel_refs_are_normalised():
     assert normalize_channel_ref("https://t.me/SomeChannel") == "@somechannel"
     assert normalize_channel_ref("@SomeChannel") == normalize_channel_ref("somechannel")
     assert normalize_channel_ref("-1001234") == "-1001234"
+
+
+def test_home_flag_reads_the_dotenv_in_that_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONTENTQ_HOME", raising=False)
+    monkeypatch.delenv("CONTENTQ_REDIS_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / ".env").write_text("CONTENTQ_REDIS_URL=redis://example.invalid:6379/3\n")
+    assert load_settings(home=home).redis_url == "redis://example.invalid:6379/3"
+
+
+def test_unusable_home_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create CONTENTQ_HOME"):
+        load_settings(home=blocker / "home").ensure_home()

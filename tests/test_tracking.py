@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 import redis
@@ -167,3 +168,37 @@ def test_redis_refusing_the_job_keeps_the_record_for_reconcile(rt, settings):
     reconcile(rt)
     drain(rt, "maintenance")
     assert get_job(rt.store, "call-lost")["status"] == "succeeded"
+
+
+def test_keys_that_share_a_slug_never_share_an_id(rt):
+    first = call(rt, "a", "ok")
+    drain(rt, "maintenance")
+    second = call(rt, "a", "ok")  # call-a-2
+    other = call(rt, "a-2", "ok")  # would also be call-a-2
+    dotted, underscored = call(rt, "x.y", "ok"), call(rt, "x_y", "ok")
+    ids = [first["id"], second["id"], other["id"], dotted["id"], underscored["id"]]
+    assert len(set(ids)) == 5
+
+
+def test_reconcile_leaves_a_running_job_alone_until_its_time_is_surely_up(rt):
+    from contentq.clock import iso, now
+
+    row = call(rt, "running", "ok")
+    rt.store.execute(
+        "UPDATE jobs SET status = 'in_progress', attempts = 1, started_at = ? WHERE id = ?", (iso(), row["id"])
+    )
+    rt.redis.flushall()
+    assert reconcile(rt) == []  # its worker may still be on it
+    long_ago = iso(now() - timedelta(hours=2))
+    rt.store.execute("UPDATE jobs SET started_at = ? WHERE id = ?", (long_ago, row["id"]))
+    (action,) = reconcile(rt)
+    assert action["job"] == row["id"]
+    drain(rt, "maintenance")
+    assert get_job(rt.store, row["id"])["status"] == "succeeded"
+
+
+def test_reschedules_are_counted_apart_from_tries(rt):
+    row = call(rt, "counted", "reschedule_once", {"delay": 0})
+    drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert job["attempts"] == 2 and job["reschedules"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -99,6 +100,9 @@ def main() -> None:
         sys.exit(1)
     except redis.RedisError as exc:
         error(f"Redis error: {redact(exc)}; check that Redis is running (`contentq queue status`)")
+        sys.exit(1)
+    except sqlite3.Error as exc:
+        error(f"database error: {exc}; run `contentq doctor` to check the database")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

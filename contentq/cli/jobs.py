@@ -7,10 +7,11 @@ from typing import Annotated
 import typer
 
 from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import console, details, ok, print_json, table
+from contentq.cli.render import console, details, error, ok, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
 from contentq.runtime import tracking
+from contentq.runtime.queues import check_queue
 from contentq.store.jobs import STATUSES, decode, get_job, job_events, list_jobs
 
 app = typer.Typer(help="Jobs: list, show, logs, retry, cancel.", no_args_is_help=True)
@@ -28,13 +29,17 @@ def list_(
     """List jobs, newest first."""
     if status is not None and status not in STATUSES:
         raise ContentqError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+    if queue is not None:
+        check_queue(queue)
     since_iso = iso(now() - parse_duration(since)) if since else None
     rows = list_jobs(runtime().store, status=status, queue=queue, kind=kind, since=since_iso, limit=limit)
     if as_json:
         print_json([decode(r) for r in rows])
         return
     for r in rows:
-        r["try"] = f"{r['attempts']}/{r['max_attempts']}"
+        r["try"] = f"{r['attempts'] - r['reschedules']}/{r['max_attempts']}"
+        if r["reschedules"]:
+            r["try"] += f" (+{r['reschedules']} resched.)"
         r["note"] = (r["retry_reason"] if r["status"] == "queued" and r["next_retry_at"] else r["error"]) or ""
         r["note"] = r["note"][:60]
     table(
@@ -76,12 +81,22 @@ def retry(
     if all_failed == (job_id is not None):
         raise ContentqError("give a job id or --all-failed (not both)")
     ids = [job_id] if job_id else [r["id"] for r in list_jobs(rt.store, status="failed", queue=queue, limit=100000)]
+    problems = 0
     for jid in ids:
         assert jid is not None
-        row = tracking.retry(rt, jid)
+        try:
+            row = tracking.retry(rt, jid)
+        except ContentqError as exc:
+            if job_id:
+                raise
+            problems += 1  # one job changing under us must not stop the others
+            error(str(exc))
+            continue
         ok(f"{jid} queued again (run {row['generation']})")
     if not ids:
         console.print("[dim]no failed jobs[/dim]")
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()

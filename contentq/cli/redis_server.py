@@ -6,8 +6,8 @@ import os
 
 import typer
 
-from contentq.cli.common import runtime
-from contentq.cli.render import details, ok
+from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.render import details, ok, print_json
 from contentq.errors import ContentqError
 from contentq.runtime.redis import EmbeddedServer, describe_redis, embedded_server
 
@@ -39,10 +39,14 @@ def stop() -> None:
 
 
 @app.command()
-def status() -> None:
+def status(as_json: JsonOpt = False) -> None:
     """Show whether the embedded server runs, and where."""
     server = _server()
-    details({"running": server.ping(), "socket": str(server.socket), "pid": server.pid(), "data": str(server.data_dir)})
+    info = {"running": server.ping(), "socket": str(server.socket), "pid": server.pid(), "data": str(server.data_dir)}
+    if as_json:
+        print_json(info)
+    else:
+        details(info)
 
 
 @app.command()

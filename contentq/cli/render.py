@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console(soft_wrap=False)
+# Piped output (cron logs, `| less`) gets room for whole tables instead of rich's 80-column default.
+console = Console(soft_wrap=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err_console = Console(stderr=True)
 
 

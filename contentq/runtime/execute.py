@@ -117,7 +117,8 @@ def run_tracked(job_id: str) -> Any:
     try:
         result = handler(ctx, **payload)
     except Reschedule as outcome:
-        if finish("in_progress", "rescheduling", outcome.reason):
+        # A reschedule is not a failed try: count it apart so `jobs list` shows tries against the retry budget.
+        if finish("in_progress", "rescheduling", outcome.reason, reschedules=row["reschedules"] + 1):
             new_generation(
                 runtime, job_id, event="rescheduled", reason=outcome.reason,
                 delay_seconds=outcome.delay, expect=("in_progress",), expect_rq_id=row["rq_id"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rq.exceptions import NoSuchJobError
@@ -25,6 +26,13 @@ def _in_queue(runtime: Runtime, queue_name: str, rq_id: str) -> bool:
     return conn.lpos(queue.intermediate_queue_key, rq_id) is not None
 
 
+def _surely_dead(runtime: Runtime, row: dict[str, Any], stamp: datetime) -> bool:
+    """A running job's attempt is over when it started longer ago than its queue's timeout allows."""
+    started = parse(row["started_at"] or row["updated_at"])
+    limit = runtime.settings.policy(row["queue"]).timeout + runtime.settings.worker_heartbeat_ttl + 60
+    return (stamp - started).total_seconds() > limit
+
+
 def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """Returns one entry per job acted on: id, what was found, what was done."""
     actions: list[dict[str, Any]] = []
@@ -35,8 +43,11 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]
             rq_job: Job | None = Job.fetch(row["rq_id"], connection=runtime.redis)
         except NoSuchJobError:
             rq_job = None
+        expect: tuple[str, ...] = ("queued", "in_progress")
         if rq_job is None:
             found = "missing from Redis"
+            if row["status"] == "in_progress" and not _surely_dead(runtime, row, stamp):
+                continue  # its worker may still be running it (Redis lost the job, not the worker)
         else:
             status = rq_job.get_status(refresh=False)
             if status in (JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED):
@@ -46,6 +57,7 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]
                 if age < LOST_AFTER_SECONDS or _in_queue(runtime, row["queue"], row["rq_id"]):
                     continue
                 found = "queued in Redis but in no queue (lost between pop and start)"
+                expect = ("queued",)  # once a worker started it, it is no longer lost
             elif status == JobStatus.FAILED and row["status"] == "in_progress":
                 found = "failed in Redis (its worker died and no retries were left)"
                 if not dry_run:
@@ -69,7 +81,7 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]
         if not dry_run:
             done = new_generation(
                 runtime, row["id"], event="reconciled", reason=f"{found}; {action}", delay_seconds=delay,
-                expect=("queued", "in_progress"), expect_rq_id=row["rq_id"],
+                expect=expect, expect_rq_id=row["rq_id"],
             )  # fmt: skip
             if done is None:
                 continue

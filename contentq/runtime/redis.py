@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from contentq.errors import RedisUnavailableError
 from contentq.redact import redact
 from contentq.settings import Settings
+
+NO_RETRY = Retry(NoBackoff(), 0)
+"""redis-py retries for seconds by default; a ping or a SHUTDOWN must answer at once."""
 
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
@@ -85,7 +90,7 @@ class EmbeddedServer:
         if not self.socket.exists():
             return False
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, retry=NO_RETRY).ping())
         except redis.RedisError:
             return False
 
@@ -124,7 +129,8 @@ class EmbeddedServer:
         if not self.ping():
             return False
         try:
-            redis.Redis(unix_socket_path=str(self.socket)).shutdown(nosave=False)
+            # retry=NO_RETRY: redis-py would otherwise retry SHUTDOWN for seconds after the server hangs up.
+            redis.Redis(unix_socket_path=str(self.socket), retry=NO_RETRY).shutdown(nosave=False)
         except redis.ConnectionError:
             pass  # the server closes the connection as it exits
         except redis.RedisError:

@@ -64,7 +64,13 @@ def enqueue(
         latest, count = latest_for_key(conn, kind, key)
         if latest is not None and latest["status"] in ACTIVE:
             return {**latest, "deduplicated": True}
-        job_id = f"{kind}-{slug(key)}" + (f"-{count + 1}" if count else "")
+        base = f"{kind}-{slug(key)}"
+        number = count + 1
+        job_id = base if number == 1 else f"{base}-{number}"
+        # Different keys can share a slug ('a.b' and 'a_b', or 'a' run twice and 'a-2'): never reuse an id.
+        while conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
+            number += 1
+            job_id = f"{base}-{number}"
         stamp = iso()
         row = {
             "id": job_id,

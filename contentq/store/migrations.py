@@ -224,6 +224,11 @@ def _publish(store: Store) -> None:
     )
 
 
+@migration(6, "jobs: count reschedules apart from attempts")
+def _reschedules(store: Store) -> None:
+    store.conn.execute("ALTER TABLE jobs ADD COLUMN reschedules INTEGER NOT NULL DEFAULT 0")
+
+
 def run_script(store: Store, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
