@@ -47,12 +47,14 @@ def get_job(store: Store, job_id: str) -> dict[str, Any]:
 def latest_for_key(conn: sqlite3.Connection, kind: str, key: str) -> tuple[dict[str, Any] | None, int]:
     """The newest job of (kind, key) and how many there are."""
     cursor = conn.execute(
-        "SELECT * FROM jobs WHERE kind = ? AND key = ? ORDER BY created_at DESC, rowid DESC", (kind, key)
+        "SELECT * FROM jobs WHERE kind = ? AND key = ? ORDER BY created_at DESC, rowid DESC LIMIT 1", (kind, key)
     )
     columns = [c[0] for c in cursor.description]
-    rows = cursor.fetchall()
-    latest = dict(zip(columns, rows[0], strict=True)) if rows else None
-    return latest, len(rows)
+    row = cursor.fetchone()
+    if row is None:
+        return None, 0
+    count = conn.execute("SELECT COUNT(*) FROM jobs WHERE kind = ? AND key = ?", (kind, key)).fetchone()[0]
+    return dict(zip(columns, row, strict=True)), count
 
 
 def list_jobs(
