@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contentq.clock import iso
-from contentq.ingest import Counts
 from contentq.integrations.telegram.gateway import ResolvedChannel, TelegramGateway
 from contentq.routes import load_routes, normalize_channel_ref
 from contentq.runtime.context import Runtime
 from contentq.store import Store
+
+if TYPE_CHECKING:  # contentq.ingest pulls in dedup (datasketch, scipy): not for every CLI start
+    from contentq.ingest import Counts
 
 
 def get_channel(store: Store, ref: str) -> dict[str, Any] | None:
@@ -18,9 +20,7 @@ def get_channel(store: Store, ref: str) -> dict[str, Any] | None:
 
 
 def ensure_channel(conn: sqlite3.Connection, ref: str, role: str = "source") -> None:
-    conn.execute(
-        "INSERT OR IGNORE INTO channels (ref, role, updated_at) VALUES (?, ?, ?)", (ref, role, iso())
-    )
+    conn.execute("INSERT OR IGNORE INTO channels (ref, role, updated_at) VALUES (?, ?, ?)", (ref, role, iso()))
 
 
 def cached_channel(store: Store, ref: str) -> ResolvedChannel | None:

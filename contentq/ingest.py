@@ -11,14 +11,16 @@ import re
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from contentq.clock import iso
-from contentq.content.dedup import DedupIndex, Match, normalize_text
 from contentq.content.filters import PostFacts, RouteFilter
 from contentq.content.html import collect_links, html_to_text
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
+
+if TYPE_CHECKING:  # dedup imports datasketch (+ scipy, numpy): loaded when posts are ingested, not on import
+    from contentq.content.dedup import DedupIndex, Match
 
 _TELEGRAM_LINK = re.compile(r"(?i)(?:t|telegram)\.me/")
 
@@ -104,6 +106,8 @@ def dedup_index(runtime: Runtime) -> DedupIndex:
     """The process's dedup index, loaded from SQLite on first use."""
 
     def build(rt: Runtime) -> DedupIndex:
+        from contentq.content.dedup import DedupIndex
+
         return DedupIndex(rt.settings.near_duplicate_threshold, rt.settings.dedup_window_days)
 
     index: DedupIndex = runtime.service("dedup", build)
@@ -134,6 +138,8 @@ class Ingestor:
         existing = self.stored_as(conn, candidate.source, candidate.msg_ids)
         if existing is not None:
             return Outcome("exact", existing, "already stored")
+        from contentq.content.dedup import normalize_text
+
         html = candidate.html
         text = html if "<" not in html and "&" not in html else html_to_text(html)
         fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media])

@@ -1,6 +1,8 @@
 """What happens to a post after each step. The publish area owns the decisions made here.
 
-After the rewrite: a route with `images = "required"` waits for its image (the post stays `rewritten`);
+After the rewrite: a post whose image job is still queued or running waits for it (the post stays
+`rewritten`), whether the route's images are "required" or "optional"; a failed image fails a post whose
+route requires one, an optional one goes on without it;
 a route with `approval = true` parks the post in `awaiting_approval` and tells the admin; otherwise the
 post takes the next free slot of its route (`scheduled`). A slot within the dispatch horizon is handed to
 the publish queue at once (with a delay up to the slot), so `asap` posts do not wait for cron.
@@ -18,6 +20,7 @@ from contentq.errors import ConfigError, ContentqError
 from contentq.routes import Route, RoutesConfig, load_routes
 from contentq.runtime.context import Runtime
 from contentq.schedule import earliest_for, next_free_slot
+from contentq.store.jobs import ACTIVE
 from contentq.store.posts import get_post, transition
 
 log = logging.getLogger("contentq.pipeline")
@@ -70,15 +73,23 @@ def on_rewritten(runtime: Runtime, post_id: int) -> str:
     if post["state"] != "rewritten":
         return str(post["state"])
     route = route_of(runtime, post["route"])
-    if route.images == "required" and not _has_image(runtime, post_id):
-        if _image_job_status(runtime, post_id) is None:
-            fail_post(
-                runtime, post_id, "rewritten",
-                f"route {route.name!r} requires an image but none was requested (no image prompt from the "
-                "rewrite, or image generation is not installed); set images = \"optional\" or use the card backend",
-            )  # fmt: skip
-            return str(get_post(runtime.store, post_id)["state"])
-        return "rewritten"  # the image job calls on_image_done when it is done
+    if route.images != "none" and not _has_image(runtime, post_id):
+        status = _image_job_status(runtime, post_id)
+        if route.images == "required":
+            if status is None:
+                fail_post(
+                    runtime, post_id, "rewritten",
+                    f"route {route.name!r} requires an image but none was requested (no image prompt from the "
+                    "rewrite, or image generation is not installed); set images = \"optional\" or use the card "
+                    "backend",
+                )  # fmt: skip
+                return str(get_post(runtime.store, post_id)["state"])
+            return "rewritten"  # the image job calls on_image_done when it is done
+        if status in ACTIVE:
+            # optional images wait too while their job is queued or running: publish runs before imagegen, so
+            # the post would go out without its image; on_image_done(ok=False) lets it go on without one
+            return "rewritten"
+        # optional with no image job (no image prompt) or with the job over: go on without the image
     return proceed(runtime, post_id, route)
 
 

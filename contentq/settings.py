@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     openai_price_out_per_1m: float = 0.60
     openai_call_attempts: int = Field(3, description="HTTP tries per LLM call on 429, 5xx and timeouts.")
     openai_retry_after_max: float = Field(
-        30.0, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
+        5.0, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
     )
     breaker_fail_max: int = 5
     breaker_reset_timeout: int = 60

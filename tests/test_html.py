@@ -145,3 +145,52 @@ def test_caption_limit_cut_counts_utf16_units():
 def test_parse_keeps_formatting_runs():
     parsed = parse_html("<b>a<i>b</i></b>c")
     assert [(r.text, [t.name for t in r.tags]) for r in parsed.runs] == [("a", ["b"]), ("b", ["b", "i"]), ("c", [])]
+
+
+@pytest.mark.parametrize(
+    ("text", "links"),
+    [
+        ("Go to evil.com/path now", ["evil.com/path"]),
+        ("short: bit.ly/x.", ["bit.ly/x"]),
+        ("see www.example.org, then", ["www.example.org"]),
+        ("(example.com) and sub.domain.co.uk/a?b=1", ["example.com", "sub.domain.co.uk/a?b=1"]),
+        ("port evil.com:8080/x", ["evil.com:8080/x"]),
+        ("сайт пример.рф/путь", ["пример.рф/путь"]),
+        ("served at app.py/login", ["app.py/login"]),
+    ],
+)
+def test_bare_domains_are_links_as_telegram_links_them(text, links):
+    assert collect_links(text) == links
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Version v1.2 is out, e.g. today; i.e. now.",
+        "Edit file.py, Node.js and README.md or main.rs",
+        "pi is 3.14, the U.S.A. and Mr.Smith went there.Today",
+        "mail me at user@example.com",
+        "path src/evil.com is a folder",
+        "<code>evil.com/path</code>",
+    ],
+)
+def test_ordinary_text_is_not_taken_for_a_bare_domain(text):
+    assert collect_links(text) == []
+
+
+def test_bare_domains_not_permitted_are_removed_by_finalize():
+    from contentq.rewrite.finalize import finalize_html
+
+    html = "Buy at evil.com/path or bit.ly/x! Our site: my-site.com/news. Read file.py v1.2 e.g. here."
+    final = finalize_html(html, permitted_links=["https://my-site.com"], limit=4096)
+    assert "evil.com" not in final.html and "bit.ly" not in final.html
+    assert "my-site.com/news" in final.html and "file.py v1.2 e.g. here." in final.html
+    assert any("evil.com/path" in note and "bit.ly/x" in note for note in final.notes)
+
+
+def test_formatting_does_not_hide_a_bare_domain_from_the_link_check():
+    from contentq.rewrite.finalize import finalize_html
+
+    final = finalize_html("Buy at <b>evil</b>.com/x now, <i>v1.2</i> e.g. here", permitted_links=[], limit=4096)
+    assert "evil" not in final.html and ".com" not in final.html
+    assert final.html == "Buy at now, <i>v1.2</i> e.g. here"

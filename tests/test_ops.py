@@ -230,6 +230,16 @@ def test_health_exits_non_zero_without_workers(rt: Runtime) -> None:
 def test_health_fails_when_redis_is_down(home: Path) -> None:
     result = runner.invoke(app, ["health", "--no-workers"], env={"CONTENTQ_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert result.exit_code == 1 and "fail redis" in result.output
+    assert result.output.count("CONTENTQ_REDIS_URL") == 1  # the fix is said once, not in the detail and again
+
+
+def test_doctor_and_health_say_the_redis_fix_once(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONTENTQ_REDIS_URL")  # the embedded Valkey of this home, never started
+    probe, conn = doctor.check_redis(load_settings(home=home))
+    assert conn is None and probe.status == "fail" and "not running" in probe.detail
+    assert "contentq redis start" in probe.fix and "contentq redis start" not in probe.detail
+    result = runner.invoke(app, ["health", "--no-workers"])
+    assert result.exit_code == 1 and result.output.count("contentq redis start") == 1, result.output
 
 
 # Logs -------------------------------------------------------------------------------------------------------

@@ -163,6 +163,43 @@ def test_optional_image_failing_still_publishes(rt, home):
     assert pipeline.on_image_done(rt, waiting, False) == "awaiting_approval"
 
 
+def test_optional_image_waits_for_its_queued_job_then_goes_on_without_it_if_it_fails(rt, home):
+    write_config(home, route_toml(extra='images = "optional"'))
+    post_id = add_post(rt)
+    fake_image_job(rt, post_id)
+    # publish runs before imagegen: scheduling now would publish the post before its image is made
+    assert pipeline.on_rewritten(rt, post_id) == "rewritten"
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'publish'") == 0
+    assert pipeline.on_image_done(rt, post_id, False) == "scheduled"  # failed for good: goes on without it
+    assert not rt.store.scalar("SELECT 1 FROM media WHERE post_id = ?", (post_id,))
+
+    in_progress = add_post(rt)
+    fake_image_job(rt, in_progress, status="in_progress")
+    assert pipeline.on_rewritten(rt, in_progress) == "rewritten"
+    finished = add_post(rt)  # its image job is over (e.g. it failed before the rewrite finished)
+    fake_image_job(rt, finished, status="failed")
+    assert pipeline.on_rewritten(rt, finished) == "scheduled"
+
+
+@pytest.mark.timeout(120)
+def test_optional_card_image_is_made_before_the_post_is_scheduled_and_published(rt, home):
+    write_config(home, route_toml(extra='images = "optional"\nimage_backend = "card"'))
+    tg = fake(rt)
+    post_id = add_post(rt, "A donor post about <b>things</b>", state="collected", rewrite_html=None)
+    enqueue(rt, "rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+    drain(rt, "rewrite", timeout=60)
+    post = get_post(rt.store, post_id)
+    assert post["state"] == "rewritten", post["state_reason"]  # waits for its queued image job
+    assert rt.store.scalar("SELECT status FROM jobs WHERE kind = 'imagegen' AND post_id = ?", (post_id,)) == "queued"
+    drain(rt, "imagegen", timeout=60)
+    assert get_post(rt.store, post_id)["state"] == "scheduled"
+    assert rt.store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ? AND origin = 'generated'", (post_id,)) == 1
+    drain(rt, "publish", timeout=60)
+    assert get_post(rt.store, post_id)["state"] == "published"
+    (message,) = tg.visible("@mychan")
+    assert message.kind == "photo" and "things" in message.html
+
+
 @pytest.mark.timeout(120)
 def test_end_to_end_rewrite_card_image_and_publish(rt, home):
     """collected → rewrite (no LLM) → card image (required) → scheduled → published as a photo with caption."""

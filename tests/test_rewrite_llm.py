@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import subprocess
+import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from rq import Queue
+from rq.job import Job
 from typer.testing import CliRunner
 
 from contentq import pipeline
@@ -14,12 +21,13 @@ from contentq.cli.app import app
 from contentq.clock import now, parse
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
 from contentq.content.utf16 import utf16_len
+from contentq.logs import build_handler
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue
 from contentq.runtime.worker import run_worker
 from contentq.settings import get_settings, load_settings
 from contentq.store.jobs import get_job
-from tests.conftest import drain
+from tests.conftest import drain, subprocess_env
 from tests.rewrite_helpers import add_media, add_post, answer, events, notifications, post, write_routes
 
 API_KEY = "sk-test-secret-0123456789abcdef"
@@ -119,9 +127,57 @@ def test_happy_path_rewrites_with_structured_output_and_records_usage(llm_rt, ll
     log = events(llm_rt, job_id)
     kinds = [e["event"] for e in log]
     assert "llm_request" in kinds and "llm_response" in kinds and "validated" in kinds
-    dump = json.dumps(log, ensure_ascii=False)
-    assert "Frobnicator" in dump  # requests and responses are in the job log …
-    assert API_KEY not in dump  # … without the secret
+    assert "Frobnicator" in json.dumps(log, ensure_ascii=False)  # requests and responses are in the job log
+
+
+def test_the_api_key_never_reaches_job_logs_job_records_or_process_logs(home, llmock, rewritten_calls, caplog):
+    # A key that no generic pattern recognises (unlike "sk-…"): only the registered secret can hide it. It is
+    # in the donor text (so in the prompt), in the base URL's userinfo, in the answer, and in a refusal.
+    key = "Zq7Hf2LmN9pRtVw4XyZ8aBc"
+    write_routes(home)
+    base = llmock.base_url("openai").replace("://", f"://contentq:{key}@", 1)
+    settings = load_settings(home=home, openai_base_url=base, openai_api_key=key, rewrite_backoff_base=1.0)
+    rt = Runtime(settings)
+    set_process_runtime(rt)
+    caplog.set_level("DEBUG")
+    # The worker's log output, as `contentq worker` sets it up (human lines and JSON lines).
+    outputs = [io.StringIO(), io.StringIO()]
+    handlers = [build_handler(settings), build_handler(settings.model_copy(update={"log_format": "json"}))]
+    for handler, stream in zip(handlers, outputs, strict=True):
+        handler.setStream(stream)  # type: ignore[attr-defined]
+        logging.getLogger().addHandler(handler)
+    try:
+        leaked = add_post(rt, f"<b>Leak:</b> the key is {key}, Frobnicator 3 ships today.")
+        llmock.reply(answer(f"Frobnicator 3 ships today (key {key})."))
+        ok_job = rewrite_job(rt, leaked)
+        drain(rt, "rewrite")
+        refused = add_post(rt, f"Another post mentioning {key}")
+        llmock.fail(401, message=f"Incorrect API key provided: {key}")
+        bad_job = rewrite_job(rt, refused)
+        drain(rt, "rewrite")
+
+        assert get_job(rt.store, ok_job)["status"] == "succeeded"
+        assert get_job(rt.store, bad_job)["status"] == "failed"
+        assert key in llmock.requests[0].body["messages"][-1]["content"]  # the donor text did go to the model
+        log = rt.store.query("SELECT * FROM job_events WHERE job_id IN (?, ?)", (ok_job, bad_job))
+        assert {"llm_request", "llm_response"} <= {e["event"] for e in log}
+        records = {
+            "job_events": log,
+            "jobs": rt.store.query("SELECT * FROM jobs"),
+            "notifications": rt.store.query("SELECT * FROM notifications"),
+            "contentq's log records": [r.getMessage() for r in caplog.records if r.name.startswith("contentq")],
+            "worker log output": [stream.getvalue() for stream in outputs],
+        }
+        for where, rows in records.items():
+            dump = json.dumps(rows, ensure_ascii=False, default=str)
+            assert dump and key not in dump, where
+        assert "***" in json.dumps(log, ensure_ascii=False)
+        assert "rewrite-" in outputs[0].getvalue() and "rewrite-" in outputs[1].getvalue()
+    finally:
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+        rt.close()
+        get_settings.cache_clear()
 
 
 def test_invalid_output_twice_then_valid_succeeds_after_three_attempts_with_two_notifications(llm_rt, llmock):
@@ -244,7 +300,7 @@ def test_skip_from_the_model_filters_the_post(llm_rt, llmock, rewritten_calls):
 
 def test_breaker_opens_after_configured_failures_and_jobs_wait_for_the_cool_down(home, llmock, rewritten_calls):
     write_routes(home)
-    rt = make_rt(home, llmock, breaker_fail_max=2, breaker_reset_timeout=3, openai_call_attempts=3)
+    rt = make_rt(home, llmock, breaker_fail_max=2, breaker_reset_timeout=30, openai_call_attempts=3)
     try:
         first, second = add_post(rt, DONOR), add_post(rt, DONOR + " (2)")
         llmock.outage(status=503)
@@ -257,13 +313,25 @@ def test_breaker_opens_after_configured_failures_and_jobs_wait_for_the_cool_down
             job = get_job(rt.store, job_id)
             assert job["status"] == "queued", job
             assert "circuit breaker" in job["retry_reason"]
-            wait = parse(job["next_retry_at"]) - now()
-            assert timedelta(0) < wait <= timedelta(seconds=3)
+            # Re-enqueued for the end of the cool-down (measured from when it was re-enqueued, not from now:
+            # a loaded machine may take long to get here).
+            wait = parse(job["next_retry_at"]) - parse(job["enqueued_at"])
+            assert timedelta(0) < wait <= timedelta(seconds=30)
         assert {post(rt, i)["state"] for i in (first, second)} == {"collected"}
-        status = CliRunner().invoke(app, ["queue", "status", "--json"], env={"CONTENTQ_HOME": str(home)})
+        env = {"CONTENTQ_HOME": str(home)}
+        status = CliRunner().invoke(app, ["queue", "status", "--json"], env=env)
         assert json.loads(status.stdout)["llm_breaker"]["state"] == "open"
+        text = CliRunner().invoke(app, ["queue", "status"], env=env)
+        assert "open after 2 failures" in text.stdout
 
-        # After the cool-down the provider is back: both jobs run and succeed, with no retry used up.
+        # The cool-down passes (simulated: the breaker opened 31 s ago, the jobs are due) and the provider
+        # is back: both jobs run and succeed, with no retry used up.
+        for name in ("opened_at", "opened_at_exact"):
+            key = f"contentq:llm:pybreaker:{name}"
+            rt.redis.set(key, int(float(rt.redis.get(key)) - 31))
+        registry = Queue("rewrite", connection=rt.redis).scheduled_job_registry
+        for job_id in jobs:
+            registry.schedule(Job.fetch(get_job(rt.store, job_id)["rq_id"], connection=rt.redis), datetime.now(UTC))
         llmock.reset()
         llmock.reply(answer("One."), times=2)
         drain(rt, "rewrite", timeout=30)
@@ -362,6 +430,85 @@ def test_long_retry_after_re_enqueues_the_job_instead_of_sleeping(llm_rt, llmock
     assert timedelta(seconds=100) < parse(job["next_retry_at"]) - now() <= timedelta(seconds=120)
     assert post(llm_rt, post_id)["state"] == "collected"
     assert len(llmock.requests) == 1
+
+
+def test_a_retry_after_over_five_seconds_is_not_slept_through_by_default(llm_rt, llmock):
+    assert llm_rt.settings.openai_retry_after_max == 5
+    post_id = add_post(llm_rt, DONOR)
+    llmock.rate_limit(times=1, retry_after=10)
+    job_id = rewrite_job(llm_rt, post_id)
+    run_worker(llm_rt, ["rewrite"], burst=True)
+    job = get_job(llm_rt.store, job_id)
+    assert job["status"] == "queued" and "asks to wait 10 s" in job["retry_reason"]
+    assert timedelta(seconds=5) < parse(job["next_retry_at"]) - parse(job["enqueued_at"]) <= timedelta(seconds=10)
+    assert len(llmock.requests) == 1
+
+
+def test_a_short_retry_after_that_would_outlast_the_job_timeout_re_enqueues_the_job(home, llmock, rewritten_calls):
+    # rewrite_timeout 8 s leaves 5 s for model calls: a 4 s wait would leave too little for the next try.
+    write_routes(home)
+    rt = make_rt(home, llmock, rewrite_timeout=8)
+    try:
+        post_id = add_post(rt, DONOR)
+        llmock.rate_limit(times=1, retry_after=4)
+        job_id = rewrite_job(rt, post_id)
+        run_worker(rt, ["rewrite"], burst=True)
+        job = get_job(rt.store, job_id)
+        assert job["status"] == "queued" and "asks to wait 4 s" in job["retry_reason"], job
+        assert post(rt, post_id)["state"] == "collected"
+        assert len(llmock.requests) == 1
+    finally:
+        rt.close()
+
+
+def test_a_slow_endpoint_is_cut_off_before_the_job_timeout_so_the_job_fails_cleanly(home, llmock, rewritten_calls):
+    # openai_timeout is 30 s, the job's 8 s: the request gets the 5 s left, not 30 (RQ would kill it at 8).
+    write_routes(home)
+    rt = make_rt(home, llmock, rewrite_timeout=8, rewrite_attempts=1)
+    try:
+        post_id = add_post(rt, DONOR)
+        llmock.delay(7)
+        job_id = rewrite_job(rt, post_id)
+        run_worker(rt, ["rewrite"], burst=True)
+        job = get_job(rt.store, job_id)
+        assert job["status"] == "failed", job
+        assert "timed out" in job["error"] and "no time left for another try" in job["error"], job["error"]
+        assert "JobTimeout" not in job["error"]
+        assert post(rt, post_id)["state"] == "failed"
+    finally:
+        rt.close()
+
+
+def test_breaker_cool_down_counts_from_the_exact_opening_time(settings, rt):
+    from contentq.ops.breakers import llm_breaker_state
+
+    rt.redis.mset(
+        {
+            "contentq:llm:pybreaker:state": "open",
+            "contentq:llm:pybreaker:fail_counter": 5,
+            "contentq:llm:pybreaker:opened_at": 1000,  # pybreaker's whole seconds
+            "contentq:llm:pybreaker:opened_at_exact": "1000.9",
+        }
+    )
+    state = llm_breaker_state(settings, rt.redis, clock=lambda: 1001.0)
+    assert state["state"] == "open"
+    assert state["cooldown_s"] == pytest.approx(settings.breaker_reset_timeout - 0.1)
+
+
+def test_unknown_post_ids_are_an_error(llm_rt):
+    post_id = add_post(llm_rt, DONOR)
+    result = subprocess.run(
+        [sys.executable, "-m", "contentq", "rewrite", str(post_id), "999"],
+        env={**subprocess_env(llm_rt.settings), "COLUMNS": "200"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result
+    assert result.stderr.strip().startswith("error: no post 999") and len(result.stderr.strip().splitlines()) == 1
+    assert llm_rt.store.scalar("SELECT COUNT(*) FROM jobs") == 0  # nothing enqueued
+
+
+def test_the_cli_does_not_load_the_openai_sdk_to_start():
+    code = "import sys, contentq.cli.app; sys.exit('openai' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=str(Path(__file__).parent.parent)).returncode == 0
 
 
 def test_media_only_post_is_not_sent_to_the_model(llm_rt, llmock):

@@ -5,22 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contentq.channels import list_sources, resolve_channel
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import details, err_console, error, ok, print_json, table
-from contentq.collect import CollectFailed, ForegroundContext, collect_source
-from contentq.collect import Progress as ProgressFn
 from contentq.errors import ContentqError
-from contentq.integrations.export import import_export
-from contentq.integrations.telegram.client import load_session_string
 from contentq.routes import load_routes, normalize_channel_ref
 from contentq.runtime.context import Reschedule, Runtime
 from contentq.runtime.tracking import enqueue
+
+if TYPE_CHECKING:  # contentq.collect and the export import pull in Telethon and dedup: imported by the commands
+    from contentq.collect import Progress as ProgressFn
 
 sources_app = typer.Typer(help="Donor channels: list, resolve.", no_args_is_help=True)
 
@@ -28,6 +26,8 @@ sources_app = typer.Typer(help="Donor channels: list, resolve.", no_args_is_help
 @contextmanager
 def progress_bar(label: str) -> Iterator[ProgressFn]:
     """A rich progress bar on stderr (stdout stays clean for --json); yields the (done, total) callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=False,
@@ -55,6 +55,8 @@ def login(
     as_json: JsonOpt = False,
 ) -> None:
     """Log the Telegram account in (phone → code → 2FA password) and save its session (mode 0600)."""
+    from contentq.integrations.telegram.client import load_session_string
+
     rt = runtime()
     settings = rt.settings
     if status:
@@ -152,6 +154,8 @@ def collect(
     as_json: JsonOpt = False,
 ) -> None:
     """Enqueue one collect job per donor channel (cron runs this), or collect right away with --now."""
+    from contentq.collect import CollectFailed, ForegroundContext, collect_source
+
     rt = runtime()
     refs = _selected_sources(rt, sources)
     if not now:
@@ -199,6 +203,9 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a channel export through dedup and filters; all or nothing. Accepted posts go to rewrite."""
+    from contentq.collect import ForegroundContext
+    from contentq.integrations.export import import_export
+
     rt = runtime()
     ctx = ForegroundContext(rt)
     with progress_bar(f"import {path.name}") as update:

@@ -17,7 +17,6 @@ from contentq.clock import parse_duration
 from contentq.errors import ContentqError
 from contentq.ops import alerts as alerts_core
 from contentq.ops import doctor as doctor_core
-from contentq.ops import metrics as metrics_core
 from contentq.ops import supervisor as supervisor_core
 from contentq.ops.purge import human_bytes
 from contentq.ops.purge import purge as purge_core
@@ -153,6 +152,8 @@ def metrics_serve(
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 for every interface).")] = "127.0.0.1",
 ) -> None:
     """Serve Prometheus metrics at http://HOST:PORT/metrics until stopped."""
+    from contentq.ops import metrics as metrics_core  # prometheus_client: only for the metrics commands
+
     rt = runtime()
     server, thread = metrics_core.serve(rt, port, host)
     stop = threading.Event()
@@ -174,6 +175,8 @@ def metrics_dump(
     ] = None,
 ) -> None:
     """Write the metrics once in the Prometheus text format (stdout without PATH), for node_exporter."""
+    from contentq.ops import metrics as metrics_core  # prometheus_client: only for the metrics commands
+
     rt = runtime()
     if path is None:
         sys.stdout.write(metrics_core.exposition(rt))

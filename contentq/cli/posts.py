@@ -17,7 +17,6 @@ from contentq.cli.render import console, details, ok, print_json, table
 from contentq.clock import iso
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
 from contentq.errors import ContentqError
-from contentq.publish import sends_of
 from contentq.store.posts import STATES, get_post
 
 app = typer.Typer(help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
@@ -72,6 +71,8 @@ def list_(
 @app.command()
 def show(post_id: Annotated[int, typer.Argument(help="Post id.")], as_json: JsonOpt = False) -> None:
     """Show a post: its state and times, and the original next to the rewrite."""
+    from contentq.publish import sends_of  # imports Telethon: not at CLI start
+
     rt = runtime()
     post = get_post(rt.store, post_id)
     media = rt.store.query(

@@ -13,7 +13,6 @@ from contentq.clock import iso, now
 from contentq.dispatch import cancel_publish_job, dispatch_post
 from contentq.dispatch import dispatch as run_dispatch
 from contentq.errors import ContentqError
-from contentq.publish import dry_run, publish_post
 from contentq.rules import list_rules
 from contentq.runtime.context import FatalJobError, Reschedule
 from contentq.runtime.tracking import enqueue
@@ -41,6 +40,8 @@ def publish(
     ] = False,
 ) -> None:
     """Publish a post now, skipping its slot and approval (through the publish queue unless --now)."""
+    from contentq.publish import dry_run, publish_post  # imports Telethon: not at CLI start
+
     rt = runtime()
     if dry:
         folder = dry_run(rt, post_id)

@@ -33,6 +33,34 @@ _ATOMIC = frozenset({"tg-emoji"})  # never cut inside: a custom emoji is one uni
 ELLIPSIS = "…"
 
 _URL = re.compile(r"(?i)(?:\bhttps?://|\bwww\.|(?<![\w@/.])(?:t|telegram)\.me/)[^\s<>\"'«»]+")
+
+_LINK_TLDS = frozenset(
+    {
+        "com", "net", "org", "info", "biz", "edu", "gov", "mil", "int", "mobi", "xyz", "io", "co", "ai", "me", "ly",
+        "gl", "gg", "fm", "tv", "ws", "vc", "cx", "la", "tk", "ml", "ga", "cf", "gq", "su", "ru", "ua", "by", "kz",
+        "uz", "kg", "tj", "az", "ge", "lv", "lt", "ee", "fi", "de", "fr", "es", "pt", "nl", "ch", "se", "dk", "cz",
+        "sk", "hu", "ro", "bg", "gr", "hr", "si", "eu", "uk", "ie", "tr", "il", "ir", "ae", "sa", "qa", "za", "ng",
+        "ke", "cn", "jp", "kr", "tw", "hk", "sg", "th", "vn", "ph", "au", "nz", "ca", "mx", "br", "ar", "cl", "pe",
+        "ve", "рф", "рус", "укр", "бел",
+    }
+)  # fmt: skip
+"""Top-level domains after which a bare name (`example.com`, `bit.ly/x`) is a link, as Telegram links it.
+
+Common words that are also TLDs (.today, .news, .site …) are left out: a missing space after a full stop
+("there.Today") must not turn text into a link that is then removed."""
+
+_PATH_ONLY_TLDS = frozenset(
+    {
+        "py", "js", "md", "sh", "rs", "pl", "so", "cc", "in", "it", "is", "at", "be", "to", "no", "us", "am", "id",
+        "my", "do", "sc", "ps",
+    }
+)  # fmt: skip
+"""Real TLDs that are also file extensions or words ("file.py", "Node.js", "go.to"): a link only with a path."""
+
+_BARE_DOMAIN = re.compile(
+    r"(?<![\w@/.\-])((?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+([^\W\d_]{2,24}))(?![\w-])"
+    r"(?::\d{1,5}(?![\w-]))?([/?#][^\s<>\"'«»]*)?"
+)
 _URL_TRAILING = ".,;:!?)]}»\"'…"
 _SENTENCE_END = ".!?…"
 _CLOSERS = "\"'»”’)]"
@@ -275,13 +303,28 @@ def text_html(text: str) -> str:
 
 
 def find_urls(text: str) -> list[tuple[int, int, str]]:
-    """Bare URLs in plain text (Telegram links them itself): (start, end, url)."""
-    found = []
+    """Bare URLs in plain text (Telegram links them itself): (start, end, url).
+
+    Besides `https://…`, `www.…` and `t.me/…`, a bare domain name counts (`evil.com/path`, `bit.ly/x`,
+    `пример.рф`) when its top-level domain is a known one; TLDs that double as file extensions or words
+    (`file.py`, `Node.js`) count only with a path (`app.py/x`). Versions, abbreviations and numbers
+    ("v1.2", "e.g.", "3.14") are not links.
+    """
+    found: list[tuple[int, int, str]] = []
     for match in _URL.finditer(text):
         url = match.group(0).rstrip(_URL_TRAILING)
         if len(url) > 4:
             found.append((match.start(), match.start() + len(url), url))
-    return found
+    for match in _BARE_DOMAIN.finditer(text):
+        start = match.start()
+        if any(s <= start < e for s, e, _ in found):
+            continue  # part of a URL found above
+        tld = match.group(2).lower()
+        url = match.group(0).rstrip(_URL_TRAILING)
+        has_path = match.group(3) is not None and start + len(url) > match.start(3)
+        if tld in _LINK_TLDS or (tld in _PATH_ONLY_TLDS and has_path):
+            found.append((start, start + len(url), url))
+    return sorted(found)
 
 
 def collect_links(html: str) -> list[str]:

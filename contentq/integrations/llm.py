@@ -1,35 +1,47 @@
 """The LLM behind the OpenAI SDK: any OpenAI-compatible endpoint, with retries and a circuit breaker.
 
 One `LLMClient` per process (`runtime.service("llm", build_llm_client)`). A call is retried in place on
-429, 5xx, timeouts and connection errors (tenacity, honouring `Retry-After`); a wait longer than
-`openai_retry_after_max` is not slept through but raised as `RateLimitedError` so the job can be
-re-enqueued. Every HTTP attempt goes through a pybreaker circuit breaker whose state lives in Redis, so
-all workers see one breaker: once open, calls fail fast with `BreakerOpenError` (carrying the cool-down)
-instead of hammering a provider that is down.
+429, 5xx, timeouts and connection errors (honouring a short `Retry-After`); a wait longer than
+`openai_retry_after_max` (5 s), or one that would outlast the caller's deadline, is not slept through but
+raised as `RateLimitedError` so the job can be re-enqueued for then. Every HTTP attempt goes through a
+pybreaker circuit breaker whose state lives in Redis, so all workers see one breaker: once open, calls
+fail fast with `BreakerOpenError` (carrying the cool-down) instead of hammering a provider that is down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import openai
 import pybreaker
 import redis
-import tenacity
 
 from contentq.errors import ConfigError, ContentqError
+from contentq.ops.breakers import (
+    LLM_BREAKER_NAMESPACE,
+    BreakerState,
+    llm_breaker_key,
+    llm_breaker_state,
+    llm_breaker_status,
+)
 from contentq.settings import Settings
 
 if TYPE_CHECKING:
     from contentq.runtime.context import Runtime
 
-BREAKER_NAMESPACE = "contentq:llm"
+BREAKER_NAMESPACE = LLM_BREAKER_NAMESPACE
 """Redis key prefix of the shared breaker: <prefix>:pybreaker:state, :fail_counter, :opened_at."""
+
+MIN_TRY_S = 3.0
+"""The least time worth giving one HTTP request: with less left before the deadline, none is started."""
 
 LOG_CHARS = 4000
 """Longest piece of a prompt or an answer copied into the job log."""
@@ -129,6 +141,11 @@ def retry_after_seconds(exc: BaseException) -> float | None:
     return None
 
 
+def _without_userinfo(url: str | None) -> str | None:
+    """The URL without `user:password@` (it may hold a credential), for logs."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "", url) if url else url
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError):
         code = f" {exc.code}" if exc.code else ""
@@ -165,8 +182,22 @@ def _fatal(exc: openai.APIStatusError, model: str) -> LLMFatalError:
 # -- the circuit breaker ---------------------------------------------------------------------------
 
 
+class _RedisStorage(pybreaker.CircuitRedisStorage):
+    """pybreaker's Redis storage, also keeping the exact opening time (pybreaker keeps whole seconds)."""
+
+    @property
+    def opened_at(self) -> datetime | None:
+        return pybreaker.CircuitRedisStorage.opened_at.fget(self)  # type: ignore[attr-defined]
+
+    @opened_at.setter
+    def opened_at(self, now: datetime) -> None:
+        pybreaker.CircuitRedisStorage.opened_at.fset(self, now)  # type: ignore[attr-defined]
+        with contextlib.suppress(redis.RedisError):  # the whole-second value is still there
+            self._redis.set(llm_breaker_key("opened_at_exact"), repr(now.timestamp()))
+
+
 def build_breaker(settings: Settings, conn: redis.Redis) -> pybreaker.CircuitBreaker:
-    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, conn, namespace=BREAKER_NAMESPACE)
+    storage = _RedisStorage(pybreaker.STATE_CLOSED, conn, namespace=BREAKER_NAMESPACE)
     return pybreaker.CircuitBreaker(
         fail_max=max(1, settings.breaker_fail_max),
         reset_timeout=settings.breaker_reset_timeout,
@@ -176,46 +207,13 @@ def build_breaker(settings: Settings, conn: redis.Redis) -> pybreaker.CircuitBre
     )
 
 
-def _key(name: str) -> str:
-    return f"{BREAKER_NAMESPACE}:pybreaker:{name}"
-
-
-class BreakerState(dict[str, Any]):
-    """The shared breaker's state: a dict for --json, one readable line for people."""
-
-    def __str__(self) -> str:
-        state = self["state"]
-        if state == "open":
-            wait = self.get("cooldown_s") or 0
-            when = f"trial call in {wait:.0f} s" if wait > 0 else "trial call allowed now"
-            return f"open after {self['failures']} failures ({when}); rewrite jobs wait instead of failing"
-        if state == "half-open":
-            return "half-open (a trial call decides)"
-        return f"closed ({self['failures']}/{self['fail_max']} recent failures)"
-
-
 def breaker_state(settings: Settings, conn: redis.Redis) -> BreakerState:
     """Read the shared breaker from Redis without changing it."""
-    state, failures, opened_at = conn.mget(_key("state"), _key("fail_counter"), _key("opened_at"))
-    name = (state.decode() if isinstance(state, bytes) else str(state)) if state else pybreaker.STATE_CLOSED
-    info = BreakerState(
-        state=name,
-        failures=int(failures or 0),
-        fail_max=settings.breaker_fail_max,
-        reset_timeout_s=settings.breaker_reset_timeout,
-        cooldown_s=None,
-    )
-    if name == pybreaker.STATE_OPEN and opened_at:
-        info["cooldown_s"] = max(0.0, int(opened_at) + settings.breaker_reset_timeout - time.time())
-    return info
+    return llm_breaker_state(settings, conn)
 
 
-def breaker_status(rt: Any) -> dict[str, object]:
-    """For `contentq queue status`."""
-    try:
-        return {"llm_breaker": breaker_state(rt.settings, rt.redis)}
-    except redis.RedisError as exc:
-        return {"llm_breaker": f"unknown ({exc})"}
+breaker_status = llm_breaker_status
+"""For `contentq queue status` (the CLI registers the light `contentq.ops.breakers.llm_breaker_status`)."""
 
 
 # -- the client --------------------------------------------------------------------------------------
@@ -276,7 +274,10 @@ class LLMClient:
         *,
         response_format: dict[str, Any] | None = None,
         log: EventLog | None = None,
+        deadline: float | None = None,
     ) -> Completion:
+        """One chat completion. `deadline` (a `time.monotonic()` instant, e.g. the job's timeout less a
+        margin) bounds every HTTP try and wait, so the caller is never killed in the middle of a call."""
         fits, needed = self.fits(messages)
         if not fits:
             raise ContextTooLongError(
@@ -296,17 +297,18 @@ class LLMClient:
         if response_format is not None:
             request["response_format"] = response_format
         if log is not None:
+            endpoint = _without_userinfo(self.settings.openai_base_url)
             log.log(
                 "llm_request",
-                f"{self.model} via {self.settings.openai_base_url or 'api.openai.com'}, ~{needed} tokens",
-                base_url=self.settings.openai_base_url,
+                f"{self.model} via {endpoint or 'api.openai.com'}, ~{needed} tokens",
+                base_url=endpoint,
                 model=self.model,
                 temperature=self.settings.openai_temperature,
                 messages=[
                     {"role": m.get("role"), "content": str(m.get("content") or "")[:LOG_CHARS]} for m in messages
                 ],
             )
-        response = self._call_with_retries(request, log)
+        response = self._call_with_retries(request, log, deadline)
         choice = response.choices[0] if response.choices else None
         message = choice.message if choice is not None else None
         content = message.content if message is not None else None
@@ -332,48 +334,66 @@ class LLMClient:
             )
         return completion
 
-    def _call_with_retries(self, request: dict[str, Any], log: EventLog | None) -> Any:
+    def _call_with_retries(self, request: dict[str, Any], log: EventLog | None, deadline: float | None) -> Any:
+        """Up to `openai_call_attempts` HTTP tries on transient errors, all of them before `deadline`.
+
+        Waits between tries are short (Retry-After up to `openai_retry_after_max`, else 1, 2, 4 … s); each
+        try gets at most the time left before the deadline, and a wait that would leave no time for the next
+        try is not slept: a server-asked wait becomes `RateLimitedError` (the job comes back then), any
+        other ends the call with `LLMUnavailableError`.
+        """
         attempts = max(1, self.settings.openai_call_attempts)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            asked = retry_after_seconds(exc) if exc is not None else None
-            if asked is not None:
-                return asked
-            return min(8.0, 2.0 ** (state.attempt_number - 1)) * (0.75 + random.random() / 4)
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            seconds = state.next_action.sleep if state.next_action else 0
-            if log is not None and exc is not None:
-                log.log(
-                    "llm_retry",
-                    f"{_describe(exc)}; retrying in {seconds:.1f} s (try {state.attempt_number + 1}/{attempts})",
-                    level="warning",
-                )
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(is_transient),
-            stop=tenacity.stop_after_attempt(attempts),
-            wait=wait,
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(self._attempt, request)
-        except openai.APIStatusError as exc:
-            if is_transient(exc):
+        for attempt in range(1, attempts + 1):
+            timeout = self._time_for_a_try(deadline)
+            if timeout is None:
                 raise LLMUnavailableError(
-                    f"the LLM endpoint failed {attempts} times, last with {_describe(exc)}"
-                ) from exc
-            raise _fatal(exc, self.model) from exc
-        except openai.APIConnectionError as exc:
-            raise LLMUnavailableError(f"the LLM endpoint failed {attempts} times, last {_describe(exc)}") from exc
+                    "no time left in the job for another LLM request (CONTENTQ_REWRITE_TIMEOUT); the job is retried"
+                )
+            try:
+                return self._attempt(request, timeout)
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                if not is_transient(exc):
+                    assert isinstance(exc, openai.APIStatusError)
+                    raise _fatal(exc, self.model) from exc
+                if attempt == attempts:
+                    raise LLMUnavailableError(
+                        f"the LLM endpoint failed {attempts} times, last {_describe(exc)}"
+                    ) from exc
+                asked = retry_after_seconds(exc)
+                seconds = asked if asked is not None else min(8.0, 2.0 ** (attempt - 1)) * (0.75 + random.random() / 4)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and seconds + MIN_TRY_S > left:
+                    if asked is not None:
+                        raise RateLimitedError(
+                            f"the LLM endpoint asks to wait {asked:.0f} s ({_describe(exc)}) and the job has "
+                            f"{max(0.0, left):.0f} s left",
+                            delay=max(1.0, asked),
+                        ) from exc
+                    raise LLMUnavailableError(
+                        f"the LLM endpoint failed ({_describe(exc)}) and the job has no time left for another try"
+                    ) from exc
+                if log is not None:
+                    log.log(
+                        "llm_retry",
+                        f"{_describe(exc)}; retrying in {seconds:.1f} s (try {attempt + 1}/{attempts})",
+                        level="warning",
+                    )
+                time.sleep(seconds)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, request: dict[str, Any]) -> Any:
+    def _time_for_a_try(self, deadline: float | None) -> float | None:
+        """The timeout of the next HTTP try: openai_timeout, or less when the deadline is nearer; None: no time."""
+        if deadline is None:
+            return self.settings.openai_timeout
+        left = deadline - time.monotonic()
+        if left < MIN_TRY_S:
+            return None
+        return min(self.settings.openai_timeout, left)
+
+    def _attempt(self, request: dict[str, Any], timeout: float) -> Any:
         """One HTTP request through the breaker."""
         try:
-            return self.breaker.call(self.client.chat.completions.create, **request)
+            return self.breaker.call(self.client.chat.completions.create, **request, timeout=timeout)
         except pybreaker.CircuitBreakerError:
             cooldown = max(1.0, self.cooldown_remaining() or float(self.settings.breaker_reset_timeout))
             raise BreakerOpenError(

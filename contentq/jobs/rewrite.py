@@ -8,6 +8,7 @@ using a retry while the LLM circuit breaker is open or the endpoint asks for a l
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from contentq import pipeline
@@ -24,6 +25,15 @@ from contentq.store.posts import get_post, transition
 START_STATES = ("collected", "rewriting", "failed")
 """A post is rewritten from these: 'rewriting' is a run that crashed mid-way, 'failed' (only without a
 rewrite) an earlier failed rewrite that is retried."""
+
+
+def job_deadline(ctx: JobContext, started: float) -> float:
+    """When model calls must be over: the queue's job timeout (RQ kills the job then) less a margin for the
+    database work after the last call. Every LLM try and wait is bounded by it, so however many tries the
+    worst case would take (3 answers × openai_call_attempts × openai_timeout + waits), no call is cut."""
+    timeout = float(ctx.settings.policy(ctx.queue).timeout)
+    margin = min(15.0, max(3.0, timeout * 0.1))
+    return started + max(0.0, timeout - margin)
 
 
 def _rewritable(post: dict[str, Any]) -> bool:
@@ -53,6 +63,7 @@ def _follow_ups(ctx: JobContext, post_id: int, route: Route, image_prompt: str |
 
 
 def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
+    started = time.monotonic()
     store = ctx.store
     try:
         post = get_post(store, post_id)
@@ -92,7 +103,7 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         ctx.log("skipped", f"post {post_id} changed state meanwhile")
         return {"post_id": post_id, "skipped": get_post(store, post_id)["state"]}
 
-    task = build_rewrite_task(ctx.runtime, post, route, ctx.job_id)
+    task = build_rewrite_task(ctx.runtime, post, route, ctx.job_id, deadline=job_deadline(ctx, started))
     ctx.log(
         "rewriting",
         f"rewriter {rewriter.name}, limit {task.limit} ({'caption' if task.has_media else 'text'})",

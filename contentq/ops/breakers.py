@@ -3,16 +3,69 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from contentq.errors import ContentqError
-from contentq.runtime.context import Runtime
+
+if TYPE_CHECKING:
+    from contentq.runtime.context import Runtime
+    from contentq.settings import Settings
 
 log = logging.getLogger("contentq.ops")
 
 STATES = ("closed", "half-open", "open")
+
+LLM_BREAKER_NAMESPACE = "contentq:llm"
+"""Redis key prefix of the LLM breaker: <prefix>:pybreaker:state, :fail_counter, :opened_at (whole seconds,
+as pybreaker stores it) and :opened_at_exact (a float, written by contentq next to pybreaker's)."""
+
+
+def llm_breaker_key(name: str) -> str:
+    return f"{LLM_BREAKER_NAMESPACE}:pybreaker:{name}"
+
+
+class BreakerState(dict[str, Any]):
+    """The shared LLM breaker's state: a dict for --json, one readable line for people."""
+
+    def __str__(self) -> str:
+        state = self["state"]
+        if state == "open":
+            wait = self.get("cooldown_s") or 0
+            when = f"trial call in {wait:.0f} s" if wait > 0 else "trial call allowed now"
+            return f"open after {self['failures']} failures ({when}); rewrite jobs wait instead of failing"
+        if state == "half-open":
+            return "half-open (a trial call decides)"
+        return f"closed ({self['failures']}/{self['fail_max']} recent failures)"
+
+
+def llm_breaker_state(settings: Settings, conn: redis.Redis, *, clock: Callable[[], float] = time.time) -> BreakerState:
+    """Read the LLM breaker from Redis without changing it (and without importing the OpenAI SDK)."""
+    keys = [llm_breaker_key(k) for k in ("state", "fail_counter", "opened_at", "opened_at_exact")]
+    state, failures, opened_at, exact = conn.mget(keys)
+    info = BreakerState(
+        state=_decode(state) if state else "closed",
+        failures=int(failures or 0),
+        fail_max=settings.breaker_fail_max,
+        reset_timeout_s=settings.breaker_reset_timeout,
+        cooldown_s=None,
+    )
+    if info["state"] == "open" and (exact or opened_at):
+        # pybreaker keeps whole seconds; the exact time is ours (the later one wins if they disagree).
+        opened = max(float(exact or 0), float(int(opened_at or 0)))
+        info["cooldown_s"] = max(0.0, opened + settings.breaker_reset_timeout - clock())
+    return info
+
+
+def llm_breaker_status(rt: Runtime) -> dict[str, object]:
+    """For `contentq queue status`: the LLM breaker line."""
+    try:
+        return {"llm_breaker": llm_breaker_state(rt.settings, rt.redis)}
+    except redis.RedisError as exc:
+        return {"llm_breaker": f"unknown ({exc})"}
 
 
 def _decode(value: Any) -> str:

@@ -117,11 +117,14 @@ def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
         version = conn.info("server").get("redis_version", "?")
     except (ContentqError, redis.RedisError) as exc:
         fix = (
-            "start Redis or fix CONTENTQ_REDIS_URL"
+            "start Redis or fix CONTENTQ_REDIS_URL (unset it to use the embedded server)"
             if settings.redis_url
             else "run `contentq redis start`, or start supervisor (it runs the embedded Valkey)"
         )
-        return Probe("redis", FAIL, redact(exc), fix), None
+        detail = redact(exc)
+        if isinstance(exc, ContentqError):  # its message ends with "; <what to do>": say that once, as the fix
+            detail = detail.rpartition("; ")[0] or detail
+        return Probe("redis", FAIL, detail, fix), None
     return Probe("redis", OK, f"{describe_redis(settings)} (version {version})"), conn
 
 

@@ -29,6 +29,8 @@ class RewriteTask:
     donor_recent: list[str] = field(default_factory=list)
     """The same donor's recent other posts (Telegram HTML), for footer detection."""
     job_id: str | None = None
+    deadline: float | None = None
+    """`time.monotonic()` instant by which model calls must be over (the job's timeout less a margin)."""
 
 
 @dataclass

@@ -51,7 +51,9 @@ def donor_recent_posts(store: Store, post: dict[str, Any], count: int) -> list[s
     return [row["text_html"] for row in rows]
 
 
-def build_task(runtime: Runtime, post: dict[str, Any], route: Route, job_id: str | None = None) -> RewriteTask:
+def build_task(
+    runtime: Runtime, post: dict[str, Any], route: Route, job_id: str | None = None, *, deadline: float | None = None
+) -> RewriteTask:
     settings, store = runtime.settings, runtime.store
     has_media = post_has_media(store, post, route)
     return RewriteTask(
@@ -63,6 +65,7 @@ def build_task(runtime: Runtime, post: dict[str, Any], route: Route, job_id: str
         style_examples=style_examples(store, route, route.style_examples) if route.rewriter == "llm" else [],
         donor_recent=donor_recent_posts(store, post, route.clean.footer_window) if route.rewriter == "clean" else [],
         job_id=job_id,
+        deadline=deadline,
     )
 
 

@@ -33,10 +33,14 @@ class Finalized:
 
 
 def remove_links(runs: list[Run], permitted: Iterable[str]) -> tuple[list[Run], list[str]]:
-    """Unwrap <a> elements and delete bare URLs whose target is not permitted; returns the removed links."""
+    """Unwrap <a> elements and delete bare URLs whose target is not permitted; returns the removed links.
+
+    Bare URLs are looked for in the visible text as a whole, as Telegram links it: formatting does not split
+    one (`<b>evil</b>.com/x` is the link `evil.com/x`). Text inside kept links and code is not searched.
+    """
     permitted = list(permitted)
     removed: list[str] = []
-    out: list[Run] = []
+    unwrapped: list[Run] = []
     for run in runs:
         tags = []
         for tag in run.tags:
@@ -44,14 +48,26 @@ def remove_links(runs: list[Run], permitted: Iterable[str]) -> tuple[list[Run], 
                 removed.append(tag.href or "")
                 continue
             tags.append(tag)
-        text = run.text
-        inside_kept_link = any(t.name == "a" for t in tags)
-        if not inside_kept_link and not run.has("code", "pre"):
-            for start, end, url in reversed(find_urls(text)):
-                if not link_allowed(url, permitted):
-                    removed.append(url)
-                    text = text[:start] + text[end:]
-        out.append(Run(text, tuple(tags)))
+        unwrapped.append(Run(run.text, tuple(tags)))
+    # The searchable text: kept links and code blanked out (a space ends any URL), same length as the runs.
+    searchable = "".join(
+        " " * len(r.text) if r.has("code", "pre") or any(t.name == "a" for t in r.tags) else r.text for r in unwrapped
+    )
+    cuts: list[tuple[int, int]] = []
+    for start, end, url in find_urls(searchable):
+        if not link_allowed(url, permitted):
+            removed.append(url)
+            cuts.append((start, end))
+    out: list[Run] = []
+    offset = 0
+    for run in unwrapped:
+        text, base = run.text, offset
+        offset += len(run.text)
+        for start, end in reversed(cuts):
+            lo, hi = max(start - base, 0), min(end - base, len(run.text))
+            if lo < hi:
+                text = text[:lo] + text[hi:]
+        out.append(Run(text, run.tags))
     return merge_runs(out), list(dict.fromkeys(removed))
 
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from contentq.content.html import collect_links, html_to_text
 from contentq.errors import ContentqError
-from contentq.integrations.llm import ContextTooLongError, LLMClient, json_schema_format
+from contentq.integrations.llm import (
+    MIN_TRY_S,
+    ContextTooLongError,
+    LLMClient,
+    LLMUnavailableError,
+    json_schema_format,
+)
 from contentq.rewrite.base import Reporter, RewriteResult, RewriteTask
 from contentq.rewrite.finalize import Finalized, finalize_html
 from contentq.rewrite.output import OUTPUT_SCHEMA, SCHEMA_NAME, InvalidOutputError, ModelOutput, parse_output
@@ -62,7 +70,14 @@ class LLMRewriter:
         response_format = json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA)
         for attempt in range(1, OUTPUT_ATTEMPTS + 1):
             result.attempts = attempt
-            completion = self.client.complete(messages, response_format=response_format, log=reporter)
+            if attempt > 1 and task.deadline is not None and task.deadline - time.monotonic() < MIN_TRY_S:
+                raise LLMUnavailableError(
+                    f"the model returned invalid output {attempt - 1} times and the job has no time left for "
+                    "another try (CONTENTQ_REWRITE_TIMEOUT); the job is retried"
+                )
+            completion = self.client.complete(
+                messages, response_format=response_format, log=reporter, deadline=task.deadline
+            )
             result.tokens_in += completion.tokens_in
             result.tokens_out += completion.tokens_out
             result.cost += record_usage(
