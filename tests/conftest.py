@@ -23,6 +23,21 @@ for _k in _CLEAR:  # the developer's own settings must not leak into tests
     del os.environ[_k]
 
 
+@pytest.fixture(autouse=True)
+def _no_leaking_global_flags() -> Iterator[None]:
+    """`contentq --home X …` remembers X for the process and exports it; undo that after every test."""
+    from contentq import settings as settings_module
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("CONTENTQ_")}
+    yield
+    settings_module._overrides.clear()
+    for key in [k for k in os.environ if k.startswith("CONTENTQ_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     """A real Valkey server for this test session, on a unix socket (never the shared :6379)."""

@@ -12,6 +12,7 @@ from rq.job import Job
 from contentq.errors import ContentqError
 from contentq.runtime import queues
 from contentq.runtime.reconcile import reconcile
+from contentq.runtime.redis import NO_RETRY
 from contentq.runtime.tracking import cancel, enqueue, retry
 from contentq.runtime.worker import run_worker
 from contentq.store.jobs import get_job, job_events
@@ -161,7 +162,7 @@ def test_stale_generation_does_nothing(rt):
 def test_redis_refusing_the_job_keeps_the_record_for_reconcile(rt, settings):
     from contentq.runtime.context import Runtime
 
-    broken = Runtime(settings, store=rt.store, conn=redis.Redis(host="127.0.0.1", port=1))
+    broken = Runtime(settings, store=rt.store, conn=redis.Redis(host="127.0.0.1", port=1, retry=NO_RETRY))
     with pytest.raises(ContentqError, match="reconcile"):
         call(broken, "lost", "ok")
     assert get_job(rt.store, "call-lost")["status"] == "queued"
