@@ -74,7 +74,7 @@ def test_committed_config_is_the_default_rendering() -> None:
     settings = Settings(_env_file=None, home=Path("/var/lib/contentq"))  # type: ignore[call-arg]
     committed = (REPO / "supervisor" / "contentq.conf").read_text()
     assert committed == sv.render(settings, python="/opt/contentq/.venv/bin/python"), (
-        "supervisor/contentq.conf is stale: re-render it (see docs/readme/operations.md)"
+        "supervisor/contentq.conf is stale: re-render it (see 'Workers under supervisor' in README.md)"
     )
 
 
