@@ -43,6 +43,9 @@ MAX_RECONNECTS = 3
 MAX_PER_RUN = 1000
 """Messages taken from a source in one run after the first (which takes settings.collect_backfill)."""
 
+ALBUM_SETTLE_S = 30.0
+"""An album whose newest item is younger than this may still be arriving: the run stops before it."""
+
 Progress = Callable[[int, int], None]
 
 
@@ -218,6 +221,37 @@ def group_albums(messages: list[FetchedMessage]) -> list[list[FetchedMessage]]:
     return groups
 
 
+@dataclass
+class Page:
+    """The groups of one fetch to store, and what was left out at its edges."""
+
+    groups: list[list[FetchedMessage]]
+    held_back: list[FetchedMessage] = field(default_factory=list)  # newest edge: taken by a later run
+    cut: list[FetchedMessage] = field(default_factory=list)  # oldest edge of a first run: older than the backfill
+
+
+def split_page(messages: list[FetchedMessage], *, limit: int, newest_first: bool) -> Page:
+    """Group a fetched page into posts, leaving out albums a page edge may have cut.
+
+    The newest group is held back (the cursor stops before it, the next run takes it whole) when it is an
+    album that may be incomplete: its newest item is younger than ALBUM_SETTLE_S (items still uploading),
+    or it ends a full page fetched oldest first (its other items are on the next page). On a first run
+    (newest first) an album starting a full page has its older items beyond the backfill: it is left out.
+    """
+    page = Page(group_albums(messages))
+    full = bool(limit) and len(messages) >= limit
+    groups = page.groups
+    if newest_first and full and len(groups) > 1 and groups[0][0].grouped_id is not None:
+        page.cut = groups.pop(0)
+    if groups and groups[-1][0].grouped_id is not None:
+        last = groups[-1]
+        young = now() - max(m.date for m in last) < timedelta(seconds=ALBUM_SETTLE_S)
+        at_page_edge = full and not newest_first and len(groups) > 1  # a lone album must not block the source
+        if young or at_page_edge:
+            page.held_back = groups.pop()
+    return page
+
+
 def _candidate(ref: str, group: list[FetchedMessage]) -> Candidate:
     caption = next((m.html for m in group if m.html.strip()), "")
     return Candidate(
@@ -238,7 +272,8 @@ def _download(runtime: Runtime, gateway: TelegramGateway, channel: ResolvedChann
         if info is None:
             continue
         mime = info.mime or ("image/jpeg" if info.kind == "photo" else None)
-        media = CandidateMedia(info.kind, mime, info.size, info.width, info.height)
+        origin = f"{channel.ref}:{message.id}"
+        media = CandidateMedia(info.kind, mime, info.size, info.width, info.height, origin=origin)
         data = gateway.download_media(channel, message.id)
         if data:
             stored = store_bytes(runtime.settings.media_dir, data, mime=mime)
@@ -262,12 +297,21 @@ def _collect(
     first_run = row is None or row["last_collected_at"] is None
     cursor = int(row["last_message_id"]) if row else 0
     limit = runtime.settings.collect_backfill if first_run else MAX_PER_RUN
+    newest_first = cursor == 0  # see TelegramGateway.fetch_messages: else the oldest page after the cursor
     messages = gateway.fetch_messages(channel, min_id=cursor, limit=limit)
     ctx.log(
-        "fetched", f"{len(messages)} messages newer than {cursor}" + (" (first run)" if first_run else ""),
+        "fetched", f"{len(messages)} messages newer than {cursor}" + (" (first run)" if first_run else "")
+        + ("; more remain, the next run goes on" if not newest_first and len(messages) >= limit else ""),
         cursor=cursor, limit=limit,
     )  # fmt: skip
-    groups = group_albums(messages)
+    page = split_page(messages, limit=limit, newest_first=newest_first)
+    groups = page.groups
+    if page.cut:
+        ctx.log("album_cut", f"album of messages {[m.id for m in page.cut]} starts before the backfill: skipped",
+                level="warning")  # fmt: skip
+    if page.held_back:
+        ctx.log("album_held", f"album of messages {[m.id for m in page.held_back]} may be incomplete: "
+                "left for the next run")  # fmt: skip
     ingestor = Ingestor(route, dedup_index(runtime))
     ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
     for done, group in enumerate(groups, start=1):
@@ -296,6 +340,13 @@ def _collect(
                 _enqueue_rewrite(ctx, outcome.post_id)
         if progress is not None:
             progress(done, len(groups))
+    if page.held_back and cursor == 0:
+        # A first run that stored nothing before the held album: start the next run just before it, not at
+        # 0 (which would mean "the newest page" again, without the backfill limit).
+        before = min(m.id for m in page.held_back) - 1
+        with store.transaction() as conn:
+            advance(conn, ref, before, Counts())
+        cursor = before
     mark_run(store, ref)
     enqueue_missing_rewrites(ctx, ref)
     return CollectReport(ref, cursor, len(messages), counts)

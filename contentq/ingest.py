@@ -24,7 +24,10 @@ if TYPE_CHECKING:  # dedup imports datasketch (+ scipy, numpy): loaded when post
 
 _TELEGRAM_LINK = re.compile(r"(?i)(?:t|telegram)\.me/")
 
-OutcomeState = Literal["collected", "duplicate", "filtered", "exact"]
+OutcomeState = Literal["collected", "duplicate", "filtered", "exact", "attached"]
+
+ATTACHABLE_STATES = ("collected", "duplicate", "filtered")
+"""A late album item joins its stored post in these states; once a rewrite started it is stored as a duplicate."""
 
 
 @dataclass
@@ -36,11 +39,17 @@ class CandidateMedia:
     height: int | None = None
     sha256: str | None = None
     relpath: str | None = None  # relative to the media dir; None when the file is not available
+    origin: str | None = None  # '<source>:<message id>' it came from
 
     def dedup_key(self) -> str:
-        """The media's part of the content hash: its bytes' hash, or what is known of a missing file."""
+        """The media's part of the content hash: its bytes' hash, or, for a missing file, where it came from.
+
+        Never kind/size/dimensions alone: same-size photos without their files (an export's "File not
+        included") would all hash alike and text-less ones become false duplicates of each other."""
         if self.sha256:
             return self.sha256
+        if self.origin:
+            return f"missing:{self.origin}"
         return f"missing:{self.kind}:{self.size or ''}:{self.width or ''}x{self.height or ''}"
 
 
@@ -69,7 +78,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Outcome:
-    state: OutcomeState  # 'exact': this message was stored before, nothing written
+    state: OutcomeState  # 'exact': this message was stored before, nothing written; 'attached': added to
+    # the stored post of its album (post_id)
     post_id: int | None
     reason: str | None = None
 
@@ -85,6 +95,8 @@ class Counts:
     flood_waits: int = 0
 
     def add(self, outcome: Outcome) -> None:
+        if outcome.state == "attached":
+            return  # more media of a post already counted
         if outcome.state == "collected":
             self.collected += 1
         elif outcome.state in ("duplicate", "exact"):
@@ -138,6 +150,11 @@ class Ingestor:
         existing = self.stored_as(conn, candidate.source, candidate.msg_ids)
         if existing is not None:
             return Outcome("exact", existing, "already stored")
+        album = self._album_post(conn, candidate)
+        if album is not None:
+            late = self._late_album_items(conn, candidate, album)
+            if late is not None:
+                return late
         from contentq.content.dedup import normalize_text
 
         html = candidate.html
@@ -161,6 +178,60 @@ class Ingestor:
         return Outcome(state, post_id, reason)
 
 
+    def _album_post(self, conn: sqlite3.Connection, candidate: Candidate) -> sqlite3.Row | None:
+        """The stored post of the candidate's album (same source and grouped_id), the first if several."""
+        if candidate.grouped_id is None:
+            return None
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT id, state, kind, text_html, source_msg_ids FROM posts WHERE source = ? AND grouped_id = ?"
+            " ORDER BY id LIMIT 1",
+            (candidate.source, candidate.grouped_id),
+        ).fetchone()
+        return row
+
+    def _late_album_items(self, conn: sqlite3.Connection, candidate: Candidate, album: Any) -> Outcome | None:
+        """Items of an album whose post is already stored (cut by a page edge, or uploaded late).
+
+        While the post waits for its rewrite they join it as more media (and give it its caption if it had
+        none); once the rewrite started they are stored as a duplicate of it with the reason, never lost.
+        Returns None when they cannot be attached and are to be ingested like any post."""
+        post_id, state = int(album[0]), str(album[1])
+        known = set(json.loads(album[4] or "[]"))
+        if known.issuperset(candidate.msg_ids):
+            return Outcome("exact", post_id, "already stored")
+        if state not in ATTACHABLE_STATES:
+            reason = f"late items of the album of post {post_id}, which was already {state}"
+            new_id = _insert_post(conn, self.route.name, candidate, "duplicate", reason, None, None, None,
+                                  duplicate_of=post_id)  # fmt: skip
+            return Outcome("duplicate", new_id, reason)
+        ids = sorted(known | set(candidate.msg_ids))
+        start = conn.execute(
+            "SELECT COALESCE(MAX(position) + 1, 0), COUNT(*) FROM media WHERE post_id = ?", (post_id,)
+        ).fetchone()
+        _insert_media(conn, post_id, candidate.media, int(start[0]), iso())
+        total = int(start[1]) + len(candidate.media)
+        kind = "album" if total > 1 else (str(album[2]) if start[1] else candidate.kind)
+        html = str(album[3] or "") or candidate.html
+        conn.execute(
+            "UPDATE posts SET source_msg_ids = ?, source_msg_id = ?, kind = ?, text_html = ?, updated_at = ?"
+            " WHERE id = ?",
+            (json.dumps(ids), ids[0], kind, html, iso(), post_id),
+        )
+        return Outcome("attached", post_id, f"{len(candidate.msg_ids)} late album item(s)")
+
+
+def _insert_media(
+    conn: sqlite3.Connection, post_id: int, media_list: list[CandidateMedia], start: int, stamp: str
+) -> None:
+    for position, media in enumerate(media_list, start=start):
+        conn.execute(
+            "INSERT INTO media (post_id, position, origin, kind, sha256, path, mime, size, width, height, created_at)"
+            " VALUES (?, ?, 'donor', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (post_id, position, media.kind, media.sha256, media.relpath, media.mime, media.size, media.width,
+             media.height, stamp),
+        )  # fmt: skip
+
+
 def _insert_post(
     conn: sqlite3.Connection,
     route: str,
@@ -170,6 +241,8 @@ def _insert_post(
     match: Match | None,
     chash: str | None,
     minhash: bytes | None,
+    *,
+    duplicate_of: int | None = None,
 ) -> int:
     stamp = iso()
     row: dict[str, Any] = {
@@ -185,7 +258,7 @@ def _insert_post(
         "collected_at": stamp,
         "state": state,
         "state_reason": reason,
-        "duplicate_of": match.post_id if match else None,
+        "duplicate_of": match.post_id if match else duplicate_of,
         "content_hash": chash,
         "minhash": minhash,
         "updated_at": stamp,
@@ -194,11 +267,5 @@ def _insert_post(
         f"INSERT INTO posts ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
     )
     post_id = int(cursor.lastrowid or 0)
-    for position, media in enumerate(candidate.media):
-        conn.execute(
-            "INSERT INTO media (post_id, position, origin, kind, sha256, path, mime, size, width, height, created_at)"
-            " VALUES (?, ?, 'donor', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (post_id, position, media.kind, media.sha256, media.relpath, media.mime, media.size, media.width,
-             media.height, stamp),
-        )  # fmt: skip
+    _insert_media(conn, post_id, candidate.media, 0, stamp)
     return post_id

@@ -20,6 +20,7 @@ from contentq.errors import ConfigError, ContentqError
 from contentq.routes import Route, RoutesConfig, load_routes
 from contentq.runtime.context import Runtime
 from contentq.schedule import earliest_for, next_free_slot
+from contentq.store import Store
 from contentq.store.jobs import ACTIVE
 from contentq.store.posts import get_post, transition
 
@@ -218,9 +219,33 @@ def unschedule(runtime: Runtime, post_id: int) -> dict[str, Any]:
     return get_post(runtime.store, post_id)
 
 
+PARTS_OUT_SQL = (
+    "SELECT COUNT(*) FROM sends s JOIN posts p ON p.id = s.post_id"
+    " WHERE s.post_id = ? AND s.round = p.publish_round AND s.status IN ('sent', 'attempting')"
+)
+"""Parts of a post's current publication that are in the channel, or may be."""
+
+
+def parts_out(store: Store, post_id: int) -> int:
+    return int(store.scalar(PARTS_OUT_SQL, (post_id,)) or 0)
+
+
+def refuse_if_parts_out(store: Store, post_id: int, action: str) -> None:
+    """A post half out in the channel is not changed: the rest would not match what is visible."""
+    count = parts_out(store, post_id)
+    if count:
+        raise ContentqError(
+            f"post {post_id} cannot be {action}: {count} part(s) of it are (or may be) in the channel already. "
+            f"Either complete the publication as it is with `contentq jobs retry` on its publish job (see "
+            f"`contentq posts show {post_id}` and `contentq jobs list --kind publish`), or delete its messages in "
+            f"the channel by hand and `contentq posts reject {post_id}`"
+        )
+
+
 def reschedule_at(runtime: Runtime, post_id: int, at: datetime) -> datetime:
     """Put a post (not yet published) at a fixed time, whatever its slot rules say."""
     post = get_post(runtime.store, post_id)
+    refuse_if_parts_out(runtime.store, post_id, "rescheduled")
     states = ("rewritten", "awaiting_approval", "scheduled", "failed")
     if post["state"] not in states:
         raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be scheduled")

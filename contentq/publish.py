@@ -38,6 +38,7 @@ from contentq.errors import ContentqError, DatabaseLockedError, NotFoundError, R
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
+    MediaInfo,
     OutgoingMedia,
     OutgoingPart,
     ResolvedChannel,
@@ -57,7 +58,7 @@ ALBUM_MAX = 10
 PREMIUM_CAPTION_LIMIT = 2048
 """Captions a Premium account may send."""
 
-SETTLE_LOOKBACK = 50
+SETTLE_LOOKBACK = 100
 """Recent messages of the target looked at to settle an uncertain send."""
 
 SETTLE_CLOCK_SLACK = timedelta(seconds=120)
@@ -174,13 +175,14 @@ def _send_row(store: Store, post_id: int, target: str, round_no: int, part: int)
 def _record_attempt(
     store: Store, post_id: int, target: str, round_no: int, part: int, kind: str, random_ids: list[int]
 ) -> None:
-    """Committed before the request leaves: a crash after it leaves an `attempting` row behind."""
+    """Committed before the request leaves: a crash after it leaves an `attempting` row behind. A retry keeps
+    `created_at`, the first attempt: an uncertain send is looked for from then on."""
     stamp = iso()
     store.execute(
         "INSERT INTO sends (post_id, target, round, part, kind, random_id, random_ids, status, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, 'attempting', ?, ?)"
         " ON CONFLICT (post_id, target, round, part) DO UPDATE SET status = 'attempting', error = NULL,"
-        " created_at = excluded.created_at, updated_at = excluded.updated_at",
+        " updated_at = excluded.updated_at",
         (post_id, target, round_no, part, kind, random_ids[0], json.dumps(random_ids), stamp, stamp),
     )
 
@@ -202,6 +204,15 @@ def _record_refused(store: Store, row_key: tuple[int, str, int, int], error: str
     )
 
 
+def recorded_message_ids(store: Store, target: str) -> set[int]:
+    """Message ids of the target recorded for any send (any post, any round): never another part's."""
+    rows = store.query(
+        "SELECT message_ids FROM sends WHERE target = ? AND message_ids IS NOT NULL AND message_ids != '[]'",
+        (target,),
+    )
+    return {int(i) for r in rows for i in json.loads(r["message_ids"] or "[]")}
+
+
 def sends_of(store: Store, post_id: int) -> list[dict[str, Any]]:
     return store.query("SELECT * FROM sends WHERE post_id = ? ORDER BY round, part", (post_id,))
 
@@ -216,32 +227,85 @@ def _norm(html: str) -> str:
     return _SPACE.sub(" ", html_to_text(html or "")).strip()
 
 
-def find_sent(
+def _fingerprint(info: MediaInfo, item: OutgoingMedia) -> bool | None:
+    """Whether a fetched media is the file sent: True (same name or size: Telegram keeps a document's bytes),
+    False (it is another file), None (nothing to tell by: a photo is recompressed)."""
+    if info.kind != item.kind:
+        return False
+    if info.kind == "photo":
+        return None
+    verdict: bool | None = None
+    if info.file_name:
+        if info.file_name != item.path.name:
+            return False
+        verdict = True
+    if info.size is not None:
+        try:
+            size = item.path.stat().st_size
+        except OSError:
+            return verdict
+        if info.size != size:
+            return False
+        verdict = True
+    return verdict
+
+
+def settle_candidates(
     recent: list[FetchedMessage], part: OutgoingPart, attempted_at: datetime, exclude: set[int]
-) -> list[int] | None:
-    """The message ids of `part` among the target's recent messages (newest first), or None."""
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The messages among the target's recent ones (newest first) that may be `part`, sent at or after
+    `attempted_at` and not already recorded as another send (`exclude`): (strong, weak) lists of message ids.
+    Strong: the text or caption matches, or every media item's fingerprint does. Weak: only the kind and the
+    album size match (a captionless photo)."""
     since = attempted_at - SETTLE_CLOCK_SLACK
     candidates = [m for m in recent if m.id not in exclude and m.date >= since]
     wanted = _norm(part.html)
+    strong: list[list[int]] = []
+    weak: list[list[int]] = []
     if part.kind == "text":
-        for m in candidates:
-            if m.media is None and _norm(m.html) == wanted:
-                return [m.id]
-        return None
+        strong = [[m.id] for m in candidates if m.media is None and _norm(m.html) == wanted]
+        return strong, weak
+    groups: list[list[FetchedMessage]] = []
     if part.kind == "media":
+        groups = [[m] for m in candidates if m.media is not None and m.grouped_id is None]
+    else:
+        by_group: dict[int, list[FetchedMessage]] = {}
         for m in candidates:
-            if m.media is not None and m.grouped_id is None and _norm(m.html) == wanted:
-                return [m.id]
-        return None
-    size = len(part.media)
-    groups: dict[int, list[FetchedMessage]] = {}
-    for m in candidates:
-        if m.media is not None and m.grouped_id is not None:
-            groups.setdefault(m.grouped_id, []).append(m)
-    for members in groups.values():
-        text = " ".join(t for t in (_norm(m.html) for m in sorted(members, key=lambda m: m.id)) if t)
-        if len(members) == size and text == wanted:
-            return sorted(m.id for m in members)
+            if m.media is not None and m.grouped_id is not None:
+                by_group.setdefault(m.grouped_id, []).append(m)
+        groups = [sorted(members, key=lambda m: m.id) for members in by_group.values()]
+    for members in groups:
+        if len(members) != len(part.media):
+            continue
+        text = " ".join(t for t in (_norm(m.html) for m in members) if t)
+        if text != wanted:
+            continue
+        prints = [_fingerprint(m.media, item) for m, item in zip(members, part.media, strict=True) if m.media]
+        if False in prints:
+            continue
+        ids = [m.id for m in members]
+        if wanted or (prints and all(prints)):
+            strong.append(ids)
+        else:
+            weak.append(ids)
+    return strong, weak
+
+
+def find_sent(
+    recent: list[FetchedMessage],
+    part: OutgoingPart,
+    attempted_at: datetime,
+    exclude: set[int],
+    *,
+    weak_ok: bool = False,
+) -> list[int] | None:
+    """The message ids of `part` when they can be told apart, else None: one strong match; with `weak_ok`
+    (Telegram said the part went out), also the one candidate there is. Several candidates are never guessed."""
+    strong, weak = settle_candidates(recent, part, attempted_at, exclude)
+    if len(strong) == 1:
+        return strong[0]
+    if weak_ok and not strong and len(weak) == 1:
+        return weak[0]
     return None
 
 
@@ -299,12 +363,21 @@ def reserve_send(runtime: Runtime, target: str, account_id: int, sends: int, tag
 # -- publishing ---------------------------------------------------------------------------------------
 
 
-class _NullReporter:
+class _LogReporter:
+    """Progress to the Python log, alerts to the admin (publishing outside a job)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
     def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
-        log.info("%s: %s", event, message)
+        log.log({"warning": logging.WARNING, "error": logging.ERROR}.get(level, logging.INFO), "%s: %s", event, message)
 
     def notify(self, key: str, message: str, level: str = "warning") -> bool:
-        return False
+        try:
+            return self.runtime.notifier.notify(key, message, level=level)
+        except Exception as exc:  # an alert that cannot go out must not change the publication's outcome
+            log.warning("could not notify the admin (%s): %s", key, exc)
+            return False
 
 
 def _account(runtime: Runtime, gateway: TelegramGateway) -> Account:
@@ -333,6 +406,8 @@ class Publication:
     target: ResolvedChannel | None = None
     round_no: int = 0
     parts: list[OutgoingPart] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Kept on the published post (state_reason): e.g. a part whose message ids are unknown."""
 
     @property
     def store(self) -> Store:
@@ -351,7 +426,9 @@ class Publication:
     def fail(self, reason: str, *, cancel: bool = True) -> FatalJobError:
         """Cancel the batch, fail the post, tell the admin; the job must not be retried."""
         if cancel:
-            self.cancel_batch(reason)
+            problem = self.cancel_batch(reason)
+            if problem:
+                reason = f"{reason}; {problem}"
         transition(self.store, self.post_id, ("publishing", "scheduled", "failed"), "failed",
                    state_reason=f"publish: {reason}"[:500], unreachable_tries=0)  # fmt: skip
         self.reporter.log("publish_failed", reason, level="error")
@@ -363,58 +440,96 @@ class Publication:
         )
         return FatalJobError(reason)
 
-    def cancel_batch(self, reason: str) -> list[int]:
-        """Delete what this round sent, so the channel never shows half a post; the next round gets new ids."""
+    def cancel_batch(self, reason: str) -> str | None:
+        """Delete what this round sent, so the channel never shows half a post; the next round gets new ids.
+
+        Returns None when the batch was taken back (or nothing was out), else what stopped it: a part that
+        could not be checked or deleted stays recorded (`attempting` / `sent`) and the round is kept, so a
+        restart completes the batch by looking at the channel instead of sending a part that may be visible.
+        """
         rows = self.store.query(
             "SELECT * FROM sends WHERE post_id = ? AND target = ? AND round = ? AND status IN ('sent', 'attempting')",
             (self.post_id, self.target_ref, self.round_no),
         )
+        if not rows:
+            return None
         ids = [i for r in rows if r["status"] == "sent" for i in json.loads(r["message_ids"] or "[]")]
         uncertain = [r["part"] for r in rows if r["status"] == "attempting"]
-        if uncertain and self.gateway is not None and self.target is not None:
-            ids += self._settle_for_cancel(uncertain)
-        if ids and self.gateway is not None and self.target is not None:
+        unknown = [r["part"] for r in rows if r["status"] == "sent" and not json.loads(r["message_ids"] or "[]")]
+        if self.gateway is None or self.target is None:
+            unchecked = sorted(uncertain + [r["part"] for r in rows if r["status"] == "sent"])
+        else:
+            found, unchecked = self._settle_for_cancel(uncertain)
+            ids += found
+            unchecked = sorted(unchecked + unknown)
+        if unchecked:
+            parts = ", ".join(str(p + 1) for p in unchecked)
+            problem = (
+                f"part(s) {parts} of this post may be visible in {self.route.target} and could not be checked "
+                f"or taken back: check the channel, then either delete the post's messages there and "
+                f"`contentq posts reject {self.post_id}`, or `contentq jobs retry` the publish job to complete it"
+            )
+            self.reporter.log("cancel_unchecked", problem, level="error", parts=unchecked)
+            self.reporter.notify(f"publish-cancel-failed:{self.post_id}", f"post {self.post_id}: {problem}", "error")
+            return problem
+        if ids:
+            assert self.gateway is not None and self.target is not None
             try:
                 self.gateway.delete_messages(self.target, ids)
                 self.reporter.log("batch_cancelled", f"deleted messages {ids} already sent ({reason})", level="warning")
             except Exception as exc:
                 # Still out: the sends stay recorded, so a restart completes the batch instead of repeating it.
-                self.reporter.log("cancel_failed", f"could not delete messages {ids}: {exc}", level="error")
+                problem = (
+                    f"could not delete the parts already sent (messages {ids} in {self.route.target}): {exc}; "
+                    "delete them by hand, or restart the publication to complete it"
+                )
+                self.reporter.log("cancel_failed", problem, level="error")
                 self.reporter.notify(
-                    f"publish-cancel-failed:{self.post_id}",
-                    f"post {self.post_id}: could not delete the part already sent (messages {ids} in "
-                    f"{self.route.target}): {exc}; delete them by hand, or restart the publication to complete it",
-                    level="error",
+                    f"publish-cancel-failed:{self.post_id}", f"post {self.post_id}: {problem}", "error"
                 )
-                return []
-        if rows:
-            with self.store.transaction() as conn:
-                conn.execute(
-                    "UPDATE sends SET status = 'deleted', updated_at = ? WHERE post_id = ? AND target = ? AND round = ?"
-                    " AND status IN ('sent', 'attempting')",
-                    (iso(), self.post_id, self.target_ref, self.round_no),
-                )
-                conn.execute(
-                    "UPDATE posts SET publish_round = ? WHERE id = ? AND publish_round = ?",
-                    (self.round_no + 1, self.post_id, self.round_no),
-                )
-        return ids
+                return problem
+        with self.store.transaction() as conn:
+            conn.execute(
+                "UPDATE sends SET status = 'deleted', updated_at = ? WHERE post_id = ? AND target = ? AND round = ?"
+                " AND status IN ('sent', 'attempting')",
+                (iso(), self.post_id, self.target_ref, self.round_no),
+            )
+            conn.execute(
+                "UPDATE posts SET publish_round = ? WHERE id = ? AND publish_round = ?",
+                (self.round_no + 1, self.post_id, self.round_no),
+            )
+        return None
 
-    def _settle_for_cancel(self, parts: list[int]) -> list[int]:
+    def _settle_for_cancel(self, parts: list[int]) -> tuple[list[int], list[int]]:
+        """(message ids of the uncertain parts found in the channel, parts that could not be checked)."""
         assert self.gateway is not None and self.target is not None
+        if not parts:
+            return [], []
         try:
             recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
-        except Exception:
-            return []
+        except Exception as exc:
+            self.reporter.log("settle_failed", f"could not look at {self.route.target}: {exc}", level="error")
+            return [], list(parts)
         found: list[int] = []
+        unchecked: list[int] = []
         rendered = self.parts
+        exclude = recorded_message_ids(self.store, self.target_ref)
         for index in parts:
             row = _send_row(self.store, self.post_id, self.target_ref, self.round_no, index)
-            if row is None or index >= len(rendered):
+            if row is None:
                 continue
-            got = find_sent(recent, rendered[index], parse(row["created_at"]), set(found))
-            found += got or []
-        return found
+            if index >= len(rendered):
+                unchecked.append(index)
+                continue
+            since = parse(row["created_at"])
+            strong, weak = settle_candidates(recent, rendered[index], since, exclude | set(found))
+            if len(strong) == 1:
+                found += strong[0]
+            elif not strong and len(weak) == 1:
+                found += weak[0]
+            elif strong or weak:  # several could be it: never delete a message that may be another post's
+                unchecked.append(index)
+        return found, unchecked
 
     def outstanding(self) -> int:
         """Parts of this round that are out, or may be (sent or attempting)."""
@@ -431,7 +546,7 @@ class Publication:
         if not self.outstanding():
             transition(self.store, self.post_id, "publishing", "scheduled", state_reason=reason[:500])
 
-    def flood_wait(self, exc: Exception) -> Reschedule:
+    def flood_wait(self, exc: Exception) -> Exception:
         seconds = float(getattr(exc, "seconds", 0) or 0)
         delay = seconds + _jitter(seconds)
         reason = f"FLOOD_WAIT of {seconds:.0f} s from Telegram while publishing to {self.route.target}"
@@ -440,7 +555,9 @@ class Publication:
             (self.post_id, self.target_ref, self.round_no),
         )
         if sent_any and seconds > self.runtime.settings.tg_flood_sleep_threshold:
-            self.cancel_batch(f"{reason}; the whole post is sent again after the wait")
+            problem = self.cancel_batch(f"{reason}; the whole post is sent again after the wait")
+            if problem:
+                return self.fail(f"{reason}; {problem}", cancel=False)
         self.back_to_scheduled(f"waiting: {reason}")
         self.reporter.log("flood_wait", f"{reason}; trying again in {delay:.0f} s", level="warning", seconds=seconds)
         if seconds > self.runtime.settings.flood_notify_threshold:
@@ -494,20 +611,31 @@ class Publication:
                     all_ids += found
                     continue
                 self.reporter.log(
-                    "settled", f"part {index + 1} is not in {self.route.target}: sending it with the same random ids"
+                    "settled",
+                    f"part {index + 1} cannot be told apart in {self.route.target}: sending it with the same "
+                    "random ids (Telegram refuses them if it went out)",
                 )
             _record_attempt(self.store, *key, part.kind, random_ids)
+            first_attempt = _send_row(self.store, *key)
+            attempted_at = parse(first_attempt["created_at"]) if first_attempt else now()
             try:
                 ids = self.gateway.send(self.target, part, random_ids)
             except tg_errors.RandomIdDuplicateError:
-                # Telegram has these random ids already: the part went out. Find it, never send again.
-                ids = self.settle(part, now() - SETTLE_CLOCK_SLACK, set(all_ids)) or []
-                self.reporter.log(
-                    "settled",
-                    f"part {index + 1}: Telegram refused the resend (random id known), so it was sent"
-                    + (f": messages {ids}" if ids else "; its message ids are not among the recent messages"),
-                    level="info" if ids else "warning",
-                )
+                # Telegram has these random ids already: the part went out. Find it, never send it again.
+                ids = self.settle(part, attempted_at, set(all_ids), weak_ok=True) or []
+                if ids:
+                    self.reporter.log(
+                        "settled",
+                        f"part {index + 1}: Telegram refused the resend (random id known), so it was sent: "
+                        f"messages {ids}",
+                    )
+                else:
+                    note = (
+                        f"part {index + 1} was sent (Telegram refused the resend: random id known) but its "
+                        f"message in {self.route.target} could not be identified; its message ids are unknown"
+                    )
+                    self.notes.append(note)
+                    self.reporter.log("settled", note, level="warning")
             except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:
                 _record_refused(self.store, key, f"{type(exc).__name__}: {exc}")
                 raise
@@ -522,10 +650,14 @@ class Publication:
             all_ids += ids
         return all_ids
 
-    def settle(self, part: OutgoingPart, attempted_at: datetime, exclude: set[int]) -> list[int] | None:
+    def settle(
+        self, part: OutgoingPart, attempted_at: datetime, exclude: set[int], *, weak_ok: bool = False
+    ) -> list[int] | None:
+        """Look for an uncertain part in the target, ignoring every message already recorded for a send."""
         assert self.gateway is not None and self.target is not None
         recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
-        return find_sent(recent, part, attempted_at, exclude)
+        exclude = exclude | recorded_message_ids(self.store, self.target_ref)
+        return find_sent(recent, part, attempted_at, exclude, weak_ok=weak_ok)
 
 
 def _is_critical(exc: BaseException) -> bool:
@@ -562,7 +694,7 @@ def publish_post(
     from contentq.dispatch import DISPATCH_AHEAD_SECONDS
     from contentq.pipeline import route_of
 
-    reporter = reporter or _NullReporter()
+    reporter = reporter or _LogReporter(runtime)
     store = runtime.store
     try:
         post = get_post(store, post_id)
@@ -611,11 +743,17 @@ def _finish(pub: Publication, message_ids: list[int] | None, link: str | None) -
     moved = transition(
         pub.store, pub.post_id, "publishing", "published",
         published_at=iso(), message_ids=json.dumps(message_ids) if message_ids is not None else None,
-        link=link, unreachable_tries=0, state_reason=None,
+        link=link, unreachable_tries=0, state_reason="; ".join(pub.notes)[:500] or None,
     )  # fmt: skip
     if not moved:
         pub.reporter.log("discarded", "the post left 'publishing' while it was published", level="warning")
     pub.reporter.log("published", f"post {pub.post_id} → {pub.route.target}: {link}", message_ids=message_ids)
+    if pub.notes:
+        pub.reporter.notify(
+            f"publish-note:{pub.post_id}",
+            f"post {pub.post_id} was published to {pub.route.target}, but: {'; '.join(pub.notes)}",
+            level="warning",
+        )
     return {"post_id": pub.post_id, "message_ids": message_ids, "link": link, "target": pub.route.target}
 
 
@@ -630,7 +768,15 @@ def _publish_to_outbox(pub: Publication) -> dict[str, Any]:
         raise pub.fail(str(exc), cancel=False) from None
     if not _start(pub):
         return {"post_id": pub.post_id, "skipped": "state changed"}
-    folder = write_outbox(settings, pub.post, pub.route, rendered)
+    try:
+        folder = write_outbox(settings, pub.post, pub.route, rendered)
+    except Exception as exc:
+        reason = f"writing the outbox {settings.outbox_dir} failed: {type(exc).__name__}: {exc}"
+        if pub.last_attempt:
+            raise pub.fail(reason, cancel=False) from None
+        pub.back_to_scheduled(f"waiting: {reason}")
+        pub.reporter.log("outbox_failed", f"{reason}; trying again", level="warning")
+        raise
     return _finish(pub, None, folder.as_uri())
 
 

@@ -136,15 +136,36 @@ def next_free_slot(
     )
 
 
+PAST_TOLERANCE = timedelta(minutes=1)
+"""A fixed time this little in the past still counts as now (the operator typed the current minute)."""
+
+
 def parse_at(value: str, timezone: str, current: datetime | None = None) -> datetime:
     """A time given by the operator: 'now', '+2h' / '30m' (from now), 'HH:MM' (next such time in the route's
-    zone), 'YYYY-MM-DD HH:MM' (in the route's zone) or an ISO time with an offset ('…T09:00+02:00', '…Z')."""
+    zone), 'YYYY-MM-DD HH:MM' (in the route's zone) or an ISO time with an offset ('…T09:00+02:00', '…Z').
+    A time in the past (other than 'now') is refused."""
+    return resolve_at(value, timezone, current)[0]
+
+
+def _gap_note(wall: datetime, instant: datetime, zone: ZoneInfo) -> str | None:
+    """When a local wall time does not exist (the clocks jump forward over it), say where it landed."""
+    local = instant.astimezone(zone)
+    if local.replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return None
+    return (
+        f"{wall:%Y-%m-%d %H:%M} does not exist in {zone.key} (the clocks jump forward then): "
+        f"scheduled for {local:%Y-%m-%d %H:%M %Z} instead"
+    )
+
+
+def resolve_at(value: str, timezone: str, current: datetime | None = None) -> tuple[datetime, str | None]:
+    """`parse_at`, plus a note when a daylight-saving gap moved the requested local time."""
     current = current or now()
     text = value.strip()
     if text.lower() == "now":
-        return current
+        return current, None
     if text.startswith("+") or (text[-1:].isalpha() and text[:-1].replace(".", "", 1).isdigit()):
-        return current + parse_duration(text.lstrip("+"))
+        return current + parse_duration(text.lstrip("+")), None
     zone = ZoneInfo(timezone)
     try:
         wall = time.fromisoformat(text)
@@ -153,9 +174,10 @@ def parse_at(value: str, timezone: str, current: datetime | None = None) -> date
     else:
         today = current.astimezone(zone).date()
         for offset in (0, 1, 2):
-            instant = datetime.combine(today + timedelta(days=offset), wall, tzinfo=zone).astimezone(UTC)
+            local = datetime.combine(today + timedelta(days=offset), wall, tzinfo=zone)
+            instant = local.astimezone(UTC)
             if instant > current:
-                return instant
+                return instant, _gap_note(local, instant, zone)
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -163,9 +185,19 @@ def parse_at(value: str, timezone: str, current: datetime | None = None) -> date
             f"{value!r} is not a time: use 'now', '+2h', '18:30', '2025-06-01 18:30' (in the route's time zone "
             f"{timezone}) or an ISO time with an offset"
         ) from None
+    note = None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+        local = parsed.replace(tzinfo=zone)
+        instant = local.astimezone(UTC)
+        note = _gap_note(local, instant, zone)
+    else:
+        instant = parsed.astimezone(UTC)
+    if instant < current - PAST_TOLERANCE:
+        shown = instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        raise ContentqError(
+            f"{value!r} ({shown}, {timezone}) is in the past; give a future time, or 'now' to publish right away"
+        )
+    return instant, note
 
 
 def describe(schedule: Schedule) -> str:

@@ -58,7 +58,7 @@ class FakeTelegram:
     auto_channels: bool = False  # resolve() invents unknown channels (benches)
     send_log: Path | None = None  # one JSON line per send call: time, target, html, kind
     _errors: dict[str, deque[BaseException | None]] = field(default_factory=lambda: defaultdict(deque))
-    _errors_after: dict[str, deque[BaseException]] = field(default_factory=lambda: defaultdict(deque))
+    _errors_after: dict[str, deque[BaseException | None]] = field(default_factory=lambda: defaultdict(deque))
     _used_random_ids: set[int] = field(default_factory=set)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     _groups: itertools.count = field(default_factory=lambda: itertools.count(5_000_000))
@@ -101,14 +101,17 @@ class FakeTelegram:
         """The next calls of `method` raise these, in order (None lets that call through)."""
         self._errors[method].extend(excs)
 
-    def fail_after_next(self, method: str, *excs: BaseException) -> None:
-        """The next calls of `method` take effect, then raise these (a reply lost, a crash after sending)."""
+    def fail_after_next(self, method: str, *excs: BaseException | None) -> None:
+        """The next calls of `method` take effect, then raise these (a reply lost, a crash after sending);
+        None lets that call return normally."""
         self._errors_after[method].extend(excs)
 
     def _maybe_fail_after(self, method: str) -> None:
         queue = self._errors_after.get(method)
         if queue:
-            raise queue.popleft()
+            exc = queue.popleft()
+            if exc is not None:
+                raise exc
 
     def _maybe_fail(self, method: str, arg: Any = None) -> None:
         self.calls.append((method, arg))
@@ -149,7 +152,9 @@ class FakeTelegram:
     def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
         self._maybe_fail("fetch_messages", (channel.ref, min_id, limit))
         newer = sorted((m for m in self.messages[channel.ref] if m.id > min_id), key=lambda m: m.id)
-        return newer[-limit:] if limit else newer
+        if not limit:
+            return newer
+        return newer[:limit] if min_id > 0 else newer[-limit:]  # like Telethon's reverse=True when min_id > 0
 
     def download_media(self, channel: ResolvedChannel, message_id: int) -> bytes:
         self._maybe_fail("download_media", (channel.ref, message_id))

@@ -245,3 +245,112 @@ def test_no_session_fails_at_once_and_says_to_log_in(rt, tg, monkeypatch):
     assert job["status"] == "failed" and job["attempts"] == 1
     assert "no Telegram session: run `contentq login`" in job["error"]
     assert tg.reconnects == 0
+
+
+# -- paging and albums at page edges -----------------------------------------------------------------
+
+OLD = now() - timedelta(hours=1)  # settled albums: nothing more of them is still uploading
+
+
+def photo() -> MediaInfo:
+    return MediaInfo("photo", "image/jpeg")
+
+
+def test_more_new_messages_than_one_page_are_taken_page_by_page_none_lost(rt, tg, monkeypatch):
+    import contentq.collect as collect_module
+
+    monkeypatch.setattr(collect_module, "MAX_PER_RUN", 3)
+    tg.add_message("@donor_a", 1, "one")
+    collect(rt)
+    for i in range(2, 9):
+        tg.add_message("@donor_a", i, f"message {i}")
+    collect(rt)
+    assert [p["source_msg_id"] for p in posts(rt)] == [1, 2, 3, 4]  # the oldest page after the cursor
+    assert channel(rt)["last_message_id"] == 4
+    collect(rt)
+    collect(rt)
+    assert [p["source_msg_id"] for p in posts(rt)] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert channel(rt)["last_message_id"] == 8
+
+
+def test_an_album_cut_by_the_end_of_a_page_waits_for_the_next_run_whole(rt, tg, monkeypatch):
+    import contentq.collect as collect_module
+
+    monkeypatch.setattr(collect_module, "MAX_PER_RUN", 3)
+    tg.add_message("@donor_a", 1, "one")
+    collect(rt)
+    tg.add_message("@donor_a", 2, "two")
+    tg.add_message("@donor_a", 3, "album caption", media=photo(), grouped_id=9, date=OLD)
+    tg.add_message("@donor_a", 4, media=photo(), grouped_id=9, date=OLD)
+    tg.add_message("@donor_a", 5, media=photo(), grouped_id=9, date=OLD)
+    collect(rt)  # the page is 2, 3, 4: the album's last item is on the next page
+    assert [p["source_msg_id"] for p in posts(rt)] == [1, 2] and channel(rt)["last_message_id"] == 2
+    collect(rt)
+    album = posts(rt)[-1]
+    assert json.loads(album["source_msg_ids"]) == [3, 4, 5] and album["kind"] == "album"
+    assert album["text_html"] == "album caption" and len(posts(rt)) == 3
+
+
+def test_first_run_leaves_out_an_album_cut_by_the_backfill(rt, tg):
+    rt.settings.collect_backfill = 3
+    tg.add_message("@donor_a", 2, "album caption", media=photo(), grouped_id=9, date=OLD)
+    tg.add_message("@donor_a", 3, media=photo(), grouped_id=9, date=OLD)
+    tg.add_message("@donor_a", 4, media=photo(), grouped_id=9, date=OLD)
+    tg.add_message("@donor_a", 5, "five")
+    tg.add_message("@donor_a", 6, "six")
+    collect(rt)  # the newest 3 are 4, 5, 6: item 4 alone would be a captionless photo post
+    assert [json.loads(p["source_msg_ids"]) for p in posts(rt)] == [[5], [6]]
+    assert channel(rt)["last_message_id"] == 6
+
+
+def test_an_album_still_arriving_is_left_for_the_next_run(rt, tg):
+    tg.add_message("@donor_a", 1, "one", date=OLD)
+    tg.add_message("@donor_a", 2, "caption", media=photo(), grouped_id=7)  # posted just now
+    tg.add_message("@donor_a", 3, media=photo(), grouped_id=7)
+    collect(rt)
+    assert [p["source_msg_id"] for p in posts(rt)] == [1] and channel(rt)["last_message_id"] == 1
+    tg.add_message("@donor_a", 4, media=photo(), grouped_id=7)
+    for message in tg.messages["@donor_a"]:
+        object.__setattr__(message, "date", OLD)  # a minute later: the album is complete
+    collect(rt)
+    album = posts(rt)[-1]
+    assert json.loads(album["source_msg_ids"]) == [2, 3, 4] and album["text_html"] == "caption"
+
+
+def test_a_first_run_holding_back_its_only_album_starts_the_next_run_just_before_it(rt, tg):
+    tg.add_message("@donor_a", 5, "caption", media=photo(), grouped_id=7)
+    tg.add_message("@donor_a", 6, media=photo(), grouped_id=7)
+    collect(rt)
+    assert posts(rt) == [] and channel(rt)["last_message_id"] == 4
+    for message in tg.messages["@donor_a"]:
+        object.__setattr__(message, "date", OLD)
+    collect(rt)
+    assert [json.loads(p["source_msg_ids"]) for p in posts(rt)] == [[5, 6]]
+
+
+def test_late_album_items_join_their_stored_post(rt, tg):
+    tg.add_message("@donor_a", 10, "cap", media=photo(), grouped_id=7, date=OLD)
+    tg.add_message("@donor_a", 11, media=photo(), grouped_id=7, date=OLD)
+    collect(rt)
+    tg.add_message("@donor_a", 12, media=MediaInfo("video", "video/mp4"), grouped_id=7, date=OLD, data=b"late")
+    job = collect(rt)
+    (album,) = posts(rt)
+    assert json.loads(album["source_msg_ids"]) == [10, 11, 12] and album["kind"] == "album"
+    assert album["text_html"] == "cap" and album["state"] == "collected"
+    media = rt.store.query("SELECT * FROM media WHERE post_id = ? ORDER BY position", (album["id"],))
+    assert [m["position"] for m in media] == [0, 1, 2] and media[2]["kind"] == "video"
+    assert (rt.settings.media_dir / media[2]["path"]).read_bytes() == b"late"
+    assert json.loads(job["result"])["collected"] == 0 and channel(rt)["last_message_id"] == 12
+
+
+def test_late_album_items_of_a_post_already_rewritten_are_kept_as_its_duplicate(rt, tg):
+    tg.add_message("@donor_a", 10, "cap", media=photo(), grouped_id=7, date=OLD)
+    collect(rt)
+    (first,) = posts(rt)
+    rt.store.execute("UPDATE posts SET state = 'rewritten' WHERE id = ?", (first["id"],))
+    tg.add_message("@donor_a", 11, media=photo(), grouped_id=7, date=OLD)
+    collect(rt)
+    late = posts(rt)[-1]
+    assert late["id"] != first["id"] and late["state"] == "duplicate" and late["duplicate_of"] == first["id"]
+    assert f"album of post {first['id']}, which was already rewritten" in late["state_reason"]
+    assert json.loads(posts(rt)[0]["source_msg_ids"]) == [10]

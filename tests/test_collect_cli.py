@@ -87,6 +87,21 @@ def test_collect_now_runs_in_the_foreground(rt, fake):
     assert len(rewrites) == 2 and rewrites[0]["parent_id"] is None
 
 
+def test_collect_now_without_a_session_prints_only_the_error(rt, monkeypatch):
+    (rt.settings.home / "contentq.toml").write_text(ROUTES)
+    monkeypatch.setenv("CONTENTQ_TG_API_ID", "1")
+    monkeypatch.setenv("CONTENTQ_TG_API_HASH", "abcdef0123456789")
+    from contentq.settings import get_settings
+
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["collect", "--now"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "no Telegram session: run `contentq login`" in result.output
+    assert "collected" not in result.output and "nothing" not in result.output.lower()  # no empty table
+    assert "0/?" not in result.output and "collect @donor_a" not in result.output  # no progress bar
+    assert rt.store.scalar("SELECT COUNT(*) FROM posts") == 0
+
+
 def test_collect_now_under_flood_wait_queues_a_job_for_later(rt, fake):
     fake.fail_next("fetch_messages", errors.FloodWaitError(request=None, capture=900))
     result = runner.invoke(app, ["collect", "--now", "@donor_a"])

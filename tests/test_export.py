@@ -117,9 +117,65 @@ def test_importing_the_same_export_again_adds_nothing(routes):
 def test_the_same_export_as_another_source_is_all_content_duplicates(routes):
     run_import(routes)
     other = run_import(routes, source="@somebody")
-    assert other.counts.duplicate == 6 and other.counts.collected == 0
-    dups = routes.store.query("SELECT * FROM posts WHERE source = '@somebody'")
+    # all but the post whose photo was not exported: without its file, nothing proves it is the same photo
+    assert other.counts.duplicate == 5 and other.counts.collected == 1
+    dups = routes.store.query("SELECT * FROM posts WHERE source = '@somebody' AND source_msg_id != 4")
     assert {d["state"] for d in dups} == {"duplicate"} and all(d["duplicate_of"] for d in dups)
+
+
+def test_textless_photos_without_their_files_are_not_duplicates_of_each_other(routes, tmp_path):
+    placeholder = {"photo": "(File not included. Change data exporting settings to download.)",
+                   "width": 1280, "height": 720, "photo_file_size": 123456, "text": ""}  # fmt: skip
+    messages = [
+        {"id": i, "type": "message", "date": f"2024-03-0{i}T12:00:00", "date_unixtime": str(1709294400 + i * 86400),
+         **placeholder}
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"name": "Photos", "messages": messages}))
+    report = run_import(routes, path)
+    assert report.counts.collected == 3 and report.counts.duplicate == 0
+    assert [p["state"] for p in posts(routes)] == ["collected"] * 3
+
+
+def test_media_files_are_copied_before_the_write_transaction(routes, monkeypatch):
+    """Copying an export's files must not hold the database's write lock (collect jobs would wait)."""
+    import sqlite3
+
+    import contentq.integrations.export as export
+
+    real = export.store_file
+    locked: list[bool] = []
+
+    def probing(*args, **kw):
+        other = sqlite3.connect(routes.settings.db_path, timeout=0.05)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            locked.append(False)
+        except sqlite3.OperationalError:
+            locked.append(True)
+        finally:
+            other.close()
+        return real(*args, **kw)
+
+    monkeypatch.setattr(export, "store_file", probing)
+    assert run_import(routes).counts.collected == 6
+    assert locked and not any(locked)
+
+
+def test_a_database_failure_after_the_files_are_copied_imports_no_row(routes, monkeypatch):
+    import contentq.integrations.export as export
+
+    def broken(*args, **kw):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(export, "advance", broken)
+    with pytest.raises(RuntimeError):
+        run_import(routes)
+    assert routes.store.scalar("SELECT COUNT(*) FROM posts") == 0
+    assert routes.store.scalar("SELECT COUNT(*) FROM media") == 0
+    assert routes.store.scalar("SELECT COUNT(*) FROM jobs") == 0
 
 
 def test_malformed_export_names_the_message_and_imports_nothing(routes):

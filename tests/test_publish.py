@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,125 @@ def test_a_cancelled_publish_job_is_dispatched_again_later(prt):
     assert [d["post_id"] for d in dispatch(prt, current=later)["dispatched"]] == [post_id]
     drain(prt, "publish")
     assert get_post(prt.store, post_id)["state"] == "published"
+
+
+# -- settling uncertain sends, cancelling, time limits (review findings) --------------------------------
+
+
+def _long_photo_post(rt: Runtime, letter: str, data: bytes) -> int:
+    """A photo whose text is over the caption limit: a captionless photo, then the text."""
+    post_id = scheduled_post(rt, f"{letter} " * 700, kind="photo")
+    add_media(rt, post_id, "photo", data=data)
+    return post_id
+
+
+def test_settling_never_takes_another_posts_captionless_photo(prt):
+    tg = fake(prt)
+    first = _long_photo_post(prt, "A", b"first photo")
+    second = _long_photo_post(prt, "B", b"second photo")
+    publish_post(prt, first)
+    tg.fail_next("send", RuntimeError("crash before the request left"))
+    with pytest.raises(RuntimeError):
+        publish_post(prt, second, last_attempt=False)
+    publish_post(prt, second)
+    visible = tg.visible("@mychan")
+    assert [m.kind or "text" for m in visible] == ["photo", "text", "photo", "text"]  # B's photo did go out
+    a_ids = set(json.loads(get_post(prt.store, first)["message_ids"]))
+    b_ids = json.loads(get_post(prt.store, second)["message_ids"])
+    assert b_ids == [visible[2].message_id, visible[3].message_id] and not a_ids & set(b_ids)
+
+
+def test_a_captionless_photo_among_several_is_not_guessed_and_never_sent_twice(prt):
+    from tests.fake_telegram import SentMessage
+
+    tg = fake(prt)
+    post_id = _long_photo_post(prt, "P", b"my photo")
+    tg.fail_after_next("send", ConnectionError("connection dropped after the request left"))
+    with pytest.raises(Reschedule):
+        publish_post(prt, post_id)
+    # Someone posts another captionless photo in the channel meanwhile: two candidates, no way to tell.
+    tg.sent.append(SentMessage("@mychan", 99_999, "", [], 0, now(), kind="photo"))
+    publish_post(prt, post_id)
+    photos = [m for m in tg.visible("@mychan") if m.kind == "photo"]
+    assert len(photos) == 2  # ours once (the resend with the same random id was refused) and the other one
+    post = get_post(prt.store, post_id)
+    assert post["state"] == "published" and 99_999 not in json.loads(post["message_ids"])
+    assert "could not be identified" in post["state_reason"]
+    assert [(s["status"], json.loads(s["message_ids"])) for s in sends_of(prt.store, post_id)][0] == ("sent", [])
+    (note,) = notifications(prt, f"publish-note:{post_id}")
+    assert "message ids are unknown" in note["message"]
+
+
+def test_a_refused_resend_is_settled_from_the_first_attempt_an_hour_ago(prt):
+    tg = _BlindFake()
+    tg.add_channel("@mychan", 1234567)
+    prt.services["telegram"] = tg
+    post_id = scheduled_post(prt, "Sent an hour ago")
+    tg.fail_after_next("send", ConnectionError("connection dropped after the request left"))
+    with pytest.raises(Reschedule):
+        publish_post(prt, post_id)
+    an_hour_ago = now() - timedelta(hours=1)
+    tg.sent[0].at = an_hour_ago
+    prt.store.execute("UPDATE sends SET created_at = ? WHERE post_id = ?", (iso(an_hour_ago), post_id))
+    publish_post(prt, post_id)  # the first look misses it, the resend is refused: look again from the first try
+    assert len(tg.sent) == 1
+    post = get_post(prt.store, post_id)
+    assert post["state"] == "published" and json.loads(post["message_ids"]) == [tg.sent[0].message_id]
+    assert post["link"] == f"https://t.me/mychan/{tg.sent[0].message_id}"
+    (send,) = sends_of(prt.store, post_id)
+    assert send["created_at"] == iso(an_hour_ago)  # the retry kept the first attempt's time
+
+
+def test_a_part_that_cannot_be_checked_is_not_treated_as_deleted(prt):
+    tg = fake(prt)
+    post_id = _long_photo_post(prt, "C", b"photo c")
+    tg.fail_after_next("send", None, RuntimeError("worker died after the text left"))
+    with pytest.raises(RuntimeError):
+        publish_post(prt, post_id, last_attempt=False)
+    assert len(tg.visible("@mychan")) == 2
+    # The last attempt cannot look at the channel: the text may be visible, so nothing is taken back.
+    tg.fail_next("recent_messages", RuntimeError("history unavailable"), RuntimeError("history unavailable"))
+    with pytest.raises(FatalJobError):
+        publish_post(prt, post_id)
+    post = get_post(prt.store, post_id)
+    assert post["state"] == "failed" and "check the channel" in post["state_reason"]
+    assert post["publish_round"] == 0
+    assert [s["status"] for s in sends_of(prt.store, post_id)] == ["sent", "attempting"]
+    assert len(tg.visible("@mychan")) == 2
+    assert notifications(prt, f"publish-cancel-failed:{post_id}")
+    # Restarted, the publication completes by looking: nothing goes out twice.
+    publish_post(prt, post_id)
+    assert get_post(prt.store, post_id)["state"] == "published"
+    assert [m.kind or "text" for m in tg.visible("@mychan")] == ["photo", "text"] and len(tg.sent) == 2
+
+
+def test_a_job_killed_by_its_timeout_mid_send_is_settled_not_sent_twice(prt):
+    from rq.timeouts import JobTimeoutException
+
+    tg = fake(prt)
+    post_id = scheduled_post(prt, "Slow upload")
+    tg.fail_after_next("send", JobTimeoutException("Task exceeded maximum timeout value (45 seconds)"))
+    dispatch(prt)
+    drain(prt, "publish")
+    assert [m.html for m in tg.visible("@mychan")] == ["Slow upload"] and len(tg.sent) == 1
+    post = get_post(prt.store, post_id)
+    assert post["state"] == "published" and json.loads(post["message_ids"]) == [tg.sent[0].message_id]
+    assert publish_job(prt, post_id)["attempts"] == 2
+
+
+def test_an_outbox_write_failing_on_the_last_attempt_fails_the_post(prt, home, monkeypatch):
+    import contentq.integrations.outbox as outbox
+
+    write_config(home, route_toml(extra='publisher = "outbox"'))
+    post_id = scheduled_post(prt, "To the outbox")
+
+    def broken(*args: object, **kw: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outbox, "write_outbox", broken)
+    with pytest.raises(FatalJobError):
+        publish_post(prt, post_id)
+    post = get_post(prt.store, post_id)
+    assert post["state"] == "failed" and "No space left on device" in post["state_reason"]
+    (note,) = notifications(prt, f"publish-failed:{post_id}")
+    assert "outbox" in note["message"]

@@ -208,3 +208,56 @@ def test_schedule_and_generate_config_errors_name_the_field():
         )
     with pytest.raises(ConfigError, match=r"generate.times"):
         parse_routes({"routes": {"r": {"target": "@a", "generate": {"topic": "x", "times": []}}}})
+
+
+def test_a_time_in_the_past_is_refused_and_nothing_is_scheduled(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00"]\ntimezone = "Europe/Berlin"'))
+    post_id = add_post(rt)
+    result = CliRunner().invoke(app, ["schedule", str(post_id), "--at", "2020-01-01 09:00"])
+    assert result.exit_code != 0
+    assert "in the past" in str(result.exception) + result.output
+    assert get_post(rt.store, post_id)["state"] == "rewritten"
+    with pytest.raises(ContentqError, match="in the past"):
+        parse_at("2030-01-07T09:00Z", "UTC", MON)
+    assert parse_at("now", "UTC", MON) == MON  # 'now' is the one way to publish at once
+
+
+def test_a_local_time_in_the_dst_gap_is_moved_and_the_output_says_so(rt, home):
+    write_config(home, route_toml(schedule='slots = ["09:00"]\ntimezone = "Europe/Berlin"'))
+    post_id = add_post(rt)
+    result = CliRunner().invoke(app, ["schedule", str(post_id), "--at", "2030-03-31 02:30"])
+    assert result.exit_code == 0, result.output
+    assert get_post(rt.store, post_id)["scheduled_at"] == iso(utc(2030, 3, 31, 1, 30))  # 03:30 CEST
+    assert "does not exist" in result.output and "03:30 CEST" in result.output
+
+
+def test_a_post_half_out_in_the_channel_cannot_be_edited_or_rescheduled(rt, home, monkeypatch):
+    write_config(home, route_toml(schedule='slots = ["09:00"]'))
+    post_id = add_post(rt, state="failed")
+    rt.store.execute(
+        "INSERT INTO sends (post_id, target, round, part, kind, random_id, random_ids, status, message_ids,"
+        " created_at, updated_at) VALUES (?, '@mychan', 0, 0, 'media', 1, '[1]', 'sent', '[1001]', ?, ?)",
+        (post_id, iso(), iso()),
+    )
+    runner = CliRunner()
+    monkeypatch.setattr("click.edit", lambda *a, **kw: "changed text")
+    result = runner.invoke(app, ["posts", "edit", str(post_id)])
+    assert result.exit_code != 0
+    message = str(result.exception) + result.output
+    assert "in the channel already" in message and f"contentq posts reject {post_id}" in message
+    assert get_post(rt.store, post_id)["rewrite_html"] == "Hello <b>world</b>"
+    result = runner.invoke(app, ["schedule", str(post_id), "--at", "+1h"])
+    assert result.exit_code != 0 and "in the channel already" in str(result.exception) + result.output
+    assert get_post(rt.store, post_id)["state"] == "failed"
+    # Once the round is over (the parts deleted, a new round), the post can be edited again.
+    rt.store.execute("UPDATE posts SET publish_round = 1 WHERE id = ?", (post_id,))
+    result = runner.invoke(app, ["posts", "edit", str(post_id)])
+    assert result.exit_code == 0, result.output
+    assert get_post(rt.store, post_id)["rewrite_html"] == "changed text"
+
+
+def test_rules_list_says_which_section_is_missing(rt, home):
+    write_config(home, route_toml())
+    result = CliRunner().invoke(app, ["rules", "list"])
+    assert result.exit_code == 0, result.output
+    assert "no route has a [generate] section" in result.output

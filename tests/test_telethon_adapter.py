@@ -147,6 +147,50 @@ def test_document_kinds():
     assert named is not None and (named.kind, named.file_name, named.size) == ("document", "report.pdf", 42)
 
 
+def test_spoilers_and_formatting_aliases_survive_both_directions():
+    from contentq.content.utf16 import utf16_len
+    from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities
+
+    text = "Spoiler 😀 hidden, under and struck"
+    start = utf16_len("Spoiler 😀 ")
+    message = tl.Message(
+        id=9, peer_id=tl.PeerChannel(1), date=datetime(2024, 3, 1, tzinfo=UTC), message=text,
+        entities=[tl.MessageEntitySpoiler(offset=start, length=6),
+                  tl.MessageEntityUnderline(offset=start + 8, length=5),
+                  tl.MessageEntityStrike(offset=start + 18, length=6)],
+    )  # fmt: skip
+    fetched = to_fetched(message)  # collected: the spoiler is kept, not turned into plain text
+    assert fetched is not None
+    assert fetched.html == "Spoiler 😀 <tg-spoiler>hidden</tg-spoiler>, <u>under</u> and <del>struck</del>"
+
+    for html in (
+        "Spoiler 😀 <tg-spoiler>hidden</tg-spoiler>, <ins>under</ins> and <strike>struck</strike>",
+        'Spoiler 😀 <span class="tg-spoiler">hidden</span>, <u>under</u> and <s>struck</s>',
+    ):
+        plain, entities = html_to_entities(html)  # published: what the LLM writes becomes real entities
+        assert plain == text
+        assert [(type(e), e.offset, e.length) for e in entities] == [
+            (tl.MessageEntitySpoiler, start, 6), (tl.MessageEntityUnderline, start + 8, 5),
+            (tl.MessageEntityStrike, start + 18, 6),
+        ]  # fmt: skip
+        assert entities_to_html(plain, entities) == fetched.html
+
+    request = build_send_request(PEER, OutgoingPart(html="<b>x</b> <tg-spoiler>y</tg-spoiler>"), [7], [])
+    assert [type(e) for e in request.entities] == [tl.MessageEntityBold, tl.MessageEntitySpoiler]
+
+
+def test_formatting_round_trips_code_blocks_links_and_quotes():
+    from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities
+
+    html = (
+        '<pre><code class="language-python">x = 1 &lt; 2</code></pre> <code>inline</code> '
+        '<a href="https://e.x/?a=1&amp;b=2">link</a> <blockquote>quoted</blockquote> <em>i</em>'
+    )
+    text, entities = html_to_entities(html)
+    assert text == "x = 1 < 2 inline link quoted i"
+    assert entities_to_html(text, entities) == html
+
+
 # -- errors and the loop thread --------------------------------------------------------------------
 
 
@@ -175,6 +219,44 @@ def test_loop_thread_runs_coroutines_and_turns_a_timeout_into_connection_error()
             runner.run(hang(), 0.2)
         assert time.monotonic() - start < 5
     finally:
+        runner.stop()
+
+
+@pytest.mark.parametrize("interrupt", ["timeout", "job timeout"])
+def test_a_request_the_caller_gave_up_on_is_cancelled_and_never_completes(interrupt):
+    import signal
+    import threading
+
+    from rq.timeouts import JobTimeoutException
+
+    runner = EventLoopThread()
+    landed, cancelled = threading.Event(), threading.Event()
+
+    async def slow_send() -> None:
+        try:
+            await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        landed.set()  # the message would be posted here
+
+    def alarm(signum: int, frame: Any) -> None:
+        raise JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    try:
+        if interrupt == "timeout":
+            with pytest.raises(ConnectionError):
+                runner.run(slow_send(), 0.1)
+        else:  # RQ's work-horse timeout: SIGALRM raises in the waiting (main) thread
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            with pytest.raises(JobTimeoutException):
+                runner.run(slow_send(), 30)
+        assert cancelled.wait(5)
+        assert not landed.wait(1.5)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
         runner.stop()
 
 
@@ -220,9 +302,12 @@ class StubClient:
             users=[], chats=[], date=datetime.now(UTC), seq=0,
         )  # fmt: skip
 
-    async def get_messages(self, peer: Any, limit: int | None = None, min_id: int = 0, ids: Any = None) -> Any:
-        messages = [photo_message(i, f"m{i}") for i in (12, 11, 10)]  # newest first, like Telegram
-        return [m for m in messages if m.id > min_id][:limit]
+    async def get_messages(
+        self, peer: Any, limit: int | None = None, min_id: int = 0, ids: Any = None, reverse: bool = False
+    ) -> Any:
+        messages = [photo_message(i, f"m{i}") for i in (13, 12, 11, 10)]  # newest first, like Telegram
+        newer = [m for m in messages if m.id > min_id]
+        return list(reversed(newer))[:limit] if reverse else newer[:limit]  # reverse: oldest first
 
     async def send_message(self, entity: Any, text: str, **kw: Any) -> None:
         self.sent_text.append((entity, text))
@@ -266,7 +351,9 @@ def test_gateway_fetches_oldest_first_and_checks_authorization(gateway):
     gw, stub = gateway
     gw.ensure_ready()
     assert stub.connected
-    assert [m.id for m in gw.fetch_messages(CHANNEL, min_id=10, limit=50)] == [11, 12]
+    assert [m.id for m in gw.fetch_messages(CHANNEL, min_id=10, limit=50)] == [11, 12, 13]
+    assert [m.id for m in gw.fetch_messages(CHANNEL, min_id=10, limit=2)] == [11, 12]  # after the cursor: oldest
+    assert [m.id for m in gw.fetch_messages(CHANNEL, min_id=0, limit=2)] == [12, 13]  # first run: the newest
     stub.authorized = False
     with pytest.raises(errors.AuthKeyUnregisteredError):
         gw.ensure_ready()

@@ -154,7 +154,8 @@ def collect(
     as_json: JsonOpt = False,
 ) -> None:
     """Enqueue one collect job per donor channel (cron runs this), or collect right away with --now."""
-    from contentq.collect import CollectFailed, ForegroundContext, collect_source
+    from contentq.collect import CollectFailed, ForegroundContext, check_session, collect_source
+    from contentq.ingest import Counts
 
     rt = runtime()
     refs = _selected_sources(rt, sources)
@@ -167,6 +168,11 @@ def collect(
         else:
             table(rows, ["source", "job", "status", ("already", "already queued")], title="collect jobs")
         return
+    try:  # before any progress bar: without a session, its error is all there is to show
+        check_session(ForegroundContext(rt), rt.telegram, ", ".join(refs), Counts())
+    except CollectFailed as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
     results, failed = [], 0
     for ref in refs:
         ctx = ForegroundContext(rt)
@@ -185,7 +191,7 @@ def collect(
         results.append(report.as_dict())
     if as_json:
         print_json(results)
-    else:
+    elif results:  # every source failed: the errors above are the output, not an empty table
         table(results, ["source", "fetched", "collected", "duplicate", "filtered", "cursor"], title="collected")
     if failed:
         raise typer.Exit(1)

@@ -144,6 +144,7 @@ def edit(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
     post = get_post(rt.store, post_id)
     if post["state"] not in EDITABLE:
         raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be edited")
+    pipeline.refuse_if_parts_out(rt.store, post_id, "edited")
     current = post["rewrite_html"] if post["rewrite_html"] is not None else post["text_html"] or ""
     edited = click.edit(current, extension=".html", require_save=True)
     if edited is None:
@@ -166,10 +167,12 @@ def edit(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
         raise ContentqError("the edited text is empty and the post has no media; use `contentq posts reject` instead")
     states = ", ".join("?" for _ in EDITABLE)
     cursor = rt.store.execute(
-        f"UPDATE posts SET rewrite_html = ?, updated_at = ? WHERE id = ? AND state IN ({states})",
-        (edited, iso(), post_id, *EDITABLE),
+        f"UPDATE posts SET rewrite_html = ?, updated_at = ? WHERE id = ? AND state IN ({states})"
+        f" AND ({pipeline.PARTS_OUT_SQL}) = 0",
+        (edited, iso(), post_id, *EDITABLE, post_id),
     )
     if cursor.rowcount != 1:
+        pipeline.refuse_if_parts_out(rt.store, post_id, "edited")
         raise ContentqError(
             f"post {post_id} changed state while you edited it; look at `contentq posts show {post_id}`"
         )

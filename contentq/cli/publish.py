@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from contentq import pipeline
 from contentq.cli.common import JsonOpt, runtime
@@ -24,7 +25,7 @@ PUBLISHABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
 class _CliReporter:
     def log(self, event: str, message: str = "", *, level: str = "info", **data: object) -> None:
         style = {"warning": "yellow", "error": "red"}.get(level, "dim")
-        console.print(f"[{style}]{event}[/{style}] {message}", highlight=False)
+        console.print(f"[{style}]{escape(event)}[/{style}] {escape(message)}", highlight=False)
 
     def notify(self, key: str, message: str, level: str = "warning") -> bool:
         return runtime().notifier.notify(key, message, level=level)
@@ -45,7 +46,7 @@ def publish(
     rt = runtime()
     if dry:
         folder = dry_run(rt, post_id)
-        ok(f"post {post_id} rendered to {folder}")
+        ok(escape(f"post {post_id} rendered to {folder}"))
         return
     post = get_post(rt.store, post_id)
     if post["state"] == "published":
@@ -74,7 +75,7 @@ def publish(
         raise ContentqError(f"post {post_id} failed: {exc}") from None
     if result.get("skipped"):
         raise ContentqError(f"post {post_id} was not published: {result['skipped']}")
-    ok(f"post {post_id} published: {result.get('link')}")
+    ok(escape(f"post {post_id} published: {result.get('link')}"))
 
 
 def dispatch(
@@ -88,7 +89,7 @@ def dispatch(
         return
     for rule in result["rules"]:
         note = f" ({rule['skipped']})" if rule.get("skipped") else ""
-        console.print(f"rule {rule['route']}: due {rule['due']} → job {rule['job']}{note}", highlight=False)
+        console.print(escape(f"rule {rule['route']}: due {rule['due']} → job {rule['job']}{note}"), highlight=False)
     rules = len(result["rules"])
     ok(f"{result['now']} post(s) queued now, {result['delayed']} queued for their slot, {rules} rule(s) fired")
 
@@ -107,5 +108,5 @@ def rules_list(as_json: JsonOpt = False) -> None:
         rows,
         ["route", "topic", "times", "days", ("next_run_local", "next run"), "runs", "successes", "posts", "last_error"],
         title="rules",
-        empty="no route has a [generate] section",
+        empty=escape("no route has a [generate] section"),
     )

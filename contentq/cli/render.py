@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Piped output (cron logs, `| less`) gets room for whole tables instead of rich's 80-column default.
@@ -34,7 +35,7 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.1f}"
-    return str(value)
+    return escape(str(value))  # post text like "[ad]" is data, not rich markup
 
 
 def table(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from contentq import pipeline
 from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import ok, print_json, table
+from contentq.cli.render import console, ok, print_json, table
 from contentq.clock import iso
-from contentq.schedule import describe, in_zone, parse_at, schedule_rows
+from contentq.schedule import describe, in_zone, resolve_at, schedule_rows
 from contentq.store.posts import get_post
 
 
@@ -88,9 +89,11 @@ def set_(
     rt = runtime()
     post = get_post(rt.store, post_id)
     route = pipeline.route_of(rt, post["route"])
-    when = parse_at(at, route.schedule.timezone)
+    when, note = resolve_at(at, route.schedule.timezone)
     slot = pipeline.reschedule_at(rt, post_id, when)
     ok(f"post {post_id} scheduled for {iso(slot)} ({in_zone(iso(slot), route.schedule.timezone)})")
+    if note:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
 def unschedule(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:

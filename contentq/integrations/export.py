@@ -1,7 +1,8 @@
 """Telegram Desktop channel export (`result.json`) → posts, through the same dedup and filters as collect.
 
-The whole file is read and checked first (a malformed message is named in the error), then every post is
-stored in ONE transaction: an import either happens completely or not at all. Album items are consecutive
+The whole file is read and checked first (a malformed message is named in the error), its media files are
+copied into the content-addressed media store, then every post is stored in ONE short transaction: the
+database gets an import completely or not at all. Album items are consecutive
 media messages with the same timestamp (exports have no grouped_id). Service messages are skipped.
 """
 
@@ -305,7 +306,7 @@ def _candidate(ref: str, group: list[ExportMessage], media_dir: Path) -> Candida
         item = message.media
         if item is None:
             continue
-        entry = CandidateMedia(item.kind, item.mime, item.size, item.width, item.height)
+        entry = CandidateMedia(item.kind, item.mime, item.size, item.width, item.height, origin=f"{ref}:{message.id}")
         if item.path is not None:
             stored = store_file(media_dir, item.path, mime=item.mime)
             entry.sha256, entry.relpath, entry.size = stored.sha256, stored.relpath, stored.size
@@ -336,17 +337,22 @@ def import_export(
     ingestor = Ingestor(route, dedup_index(runtime))
     ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
     accepted: list[int] = []
+    # Copy the files first, without holding the write lock (collect jobs go on meanwhile): the media store is
+    # content-addressed, so files of an import that then fails are harmless and reused by the next try.
+    candidates = []
+    for done, group in enumerate(groups, start=1):
+        candidates.append(_candidate(ref, group, runtime.settings.media_dir))
+        if progress is not None:
+            progress(done, len(groups))
     try:
-        with store.transaction() as conn:
+        with store.transaction() as conn:  # then every row in one short transaction: all or nothing
             ensure_channel(conn, ref)
             ingestor.index.refresh(conn)
-            for done, group in enumerate(groups, start=1):
-                outcome = ingestor.ingest(conn, _candidate(ref, group, runtime.settings.media_dir))
+            for candidate in candidates:
+                outcome = ingestor.ingest(conn, candidate)
                 report.counts.add(outcome)
                 if outcome.state == "collected" and outcome.post_id is not None:
                     accepted.append(outcome.post_id)
-                if progress is not None:
-                    progress(done, len(groups))
             last_id = max((m.id for m in export.messages), default=0)
             advance(conn, ref, last_id, report.counts)
     except BaseException:

@@ -124,16 +124,21 @@ class EventLoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run `coro` on the loop and wait for it. Whatever stops the wait (the timeout, RQ's job timeout
+        raised by SIGALRM in this thread, Ctrl-C) also cancels the coroutine, so a request the caller gave
+        up on cannot complete later (a send landing after its job was declared timed out)."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result(timeout)
         except TimeoutError:
-            future.cancel()
             raise ConnectionError(f"Telegram did not answer within {timeout:g} s") from None
         except errors.RPCError:
             raise
         except Exception as exc:
             raise map_error(exc) from exc
+        finally:
+            if not future.done():
+                future.cancel()
 
     def stop(self) -> None:
         if self.loop.is_running():
@@ -385,7 +390,11 @@ class TelethonGateway:
 
     def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
         async def fetch(client: Any) -> list[FetchedMessage]:
-            found = await client.get_messages(input_peer(channel), limit=limit or None, min_id=min_id)
+            # min_id > 0: the oldest page after the cursor (reverse=True walks up from min_id); min_id 0: the
+            # newest `limit` (a first run's backfill). See TelegramGateway.fetch_messages.
+            found = await client.get_messages(
+                input_peer(channel), limit=limit or None, min_id=min_id, reverse=min_id > 0
+            )
             converted = (to_fetched(m) for m in found)
             return sorted((m for m in converted if m is not None), key=lambda m: m.id)
 

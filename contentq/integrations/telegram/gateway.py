@@ -93,7 +93,11 @@ class TelegramGateway(Protocol):
         """Resolve '@name', a t.me link or a numeric id; callers cache the result."""
 
     def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
-        """Messages with id > min_id, oldest first, at most `limit` (the newest ones when there are more)."""
+        """Messages with id > min_id, returned oldest first, at most `limit`.
+
+        Which ones when there are more than `limit`: with min_id 0 (a first run, nothing collected yet) the
+        NEWEST `limit`; with min_id > 0 the OLDEST `limit` right after min_id, so a caller that moves min_id
+        to the last id it stored pages through everything, none skipped."""
 
     def download_media(self, channel: ResolvedChannel, message_id: int) -> bytes:
         """The media bytes of one message."""
