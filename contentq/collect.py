@@ -274,6 +274,13 @@ def _download(runtime: Runtime, gateway: TelegramGateway, channel: ResolvedChann
         mime = info.mime or ("image/jpeg" if info.kind == "photo" else None)
         origin = f"{channel.ref}:{message.id}"
         media = CandidateMedia(info.kind, mime, info.size, info.width, info.height, origin=origin)
+        limit = runtime.settings.collect_max_media_mb * 1024 * 1024
+        if info.size is not None and limit and info.size > limit:
+            # Held in memory while downloading, and bound by the job timeout: a huge file would fail every retry.
+            log.warning("%s message %s: %s of %.0f MB skipped (CONTENTQ_COLLECT_MAX_MEDIA_MB=%s)", channel.ref,
+                        message.id, info.kind, info.size / 1048576, runtime.settings.collect_max_media_mb)  # fmt: skip
+            out.append(media)  # recorded without a file, like an export placeholder; publishing skips it
+            continue
         data = gateway.download_media(channel, message.id)
         if data:
             stored = store_bytes(runtime.settings.media_dir, data, mime=mime)

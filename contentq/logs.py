@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from io import TextIOWrapper
+from pathlib import Path
 from typing import Any
 
 from contentq.redact import redact
@@ -84,13 +86,36 @@ def build_handler(settings: Settings) -> logging.Handler:
     return handler
 
 
+class AuditFileHandler(logging.FileHandler):
+    """contentq's own INFO lines of CLI commands (deletions, approvals, purges) kept in CONTENTQ_HOME/logs."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=True)  # no file until something is logged
+
+    def _open(self) -> TextIOWrapper:
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
 def setup_logging(settings: Settings, level: str | None = None) -> None:
-    """CLI commands log warnings only; workers pass settings.log_level."""
-    level = (level or "WARNING").upper()
+    """Workers pass settings.log_level for stderr. CLI commands show warnings only, and keep contentq's INFO
+    lines in CONTENTQ_HOME/logs/contentq.log, so what an operator did (an image deleted, a purge) is on record."""
     root = logging.getLogger()
-    handler = build_handler(settings)
     for old in [h for h in root.handlers if getattr(h, "_contentq", False)]:
         root.removeHandler(old)
+    package = logging.getLogger("contentq")
+    for old in [h for h in package.handlers if getattr(h, "_contentq", False)]:
+        package.removeHandler(old)
+    handler = build_handler(settings)
     handler._contentq = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(level)
+    if level is not None:
+        root.setLevel(level.upper())
+        return
+    handler.setLevel(logging.WARNING)
+    root.setLevel(logging.INFO)
+    audit = AuditFileHandler(settings.home / "logs" / "contentq.log")
+    audit.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    audit.setLevel(logging.INFO)
+    audit._contentq = True  # type: ignore[attr-defined]
+    package.addHandler(audit)

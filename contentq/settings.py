@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     tg_flood_sleep_threshold: int = 60
     tg_admin_chat: str | None = Field(None, description="Chat (id or @username) that receives admin alerts.")
     collect_backfill: int = Field(50, description="Messages taken from a source on its first collect.")
+    collect_max_media_mb: int = Field(50, description="Larger donor media are recorded without downloading (0 = any).")
     tg_gateway: str | None = Field(
         None, description="'module:factory' building the Telegram gateway instead of Telethon (benches, demos)."
     )

@@ -354,3 +354,18 @@ def test_late_album_items_of_a_post_already_rewritten_are_kept_as_its_duplicate(
     assert late["id"] != first["id"] and late["state"] == "duplicate" and late["duplicate_of"] == first["id"]
     assert f"album of post {first['id']}, which was already rewritten" in late["state_reason"]
     assert json.loads(posts(rt)[0]["source_msg_ids"]) == [10]
+
+
+def test_media_over_the_size_limit_is_recorded_without_downloading(rt, tg):
+    rt.settings.collect_max_media_mb = 1
+    big = MediaInfo("video", "video/mp4", size=5 * 1024 * 1024)
+    tg.add_message("@donor_a", 20, "A long video", media=big, data=b"never fetched")
+    tg.add_message("@donor_a", 21, "A small photo", media=MediaInfo("photo", "image/jpeg", size=2000))
+    collect(rt)
+    downloads = [arg for name, arg in tg.calls if name == "download_media"]
+    assert downloads == [("@donor_a", 21)]
+    (video_post, photo_post) = posts(rt)
+    (video,) = rt.store.query("SELECT * FROM media WHERE post_id = ?", (video_post["id"],))
+    assert video["kind"] == "video" and video["path"] is None and video["size"] == 5 * 1024 * 1024
+    (photo,) = rt.store.query("SELECT * FROM media WHERE post_id = ?", (photo_post["id"],))
+    assert photo["path"] is not None

@@ -160,6 +160,9 @@ def test_delete_refuses_an_attached_image_unless_detach(rt: Runtime):
     loose, loose_path = add_image(rt, "#654321", None)
     assert runner.invoke(app, ["images", "delete", str(loose)]).exit_code == 0
     assert not loose_path.exists()
+    # Every deletion is on record: CLI commands keep contentq's INFO lines in CONTENTQ_HOME/logs.
+    audit = (rt.settings.home / "logs" / "contentq.log").read_text()
+    assert f"image {image_id}" in audit and f"image {loose}" in audit
 
 
 def test_delete_keeps_a_file_another_row_uses_and_refuses_donor_media(rt: Runtime):
