@@ -46,5 +46,17 @@ def store_bytes(media_dir: Path, data: bytes, *, mime: str | None = None, ext: s
     return StoredFile(sha256=sha, relpath=relpath, size=len(data))
 
 
+def human_bytes(n: int | None) -> str:
+    """1536 → '1.5 KB'; None → '—'."""
+    if n is None:
+        return "—"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
 def store_file(media_dir: Path, source: Path, *, mime: str | None = None) -> StoredFile:
     return store_bytes(media_dir, source.read_bytes(), mime=mime, ext=source.suffix.lower() or None)

@@ -10,20 +10,10 @@ from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, details, ok, print_json, table
 from contentq.images.service import BACKENDS, request_image
 from contentq.images.store import DEFAULT_PRUNE_AGE, delete_image, get_image, list_images, prune_images
+from contentq.media import human_bytes
 
 app = typer.Typer(help="Images of posts: generate (OpenAI or a local card), list, show, delete, prune.",
                   no_args_is_help=True)  # fmt: skip
-
-
-def _human_bytes(n: int | None) -> str:
-    if n is None:
-        return "—"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 @app.command()
@@ -68,7 +58,7 @@ def list_(
         return
     for r in rows:
         r["dimensions"] = f"{r['width']}x{r['height']}" if r["width"] else None
-        r["file"] = _human_bytes(r["size"])
+        r["file"] = human_bytes(r["size"])
         r["post"] = f"{r['post_id']} ({r['post_state']})" if r["post_id"] is not None else "unattached"
         r["text"] = (r["prompt"] or "")[:50]
     table(rows, ["id", "post", "backend", "dimensions", "file", "created_at", "text"], title="images",
@@ -86,7 +76,7 @@ def show(image_id: Annotated[int, typer.Argument(help="Image id.")], as_json: Js
     if as_json:
         print_json(row)
         return
-    row["size"] = _human_bytes(row["size"])
+    row["size"] = human_bytes(row["size"])
     details(row, title=f"image {image_id}")
 
 
@@ -117,7 +107,7 @@ def prune(
     verb = "would delete" if dry_run else "deleted"
     ok(
         f"{verb} {summary['deleted']} unattached image(s) and {len(summary['orphan_files'])} unreferenced "
-        f"file(s): {summary['files']} file(s), {_human_bytes(summary['bytes'])} (older than {older_than})"
+        f"file(s): {summary['files']} file(s), {human_bytes(summary['bytes'])} (older than {older_than})"
     )
     if summary["images"]:
         console.print(f"[dim]images: {', '.join(str(i) for i in summary['images'])}[/dim]")

@@ -15,10 +15,10 @@ from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, ok, print_json, table
 from contentq.clock import parse_duration
 from contentq.errors import ContentqError
+from contentq.media import human_bytes
 from contentq.ops import alerts as alerts_core
 from contentq.ops import doctor as doctor_core
 from contentq.ops import supervisor as supervisor_core
-from contentq.ops.purge import human_bytes
 from contentq.ops.purge import purge as purge_core
 from contentq.ops.stats import collect_stats, parse_since
 from contentq.settings import QUEUES

@@ -328,11 +328,3 @@ def _purge_rq(runtime: Runtime, cutoff: datetime, report: PurgeReport, batch_siz
     except redis.RedisError as exc:
         report.notes.append(f"RQ registries not purged: Redis is unavailable ({exc})")
 
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
