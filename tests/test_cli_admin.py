@@ -116,3 +116,15 @@ def test_unknown_queue_is_refused(rt):
     result = cli("jobs", "list", "--queue", "nosuch")
     assert result.returncode == 1
     assert "unknown queue 'nosuch'" in result.stderr
+
+
+def test_usage_errors_are_short_not_tracebacks(rt):
+    result = cli("jobs", "list", "--bogus")
+    assert result.returncode == 2
+    assert "No such option: --bogus" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_doctor_table_shows_plain_statuses(rt):
+    result = cli("doctor")
+    assert "[green]" not in result.stdout and "[red]" not in result.stdout
+    assert " ok " in result.stdout or "│ ok" in result.stdout

@@ -111,12 +111,11 @@ def main() -> None:
     except typer.Abort:
         error("aborted")
         sys.exit(1)
-    except Exception as exc:  # click usage errors and the unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors (typer vendors its own click: duck-typed) and the unexpected
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
     finally:
         reset_runtime()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, ok, print_json, table
@@ -184,17 +184,16 @@ def metrics_dump(
     ok(f"wrote {metrics_core.dump(rt, path)}")
 
 
-_STATUS_STYLE = {"ok": "[green]ok[/green]", "warn": "[yellow]warn[/yellow]", "fail": "[red]fail[/red]",
-                 "skip": "[dim]skip[/dim]"}  # fmt: skip
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
 def _probe_table(probes: list[doctor_core.Probe], title: str) -> None:
     rows = [
         {
             **p.as_dict(),
-            "detail": escape(p.detail),
-            "fix": escape(p.fix),
-            "status": _STATUS_STYLE.get(p.status, p.status),
+            "detail": p.detail,
+            "fix": p.fix,
+            "status": Text(p.status, style=_STATUS_STYLE.get(p.status, "")),
         }
         for p in probes
     ]

@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 # Piped output (cron logs, `| less`) gets room for whole tables instead of rich's 80-column default.
 console = Console(soft_wrap=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
@@ -26,7 +27,9 @@ def print_json(data: Any) -> None:
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?\+00:00$")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> str | Text:
+    if isinstance(value, Text):  # already styled by the caller
+        return value
     if value is None:
         return "—"
     if isinstance(value, str) and (match := _ISO.match(value)):
