@@ -25,6 +25,7 @@ from contentq.runtime.context import JobContext, Runtime, set_process_runtime
 from contentq.runtime.queues import pause
 from contentq.runtime.tracking import enqueue
 from contentq.settings import load_settings
+from contentq.store import open_store
 from tests.conftest import REPO, drain, start_worker, wait_for
 
 runner = CliRunner()
@@ -157,6 +158,21 @@ def by_check(probes: list[doctor.Probe]) -> dict[str, doctor.Probe]:
 def test_doctor_reports_each_problem_with_its_fix(home: Path, llm_url: str) -> None:
     (home / "contentq.toml").write_text(ROUTES)
     settings = load_settings(home=home, openai_base_url=llm_url, openai_api_key="wrong-key-456")
+    missing = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: ""))["database"]
+    assert missing.status == "warn" and "does not exist yet" in missing.detail
+    assert not settings.db_path.exists()  # checking did not create it
+    store = open_store(settings.db_path)
+    last = store.one("SELECT * FROM _migrations ORDER BY number DESC LIMIT 1")
+    assert last is not None
+    store.execute("DELETE FROM _migrations WHERE number = ?", (last["number"],))
+    store.close()
+    pending = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: ""))["database"]
+    assert pending.status == "fail" and "1 migration(s) pending" in pending.detail
+    assert "contentq db migrate" in pending.fix
+    store = open_store(settings.db_path, migrate=False)  # put the record back: the schema has it applied
+    store.execute("INSERT INTO _migrations (number, name, applied_at) VALUES (?, ?, ?)",
+                  (last["number"], last["name"], last["applied_at"]))  # fmt: skip
+    store.close()
     probes = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: ""))
     assert probes["config"].status == "ok" and "news" in probes["config"].detail
     assert probes["database"].status == "ok"
@@ -177,6 +193,7 @@ def test_doctor_all_good(home: Path, llm_url: str) -> None:
     settings = load_settings(home=home, openai_base_url=llm_url, openai_api_key="good-key-123", tg_api_id=1,
                              tg_api_hash="0123456789abcdef")  # fmt: skip
     sv.write(settings, sv.default_output(settings))
+    open_store(settings.db_path).close()
     cron = (REPO / "crontab.example").read_text()
     probes = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: cron))
     statuses = {name: p.status for name, p in probes.items()}

@@ -90,8 +90,12 @@ def check_home(settings: Settings) -> Probe:
 
 
 def check_database(settings: Settings) -> Probe:
+    if not settings.db_path.exists():  # a check must not create what it checks
+        return Probe("database", WARN, f"{settings.db_path} does not exist yet",
+                     "it is created by the first command that needs it, e.g. `contentq db migrate`")  # fmt: skip
     try:
-        store = open_store(settings.db_path, settings.db_busy_timeout_ms)
+        # Not migrated on open: pending migrations are what this check reports.
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
     except ContentqError as exc:
         return Probe("database", FAIL, str(exc), "check CONTENTQ_HOME and the file's permissions")
     except Exception as exc:  # a corrupt file raises sqlite3.DatabaseError
