@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import openai
 
-from contentq.errors import ConfigError
 from contentq.images.generator import (
     ContentPolicyError,
     GeneratedImage,
@@ -26,6 +25,7 @@ from contentq.images.generator import (
     NotAnImageError,
     verify_raster,
 )
+from contentq.integrations.openai_client import openai_client
 from contentq.settings import Settings
 
 CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "moderation_blocked"})
@@ -101,18 +101,12 @@ class OpenAIImageGenerator:
     def __init__(self, settings: Settings, *, client: openai.OpenAI | None = None) -> None:
         self.settings = settings
         if client is None:
-            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-            if not key and not settings.openai_base_url:
-                raise ConfigError(
-                    "no OpenAI API key for images: set CONTENTQ_OPENAI_API_KEY (or CONTENTQ_OPENAI_BASE_URL for "
-                    'a local OpenAI-compatible server), or use the card backend (image_backend = "card")'
-                )
-            client = openai.OpenAI(
-                api_key=key or "not-needed",
-                base_url=settings.openai_base_url,
+            client = openai_client(
+                settings,
                 # Image generation is slow; end the HTTP call before the job's own timeout kills it.
                 timeout=max(settings.openai_timeout, settings.imagegen_timeout * 0.9),
-                max_retries=0,  # each attempt is a job attempt, logged and counted
+                missing_key="no OpenAI API key for images: set CONTENTQ_OPENAI_API_KEY (or CONTENTQ_OPENAI_BASE_URL "
+                'for a local OpenAI-compatible server), or use the card backend (image_backend = "card")',
             )
         self.client = client
 

@@ -24,7 +24,8 @@ import openai
 import pybreaker
 import redis
 
-from contentq.errors import ConfigError, ContentqError
+from contentq.errors import ContentqError
+from contentq.integrations.openai_client import openai_client
 from contentq.ops.breakers import (
     LLM_BREAKER_NAMESPACE,
     BreakerState,
@@ -226,17 +227,11 @@ class LLMClient:
         self.settings = settings
         self.model = settings.openai_model
         if client is None:
-            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-            if not key and not settings.openai_base_url:
-                raise ConfigError(
-                    "no OpenAI API key: set CONTENTQ_OPENAI_API_KEY (or CONTENTQ_OPENAI_BASE_URL for a local "
-                    'OpenAI-compatible server), or use rewriter = "clean" in the route'
-                )
-            client = openai.OpenAI(
-                api_key=key or "not-needed",  # local servers accept any key
-                base_url=settings.openai_base_url,
+            client = openai_client(
+                settings,
                 timeout=settings.openai_timeout,
-                max_retries=0,  # retries are ours: they honour Retry-After, feed the breaker and never sleep long
+                missing_key="no OpenAI API key: set CONTENTQ_OPENAI_API_KEY (or CONTENTQ_OPENAI_BASE_URL for a local "
+                'OpenAI-compatible server), or use rewriter = "clean" in the route',
             )
         self.client = client
         self.breaker = build_breaker(settings, conn)
