@@ -64,7 +64,7 @@ class ImagePlan:
 def plan_image(
     runtime: Runtime, post: dict[str, Any], *, prompt: str | None = None, backend: str | None = None
 ) -> ImagePlan:
-    """Decide the backend (given > route's image_backend > card) and the text (see "Images" in README.md)."""
+    """Decide the backend (given > route's image_backend > card) and the text (see "Images" in docs/pipeline.md)."""
     chosen = backend or route_backend(runtime, post["route"]) or "card"
     if chosen not in BACKENDS:
         raise ConfigError(f"unknown image backend {chosen!r}: use one of {', '.join(BACKENDS)}")
