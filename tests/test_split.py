@@ -118,7 +118,9 @@ def test_custom_emoji_fallback_keeps_the_plain_emoji():
 def test_forward_credit_template():
     template = 'via <a href="{link}">{name}</a>'
     assert check_credit_template(template) == template
-    assert credit_html(template, name="A & B", link="https://t.me/ab/5") == 'via <a href="https://t.me/ab/5">A &amp; B</a>'
+    assert (
+        credit_html(template, name="A & B", link="https://t.me/ab/5") == 'via <a href="https://t.me/ab/5">A &amp; B</a>'
+    )
     assert credit_html(template, name="A", link=None) is None
     with pytest.raises(ValueError, match="only {name} and {link}"):
         check_credit_template("via {channel}")

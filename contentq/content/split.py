@@ -189,7 +189,9 @@ def check_credit_template(template: str) -> str:
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
-        raise ValueError(f"forward_credit {template!r} is not a valid template ({exc}); write {{{{ for a brace")
+        raise ValueError(
+            f"forward_credit {template!r} is not a valid template ({exc}); write {{{{ for a brace"
+        ) from None
     unknown = sorted(fields - CREDIT_FIELDS)
     if unknown:
         raise ValueError(f"forward_credit uses {{{unknown[0]}}}: only {{name}} and {{link}} are filled in")
