@@ -52,7 +52,9 @@ class Filters(_Strict):
     regexes: list[str] = []
     min_length: int = 0
     max_length: int | None = None
-    media_types: list[Literal["text", "photo", "video", "document", "album", "audio", "voice", "sticker"]] | None = None
+    media_types: list[Literal["text", "photo", "video", "document", "album", "audio", "voice", "sticker"]] | None = (
+        None
+    )
     skip_forwards: bool = False
     skip_ads: bool = False
 
