@@ -184,3 +184,29 @@ def test_arbitrary_input_gives_valid_parts_or_a_contentq_error(html: str, limit:
     for part in parts:
         assert validate_html(part) == [] and visible_len_utf16(part) <= limit
     assert joins_back(html, parts)
+
+
+def test_truncate_always_marks_the_cut_with_an_ellipsis():
+    from contentq.content.split import truncate
+
+    html = "<b>First sentence.</b> Second sentence is longer than the rest."
+    assert truncate(html, 200) == (html, False)
+    cut, was_cut = truncate(html, 30)
+    assert was_cut and cut == "<b>First sentence. …</b>" and visible_len_utf16(cut) <= 30
+    cut, _ = truncate("word " * 20, 12)
+    assert html_to_text(cut) == "word word…"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(html=_HTML, limit=st.integers(min_value=3, max_value=120))
+def test_truncate_gives_one_valid_part_within_the_limit(html: str, limit: int) -> None:
+    from contentq.content.split import truncate
+
+    try:
+        cut, was_cut = truncate(html, limit)
+    except ContentqError:
+        return
+    assert validate_html(cut) == [] or not was_cut and cut == html
+    assert visible_len_utf16(cut) <= limit or not html_to_text(html).strip()
+    if was_cut:
+        assert html_to_text(cut).endswith("…")

@@ -28,7 +28,6 @@ from contentq.content.html import (
     parse_html,
     render_runs,
     strip_runs,
-    truncate_html,
     validate_html,
 )
 from contentq.content.utf16 import utf16_len, utf16_to_index
@@ -161,8 +160,19 @@ def split_html(html: str, limit: int, *, number: bool = False) -> list[str]:
 
 
 def truncate(html: str, limit: int) -> tuple[str, bool]:
-    """`long_text = "truncate"`: the first `limit` units at a sentence or word boundary, with an ellipsis."""
-    return truncate_html(html, limit, ellipsis=ELLIPSIS)
+    """`long_text = "truncate"`: what fits in `limit` units, cut where a part would end, then an ellipsis that
+    says text is missing (also after a full sentence). Returns the HTML (unchanged when it fits) and whether it
+    was cut."""
+    parsed = parse_html(html)
+    if utf16_len(parsed.text) <= limit and not parsed.problems:
+        return html, False
+    if utf16_len(parsed.text.strip()) <= limit:
+        return render_runs(strip_runs(parsed.runs)), False
+    first = split_runs(parsed.runs, max(1, limit - utf16_len(" " + ELLIPSIS)))[0]
+    last = first[-1]
+    mark = ELLIPSIS if last.text[-1:].isalnum() else " " + ELLIPSIS
+    tags = tuple(t for t in last.tags if t.name not in _ATOMIC and t.name != "code")
+    return render_runs(merge_runs([*first, Run(mark, tags)])), True
 
 
 # -- custom emoji -------------------------------------------------------------------------------------
