@@ -274,3 +274,33 @@ def test_a_caption_with_media_under_split_keeps_album_then_text_parts(prt):
     texts = [m.html for m in visible[2:]]
     assert len(texts) >= 2
     assert_parts(texts, html)
+
+
+def test_the_telethon_adapter_reads_a_forwarded_messages_origin():
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from telethon import utils
+    from telethon._updates import EntityCache
+    from telethon.tl import types as tl
+
+    from contentq.integrations.telegram.client import to_fetched
+
+    origin = tl.Channel(
+        id=777, title="Origin News", photo=tl.ChatPhotoEmpty(), date=datetime.now(UTC), username="origin_news",
+        access_hash=1,
+    )  # fmt: skip
+    header = tl.MessageFwdHeader(date=datetime.now(UTC), from_id=tl.PeerChannel(777), channel_post=42)
+    message = tl.Message(id=5, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC), message="hi", fwd_from=header)
+    message._finish_init(
+        SimpleNamespace(_self_id=1, _mb_entity_cache=EntityCache()), {utils.get_peer_id(origin): origin}, None
+    )
+    fetched = to_fetched(message)
+    assert fetched is not None and fetched.is_forward
+    assert (fetched.forward_name, fetched.forward_link) == ("Origin News", "https://t.me/origin_news/42")
+
+    hidden = tl.MessageFwdHeader(date=datetime.now(UTC), from_name="Hidden Person")
+    fetched = to_fetched(
+        tl.Message(id=6, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC), message="x", fwd_from=hidden)
+    )
+    assert fetched is not None and (fetched.forward_name, fetched.forward_link) == ("Hidden Person", None)

@@ -373,6 +373,7 @@ def test_under_split_a_long_caption_from_the_model_is_kept_whole(llm_rt, llmock)
     assert html_to_text(row["rewrite_html"]) == html_to_text(long_text)  # nothing cut: published as its own text
     prompt = llmock.last_request.body["messages"][0]["content"]
     assert "do not shorten it" in prompt and "at most" not in prompt
+    assert "<tg-emoji emoji-id=" in prompt  # custom emoji are asked to be kept
 
 
 def test_text_limit_cuts_nested_formatting_from_the_model_under_truncate(llm_rt, llmock, home):

@@ -50,7 +50,8 @@ def system_prompt(data: PromptInput) -> str:
         "Rules:",
         f"- Write the post in Telegram HTML. Use only these tags: {TAGS_HELP}. No <br>, <p> or other tags:"
         " use plain line breaks. Write <, > and & in text as &lt;, &gt; and &amp;.",
-        "- Keep the formatting that matters (bold key facts, links of the original post).",
+        "- Keep the formatting that matters (bold key facts, links of the original post). Keep custom emoji"
+        ' (<tg-emoji emoji-id="…">😀</tg-emoji>) exactly as they are, id and emoji inside.',
         "- Links: only those of the original post"
         + (f" and these: {allowed}" if allowed else "")
         + ". Add no other links.",
