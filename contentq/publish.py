@@ -34,6 +34,7 @@ from telethon import errors as tg_errors
 from contentq.channels import resolve_channel
 from contentq.clock import iso, now, parse
 from contentq.content.html import html_to_text, visible_len_utf16
+from contentq.content.split import SplitError, credit_html, custom_emoji_count, plain_emoji, split_html, truncate
 from contentq.errors import ContentqError, DatabaseLockedError, NotFoundError, RedisUnavailableError
 from contentq.integrations.telegram.gateway import (
     Account,
@@ -89,6 +90,19 @@ class Rendered:
     media: list[dict[str, Any]] = field(default_factory=list)
     caption_limit: int = 1024
     caption_moved: bool = False
+    long_text: str = "split"
+    truncated: bool = False
+    """Cut with an ellipsis (`long_text = "truncate"`)."""
+    custom_emoji: int = 0
+    """Custom emoji in the text (sent as such, or as their plain emoji when the account cannot)."""
+    credited: bool = False
+    """A forward_credit was added."""
+    notes: list[str] = field(default_factory=list)
+    """Kept on the published post (state_reason), without an alert."""
+
+    @property
+    def text_parts(self) -> int:
+        return sum(1 for part in self.parts if part.kind == "text")
 
 
 # -- rendering ----------------------------------------------------------------------------------------
@@ -114,31 +128,56 @@ def post_media(store: Store, settings: Settings, post_id: int) -> list[dict[str,
     return rows
 
 
-def render(post: dict[str, Any], media: list[dict[str, Any]], *, caption_limit: int, text_limit: int) -> Rendered:
-    """The parts to send for a post, in order."""
+def render(
+    post: dict[str, Any],
+    media: list[dict[str, Any]],
+    *,
+    caption_limit: int,
+    text_limit: int,
+    route: Route | None = None,
+    custom_emoji: bool = True,
+) -> Rendered:
+    """The parts to send for a post, in order (see the module doc); `custom_emoji`: whether the account can
+    send them (else each goes as its plain emoji)."""
+    long_text = route.long_text if route is not None else "split"
     html = post_html(post).strip()
+    rendered = Rendered(html, [], media, caption_limit, long_text=long_text)
+    if route is not None and route.forward_credit and post.get("is_forward"):
+        credit = credit_html(route.forward_credit, name=post.get("forward_name"), link=post.get("forward_link"))
+        if credit is None:
+            rendered.notes.append("forwarded post: its origin is not known, so no forward_credit was added")
+        else:
+            html = f"{html}\n\n{credit}" if html else credit
+            rendered.credited = True
+    rendered.custom_emoji = custom_emoji_count(html)
+    if rendered.custom_emoji and not custom_emoji:
+        html = plain_emoji(html)
+    rendered.html = html
     length = visible_len_utf16(html)
-    if not media:
-        if not html:
-            raise PublishError(f"post {post['id']} has neither text nor media; edit it with `contentq posts edit`")
-        if length > text_limit:
-            raise PublishError(
-                f"post {post['id']} is {length} characters, over Telegram's {text_limit}; shorten it "
-                f"with `contentq posts edit {post['id']}`"
-            )
-        return Rendered(html, [OutgoingPart(html=html)], [], caption_limit)
+    if not media and not html:
+        raise PublishError(f"post {post['id']} has neither text nor media; edit it with `contentq posts edit`")
     items = [OutgoingMedia(path=Path(m["file"]), kind=MEDIA_KINDS.get(m["kind"], "document")) for m in media]  # type: ignore[arg-type]
     chunks = [items[i : i + ALBUM_MAX] for i in range(0, len(items), ALBUM_MAX)]
-    if length <= caption_limit:
-        parts = [OutgoingPart(html=html if i == 0 else "", media=chunk) for i, chunk in enumerate(chunks)]
-        return Rendered(html, parts, media, caption_limit)
-    if length > text_limit:
-        raise PublishError(
-            f"post {post['id']} is {length} characters, over Telegram's {text_limit} even as a separate message; "
-            f"shorten it with `contentq posts edit {post['id']}`"
-        )
-    parts = [OutgoingPart(html="", media=chunk) for chunk in chunks] + [OutgoingPart(html=html)]
-    return Rendered(html, parts, media, caption_limit, caption_moved=True)
+    if media and length <= caption_limit:
+        rendered.parts = [OutgoingPart(html=html if i == 0 else "", media=chunk) for i, chunk in enumerate(chunks)]
+        return rendered
+    # The text is a message of its own (after the media, if any): split, or cut under `truncate`.
+    rendered.caption_moved = bool(media)
+    if long_text == "truncate":
+        cut, rendered.truncated = truncate(html, text_limit)
+        texts = [cut]
+        if rendered.truncated:
+            rendered.notes.append(
+                f"text cut to {visible_len_utf16(cut)} of its {length} characters (UTF-16 units) with an ellipsis: "
+                f'the route has long_text = "truncate"'
+            )
+    else:
+        try:
+            texts = split_html(html, text_limit, number=bool(route and route.number_parts))
+        except SplitError as exc:
+            raise PublishError(f"post {post['id']}: {exc}") from None
+    rendered.parts = [OutgoingPart(html="", media=chunk) for chunk in chunks] + [OutgoingPart(html=t) for t in texts]
+    return rendered
 
 
 def caption_limit_for(settings: Settings, account: Account | None) -> int:
@@ -408,6 +447,8 @@ class Publication:
     parts: list[OutgoingPart] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """Kept on the published post (state_reason): e.g. a part whose message ids are unknown."""
+    rendered: Rendered | None = None
+    """How the post is sent; its notes are kept on the published post too, without an alert."""
 
     @property
     def store(self) -> Store:
@@ -739,11 +780,35 @@ def _start(pub: Publication) -> bool:
     return moved
 
 
+def _report_rendering(pub: Publication, rendered: Rendered, *, custom_emoji: bool) -> None:
+    """Say in the job log how the post is sent: caption moved, split, cut, custom emoji kept or replaced."""
+    log = pub.reporter.log
+    if rendered.caption_moved:
+        log(
+            "caption_moved",
+            f"text over the caption limit of {rendered.caption_limit}: media first, then the text as its own message",
+        )
+    if rendered.text_parts > 1:
+        log("split", f"text over Telegram's limit: sent as {rendered.text_parts} messages of one batch")
+    if rendered.truncated:
+        log("truncated", rendered.notes[-1], level="warning")
+    if rendered.custom_emoji:
+        how = (
+            "as custom emoji (Premium account)" if custom_emoji else "as their plain emoji (the account is not Premium)"
+        )
+        log("custom_emoji", f"{rendered.custom_emoji} custom emoji sent {how}", custom=custom_emoji)
+    if rendered.credited:
+        log("forward_credit", "forwarded post: credit added")
+    pub.rendered = rendered
+
+
 def _finish(pub: Publication, message_ids: list[int] | None, link: str | None) -> dict[str, Any]:
+    remarks = pub.rendered.notes if pub.rendered is not None else []
     moved = transition(
         pub.store, pub.post_id, "publishing", "published",
         published_at=iso(), message_ids=json.dumps(message_ids) if message_ids is not None else None,
-        link=link, unreachable_tries=0, state_reason="; ".join(pub.notes)[:500] or None,
+        link=link, unreachable_tries=0, state_reason="; ".join(pub.notes + remarks)[:500] or None,
+        **({"truncated": 1} if pub.rendered is not None and pub.rendered.truncated else {}),
     )  # fmt: skip
     if not moved:
         pub.reporter.log("discarded", "the post left 'publishing' while it was published", level="warning")
@@ -763,11 +828,14 @@ def _publish_to_outbox(pub: Publication) -> dict[str, Any]:
     settings = pub.runtime.settings
     try:
         media = post_media(pub.store, settings, pub.post_id)
-        rendered = render(pub.post, media, caption_limit=settings.caption_limit, text_limit=settings.text_limit)
+        rendered = render(
+            pub.post, media, caption_limit=settings.caption_limit, text_limit=settings.text_limit, route=pub.route
+        )
     except PublishError as exc:
         raise pub.fail(str(exc), cancel=False) from None
     if not _start(pub):
         return {"post_id": pub.post_id, "skipped": "state changed"}
+    _report_rendering(pub, rendered, custom_emoji=True)
     try:
         folder = write_outbox(settings, pub.post, pub.route, rendered)
     except Exception as exc:
@@ -789,8 +857,9 @@ def _publish_to_telegram(pub: Publication) -> dict[str, Any]:
         pub.target = resolve_channel(store, gateway, pub.route.target, role="target")
         media = post_media(store, settings, pub.post_id)
         rendered = render(
-            pub.post, media, caption_limit=caption_limit_for(settings, account), text_limit=settings.text_limit
-        )
+            pub.post, media, caption_limit=caption_limit_for(settings, account), text_limit=settings.text_limit,
+            route=pub.route, custom_emoji=account.premium,
+        )  # fmt: skip
         pub.parts = rendered.parts
         if not pub.outstanding():  # a fresh publication (not the continuation of a stopped one)
             wait = reserve_send(
@@ -801,12 +870,7 @@ def _publish_to_telegram(pub: Publication) -> dict[str, Any]:
                 raise Reschedule(wait, f"rate limit: next send to {pub.route.target} allowed in {wait:.1f} s")
         if not _start(pub):
             return {"post_id": pub.post_id, "skipped": "state changed"}
-        if rendered.caption_moved:
-            pub.reporter.log(
-                "caption_moved",
-                f"text over the caption limit of {rendered.caption_limit}: "
-                "media first, then the text as its own message",
-            )
+        _report_rendering(pub, rendered, custom_emoji=account.premium)
         ids = pub.send_parts(rendered.parts)
     except Reschedule:
         raise
@@ -846,5 +910,5 @@ def dry_run(runtime: Runtime, post_id: int) -> Path:
     route = route_of(runtime, post["route"])
     settings = runtime.settings
     media = post_media(runtime.store, settings, post_id)
-    rendered = render(post, media, caption_limit=settings.caption_limit, text_limit=settings.text_limit)
+    rendered = render(post, media, caption_limit=settings.caption_limit, text_limit=settings.text_limit, route=route)
     return write_outbox(settings, post, route, rendered, dry_run=True)

@@ -126,6 +126,19 @@ class Route(_Strict):
     schedule: Schedule = Field(default_factory=lambda: Schedule(asap=True))
     generate: Generate | None = None
     clean: Clean = Field(default_factory=Clean)
+    long_text: Literal["split", "truncate"] = "split"
+    """A text over Telegram's limit: several messages of one batch (split), or cut with an ellipsis (truncate)."""
+    number_parts: bool = False
+    """Under split: end each part of a post sent as several messages with "1/3", "2/3", …"""
+    forward_credit: str = ""
+    """Telegram HTML added to a forwarded post, with {name} and {link} of its origin; empty: no credit."""
+
+    @field_validator("forward_credit")
+    @classmethod
+    def _credit_template(cls, value: str) -> str:
+        from contentq.content.split import check_credit_template
+
+        return check_credit_template(value)
 
     @model_validator(mode="after")
     def _has_input(self) -> Route:

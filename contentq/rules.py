@@ -227,7 +227,8 @@ def write_original(runtime: Runtime, route: Route, post_id: int, due: datetime, 
             output = parse_output(completion.content)
             if output.skip:
                 return {"skip": output.skip_reason or "the model declined the topic"}
-            final = finalize_html(output.text, permitted_links=route.allowed_links, limit=limit)
+            cut = limit if route.long_text == "truncate" else None  # under split a long text is sent in parts
+            final = finalize_html(output.text, permitted_links=route.allowed_links, limit=cut)
             if not final.html.strip():
                 raise InvalidOutputError("the text is empty once links that are not allowed are removed")
         except InvalidOutputError as exc:

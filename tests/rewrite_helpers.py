@@ -20,6 +20,7 @@ style_examples = 2
 allowed_links = ["https://my-site.example"]
 images = "{images}"
 image_backend = "{image_backend}"
+long_text = "{long_text}"
 
 [routes.news.clean]
 replacements = {{ "Subscribe to @donor" = "", "Breaking" = "News" }}
@@ -29,9 +30,12 @@ footer_window = 10
 """
 
 
-def write_routes(home: Path, *, rewriter: str = "llm", images: str = "none", image_backend: str = "card") -> Path:
+def write_routes(
+    home: Path, *, rewriter: str = "llm", images: str = "none", image_backend: str = "card", long_text: str = "split"
+) -> Path:
     path = home / "contentq.toml"
-    path.write_text(ROUTES.format(rewriter=rewriter, images=images, image_backend=image_backend), encoding="utf-8")
+    text = ROUTES.format(rewriter=rewriter, images=images, image_backend=image_backend, long_text=long_text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -71,12 +71,22 @@ def test_new_donor_without_history_keeps_its_lines_but_loses_links_and_mentions(
     assert html == "<b>Hello</b> from, see\n<i>Donor News — every day</i>\n\n<b>My Channel</b> — @my_channel"
 
 
-def test_long_post_is_cut_before_the_signature_which_stays_whole(clean_rt):
+def test_long_post_is_cut_before_the_signature_which_stays_whole_under_truncate(clean_rt, home):
+    write_routes(home, rewriter="clean", long_text="truncate")
     post_id = add_post(clean_rt, "<b>Длинно.</b> " + "Предложение с эмодзи 🎉 и словами. " * 200)
     row = rewrite(clean_rt, post_id)
     assert row["truncated"] == 1
     assert visible_len_utf16(row["rewrite_html"]) <= 4096
     assert row["rewrite_html"].endswith("словами.\n\n<b>My Channel</b> — @my_channel")
+
+
+def test_long_post_is_kept_whole_under_split(clean_rt):
+    body = "<b>Длинно.</b> " + "Предложение с эмодзи 🎉 и словами. " * 200
+    post_id = add_post(clean_rt, body)
+    row = rewrite(clean_rt, post_id)
+    assert row["truncated"] == 0
+    assert html_to_text(row["rewrite_html"]) == html_to_text(body).strip() + "\n\nMy Channel — @my_channel"
+    assert visible_len_utf16(row["rewrite_html"]) > 4096  # publishing splits it into messages
 
 
 def test_footer_detection_needs_a_large_share_of_recent_posts():

@@ -346,7 +346,8 @@ def test_breaker_opens_after_configured_failures_and_jobs_wait_for_the_cool_down
         get_settings.cache_clear()
 
 
-def test_caption_limit_applies_when_the_post_has_media(llm_rt, llmock):
+def test_caption_limit_applies_when_the_post_has_media_under_truncate(llm_rt, llmock, home):
+    write_routes(home, long_text="truncate")
     post_id = add_post(llm_rt, "<b>Фото дня</b> 📸", kind="photo")
     add_media(llm_rt, post_id)
     long_text = "<b>Фото дня 📸</b> " + " ".join(["Очень длинное описание снимка 🌄."] * 80)
@@ -360,7 +361,23 @@ def test_caption_limit_applies_when_the_post_has_media(llm_rt, llmock):
     assert "at most 1024 characters" in llmock.last_request.body["messages"][0]["content"]
 
 
-def test_text_limit_cuts_nested_formatting_from_the_model(llm_rt, llmock):
+def test_under_split_a_long_caption_from_the_model_is_kept_whole(llm_rt, llmock):
+    post_id = add_post(llm_rt, "<b>Фото дня</b> 📸", kind="photo")
+    add_media(llm_rt, post_id)
+    long_text = "<b>Фото дня 📸</b> " + " ".join(["Очень длинное описание снимка 🌄."] * 80)
+    llmock.reply(answer(long_text))
+    rewrite_job(llm_rt, post_id)
+    drain(llm_rt, "rewrite")
+    row = post(llm_rt, post_id)
+    assert row["state"] == "rewritten" and row["truncated"] == 0
+    assert html_to_text(row["rewrite_html"]) == html_to_text(long_text)  # nothing cut: published as its own text
+    prompt = llmock.last_request.body["messages"][0]["content"]
+    assert "do not shorten it" in prompt and "at most" not in prompt
+    assert "<tg-emoji emoji-id=" in prompt  # custom emoji are asked to be kept
+
+
+def test_text_limit_cuts_nested_formatting_from_the_model_under_truncate(llm_rt, llmock, home):
+    write_routes(home, long_text="truncate")
     post_id = add_post(llm_rt, DONOR)
     paragraph = '<b>Жирный <i>курсив <a href="https://donor.example/article">ссылка 🔗</a></i></b> текст. '
     llmock.reply(answer(paragraph * 200))

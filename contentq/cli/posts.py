@@ -16,6 +16,7 @@ from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, details, ok, print_json, table
 from contentq.clock import iso
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
+from contentq.content.split import split_html
 from contentq.errors import ContentqError
 from contentq.store.posts import STATES, get_post
 
@@ -95,6 +96,7 @@ def show(post_id: Annotated[int, typer.Argument(help="Post id.")], as_json: Json
             "posted_at",
             "title",
             "rewriter",
+            "truncated",
             "target",
             "scheduled_at",
             "published_at",
@@ -161,8 +163,13 @@ def edit(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
     has_media = bool(rt.store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ?", (post_id,)))
     limit = rt.settings.text_limit
     length = visible_len_utf16(edited)
-    if length > limit:
-        raise ContentqError(f"the edited text is {length} characters, over Telegram's {limit}; shorten it")
+    route = pipeline.routes_config(rt).routes.get(post["route"])
+    split = route is None or route.long_text == "split"
+    if length > limit and not split:
+        raise ContentqError(
+            f"the edited text is {length} characters, over Telegram's {limit}, and route {post['route']!r} has "
+            'long_text = "truncate"; shorten it, or set long_text = "split" to send it as several messages'
+        )
     if not edited.strip() and not has_media:
         raise ContentqError("the edited text is empty and the post has no media; use `contentq posts reject` instead")
     states = ", ".join("?" for _ in EDITABLE)
@@ -179,4 +186,6 @@ def edit(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
     note = ""
     if has_media and length > rt.settings.caption_limit:
         note = f" (over the caption limit of {rt.settings.caption_limit}: the text goes as its own message)"
+    if length > limit:
+        note += f" (over Telegram's {limit}: sent as {len(split_html(edited, limit))} messages)"
     ok(f"post {post_id} saved, {length} characters{note}")

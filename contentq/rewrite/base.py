@@ -32,6 +32,12 @@ class RewriteTask:
     deadline: float | None = None
     """`time.monotonic()` instant by which model calls must be over (the job's timeout less a margin)."""
 
+    @property
+    def cut_limit(self) -> int | None:
+        """Where a rewriter cuts the text: `limit` under `long_text = "truncate"`, else nowhere (None): a long
+        text is split into several messages at publish time and a long caption goes as its own message."""
+        return self.limit if self.route.long_text == "truncate" else None
+
 
 @dataclass
 class RewriteResult:

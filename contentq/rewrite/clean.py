@@ -103,7 +103,7 @@ class CleanRewriter:
         )
         signature = normalize_html(options.signature) if options.signature.strip() else ""
         final = finalize_html(
-            render_runs(runs), permitted_links=task.route.allowed_links, limit=task.limit, suffix_html=signature
+            render_runs(runs), permitted_links=task.route.allowed_links, limit=task.cut_limit, suffix_html=signature
         )
         notes.extend(final.notes)
         for note in notes:
@@ -112,12 +112,12 @@ class CleanRewriter:
 
 
 class CopyRewriter:
-    """`rewriter = "none"`: the donor post as it is, only checked and cut to the limit."""
+    """`rewriter = "none"`: the donor post as it is, only checked (and cut to the limit under `truncate`)."""
 
     name = "none"
 
     def rewrite(self, task: RewriteTask, reporter: Reporter) -> RewriteResult:
-        final = finalize_html(task.donor_html, permitted_links=None, limit=task.limit)
+        final = finalize_html(task.donor_html, permitted_links=None, limit=task.cut_limit)
         for note in final.notes:
             reporter.log("validated", note)
         return RewriteResult(rewriter=self.name, html=final.html, truncated=final.truncated, notes=final.notes)

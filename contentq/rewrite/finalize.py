@@ -94,8 +94,10 @@ def tidy(runs: list[Run]) -> list[Run]:
     return strip_runs(join_lines(lines))
 
 
-def finalize_html(html: str, *, permitted_links: Iterable[str] | None, limit: int, suffix_html: str = "") -> Finalized:
-    """Repair, filter links (None: keep all), tidy and cut `html` to `limit` visible UTF-16 units.
+def finalize_html(
+    html: str, *, permitted_links: Iterable[str] | None, limit: int | None, suffix_html: str = ""
+) -> Finalized:
+    """Repair, filter links (None: keep all), tidy and cut `html` to `limit` visible UTF-16 units (None: no cut).
 
     A suffix such as a signature is added after the cut; its length is kept free.
     """
@@ -106,8 +108,10 @@ def finalize_html(html: str, *, permitted_links: Iterable[str] | None, limit: in
         notes.append("removed links not in the donor post or allowed_links: " + ", ".join(removed))
     body = render_runs(tidy(runs))
     suffix = f"\n\n{suffix_html}" if suffix_html and body else suffix_html
-    room = max(0, limit - visible_len_utf16(suffix))
-    body, truncated = truncate_html(body, room)
+    truncated = False
+    if limit is not None:
+        room = max(0, limit - visible_len_utf16(suffix))
+        body, truncated = truncate_html(body, room)
     if truncated:
         notes.append(f"cut to {limit} characters (UTF-16 units)")
     return Finalized(html=body + suffix, truncated=truncated, notes=notes)

@@ -125,7 +125,7 @@ class LLMRewriter:
 
     def _finalize(self, task: RewriteTask, output: ModelOutput) -> Finalized:
         permitted = [*collect_links(task.donor_html), *task.route.allowed_links]
-        return finalize_html(output.text, permitted_links=permitted, limit=task.limit)
+        return finalize_html(output.text, permitted_links=permitted, limit=task.cut_limit)
 
     def _result(
         self, output: ModelOutput, final: Finalized, result: RewriteResult, reporter: Reporter

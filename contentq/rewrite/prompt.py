@@ -21,6 +21,20 @@ class PromptInput:
     style_examples: list[str] = field(default_factory=list)
 
 
+def length_rule(data: PromptInput) -> str:
+    """Under `truncate` the text must fit (it is cut otherwise); under `split` a long text is sent in parts."""
+    if data.route.long_text == "truncate":
+        return f"- The text must be at most {data.limit} characters" + (
+            " (it is the caption of an image or video)." if data.has_media else "."
+        )
+    if data.has_media:
+        return (
+            f"- Keep the content of the original post; do not shorten it to fit. Up to {data.limit} characters it"
+            " is the caption of the image or video, a longer text is sent as a message of its own."
+        )
+    return "- Keep the content of the original post; do not shorten it to fit: a long text is sent as several messages."
+
+
 def system_prompt(data: PromptInput) -> str:
     route = data.route
     allowed = ", ".join(route.allowed_links)
@@ -36,13 +50,13 @@ def system_prompt(data: PromptInput) -> str:
         "Rules:",
         f"- Write the post in Telegram HTML. Use only these tags: {TAGS_HELP}. No <br>, <p> or other tags:"
         " use plain line breaks. Write <, > and & in text as &lt;, &gt; and &amp;.",
-        "- Keep the formatting that matters (bold key facts, links of the original post).",
+        "- Keep the formatting that matters (bold key facts, links of the original post). Keep custom emoji"
+        ' (<tg-emoji emoji-id="…">😀</tg-emoji>) exactly as they are, id and emoji inside.',
         "- Links: only those of the original post"
         + (f" and these: {allowed}" if allowed else "")
         + ". Add no other links.",
         "- Do not name the source channel, do not ask readers to subscribe to it, drop its signature and ads.",
-        f"- The text must be at most {data.limit} characters"
-        + (" (it is the caption of an image or video)." if data.has_media else "."),
+        length_rule(data),
         "- If the post is an advertisement or does not fit the channel, set skip to true, give skip_reason,"
         " and leave text empty.",
         "- title: a short headline, or null. image_prompt: one sentence describing an illustration for the post"

@@ -229,6 +229,12 @@ def _reschedules(store: Store) -> None:
     store.conn.execute("ALTER TABLE jobs ADD COLUMN reschedules INTEGER NOT NULL DEFAULT 0")
 
 
+@migration(10, "posts: the origin of a forwarded post (name, link) for a route's forward_credit")
+def _forward_origin(store: Store) -> None:
+    store.conn.execute("ALTER TABLE posts ADD COLUMN forward_name TEXT")
+    store.conn.execute("ALTER TABLE posts ADD COLUMN forward_link TEXT")
+
+
 def run_script(store: Store, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -216,6 +216,27 @@ def media_info(message: Any) -> MediaInfo | None:
     return None
 
 
+def forward_origin(message: Any) -> tuple[str | None, str | None]:
+    """(name, link) of a forwarded message's origin, as far as the message itself tells (route forward_credit)."""
+    header = getattr(message, "fwd_from", None)
+    if header is None:
+        return None, None
+    forward = getattr(message, "forward", None)  # Telethon's Forward: the origin's entity when it was sent along
+    chat = getattr(forward, "chat", None) or getattr(forward, "sender", None)
+    name = getattr(chat, "title", None) or " ".join(
+        n for n in (getattr(chat, "first_name", None), getattr(chat, "last_name", None)) if n
+    )
+    name = name or header.from_name or header.post_author or None
+    username = getattr(chat, "username", None)
+    link = None
+    if isinstance(header.from_id, tl.PeerChannel) and header.channel_post:
+        where = username or f"c/{header.from_id.channel_id}"
+        link = f"https://t.me/{where}/{header.channel_post}"
+    elif username:
+        link = f"https://t.me/{username}"
+    return name, link
+
+
 def to_fetched(message: Any) -> FetchedMessage | None:
     """A Telethon message as a FetchedMessage; None for service messages and ones with nothing to keep."""
     if not isinstance(message, tl.Message):
@@ -224,6 +245,7 @@ def to_fetched(message: Any) -> FetchedMessage | None:
     html = entities_to_html(message.message or "", message.entities)
     if not html.strip() and media is None:
         return None
+    origin = forward_origin(message)
     return FetchedMessage(
         id=message.id,
         date=message.date,
@@ -232,6 +254,8 @@ def to_fetched(message: Any) -> FetchedMessage | None:
         is_forward=message.fwd_from is not None,
         media=media,
         views=message.views,
+        forward_name=origin[0],
+        forward_link=origin[1],
     )
 
 

@@ -47,6 +47,10 @@ class FetchedMessage:
     is_forward: bool = False
     media: MediaInfo | None = None
     views: int | None = None
+    forward_name: str | None = None
+    """A forwarded message's origin: the channel's or author's name, when Telegram tells it."""
+    forward_link: str | None = None
+    """… and a link to the original post (t.me/name/123, t.me/c/id/123), when it is a channel post."""
 
 
 @dataclass(frozen=True)

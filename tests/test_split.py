@@ -1,0 +1,212 @@
+"""The splitter (content/split.py): parts within the limit, well-formed, joining back to the text; plus
+property-based tests over generated formatted HTML, numbering, custom emoji and the forward credit."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contentq.content.html import html_to_text, parse_html, validate_html, visible_len_utf16
+from contentq.content.split import (
+    SplitError,
+    check_credit_template,
+    credit_html,
+    custom_emoji_count,
+    plain_emoji,
+    split_html,
+)
+from contentq.errors import ContentqError
+
+
+def joins_back(original: str, parts: list[str]) -> bool:
+    """The parts' visible texts, in order, are the original's with only whitespace left out between them."""
+    text = html_to_text(original)
+    pos = 0
+    for part in parts:
+        piece = html_to_text(part)
+        while pos < len(text) and text[pos].isspace() and not text.startswith(piece, pos):
+            pos += 1
+        if not text.startswith(piece, pos):
+            return False
+        pos += len(piece)
+    return not text[pos:].strip()
+
+
+def assert_valid(html: str, parts: list[str], limit: int) -> None:
+    for part in parts:
+        assert validate_html(part) == [], part
+        assert 0 < visible_len_utf16(part) <= limit, part
+    assert joins_back(html, parts)
+
+
+def test_a_short_text_is_one_part_unchanged():
+    assert split_html("Hello <b>world</b>", 4096) == ["Hello <b>world</b>"]
+    assert split_html("   ", 10) == []
+
+
+def test_paragraphs_are_preferred_to_sentences_and_words():
+    first = "First paragraph, one sentence. Second sentence here."
+    html = f"{first}\n\nSecond paragraph is here and goes on."
+    parts = split_html(html, len(first) + 10)
+    assert parts == [first, "Second paragraph is here and goes on."]
+
+
+def test_a_sentence_end_is_preferred_to_a_word_boundary():
+    html = "One sentence ends here. Then a long second sentence follows without end"
+    parts = split_html(html, 40)
+    assert parts[0] == "One sentence ends here."
+    assert_valid(html, parts, 40)
+
+
+def test_formatting_spanning_a_cut_is_closed_and_reopened():
+    html = "<b>bold words " + "and more " * 10 + "</b><blockquote>quoted " * 1 + "text " * 10 + "</blockquote>"
+    parts = split_html(html, 50)
+    assert len(parts) >= 3
+    assert all(p.startswith("<b>") for p in parts[:2]) and parts[0].endswith("</b>")
+    assert_valid(html, parts, 50)
+
+
+def test_a_link_is_not_cut_when_the_cut_can_go_elsewhere():
+    html = "Some words before " + '<a href="https://example.com/x">a link of several words</a>' + " after " * 5
+    parts = split_html(html, 40)
+    assert any('<a href="https://example.com/x">a link of several words</a>' in p for p in parts)
+    assert_valid(html, parts, 40)
+
+
+def test_a_custom_emoji_and_a_surrogate_pair_are_never_cut():
+    html = "x" * 9 + '<tg-emoji emoji-id="5368324170671202286">👍</tg-emoji>' + "y" * 9
+    parts = split_html(html, 10)
+    assert_valid(html, parts, 10)
+    assert any('<tg-emoji emoji-id="5368324170671202286">👍</tg-emoji>' in p for p in parts)
+    emoji = "😀" * 10  # 20 UTF-16 units
+    parts = split_html(emoji, 5)
+    assert [html_to_text(p) for p in parts] == ["😀😀"] * 5
+    assert_valid(emoji, parts, 5)
+
+
+def test_a_word_longer_than_the_limit_is_cut_hard():
+    parts = split_html("a" * 25, 10)
+    assert parts == ["a" * 10, "a" * 10, "a" * 5]
+
+
+def test_numbering_fits_within_the_limit():
+    html = "\n\n".join(f"Paragraph {n} " + "words " * 30 for n in range(12))
+    parts = split_html(html, 300, number=True)
+    total = len(parts)
+    assert total > 1
+    for number, part in enumerate(parts, 1):
+        assert part.endswith(f"\n\n{number}/{total}") and visible_len_utf16(part) <= 300
+    unnumbered = [p.rsplit("\n\n", 1)[0] for p in parts]
+    assert joins_back(html, unnumbered)
+
+
+def test_a_limit_too_small_is_a_clear_error():
+    with pytest.raises(SplitError, match="cannot hold"):
+        split_html("😀😀😀", 1)
+    with pytest.raises(SplitError):
+        split_html("abc def", 0)
+
+
+def test_custom_emoji_fallback_keeps_the_plain_emoji():
+    html = 'Nice <tg-emoji emoji-id="5368324170671202286">👍</tg-emoji> <b>bold</b>'
+    assert custom_emoji_count(html) == 1
+    assert plain_emoji(html) == "Nice 👍 <b>bold</b>"
+    assert custom_emoji_count(plain_emoji(html)) == 0
+
+
+def test_forward_credit_template():
+    template = 'via <a href="{link}">{name}</a>'
+    assert check_credit_template(template) == template
+    assert (
+        credit_html(template, name="A & B", link="https://t.me/ab/5") == 'via <a href="https://t.me/ab/5">A &amp; B</a>'
+    )
+    assert credit_html(template, name="A", link=None) is None
+    with pytest.raises(ValueError, match="only {name} and {link}"):
+        check_credit_template("via {channel}")
+    with pytest.raises(ValueError, match="not valid Telegram HTML"):
+        check_credit_template("via <a>{name}")
+
+
+# -- property-based ---------------------------------------------------------------------------------
+
+_WORDS = st.sampled_from(
+    ["word", "Слово", "a", "end.", "Why?", "«quote»", "x" * 30, "😀", "👍🏽", "e\u0301", "👨‍👩‍👧", "&", "<", "1/2", "—"]
+)
+_SPACES = st.sampled_from([" ", " ", " ", "\n", "\n\n", "  ", "\t"])
+
+
+@st.composite
+def _text(draw: st.DrawFn) -> str:
+    words = draw(st.lists(st.tuples(_WORDS, _SPACES), max_size=12))
+    return "".join(w + s for w, s in words).replace("&", "&amp;").replace("<", "&lt;")
+
+
+def _wrap(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    simple = st.sampled_from(["b", "i", "u", "s", "tg-spoiler", "code", "blockquote", "pre"])
+    return st.one_of(
+        st.tuples(simple, children).map(lambda t: f"<{t[0]}>{t[1]}</{t[0]}>"),
+        children.map(lambda c: f'<a href="https://example.com/p?q=1">{c}</a>'),
+        children.map(lambda c: f'<span class="tg-spoiler">{c}</span>'),
+        children.map(lambda c: f'<pre><code class="language-python">{c}</code></pre>'),
+        st.just('<tg-emoji emoji-id="5368324170671202286">👍</tg-emoji>'),
+    )
+
+
+_HTML = st.recursive(_text(), lambda children: st.lists(st.one_of(children, _wrap(children)), max_size=5).map("".join),
+                     max_leaves=25)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(html=_HTML, limit=st.integers(min_value=1, max_value=120), number=st.booleans())
+def test_any_formatted_html_splits_into_valid_parts_that_join_back(html: str, limit: int, number: bool) -> None:
+    try:
+        parts = split_html(html, limit, number=number)
+    except ContentqError:
+        return
+    for part in parts:
+        assert validate_html(part) == [], (html, part)
+        assert visible_len_utf16(part) <= limit, (html, part)
+    if number and len(parts) > 1:
+        parts = [p.rsplit("\n\n", 1)[0] for p in parts]
+    assert joins_back(html, parts), (html, parts)
+    if parse_html(html).text.strip():
+        assert parts
+
+
+@settings(max_examples=200, deadline=None)
+@given(html=st.text(max_size=300), limit=st.integers(min_value=-2, max_value=80))
+def test_arbitrary_input_gives_valid_parts_or_a_contentq_error(html: str, limit: int) -> None:
+    try:
+        parts = split_html(html, limit)
+    except ContentqError:
+        return
+    for part in parts:
+        assert validate_html(part) == [] and visible_len_utf16(part) <= limit
+    assert joins_back(html, parts)
+
+
+def test_truncate_always_marks_the_cut_with_an_ellipsis():
+    from contentq.content.split import truncate
+
+    html = "<b>First sentence.</b> Second sentence is longer than the rest."
+    assert truncate(html, 200) == (html, False)
+    cut, was_cut = truncate(html, 30)
+    assert was_cut and cut == "<b>First sentence. …</b>" and visible_len_utf16(cut) <= 30
+    cut, _ = truncate("word " * 20, 12)
+    assert html_to_text(cut) == "word word…"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(html=_HTML, limit=st.integers(min_value=3, max_value=120))
+def test_truncate_gives_one_valid_part_within_the_limit(html: str, limit: int) -> None:
+    from contentq.content.split import truncate
+
+    try:
+        cut, was_cut = truncate(html, limit)
+    except ContentqError:
+        return
+    assert validate_html(cut) == [] or not was_cut and cut == html
+    assert visible_len_utf16(cut) <= limit or not html_to_text(html).strip()
+    if was_cut:
+        assert html_to_text(cut).endswith("…")
