@@ -126,6 +126,19 @@ class Route(_Strict):
     schedule: Schedule = Field(default_factory=lambda: Schedule(asap=True))
     generate: Generate | None = None
     clean: Clean = Field(default_factory=Clean)
+    strip_footer: bool = True  # strip the donor's learned footer/header before filters and dedup
+    footer_patterns: list[str] = []  # more lines to strip at a post's ends: a literal line, or "re:<regex>"
+
+    @field_validator("footer_patterns")
+    @classmethod
+    def _footer_regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as exc:
+                    raise ValueError(f"bad regex {pattern[3:]!r}: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _has_input(self) -> Route:

@@ -229,6 +229,26 @@ def _reschedules(store: Store) -> None:
     store.conn.execute("ALTER TABLE jobs ADD COLUMN reschedules INTEGER NOT NULL DEFAULT 0")
 
 
+@migration(20, "donor footers learned per source; posts keep the donor's original text and a duplicate's similarity")
+def _donor_footers(store: Store) -> None:
+    run_script(
+        store,
+        """
+        ALTER TABLE posts ADD COLUMN original_html TEXT;  -- as the donor posted it, when a footer was stripped
+        ALTER TABLE posts ADD COLUMN similarity REAL;     -- of a duplicate to the post it duplicates
+        CREATE TABLE source_footers (
+            source TEXT PRIMARY KEY,
+            trailer TEXT NOT NULL DEFAULT '[]',  -- JSON list of footer line keys (normalised text + links)
+            header TEXT NOT NULL DEFAULT '[]',
+            refs TEXT NOT NULL DEFAULT '[]',     -- the donor's own channels named in them ('@name')
+            lines TEXT NOT NULL DEFAULT '[]',    -- the lines as they read
+            sample INTEGER NOT NULL DEFAULT 0,
+            learned_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
 def run_script(store: Store, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
