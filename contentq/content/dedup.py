@@ -46,7 +46,7 @@ NEAR_MIN_WORDS = 8
 LSH_PERM = 64
 LSH_WEIGHTS = (0.05, 0.95)
 """The LSH index bands only the first LSH_PERM values of a signature, weighted to miss few near duplicates
-(at 0.8: 10 bands of 6 rows, 95 % recall at the threshold, 99 % at +0.05) while keeping the index small
+(at 0.65: 16 bands of 4 rows, 96 % recall at the threshold, 99 % at +0.05) while keeping the index small
 (memory grows with the number of bands). All NUM_PERM values then confirm a candidate's similarity."""
 
 SEED = 1
