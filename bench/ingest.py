@@ -44,7 +44,7 @@ def vocabulary(rng: random.Random, size: int = 6000) -> list[str]:
 
 
 def footer_of(source: str) -> str:
-    return f"\n\nSubscribe: @{source[1:]} | <a href=\"https://t.me/{source[1:]}_chat\">our chat</a>"
+    return f'\n\nSubscribe: @{source[1:]} | <a href="https://t.me/{source[1:]}_chat">our chat</a>'
 
 
 def make_posts(n: int, seed: int = 7, footers: bool = False) -> tuple[list[tuple[Candidate, str]], dict[str, int]]:
@@ -58,8 +58,10 @@ def make_posts(n: int, seed: int = 7, footers: bool = False) -> tuple[list[tuple
         roll = rng.random()
         if roll > 0.97:
             kind, source = "template", rng.choice(SOURCES)
-            text = (f"Exchange rates for day {rng.randint(1, 365)}: dollar {rng.uniform(80, 100):.2f}, euro "
-                    f"{rng.uniform(90, 110):.2f}, yuan {rng.uniform(10, 14):.2f} roubles, as set by the central bank")
+            text = (
+                f"Exchange rates for day {rng.randint(1, 365)}: dollar {rng.uniform(80, 100):.2f}, euro "
+                f"{rng.uniform(90, 110):.2f}, yuan {rng.uniform(10, 14):.2f} roubles, as set by the central bank"
+            )
         elif originals and roll < 0.10:
             text, source = rng.choice(originals)
             kind = "exact"

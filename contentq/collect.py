@@ -151,7 +151,8 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
         mark_run(runtime.store, ref, error=redact(f"{type(exc).__name__}: {exc}")[:500])
         ctx.log("counts", counts.summary(), level="error", **counts.as_dict())
         raise
-    ctx.log("counts", "; ".join(report.lines()), **counts.as_dict())
+    ctx.log("counts", counts.summary(), **counts.as_dict())
+    ctx.log("summary", "; ".join(report.lines()))  # with one line per reason a message was not taken
     return report
 
 

@@ -241,7 +241,6 @@ class Ingestor:
         return Outcome(state, post_id, reason, bool(removed), match.post_id if match else None,
                        match.similarity if match else None)  # fmt: skip
 
-
     def _album_post(self, conn: sqlite3.Connection, candidate: Candidate) -> sqlite3.Row | None:
         """The stored post of the candidate's album (same source and grouped_id), the first if several."""
         if candidate.grouped_id is None:
