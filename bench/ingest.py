@@ -2,15 +2,15 @@
 
     python bench/ingest.py [--posts 100000] [--batch 1000] [--threshold 0.65] [--footers] [--tracemalloc]
 
-77 % of the posts are unique (3 % of them spam for the filters), 10 % exact copies of an earlier post
-from another channel (other case, punctuation, links), 10 % near copies (two to four words changed, a
-footer sentence added), 3 % template posts (a daily exchange-rate line from several channels: same words,
-other numbers; different news, so any duplicate found among them is a false positive). With --footers
-every channel ends its posts with its own footer line, learned per channel (content/footer.py) from its
-first posts and stripped before dedup, as an import does. Every post is stored as a row of a real
-SQLite database (one transaction per batch, as an import does). Prints posts/s, what dedup found against
-what was planted, the time a new worker takes to load the index from SQLite, and peak memory (RSS;
---tracemalloc adds Python-heap tracing, which slows the run).
+77 % of the posts are unique (half of them with a few numbers, 3 % spam for the filters), 10 % exact
+copies of an earlier post from another channel (other case, punctuation, links), 10 % near copies (two to
+four words changed, a footer sentence added), 3 % template posts (a daily exchange-rate line from several
+channels: same words, other numbers; different news, so any duplicate found among them is a false
+positive). With --footers every channel ends its posts with its own footer line, learned per channel
+(content/footer.py) from its first posts and stripped before dedup, as an import does. Every post is
+stored as a row of a real SQLite database (one transaction per batch, as an import does). Prints posts/s,
+what dedup found against what was planted, the time a new worker takes to load the index from SQLite, and
+peak memory (RSS; --tracemalloc adds Python-heap tracing, which slows the run).
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def make_posts(n: int, seed: int = 7, footers: bool = False) -> tuple[list[tuple
         else:
             kind = "unique"
             text = " ".join(rng.choice(words) for _ in range(rng.randint(50, 110))).capitalize() + "."
+            if rng.random() < 0.5:  # numbers, which near copies keep (unless an edit hits one)
+                text += " In figures: " + ", ".join(str(rng.randint(2, 9999)) for _ in range(rng.randint(1, 4))) + "."
             if rng.random() < 0.03:  # spam the route's filters catch
                 text += rng.choice([" Big casino bonus today.", " Subscribe to @rival_channel now!"])
             source = rng.choice(SOURCES)

@@ -236,7 +236,8 @@ class Ingestor:
             reason = self.filter.check(facts)
             state = "filtered" if reason else "collected"
         post_id = _insert_post(conn, self.route.name, candidate, state, reason, match, fp.content_hash,
-                               fp.minhash_blob(), html=html, original_html=original)  # fmt: skip
+                               fp.minhash_blob(), html=html, original_html=original,
+                               numbers=" ".join(fp.numbers) or None)  # fmt: skip
         self.index.add(post_id, fp, candidate.source, original=match.post_id if match else None)
         return Outcome(state, post_id, reason, bool(removed), match.post_id if match else None,
                        match.similarity if match else None)  # fmt: skip
@@ -308,6 +309,7 @@ def _insert_post(
     duplicate_of: int | None = None,
     html: str | None = None,
     original_html: str | None = None,
+    numbers: str | None = None,
 ) -> int:
     stamp = iso()
     row: dict[str, Any] = {
@@ -328,6 +330,7 @@ def _insert_post(
         "similarity": round(match.similarity, 4) if match else None,
         "content_hash": chash,
         "minhash": minhash,
+        "numbers": numbers,
         "updated_at": stamp,
     }
     cursor = conn.execute(

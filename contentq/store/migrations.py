@@ -229,13 +229,14 @@ def _reschedules(store: Store) -> None:
     store.conn.execute("ALTER TABLE jobs ADD COLUMN reschedules INTEGER NOT NULL DEFAULT 0")
 
 
-@migration(20, "donor footers learned per source; posts keep the donor's original text and a duplicate's similarity")
+@migration(20, "donor footers per source; posts keep the donor's text, a duplicate's similarity, their numbers")
 def _donor_footers(store: Store) -> None:
     run_script(
         store,
         """
         ALTER TABLE posts ADD COLUMN original_html TEXT;  -- as the donor posted it, when a footer was stripped
         ALTER TABLE posts ADD COLUMN similarity REAL;     -- of a duplicate to the post it duplicates
+        ALTER TABLE posts ADD COLUMN numbers TEXT;        -- the numbers of its text, for near-duplicate checks
         CREATE TABLE source_footers (
             source TEXT PRIMARY KEY,
             trailer TEXT NOT NULL DEFAULT '[]',  -- JSON list of footer line keys (normalised text + links)
