@@ -35,7 +35,7 @@ from contentq.redact import redact
 from contentq.routes import Route, load_routes, normalize_channel_ref
 from contentq.runtime.context import Reschedule, Runtime
 from contentq.runtime.tracking import enqueue
-from contentq.store.footers import refresh_footer
+from contentq.store.footers import load_footer, refresh_footer
 
 log = logging.getLogger("contentq.collect")
 
@@ -344,8 +344,11 @@ def _collect(
                 "left for the next run")  # fmt: skip
     ingestor = Ingestor(route, dedup_index(runtime))
     ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
-    with store.transaction() as conn:  # learn the donor's footer from this page and its stored posts
-        footer = refresh_footer(conn, ref, [m.html for m in sorted(messages, key=lambda m: -m.id)])
+    if groups:  # learn the donor's footer again from this page and its stored posts
+        with store.transaction() as conn:
+            footer = refresh_footer(conn, ref, [m.html for m in sorted(messages, key=lambda m: -m.id)])
+    else:
+        footer = load_footer(store.conn, ref)
     ingestor.use_footer(ref, footer)
     not_downloaded = 0
     for done, group in enumerate(groups, start=1):
