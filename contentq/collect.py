@@ -27,6 +27,7 @@ from contentq.ingest import (
     Outcome,
     dedup_index,
     forget_dedup_index,
+    plural,
 )
 from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
 from contentq.media import store_bytes
@@ -34,6 +35,7 @@ from contentq.redact import redact
 from contentq.routes import Route, load_routes, normalize_channel_ref
 from contentq.runtime.context import Reschedule, Runtime
 from contentq.runtime.tracking import enqueue
+from contentq.store.footers import load_footer, refresh_footer
 
 log = logging.getLogger("contentq.collect")
 
@@ -96,9 +98,29 @@ class CollectReport:
     cursor: int
     fetched: int
     counts: Counts
+    media_not_downloaded: int = 0  # over CONTENTQ_COLLECT_MAX_MEDIA_MB: stored without the file
+    held_back: int = 0  # messages of an album that may be incomplete: taken by the next run
+    cut: int = 0  # messages of an album that starts before the first run's backfill: not taken
+    footer: list[str] = field(default_factory=list)  # the donor's learned footer/header lines
+
+    def lines(self) -> list[str]:
+        """The summary: what was stored, and one line per reason something was not."""
+        out = self.counts.lines()
+        if self.media_not_downloaded:
+            out.append(f"{plural(self.media_not_downloaded, 'media file')} not downloaded (over "
+                       "CONTENTQ_COLLECT_MAX_MEDIA_MB; stored without the file)")  # fmt: skip
+        if self.held_back:
+            out.append(f"{plural(self.held_back, 'message')} of an album still arriving left for the next run")
+        if self.cut:
+            out.append(f"{plural(self.cut, 'message')} of an album older than the backfill skipped")
+        return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "cursor": self.cursor, "fetched": self.fetched, **self.counts.as_dict()}
+        return {
+            "source": self.source, "cursor": self.cursor, "fetched": self.fetched, **self.counts.as_dict(),
+            "media_not_downloaded": self.media_not_downloaded, "held_back": self.held_back, "cut": self.cut,
+            "footer": self.footer, "summary": self.lines(),
+        }  # fmt: skip
 
 
 def route_for_source(runtime: Runtime, ref: str) -> Route:
@@ -130,6 +152,7 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
         ctx.log("counts", counts.summary(), level="error", **counts.as_dict())
         raise
     ctx.log("counts", counts.summary(), **counts.as_dict())
+    ctx.log("summary", "; ".join(report.lines()))  # with one line per reason a message was not taken
     return report
 
 
@@ -261,6 +284,8 @@ def _candidate(ref: str, group: list[FetchedMessage]) -> Candidate:
         posted_at=group[0].date,
         grouped_id=group[0].grouped_id,
         is_forward=any(m.is_forward for m in group),
+        forward_name=next((m.forward_name for m in group if m.forward_name), None),
+        forward_link=next((m.forward_link for m in group if m.forward_link), None),
     )
 
 
@@ -321,6 +346,13 @@ def _collect(
                 "left for the next run")  # fmt: skip
     ingestor = Ingestor(route, dedup_index(runtime))
     ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
+    if groups:  # learn the donor's footer again from this page and its stored posts
+        with store.transaction() as conn:
+            footer = refresh_footer(conn, ref, [m.html for m in sorted(messages, key=lambda m: -m.id)])
+    else:
+        footer = load_footer(store.conn, ref)
+    ingestor.use_footer(ref, footer)
+    not_downloaded = 0
     for done, group in enumerate(groups, start=1):
         ids = [m.id for m in group]
         candidate = _candidate(ref, group)
@@ -328,6 +360,7 @@ def _collect(
         wanted = has_media or bool(candidate.html.strip())  # skip what has neither text nor media we keep
         if has_media and ingestor.stored_as(store.conn, ref, ids) is None:
             candidate.media = _download(runtime, gateway, channel, group)
+            not_downloaded += sum(1 for m in candidate.media if m.relpath is None)
         outcome: Outcome | None = None
         try:
             with store.transaction() as conn:
@@ -356,7 +389,8 @@ def _collect(
         cursor = before
     mark_run(store, ref)
     enqueue_missing_rewrites(ctx, ref)
-    return CollectReport(ref, cursor, len(messages), counts)
+    return CollectReport(ref, cursor, len(messages), counts, not_downloaded, len(page.held_back), len(page.cut),
+                         list(footer.lines) if footer else [])  # fmt: skip
 
 
 def _enqueue_rewrite(ctx: CollectContext, post_id: int) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from contentq.clock import iso
 from contentq.content.filters import PostFacts, RouteFilter
+from contentq.content.footer import Footer, Patterns, strip
 from contentq.content.html import collect_links, html_to_text
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
@@ -63,6 +64,8 @@ class Candidate:
     posted_at: datetime | None = None
     grouped_id: int | None = None
     is_forward: bool = False
+    forward_name: str | None = None  # the origin of a forward, for a route's forward_credit
+    forward_link: str | None = None
     media: list[CandidateMedia] = field(default_factory=list)
 
     @property
@@ -82,6 +85,9 @@ class Outcome:
     # the stored post of its album (post_id)
     post_id: int | None
     reason: str | None = None
+    footer_stripped: bool = False
+    duplicate_of: int | None = None
+    similarity: float | None = None  # of a near duplicate to `duplicate_of`
 
 
 @dataclass
@@ -89,29 +95,70 @@ class Counts:
     """What one collect or import did; logged with the job and added to the channel's counters."""
 
     collected: int = 0
-    duplicate: int = 0
+    duplicate: int = 0  # of them already_stored: the very message was stored before
     filtered: int = 0
     reconnects: int = 0
     flood_waits: int = 0
+    already_stored: int = 0
+    footer_stripped: int = 0
+    filtered_reasons: dict[str, int] = field(default_factory=dict)  # reason → posts
+    near_duplicates: list[dict[str, Any]] = field(default_factory=list)  # {post_id, duplicate_of, similarity}
 
     def add(self, outcome: Outcome) -> None:
         if outcome.state == "attached":
             return  # more media of a post already counted
+        self.footer_stripped += outcome.footer_stripped
         if outcome.state == "collected":
             self.collected += 1
         elif outcome.state in ("duplicate", "exact"):
             self.duplicate += 1
+            self.already_stored += outcome.state == "exact"
+            if outcome.similarity is not None and outcome.similarity < 1.0:
+                self.near_duplicates.append(
+                    {"post_id": outcome.post_id, "duplicate_of": outcome.duplicate_of,
+                     "similarity": round(outcome.similarity, 2)}
+                )  # fmt: skip
         else:
             self.filtered += 1
+            reason = outcome.reason or "?"
+            self.filtered_reasons[reason] = self.filtered_reasons.get(reason, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def lines(self) -> list[str]:
+        """One line per outcome and per reason a post was not taken, for people."""
+        out = [f"collected {self.collected}"]
+        if self.duplicate:
+            copies = self.duplicate - self.already_stored
+            parts = [f"{copies} of other posts"] if copies else []
+            parts += [f"{self.already_stored} already stored"] if self.already_stored else []
+            out.append(f"duplicate {self.duplicate}: {', '.join(parts)}")
+        out += [
+            f"near duplicate: post {d['post_id']} of post {d['duplicate_of']} (similarity {d['similarity']:.2f})"
+            for d in self.near_duplicates
+        ]
+        out += [f"filtered {n}: {reason}" for reason, n in sorted(self.filtered_reasons.items(), key=_by_count)]
+        if self.footer_stripped:
+            out.append(f"footer stripped from {self.footer_stripped}")
+        return out
 
     def summary(self) -> str:
         return (
             f"{self.collected} collected, {self.duplicate} duplicate, {self.filtered} filtered, "
             f"{self.reconnects} reconnects, {self.flood_waits} flood waits"
         )
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 poll', '2 service messages'."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + ('es' if noun.endswith('s') else 's')}"
 
 
 def dedup_index(runtime: Runtime) -> DedupIndex:
@@ -136,6 +183,21 @@ class Ingestor:
         self.route = route
         self.index = index
         self.filter = RouteFilter.for_route(route.filters, own=[route.target])
+        self.footers: dict[str, Footer] = {}  # source → its learned footer (store/footers.py)
+        self.patterns = Patterns.parse(route.footer_patterns)
+
+    def use_footer(self, source: str, footer: Footer | None) -> None:
+        if footer is not None:
+            self.footers[source] = footer
+
+    def body(self, candidate: Candidate) -> tuple[str, list[str]]:
+        """The post without the donor's footer (what filters, dedup and the rewriter see), and the lines
+        removed. A text post that is nothing but its footer stays as it is."""
+        footer = self.footers.get(candidate.source) if self.route.strip_footer else None
+        stripped = strip(candidate.html, footer, self.patterns)
+        if stripped.removed and (stripped.html.strip() or candidate.media):
+            return stripped.html, stripped.removed
+        return candidate.html, []
 
     def stored_as(self, conn: sqlite3.Connection, source: str, msg_ids: list[int]) -> int | None:
         """The post already holding one of these messages of `source` (exact duplicate), if any."""
@@ -157,7 +219,8 @@ class Ingestor:
                 return late
         from contentq.content.dedup import normalize_text
 
-        html = candidate.html
+        html, removed = self.body(candidate)
+        original = candidate.html if removed else None
         text = html if "<" not in html and "&" not in html else html_to_text(html)
         fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media])
         match: Match | None = self.index.match(fp, candidate.source)
@@ -169,14 +232,17 @@ class Ingestor:
             # Only Telegram links matter to the ad check; most posts have none, and parsing is not free.
             wants_links = self.filter.filters.skip_ads and _TELEGRAM_LINK.search(html) is not None
             links = tuple(collect_links(html)) if wants_links else ()
-            facts = PostFacts(text, candidate.kind, candidate.is_forward, links, candidate.source)
+            footer = self.footers.get(candidate.source)
+            facts = PostFacts(text, candidate.kind, candidate.is_forward, links, candidate.source,
+                              footer.refs if footer else frozenset())  # fmt: skip
             reason = self.filter.check(facts)
             state = "filtered" if reason else "collected"
         post_id = _insert_post(conn, self.route.name, candidate, state, reason, match, fp.content_hash,
-                               fp.minhash_blob())  # fmt: skip
+                               fp.minhash_blob(), html=html, original_html=original,
+                               numbers=" ".join(fp.numbers) or None)  # fmt: skip
         self.index.add(post_id, fp, candidate.source, original=match.post_id if match else None)
-        return Outcome(state, post_id, reason)
-
+        return Outcome(state, post_id, reason, bool(removed), match.post_id if match else None,
+                       match.similarity if match else None)  # fmt: skip
 
     def _album_post(self, conn: sqlite3.Connection, candidate: Candidate) -> sqlite3.Row | None:
         """The stored post of the candidate's album (same source and grouped_id), the first if several."""
@@ -211,7 +277,7 @@ class Ingestor:
         _insert_media(conn, post_id, candidate.media, int(start[0]), iso())
         total = int(start[1]) + len(candidate.media)
         kind = "album" if total > 1 else (str(album[2]) if start[1] else candidate.kind)
-        html = str(album[3] or "") or candidate.html
+        html = str(album[3] or "") or self.body(candidate)[0]
         conn.execute(
             "UPDATE posts SET source_msg_ids = ?, source_msg_id = ?, kind = ?, text_html = ?, updated_at = ?"
             " WHERE id = ?",
@@ -243,6 +309,9 @@ def _insert_post(
     minhash: bytes | None,
     *,
     duplicate_of: int | None = None,
+    html: str | None = None,
+    original_html: str | None = None,
+    numbers: str | None = None,
 ) -> int:
     stamp = iso()
     row: dict[str, Any] = {
@@ -252,15 +321,20 @@ def _insert_post(
         "source_msg_ids": json.dumps(candidate.msg_ids),
         "grouped_id": candidate.grouped_id,
         "kind": candidate.kind,
-        "text_html": candidate.html,
+        "text_html": candidate.html if html is None else html,
+        "original_html": original_html,
         "is_forward": int(candidate.is_forward),
+        "forward_name": candidate.forward_name,
+        "forward_link": candidate.forward_link,
         "posted_at": iso(candidate.posted_at) if candidate.posted_at else None,
         "collected_at": stamp,
         "state": state,
         "state_reason": reason,
         "duplicate_of": match.post_id if match else duplicate_of,
+        "similarity": round(match.similarity, 4) if match else None,
         "content_hash": chash,
         "minhash": minhash,
+        "numbers": numbers,
         "updated_at": stamp,
     }
     cursor = conn.execute(

@@ -132,6 +132,8 @@ class Route(_Strict):
     """Under split: end each part of a post sent as several messages with "1/3", "2/3", …"""
     forward_credit: str = ""
     """Telegram HTML added to a forwarded post, with {name} and {link} of its origin; empty: no credit."""
+    strip_footer: bool = True  # strip the donor's learned footer/header before filters and dedup
+    footer_patterns: list[str] = []  # more lines to strip at a post's ends: a literal line, or "re:<regex>"
 
     @field_validator("forward_credit")
     @classmethod
@@ -139,6 +141,18 @@ class Route(_Strict):
         from contentq.content.split import check_credit_template
 
         return check_credit_template(value)
+
+
+    @field_validator("footer_patterns")
+    @classmethod
+    def _footer_regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as exc:
+                    raise ValueError(f"bad regex {pattern[3:]!r}: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _has_input(self) -> Route:

@@ -138,7 +138,7 @@ class Settings(BaseSettings):
     text_limit: int = 4096
 
     # Dedup.
-    near_duplicate_threshold: float = 0.8
+    near_duplicate_threshold: float = 0.65  # catches a few words changed in a short post (bench/ingest.py)
     dedup_window_days: int = 30
 
     # Notifications, alerts, metrics, retention.

@@ -83,6 +83,8 @@ class FakeTelegram:
         data: bytes | None = None,
         grouped_id: int | None = None,
         is_forward: bool = False,
+        forward_name: str | None = None,
+        forward_link: str | None = None,
         date: datetime | None = None,
     ) -> FetchedMessage:
         ref = normalize_channel_ref(ref)
@@ -90,7 +92,8 @@ class FakeTelegram:
             self.add_channel(ref)
         message = FetchedMessage(
             id=msg_id, date=date or datetime.now(UTC), html=html, grouped_id=grouped_id,
-            is_forward=is_forward, media=media,
+            is_forward=is_forward or bool(forward_name), media=media,
+            forward_name=forward_name, forward_link=forward_link,
         )  # fmt: skip
         self.messages[ref].append(message)
         if media is not None:

@@ -369,3 +369,15 @@ def test_media_over_the_size_limit_is_recorded_without_downloading(rt, tg):
     assert video["kind"] == "video" and video["path"] is None and video["size"] == 5 * 1024 * 1024
     (photo,) = rt.store.query("SELECT * FROM media WHERE post_id = ?", (photo_post["id"],))
     assert photo["path"] is not None
+
+
+def test_a_forwarded_posts_origin_is_stored_for_the_forward_credit(rt, tg):
+    tg.add_message("@donor_a", 1, "Forwarded <b>news</b>", forward_name="Origin News",
+                   forward_link="https://t.me/origin_news/42")  # fmt: skip
+    tg.add_message("@donor_a", 2, "Our own words")
+    assert collect(rt)["status"] == "succeeded"
+    forwarded, own = posts(rt)
+    assert (forwarded["is_forward"], forwarded["forward_name"], forwarded["forward_link"]) == (
+        1, "Origin News", "https://t.me/origin_news/42",
+    )  # fmt: skip
+    assert (own["is_forward"], own["forward_name"], own["forward_link"]) == (0, None, None)

@@ -19,7 +19,7 @@ runner = CliRunner()
 
 def json_out(result) -> object:
     text = result.stdout
-    return json.loads(text[min(i for i in (text.find("["), text.find("{")) if i >= 0):])
+    return json.loads(text[min(i for i in (text.find("["), text.find("{")) if i >= 0) :])
 
 
 @pytest.fixture
@@ -81,7 +81,9 @@ def test_collect_now_runs_in_the_foreground(rt, fake):
     assert result.exit_code == 0, result.output
     assert json_out(result) == [
         {"source": "@donor_a", "cursor": 2, "fetched": 2, "collected": 2, "duplicate": 0, "filtered": 0,
-         "reconnects": 0, "flood_waits": 0}
+         "reconnects": 0, "flood_waits": 0, "already_stored": 0, "footer_stripped": 0, "filtered_reasons": {},
+         "near_duplicates": [], "media_not_downloaded": 0, "held_back": 0, "cut": 0, "footer": [],
+         "summary": ["collected 2"]}
     ]  # fmt: skip
     rewrites = rt.store.query("SELECT parent_id FROM jobs WHERE kind = 'rewrite'")
     assert len(rewrites) == 2 and rewrites[0]["parent_id"] is None

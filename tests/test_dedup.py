@@ -143,3 +143,41 @@ def test_normalisation_ignores_case_punctuation_links_and_mentions():
     assert content_hash(a, ["m1", "m2"]) == content_hash(a, ["m2", "m1"])
     assert content_hash(a, ["m1"]) != content_hash(a)
     assert content_hash("") is None
+
+
+RATES = (
+    "Официальные курсы валют Центробанка России на {d} июня: доллар США {a} рубля, евро {b} рубля, юань {c}"
+    " рубля. Курсы действуют до следующего рабочего дня"
+)
+
+
+def test_posts_of_one_fixed_form_with_other_numbers_are_not_near_duplicates(rt, tg):
+    """Such posts are ~0.72 alike, over the 0.65 default: below 0.8 a near match must share its numbers."""
+    tg.add_message("@donor_a", 1, RATES.format(d=3, a="89,45", b="97,12", c="12,31"))
+    tg.add_message(
+        "@donor_a",
+        2,
+        "Cloudflare запустила бесплатную защиту от ботов, которые собирают данные для "
+        "обучения нейросетей: владельцу сайта достаточно включить один переключатель в панели управления.",
+    )
+    collect(rt, "@donor_a")
+    tg.add_message("@donor_b", 1, RATES.format(d=4, a="90,02", b="97,80", c="12,40"))  # other day, other news
+    tg.add_message(
+        "@donor_b",
+        2,
+        "Cloudflare выпустила бесплатную защиту от ботов, которые собирают данные для "
+        "обучения ИИ-моделей: владельцу сайта нужно включить один переключатель в панели управления.",
+    )
+    collect(rt, "@donor_b")
+    rates, reworded = by_source(rt, "@donor_b")
+    assert rates["state"] == "collected"
+    assert reworded["state"] == "duplicate" and 0.65 <= reworded["similarity"] < 0.8
+    # A new process reads the numbers back from SQLite.
+    index = DedupIndex(rt.settings.near_duplicate_threshold)
+    index.refresh(rt.store.conn)
+    assert (
+        index.match(index.fingerprint(normalize_text(RATES.format(d=5, a="91,10", b="98,00", c="12,55"))), "@x") is None
+    )
+    assert index.match(
+        index.fingerprint(normalize_text(RATES.format(d=3, a="89,45", b="97,12", c="12,31") + " Источник: ЦБ.")), "@x"
+    )

@@ -11,7 +11,7 @@ import typer
 
 from contentq.channels import list_sources, resolve_channel
 from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import details, err_console, error, ok, print_json, table
+from contentq.cli.render import details, err_console, error, ok, print_json, summary, table
 from contentq.errors import ContentqError
 from contentq.routes import load_routes, normalize_channel_ref
 from contentq.runtime.context import Reschedule, Runtime
@@ -174,6 +174,7 @@ def collect(
         error(str(exc))
         raise typer.Exit(1) from None
     results, failed = [], 0
+    reports = []
     for ref in refs:
         ctx = ForegroundContext(rt)
         try:
@@ -189,10 +190,13 @@ def collect(
             failed += 1
             continue
         results.append(report.as_dict())
+        reports.append(report)
     if as_json:
         print_json(results)
-    elif results:  # every source failed: the errors above are the output, not an empty table
-        table(results, ["source", "fetched", "collected", "duplicate", "filtered", "cursor"], title="collected")
+    else:  # every source failed: the errors above are the output
+        for report in reports:
+            summary(f"collected {report.source}: {report.fetched} messages fetched, cursor {report.cursor}",
+                    report.lines())  # fmt: skip
     if failed:
         raise typer.Exit(1)
 
@@ -216,8 +220,10 @@ def import_(
     ctx = ForegroundContext(rt)
     with progress_bar(f"import {path.name}") as update:
         report = import_export(ctx, path, source, route_name=route, progress=update)
-    data = report.as_dict()
     if as_json:
-        print_json(data)
+        print_json(report.as_dict())
         return
-    details(data, title=f"imported {path}")
+    summary(
+        f"imported {path} as {report.source} into route {report.route}: {report.messages} messages, "
+        f"{report.posts} posts", report.lines(),
+    )  # fmt: skip

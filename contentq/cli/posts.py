@@ -66,7 +66,10 @@ def list_(
     for r in rows:
         r["text"] = _snippet(r)
         r["when"] = r["published_at"] or r["scheduled_at"]
-    table(rows, ["id", "route", "state", "kind", "text", "when", "link"], title="posts", empty="no posts match")
+    # Why a post was filtered or is a duplicate (with its similarity): shown whenever some post has one.
+    reason = [("state_reason", "reason")] if any(r.get("state_reason") for r in rows) else []
+    table(rows, ["id", "route", "state", "kind", "text", *reason, "when", "link"], title="posts",
+          empty="no posts match")  # fmt: skip
 
 
 @app.command()
@@ -93,6 +96,8 @@ def show(post_id: Annotated[int, typer.Argument(help="Post id.")], as_json: Json
             "kind",
             "source",
             "source_msg_id",
+            "duplicate_of",
+            "similarity",
             "posted_at",
             "title",
             "rewriter",
@@ -103,7 +108,11 @@ def show(post_id: Annotated[int, typer.Argument(help="Post id.")], as_json: Json
             "link",
         )  # fmt: skip
     }
+    if info["similarity"] is not None:
+        info["similarity"] = f"{info['similarity']:.2f}"  # the table's one decimal would hide 0.86 vs 0.94
     info["media"] = ", ".join(f"{m['kind']} ({m['origin']})" for m in media) or None
+    if post.get("original_html"):
+        info["donor footer"] = "stripped (the text as posted: `posts show --json`, original_html)"
     details(info, title=f"post {post_id}")
     original = post["text_html"] or ""
     if (post["source"] or "").startswith("generate:"):

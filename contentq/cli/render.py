@@ -72,6 +72,13 @@ def details(data: dict[str, Any], *, title: str | None = None) -> None:
     console.print(t)
 
 
+def summary(title: str, lines: Iterable[str]) -> None:
+    """A report as one line per outcome or reason ("filtered 1: skip_ads: …"), under a bold title."""
+    console.print(f"[bold]{escape(title)}[/bold]", highlight=False)
+    for line in lines:
+        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def ok(message: str) -> None:
     console.print(f"[green]✓[/green] {message}")
 

@@ -46,8 +46,15 @@ NEAR_MIN_WORDS = 8
 LSH_PERM = 64
 LSH_WEIGHTS = (0.05, 0.95)
 """The LSH index bands only the first LSH_PERM values of a signature, weighted to miss few near duplicates
-(at 0.8: 10 bands of 6 rows, 95 % recall at the threshold, 99 % at +0.05) while keeping the index small
+(at 0.65: 16 bands of 4 rows, 96 % recall at the threshold, 99 % at +0.05) while keeping the index small
 (memory grows with the number of bands). All NUM_PERM values then confirm a candidate's similarity."""
+
+NUMBERS_CHECKED_BELOW = 0.8
+"""A near match less similar than this must also share its numbers (see `numbers_agree`): below it, two posts of
+one fixed form ("dollar 89.45, euro 97.12 …") from two channels would pass for copies although their news differ."""
+
+MAX_NUMBERS = 32
+"""Numbers of a post remembered for that check."""
 
 SEED = 1
 SCHEME = "affine32"
@@ -65,6 +72,20 @@ def normalize_text(text: str) -> str:
     text = _LINK.sub(" ", text)
     text = _MENTION.sub(" ", text)
     return " ".join(_WORD.findall(text))
+
+
+def numbers_of(normalized: str) -> tuple[str, ...]:
+    """The numbers of a normalised text ('89.45' gives '89' and '45'), sorted, without repeats."""
+    return tuple(sorted({w for w in normalized.split() if w.isdigit()}))[:MAX_NUMBERS]
+
+
+def numbers_agree(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two posts' numbers allow them to be the same news: at least half of them in common, or no
+    numbers on one side (a rewording may spell a number out)."""
+    if not a or not b:
+        return True
+    common = len(set(a) & set(b))
+    return common * 2 >= len(set(a) | set(b))
 
 
 def content_hash(normalized: str, media_hashes: Sequence[str] = ()) -> str | None:
@@ -125,6 +146,7 @@ class MinHasher:
 class Fingerprint:
     content_hash: str | None
     signature: np.ndarray | None = None
+    numbers: tuple[str, ...] = ()  # numbers_of the text: the posts.numbers column, space-separated
 
     @cached_property
     def sketch(self) -> LeanMinHash | None:
@@ -185,30 +207,33 @@ class DedupIndex:
         self._signatures = np.zeros((1024, num_perm), dtype=np.uint32)
         self._sources: list[str] = []
         self._times: list[float] = []
+        self._numbers: list[tuple[str, ...]] = []
         self._loaded_up_to = 0
         self._pruned_at = time.time()
 
     # -- building --------------------------------------------------------------------------------
 
     def fingerprint(self, normalized: str, media_hashes: Sequence[str] = ()) -> Fingerprint:
-        return Fingerprint(content_hash(normalized, media_hashes), self.hasher.signature(normalized))
+        signature = self.hasher.signature(normalized)
+        numbers = numbers_of(normalized) if signature is not None else ()
+        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers)
 
     def refresh(self, conn: sqlite3.Connection) -> int:
         """Load posts written since the last refresh (by any process); returns how many."""
         cutoff = self._cutoff()
         since = iso(datetime.fromtimestamp(cutoff, UTC)) if cutoff else ""
         cursor = conn.execute(
-            "SELECT id, source, state, duplicate_of, content_hash, minhash, collected_at FROM posts"
+            "SELECT id, source, state, duplicate_of, content_hash, minhash, collected_at, numbers FROM posts"
             " WHERE id > ? AND collected_at >= ? ORDER BY id",
             (self._loaded_up_to, since),
         )
         loaded = 0
-        for post_id, source, state, duplicate_of, chash, blob, collected_at in cursor:
+        for post_id, source, state, duplicate_of, chash, blob, collected_at, numbers in cursor:
             self._loaded_up_to = max(self._loaded_up_to, post_id)
             if post_id in self._seen:
                 continue
             original = (duplicate_of or post_id) if state == "duplicate" else None
-            fp = Fingerprint(chash, signature_from_blob(blob, self.num_perm))
+            fp = Fingerprint(chash, signature_from_blob(blob, self.num_perm), tuple((numbers or "").split()))
             self.add(post_id, fp, source or "", collected_at=_epoch(collected_at), original=original)
             loaded += 1
         if time.time() - self._pruned_at > PRUNE_EVERY_S:
@@ -238,6 +263,7 @@ class DedupIndex:
         self._signatures[row] = fp.signature
         self._sources.append(source)
         self._times.append(when)
+        self._numbers.append(fp.numbers)
         self._row_of[post_id] = row
         self._lsh.insert(post_id, fp.sketch, check_duplication=False)
 
@@ -259,6 +285,8 @@ class DedupIndex:
                 continue  # near duplicates count across channels only: a channel's own series look alike
             similarity = float(np.count_nonzero(self._signatures[row] == fp.signature)) / self.num_perm
             if similarity < self.threshold:
+                continue
+            if similarity < NUMBERS_CHECKED_BELOW and not numbers_agree(self._numbers[row], fp.numbers):
                 continue
             if best is None or (similarity, -candidate) > (best.similarity, -best.post_id):
                 best = Match(candidate, "near", similarity)

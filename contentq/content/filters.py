@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from contentq.content.html import normalize_link
 from contentq.routes import Filters, normalize_channel_ref
 
 _AD_MARKERS = re.compile(
@@ -35,6 +36,7 @@ class PostFacts:
     is_forward: bool = False
     links: tuple[str, ...] = ()  # link targets: <a href> and bare URLs
     source: str = ""  # the donor channel, '@name'
+    self_refs: frozenset[str] = frozenset()  # the donor's own channels and chat (its learned footer's)
 
 
 @dataclass
@@ -81,19 +83,22 @@ def advertisement(post: PostFacts, own_refs: frozenset[str] = frozenset()) -> st
     """Why the post looks like an ad for another channel, or None.
 
     An ad marker (#реклама, #ad, erid …), a private invite link, or a call to subscribe/join next to a
-    link or @mention of a channel other than the donor itself and the route's own channels.
+    link or @mention of a channel other than the donor itself (with the channels of its learned footer:
+    its chat, its other channels) and the route's own channels: a donor promoting itself is not an ad.
     """
     lowered = post.text.lower()
     if any(hint in lowered for hint in _AD_HINTS) and (marker := _AD_MARKERS.search(post.text)):
         return f"ad marker {marker.group(0)!r}"
     haystack = " ".join([post.text, *post.links])
     has_links = ".me/" in haystack.lower()
-    if has_links and (invite := _INVITE.search(haystack)):
-        return f"invite link {invite.group(0)}"
+    if has_links:
+        invites = (m.group(0) for m in _INVITE.finditer(haystack))
+        if invite := next((i for i in invites if normalize_link(i) not in post.self_refs), None):
+            return f"invite link {invite}"
     named = [m.group(1) for m in _CHANNEL_LINK.finditer(haystack)] if has_links else []
     if "@" in post.text:
         named += [m.group(1) for m in _MENTION.finditer(post.text)]
-    mine = own_refs | {normalize_channel_ref(post.source)} if post.source else own_refs
+    mine = own_refs | post.self_refs | ({normalize_channel_ref(post.source)} if post.source else frozenset())
     foreign = [normalize_channel_ref(n) for n in named if n.lower() not in _NOT_CHANNELS]
     foreign = [ref for ref in foreign if ref not in mine]
     if foreign and _CALL_TO_ACTION.search(post.text):

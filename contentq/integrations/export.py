@@ -22,10 +22,11 @@ from contentq.channels import advance, ensure_channel
 from contentq.collect import CollectContext
 from contentq.content.utf16 import utf16_len
 from contentq.errors import ContentqError
-from contentq.ingest import Candidate, CandidateMedia, Counts, Ingestor, dedup_index, forget_dedup_index
+from contentq.ingest import Candidate, CandidateMedia, Counts, Ingestor, dedup_index, forget_dedup_index, plural
 from contentq.integrations.telegram.formatting import entities_to_html
 from contentq.media import store_file
 from contentq.routes import Route, load_routes, normalize_channel_ref
+from contentq.store.footers import refresh_footer
 
 ALBUM_MAX = 10
 """Telegram albums hold 2–10 items."""
@@ -62,6 +63,16 @@ class ExportMessage:
     html: str = ""
     is_forward: bool = False
     media: ExportMedia | None = None
+    unsupported: str | None = None  # a poll, location … that contentq does not repost (see _unsupported)
+
+
+_UNSUPPORTED = {"poll": "poll", "location_information": "location", "contact_information": "contact",
+                "game_title": "game", "dice": "dice", "invoice_information": "invoice"}  # fmt: skip
+
+
+def _unsupported(raw: dict[str, Any]) -> str | None:
+    """What kind of message the export holds that contentq cannot repost, if any."""
+    return next((kind for key, kind in _UNSUPPORTED.items() if key in raw), None)
 
 
 @dataclass
@@ -134,6 +145,7 @@ def _read_message(path: Path, index: int, raw: Any) -> ExportMessage | None:
         html=text_to_html(raw.get("text", ""), where),
         is_forward=bool(raw.get("forwarded_from")),
         media=_read_media(path.parent, where, raw),
+        unsupported=_unsupported(raw),
     )
 
 
@@ -279,11 +291,23 @@ class ImportReport:
     service_skipped: int
     missing_files: int
     counts: Counts = field(default_factory=Counts)
+    skipped: dict[str, int] = field(default_factory=dict)  # messages not imported, by kind: poll, service message …
+    footer: list[str] = field(default_factory=list)  # the donor's learned footer/header lines
+
+    def lines(self) -> list[str]:
+        """The summary: what was stored, and one line per reason something was not."""
+        out = self.counts.lines()
+        if self.skipped:
+            out.append("skipped " + ", ".join(plural(n, kind) for kind, n in self.skipped.items()))
+        if self.missing_files:
+            out.append(f"{plural(self.missing_files, 'media file')} missing from the export (stored without the file)")
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "route": self.route, "messages": self.messages, "posts": self.posts,
             "service_skipped": self.service_skipped, "missing_files": self.missing_files, **self.counts.as_dict(),
+            "skipped": self.skipped, "footer": self.footer, "summary": self.lines(),
         }  # fmt: skip
 
 
@@ -330,9 +354,16 @@ def import_export(
     ref = normalize_channel_ref(source)
     route = _route(ctx, ref, route_name)
     export = read_export(path)
-    groups = [g for g in export_groups(export.messages) if g[0].html.strip() or any(m.media for m in g)]
+    kept = [m for m in export.messages if m.html.strip() or m.media is not None]
+    groups = export_groups(kept)
     report = ImportReport(ref, route.name, len(export.messages), len(groups), export.service_skipped,
                           export.missing_files)  # fmt: skip
+    for message in export.messages:
+        if not message.html.strip() and message.media is None:
+            kind = message.unsupported or "empty message"
+            report.skipped[kind] = report.skipped.get(kind, 0) + 1
+    if export.service_skipped:
+        report.skipped["service message"] = export.service_skipped
     store = runtime.store
     ingestor = Ingestor(route, dedup_index(runtime))
     ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
@@ -347,6 +378,10 @@ def import_export(
     try:
         with store.transaction() as conn:  # then every row in one short transaction: all or nothing
             ensure_channel(conn, ref)
+            # The footer is learned from the export's own posts (newest first) before any is stored.
+            footer = refresh_footer(conn, ref, [m.html for m in reversed(export.messages)])
+            ingestor.use_footer(ref, footer)
+            report.footer = list(footer.lines) if footer else []
             ingestor.index.refresh(conn)
             for candidate in candidates:
                 outcome = ingestor.ingest(conn, candidate)
@@ -358,7 +393,7 @@ def import_export(
     except BaseException:
         forget_dedup_index(runtime)
         raise
-    ctx.log("imported", f"{export.path}: {report.counts.summary()}", **report.as_dict())
+    ctx.log("imported", f"{export.path}: " + "; ".join(report.lines()), **report.as_dict())
     for post_id in accepted:
         ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
     return report

@@ -14,12 +14,11 @@ A line that holds nothing but punctuation or emoji once links and mentions are g
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from collections.abc import Iterable
 
-from contentq.content.html import Run, html_to_text, map_text, normalize_html, parse_html, render_runs, split_lines
+from contentq.content.footer import normalize_line, recurring_lines
+from contentq.content.html import Run, map_text, normalize_html, parse_html, render_runs, split_lines
 from contentq.content.html import join_lines as join
 from contentq.rewrite.base import Reporter, RewriteResult, RewriteTask
 from contentq.rewrite.finalize import finalize_html, remove_links
@@ -32,20 +31,12 @@ MIN_FOOTER_POSTS = 2
 """A line must recur in at least this many other posts to count as a footer, whatever the share."""
 
 
-def normalize_line(line: str) -> str:
-    return " ".join(line.split()).casefold()
-
-
 def footer_lines(recent_posts: Iterable[str], share: float) -> set[str]:
-    """Normalised lines that appear in at least `share` of `recent_posts` (Telegram HTML)."""
-    posts = list(recent_posts)
-    if len(posts) < MIN_FOOTER_POSTS:
-        return set()
-    counts: Counter[str] = Counter()
-    for html in posts:
-        counts.update({normalize_line(line) for line in html_to_text(html).split("\n") if line.strip()})
-    needed = max(MIN_FOOTER_POSTS, math.ceil(share * len(posts)))
-    return {line for line, count in counts.items() if count >= needed}
+    """Normalised lines that appear in at least `share` of `recent_posts` (Telegram HTML).
+
+    The donor's learned footer is already gone at ingest (content/footer.py); this catches what recurs
+    elsewhere in its posts."""
+    return recurring_lines(recent_posts, share, MIN_FOOTER_POSTS)
 
 
 def _replace(text: str, replacements: dict[str, str]) -> str:

@@ -234,6 +234,26 @@ def _forward_origin(store: Store) -> None:
     store.conn.execute("ALTER TABLE posts ADD COLUMN forward_name TEXT")
     store.conn.execute("ALTER TABLE posts ADD COLUMN forward_link TEXT")
 
+@migration(20, "donor footers per source; posts keep the donor's text, a duplicate's similarity, their numbers")
+def _donor_footers(store: Store) -> None:
+    run_script(
+        store,
+        """
+        ALTER TABLE posts ADD COLUMN original_html TEXT;  -- as the donor posted it, when a footer was stripped
+        ALTER TABLE posts ADD COLUMN similarity REAL;     -- of a duplicate to the post it duplicates
+        ALTER TABLE posts ADD COLUMN numbers TEXT;        -- the numbers of its text, for near-duplicate checks
+        CREATE TABLE source_footers (
+            source TEXT PRIMARY KEY,
+            trailer TEXT NOT NULL DEFAULT '[]',  -- JSON list of footer line keys (normalised text + links)
+            header TEXT NOT NULL DEFAULT '[]',
+            refs TEXT NOT NULL DEFAULT '[]',     -- the donor's own channels named in them ('@name')
+            lines TEXT NOT NULL DEFAULT '[]',    -- the lines as they read
+            sample INTEGER NOT NULL DEFAULT 0,
+            learned_at TEXT NOT NULL
+        )
+        """,
+    )
+
 
 def run_script(store: Store, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
