@@ -26,7 +26,8 @@ _PATTERNS = [
     re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|token)?\s*)[^\s'\",}]+"),
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/\-]{6,}=*"),
     re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
-    re.compile(r"(?i)((?:session|password|passwd|secret|token)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    re.compile(r"(?i)(\b(?:password|passwd|secret|token)=)[^\s'\",}&]+"),  # query strings, env lines
+    re.compile(r"(?i)(\"(?:password|passwd|secret|token|api_?key)\"\s*:\s*\")[^\"]+"),  # JSON
     re.compile(r"(://[^:/@\s]*:)[^@\s/]+(@)"),  # a password in a URL
     re.compile(r"(://)[^:/@\s]+(@)"),  # userinfo without a password (often a token)
     re.compile(r"(?<![A-Za-z0-9_\-])1[A-Za-z0-9_\-]{200,}={0,2}"),  # a Telethon StringSession
