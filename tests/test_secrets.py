@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import sqlite3
@@ -44,10 +45,8 @@ def _expand(value: bytes) -> list[bytes]:
         except (binascii.Error, ValueError):
             decoded = b""
         for blob in (decoded, candidate):
-            try:
+            with contextlib.suppress(zlib.error):
                 out.append(zlib.decompress(blob))
-            except zlib.error:
-                pass
         if decoded:
             out.append(decoded)
     return out

@@ -97,8 +97,10 @@ class RouteFilter:
 def timeout_warning(patterns: list[str]) -> str:
     """The warning kept on a post whose route regexes gave up on it."""
     names = ", ".join(f"'{p}'" for p in patterns)
-    return (f"kept: route regex {names} gave up after {REGEX_TIMEOUT_S:g} s on this post (catastrophic "
-            "backtracking?); simplify the pattern in contentq.toml")
+    return (
+        f"kept: route regex {names} gave up after {REGEX_TIMEOUT_S:g} s on this post (catastrophic "
+        "backtracking?); simplify the pattern in contentq.toml"
+    )
 
 
 def advertisement(post: PostFacts, own_refs: frozenset[str] = frozenset()) -> str | None:
