@@ -377,6 +377,9 @@ def _collect(
         if outcome is not None:
             counts.add(outcome)
             if outcome.state == "collected" and outcome.post_id is not None:
+                if outcome.reason:  # a route regex gave up on it (the post is kept)
+                    ctx.log("filter_timeout", f"post {outcome.post_id}: {outcome.reason}", level="warning")
+                    ctx.notify(f"regex-timeout:{route.name}", f"route {route.name}: {outcome.reason}")
                 _enqueue_rewrite(ctx, outcome.post_id)
         if progress is not None:
             progress(done, len(groups))

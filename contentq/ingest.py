@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from contentq.clock import iso
-from contentq.content.filters import PostFacts, RouteFilter
+from contentq.content.filters import PostFacts, RouteFilter, timeout_warning
 from contentq.content.footer import Footer, Patterns, strip
 from contentq.content.html import collect_links, html_to_text
 from contentq.routes import Route
@@ -237,6 +237,8 @@ class Ingestor:
                               footer.refs if footer else frozenset())  # fmt: skip
             reason = self.filter.check(facts)
             state = "filtered" if reason else "collected"
+            if reason is None and self.filter.timed_out:  # kept, with the warning on the post
+                reason = timeout_warning(self.filter.timed_out)
         post_id = _insert_post(conn, self.route.name, candidate, state, reason, match, fp.content_hash,
                                fp.minhash_blob(), html=html, original_html=original,
                                numbers=" ".join(fp.numbers) or None)  # fmt: skip

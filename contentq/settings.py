@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contentq.errors import ConfigError
-from contentq.redact import register_secret
+from contentq.redact import register_secret, register_url
 
 QUEUES: tuple[str, ...] = ("publish", "rewrite", "collect", "imagegen", "maintenance")
 """All queues, highest priority first: a worker on several queues takes from the first non-empty one."""
@@ -223,6 +223,8 @@ def load_settings(**overrides: Any) -> Settings:
     for secret in (settings.openai_api_key, settings.tg_api_hash, settings.tg_session):
         if secret is not None:
             register_secret(secret.get_secret_value())
+    for url in (settings.openai_base_url, settings.redis_url):  # a password in a URL is a secret too
+        register_url(url)
     return settings
 
 

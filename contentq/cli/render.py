@@ -14,6 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from contentq.redact import redact
+
 # Piped output (cron logs, `| less`) gets room for whole tables instead of rich's 80-column default.
 console = Console(soft_wrap=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err_console = Console(stderr=True)
@@ -21,7 +23,8 @@ err_console = Console(stderr=True)
 
 def print_json(data: Any) -> None:
     # Plain print, not rich: scripts need exactly the JSON text.
-    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    # Redacted here, the one way out for --json: no secret reaches a terminal or a script's input.
+    print(redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
 
 
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?\+00:00$")
@@ -38,7 +41,7 @@ def _cell(value: Any) -> str | Text:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.1f}"
-    return escape(str(value))  # post text like "[ad]" is data, not rich markup
+    return escape(redact(value))  # post text like "[ad]" is data, not rich markup; secrets masked
 
 
 def table(

@@ -2,6 +2,11 @@
 
 `RouteFilter.check` returns the first rule that matches as "<rule>: <detail>", e.g. "stop_words: 'casino'";
 the post is then stored in state `filtered` with that reason. Rules run in the order of the config keys.
+
+Route regexes run on the `regex` engine with a time limit (REGEX_TIMEOUT_S): a pattern that backtracks
+catastrophically on some donor text (`(a|aa)+$` against 35 characters) gives up instead of hanging the
+worker. Such a regex counts as not matching — the post is kept, not filtered — and `timed_out` names it,
+so the caller records a warning on the post and the job and alerts the admin.
 """
 
 from __future__ import annotations
@@ -9,6 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import regex
 
 from contentq.content.html import normalize_link
 from contentq.routes import Filters, normalize_channel_ref
@@ -23,6 +31,9 @@ _MENTION = re.compile(r"(?<![\w/])@([a-zA-Z]\w{3,31})\b")
 _CALL_TO_ACTION = re.compile(
     r"(?i)\b(?:subscribe|join|follow|check out|подпис\w*|переход\w*|вступ\w*|присоедин\w*|заходи\w*)"
 )
+REGEX_TIMEOUT_S = 0.25
+"""Longest time one route regex may search one post."""
+
 _AD_HINTS = ("#", "erid", "реклам", "sponsor", "advertis")  # cheap test before the regex
 _NOT_CHANNELS = frozenset({"share", "addstickers", "proxy", "socks", "iv", "addlist", "boost", "c"})
 
@@ -44,14 +55,16 @@ class RouteFilter:
     filters: Filters
     own_refs: frozenset[str] = field(default_factory=frozenset)  # the route's own channels: not ads
     _stop: re.Pattern[str] | None = None
-    _regexes: list[tuple[str, re.Pattern[str]]] = field(default_factory=list)
+    _regexes: list[tuple[str, Any]] = field(default_factory=list)
+    timed_out: list[str] = field(default_factory=list)
+    """The regexes that gave up on the last post checked (it was kept)."""
 
     def __post_init__(self) -> None:
         words = [w.strip() for w in self.filters.stop_words if w.strip()]
         if words:
             alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
             self._stop = re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.IGNORECASE)
-        self._regexes = [(p, re.compile(p)) for p in self.filters.regexes]
+        self._regexes = [(p, regex.compile(p)) for p in self.filters.regexes]
 
     @classmethod
     def for_route(cls, filters: Filters, own: Iterable[str] = ()) -> RouteFilter:
@@ -62,9 +75,13 @@ class RouteFilter:
         f = self.filters
         if self._stop is not None and (hit := self._stop.search(post.text)):
             return f"stop_words: {hit.group(0).lower()!r}"
+        self.timed_out = []
         for pattern, compiled in self._regexes:
-            if compiled.search(post.text):
-                return f"regexes: '{pattern}'"
+            try:
+                if compiled.search(post.text, timeout=REGEX_TIMEOUT_S):
+                    return f"regexes: '{pattern}'"
+            except TimeoutError:
+                self.timed_out.append(pattern)
         length = len(post.text.strip())
         if length < f.min_length:
             return f"min_length: {length} < {f.min_length} characters"
@@ -77,6 +94,15 @@ class RouteFilter:
         if f.skip_ads and (ad := advertisement(post, self.own_refs)):
             return f"skip_ads: {ad}"
         return None
+
+
+def timeout_warning(patterns: list[str]) -> str:
+    """The warning kept on a post whose route regexes gave up on it."""
+    names = ", ".join(f"'{p}'" for p in patterns)
+    return (
+        f"kept: route regex {names} gave up after {REGEX_TIMEOUT_S:g} s on this post (catastrophic "
+        "backtracking?); simplify the pattern in contentq.toml"
+    )
 
 
 def advertisement(post: PostFacts, own_refs: frozenset[str] = frozenset()) -> str | None:

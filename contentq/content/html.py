@@ -117,6 +117,25 @@ class Parsed:
         return render_runs(self.runs)
 
 
+SAFE_SCHEMES = frozenset({"http", "https", "tg", "mailto"})
+"""The only link schemes that survive anywhere (rewriters, collect, import, outbox, publish); a link
+without a scheme (`example.com`, as Telegram writes bare URLs) is kept too."""
+
+_SCHEME = re.compile(r"^([^:/?#]*):")
+_URL_IGNORED = re.compile(r"[\x00-\x20\x7f]+")  # browsers drop these inside a scheme: "java\tscript:"
+
+
+def safe_href(url: str | None) -> str | None:
+    """`url` (stripped) when its scheme may be linked to, else None: `javascript:`, `data:`, `vbscript:`,
+    `file:` … are never links, their anchor text stays as plain text."""
+    if not url or not url.strip():
+        return None
+    match = _SCHEME.match(_URL_IGNORED.sub("", url))
+    if match is not None and match.group(1).lower() not in SAFE_SCHEMES:
+        return None
+    return url.strip()
+
+
 class HtmlError(ValueError):
     """HTML that cannot be used as Telegram HTML; `problems` lists why."""
 
@@ -174,6 +193,9 @@ class _Parser(HTMLParser):
                 return None
             if "a" in open_names:
                 self._problem("<a> inside <a>")
+                return None
+            if safe_href(href) is None:  # the one place every HTML contentq reads or writes passes
+                self._problem(f"link scheme not allowed ({', '.join(sorted(SAFE_SCHEMES))} only)")
                 return None
             return Tag("a", (("href", href),))
         if name == "span":

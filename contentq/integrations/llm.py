@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import openai
 import pybreaker
 import redis
+from openai.types.chat import ChatCompletion
 
 from contentq.errors import ContentqError
 from contentq.integrations.openai_client import openai_client
@@ -46,6 +47,10 @@ MIN_TRY_S = 3.0
 
 LOG_CHARS = 4000
 """Longest piece of a prompt or an answer copied into the job log."""
+
+RETRY_AFTER_CAP = 3600.0
+"""The longest Retry-After honoured. A longer one (99999999999 s would park a post until the year 5195)
+is taken as a provider that is down: the shared breaker is opened and the job comes back after this."""
 
 
 class EventLog(Protocol):
@@ -93,6 +98,15 @@ class BreakerOpenError(LLMWaitError):
     """The circuit breaker is open after repeated failures."""
 
 
+class ProviderHoldError(BreakerOpenError):
+    """The endpoint asked for a wait longer than RETRY_AFTER_CAP: treated as an open breaker, the admin told."""
+
+
+class MalformedResponseError(LLMError):
+    """An HTTP 200 that is no chat completion (an HTML page, broken JSON) or whose text is not valid Unicode
+    (a lone surrogate). Invalid output: asked again within the rewrite's tries, and counted by the breaker."""
+
+
 @dataclass
 class Completion:
     content: str | None
@@ -116,7 +130,7 @@ def estimate_messages(messages: Sequence[dict[str, Any]]) -> int:
 
 def is_transient(exc: BaseException) -> bool:
     """Errors worth retrying (and counted by the circuit breaker)."""
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+    if isinstance(exc, openai.APIConnectionError | MalformedResponseError):  # includes APITimeoutError
         return True
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
@@ -137,9 +151,21 @@ def retry_after_seconds(exc: BaseException) -> float | None:
             seconds = float(value) / divisor
         except ValueError:
             continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
+        if math.isnan(seconds) or seconds < 0:
+            continue
+        return seconds  # may be inf or huge: the caller caps it (RETRY_AFTER_CAP)
     return None
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _excerpt(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value < 1e9 else f"{value:.3g} s"
 
 
 def _without_userinfo(url: str | None) -> str | None:
@@ -385,10 +411,31 @@ class LLMClient:
             return None
         return min(self.settings.openai_timeout, left)
 
+    def _create_checked(self, **request: Any) -> Any:
+        """The SDK call, and a check that the answer is a chat completion in valid Unicode: inside the breaker,
+        so a provider answering HTML pages or garbage with HTTP 200 opens it like one answering 502."""
+        try:
+            response = self.client.chat.completions.create(**request)
+        except ValueError as exc:  # the SDK's json.loads of a broken body (JSONDecodeError)
+            raise MalformedResponseError(f"the LLM endpoint answered HTTP 200 with broken JSON ({exc})") from None
+        if not isinstance(response, ChatCompletion) or not isinstance(response.choices, list):
+            shown = response if isinstance(response, str) else type(response).__name__
+            raise MalformedResponseError(
+                f"the LLM endpoint answered HTTP 200 without a chat completion: {_excerpt(str(shown), 200)!r}"
+            )
+        for choice in response.choices:
+            message = getattr(choice, "message", None)
+            if message is None:
+                raise MalformedResponseError("the LLM endpoint answered HTTP 200 with a choice without a message")
+            for text in (getattr(message, "content", None), getattr(message, "refusal", None)):
+                if isinstance(text, str) and _SURROGATE.search(text):
+                    raise MalformedResponseError("the answer is not valid Unicode (a lone surrogate)")
+        return response
+
     def _attempt(self, request: dict[str, Any], timeout: float) -> Any:
         """One HTTP request through the breaker."""
         try:
-            return self.breaker.call(self.client.chat.completions.create, **request, timeout=timeout)
+            return self.breaker.call(self._create_checked, **request, timeout=timeout)
         except pybreaker.CircuitBreakerError:
             cooldown = max(1.0, self.cooldown_remaining() or float(self.settings.breaker_reset_timeout))
             raise BreakerOpenError(
@@ -398,6 +445,15 @@ class LLMClient:
             ) from None
         except openai.APIStatusError as exc:
             asked = retry_after_seconds(exc)
+            if is_transient(exc) and asked is not None and asked > RETRY_AFTER_CAP:
+                with contextlib.suppress(redis.RedisError):
+                    self.breaker.open()  # every worker stops calling, not only this job
+                raise ProviderHoldError(
+                    f"the LLM endpoint asks to wait {_seconds(asked)} ({_describe(exc)}), more than "
+                    f"{RETRY_AFTER_CAP:.0f} s: taken as an outage, the breaker is open; trying again in "
+                    f"{RETRY_AFTER_CAP:.0f} s",
+                    delay=RETRY_AFTER_CAP,
+                ) from exc
             if is_transient(exc) and asked is not None and asked > self.settings.openai_retry_after_max:
                 raise RateLimitedError(
                     f"the LLM endpoint asks to wait {asked:.0f} s ({_describe(exc)})", delay=asked

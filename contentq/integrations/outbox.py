@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contentq.clock import iso
-from contentq.content.html import visible_len_utf16
+from contentq.content.html import normalize_html, visible_len_utf16
 from contentq.routes import Route
 from contentq.settings import Settings
 
@@ -97,7 +97,7 @@ def write_outbox(
             sections.append(
                 '<div class="part">'
                 + (f'<div class="media">{media_html}</div>' if media_html else "")
-                + (f'<div class="text">{part.html}</div>' if part.html else "")
+                + (f'<div class="text">{normalize_html(part.html)}</div>' if part.html else "")  # safe links only
                 + "</div>"
             )
         meta = {

@@ -9,15 +9,24 @@ using a retry while the LLM circuit breaker is open or the endpoint asks for a l
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
+
+from rq import get_current_job
 
 from contentq import pipeline
 from contentq.errors import ConfigError, NotFoundError
-from contentq.integrations.llm import ContextTooLongError, LLMFatalError, LLMWaitError
+from contentq.integrations.llm import (
+    RETRY_AFTER_CAP,
+    ContextTooLongError,
+    LLMFatalError,
+    LLMWaitError,
+    ProviderHoldError,
+)
 from contentq.jobs import KINDS
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
-from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter
+from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.routes import Route
 from contentq.runtime.context import FatalJobError, JobContext, Reschedule
 from contentq.store.posts import get_post, transition
@@ -34,6 +43,24 @@ def job_deadline(ctx: JobContext, started: float) -> float:
     timeout = float(ctx.settings.policy(ctx.queue).timeout)
     margin = min(15.0, max(3.0, timeout * 0.1))
     return started + max(0.0, timeout - margin)
+
+
+def job_started() -> float:
+    """The `time.monotonic()` instant RQ started this job's timeout clock: before the handler's cold imports
+    (the OpenAI SDK takes a second or more), which the deadline must count, or RQ kills the job mid-call."""
+    started = time.monotonic()
+    rq_job = get_current_job()
+    began = getattr(rq_job, "started_at", None) if rq_job is not None else None
+    if not isinstance(began, datetime):
+        return started
+    if began.tzinfo is None:
+        began = began.replace(tzinfo=UTC)
+    return started - max(0.0, (datetime.now(UTC) - began).total_seconds())
+
+
+def _wait(exc: LLMWaitError) -> Reschedule:
+    """A wait the endpoint asked for, never longer than RETRY_AFTER_CAP."""
+    return Reschedule(min(exc.delay, RETRY_AFTER_CAP), str(exc))
 
 
 def _rewritable(post: dict[str, Any]) -> bool:
@@ -63,7 +90,7 @@ def _follow_ups(ctx: JobContext, post_id: int, route: Route, image_prompt: str |
 
 
 def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
-    started = time.monotonic()
+    started = job_started()
     store = ctx.store
     try:
         post = get_post(store, post_id)
@@ -97,7 +124,7 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         try:
             rewriter.client.check_breaker()
         except LLMWaitError as exc:
-            raise Reschedule(exc.delay, str(exc)) from None
+            raise _wait(exc) from None
 
     if not transition(store, post_id, START_STATES, "rewriting", state_reason=None):
         ctx.log("skipped", f"post {post_id} changed state meanwhile")
@@ -113,7 +140,12 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         result = rewriter.rewrite(task, ctx)
     except LLMWaitError as exc:
         transition(store, post_id, "rewriting", "collected", state_reason=f"waiting: {exc}"[:500])
-        raise Reschedule(exc.delay, str(exc)) from None
+        if isinstance(exc, ProviderHoldError):
+            ctx.notify("llm-hold", f"LLM calls paused: {exc}", level="error")
+        raise _wait(exc) from None
+    except ModelRefusalError as exc:
+        ctx.log("refused", str(exc), level="error")
+        raise _fatal(ctx, post_id, str(exc)) from None
     except ContextTooLongError as exc:
         ctx.log("context_too_long", str(exc), level="error")
         raise _fatal(ctx, post_id, str(exc)) from None

@@ -196,9 +196,10 @@ def check_llm(settings: Settings, routes: RoutesConfig | None, timeout: float = 
         return Probe("llm", SKIP, "no route uses the LLM and no endpoint is configured")
     import openai
 
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unset"
-    where = settings.openai_base_url or "https://api.openai.com/v1"
-    client = openai.OpenAI(api_key=key, base_url=settings.openai_base_url, timeout=timeout, max_retries=0)
+    from contentq.integrations.openai_client import openai_client, split_userinfo
+
+    where = split_userinfo(settings.openai_base_url)[0] or "https://api.openai.com/v1"
+    client = openai_client(settings, timeout=timeout, missing_key="no API key")  # the rewriter's exact client
     try:
         client.models.list()
     except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:

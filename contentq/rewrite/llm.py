@@ -11,12 +11,20 @@ from contentq.integrations.llm import (
     ContextTooLongError,
     LLMClient,
     LLMUnavailableError,
+    MalformedResponseError,
     json_schema_format,
 )
 from contentq.rewrite.base import Reporter, RewriteResult, RewriteTask
 from contentq.rewrite.finalize import Finalized, finalize_html
-from contentq.rewrite.output import OUTPUT_SCHEMA, SCHEMA_NAME, InvalidOutputError, ModelOutput, parse_output
-from contentq.rewrite.prompt import PromptInput, build_messages, correction_message
+from contentq.rewrite.output import (
+    OUTPUT_SCHEMA,
+    SCHEMA_NAME,
+    InvalidOutputError,
+    ModelOutput,
+    ModelRefusalError,
+    parse_output,
+)
+from contentq.rewrite.prompt import PromptInput, answer_echo, build_messages, correction_message
 from contentq.rewrite.usage import record_usage
 from contentq.settings import Settings
 from contentq.store import Store
@@ -75,9 +83,14 @@ class LLMRewriter:
                     f"the model returned invalid output {attempt - 1} times and the job has no time left for "
                     "another try (CONTENTQ_REWRITE_TIMEOUT); the job is retried"
                 )
-            completion = self.client.complete(
-                messages, response_format=response_format, log=reporter, deadline=task.deadline
-            )
+            try:
+                completion = self.client.complete(
+                    messages, response_format=response_format, log=reporter, deadline=task.deadline
+                )
+            except MalformedResponseError as exc:
+                # Not a model answer at all (an HTML page, broken JSON, invalid Unicode): ask the same again.
+                self._invalid(task, reporter, attempt, exc, None)
+                continue
             result.tokens_in += completion.tokens_in
             result.tokens_out += completion.tokens_out
             result.cost += record_usage(
@@ -85,8 +98,7 @@ class LLMRewriter:
                 model=completion.model, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
             )  # fmt: skip
             if completion.refusal:
-                result.skip_reason = f"the model refused: {completion.refusal}"
-                return result
+                raise ModelRefusalError(f"the model refused: {completion.refusal.strip()[:500]}")
             try:
                 if completion.finish_reason == "length":
                     raise InvalidOutputError(
@@ -98,30 +110,30 @@ class LLMRewriter:
                 if final is not None and not final.html.strip() and not task.has_media:
                     raise InvalidOutputError("nothing is left of the text once invalid links are removed")
             except InvalidOutputError as exc:
-                raw = (completion.content or "")[:RAW_KEPT]
-                reporter.log(
-                    "invalid_output", f"attempt {attempt}/{OUTPUT_ATTEMPTS}: {exc}", level="warning", raw_output=raw
-                )
-                if attempt == OUTPUT_ATTEMPTS:
-                    raise InvalidModelOutputError(
-                        f"the model returned invalid output {OUTPUT_ATTEMPTS} times, last: {exc}", raw
-                    ) from None
-                reporter.notify(
-                    f"rewrite-invalid-output:{task.post_id}:{attempt + 1}",
-                    f"retrying rewrite of post {task.post_id}: the model returned invalid output "
-                    f"(attempt {attempt + 1}/{OUTPUT_ATTEMPTS})",
-                )
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": completion.content or ""},
-                    correction_message(str(exc)),
-                ]
+                self._invalid(task, reporter, attempt, exc, completion.content)
+                messages = [*messages, answer_echo(completion.content), correction_message(str(exc))]
                 continue
             if final is None:
                 result.skip_reason = output.skip_reason or "the model judged the post unfit (no reason given)"
                 return result
             return self._result(output, final, result, reporter)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _invalid(
+        self, task: RewriteTask, reporter: Reporter, attempt: int, exc: Exception, content: str | None
+    ) -> None:
+        """Log an invalid answer; tell the admin a retry follows, or raise after the last try."""
+        raw = (content or "")[:RAW_KEPT]
+        reporter.log("invalid_output", f"attempt {attempt}/{OUTPUT_ATTEMPTS}: {exc}", level="warning", raw_output=raw)
+        if attempt == OUTPUT_ATTEMPTS:
+            raise InvalidModelOutputError(
+                f"the model returned invalid output {OUTPUT_ATTEMPTS} times, last: {exc}", raw
+            ) from None
+        reporter.notify(
+            f"rewrite-invalid-output:{task.post_id}:{attempt + 1}",
+            f"retrying rewrite of post {task.post_id}: the model returned invalid output "
+            f"(attempt {attempt + 1}/{OUTPUT_ATTEMPTS})",
+        )
 
     def _finalize(self, task: RewriteTask, output: ModelOutput) -> Finalized:
         permitted = [*collect_links(task.donor_html), *task.route.allowed_links]
@@ -140,4 +152,4 @@ class LLMRewriter:
         return result
 
 
-__all__ = ["ContextTooLongError", "InvalidModelOutputError", "LLMRewriter", "OUTPUT_ATTEMPTS"]
+__all__ = ["ContextTooLongError", "InvalidModelOutputError", "LLMRewriter", "ModelRefusalError", "OUTPUT_ATTEMPTS"]

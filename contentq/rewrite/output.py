@@ -40,6 +40,10 @@ class InvalidOutputError(ContentqError):
     """The model's answer is not JSON or does not follow the schema."""
 
 
+class ModelRefusalError(ContentqError):
+    """The model refused the task (the SDK's `message.refusal`, or a `refusal` field in its JSON answer)."""
+
+
 class ModelOutput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -76,6 +80,12 @@ def parse_output(content: str | None) -> ModelOutput:
         raise InvalidOutputError(f"the answer is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise InvalidOutputError(f"the answer is JSON but not an object (got {type(data).__name__})")
+    refusal = data.get("refusal")
+    if isinstance(refusal, str) and refusal.strip():  # servers without Structured Outputs refuse in the JSON
+        raise ModelRefusalError(f"the model refused: {refusal.strip()[:500]}")
+    missing = [key for key in OUTPUT_SCHEMA["required"] if key not in data]
+    if missing:  # a partial answer is not accepted with defaults for what the model left out
+        raise InvalidOutputError(f"the answer does not follow the schema (missing: {', '.join(missing)})")
     try:
         return ModelOutput.model_validate(data)
     except ValidationError as exc:

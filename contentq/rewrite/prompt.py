@@ -81,8 +81,23 @@ def build_messages(data: PromptInput, *, with_examples: bool = True) -> list[dic
     return messages
 
 
+EXCERPT_CHARS = 500
+"""The most of an invalid answer (and of the problem found in it) sent back to the model: a huge answer
+echoed whole would make the retry overflow the context window."""
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} more characters not shown]"
+
+
+def answer_echo(content: str | None) -> dict[str, Any]:
+    """The model's invalid answer as the assistant turn before the correction: a bounded excerpt."""
+    return {"role": "assistant", "content": excerpt(content or "")}
+
+
 def correction_message(problem: str) -> dict[str, Any]:
     """Sent after an invalid answer, so the next attempt knows what to fix."""
+    problem = excerpt(problem)
     return {
         "role": "user",
         "content": f"Your answer was not usable: {problem}. Answer again with only the JSON object, "

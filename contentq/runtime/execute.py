@@ -16,7 +16,7 @@ from rq import get_current_job
 
 from contentq.clock import iso, now
 from contentq.jobs import get_kind
-from contentq.redact import redact
+from contentq.redact import RedactedError, redact, redact_data
 from contentq.runtime.context import FatalJobError, JobContext, Reschedule, process_runtime
 from contentq.runtime.tracking import new_generation
 from contentq.store.jobs import add_event
@@ -86,7 +86,7 @@ def run_tracked(job_id: str) -> Any:
 
     def finish(status: str, event: str, message: str, **fields: Any) -> bool:
         duration_ms = (time.perf_counter() - started) * 1000
-        values = {"status": status, "finished_at": iso(), "duration_ms": round(duration_ms, 2), **fields}
+        values = {"status": status, "finished_at": iso(), "duration_ms": round(duration_ms, 2), **redact_data(fields)}
         values["updated_at"] = iso()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with store.transaction() as conn:
@@ -117,6 +117,7 @@ def run_tracked(job_id: str) -> Any:
     try:
         result = handler(ctx, **payload)
     except Reschedule as outcome:
+        outcome.reason = redact(outcome.reason)
         # A reschedule is not a failed try: count it apart so `jobs list` shows tries against the retry budget.
         if finish("in_progress", "rescheduling", outcome.reason, reschedules=row["reschedules"] + 1):
             new_generation(
@@ -128,7 +129,7 @@ def run_tracked(job_id: str) -> Any:
         finish("failed", "failed", f"fatal, not retried: {_error_text(exc)}", error=_error_text(exc))
         if rq_job is not None:
             rq_job.retries_left = 0  # RQ must not retry what cannot succeed
-        raise
+        raise RedactedError(exc, traceback.format_exc()) from None  # RQ keeps this text for days
     except Exception as exc:
         error = _error_text(exc)
         if retries_left > 0 and rq_job is not None:
@@ -140,6 +141,7 @@ def run_tracked(job_id: str) -> Any:
             )  # fmt: skip
         else:
             finish("failed", "failed", f"{error}\n{redact(traceback.format_exc())[-MAX_ERROR:]}", error=error)
-        raise
+        raise RedactedError(exc, traceback.format_exc()) from None  # RQ keeps this text for days
+    result = redact_data(result)  # stored in SQLite and, as RQ's return value, in Redis
     finish("succeeded", "succeeded", "", result=json.dumps(result, default=str) if result is not None else None)
     return result

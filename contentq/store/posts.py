@@ -7,6 +7,7 @@ from typing import Any
 
 from contentq.clock import iso
 from contentq.errors import NotFoundError
+from contentq.redact import redact
 from contentq.store.db import Store
 
 STATES = (
@@ -39,6 +40,8 @@ def transition(
     if to_state not in STATES:
         raise ValueError(f"unknown post state {to_state!r}")
     olds = [from_states] if isinstance(from_states, str) else list(from_states)
+    if isinstance(fields.get("state_reason"), str):  # reasons quote provider errors: the sink masks secrets
+        fields["state_reason"] = redact(fields["state_reason"])
     fields = {**fields, "state": to_state, "updated_at": iso()}
     assignments = ", ".join(f"{column} = ?" for column in fields)
     placeholders = ", ".join("?" for _ in olds)

@@ -18,6 +18,8 @@ from telethon.extensions.html import HTMLToTelegramParser
 from telethon.helpers import add_surrogate, del_surrogate, strip_text, within_surrogate
 from telethon.tl import types as tl
 
+from contentq.content.html import safe_href
+
 _Formatter = tuple[str, str] | Callable[[Any, str], tuple[str, str]]
 
 _FORMATTERS: dict[type, _Formatter] = {
@@ -34,8 +36,8 @@ _FORMATTERS: dict[type, _Formatter] = {
         f'<pre><code class="language-{escape(e.language)}">' if e.language else "<pre><code>", "</code></pre>"
     ),
     tl.MessageEntityEmail: lambda _, t: (f'<a href="mailto:{t}">', "</a>"),
-    tl.MessageEntityUrl: lambda _, t: (f'<a href="{t}">', "</a>"),
-    tl.MessageEntityTextUrl: lambda e, _: (f'<a href="{escape(e.url)}">', "</a>"),
+    tl.MessageEntityUrl: lambda _, t: (f'<a href="{t}">', "</a>") if safe_href(t) else ("", ""),
+    tl.MessageEntityTextUrl: lambda e, _: (f'<a href="{escape(e.url)}">', "</a>") if safe_href(e.url) else ("", ""),
     tl.MessageEntityMentionName: lambda e, _: (f'<a href="tg://user?id={e.user_id}">', "</a>"),
     tl.MessageEntityCustomEmoji: lambda e, _: (f'<tg-emoji emoji-id="{e.document_id}">', "</tg-emoji>"),
 }
@@ -90,6 +92,8 @@ class _Parser(HTMLToTelegramParser):
         if tag == _SPOILER:
             self._open_spoiler()
             return
+        if tag == "a" and safe_href(dict(attrs).get("href")) is None:
+            attrs = [(k, v) for k, v in attrs if k != "href"]  # Telethon keeps an <a> without href as text
         super().handle_starttag(_ALIASES.get(tag, tag), attrs)
 
     def handle_endtag(self, tag: str) -> None:
