@@ -148,7 +148,7 @@ def alerts_check(
 
 @metrics_app.command("serve")
 def metrics_serve(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9464,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 9464,
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 for every interface).")] = "127.0.0.1",
 ) -> None:
     """Serve Prometheus metrics at http://HOST:PORT/metrics until stopped."""
@@ -204,7 +204,7 @@ def doctor(
     supervisor_config: Annotated[
         Path | None, typer.Option("--supervisor-config", help="Installed supervisor config to compare.")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the LLM endpoint.")] = 5.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the LLM endpoint.", min=0.1, max=600)] = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Check settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint,
@@ -242,7 +242,9 @@ def demo(
     home: Annotated[
         Path | None, typer.Option("--home", help="Demo data directory (default: CONTENTQ_HOME or the global --home).")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Give up when jobs are still pending after this many seconds.")] = 180,
+    timeout: Annotated[
+        float, typer.Option(help="Give up when jobs are still pending after this many seconds.", min=1, max=86400)
+    ] = 180,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the pipeline end to end with no credentials: import a sample channel export, clean the posts with
