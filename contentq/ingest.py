@@ -177,7 +177,6 @@ class Ingestor:
         self.index.add(post_id, fp, candidate.source, original=match.post_id if match else None)
         return Outcome(state, post_id, reason)
 
-
     def _album_post(self, conn: sqlite3.Connection, candidate: Candidate) -> sqlite3.Row | None:
         """The stored post of the candidate's album (same source and grouped_id), the first if several."""
         if candidate.grouped_id is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import traceback
@@ -49,6 +50,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     home: Annotated[
         Path | None, typer.Option("--home", help="Data directory (database, session, media, Redis).", envvar=None)
     ] = None,
@@ -65,7 +67,11 @@ def main_options(
     _state["debug"] = debug
     set_overrides(home=str(home) if home else None, redis_url=redis_url, config=str(config) if config else None)
     reset_runtime()
-    setup_logging(get_settings())
+    try:
+        setup_logging(get_settings())
+    except ContentqError:
+        if ctx.invoked_subcommand != "doctor":  # doctor reports invalid settings as its first check
+            raise
 
 
 app.command(name="worker")(worker_cli.worker)
@@ -124,7 +130,15 @@ def unexpected(exc: BaseException) -> None:
     error(redact(f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "") + f"; {hint}"))
 
 
+PRIVATE_UMASK = 0o077
+"""Whatever contentq creates is its user's alone: the database (and -wal/-shm), Valkey's AOF, logs, the session,
+media and the outbox. Set once here, the entry point of every contentq process (workers and the embedded Valkey
+are started through it or by it and inherit it), instead of a chmod after each of the many places that create files.
+Files meant for other users (`metrics dump` for node_exporter) set their mode explicitly."""
+
+
 def main() -> None:
+    os.umask(PRIVATE_UMASK)
     try:
         code = app(standalone_mode=False)  # typer.Exit(n) comes back as n here
         if isinstance(code, int) and code:

@@ -14,14 +14,14 @@ from rich.text import Text
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, ok, print_json, table
 from contentq.clock import parse_duration
-from contentq.errors import ContentqError
+from contentq.errors import ConfigError, ContentqError
 from contentq.media import human_bytes
 from contentq.ops import alerts as alerts_core
 from contentq.ops import doctor as doctor_core
 from contentq.ops import supervisor as supervisor_core
 from contentq.ops.purge import purge as purge_core
 from contentq.ops.stats import collect_stats, parse_since
-from contentq.settings import QUEUES
+from contentq.settings import QUEUES, Settings
 
 supervisor_app = typer.Typer(help="Supervisor config for the workers.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts to the admin (run `alerts check` from cron).", no_args_is_help=True)
@@ -209,7 +209,11 @@ def doctor(
 ) -> None:
     """Check settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint,
     supervisor and cron; print ok/warn/fail with the fix for each. Exits 1 when a check fails."""
-    probes = doctor_core.run_doctor(runtime().settings, supervisor_config=supervisor_config, llm_timeout=timeout)
+    try:
+        settings: Settings | None = runtime().settings
+    except ConfigError:
+        settings = None  # run_doctor loads them again and reports what is rejected as its first check
+    probes = doctor_core.run_doctor(settings, supervisor_config=supervisor_config, llm_timeout=timeout)
     if as_json:
         print_json([p.as_dict() for p in probes])
     else:

@@ -108,5 +108,5 @@ def rules_list(as_json: JsonOpt = False) -> None:
         rows,
         ["route", "topic", "times", "days", ("next_run_local", "next run"), "runs", "successes", "posts", "last_error"],
         title="rules",
-        empty=escape("no route has a [generate] section"),
+        empty="no route has a [generate] section",
     )
