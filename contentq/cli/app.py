@@ -152,6 +152,9 @@ def main() -> None:
     except sqlite3.Error as exc:
         error(f"database error: {exc}; run `contentq doctor` to check the database")
         sys.exit(1)
+    except ConnectionError as exc:  # Telegram or the LLM endpoint unreachable where no caller expected it
+        error(redact(f"connection failed: {exc}; check the network and try again"))
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except typer.Exit as exc:

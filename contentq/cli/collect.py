@@ -64,8 +64,13 @@ def login(
         if value is None:
             raise ContentqError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
         gateway = rt.telegram
-        gateway.ensure_ready()
-        account = gateway.account()
+        try:
+            gateway.ensure_ready()
+            account = gateway.account()
+        except ConnectionError as exc:
+            raise ContentqError(
+                f"cannot reach Telegram ({exc}); check the network (or a proxy/firewall), then run it again"
+            ) from None
         info = {
             "id": account.id, "username": account.username, "name": account.name, "phone": _masked(account.phone),
             "premium": account.premium, "session": origin, "device_model": settings.tg_device_model,
