@@ -6,7 +6,7 @@ import re
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,8 +57,8 @@ def _check_times(value: list[str]) -> list[str]:
 class Filters(_Strict):
     stop_words: list[str] = []
     regexes: list[str] = []
-    min_length: int = Field(0, ge=0, le=TEXT_MAX)
-    max_length: int | None = Field(None, ge=0, le=TEXT_MAX)
+    min_length: Annotated[int, Field(ge=0, le=TEXT_MAX)] = 0
+    max_length: Annotated[int | None, Field(ge=0, le=TEXT_MAX)] = None
     media_types: list[Literal["text", "photo", "video", "document", "album", "audio", "voice", "sticker"]] | None = None
     skip_forwards: bool = False
     skip_ads: bool = False
@@ -87,9 +87,11 @@ class Schedule(_Strict):
     slots: list[str] = []
     days: list[str] = list(DAYS)
     timezone: str = "UTC"
-    max_per_day: int | None = Field(None, ge=1, le=10_000)  # 0 would hold every post forever: leave it out instead
-    min_gap_minutes: int = Field(0, ge=0, le=7 * 24 * 60)
-    min_age_minutes: int = Field(0, ge=0, le=30 * 24 * 60)
+    max_per_day: Annotated[int | None, Field(ge=1, le=10_000)] = (
+        None  # 0 would hold every post forever: leave it out instead
+    )
+    min_gap_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 0
+    min_age_minutes: Annotated[int, Field(ge=0, le=30 * 24 * 60)] = 0
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_tz(v)))
     _days = field_validator("days")(classmethod(lambda cls, v: _check_days(v)))
@@ -118,8 +120,8 @@ class Clean(_Strict):
 
     replacements: dict[str, str] = {}
     signature: str = ""
-    footer_share: float = Field(0.5, ge=0, le=1)
-    footer_window: int = Field(20, ge=0, le=1000)
+    footer_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    footer_window: Annotated[int, Field(ge=0, le=1000)] = 20
 
 
 class Route(_Strict):
@@ -130,7 +132,7 @@ class Route(_Strict):
     publisher: Literal["telegram", "outbox"] = "telegram"
     prompt: str = "Rewrite the post in your own words for our channel. Keep facts, names and numbers."
     description: str = ""
-    style_examples: int = Field(3, ge=0, le=50)
+    style_examples: Annotated[int, Field(ge=0, le=50)] = 3
     allowed_links: list[str] = []
     images: Literal["none", "optional", "required"] = "none"
     image_backend: Literal["openai", "card"] = "card"

@@ -392,3 +392,51 @@ def test_the_entry_point_in_a_real_process(tmp_path: Path, valkey_url: str):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
     done = contentq("jobs", "show", "[/bold]")
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "rejected"),
+    [
+        (_env(CONTENTQ_COLLECT_ATTEMPTS="0"), "CONTENTQ_COLLECT_ATTEMPTS"),
+        (_env(CONTENTQ_MAINTENANCE_BACKOFF_BASE="inf"), "CONTENTQ_MAINTENANCE_BACKOFF_BASE"),
+        (_routes_with(schedule="asap = true\nmin_gap_minutes = 99999999"), "schedule.min_gap_minutes"),
+        (_routes_with(target=""), "target"),
+    ],
+)
+def test_doctor_reports_what_it_rejects(setup: Setup, rejected: str, home, monkeypatch, run_cli):
+    write_config(home, ROUTES)
+    setup(home, monkeypatch)
+    code, out, err = run_cli("doctor", "--json")
+    assert code == 1, err
+    config = next(p for p in json.loads(out) if p["check"] == "config")
+    assert config["status"] == "fail" and rejected in config["detail"]
+
+
+def test_a_refused_enqueue_leaves_no_record_behind(rt, home, monkeypatch, run_cli):
+    """The orphan `queued` record of issue 11: a collect refused for its settings, then the same collect fixed."""
+    write_config(home, ROUTES)
+    with monkeypatch.context() as env:
+        env.setenv("CONTENTQ_COLLECT_BACKOFF_BASE", "1e308")
+        code, _, err = run_cli("collect")
+        assert code == 1 and "CONTENTQ_COLLECT_BACKOFF_BASE" in err
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs") == 0
+    code, out, err = run_cli("collect", "--json")
+    assert code == 0, err
+    (job,) = json.loads(out)
+    assert job["status"] == "queued" and not job["already"]
+
+
+def test_a_refused_write_leaves_the_old_file_and_no_temporary(home, tmp_path, run_cli):
+    target = tmp_path / "conf" / "contentq.conf"
+    code, _, err = run_cli("supervisor", "render", "-o", str(target))
+    assert code == 0, err
+    first = target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600  # --env values may be credentials
+    link = tmp_path / "link.conf"
+    link.symlink_to(target)
+    code, _, err = run_cli("supervisor", "render", "-o", str(link), "--env", "EXTRA=1")
+    assert code == 0, err
+    assert link.is_symlink() and 'EXTRA="1"' in target.read_text() and first != target.read_text()
+    code, _, err = run_cli("supervisor", "render", "-o", str(target), "--env", "BAD=a\nb")
+    assert code == 1 and 'EXTRA="1"' in target.read_text()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["contentq.conf"]
