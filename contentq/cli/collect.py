@@ -11,7 +11,7 @@ import typer
 
 from contentq.channels import list_sources, resolve_channel
 from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import details, err_console, error, ok, print_json, table
+from contentq.cli.render import details, err_console, error, ok, plain, print_json, table
 from contentq.errors import ContentqError
 from contentq.routes import load_routes, normalize_channel_ref
 from contentq.runtime.context import Reschedule, Runtime
@@ -32,7 +32,7 @@ def progress_bar(label: str) -> Iterator[ProgressFn]:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=False,
     ) as bar:  # fmt: skip
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(plain(label), total=None)  # a file or channel name is text, not markup
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
