@@ -155,7 +155,7 @@ class Settings(BaseSettings):
 
     # Publishing.
     publish_min_interval: int = Field(30, ge=0, le=DAY, description="Minimum seconds between two sends to one target.")
-    publish_account_budget: int = Field(20, ge=1, le=10_000, description="Sends per account per minute.")
+    publish_account_budget: int = Field(20, ge=0, le=10_000, description="Sends per account per minute (0: no limit).")
     publish_unreachable_retry: int = Field(
         60, ge=1, le=DAY, description="Seconds between tries when Telegram is unreachable."
     )
