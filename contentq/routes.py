@@ -6,7 +6,7 @@ import re
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,7 +17,14 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+ROUTES_FILE_MAX = 8 * 2**20
+"""A larger routes file is refused before it is read."""
+
+TEXT_MAX = 1_000_000
+"""Upper bound of length filters: far beyond any Telegram post, small enough to mean something."""
 
 
 def _check_tz(value: str) -> str:
@@ -50,11 +57,9 @@ def _check_times(value: list[str]) -> list[str]:
 class Filters(_Strict):
     stop_words: list[str] = []
     regexes: list[str] = []
-    min_length: int = 0
-    max_length: int | None = None
-    media_types: list[Literal["text", "photo", "video", "document", "album", "audio", "voice", "sticker"]] | None = (
-        None
-    )
+    min_length: Annotated[int, Field(ge=0, le=TEXT_MAX)] = 0
+    max_length: Annotated[int | None, Field(ge=0, le=TEXT_MAX)] = None
+    media_types: list[Literal["text", "photo", "video", "document", "album", "audio", "voice", "sticker"]] | None = None
     skip_forwards: bool = False
     skip_ads: bool = False
 
@@ -68,15 +73,25 @@ class Filters(_Strict):
                 raise ValueError(f"bad regex {pattern!r}: {exc}") from None
         return value
 
+    @model_validator(mode="after")
+    def _lengths_overlap(self) -> Filters:
+        if self.max_length is not None and self.max_length < self.min_length:
+            raise ValueError(
+                f"max_length {self.max_length} is below min_length {self.min_length}: every post would be filtered"
+            )
+        return self
+
 
 class Schedule(_Strict):
     asap: bool = False
     slots: list[str] = []
     days: list[str] = list(DAYS)
     timezone: str = "UTC"
-    max_per_day: int | None = None
-    min_gap_minutes: int = 0
-    min_age_minutes: int = 0
+    max_per_day: Annotated[int | None, Field(ge=1, le=10_000)] = (
+        None  # 0 would hold every post forever: leave it out instead
+    )
+    min_gap_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 0
+    min_age_minutes: Annotated[int, Field(ge=0, le=30 * 24 * 60)] = 0
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_tz(v)))
     _days = field_validator("days")(classmethod(lambda cls, v: _check_days(v)))
@@ -105,19 +120,19 @@ class Clean(_Strict):
 
     replacements: dict[str, str] = {}
     signature: str = ""
-    footer_share: float = 0.5
-    footer_window: int = 20
+    footer_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    footer_window: Annotated[int, Field(ge=0, le=1000)] = 20
 
 
 class Route(_Strict):
     name: str = ""
-    target: str
+    target: str = Field(min_length=1)
     sources: list[str] = []
     rewriter: Literal["llm", "clean", "none"] = "llm"
     publisher: Literal["telegram", "outbox"] = "telegram"
     prompt: str = "Rewrite the post in your own words for our channel. Keep facts, names and numbers."
     description: str = ""
-    style_examples: int = 3
+    style_examples: Annotated[int, Field(ge=0, le=50)] = 3
     allowed_links: list[str] = []
     images: Literal["none", "optional", "required"] = "none"
     image_backend: Literal["openai", "card"] = "card"
@@ -152,6 +167,20 @@ class Route(_Strict):
                     re.compile(pattern[3:])
                 except re.error as exc:
                     raise ValueError(f"bad regex {pattern[3:]!r}: {exc}") from None
+        return value
+
+    @field_validator("target", mode="after")
+    @classmethod
+    def _target_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give the target channel (@username or numeric id)")
+        return value
+
+    @field_validator("sources", mode="after")
+    @classmethod
+    def _sources_named(cls, value: list[str]) -> list[str]:
+        if any(not normalize_channel_ref(s).lstrip("@") for s in value):
+            raise ValueError("a source is empty: give @username, t.me/name or a numeric id")
         return value
 
     @model_validator(mode="after")
@@ -202,6 +231,9 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig:
     where = str(path) if path else "contentq.toml"
+    unknown = sorted(str(key) for key in data if key != "routes")
+    if unknown:  # a misspelt [route.x] or [routs.x] would otherwise leave the routes silently empty
+        raise ConfigError(f"{where}: unknown top-level table(s) {', '.join(unknown)}; routes go in [routes.NAME]")
     raw_routes = data.get("routes", {})
     if not isinstance(raw_routes, dict):
         raise ConfigError(f"{where}: [routes] must be a table of routes, e.g. [routes.news]")
@@ -217,7 +249,21 @@ def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig
             msg = err["msg"].removeprefix("Value error, ")
             raise ConfigError(f"{where}: route {name!r}: {field}{msg}") from None
         routes[name] = route
+    _refuse_shared_sources(where, routes)
     return RoutesConfig(path=path, routes=routes)
+
+
+def _refuse_shared_sources(where: str, routes: dict[str, Route]) -> None:
+    """A donor feeds one route: collect assigns a donor's posts to the first route that lists it."""
+    owner: dict[str, str] = {}
+    for name, route in routes.items():
+        for source in route.sources:
+            ref = normalize_channel_ref(source)
+            if owner.get(ref, name) != name:
+                raise ConfigError(
+                    f"{where}: source {ref} is in routes {owner[ref]!r} and {name!r}; a donor belongs to one route"
+                )
+            owner[ref] = name
 
 
 def load_routes(path: Path, *, required: bool = False) -> RoutesConfig:
@@ -227,8 +273,20 @@ def load_routes(path: Path, *, required: bool = False) -> RoutesConfig:
                 f"{path}: no routes file; copy contentq.example.toml to {path} and edit it, or set CONTENTQ_CONFIG"
             )
         return RoutesConfig(path=path, routes={})
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the routes file (contentq.toml) with --config or CONTENTQ_CONFIG")
+    if not path.is_file():
+        raise ConfigError(f"{path}: not a regular file; give the routes file (contentq.toml)")
+    if path.stat().st_size > ROUTES_FILE_MAX:
+        raise ConfigError(f"{path}: larger than {ROUTES_FILE_MAX // 2**20} MB; this is not a routes file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; the routes file must be TOML text") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
     return parse_routes(data, path)

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from contentq.clock import iso, now, parse, parse_duration
+from contentq.clock import MAX_DURATION, iso, now, parse, parse_duration
 from contentq.errors import ConfigError, ContentqError
 from contentq.routes import DAYS, Route, Schedule
 from contentq.store import Store
@@ -186,12 +186,17 @@ def resolve_at(value: str, timezone: str, current: datetime | None = None) -> tu
             f"{timezone}) or an ISO time with an offset"
         ) from None
     note = None
-    if parsed.tzinfo is None:
-        local = parsed.replace(tzinfo=zone)
-        instant = local.astimezone(UTC)
-        note = _gap_note(local, instant, zone)
-    else:
-        instant = parsed.astimezone(UTC)
+    try:  # 0001-01-01 or 9999-12-31 with an offset falls off the calendar in UTC
+        if parsed.tzinfo is None:
+            local = parsed.replace(tzinfo=zone)
+            instant = local.astimezone(UTC)
+            note = _gap_note(local, instant, zone)
+        else:
+            instant = parsed.astimezone(UTC)
+    except OverflowError:
+        raise ContentqError(f"{value!r} is out of the calendar's range; give a time in the next years") from None
+    if instant - current > MAX_DURATION:
+        raise ContentqError(f"{value!r} is more than {MAX_DURATION.days} days ahead; give a nearer time")
     if instant < current - PAST_TOLERANCE:
         shown = instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
         raise ContentqError(

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -21,6 +21,23 @@ from contentq.redact import register_secret, register_url
 
 QUEUES: tuple[str, ...] = ("publish", "rewrite", "collect", "imagegen", "maintenance")
 """All queues, highest priority first: a worker on several queues takes from the first non-empty one."""
+
+
+# Ranges of the numeric settings: a value outside is refused with the variable's name, not discovered later as
+# an overflow, a hung job or a queue that silently never runs.
+DAY = 86400
+Attempts = Annotated[int, Field(ge=1, le=50)]
+BackoffBase = Annotated[float, Field(ge=1.0, le=10.0)]
+Timeout = Annotated[int, Field(ge=1, le=DAY)]
+Concurrency = Annotated[int, Field(ge=1, le=64)]
+Seconds = Annotated[int, Field(ge=0, le=30 * DAY)]
+PositiveSeconds = Annotated[int, Field(ge=1, le=30 * DAY)]
+Count = Annotated[int, Field(ge=1, le=1_000_000)]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+RETRY_INTERVAL_MAX = DAY
+"""No backoff between two tries is longer than a day, whatever attempts and base give."""
 
 
 def default_home() -> Path:
@@ -37,12 +54,12 @@ class QueuePolicy:
 
     def retry_intervals(self) -> list[int]:
         """Backoff before retry n (1-based) is base**n seconds: 2, 4, 8 … with the default base."""
-        return [max(1, int(round(self.backoff_base**n))) for n in range(1, self.attempts)]
+        return [min(RETRY_INTERVAL_MAX, max(1, int(round(self.backoff_base**n)))) for n in range(1, self.attempts)]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="CONTENTQ_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CONTENTQ_", env_file=".env", env_file_encoding="utf-8", extra="ignore", allow_inf_nan=False
     )
 
     home: Path = Field(default_factory=default_home, description="Data directory for everything contentq keeps.")
@@ -50,51 +67,59 @@ class Settings(BaseSettings):
         None, description="Routes file; default CONTENTQ_HOME/contentq.toml or ./contentq.toml."
     )
     redis_url: str | None = Field(None, description="Redis URL; unset = embedded Valkey under CONTENTQ_HOME.")
-    db_busy_timeout_ms: int = 5000
+    db_busy_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5000
     log_format: Literal["human", "json"] = "human"
     log_level: str = "INFO"
 
     # Per-queue retry policy, timeouts and concurrency.
-    publish_attempts: int = 5
-    publish_backoff_base: float = 2.0
-    publish_timeout: int = 45
-    publish_concurrency: int = 1
-    rewrite_attempts: int = 3
-    rewrite_backoff_base: float = 2.0
-    rewrite_timeout: int = 300
-    rewrite_concurrency: int = 2
-    collect_attempts: int = 3
-    collect_backoff_base: float = 2.0
-    collect_timeout: int = 300
-    collect_concurrency: int = 1
-    imagegen_attempts: int = 3
-    imagegen_backoff_base: float = 2.0
-    imagegen_timeout: int = 180
-    imagegen_concurrency: int = 1
-    maintenance_attempts: int = 3
-    maintenance_backoff_base: float = 2.0
-    maintenance_timeout: int = 600
-    maintenance_concurrency: int = 1
+    publish_attempts: Attempts = 5
+    publish_backoff_base: BackoffBase = 2.0
+    publish_timeout: Timeout = 45
+    publish_concurrency: Concurrency = 1
+    rewrite_attempts: Attempts = 3
+    rewrite_backoff_base: BackoffBase = 2.0
+    rewrite_timeout: Timeout = 300
+    rewrite_concurrency: Concurrency = 2
+    collect_attempts: Attempts = 3
+    collect_backoff_base: BackoffBase = 2.0
+    collect_timeout: Timeout = 300
+    collect_concurrency: Concurrency = 1
+    imagegen_attempts: Attempts = 3
+    imagegen_backoff_base: BackoffBase = 2.0
+    imagegen_timeout: Timeout = 180
+    imagegen_concurrency: Concurrency = 1
+    maintenance_attempts: Attempts = 3
+    maintenance_backoff_base: BackoffBase = 2.0
+    maintenance_timeout: Timeout = 600
+    maintenance_concurrency: Concurrency = 1
 
     # Workers.
-    worker_maintenance_interval: int = Field(15, description="Seconds between registry cleanups (abandoned jobs).")
-    worker_heartbeat_ttl: int = Field(30, description="A job whose worker is silent this long is abandoned.")
-    job_result_ttl: int = 86400
-    job_failure_ttl: int = 7 * 86400
+    worker_maintenance_interval: int = Field(
+        15, ge=1, le=3600, description="Seconds between registry cleanups (abandoned jobs)."
+    )
+    worker_heartbeat_ttl: int = Field(
+        30, ge=1, le=3600, description="A job whose worker is silent this long is abandoned."
+    )
+    job_result_ttl: Seconds = 86400
+    job_failure_ttl: PositiveSeconds = 7 * 86400
 
     # Telegram (Telethon, user account).
-    tg_api_id: int | None = None
+    tg_api_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
     tg_api_hash: SecretStr | None = None
     tg_session: SecretStr | None = Field(None, description="A StringSession; default: the session file in home.")
     tg_phone: str | None = None
     tg_device_model: str = "contentq"
     tg_system_version: str = "Linux"
     tg_app_version: str = "0.1.0"
-    tg_timeout: int = 60
-    tg_flood_sleep_threshold: int = 60
+    tg_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
+    tg_flood_sleep_threshold: Annotated[int, Field(ge=0, le=DAY)] = 60
     tg_admin_chat: str | None = Field(None, description="Chat (id or @username) that receives admin alerts.")
-    collect_backfill: int = Field(50, description="Messages taken from a source on its first collect.")
-    collect_max_media_mb: int = Field(50, description="Larger donor media are recorded without downloading (0 = any).")
+    collect_backfill: int = Field(
+        50, ge=0, le=100_000, description="Messages taken from a source on its first collect."
+    )
+    collect_max_media_mb: int = Field(
+        50, ge=0, le=4096, description="Larger donor media are recorded without downloading (0 = any)."
+    )
     tg_gateway: str | None = Field(
         None, description="'module:factory' building the Telegram gateway instead of Telethon (benches, demos)."
     )
@@ -103,25 +128,25 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
-    openai_temperature: float = 0.7
-    openai_timeout: float = 30.0
-    openai_context_window: int = 128000
-    openai_max_output_tokens: int = 2048
-    openai_price_in_per_1m: float = 0.15
-    openai_price_out_per_1m: float = 0.60
-    openai_call_attempts: int = Field(3, description="HTTP tries per LLM call on 429, 5xx and timeouts.")
+    openai_temperature: Annotated[float, Field(ge=0, le=2)] = 0.7
+    openai_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    openai_context_window: Annotated[int, Field(ge=256, le=100_000_000)] = 128000
+    openai_max_output_tokens: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
+    openai_price_in_per_1m: Annotated[float, Field(ge=0, le=10_000)] = 0.15
+    openai_price_out_per_1m: Annotated[float, Field(ge=0, le=10_000)] = 0.60
+    openai_call_attempts: int = Field(3, ge=1, le=20, description="HTTP tries per LLM call on 429, 5xx and timeouts.")
     openai_retry_after_max: float = Field(
-        5.0, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
+        5.0, ge=0, le=3600, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
     )
-    breaker_fail_max: int = 5
-    breaker_reset_timeout: int = 60
+    breaker_fail_max: Annotated[int, Field(ge=1, le=10_000)] = 5
+    breaker_reset_timeout: Annotated[int, Field(ge=1, le=DAY)] = 60
 
     # Images.
     image_model: str = "gpt-image-1"
     image_size: str = "1024x1024"
     image_quality: str = "medium"
-    card_width: int = 1280
-    card_height: int = 720
+    card_width: Annotated[int, Field(ge=64, le=8192)] = 1280
+    card_height: Annotated[int, Field(ge=64, le=8192)] = 720
     card_background: str = "#1e293b"
     card_foreground: str = "#f8fafc"
     card_accent: str = "#38bdf8"
@@ -129,31 +154,49 @@ class Settings(BaseSettings):
     card_logo: Path | None = None
 
     # Publishing.
-    publish_min_interval: int = Field(30, description="Minimum seconds between two sends to one target.")
-    publish_account_budget: int = Field(20, description="Sends per account per minute.")
-    publish_unreachable_retry: int = Field(60, description="Seconds between tries when Telegram is unreachable.")
-    publish_unreachable_limit: int = Field(10, description="Tries before a publication fails as unreachable.")
-    flood_notify_threshold: int = Field(300, description="Flood waits longer than this notify the admin.")
-    caption_limit: int = 1024
-    text_limit: int = 4096
+    publish_min_interval: int = Field(30, ge=0, le=DAY, description="Minimum seconds between two sends to one target.")
+    publish_account_budget: int = Field(20, ge=0, le=10_000, description="Sends per account per minute (0: no limit).")
+    publish_unreachable_retry: int = Field(
+        60, ge=1, le=DAY, description="Seconds between tries when Telegram is unreachable."
+    )
+    publish_unreachable_limit: int = Field(
+        10, ge=1, le=10_000, description="Tries before a publication fails as unreachable."
+    )
+    flood_notify_threshold: int = Field(
+        300, ge=0, le=7 * DAY, description="Flood waits longer than this notify the admin."
+    )
+    caption_limit: Annotated[int, Field(ge=1, le=4096)] = 1024
+    text_limit: Annotated[int, Field(ge=1, le=4096)] = 4096
 
     # Dedup.
-    near_duplicate_threshold: float = 0.65  # catches a few words changed in a short post (bench/ingest.py)
-    dedup_window_days: int = 30
+    near_duplicate_threshold: Annotated[float, Field(gt=0, le=1)] = 0.65  # a few words changed (bench/ingest.py)
+    dedup_window_days: Annotated[int, Field(ge=0, le=3650)] = 30
 
     # Notifications, alerts, metrics, retention.
-    notify_throttle_seconds: int = Field(600, description="The same alert is sent at most once per this window.")
-    alert_failure_threshold: int = 5
-    alert_window_seconds: int = 3600
-    alert_queue_limit: int = 500
-    alert_max_wait_seconds: int = 1800
+    notify_throttle_seconds: int = Field(
+        600, ge=0, le=30 * DAY, description="The same alert is sent at most once per this window."
+    )
+    alert_failure_threshold: Count = 5
+    alert_window_seconds: PositiveSeconds = 3600
+    alert_queue_limit: Count = 500
+    alert_max_wait_seconds: PositiveSeconds = 1800
     metrics_enabled: bool = True
-    retention_days: int = 30
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        try:
+            return value.expanduser().resolve()
+        except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop, no $HOME for '~'
+            raise ValueError(f"not a usable path ({exc})") from None
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     # Derived paths -----------------------------------------------------------------------------
 
@@ -199,7 +242,7 @@ class Settings(BaseSettings):
 
     def ensure_home(self) -> Path:
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
+            self.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # private whatever the umask
         except OSError as exc:
             raise ConfigError(
                 f"cannot create CONTENTQ_HOME {self.home}: {exc.strerror or exc}; fix the path or its permissions"
@@ -213,12 +256,12 @@ def load_settings(**overrides: Any) -> Settings:
     home = clean.get("home") or os.environ.get("CONTENTQ_HOME")
     # `.env` in CONTENTQ_HOME (also when given as --home), then ./.env, which wins where both set a value.
     env_files = (str(Path(home).expanduser() / ".env"), ".env") if home else (".env",)
+    for env_file in env_files:
+        _check_env_file(Path(env_file).expanduser())
     try:
         settings = Settings(_env_file=env_files, **clean)  # type: ignore[call-arg]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"CONTENTQ_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid settings ({problems}); fix the environment or .env") from None
     for secret in (settings.openai_api_key, settings.tg_api_hash, settings.tg_session):
         if secret is not None:
@@ -226,6 +269,37 @@ def load_settings(**overrides: Any) -> Settings:
     for url in (settings.openai_base_url, settings.redis_url):  # a password in a URL is a secret too
         register_url(url)
     return settings
+
+
+def _shown(given: Any) -> str:
+    """The rejected value, when it is a number: any other text setting might be a secret."""
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return f" (got {given!r})"
+    if isinstance(given, str) and len(given) <= 30:
+        try:
+            float(given)
+        except ValueError:
+            return ""
+        return f" (got {given})"
+    return ""
+
+
+def _problem(err: Any) -> str:
+    name = "CONTENTQ_" + "_".join(str(p) for p in err["loc"]).upper()
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{name}: {msg}{_shown(err.get('input'))}"
+
+
+def _check_env_file(path: Path) -> None:
+    """A `.env` that cannot be read as text is named, instead of failing deep inside the settings loader."""
+    try:
+        if not path.is_file():
+            return  # missing (or a folder named .env in the working directory): nothing to read
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; .env holds KEY=VALUE lines") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 _overrides: dict[str, Any] = {}

@@ -194,11 +194,13 @@ def test_doctor_all_good(home: Path, llm_url: str) -> None:
                              tg_api_hash="0123456789abcdef")  # fmt: skip
     sv.write(settings, sv.default_output(settings))
     open_store(settings.db_path).close()
+    for path in (home, settings.db_path):  # what the contentq entry point's umask gives
+        path.chmod(0o700 if path.is_dir() else 0o600)
     cron = (REPO / "crontab.example").read_text()
     probes = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: cron))
     statuses = {name: p.status for name, p in probes.items()}
-    assert statuses == {"config": "ok", "data directory": "ok", "database": "ok", "redis": "ok", "workers": "warn",
-                        "telegram": "ok", "llm": "ok", "supervisor": "ok", "cron": "ok"}  # fmt: skip
+    assert statuses == {"config": "ok", "data directory": "ok", "permissions": "ok", "database": "ok", "redis": "ok",
+                        "workers": "warn", "telegram": "ok", "llm": "ok", "supervisor": "ok", "cron": "ok"}  # fmt: skip
     # A session readable by others, a stale supervisor config, an unreachable endpoint.
     session.chmod(0o644)
     changed = load_settings(home=home, openai_base_url="http://127.0.0.1:1/v1", openai_api_key="good-key-123",
@@ -305,3 +307,18 @@ def test_human_lines_append_the_fields_and_redact() -> None:
     assert text == "INFO contentq.jobs: sent with *** [job_id=publish-42 post_id=42 status=succeeded duration_ms=12.5]"
     data = json.loads(JsonFormatter().format(record))
     assert data["post_id"] == 42 and data["duration_ms"] == 12.5 and data["message"] == "sent with ***"
+
+
+def test_doctor_warns_on_a_readable_env_file_and_data(home: Path) -> None:
+    env_file = home / ".env"
+    env_file.write_text("CONTENTQ_OPENAI_API_KEY=sk-planted-0000\n")
+    env_file.chmod(0o644)
+    home.chmod(0o700)
+    probe = doctor.check_permissions(load_settings(home=home))
+    assert probe.status == "warn" and str(env_file) in probe.detail and f"chmod 600 {env_file}" in probe.fix
+    env_file.chmod(0o600)
+    home.chmod(0o755)
+    probe = doctor.check_permissions(load_settings(home=home))
+    assert probe.status == "warn" and str(home) in probe.detail and "go-rwx" in probe.fix
+    home.chmod(0o700)
+    assert doctor.check_permissions(load_settings(home=home)).status == "ok"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contentq import pipeline
+from contentq import schedule as schedule_module
 from contentq.cli.app import app
 from contentq.clock import iso, now
 from contentq.runtime.tracking import enqueue
@@ -215,9 +217,14 @@ def test_end_to_end_rewrite_card_image_and_publish(rt, home):
     assert post["published_at"] >= post["scheduled_at"] <= iso(now())
 
 
-def test_a_schedule_that_takes_no_post_fails_the_post_with_the_reason(rt, home):
-    write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 0'))
-    post_id = add_post(rt)
-    assert pipeline.on_rewritten(rt, post_id) == "failed"
+def test_a_schedule_that_takes_no_post_fails_the_post_with_the_reason(rt, home, monkeypatch):
+    # One slot a day within a three-day horizon: the fifth post finds no slot.
+    write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 1'))
+    monkeypatch.setattr(schedule_module, "local_times", functools.partial(schedule_module.local_times, horizon_days=3))
+    outcomes: list[str | None] = []
+    while "failed" not in outcomes and len(outcomes) < 6:
+        post_id = add_post(rt)
+        outcomes.append(pipeline.on_rewritten(rt, post_id))
+    assert outcomes[-1] == "failed"
     assert "no free publishing slot" in get_post(rt.store, post_id)["state_reason"]
     assert notifications(rt, f"post-failed:{post_id}")

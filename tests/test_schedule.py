@@ -3,6 +3,7 @@ two posts never get one slot; `contentq schedule` / `unschedule`."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from contentq import pipeline
+from contentq import schedule as schedule_module
 from contentq.cli.app import app
 from contentq.clock import iso, parse
 from contentq.errors import ContentqError
@@ -59,7 +61,9 @@ def test_slots_are_wall_clock_times_in_the_route_time_zone(rt, home):
     write_config(
         home,
         route_toml("tokyo", schedule='slots = ["09:00"]\ntimezone = "Asia/Tokyo"')
-        + route_toml("ny", target="@ny", schedule='slots = ["09:00"]\ntimezone = "America/New_York"'),
+        + route_toml(
+            "ny", target="@ny", sources='["@donor2"]', schedule='slots = ["09:00"]\ntimezone = "America/New_York"'
+        ),
     )
     # Monday 10:00 UTC is Monday 19:00 in Tokyo (09:00 passed) and Monday 05:00 in New York.
     assert schedule_n(rt, 2, MON, route="tokyo") == [utc(2030, 1, 8, 0), utc(2030, 1, 9, 0)]
@@ -79,7 +83,9 @@ def test_dst_gap_and_repeated_hour(rt, home):
     write_config(
         home,
         route_toml("spring", schedule='slots = ["02:30", "03:30"]\ntimezone = "Europe/Berlin"')
-        + route_toml("autumn", target="@a", schedule='slots = ["02:30"]\ntimezone = "Europe/Berlin"'),
+        + route_toml(
+            "autumn", target="@a", sources='["@donor2"]', schedule='slots = ["02:30"]\ntimezone = "Europe/Berlin"'
+        ),
     )
     spring = schedule_n(rt, 2, utc(2030, 3, 30, 23), route="spring")
     assert spring == [utc(2030, 3, 31, 1, 30), utc(2030, 4, 1, 0, 30)]
@@ -100,7 +106,9 @@ def test_min_gap_and_min_age(rt, home):
 
 def test_asap_posts_get_distinct_times_and_honour_the_gap(rt, home):
     write_config(
-        home, route_toml("fast") + route_toml("spaced", target="@s", schedule="asap = true\nmin_gap_minutes = 10")
+        home,
+        route_toml("fast")
+        + route_toml("spaced", target="@s", sources='["@donor2"]', schedule="asap = true\nmin_gap_minutes = 10"),
     )
     fast = schedule_n(rt, 3, MON, route="fast")
     assert fast[0] == MON and len(set(fast)) == 3
@@ -137,12 +145,18 @@ def test_two_posts_never_get_one_slot_when_scheduled_at_once(rt, home, settings)
     assert slots[0] == utc(2030, 1, 7, 12) and slots[-1] == utc(2030, 1, 9, 9)
 
 
-def test_no_slot_at_all_is_a_clear_error(rt, home):
+def test_no_slot_at_all_is_a_clear_error(rt, home, monkeypatch):
+    # max_per_day = 0 (no slot ever) is refused when the routes are read; a full horizon is the remaining case.
     write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 0'))
-    post_id = add_post(rt)
+    with pytest.raises(ContentqError, match=r"schedule.max_per_day: Input should be greater than or equal to 1"):
+        pipeline.routes_config(rt)
+    write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 1'))
+    monkeypatch.setattr(schedule_module, "local_times", functools.partial(schedule_module.local_times, horizon_days=3))
+    post_ids = [add_post(rt) for _ in range(6)]
     with pytest.raises(ContentqError, match="no free publishing slot"):
-        pipeline.schedule_post(rt, post_id, current=MON, dispatch=False)
-    assert get_post(rt.store, post_id)["state"] == "rewritten"
+        for post_id in post_ids:
+            pipeline.schedule_post(rt, post_id, current=MON, dispatch=False)
+    assert get_post(rt.store, post_ids[-1])["state"] == "rewritten"
 
 
 def test_parse_at_forms():

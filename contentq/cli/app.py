@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +27,7 @@ from contentq.cli import schedule as schedule_cli
 from contentq.cli import worker as worker_cli
 from contentq.cli.common import reset_runtime
 from contentq.cli.render import error
+from contentq.clock import iso
 from contentq.errors import ContentqError
 from contentq.logs import setup_logging
 from contentq.redact import redact
@@ -47,6 +50,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     home: Annotated[
         Path | None, typer.Option("--home", help="Data directory (database, session, media, Redis).", envvar=None)
     ] = None,
@@ -55,11 +59,19 @@ def main_options(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an unexpected error, print its traceback (it is always logged).")
+    ] = False,
 ) -> None:
     """Flags here win over CONTENTQ_* environment variables and .env."""
+    _state["debug"] = debug
     set_overrides(home=str(home) if home else None, redis_url=redis_url, config=str(config) if config else None)
     reset_runtime()
-    setup_logging(get_settings())
+    try:
+        setup_logging(get_settings())
+    except ContentqError:
+        if ctx.invoked_subcommand != "doctor":  # doctor reports invalid settings as its first check
+            raise
 
 
 app.command(name="worker")(worker_cli.worker)
@@ -90,7 +102,43 @@ app.command(name="health")(ops_cli.health)
 app.command(name="demo")(ops_cli.demo)
 
 
+_state: dict[str, bool] = {"debug": False}
+
+
+def _log_crash(exc: BaseException) -> Path | None:
+    """Append the redacted traceback to CONTENTQ_HOME/logs/contentq.log; the log file, or None if it cannot be
+    written. Not through `logging`: its stderr handler would print the traceback the user must not get."""
+    try:
+        path = get_settings().home / "logs" / "contentq.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        command = " ".join(sys.argv[1:])[:500]
+        text = "".join(traceback.format_exception(exc))
+        with path.open("a", encoding="utf-8", errors="replace") as log:
+            log.write(redact(f"{iso()} ERROR contentq.cli: unexpected error in `contentq {command}`\n{text}"))
+        return path
+    except Exception:  # settings themselves may be what failed; the error line is still shown
+        return None
+
+
+def unexpected(exc: BaseException) -> None:
+    """An exception no code path expected: one `error:` line; the traceback goes to the log (and --debug)."""
+    where = _log_crash(exc)
+    if _state["debug"]:
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+    hint = f"the traceback is in {where}" if where else "run again with --debug for the traceback"
+    error(redact(f"unexpected {type(exc).__name__}" + (f": {detail}" if detail else "") + f"; {hint}"))
+
+
+PRIVATE_UMASK = 0o077
+"""Whatever contentq creates is its user's alone: the database (and -wal/-shm), Valkey's AOF, logs, the session,
+media and the outbox. Set once here, the entry point of every contentq process (workers and the embedded Valkey
+are started through it or by it and inherit it), instead of a chmod after each of the many places that create files.
+Files meant for other users (`metrics dump` for node_exporter) set their mode explicitly."""
+
+
 def main() -> None:
+    os.umask(PRIVATE_UMASK)
     try:
         code = app(standalone_mode=False)  # typer.Exit(n) comes back as n here
         if isinstance(code, int) and code:
@@ -104,6 +152,9 @@ def main() -> None:
     except sqlite3.Error as exc:
         error(f"database error: {exc}; run `contentq doctor` to check the database")
         sys.exit(1)
+    except ConnectionError as exc:  # Telegram or the LLM endpoint unreachable where no caller expected it
+        error(redact(f"connection failed: {exc}; check the network and try again"))
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except typer.Exit as exc:
@@ -116,6 +167,7 @@ def main() -> None:
         if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
             show()
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-        raise
+        unexpected(exc)
+        sys.exit(1)
     finally:
         reset_runtime()

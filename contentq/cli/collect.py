@@ -11,7 +11,7 @@ import typer
 
 from contentq.channels import list_sources, resolve_channel
 from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import details, err_console, error, ok, print_json, summary, table
+from contentq.cli.render import details, err_console, error, ok, plain, print_json, summary, table
 from contentq.errors import ContentqError
 from contentq.routes import load_routes, normalize_channel_ref
 from contentq.runtime.context import Reschedule, Runtime
@@ -32,7 +32,7 @@ def progress_bar(label: str) -> Iterator[ProgressFn]:
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err_console, transient=False,
     ) as bar:  # fmt: skip
-        task = bar.add_task(label, total=None)
+        task = bar.add_task(plain(label), total=None)  # a file or channel name is text, not markup
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
@@ -64,8 +64,13 @@ def login(
         if value is None:
             raise ContentqError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
         gateway = rt.telegram
-        gateway.ensure_ready()
-        account = gateway.account()
+        try:
+            gateway.ensure_ready()
+            account = gateway.account()
+        except ConnectionError as exc:
+            raise ContentqError(
+                f"cannot reach Telegram ({exc}); check the network (or a proxy/firewall), then run it again"
+            ) from None
         info = {
             "id": account.id, "username": account.username, "name": account.name, "phone": _masked(account.phone),
             "premium": account.premium, "session": origin, "device_model": settings.tg_device_model,

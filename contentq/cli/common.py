@@ -11,6 +11,15 @@ from contentq.settings import get_settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
+SQLITE_INT_MAX = 2**63 - 1
+"""SQLite integers are signed 64-bit: a larger id names no row and would overflow the driver."""
+
+LIMIT_MAX = 1_000_000
+"""The largest --limit a listing accepts (SQLite takes at most SQLITE_INT_MAX; nobody reads more)."""
+
+PostIdArg = Annotated[int, typer.Argument(help="Post id.", min=1, max=SQLITE_INT_MAX)]
+ImageIdArg = Annotated[int, typer.Argument(help="Image id.", min=1, max=SQLITE_INT_MAX)]
+
 _runtime: Runtime | None = None
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.common import LIMIT_MAX, SQLITE_INT_MAX, ImageIdArg, JsonOpt, PostIdArg, runtime
 from contentq.cli.render import console, details, ok, print_json, table
 from contentq.images.service import BACKENDS, request_image
 from contentq.images.store import DEFAULT_PRUNE_AGE, delete_image, get_image, list_images, prune_images
@@ -18,7 +18,7 @@ app = typer.Typer(help="Images of posts: generate (OpenAI or a local card), list
 
 @app.command()
 def generate(
-    post_id: Annotated[int, typer.Argument(help="Post id.")],
+    post_id: PostIdArg,
     prompt: Annotated[
         str | None,
         typer.Option(
@@ -47,8 +47,10 @@ def generate(
 @app.command("list")
 def list_(
     unattached: Annotated[bool, typer.Option("--unattached", help="Only images no post uses.")] = False,
-    post: Annotated[int | None, typer.Option("--post", help="Only the images of this post.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 100,
+    post: Annotated[
+        int | None, typer.Option("--post", help="Only the images of this post.", min=1, max=SQLITE_INT_MAX)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """List generated images, newest first."""
@@ -66,7 +68,7 @@ def list_(
 
 
 @app.command()
-def show(image_id: Annotated[int, typer.Argument(help="Image id.")], as_json: JsonOpt = False) -> None:
+def show(image_id: ImageIdArg, as_json: JsonOpt = False) -> None:
     """Show one generated image: its post, backend, prompt and file."""
     rt = runtime()
     row = get_image(rt.store, image_id)
@@ -82,7 +84,7 @@ def show(image_id: Annotated[int, typer.Argument(help="Image id.")], as_json: Js
 
 @app.command()
 def delete(
-    image_id: Annotated[int, typer.Argument(help="Image id.")],
+    image_id: ImageIdArg,
     detach: Annotated[bool, typer.Option("--detach", help="Also when attached: remove it from its post.")] = False,
 ) -> None:
     """Delete a generated image and its file (refused while attached to a post, unless --detach)."""

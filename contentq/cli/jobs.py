@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.common import LIMIT_MAX, JsonOpt, runtime
 from contentq.cli.render import console, details, error, ok, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
@@ -23,7 +23,7 @@ def list_(
     queue: Annotated[str | None, typer.Option(help="Only this queue.")] = None,
     kind: Annotated[str | None, typer.Option(help="Only this job kind (collect, rewrite, publish, …).")] = None,
     since: Annotated[str | None, typer.Option(help="Only jobs created in this window, e.g. 24h or 7d.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""

@@ -14,14 +14,14 @@ from rich.text import Text
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, ok, print_json, table
 from contentq.clock import parse_duration
-from contentq.errors import ContentqError
+from contentq.errors import ConfigError, ContentqError
 from contentq.media import human_bytes
 from contentq.ops import alerts as alerts_core
 from contentq.ops import doctor as doctor_core
 from contentq.ops import supervisor as supervisor_core
 from contentq.ops.purge import purge as purge_core
 from contentq.ops.stats import collect_stats, parse_since
-from contentq.settings import QUEUES
+from contentq.settings import QUEUES, Settings
 
 supervisor_app = typer.Typer(help="Supervisor config for the workers.", no_args_is_help=True)
 alerts_app = typer.Typer(help="Alerts to the admin (run `alerts check` from cron).", no_args_is_help=True)
@@ -148,7 +148,7 @@ def alerts_check(
 
 @metrics_app.command("serve")
 def metrics_serve(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9464,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)] = 9464,
     host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 for every interface).")] = "127.0.0.1",
 ) -> None:
     """Serve Prometheus metrics at http://HOST:PORT/metrics until stopped."""
@@ -204,12 +204,16 @@ def doctor(
     supervisor_config: Annotated[
         Path | None, typer.Option("--supervisor-config", help="Installed supervisor config to compare.")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the LLM endpoint.")] = 5.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the LLM endpoint.", min=0.1, max=600)] = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Check settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint,
     supervisor and cron; print ok/warn/fail with the fix for each. Exits 1 when a check fails."""
-    probes = doctor_core.run_doctor(runtime().settings, supervisor_config=supervisor_config, llm_timeout=timeout)
+    try:
+        settings: Settings | None = runtime().settings
+    except ConfigError:
+        settings = None  # run_doctor loads them again and reports what is rejected as its first check
+    probes = doctor_core.run_doctor(settings, supervisor_config=supervisor_config, llm_timeout=timeout)
     if as_json:
         print_json([p.as_dict() for p in probes])
     else:
@@ -242,7 +246,9 @@ def demo(
     home: Annotated[
         Path | None, typer.Option("--home", help="Demo data directory (default: CONTENTQ_HOME or the global --home).")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Give up when jobs are still pending after this many seconds.")] = 180,
+    timeout: Annotated[
+        float, typer.Option(help="Give up when jobs are still pending after this many seconds.", min=1, max=86400)
+    ] = 180,
     as_json: JsonOpt = False,
 ) -> None:
     """Run the pipeline end to end with no credentials: import a sample channel export, clean the posts with

@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from contentq import pipeline
-from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import console, details, ok, print_json, table
+from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
+from contentq.cli.render import console, details, ok, print_json, table, terminal_safe
 from contentq.clock import iso
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
 from contentq.content.split import split_html
@@ -45,7 +45,7 @@ def _snippet(row: dict[str, Any], width: int = 50) -> str:
 def list_(
     state: Annotated[str | None, typer.Option(help=f"Only posts in this state: {', '.join(STATES)}.")] = None,
     route: Annotated[str | None, typer.Option(help="Only posts of this route.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 50,
     as_json: JsonOpt = False,
 ) -> None:
     """List posts, newest first."""
@@ -73,7 +73,7 @@ def list_(
 
 
 @app.command()
-def show(post_id: Annotated[int, typer.Argument(help="Post id.")], as_json: JsonOpt = False) -> None:
+def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
     """Show a post: its state and times, and the original next to the rewrite."""
     from contentq.publish import sends_of  # imports Telethon: not at CLI start
 
@@ -125,14 +125,17 @@ def show(post_id: Annotated[int, typer.Argument(help="Post id.")], as_json: Json
         f"rewrite ({visible_len_utf16(rewrite or '')} chars)" if rewrite is not None else "rewrite", ratio=1,
         overflow="fold",
     )  # fmt: skip
-    side.add_row(Text(original), Text(rewrite) if rewrite is not None else Text("(not rewritten yet)", style="dim"))
+    side.add_row(
+        Text(terminal_safe(original)),
+        Text(terminal_safe(rewrite)) if rewrite is not None else Text("(not rewritten yet)", style="dim"),
+    )
     console.print(side)
     if sends:
         table(sends, ["round", "part", "kind", "status", "message_ids", "error"], title="sends")
 
 
 @app.command()
-def approve(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
+def approve(post_id: PostIdArg) -> None:
     """Approve a post awaiting approval: it takes the next free slot of its route."""
     slot = pipeline.approve(runtime(), post_id)
     ok(f"post {post_id} approved, scheduled for {iso(slot)}")
@@ -140,7 +143,7 @@ def approve(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
 
 @app.command()
 def reject(
-    post_id: Annotated[int, typer.Argument(help="Post id.")],
+    post_id: PostIdArg,
     reason: Annotated[str | None, typer.Option(help="Why (kept on the post).")] = None,
 ) -> None:
     """Reject a post that is not yet published: it is never published."""
@@ -149,7 +152,7 @@ def reject(
 
 
 @app.command()
-def edit(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
+def edit(post_id: PostIdArg) -> None:
     """Edit a post's text (Telegram HTML) in $EDITOR; the result is validated before it is saved."""
     rt = runtime()
     post = get_post(rt.store, post_id)

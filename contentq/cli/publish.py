@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from contentq import pipeline
-from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
 from contentq.cli.render import console, ok, print_json, table
 from contentq.clock import iso, now
 from contentq.dispatch import cancel_publish_job, dispatch_post
@@ -32,7 +32,7 @@ class _CliReporter:
 
 
 def publish(
-    post_id: Annotated[int, typer.Argument(help="Post id.")],
+    post_id: PostIdArg,
     now_: Annotated[
         bool, typer.Option("--now", help="Publish from this process right away instead of through the worker.")
     ] = False,
@@ -46,7 +46,7 @@ def publish(
     rt = runtime()
     if dry:
         folder = dry_run(rt, post_id)
-        ok(escape(f"post {post_id} rendered to {folder}"))
+        ok(f"post {post_id} rendered to {folder}")
         return
     post = get_post(rt.store, post_id)
     if post["state"] == "published":
@@ -75,11 +75,11 @@ def publish(
         raise ContentqError(f"post {post_id} failed: {exc}") from None
     if result.get("skipped"):
         raise ContentqError(f"post {post_id} was not published: {result['skipped']}")
-    ok(escape(f"post {post_id} published: {result.get('link')}"))
+    ok(f"post {post_id} published: {result.get('link')}")
 
 
 def dispatch(
-    limit: Annotated[int | None, typer.Option(help="Hand over at most this many posts.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Hand over at most this many posts.", min=1, max=LIMIT_MAX)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hand due posts to the publish queue and fire due auto-posting rules (cron: every minute)."""
@@ -108,5 +108,5 @@ def rules_list(as_json: JsonOpt = False) -> None:
         rows,
         ["route", "topic", "times", "days", ("next_run_local", "next run"), "runs", "successes", "posts", "last_error"],
         title="rules",
-        empty=escape("no route has a [generate] section"),
+        empty="no route has a [generate] section",
     )

@@ -27,6 +27,22 @@ def print_json(data: Any) -> None:
     print(redact(json.dumps(data, indent=2, default=str, ensure_ascii=False)))
 
 
+# What a terminal would act on instead of showing: ANSI CSI/OSC sequences, other C0/C1 controls, and the
+# Unicode bidi overrides that can make text read differently from what it is. Newlines and tabs stay.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Donor (or any outside) text as it may be shown in a terminal: escape sequences and controls removed."""
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def plain(text: object) -> str:
+    """Outside text for a rich markup string: controls stripped, `[...]` escaped so it is shown, not parsed."""
+    return escape(terminal_safe(str(text)))
+
+
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?\+00:00$")
 
 
@@ -41,7 +57,7 @@ def _cell(value: Any) -> str | Text:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.1f}"
-    return escape(redact(value))  # post text like "[ad]" is data, not rich markup; secrets masked
+    return plain(redact(value))  # post text like "[ad]" is data, not markup; secrets masked; no terminal escapes
 
 
 def table(
@@ -53,9 +69,9 @@ def table(
 ) -> None:
     rows = list(rows)
     if not rows:
-        console.print(f"[dim]{empty}[/dim]")
+        console.print(f"[dim]{plain(empty)}[/dim]")
         return
-    t = Table(title=title, header_style="bold")
+    t = Table(title=plain(title) if title else None, header_style="bold")
     keys = []
     for col in columns:
         key, label = (col, col.replace("_", " ")) if isinstance(col, str) else col
@@ -67,7 +83,7 @@ def table(
 
 
 def details(data: dict[str, Any], *, title: str | None = None) -> None:
-    t = Table(title=title, show_header=False, box=None)
+    t = Table(title=plain(title) if title else None, show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column(overflow="fold")
     for key, value in data.items():
@@ -77,14 +93,17 @@ def details(data: dict[str, Any], *, title: str | None = None) -> None:
 
 def summary(title: str, lines: Iterable[str]) -> None:
     """A report as one line per outcome or reason ("filtered 1: skip_ads: …"), under a bold title."""
-    console.print(f"[bold]{escape(title)}[/bold]", highlight=False)
+    console.print(f"[bold]{plain(title)}[/bold]", highlight=False)
     for line in lines:
-        console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+        console.print(f"  {plain(line)}", highlight=False, soft_wrap=True)
 
 
 def ok(message: str) -> None:
-    console.print(f"[green]✓[/green] {message}")
+    """A success line; `message` is plain text (ids, paths and names a user typed are shown as given)."""
+    console.print(f"[green]✓[/green] {plain(message)}", highlight=False)
 
 
-def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
+def error(message: object) -> None:
+    """The one `error:` line; the message is plain text and never parsed as markup."""
+    line = " ".join(str(message).splitlines())  # one line, whatever an exception's text holds
+    err_console.print(f"[bold red]error:[/bold red] {plain(line)}", highlight=False, soft_wrap=True)

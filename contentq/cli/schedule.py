@@ -9,7 +9,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from contentq import pipeline
-from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
 from contentq.cli.render import console, ok, print_json, table
 from contentq.clock import iso
 from contentq.schedule import describe, in_zone, resolve_at, schedule_rows
@@ -34,7 +34,7 @@ app = typer.Typer(
 
 @app.command("list")
 def list_(
-    limit: Annotated[int, typer.Option(help="At most this many, soonest first.")] = 500,
+    limit: Annotated[int, typer.Option(help="At most this many, soonest first.", min=1, max=LIMIT_MAX)] = 500,
     as_json: JsonOpt = False,
 ) -> None:
     """Scheduled posts, soonest first, with the slot in the route's time zone; then each route's schedule."""
@@ -76,7 +76,7 @@ def list_(
 
 @app.command("set")
 def set_(
-    post_id: Annotated[int, typer.Argument(help="Post id.")],
+    post_id: PostIdArg,
     at: Annotated[
         str,
         typer.Option(
@@ -96,7 +96,7 @@ def set_(
         console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
 
 
-def unschedule(post_id: Annotated[int, typer.Argument(help="Post id.")]) -> None:
+def unschedule(post_id: PostIdArg) -> None:
     """Take a scheduled post off the schedule; it waits for `posts approve` or `schedule ID --at`."""
     pipeline.unschedule(runtime(), post_id)
     ok(f"post {post_id} unscheduled; it waits in awaiting_approval")

@@ -9,7 +9,10 @@ media messages with the same timestamp (exports have no grouped_id). Service mes
 from __future__ import annotations
 
 import json
+import os
 import re
+import reprlib
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +44,17 @@ _MEDIA_KINDS = {
     "voice_message": "voice",
     "sticker": "sticker",
 }
+
+MAX_EXPORT_BYTES = 1024 * 1024 * 1024
+"""A larger result.json is refused (it is read whole into memory; a channel's export is far smaller)."""
+
+ID_MAX = 2**63 - 1
+"""Message ids and sizes are stored as SQLite integers (signed 64-bit)."""
+
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)  # str.isdigit() also takes '²' and other digits int() refuses
+
+_excerpt = reprlib.Repr()
+_excerpt.maxstring, _excerpt.maxother, _excerpt.maxlevel, _excerpt.maxlist, _excerpt.maxdict = 60, 60, 2, 4, 4
 
 Progress = Callable[[int, int], None]
 
@@ -94,14 +108,50 @@ class ExportError(ContentqError):
 # -- reading ---------------------------------------------------------------------------------------
 
 
+def _show(value: Any) -> str:
+    """A short excerpt of a value for an error message (an export can put megabytes in one field)."""
+    return _excerpt.repr(value)
+
+
+def _checked(where: str, value: str, what: str) -> str:
+    """`value` if it can be stored: JSON's \\ud800 escapes can make lone surrogates, which UTF-8 cannot hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ExportError(f"{where}: {what} holds an invalid character (a lone UTF-16 surrogate)") from None
+    return value
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The export file's bytes: a regular file of at most MAX_EXPORT_BYTES (not a device, FIFO or folder)."""
+    try:
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ExportError(f"{path}: not a regular file; give the result.json of a Telegram Desktop export")
+            data = handle.read(MAX_EXPORT_BYTES + 1)
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such file; give the result.json of a Telegram Desktop export") from None
+    except IsADirectoryError:
+        raise ExportError(f"{path} is a folder; give the result.json of a Telegram Desktop export") from None
+    except OSError as exc:
+        raise ExportError(
+            f"{path}: cannot read it ({exc.strerror or exc}); check the path and its permissions"
+        ) from None
+    if len(data) > MAX_EXPORT_BYTES:
+        raise ExportError(
+            f"{path}: larger than {MAX_EXPORT_BYTES // 2**20} MB; export the channel in parts (by date range)"
+        )
+    return data
+
+
 def read_export(path: Path) -> Export:
     """Read and check a whole export; raises ExportError naming the file and the message at fault."""
     if path.is_dir():
         path = path / "result.json"
+    raw_bytes = _read_bytes(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path}: no such file; give the result.json of a Telegram Desktop export") from None
+        data = json.loads(raw_bytes.decode("utf-8"))
     except UnicodeDecodeError:
         raise ExportError(f"{path}: not UTF-8 text; export again as JSON (machine-readable)") from None
     except json.JSONDecodeError as exc:
@@ -109,34 +159,50 @@ def read_export(path: Path) -> Export:
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             "export the channel again in the JSON format"
         ) from None
+    except RecursionError:
+        raise ExportError(f"{path}: nested too deeply to be a Telegram Desktop export") from None
+    del raw_bytes
     if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
         whole_account = isinstance(data, dict) and "chats" in data
         hint = " (a whole-account export: export the one channel instead)" if whole_account else ""
         raise ExportError(f"{path}: not a Telegram Desktop channel export, there is no 'messages' list{hint}")
     messages: list[ExportMessage] = []
     service = 0
+    seen: set[int] = set()
     for index, raw in enumerate(data["messages"]):
-        message = _read_message(path, index, raw)
+        message = _read_message(path, index, raw, seen)
         if message is None:
             service += 1
         else:
             messages.append(message)
-    return Export(path=path, name=str(data.get("name") or ""), messages=messages, service_skipped=service)
+    name = data.get("name")
+    name = _checked(str(path), name, "the channel name") if isinstance(name, str) else ""
+    return Export(path=path, name=name, messages=messages, service_skipped=service)
 
 
-def _read_message(path: Path, index: int, raw: Any) -> ExportMessage | None:
+def _read_message(path: Path, index: int, raw: Any, seen: set[int] | None = None) -> ExportMessage | None:
+    """One message of the export (None for a service message); `seen` collects ids to refuse a repeated one."""
     where = f"{path}: message #{index + 1}"
     if not isinstance(raw, dict):
         raise ExportError(f"{where} is not an object")
     msg_id = raw.get("id")
     if not isinstance(msg_id, int) or isinstance(msg_id, bool):
         raise ExportError(f"{where} has no numeric 'id'")
+    if not 0 < msg_id <= ID_MAX:
+        raise ExportError(f"{where}: id {_show(msg_id)} is out of range (1 to {ID_MAX}); this is not a Telegram export")
+    if seen is not None:
+        if msg_id in seen:
+            raise ExportError(
+                f"{path}: message id {msg_id} appears twice; the export is damaged, nothing was imported: "
+                "export the channel again"
+            )
+        seen.add(msg_id)
     where = f"{path}: message {msg_id}"
     kind = raw.get("type", "message")
     if kind == "service":
         return None
     if kind != "message":
-        raise ExportError(f"{where}: unknown type {kind!r} (expected 'message' or 'service')")
+        raise ExportError(f"{where}: unknown type {_show(kind)} (expected 'message' or 'service')")
     date, stamp = _read_date(where, raw)
     return ExportMessage(
         id=msg_id,
@@ -152,17 +218,24 @@ def _read_message(path: Path, index: int, raw: Any) -> ExportMessage | None:
 def _read_date(where: str, raw: dict[str, Any]) -> tuple[datetime, str]:
     unix = raw.get("date_unixtime")
     if unix is not None:
-        if isinstance(unix, bool) or not str(unix).strip().isdigit():
-            raise ExportError(f"{where}: 'date_unixtime' is not a number of seconds ({unix!r})")
-        return datetime.fromtimestamp(int(str(unix).strip()), UTC), str(unix).strip()
+        text = str(unix).strip() if isinstance(unix, str | int) and not isinstance(unix, bool) else ""
+        if not _DIGITS.fullmatch(text):
+            raise ExportError(f"{where}: 'date_unixtime' is not a number of seconds ({_show(unix)})")
+        try:
+            return datetime.fromtimestamp(int(text), UTC), text
+        except (OverflowError, OSError, ValueError):
+            raise ExportError(f"{where}: 'date_unixtime' is out of range ({_show(unix)})") from None
     value = raw.get("date")
     if not isinstance(value, str):
         raise ExportError(f"{where}: 'date' is missing")
     try:
         date = datetime.fromisoformat(value)
+        date = date.astimezone(UTC) if date.tzinfo else date.replace(tzinfo=UTC)
     except ValueError:
-        raise ExportError(f"{where}: 'date' is not a date ({value!r})") from None
-    return (date if date.tzinfo else date.replace(tzinfo=UTC)), value
+        raise ExportError(f"{where}: 'date' is not a date ({_show(value)})") from None
+    except OverflowError:  # 0001-01-01 with a positive offset is before the calendar in UTC
+        raise ExportError(f"{where}: 'date' is out of range ({_show(value)})") from None
+    return date, value
 
 
 def _number(where: str, raw: dict[str, Any], key: str) -> int | None:
@@ -170,7 +243,9 @@ def _number(where: str, raw: dict[str, Any], key: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ExportError(f"{where}: {key!r} is not a number ({value!r})")
+        raise ExportError(f"{where}: {key!r} is not a number ({_show(value)})")
+    if not 0 <= value <= ID_MAX:
+        raise ExportError(f"{where}: {key!r} is out of range ({_show(value)})")
     return value
 
 
@@ -183,22 +258,27 @@ def _read_media(folder: Path, where: str, raw: dict[str, Any]) -> ExportMedia | 
         )  # fmt: skip
     if "file" in raw:
         media_type = raw.get("media_type")
+        kind = _MEDIA_KINDS.get(media_type, "document") if isinstance(media_type, str) else "document"
         mime = raw.get("mime_type")
         return ExportMedia(
-            _MEDIA_KINDS.get(str(media_type), "document"), _media_path(folder, where, raw["file"], "file"),
-            mime if isinstance(mime, str) else None, _number(where, raw, "file_size"), width, height,
+            kind, _media_path(folder, where, raw["file"], "file"),
+            _checked(where, mime, "'mime_type'") if isinstance(mime, str) else None, _number(where, raw, "file_size"),
+            width, height,
         )  # fmt: skip
     return None
 
 
 def _media_path(folder: Path, where: str, value: Any, key: str) -> Path | None:
     if not isinstance(value, str):
-        raise ExportError(f"{where}: {key!r} is not a file path ({value!r})")
+        raise ExportError(f"{where}: {key!r} is not a file path ({_show(value)})")
     if _PLACEHOLDER.match(value.strip()):
         return None
-    path = (folder / value).resolve()
+    try:
+        path = (folder / value).resolve()
+    except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+        raise ExportError(f"{where}: {key!r} is not a usable file path ({_show(value)})") from None
     if not path.is_relative_to(folder.resolve()):
-        raise ExportError(f"{where}: {key!r} points outside the export folder ({value!r})")
+        raise ExportError(f"{where}: {key!r} points outside the export folder ({_show(value)})")
     return path if path.is_file() else None
 
 
@@ -220,14 +300,17 @@ def _entity(kind: str, part: dict[str, Any], offset: int, length: int, where: st
     if kind in simple:
         return simple[kind](offset=offset, length=length)
     if kind == "pre":
-        return tl.MessageEntityPre(offset=offset, length=length, language=str(part.get("language") or ""))
+        language = part.get("language")
+        language = _checked(where, language, "a code language") if isinstance(language, str) else ""
+        return tl.MessageEntityPre(offset=offset, length=length, language=language)
     if kind == "text_link":
         href = part.get("href")
         if not isinstance(href, str) or not href:
             raise ExportError(f"{where}: a text_link without 'href'")
-        return tl.MessageEntityTextUrl(offset=offset, length=length, url=href)
-    if kind == "mention_name" and str(part.get("user_id", "")).isdigit():
-        return tl.MessageEntityMentionName(offset=offset, length=length, user_id=int(part["user_id"]))
+        return tl.MessageEntityTextUrl(offset=offset, length=length, url=_checked(where, href, "a link"))
+    user_id = part.get("user_id")
+    if kind == "mention_name" and isinstance(user_id, str | int) and _DIGITS.fullmatch(str(user_id)):
+        return tl.MessageEntityMentionName(offset=offset, length=length, user_id=int(user_id))
     if kind in ("blockquote", "expandable_blockquote"):
         collapsed = kind == "expandable_blockquote" or bool(part.get("collapsed"))
         return tl.MessageEntityBlockquote(offset=offset, length=length, collapsed=collapsed)
@@ -237,7 +320,7 @@ def _entity(kind: str, part: dict[str, Any], offset: int, length: int, where: st
 def text_to_html(value: Any, where: str = "message") -> str:
     """An export's `text` (a string, or a list of strings and {type, text, href?} objects) as Telegram HTML."""
     if isinstance(value, str):
-        return entities_to_html(value, [])
+        return entities_to_html(_checked(where, value, "'text'"), [])
     if not isinstance(value, list):
         raise ExportError(f"{where}: 'text' must be a string or a list, not {type(value).__name__}")
     pieces: list[str] = []
@@ -253,7 +336,7 @@ def text_to_html(value: Any, where: str = "message") -> str:
                 raise ExportError(f"{where}: text part {number} has no 'text' string")
         else:
             raise ExportError(f"{where}: text part {number} is neither a string nor an object")
-        length = utf16_len(text)
+        length = utf16_len(_checked(where, text, f"text part {number}"))
         if length and (entity := _entity(kind, part if isinstance(part, dict) else {}, offset, length, where)):
             entities.append(entity)
         pieces.append(text)

@@ -89,6 +89,31 @@ def check_home(settings: Settings) -> Probe:
     return Probe("data directory", OK, f"{home} ({free / 1e9:.1f} GB free)")
 
 
+def _loose(path: Path) -> bool:
+    """Readable or writable by the group or others (a symlink's target counts)."""
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False
+
+
+def check_permissions(settings: Settings) -> Probe:
+    """Secrets and data must be private: `.env` (keys), the home with the database, the session and the AOF."""
+    env_files = [settings.home / ".env", Path(".env").resolve()]
+    loose_env = [p for p in dict.fromkeys(env_files) if p.is_file() and _loose(p)]
+    private = [settings.home, settings.db_path, settings.session_path, settings.redis_dir]
+    loose = [p for p in private if p.exists() and _loose(p)]
+    if loose_env:
+        names = " ".join(str(p) for p in loose_env)
+        return Probe("permissions", WARN, f"{names}: readable by other users, and it holds secrets",
+                     f"chmod 600 {names}")  # fmt: skip
+    if loose:
+        names = " ".join(str(p) for p in loose)
+        return Probe("permissions", WARN, f"readable by other users: {names}",
+                     f"chmod -R go-rwx {settings.home} (contentq creates new files private)")  # fmt: skip
+    return Probe("permissions", OK, "data directory and .env are private to their owner")
+
+
 def check_database(settings: Settings) -> Probe:
     if not settings.db_path.exists():  # a check must not create what it checks
         return Probe("database", WARN, f"{settings.db_path} does not exist yet",
@@ -297,7 +322,7 @@ def run_doctor(
         except ContentqError as exc:
             return [Probe("config", FAIL, str(exc), "fix the CONTENTQ_* variable named in the message")]
     config, routes = check_config(settings)
-    probes = [config, check_home(settings), check_database(settings)]
+    probes = [config, check_home(settings), check_permissions(settings), check_database(settings)]
     redis_probe, conn = check_redis(settings)
     probes += [redis_probe, check_workers(conn)]
     probes.append(check_telegram(settings, routes))

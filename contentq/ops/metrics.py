@@ -14,7 +14,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import redis
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from rq import Queue, Worker
@@ -23,6 +23,7 @@ from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError
 from contentq.ops.breakers import STATES as BREAKER_STATES
 from contentq.ops.breakers import breaker_states
+from contentq.ops.output_file import write_file
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import paused_queues
 from contentq.settings import QUEUES
@@ -219,12 +220,8 @@ def exposition(runtime: Runtime) -> str:
 
 
 def dump(runtime: Runtime, path: Path) -> Path:
-    """Write the metrics atomically (node_exporter must never read half a file)."""
-    registry = registry_for(runtime)
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(path), registry)
-    return path
+    """Write the metrics atomically (node_exporter must never read half a file), readable by node_exporter."""
+    return write_file(path, exposition(runtime), mode=0o644)
 
 
 def serve(runtime: Runtime, port: int, host: str = "127.0.0.1") -> tuple[WSGIServer, threading.Thread]:

@@ -327,4 +327,3 @@ def _purge_rq(runtime: Runtime, cutoff: datetime, report: PurgeReport, batch_siz
         report.add("RQ registry entries", removed)
     except redis.RedisError as exc:
         report.notes.append(f"RQ registries not purged: Redis is unavailable ({exc})")
-

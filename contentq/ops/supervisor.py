@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import configparser
 import hashlib
+import re
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from contentq.errors import ContentqError
+from contentq.ops.output_file import write_file
 from contentq.runtime.redis import embedded_server
 from contentq.settings import Settings
 
@@ -84,9 +87,34 @@ def default_output(settings: Settings) -> Path:
     return supervisor_dir(settings) / "contentq.conf"
 
 
-def _quote_env(value: str) -> str:
-    # supervisor expands %(name)s in values, so a literal % is written %%.
-    return '"' + value.replace("%", "%%").replace('"', '\\"') + '"'
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def one_line(what: str, value: str) -> str:
+    """A value written into the config: a newline would start a new `[program:…]` section, a control character
+    has no business there."""
+    if _CONTROL.search(value):
+        raise ContentqError(f"{what}: a newline or control character cannot go into a supervisor config")
+    return value
+
+
+def _quote_env(key: str, value: str) -> str:
+    """`KEY="value"` as supervisor's own parser reads it back: it splits with shlex (no backslash escapes), strips
+    quote characters at both ends, drops what follows ' ;' or ' #' as a comment and expands %(name)s."""
+    if not _ENV_NAME.fullmatch(key):
+        raise ContentqError(f"--env {key!r}: a variable name is letters, digits and '_' (not starting with a digit)")
+    one_line(f"--env {key}", value)
+    quote_at_end = bool(value) and (value[0] in "'\"" or value[-1] in "'\"")
+    if re.search(r"\s[;#]", value) or quote_at_end:
+        raise ContentqError(
+            f"--env {key}: supervisor cannot read this value back (a ' ;' or ' #', or a quote at either end); "
+            f"put it in {'CONTENTQ_HOME/.env' if key.startswith('CONTENTQ_') else 'a file the program reads'}"
+        )
+    quote = '"' if '"' not in value else "'"
+    if quote in value:
+        raise ContentqError(f"--env {key}: a value with both ' and \" cannot be written for supervisor")
+    return f"{key}={quote}{value.replace('%', '%%')}{quote}"  # supervisor expands %(name)s: a literal % is %%
 
 
 def _has_password(url: str) -> bool:
@@ -112,7 +140,7 @@ def _environment(settings: Settings, *, worker: bool, extra_env: dict[str, str])
         # Workers talk to the supervised Valkey and never start one of their own.
         env["CONTENTQ_REDIS_URL"] = embedded_server(settings).url
     env.update(extra_env)
-    return ",".join(f"{k}={_quote_env(v)}" for k, v in env.items()), notes
+    return ",".join(_quote_env(k, v) for k, v in env.items()), notes
 
 
 def _program(
@@ -195,7 +223,10 @@ def render(
     extra_env: dict[str, str] | None = None,
 ) -> str:
     """The supervisor config for these settings; the same settings always give the same text."""
-    exe = python or sys.executable
+    exe = one_line("--python", python or sys.executable)
+    if user is not None:
+        one_line("--user", user)
+    one_line("CONTENTQ_HOME", str(settings.home))
     extra = dict(extra_env or {})
     groups = worker_groups(settings)
     programs: list[str] = []
@@ -254,12 +285,7 @@ def write(settings: Settings, output: Path, **options: object) -> Path:
     text = render(settings, **options)  # type: ignore[arg-type]
     logs_dir(settings).mkdir(parents=True, exist_ok=True)
     supervisor_dir(settings).mkdir(parents=True, exist_ok=True)
-    output = output.expanduser()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
-    return output
+    return write_file(output, text)  # private: --env values may be credentials
 
 
 # Comparing an installed file with the settings (doctor) -------------------------------------------------------

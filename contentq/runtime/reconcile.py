@@ -87,5 +87,3 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]
                 continue
         actions.append({"job": row["id"], "found": found, "action": action if not dry_run else f"would be {action}"})
     return actions
-
-

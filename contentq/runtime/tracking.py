@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from contentq.clock import iso, now
+from contentq.clock import MAX_DURATION, iso, now
 from contentq.errors import ContentqError, RedisUnavailableError
 from contentq.jobs import get_kind
 from contentq.runtime.context import Runtime
@@ -58,7 +59,10 @@ def enqueue(
     if spec.name == "call" and not handler:
         raise ContentqError("a 'call' job needs a handler (a dotted path such as 'package.module:function')")
     policy = runtime.settings.policy(queue_name)
+    policy.retry_intervals()  # everything push() needs is checked before a record exists: no orphan `queued` row
     seconds = _delay_seconds(delay)
+    if not math.isfinite(seconds) or seconds > MAX_DURATION.total_seconds():
+        raise ContentqError(f"cannot enqueue {kind} {key!r}: a delay of {seconds} s is out of range")
     store = runtime.store
     with store.transaction() as conn:
         latest, count = latest_for_key(conn, kind, key)

@@ -184,7 +184,7 @@ def _initial(store: Store) -> None:
             suppressed INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX notifications_key ON notifications(key, at);
-        """
+        """,
     )
 
 

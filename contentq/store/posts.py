@@ -33,9 +33,7 @@ def get_post(store: Store, post_id: int) -> dict[str, Any]:
     return row
 
 
-def transition(
-    store: Store, post_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any
-) -> bool:
+def transition(store: Store, post_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any) -> bool:
     """Move a post to `to_state` only if it is in one of `from_states`; True when this call moved it."""
     if to_state not in STATES:
         raise ValueError(f"unknown post state {to_state!r}")

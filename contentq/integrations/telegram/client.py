@@ -171,9 +171,8 @@ def channel_from_entity(ref: str, entity: Any) -> ResolvedChannel:
         ref=ref,
         id=entity.id,
         access_hash=getattr(entity, "access_hash", None),
-        title=getattr(entity, "title", None) or " ".join(
-            p for p in (getattr(entity, "first_name", None), getattr(entity, "last_name", None)) if p
-        ),
+        title=getattr(entity, "title", None)
+        or " ".join(p for p in (getattr(entity, "first_name", None), getattr(entity, "last_name", None)) if p),
         username=getattr(entity, "username", None),
     )
 
@@ -294,7 +293,9 @@ def build_send_request(peer: Any, part: OutgoingPart, random_ids: list[int], med
         peer=peer,
         multi_media=[
             tl.InputSingleMedia(
-                media=item, random_id=random_id, message=text if index == 0 else "",
+                media=item,
+                random_id=random_id,
+                message=text if index == 0 else "",
                 entities=(entities or None) if index == 0 else None,
             )  # fmt: skip
             for index, (item, random_id) in enumerate(zip(media, random_ids, strict=True))
@@ -310,9 +311,7 @@ def sent_message_ids(result: Any, random_ids: list[int]) -> list[int]:
     by_random = {u.random_id: u.id for u in updates if isinstance(u, tl.UpdateMessageID)}
     if all(r in by_random for r in random_ids):
         return [by_random[r] for r in random_ids]
-    new = sorted(
-        u.message.id for u in updates if isinstance(u, tl.UpdateNewChannelMessage | tl.UpdateNewMessage)
-    )
+    new = sorted(u.message.id for u in updates if isinstance(u, tl.UpdateNewChannelMessage | tl.UpdateNewMessage))
     if len(new) == len(random_ids):
         return new
     raise ConnectionError("Telegram's answer to the send names no message ids; look at the channel to settle it")

@@ -30,10 +30,12 @@ _FORMATTERS: dict[type, _Formatter] = {
     tl.MessageEntityStrike: ("<del>", "</del>"),
     tl.MessageEntitySpoiler: ("<tg-spoiler>", "</tg-spoiler>"),
     tl.MessageEntityBlockquote: lambda e, _: (
-        "<blockquote expandable>" if e.collapsed else "<blockquote>", "</blockquote>"
+        "<blockquote expandable>" if e.collapsed else "<blockquote>",
+        "</blockquote>",
     ),
     tl.MessageEntityPre: lambda e, _: (
-        f'<pre><code class="language-{escape(e.language)}">' if e.language else "<pre><code>", "</code></pre>"
+        f'<pre><code class="language-{escape(e.language)}">' if e.language else "<pre><code>",
+        "</code></pre>",
     ),
     tl.MessageEntityEmail: lambda _, t: (f'<a href="mailto:{t}">', "</a>"),
     tl.MessageEntityUrl: lambda _, t: (f'<a href="{t}">', "</a>") if safe_href(t) else ("", ""),
