@@ -291,3 +291,21 @@ def migration_status(store: Store) -> list[dict[str, object]]:
         {"number": m.number, "name": m.name, "applied_at": done.get(m.number)}
         for m in sorted(MIGRATIONS, key=lambda m: m.number)
     ]
+
+
+@migration(60, "dedup index in SQLite: LSH band keys per post, the layout they were built with")
+def _dedup_bands(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE TABLE dedup_bands (
+            slot INTEGER PRIMARY KEY,  -- post id * 64 + band number: a post's rows together, pruned by range
+            key INTEGER NOT NULL       -- 64-bit hash of the band's values (content/dedup.py: band_keys)
+        );
+        CREATE INDEX dedup_bands_key ON dedup_bands(key);
+        CREATE TABLE dedup_state (
+            name TEXT PRIMARY KEY,     -- 'bands': the layout dedup_bands was built with, e.g. '16x4/affine32'
+            value TEXT NOT NULL
+        )
+        """,
+    )
