@@ -54,8 +54,8 @@ def test_same_text_and_media_from_another_channel_is_a_content_duplicate(rt, tg)
     tg.add_message("@donor_b", 9, "BREAKING — storm warning! https://t.me/donor_b", media=MediaInfo("photo"),
                    data=b"same photo")  # fmt: skip
     job = collect(rt, "@donor_b")
-    original, = by_source(rt, "@donor_a")
-    copy, = by_source(rt, "@donor_b")
+    (original,) = by_source(rt, "@donor_a")
+    (copy,) = by_source(rt, "@donor_b")
     assert copy["state"] == "duplicate"
     assert copy["duplicate_of"] == original["id"]
     assert copy["state_reason"] == f"same content as post {original['id']}"
@@ -79,7 +79,7 @@ def test_lightly_edited_news_from_another_channel_is_a_near_duplicate(rt, tg):
     tg.add_message("@donor_b", 1, EDITED)
     tg.add_message("@donor_b", 2, OTHER)
     collect(rt, "@donor_b")
-    original, = by_source(rt, "@donor_a")
+    (original,) = by_source(rt, "@donor_a")
     near, other = by_source(rt, "@donor_b")
     assert near["state"] == "duplicate" and near["duplicate_of"] == original["id"]
     assert near["state_reason"].startswith(f"near duplicate of post {original['id']} (similarity 0.")
@@ -96,12 +96,12 @@ def test_near_duplicates_count_across_channels_only(rt, tg):
 def test_rejected_and_filtered_posts_stay_in_dedup_memory(rt, tg):
     tg.add_message("@donor_a", 1, NEWS)
     collect(rt, "@donor_a")
-    original, = by_source(rt, "@donor_a")
+    (original,) = by_source(rt, "@donor_a")
     rt.store.execute("UPDATE posts SET state = 'rejected' WHERE id = ?", (original["id"],))
     forget_dedup_index(rt)  # a fresh process: the index is loaded from SQLite
     tg.add_message("@donor_b", 1, NEWS)
     collect(rt, "@donor_b")
-    copy, = by_source(rt, "@donor_b")
+    (copy,) = by_source(rt, "@donor_b")
     assert copy["state"] == "duplicate" and copy["duplicate_of"] == original["id"]
 
 
@@ -111,7 +111,7 @@ def test_duplicates_point_to_the_original_not_to_another_duplicate(rt, tg):
     tg.add_message("@donor_b", 1, EDITED)
     tg.add_message("@donor_b", 2, EDITED)  # the same edited copy again, exact content
     collect(rt, "@donor_b")
-    original, = by_source(rt, "@donor_a")
+    (original,) = by_source(rt, "@donor_a")
     assert [p["duplicate_of"] for p in by_source(rt, "@donor_b")] == [original["id"], original["id"]]
 
 
@@ -124,7 +124,7 @@ def test_a_new_process_finds_a_near_duplicate_stored_by_another_without_loading_
         assert index.refresh(other.conn) == 0  # the bands are in SQLite already: nothing to load or build
         fp = index.fingerprint(normalize_text(EDITED))
         match = index.match(other.conn, fp, "@donor_b")
-        original, = by_source(rt, "@donor_a")
+        (original,) = by_source(rt, "@donor_a")
         assert match is not None and match.how == "near" and match.post_id == original["id"]
         assert match.similarity >= 0.8
         assert index.match(other.conn, fp, "@donor_a") is None  # same channel: not a near duplicate
@@ -206,6 +206,7 @@ def test_posts_of_one_fixed_form_with_other_numbers_are_not_near_duplicates(rt, 
     assert index.match(conn, index.fingerprint(normalize_text(RATES.format(d=5, a="91,10", b="98,00", c="12,55"))),
                        "@x") is None  # fmt: skip
     assert index.match(
-        conn, index.fingerprint(normalize_text(RATES.format(d=3, a="89,45", b="97,12", c="12,31") + " Источник: ЦБ.")),
+        conn,
+        index.fingerprint(normalize_text(RATES.format(d=3, a="89,45", b="97,12", c="12,31") + " Источник: ЦБ.")),
         "@x",
     )

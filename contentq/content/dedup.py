@@ -169,6 +169,7 @@ class Fingerprint:
     content_hash: str | None
     signature: np.ndarray | None = None
     numbers: tuple[str, ...] = ()  # numbers_of the text: the posts.numbers column, space-separated
+    band_keys: list[int] | None = None  # of the signature, for the index's layout (DedupIndex.fingerprint)
 
     def minhash_blob(self) -> bytes | None:
         """What the posts.minhash column keeps: the signature as little-endian uint32."""
@@ -210,30 +211,46 @@ def lsh_bands(threshold: float) -> tuple[int, int]:
     return best
 
 
-_K1, _K2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
-_K3, _S29, _S31, _S32 = np.uint64(0x94D049BB133111EB), np.uint64(29), np.uint64(31), np.uint64(32)
-
-
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """64-bit keys (as int64, what SQLite stores) of each signature's bands: shape (n, bands) for (n, NUM_PERM).
+    """32-bit keys (as int32, what SQLite stores in 4 bytes) of each signature's bands: shape (n, bands) for
+    (n, NUM_PERM).
 
-    A key mixes the layout, the band's number and its values, so a band of another layout or number never
-    matches. Stored keys depend on it: do not change it."""
+    Multiply-shift hashing of each band's values with random 64-bit multipliers drawn for this layout and
+    band: bands of another layout or number do not meet. Two bands of other values share a key about once in
+    4 billion, and a shared key only makes a candidate, which the whole signature then confirms or not.
+    Stored keys depend on it: do not change it."""
+    multipliers, offsets = _band_hash(bands, rows)
     values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
-    key = np.empty((len(signatures), bands), dtype=np.uint64)
-    key[:] = (np.arange(bands, dtype=np.uint64) + np.uint64(rows * SLOTS + 1)) * _K1
-    for row in range(rows):
-        key ^= values[:, :, row]
-        key *= _K2
-        key ^= key >> _S29
-    key *= _K3  # SplitMix64 finaliser
-    key ^= key >> _S31
-    key ^= key >> _S32
-    return key.view(np.int64)
+    values *= multipliers
+    keys = values.sum(axis=2, dtype=np.uint64)
+    keys += offsets
+    keys >>= np.uint64(32)
+    return keys.astype(np.uint32).view(np.int32)
+
+
+@lru_cache(maxsize=16)
+def _band_hash(bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    gen = np.random.RandomState(bands * SLOTS + rows)
+    draw = lambda *shape: gen.randint(0, 1 << 32, (*shape, 2), dtype=np.uint64)  # noqa: E731
+    multipliers, offsets = draw(bands, rows), draw(bands)
+    multipliers = (multipliers[..., 0] << np.uint64(32)) | multipliers[..., 1] | np.uint64(1)
+    return multipliers, (offsets[..., 0] << np.uint64(32)) | offsets[..., 1]
+
+
+_since_cache: tuple[float, float | None, str] = (0.0, None, "")
 
 
 def _since(window_s: float | None) -> str:
-    return iso(datetime.fromtimestamp(time.time() - window_s, UTC)) if window_s else ""
+    """The oldest collected_at inside the window (as stored: ISO text); recomputed once a second at most."""
+    global _since_cache
+    if not window_s:
+        return ""
+    at, window, since = _since_cache
+    now = time.time()
+    if window != window_s or now - at > 1.0:
+        since = iso(datetime.fromtimestamp(now - window_s, UTC))
+        _since_cache = (now, window_s, since)
+    return since
 
 
 class DedupIndex:
@@ -254,7 +271,8 @@ class DedupIndex:
         self._ready = False
         self._pruned_at = 0.0
         marks = ", ".join("?" for _ in range(self.bands))
-        self._insert_sql = "INSERT INTO dedup_bands (slot, key) VALUES " + ", ".join("(?, ?)" for _ in range(self.bands))
+        pairs = ", ".join("(?, ?)" for _ in range(self.bands))
+        self._insert_sql = f"INSERT INTO dedup_bands (slot, key) VALUES {pairs}"  # one statement a post
         # The posts sharing the most bands first; a post's own channel is left out (near duplicates count
         # across channels only: a channel's own series look alike).
         self._candidates_sql = (
@@ -267,8 +285,10 @@ class DedupIndex:
 
     def fingerprint(self, normalized: str, media_hashes: Sequence[str] = ()) -> Fingerprint:
         signature = self.hasher.signature(normalized)
-        numbers = numbers_of(normalized) if signature is not None else ()
-        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers)
+        if signature is None:
+            return Fingerprint(content_hash(normalized, media_hashes))
+        keys = band_keys(signature[None, :], self.bands, self.rows)[0].tolist()
+        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers_of(normalized), keys)
 
     def refresh(self, conn: sqlite3.Connection) -> int:
         """Make the index ready on this connection: the first time, check the band table was built with this
@@ -281,15 +301,13 @@ class DedupIndex:
             self.prune(conn)
         return built
 
-    def add(
-        self, conn: sqlite3.Connection, post_id: int, fp: Fingerprint, *, original: int | None = None
-    ) -> None:
+    def add(self, conn: sqlite3.Connection, post_id: int, fp: Fingerprint, *, original: int | None = None) -> None:
         """Index a post just stored (in the caller's transaction). A duplicate (`original` set) is found
         through its content hash only: its copies are duplicates of the original, not of it."""
         if original is not None or fp.signature is None:
             return
         self.refresh(conn)
-        keys = band_keys(fp.signature[None, :], self.bands, self.rows)[0].tolist()
+        keys = self._keys(fp)
         base = post_id * SLOTS
         params: list[int] = []
         for band, key in enumerate(keys):
@@ -313,7 +331,7 @@ class DedupIndex:
                 return Match(int(original), "content", 1.0)
         if fp.signature is None:
             return None
-        keys = band_keys(fp.signature[None, :], self.bands, self.rows)[0].tolist()
+        keys = self._keys(fp)
         rows = conn.execute(self._candidates_sql, [SLOTS, *keys, source, since, MAX_CANDIDATES]).fetchall()
         rows = [r for r in rows if r[1] is not None and len(r[1]) == self.num_perm * 4]
         if not rows:
@@ -329,6 +347,13 @@ class DedupIndex:
             if best is None or (similarity, -post_id) > (best.similarity, -best.post_id):
                 best = Match(post_id, "near", similarity)
         return best
+
+    def _keys(self, fp: Fingerprint) -> list[int]:
+        if fp.band_keys is not None and len(fp.band_keys) == self.bands:
+            return fp.band_keys
+        assert fp.signature is not None
+        keys: list[int] = band_keys(fp.signature[None, :], self.bands, self.rows)[0].tolist()
+        return keys
 
     # -- housekeeping ----------------------------------------------------------------------------
 
