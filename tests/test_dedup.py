@@ -6,8 +6,8 @@ import pytest
 
 from contentq.content.dedup import DedupIndex, content_hash, normalize_text
 from contentq.ingest import forget_dedup_index
-from contentq.store import Store
 from contentq.integrations.telegram.gateway import MediaInfo
+from contentq.store import Store
 from tests.fake_telegram import FakeTelegram
 from tests.test_collect import ROUTES, channel, collect, posts
 
