@@ -205,7 +205,7 @@ def lsh_bands(threshold: float) -> tuple[int, int]:
         for rows in range(1, LSH_PERM // bands + 1):
             false_pos = np.trapezoid(1 - (1 - below**rows) ** bands, below)
             false_neg = np.trapezoid((1 - above**rows) ** bands, above)
-            error = false_pos * LSH_WEIGHTS[0] + false_neg * LSH_WEIGHTS[1]
+            error = float(false_pos * LSH_WEIGHTS[0] + false_neg * LSH_WEIGHTS[1])
             if error < best_error:
                 best, best_error = (bands, rows), error
     return best
