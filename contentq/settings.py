@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Workers.
     worker_maintenance_interval: int = Field(15, description="Seconds between registry cleanups (abandoned jobs).")
     worker_heartbeat_ttl: int = Field(30, description="A job whose worker is silent this long is abandoned.")
+    worker_reconcile_interval: int = Field(
+        60, description="Seconds between the light reconciles that live workers take turns to run."
+    )
     job_result_ttl: int = 86400
     job_failure_ttl: int = 7 * 86400
 

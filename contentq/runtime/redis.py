@@ -169,7 +169,5 @@ def connect(settings: Settings, *, start_embedded: bool = True) -> redis.Redis:
     if start_embedded:
         server.start()
     elif not server.ping():
-        raise RedisUnavailableError(
-            f"the embedded Valkey is not running ({server.socket}); run `contentq redis start`"
-        )
+        raise RedisUnavailableError(f"the embedded Valkey is not running ({server.socket}); run `contentq redis start`")
     return redis.Redis(unix_socket_path=str(server.socket), health_check_interval=30)
