@@ -97,21 +97,27 @@ def _abandoned(runtime: Runtime, row: dict[str, Any], dry_run: bool) -> dict[str
     return {"job": row["id"], "found": found, "action": action if not dry_run else f"would be {action}"}
 
 
+def recover_abandoned(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
+    """The running jobs whose worker is gone, from SQLite alone (cheap: live workers run it every few seconds)."""
+    actions: list[dict[str, Any]] = []
+    stamp = now()
+    for row in runtime.store.query("SELECT * FROM jobs WHERE status = 'in_progress' ORDER BY created_at"):
+        gone = _holder_gone(runtime, row["worker"], row["id"], row["started_at"], stamp)
+        if gone is None:
+            gone = _surely_dead(runtime, row, stamp)
+        if gone:  # else a live worker runs it, whatever Redis says about the RQ job
+            acted = _abandoned(runtime, row, dry_run)
+            if acted is not None:
+                actions.append(acted)
+    return actions
+
+
 def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """Returns one entry per job acted on: id, what was found, what was done."""
-    actions: list[dict[str, Any]] = []
-    rows = runtime.store.query("SELECT * FROM jobs WHERE status IN ('queued', 'in_progress') ORDER BY created_at")
+    actions = recover_abandoned(runtime, dry_run=dry_run)
+    rows = runtime.store.query("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at")
     stamp = now()
     for row in rows:
-        if row["status"] == "in_progress":
-            gone = _holder_gone(runtime, row["worker"], row["id"], row["started_at"], stamp)
-            if gone is None:
-                gone = _surely_dead(runtime, row, stamp)
-            if gone:
-                acted = _abandoned(runtime, row, dry_run)
-                if acted is not None:
-                    actions.append(acted)
-            continue  # a live worker runs it, whatever Redis says about the RQ job
         try:
             rq_job: Job | None = Job.fetch(row["rq_id"], connection=runtime.redis)
         except NoSuchJobError:

@@ -4,8 +4,9 @@ per-queue pause, never exits on a Redis outage, and owns its liveness.
 Three threads:
 - the main loop (RQ's `work`): dequeue and run jobs; every Redis call waits out an outage;
 - the heartbeat: the worker's row in SQLite (whatever Redis does) and, while a job runs, RQ's heartbeats;
-- housekeeping: RQ's scheduler (in this process, so it dies with the worker) and, about once a minute,
-  a light reconcile shared by all workers, which re-enqueues or fails the jobs of dead workers.
+- housekeeping: RQ's scheduler (in this process, so it dies with the worker); every third of the heartbeat
+  TTL, the jobs of dead workers re-enqueued or failed (SQLite only); about once a minute, a light reconcile
+  (jobs lost between pop and start, or by Redis) that live workers take turns to run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from contentq.errors import RedisUnavailableError
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.outage import REDIS_DOWN, RedisOutage, StopWaiting
 from contentq.runtime.queues import check_queue, paused_queues
+from contentq.runtime.reconcile import reconcile, recover_abandoned
 from contentq.settings import QUEUES
 from contentq.store.db import open_store
 from contentq.store.workers import beat, forget_stopped, mark_stopped, register_worker, set_current_job, worker_state
@@ -246,14 +248,19 @@ class ContentqWorker(SimpleWorker):
             logging_level=logging.getLogger().level or logging.INFO,
         )  # fmt: skip
         last_reconcile = time.monotonic() - self.reconcile_interval / 2  # the first one soon after start
+        last_recovery = time.monotonic()
         delay = SCHEDULER_INTERVAL
         while not self._stop_threads.wait(delay):
             delay = SCHEDULER_INTERVAL
             try:
                 self._schedule(scheduler)
                 if time.monotonic() - last_reconcile >= self.reconcile_interval:
-                    last_reconcile = time.monotonic()
+                    last_reconcile = last_recovery = time.monotonic()
                     self._light_reconcile()
+                elif time.monotonic() - last_recovery >= max(1.0, self.heartbeat_ttl / 3):
+                    # Dead workers' jobs, from SQLite alone: back in a queue within the heartbeat TTL.
+                    last_recovery = time.monotonic()
+                    recover_abandoned(self.runtime)
                 self.outage.ok()
             except REDIS_DOWN as exc:
                 self.outage.failed(exc)
@@ -292,8 +299,6 @@ class ContentqWorker(SimpleWorker):
                 log.info("scheduler lock of queue %s freed: its holder %s is dead", name, holder_name)
 
     def _light_reconcile(self) -> None:
-        from contentq.runtime.reconcile import reconcile
-
         lock_ttl = max(1, int(self.reconcile_interval * 0.8))
         if not self.connection.set(RECONCILE_LOCK, self.name, nx=True, ex=lock_ttl):
             return  # another worker did it this round
