@@ -7,7 +7,7 @@ as supervisor would), Valkey SIGKILLed and restarted once, FLUSHALL once. At the
 published exactly once: none twice, none lost, none stuck. Also prints the time from each kill of a busy
 worker to its job running again (target: ≤ heartbeat TTL + 10 s).
 
-    python bench/chaos.py [--posts 100] [--workers 3] [--kill-every 3] [--heartbeat-ttl 30] [--limit 300]
+    python bench/chaos.py [--posts 100] [--workers 3] [--kill-every 2] [--send-delay 1] [--heartbeat-ttl 30]
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ class Result:
 
 
 class Chaos:
-    def __init__(self, tmp: Path, workers: int, heartbeat_ttl: int, reconcile_interval: int, seed: int) -> None:
+    def __init__(
+        self, tmp: Path, workers: int, heartbeat_ttl: int, reconcile_interval: int, seed: int, send_delay: float
+    ) -> None:
         self.tmp = tmp
         self.count = workers
         self.rng = random.Random(seed)
@@ -105,7 +107,7 @@ class Chaos:
             CONTENTQ_REDIS_URL=self.server.url,
             CONTENTQ_TG_GATEWAY="tests.shared_telegram:gateway_from_env",
             CONTENTQ_FAKE_TG_DB=str(self.tg_db),
-            CONTENTQ_FAKE_TG_SEND_DELAY="0.4",  # a send takes a while: kills land mid-send too
+            CONTENTQ_FAKE_TG_SEND_DELAY=str(send_delay),  # a send takes a while: kills land mid-send too
             CONTENTQ_PUBLISH_MIN_INTERVAL="0",
             CONTENTQ_PUBLISH_ACCOUNT_BUDGET="0",
             CONTENTQ_PUBLISH_BACKOFF_BASE="1",
@@ -166,16 +168,17 @@ def run_chaos(
     posts: int = 100,
     workers: int = 3,
     *,
-    kill_every: float = 3.0,
+    kill_every: float = 2.0,
     heartbeat_ttl: int = 30,
     reconcile_interval: int = 15,
     limit: float = 300.0,
     seed: int = 1,
+    send_delay: float = 1.0,
     tmp: Path | None = None,
 ) -> Result:
     """Run the chaos and check the channel; `limit` bounds the whole run."""
     with tempfile.TemporaryDirectory(dir=tmp) as folder:
-        chaos = Chaos(Path(folder), workers, heartbeat_ttl, reconcile_interval, seed)
+        chaos = Chaos(Path(folder), workers, heartbeat_ttl, reconcile_interval, seed, send_delay)
         chaos.server.start()
         rt = Runtime(chaos.settings)
         set_process_runtime(rt)
@@ -263,17 +266,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=100)
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--kill-every", type=float, default=3.0, help="Mean seconds between two worker kills.")
+    parser.add_argument("--kill-every", type=float, default=2.0, help="Mean seconds between two worker kills.")
     parser.add_argument("--heartbeat-ttl", type=int, default=30, help="CONTENTQ_WORKER_HEARTBEAT_TTL of the workers.")
     parser.add_argument("--reconcile-interval", type=int, default=15, help="CONTENTQ_WORKER_RECONCILE_INTERVAL.")
     parser.add_argument("--limit", type=float, default=300.0, help="Seconds the whole run may take.")
+    parser.add_argument("--send-delay", type=float, default=1.0, help="Seconds one send to the fake Telegram takes.")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     result = run_chaos(
         args.posts, args.workers, kill_every=args.kill_every, heartbeat_ttl=args.heartbeat_ttl,
-        reconcile_interval=args.reconcile_interval, limit=args.limit, seed=args.seed,
+        reconcile_interval=args.reconcile_interval, limit=args.limit, seed=args.seed, send_delay=args.send_delay,
     )  # fmt: skip
     for line in result.lines():
         print(line)

@@ -64,7 +64,8 @@ def _holder_gone(runtime: Runtime, worker: str | None, job_id: str, since: str |
 
 
 def _abandoned(runtime: Runtime, row: dict[str, Any], dry_run: bool) -> dict[str, Any] | None:
-    """A running job whose worker is gone: a new generation while tries are left, else failed and settled."""
+    """A running job whose worker is gone: a new generation while tries are left (at the front of its queue: it
+    was due already), else failed and settled."""
     left = tries_left(row)
     worker = row["worker"] or "an unknown worker"
     attempt = f"attempt {row['attempts']} of {row['max_attempts']}"
@@ -74,7 +75,7 @@ def _abandoned(runtime: Runtime, row: dict[str, Any], dry_run: bool) -> dict[str
         if not dry_run:
             done = new_generation(
                 runtime, row["id"], event="abandoned", reason=f"worker {worker} died during {attempt}; re-enqueued",
-                expect=("in_progress",), expect_rq_id=row["rq_id"], retries=left - 1,
+                expect=("in_progress",), expect_rq_id=row["rq_id"], retries=left - 1, at_front=True,
             )  # fmt: skip
             if done is None:
                 return None

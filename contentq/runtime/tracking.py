@@ -103,7 +103,13 @@ def enqueue(
     return row
 
 
-def push(runtime: Runtime, row: dict[str, Any], delay_seconds: float = 0.0, retries: int | None = None) -> Job:
+def push(
+    runtime: Runtime,
+    row: dict[str, Any],
+    delay_seconds: float = 0.0,
+    retries: int | None = None,
+    at_front: bool = False,
+) -> Job:
     """Create the RQ job for the record's current generation; `retries` caps RQ's retries (what a job whose
     worker died has left), else the queue's policy gives them all."""
     policy = runtime.settings.policy(row["queue"])
@@ -122,7 +128,7 @@ def push(runtime: Runtime, row: dict[str, Any], delay_seconds: float = 0.0, retr
         }
         if delay_seconds > 0:
             return queue.enqueue_in(timedelta(seconds=delay_seconds), EXECUTE, row["id"], **options)
-        return queue.enqueue(EXECUTE, row["id"], **options)
+        return queue.enqueue(EXECUTE, row["id"], at_front=at_front, **options)
     except redis.RedisError as exc:
         raise RedisUnavailableError(
             f"job {row['id']} is recorded but Redis refused it ({exc}); "
@@ -140,6 +146,7 @@ def new_generation(
     expect: tuple[str, ...] | None = None,
     expect_rq_id: str | None = None,
     retries: int | None = None,
+    at_front: bool = False,
 ) -> dict[str, Any] | None:
     """Queue the job again under a new RQ id (reschedule, retry, reconcile); None if the CAS lost."""
     with runtime.store.transaction() as conn:
@@ -171,7 +178,7 @@ def new_generation(
             (generation, row["rq_id"], row["next_retry_at"], reason, stamp, stamp, job_id),
         )
         add_event(conn, job_id, event, reason, data={"generation": generation, "delay_s": round(delay_seconds, 1)})
-    push(runtime, row, delay_seconds, retries)
+    push(runtime, row, delay_seconds, retries, at_front)
     return row
 
 
