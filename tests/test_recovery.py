@@ -6,6 +6,7 @@ Each test ends on the exact state of the job and the post. Workers run as proces
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -355,3 +356,25 @@ def test_redis_flushed_under_a_running_worker_loses_nothing(rt, settings):
     finally:
         _stop(worker)
     assert worker.returncode == 0
+
+
+# -- logs ---------------------------------------------------------------------------------------------------
+
+
+def test_a_transient_retry_is_one_warning_line_and_its_traceback_goes_to_the_job_events(rt, caplog):
+    row = enqueue(rt, "call", "flaky", {}, handler="tests.jobfuncs:always_fails")
+    with caplog.at_level(logging.DEBUG, logger="contentq"), caplog.at_level(logging.INFO, logger="rq"):
+        drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert (job["status"], job["attempts"], job["error"]) == ("failed", 3, "RuntimeError: boom on attempt 3")
+    retries = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert [(r.levelname, r.getMessage().split(" in ")[0]) for r in retries] == [
+        ("WARNING", f"{row['id']} retrying")
+    ] * 2
+    assert all(r.getMessage().endswith(f"RuntimeError: boom on attempt {n}; retry in 1 s ({3 - n} left)")
+               for n, r in enumerate(retries, 1))  # fmt: skip
+    assert not [
+        r for r in caplog.records if r.levelno >= logging.INFO and ("Traceback" in r.getMessage() or r.exc_info)
+    ]
+    events = [e for e in job_events(rt.store, row["id"]) if e["event"] == "retrying"]
+    assert len(events) == 2 and all("Traceback (most recent call last)" in e["message"] for e in events)
