@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from contentq.errors import NotFoundError
 from contentq.publish import publish_post
 from contentq.publish_settle import SETTLE_FROM, settle_publication
 from contentq.runtime.context import FatalJobError, JobContext, Runtime
@@ -28,8 +29,13 @@ def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
     """The publish job ended failed with its post still on the way: a `settle` job looks at the channel (in the
     Telegram worker: a session is used by one process only) and makes the post published or failed."""
     post_id = job["post_id"] if job["post_id"] is not None else json.loads(job["payload"] or "{}").get("post_id")
-    if post_id is None or get_post(runtime.store, int(post_id))["state"] not in SETTLE_FROM:
+    if post_id is None:
         return
+    try:
+        if get_post(runtime.store, int(post_id))["state"] not in SETTLE_FROM:
+            return
+    except NotFoundError:
+        return  # the post is gone (purged): nothing to settle
     enqueue(runtime, "settle", str(post_id), {"post_id": int(post_id), "reason": reason}, post_id=int(post_id),
             parent_id=job["id"])  # fmt: skip
 
