@@ -66,6 +66,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
     return _PEEKED.pop(proc.pid, "") + (proc.stdout.read().decode(errors="replace") if proc.stdout else "")
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -109,6 +123,8 @@ def test_reconcile_requeues_a_job_redis_calls_started_when_its_worker_is_dead(rt
     worker = start_worker(settings, "maintenance")
     try:
         wait_for(marker.exists, what="the job to start")
+        # RQ's scheduler runs in the worker's own process (a thread): nothing outlives a SIGKILL.
+        assert _children(worker.pid) == []
         _kill(worker)
     finally:
         _stop(worker)
