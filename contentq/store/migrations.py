@@ -291,3 +291,23 @@ def migration_status(store: Store) -> list[dict[str, object]]:
         {"number": m.number, "name": m.name, "applied_at": done.get(m.number)}
         for m in sorted(MIGRATIONS, key=lambda m: m.number)
     ]
+
+
+@migration(50, "workers: who is alive and what each one runs (liveness owned by contentq, not by RQ's registries)")
+def _workers(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE TABLE workers (
+            name TEXT PRIMARY KEY,      -- the RQ worker name, which jobs.worker names
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            queues TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL, -- refreshed every third of CONTENTQ_WORKER_HEARTBEAT_TTL, Redis or not
+            current_job TEXT,           -- the job record it runs now
+            stopped_at TEXT             -- a clean exit (a killed worker just stops beating)
+        );
+        CREATE INDEX workers_heartbeat ON workers(heartbeat_at)
+        """,
+    )
