@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     worker_heartbeat_ttl: int = Field(
         30, ge=1, le=3600, description="A job whose worker is silent this long is abandoned."
     )
+    worker_reconcile_interval: int = Field(
+        60, ge=1, le=3600, description="Seconds between the light reconciles that live workers take turns to run."
+    )
     job_result_ttl: Seconds = 86400
     job_failure_ttl: PositiveSeconds = 7 * 86400
 

@@ -60,6 +60,11 @@ def test_text_entities_become_telegram_html():
         '<a href="https://example.org/b?x=1&amp;y=2">text link</a> 5 &lt; 6 😀 <strong>after emoji</strong>'
     )
     assert text_to_html("just <text>") == "just &lt;text&gt;"
+    # A custom emoji keeps its id; one exported as a sticker file (a path, no id) stays its plain emoji.
+    assert text_to_html(
+        [{"type": "custom_emoji", "text": "🔥", "document_id": "5368324170671202286"}, " hot ",
+         {"type": "custom_emoji", "text": "👍", "document_id": "stickers/sticker.webp"}]
+    ) == '<tg-emoji emoji-id="5368324170671202286">🔥</tg-emoji> hot 👍'  # fmt: skip
     assert text_to_html([{"type": "pre", "text": "x = 1", "language": "python"}]) == (
         '<pre><code class="language-python">x = 1</code></pre>'
     )
@@ -98,7 +103,7 @@ def test_import_keeps_formatting_photos_placeholders_and_albums(routes):
     assert [m["kind"] for m in media_of(rt, album["id"])] == ["photo", "photo", "video"]
     assert all(m["path"] for m in media_of(rt, album["id"]))
 
-    assert forward["is_forward"] == 1
+    assert (forward["is_forward"], forward["forward_name"], forward["forward_link"]) == (1, "Friend Channel", None)
     assert code["text_html"].startswith('<pre><code class="language-python">x = 1</code></pre>\n<code>inline</code>')
 
     rewrites = rt.store.query("SELECT post_id FROM jobs WHERE kind = 'rewrite' ORDER BY post_id")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from contentq.cli.app import app
 from contentq.ops import supervisor as sv
+from contentq.runtime.context import Runtime
 from contentq.runtime.redis import EmbeddedServer, connect
 from contentq.runtime.tracking import enqueue
 from contentq.settings import QUEUES, Settings, load_settings
@@ -139,8 +141,6 @@ def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_pat
         assert {q for w in workers for q in w.queue_names()} == set(QUEUES)
 
         # The supervised workers do the work.
-        from contentq.runtime.context import Runtime
-
         rt = Runtime(settings)
         try:
             row = enqueue(rt, "call", "under-supervisor", handler="tests.jobfuncs:ok")
@@ -177,6 +177,22 @@ def test_supervisord_runs_the_embedded_valkey_first(
         assert _ctl(conf, "pid", "contentq:contentq-redis").strip() == str(server.pid())
         conn = connect(load_settings(home=home, redis_url=server.url))
         wait_for(lambda: len(Worker.all(connection=conn)) == 4, 30, what="4 workers on the embedded Valkey")
+
+        # Valkey killed: supervisor starts it again, and the workers wait for it instead of exiting.
+        workers_before = {name: _ctl(conf, "pid", name).strip() for name in _states(conf) if "redis" not in name}
+        old_pid = server.pid()
+        assert old_pid
+        os.kill(old_pid, signal.SIGKILL)
+        wait_for(lambda: server.ping() and server.pid() != old_pid, 60, what="supervisor restarting Valkey")
+        rt = Runtime(load_settings(home=home, redis_url=server.url))
+        try:
+            row = enqueue(rt, "call", "after-valkey-restart", handler="tests.jobfuncs:ok")
+            wait_for(lambda: rt.store.scalar("SELECT status FROM jobs WHERE id = ?", (row["id"],)) == "succeeded",
+                     60, what="a job done after the restart")  # fmt: skip
+        finally:
+            rt.close()
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"}, 30, what="every program RUNNING again")
+        assert {name: _ctl(conf, "pid", name).strip() for name in workers_before} == workers_before
         _ctl(conf, "stop", "contentq:*")
         assert set(_states(conf).values()) == {"STOPPED"}
         assert not server.ping()

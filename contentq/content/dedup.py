@@ -65,6 +65,8 @@ MAX_NUMBERS = 32
 
 SEED = 1
 SCHEME = "affine32"
+KEYS = "ms32"
+"""How band keys are made (band_keys): part of the layout, so a change rebuilds the band table."""
 PRUNE_EVERY_S = 3600.0
 """How often a long-lived process deletes the bands of posts older than the dedup window."""
 
@@ -267,7 +269,7 @@ class DedupIndex:
         self.hasher = MinHasher(num_perm)
         self.num_perm = num_perm
         self.bands, self.rows = lsh_bands(threshold)
-        self.layout = f"{self.bands}x{self.rows}/{SCHEME}"
+        self.layout = f"{self.bands}x{self.rows}/{SCHEME}/{KEYS}"
         self._ready = False
         self._pruned_at = 0.0
         marks = ", ".join("?" for _ in range(self.bands))

@@ -76,6 +76,7 @@ class ExportMessage:
     stamp: str  # what album items share: date_unixtime, or the date for older exports
     html: str = ""
     is_forward: bool = False
+    forward_name: str | None = None  # "forwarded_from": the origin's name (exports carry no link to it)
     media: ExportMedia | None = None
     unsupported: str | None = None  # a poll, location … that contentq does not repost (see _unsupported)
 
@@ -210,9 +211,16 @@ def _read_message(path: Path, index: int, raw: Any, seen: set[int] | None = None
         stamp=stamp,
         html=text_to_html(raw.get("text", ""), where),
         is_forward=bool(raw.get("forwarded_from")),
+        forward_name=_forward_name(where, raw.get("forwarded_from")),
         media=_read_media(path.parent, where, raw),
         unsupported=_unsupported(raw),
     )
+
+
+def _forward_name(where: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return _checked(where, value.strip(), "'forwarded_from'")[:256]
 
 
 def _read_date(where: str, raw: dict[str, Any]) -> tuple[datetime, str]:
@@ -314,7 +322,13 @@ def _entity(kind: str, part: dict[str, Any], offset: int, length: int, where: st
     if kind in ("blockquote", "expandable_blockquote"):
         collapsed = kind == "expandable_blockquote" or bool(part.get("collapsed"))
         return tl.MessageEntityBlockquote(offset=offset, length=length, collapsed=collapsed)
-    return None  # plain, mention, hashtag, cashtag, bot_command, phone, bank_card, custom_emoji …
+    document_id = part.get("document_id")
+    emoji_id = int(document_id) if isinstance(document_id, str | int) and _DIGITS.fullmatch(str(document_id)) else 0
+    if kind == "custom_emoji" and 0 < emoji_id < 2**63:
+        # Telegram Desktop writes the emoji's document id, or a file path when it exported the sticker file:
+        # only the id can be sent again; otherwise the part stays its plain emoji.
+        return tl.MessageEntityCustomEmoji(offset=offset, length=length, document_id=emoji_id)
+    return None  # plain, mention, hashtag, cashtag, bot_command, phone, bank_card, custom_emoji as a file …
 
 
 def text_to_html(value: Any, where: str = "message") -> str:
@@ -425,6 +439,7 @@ def _candidate(ref: str, group: list[ExportMessage], media_dir: Path) -> Candida
         posted_at=group[0].date,
         grouped_id=None,
         is_forward=any(m.is_forward for m in group),
+        forward_name=next((m.forward_name for m in group if m.forward_name), None),
         media=media,
     )
 

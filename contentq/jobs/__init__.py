@@ -15,6 +15,9 @@ class Kind:
     name: str
     handler: str
     queue: str
+    on_failed: str = ""
+    """'module:function(runtime, job_row, reason)' run once the job has ended failed (errors, timeouts, its
+    worker's death): it settles the post the job was moving."""
 
 
 KINDS: dict[str, Kind] = {
@@ -22,8 +25,9 @@ KINDS: dict[str, Kind] = {
     for k in [
         Kind("noop", "contentq.jobs.maintenance:noop", "maintenance"),
         Kind("collect", "contentq.jobs.collect:run", "collect"),
-        Kind("rewrite", "contentq.jobs.rewrite:run", "rewrite"),
-        Kind("publish", "contentq.jobs.publish:run", "publish"),
+        Kind("rewrite", "contentq.jobs.rewrite:run", "rewrite", "contentq.jobs.rewrite:on_failed"),
+        Kind("publish", "contentq.jobs.publish:run", "publish", "contentq.jobs.publish:on_failed"),
+        Kind("settle", "contentq.jobs.publish:settle", "publish", "contentq.jobs.publish:on_settle_failed"),
         Kind("generate", "contentq.jobs.generate:run", "rewrite"),
         Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen"),
         Kind("call", "", "maintenance"),  # runs the handler given at enqueue time (plugins, tests, benches)

@@ -7,10 +7,15 @@ A failed publication restarted with `contentq jobs retry ID` runs this job again
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from contentq.errors import NotFoundError
 from contentq.publish import publish_post
-from contentq.runtime.context import FatalJobError, JobContext
+from contentq.publish_settle import SETTLE_FROM, settle_publication
+from contentq.runtime.context import FatalJobError, JobContext, Runtime
+from contentq.runtime.tracking import enqueue
+from contentq.store.posts import get_post, transition
 
 
 def run(ctx: JobContext, post_id: int | None = None, now: bool = False, **_: Any) -> dict[str, Any]:
@@ -18,3 +23,32 @@ def run(ctx: JobContext, post_id: int | None = None, now: bool = False, **_: Any
     if target is None:
         raise FatalJobError("a publish job needs a post id")
     return publish_post(ctx.runtime, int(target), ctx, last_attempt=ctx.is_last_attempt, force=now)
+
+
+def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
+    """The publish job ended failed with its post still on the way: a `settle` job looks at the channel (in the
+    Telegram worker: a session is used by one process only) and makes the post published or failed."""
+    post_id = job["post_id"] if job["post_id"] is not None else json.loads(job["payload"] or "{}").get("post_id")
+    if post_id is None:
+        return
+    try:
+        if get_post(runtime.store, int(post_id))["state"] not in SETTLE_FROM:
+            return
+    except NotFoundError:
+        return  # the post is gone (purged): nothing to settle
+    enqueue(runtime, "settle", str(post_id), {"post_id": int(post_id), "reason": reason}, post_id=int(post_id),
+            parent_id=job["id"])  # fmt: skip
+
+
+def settle(ctx: JobContext, post_id: int, reason: str = "the publish job failed", **_: Any) -> dict[str, Any]:
+    return settle_publication(ctx.runtime, int(post_id), reason, ctx, last_attempt=ctx.is_last_attempt)
+
+
+def on_settle_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
+    """Even the settlement failed: the post is failed with both reasons, and the admin is told to look."""
+    post_id = job["post_id"]
+    first = json.loads(job["payload"] or "{}").get("reason", "the publish job failed")
+    why = f"{first}; settling it failed too ({reason}): check the channel before `contentq jobs retry`"
+    if post_id is not None and transition(runtime.store, int(post_id), SETTLE_FROM, "failed",
+                                          state_reason=f"publish: {why}"[:500]):  # fmt: skip
+        runtime.notifier.notify(f"publish-failed:{post_id}", f"publishing post {post_id} failed: {why}", "error")

@@ -28,7 +28,7 @@ from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.routes import Route
-from contentq.runtime.context import FatalJobError, JobContext, Reschedule
+from contentq.runtime.context import FatalJobError, JobContext, Reschedule, Runtime
 from contentq.store.posts import get_post, transition
 
 START_STATES = ("collected", "rewriting", "failed")
@@ -185,3 +185,14 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         return {**summary, "skipped": get_post(store, post_id)["state"]}
     ctx.log("rewritten", f"{len(result.html)} characters" + (", truncated" if result.truncated else ""))
     return {**summary, "truncated": result.truncated, **_follow_ups(ctx, post_id, route, result.image_prompt)}
+
+
+def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
+    """The rewrite job ended failed (any cause, its worker's death included): the post is failed with the
+    reason and the admin told, unless the job already settled it."""
+    post_id = job["post_id"]
+    if post_id is None:
+        return
+    if transition(runtime.store, int(post_id), ("rewriting", "collected"), "failed",
+                  state_reason=f"rewrite: {reason}"[:500]):  # fmt: skip
+        runtime.notifier.notify(f"rewrite-failed:{post_id}", f"rewrite of post {post_id} failed: {reason}", "error")

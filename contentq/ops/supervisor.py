@@ -32,6 +32,14 @@ TELEGRAM_QUEUES = ("publish", "collect")
 STOP_GRACE_SECONDS = 30
 """stopwaitsecs is the group's longest job timeout plus this: a warm shutdown lets the running job finish."""
 
+START_SECONDS = 3
+"""A program up this long is RUNNING: a worker waits for Redis instead of exiting, so an outage of any length
+never turns into start failures."""
+
+START_RETRIES = 100
+"""Quick exits tolerated before supervisor gives up (FATAL); supervisor waits one second longer after each,
+so 100 tries span more than an hour: a Valkey that cannot start at once (a disk full, a slow AOF) comes back."""
+
 REDIS_PRIORITY = 100
 WORKER_PRIORITY = 200
 
@@ -171,8 +179,8 @@ def _program(
         f"priority={priority}",
         "autostart=true",
         "autorestart=true",
-        "startsecs=3",
-        "startretries=10",
+        f"startsecs={START_SECONDS}",
+        f"startretries={START_RETRIES}",
         "stopsignal=TERM",
         f"stopwaitsecs={stopwaitsecs}",
         "stopasgroup=true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -17,7 +18,7 @@ from rq import get_current_job
 from contentq.clock import iso, now
 from contentq.jobs import get_kind
 from contentq.redact import RedactedError, redact, redact_data
-from contentq.runtime.context import FatalJobError, JobContext, Reschedule, process_runtime
+from contentq.runtime.context import FatalJobError, JobContext, Reschedule, Runtime, process_runtime
 from contentq.runtime.tracking import new_generation
 from contentq.store.jobs import add_event
 
@@ -36,6 +37,25 @@ def resolve_handler(path: str) -> Callable[..., Any]:
 def _error_text(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return redact(text)[:MAX_ERROR]
+
+
+def settle_failed_job(runtime: Runtime, row: dict[str, Any], reason: str) -> None:
+    """A job ended failed (an error, a timeout, its worker's death): run its kind's end-of-life hook, so the
+    post it was moving is settled rather than left in a state no job will move. Never raises."""
+    hook = get_kind(row["kind"]).on_failed
+    if not hook:
+        return
+    try:
+        resolve_handler(hook)(runtime, row, reason)
+    except Exception as exc:  # noqa: BLE001 - the job is failed either way; the admin must hear of the post
+        log.warning("job %s: settling its post failed: %s", row["id"], _error_text(exc))
+        with contextlib.suppress(Exception):
+            runtime.notifier.notify(
+                f"settle-failed:{row['id']}",
+                f"job {row['id']} failed ({reason}) and its post {row['post_id']} could not be settled: "
+                f"{_error_text(exc)}; look at `contentq posts show {row['post_id']}`",
+                level="error",
+            )
 
 
 def run_tracked(job_id: str) -> Any:
@@ -103,12 +123,14 @@ def run_tracked(job_id: str) -> Any:
                 level="error" if status == "failed" else "info",
                 data={"duration_ms": round(duration_ms, 1)},
             )
+        level = {"failed": logging.ERROR, "retrying": logging.WARNING}.get(event, logging.INFO)
         log.log(
-            logging.ERROR if status == "failed" else logging.INFO,
-            "%s %s in %.1f ms",
+            level if current else logging.INFO,
+            "%s %s in %.1f ms" + (": %s" if level > logging.INFO else ""),
             job_id,
             event if current else "discarded",
             duration_ms,
+            *([message.splitlines()[0] if message else ""] if level > logging.INFO else []),
             extra={"job_id": job_id, "post_id": row["post_id"], "queue": row["queue"], "kind": row["kind"],
                    "status": status, "duration_ms": round(duration_ms, 1)},
         )  # fmt: skip
@@ -126,21 +148,24 @@ def run_tracked(job_id: str) -> Any:
             )  # fmt: skip
         return {"rescheduled_in_s": outcome.delay, "reason": outcome.reason}
     except FatalJobError as exc:
-        finish("failed", "failed", f"fatal, not retried: {_error_text(exc)}", error=_error_text(exc))
+        if finish("failed", "failed", f"fatal, not retried: {_error_text(exc)}", error=_error_text(exc)):
+            settle_failed_job(runtime, row, _error_text(exc))
         if rq_job is not None:
             rq_job.retries_left = 0  # RQ must not retry what cannot succeed
         raise RedactedError(exc, traceback.format_exc()) from None  # RQ keeps this text for days
     except Exception as exc:
         error = _error_text(exc)
+        trace = redact(traceback.format_exc())[-MAX_ERROR:]
         if retries_left > 0 and rq_job is not None:
             interval = rq_job.get_retry_interval()
+            # The log gets one line with the reason; the traceback goes to the job's event log.
             finish(
-                "queued", "retrying", f"{error}; retry in {interval} s ({retries_left} left)",
+                "queued", "retrying", f"{error}; retry in {interval} s ({retries_left} left)\n{trace}",
                 error=error, retry_reason=error, next_retry_at=iso(now() + timedelta(seconds=interval)),
                 finished_at=None,
             )  # fmt: skip
-        else:
-            finish("failed", "failed", f"{error}\n{redact(traceback.format_exc())[-MAX_ERROR:]}", error=error)
+        elif finish("failed", "failed", f"{error}\n{trace}", error=error):
+            settle_failed_job(runtime, row, error)
         raise RedactedError(exc, traceback.format_exc()) from None  # RQ keeps this text for days
     result = redact_data(result)  # stored in SQLite and, as RQ's return value, in Redis
     finish("succeeded", "succeeded", "", result=json.dumps(result, default=str) if result is not None else None)

@@ -107,10 +107,19 @@ def enqueue(
     return row
 
 
-def push(runtime: Runtime, row: dict[str, Any], delay_seconds: float = 0.0) -> Job:
-    """Create the RQ job for the record's current generation."""
+def push(
+    runtime: Runtime,
+    row: dict[str, Any],
+    delay_seconds: float = 0.0,
+    retries: int | None = None,
+    at_front: bool = False,
+) -> Job:
+    """Create the RQ job for the record's current generation; `retries` caps RQ's retries (what a job whose
+    worker died has left), else the queue's policy gives them all."""
     policy = runtime.settings.policy(row["queue"])
     intervals = policy.retry_intervals()
+    if retries is not None:
+        intervals = intervals[len(intervals) - retries :] if retries > 0 else []
     try:
         queue = Queue(row["queue"], connection=runtime.redis)
         options: dict[str, Any] = {
@@ -123,7 +132,7 @@ def push(runtime: Runtime, row: dict[str, Any], delay_seconds: float = 0.0) -> J
         }
         if delay_seconds > 0:
             return queue.enqueue_in(timedelta(seconds=delay_seconds), EXECUTE, row["id"], **options)
-        return queue.enqueue(EXECUTE, row["id"], **options)
+        return queue.enqueue(EXECUTE, row["id"], at_front=at_front, **options)
     except redis.RedisError as exc:
         raise RedisUnavailableError(
             f"job {row['id']} is recorded but Redis refused it ({exc}); "
@@ -140,6 +149,8 @@ def new_generation(
     delay_seconds: float = 0.0,
     expect: tuple[str, ...] | None = None,
     expect_rq_id: str | None = None,
+    retries: int | None = None,
+    at_front: bool = False,
 ) -> dict[str, Any] | None:
     """Queue the job again under a new RQ id (reschedule, retry, reconcile); None if the CAS lost."""
     with runtime.store.transaction() as conn:
@@ -171,8 +182,14 @@ def new_generation(
             (generation, row["rq_id"], row["next_retry_at"], reason, stamp, stamp, job_id),
         )
         add_event(conn, job_id, event, reason, data={"generation": generation, "delay_s": round(delay_seconds, 1)})
-    push(runtime, row, delay_seconds)
+    push(runtime, row, delay_seconds, retries, at_front)
     return row
+
+
+def tries_left(row: dict[str, Any]) -> int:
+    """Tries a job still has: every start counts, except the runs that ended in a reschedule (a wait)."""
+    used = int(row["attempts"]) - int(row.get("reschedules") or 0)
+    return max(0, int(row["max_attempts"]) - used)
 
 
 def retry(runtime: Runtime, job_id: str) -> dict[str, Any]:

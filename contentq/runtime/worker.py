@@ -1,78 +1,165 @@
 """contentq's worker: an in-process RQ worker (Telegram clients stay connected across jobs) that honours
-per-queue pause, heartbeats while a job runs so an abandoned job is noticed within about a minute, and
-runs the scheduler for delayed re-enqueues."""
+per-queue pause, never exits on a Redis outage, and owns its liveness.
+
+Three threads:
+- the main loop (RQ's `work`): dequeue and run jobs; every Redis call waits out an outage;
+- the heartbeat: the worker's row in SQLite (whatever Redis does) and, while a job runs, RQ's heartbeats;
+- housekeeping: RQ's scheduler (in this process, so it dies with the worker); every third of the heartbeat
+  TTL, the jobs of dead workers re-enqueued or failed (SQLite only); about once a minute, a light reconcile
+  (jobs lost between pop and start, or by Redis) that live workers take turns to run.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import redis
-from rq import SimpleWorker
+from redis.client import PubSub, PubSubWorkerThread
+from rq import SimpleWorker, worker_registration
 from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.queue import Queue
+from rq.scheduler import RQScheduler
+from rq.scripts import release_lock
 from rq.worker import WorkerStatus
 
+from contentq.errors import RedisUnavailableError
 from contentq.runtime.context import Runtime, set_process_runtime
+from contentq.runtime.outage import REDIS_DOWN, RedisOutage, StopWaiting
 from contentq.runtime.queues import check_queue, paused_queues
+from contentq.runtime.reconcile import reconcile, recover_abandoned
 from contentq.settings import QUEUES
+from contentq.store.db import open_store
+from contentq.store.workers import beat, forget_stopped, mark_stopped, register_worker, set_current_job, worker_state
 
 log = logging.getLogger("contentq.worker")
 
 DEQUEUE_POLL_SECONDS = 1
 """Longest block on an empty queue: pause, maintenance and shutdown are noticed this fast."""
 
+SCHEDULER_INTERVAL = 1.0
+"""Seconds between two moves of due delayed jobs into their queues (RQ's default)."""
+
+RECONCILE_LOCK = "contentq:worker-reconcile"
+"""Held for one interval by the worker that runs the light reconcile, so workers take turns."""
+
+FORGET_WORKERS_AFTER = timedelta(days=1)
+
 
 class ContentqWorker(SimpleWorker):
     heartbeat_ttl: int = 30
 
-    def __init__(self, *args: Any, heartbeat_ttl: int = 30, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        runtime: Runtime,
+        heartbeat_ttl: int = 30,
+        reconcile_interval: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.runtime = runtime
         self.heartbeat_ttl = heartbeat_ttl
+        self.reconcile_interval = reconcile_interval
+        self.outage = RedisOutage(log)
         self._running_job: Job | None = None
-        self._beat_stop = threading.Event()
-        self._beat_thread: threading.Thread | None = None
+        self._stop_threads = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._burst = False
 
-    # A job in this process is kept alive by a thread, so its TTL can be short and a SIGKILLed
-    # worker's job is recovered after heartbeat_ttl + the maintenance interval, not timeout + 60 s.
-    def get_heartbeat_ttl(self, job: Job) -> int:
-        return self.heartbeat_ttl
+    # -- Redis outages: every call of the loop waits instead of ending the worker ---------------------------
 
-    def _beat(self) -> None:
-        while not self._beat_stop.wait(max(1.0, self.heartbeat_ttl / 3)):
-            job = self._running_job
-            if job is not None and self.execution is not None:
-                try:
-                    self.maintain_heartbeats(job)
-                except Exception:  # a missed beat is retried; never kill the job over it
-                    log.debug("heartbeat failed", exc_info=True)
+    def _wait(self, fn: Any) -> Any:
+        return self.outage.call(fn, stop=lambda: self._stop_requested)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        self._wait(lambda: super(ContentqWorker, self).bootstrap(*args, **kwargs))
+        register_worker(self.runtime.store, self.name, self.queue_names())
+        self._start_thread("contentq-heartbeat", self._heartbeat_loop)
+        if not self._burst:
+            self._start_thread("contentq-housekeeping", self._housekeeping_loop)
+
+    def subscribe(self) -> None:
+        """RQ's, with an outage handler that reports through the shared outage (one WARNING, not one a try)."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
+            sleep_time=60, daemon=True, exception_handler=self._pubsub_outage
+        )
+
+    def _pubsub_outage(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
+        if isinstance(exc, REDIS_DOWN):
+            self.outage.failed(exc)
+            time.sleep(2.0)
+            return
+        raise exc
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        self._wait(lambda: self._heartbeat_now(timeout))
+
+    def _heartbeat_now(self, timeout: int | None) -> None:
+        super().heartbeat(timeout)
+        if not self.connection.hexists(self.key, "birth"):
+            # Redis lost the worker's hash (FLUSHALL, a restart without the AOF): register again.
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, pipe)
+                pipe.expire(self.key, (timeout or self.worker_ttl) + 60)
+                pipe.execute()
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._wait(lambda: super(ContentqWorker, self).check_for_suspension(burst))
+
+    def run_maintenance_tasks(self) -> None:
+        # The scheduler lives in the housekeeping thread: RQ's restart of a scheduler process is not wanted.
+        self._wait(lambda: (self.clean_registries(), None)[1])
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        if self._beat_thread is None:
-            self._beat_thread = threading.Thread(target=self._beat, name="contentq-heartbeat", daemon=True)
-            self._beat_thread.start()
         self._running_job = job
+        record = job.args[0] if job.args and isinstance(job.args[0], str) else job.id
+        set_current_job(self.runtime.store, self.name, record)
         try:
             super().execute_job(job, queue)
+        except REDIS_DOWN as exc:
+            # The job's outcome is in SQLite already (or it never started); RQ's bookkeeping of it is lost,
+            # which the reconcile repairs. The worker itself carries on once Redis is back.
+            self.outage.failed(exc)
+            self._wait(self.connection.ping)
         finally:
             self._running_job = None
+            set_current_job(self.runtime.store, self.name, None)
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        """One line, no traceback: run_tracked logged the outcome and put the traceback in the job's events."""
+        exc = exc_info[1] if len(exc_info) > 1 else None
+        log.debug("job %s raised %s", job.id, type(exc).__name__ if exc else "?", exc_info=exc_info or None)
+        for handler in self._exc_handlers:
+            if handler(job, *exc_info) is False:
+                break
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        # A job in this process is kept alive by the heartbeat thread, so its TTL can be short.
+        return self.heartbeat_ttl
 
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        """Like RQ's, but paused queues are skipped and the block on Redis is short."""
-        self.set_state(WorkerStatus.IDLE)
-        backoff = 1.0
+        """Like RQ's, but paused queues are skipped, the block on Redis is short and an outage is waited out."""
+        self._wait(lambda: self.set_state(WorkerStatus.IDLE))
         while True:
             self.heartbeat()
             if self.should_run_maintenance_tasks:
                 self.run_maintenance_tasks()
             if self._stop_requested:
                 return None
-            paused = paused_queues(self.connection)
+            paused = self._wait(lambda: paused_queues(self.connection))
             active = [q for q in self._ordered_queues if q.name not in paused]
             if not active:
                 if timeout is None:  # burst: nothing it may take now
@@ -91,26 +178,150 @@ class ContentqWorker(SimpleWorker):
                 )
             except DequeueTimeout:
                 continue
-            except redis.ConnectionError as exc:
-                # Redis restarting: wait and retry like RQ does, with a capped backoff.
-                self.log.error("Worker %s: cannot reach Redis (%s); retrying in %.0f s", self.name, exc, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+            except REDIS_DOWN as exc:
+                self.outage.failed(exc)
+                time.sleep(1.0)
                 continue
-            backoff = 1.0
+            self.outage.ok()
             if result is not None:
                 job, queue = result
                 self.reorder_queues(reference_queue=queue)
-                job.redis_server_version = self.get_redis_server_version()
-                self.log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
+                job.redis_server_version = self._wait(self.get_redis_server_version)
+                log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
                 self.heartbeat()
                 return result
             if timeout is None:
                 return None
 
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        self._burst = burst
+        try:
+            return bool(super().work(burst, *args, **kwargs))
+        except StopWaiting:
+            return False
+
     def teardown(self) -> None:
-        self._beat_stop.set()
-        super().teardown()
+        self._stop_threads.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        try:
+            mark_stopped(self.runtime.store, self.name)
+        except Exception:  # noqa: BLE001 - a clean exit must not fail over its bookkeeping
+            log.debug("could not record the worker's stop", exc_info=True)
+        try:
+            super().teardown()
+        except REDIS_DOWN as exc:
+            log.warning("Worker %s: stopped without unregistering from Redis (%s)", self.name, exc)
+
+    # -- the threads ---------------------------------------------------------------------------------------
+
+    def _start_thread(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _heartbeat_loop(self) -> None:
+        settings = self.runtime.settings
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)  # its own connection
+        try:
+            while not self._stop_threads.wait(max(0.5, self.heartbeat_ttl / 3)):
+                try:
+                    beat(store, self.name)
+                except Exception:  # noqa: BLE001 - a locked database: the next beat comes soon
+                    log.debug("worker heartbeat not recorded", exc_info=True)
+                job = self._running_job
+                if job is None or self.execution is None:
+                    continue
+                try:
+                    self.maintain_heartbeats(job)
+                    self.outage.ok()
+                except REDIS_DOWN as exc:
+                    self.outage.failed(exc)
+                except Exception:  # noqa: BLE001 - RQ's heartbeat is a convenience: liveness is in SQLite
+                    log.debug("RQ heartbeat failed", exc_info=True)
+        finally:
+            store.close()
+
+    def _housekeeping_loop(self) -> None:
+        scheduler = RQScheduler(
+            self.queues, connection=self.connection, name=self.name, serializer=self.serializer,
+            logging_level=logging.getLogger().level or logging.INFO,
+        )  # fmt: skip
+        last_reconcile = time.monotonic() - self.reconcile_interval / 2  # the first one soon after start
+        last_recovery = time.monotonic()
+        delay = SCHEDULER_INTERVAL
+        while not self._stop_threads.wait(delay):
+            delay = SCHEDULER_INTERVAL
+            try:
+                self._schedule(scheduler)
+                if time.monotonic() - last_reconcile >= self.reconcile_interval:
+                    last_reconcile = last_recovery = time.monotonic()
+                    self._light_reconcile()
+                elif time.monotonic() - last_recovery >= max(1.0, self.heartbeat_ttl / 3):
+                    # Dead workers' jobs, from SQLite alone: back in a queue within the heartbeat TTL.
+                    last_recovery = time.monotonic()
+                    recover_abandoned(self.runtime)
+                self.outage.ok()
+            except REDIS_DOWN as exc:
+                self.outage.failed(exc)
+                delay = 2.0
+            except Exception as exc:  # noqa: BLE001 - housekeeping must outlive one bad round
+                log.warning("housekeeping failed: %s: %s", type(exc).__name__, exc)
+                log.debug("housekeeping failure", exc_info=True)
+                delay = 5.0
+        try:
+            scheduler.release_locks()
+            scheduler.register_death()
+        except Exception:  # noqa: BLE001 - the locks expire by themselves
+            log.debug("scheduler locks not released", exc_info=True)
+
+    def _schedule(self, scheduler: RQScheduler) -> None:
+        """Move due delayed jobs to their queues; a lock left by a dead worker's scheduler is taken over."""
+        wanted = set(self.queue_names())
+        if scheduler.acquired_locks != wanted:
+            self._free_dead_scheduler_locks(wanted - scheduler.acquired_locks)
+            if scheduler.acquire_locks():
+                scheduler.register_birth()
+        if scheduler.acquired_locks:
+            scheduler.heartbeat()
+            scheduler.enqueue_scheduled_jobs()
+
+    def _free_dead_scheduler_locks(self, queues: set[str]) -> None:
+        ttl = self.heartbeat_ttl
+        for name in queues:
+            key = RQScheduler.get_locking_key(name)
+            holder = self.connection.get(key)
+            if holder is None:
+                continue
+            holder_name = holder.decode() if isinstance(holder, bytes) else str(holder)
+            state, _ = worker_state(self.runtime.store, holder_name, ttl)
+            if state == "dead" and release_lock(self.connection, key, holder_name):
+                log.info("scheduler lock of queue %s freed: its holder %s is dead", name, holder_name)
+
+    def _light_reconcile(self) -> None:
+        lock_ttl = max(1, int(self.reconcile_interval * 0.8))
+        if not self.connection.set(RECONCILE_LOCK, self.name, nx=True, ex=lock_ttl):
+            return  # another worker did it this round
+        actions = reconcile(self.runtime)
+        for action in actions:
+            log.info("reconcile: job %s: %s; %s", action["job"], action["found"], action["action"])
+        forget_stopped(self.runtime.store, FORGET_WORKERS_AFTER)
+
+
+def wait_for_redis(runtime: Runtime) -> None:
+    """At start: wait for Redis rather than exit (supervisor would give up on a worker exiting at once)."""
+    outage = RedisOutage(log)
+    delay = 0.5
+    while True:
+        try:
+            runtime.redis.ping()
+        except (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:
+            outage.failed(exc)
+            time.sleep(delay)
+            delay = min(delay * 2, outage.cap)
+            continue
+        outage.ok()
+        return
 
 
 def run_worker(
@@ -121,12 +332,17 @@ def run_worker(
     names.sort(key=QUEUES.index)  # priority order whatever order they were given in
     set_process_runtime(runtime)
     settings = runtime.settings
+    if not burst:
+        wait_for_redis(runtime)
     worker = ContentqWorker(
         [Queue(n, connection=runtime.redis) for n in names],
         connection=runtime.redis,
+        runtime=runtime,
         name=name,
         maintenance_interval=settings.worker_maintenance_interval,
         heartbeat_ttl=settings.worker_heartbeat_ttl,
+        reconcile_interval=settings.worker_reconcile_interval,
         default_result_ttl=settings.job_result_ttl,
     )
-    return bool(worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level))
+    # The scheduler of a long-running worker runs in its housekeeping thread; a burst run moves due jobs once.
+    return bool(worker.work(burst=burst, with_scheduler=burst, logging_level=settings.log_level))

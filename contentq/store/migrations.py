@@ -293,6 +293,26 @@ def migration_status(store: Store) -> list[dict[str, object]]:
     ]
 
 
+@migration(50, "workers: who is alive and what each one runs (liveness owned by contentq, not by RQ's registries)")
+def _workers(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE TABLE workers (
+            name TEXT PRIMARY KEY,      -- the RQ worker name, which jobs.worker names
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            queues TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL, -- refreshed every third of CONTENTQ_WORKER_HEARTBEAT_TTL, Redis or not
+            current_job TEXT,           -- the job record it runs now
+            stopped_at TEXT             -- a clean exit (a killed worker just stops beating)
+        );
+        CREATE INDEX workers_heartbeat ON workers(heartbeat_at)
+        """,
+    )
+
+
 @migration(60, "dedup index in SQLite: LSH band keys per post, the layout they were built with")
 def _dedup_bands(store: Store) -> None:
     run_script(
@@ -300,11 +320,11 @@ def _dedup_bands(store: Store) -> None:
         """
         CREATE TABLE dedup_bands (
             slot INTEGER PRIMARY KEY,  -- post id * 64 + band number: a post's rows together, pruned by range
-            key INTEGER NOT NULL       -- 64-bit hash of the band's values (content/dedup.py: band_keys)
+            key INTEGER NOT NULL       -- 32-bit hash of the band's values (content/dedup.py: band_keys)
         );
         CREATE INDEX dedup_bands_key ON dedup_bands(key);
         CREATE TABLE dedup_state (
-            name TEXT PRIMARY KEY,     -- 'bands': the layout dedup_bands was built with, e.g. '16x4/affine32'
+            name TEXT PRIMARY KEY,     -- 'bands': the layout of dedup_bands, e.g. '16x4/affine32/ms32'
             value TEXT NOT NULL
         )
         """,

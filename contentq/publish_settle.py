@@ -1,0 +1,108 @@
+"""Settling a post whose publish job ended failed (its last try errored, timed out, or its worker died).
+
+The channel decides, never a resend: every part of the current round that is recorded as sent, or that
+can be told apart among the target's recent messages, is out. All parts out → the post is `published`.
+Otherwise the round is cancelled (what went out is deleted, so the channel never shows half a post), the
+post is `failed` with the reason and the admin is told; `contentq jobs retry` publishes it again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from contentq.channels import resolve_channel
+from contentq.clock import parse
+from contentq.errors import ContentqError
+from contentq.publish import (
+    Publication,
+    PublishError,
+    Reporter,
+    _account,
+    _finish,
+    _record_sent,
+    _send_row,
+    caption_limit_for,
+    message_link,
+    post_media,
+    render,
+)
+from contentq.runtime.context import Runtime
+from contentq.store.posts import get_post, transition
+
+SETTLE_FROM = ("publishing", "scheduled")
+"""States a failed publish job can leave a post in."""
+
+
+def settle_publication(
+    runtime: Runtime, post_id: int, reason: str, reporter: Reporter, *, last_attempt: bool = True
+) -> dict[str, Any]:
+    """Published if the channel shows every part, else failed with `reason`; raises (to be retried) only when
+    the channel cannot be looked at and `last_attempt` is False."""
+    from contentq.pipeline import route_of
+
+    post = get_post(runtime.store, post_id)
+    if post["state"] not in SETTLE_FROM:
+        reporter.log("settled", f"post {post_id} is {post['state']}: nothing to settle")
+        return {"post_id": post_id, "state": post["state"]}
+    try:
+        route = route_of(runtime, post["route"])
+    except ContentqError as exc:
+        reason = f"{reason}; its route cannot be loaded: {exc}"
+        transition(runtime.store, post_id, SETTLE_FROM, "failed", state_reason=f"publish: {reason}"[:500])
+        reporter.notify(f"publish-failed:{post_id}", f"publishing post {post_id} failed: {reason}", level="error")
+        return {"post_id": post_id, "state": "failed", "reason": reason}
+    pub = Publication(runtime, post, route, reporter, last_attempt=True, round_no=post["publish_round"])
+    if route.publisher == "outbox":  # nothing to look at: the outbox write either happened or not
+        pub.fail(reason, cancel=False)
+        return {"post_id": post_id, "state": "failed", "reason": reason}
+    settings = runtime.settings
+    try:
+        pub.gateway = gateway = runtime.telegram
+        gateway.ensure_ready()
+        account = _account(runtime, gateway)
+        pub.target = resolve_channel(runtime.store, gateway, route.target, role="target")
+        rendered = render(
+            post,
+            post_media(runtime.store, settings, post_id),
+            caption_limit=caption_limit_for(settings, account),
+            text_limit=settings.text_limit,
+        )
+        pub.parts = rendered.parts
+        ids = _parts_out(pub)
+    except PublishError as exc:
+        pub.fail(f"{reason}; {exc}")
+        return {"post_id": post_id, "state": "failed", "reason": reason}
+    except Exception as exc:
+        if not last_attempt:
+            raise  # the channel could not be looked at: the settle job tries again
+        pub.gateway = pub.target = None  # nothing could be checked: cancel_batch says so
+        pub.fail(f"{reason}; the channel could not be checked ({type(exc).__name__}: {exc})")
+        return {"post_id": post_id, "state": "failed", "reason": reason}
+    if ids is None:
+        pub.fail(f"{reason}; the post is not (completely) in {route.target}")
+        return {"post_id": post_id, "state": "failed", "reason": reason}
+    assert pub.target is not None
+    transition(runtime.store, post_id, "scheduled", "publishing")  # _finish moves a post from publishing
+    reporter.log("settled", f"every part of post {post_id} is in {route.target}: it was published ({reason})")
+    return {**_finish(pub, ids, message_link(pub.target, ids[0]) if ids else None), "state": "published"}
+
+
+def _parts_out(pub: Publication) -> list[int] | None:
+    """The message ids of every part when all are out (recorded, or found in the channel), else None."""
+    ids: list[int] = []
+    for index, part in enumerate(pub.parts):
+        key = (pub.post_id, pub.target_ref, pub.round_no, index)
+        row = _send_row(pub.store, *key)
+        if row is not None and row["status"] == "sent":
+            ids += json.loads(row["message_ids"] or "[]")
+            continue
+        if row is None or row["status"] != "attempting":
+            return None  # never sent, refused or taken back
+        found = pub.settle(part, parse(row["created_at"]), set(ids))
+        if found is None:
+            return None
+        _record_sent(pub.store, key, found)
+        pub.reporter.log("settled", f"part {index + 1} is in the channel: messages {found}")
+        ids += found
+    return ids
