@@ -329,3 +329,31 @@ def _dedup_bands(store: Store) -> None:
         )
         """,
     )
+
+
+@migration(61, "job events 'started' and 'succeeded' written by triggers: one statement per job start and end")
+def _job_event_triggers(store: Store) -> None:
+    # run_tracked starts and ends a job with one UPDATE each (runtime/execute.py); the event log follows here,
+    # in the same statement's implicit transaction, rather than from a second statement and a BEGIN/COMMIT.
+    store.conn.execute(
+        """
+        CREATE TRIGGER job_started AFTER UPDATE OF attempts ON jobs
+        WHEN NEW.status = 'in_progress' AND NEW.attempts > OLD.attempts
+        BEGIN
+            INSERT INTO job_events (job_id, at, level, event, message, data)
+            VALUES (NEW.id, NEW.started_at, 'info', 'started', 'attempt ' || NEW.attempts,
+                    CASE WHEN NEW.worker IS NULL THEN NULL ELSE json_object('worker', NEW.worker) END);
+        END
+        """
+    )
+    store.conn.execute(
+        """
+        CREATE TRIGGER job_succeeded AFTER UPDATE OF status ON jobs
+        WHEN NEW.status = 'succeeded' AND OLD.status = 'in_progress'
+        BEGIN
+            INSERT INTO job_events (job_id, at, level, event, message, data)
+            VALUES (NEW.id, NEW.finished_at, 'info', 'succeeded', '',
+                    json_object('duration_ms', round(NEW.duration_ms, 1)));
+        END
+        """
+    )
