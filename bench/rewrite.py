@@ -69,8 +69,13 @@ def run(rt: Runtime, env: dict[str, str], workers: int, posts: int, batch: int) 
         enqueue(rt, "rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
     started = time.perf_counter()
     procs = [
-        subprocess.Popen([sys.executable, "-m", "contentq", "worker", "rewrite", "--burst"], env=env, cwd=ROOT,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-m", "contentq", "worker", "rewrite", "--burst"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         for _ in range(workers)
     ]
     rss = []
@@ -100,7 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(w) for w in args.workers.split(",")]
 
-    with tempfile.TemporaryDirectory() as tmp, LLMockServer(chaos=ChaosSettings(latency_ms=int(args.latency * 1000))) as llm:
+    chaos = ChaosSettings(latency_ms=int(args.latency * 1000))
+    with tempfile.TemporaryDirectory() as tmp, LLMockServer(chaos=chaos) as llm:
         LLMock(llm).reply(ANSWER, times=None)
         home = Path(tmp) / "home"
         home.mkdir()

@@ -210,3 +210,18 @@ def test_posts_of_one_fixed_form_with_other_numbers_are_not_near_duplicates(rt, 
         index.fingerprint(normalize_text(RATES.format(d=3, a="89,45", b="97,12", c="12,31") + " Источник: ЦБ.")),
         "@x",
     )
+
+
+def test_purge_deletes_the_bands_of_posts_that_left_the_window(rt, tg):
+    from contentq.ops.purge import purge
+
+    tg.add_message("@donor_a", 1, NEWS)
+    collect(rt, "@donor_a")
+    rows = rt.store.scalar("SELECT COUNT(*) FROM dedup_bands")
+    assert rows > 0
+    assert purge(rt, dry_run=True).removed["dedup band rows"] == 0  # inside the window: kept
+    rt.store.execute("UPDATE posts SET collected_at = '2000-01-01T00:00:00.000+00:00'")
+    assert purge(rt, dry_run=True).removed["dedup band rows"] == rows
+    assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == rows  # a dry run deletes nothing
+    assert purge(rt).removed["dedup band rows"] == rows
+    assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == 0

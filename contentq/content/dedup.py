@@ -359,9 +359,10 @@ class DedupIndex:
 
     # -- housekeeping ----------------------------------------------------------------------------
 
-    def prune(self, conn: sqlite3.Connection) -> int:
+    def prune(self, conn: sqlite3.Connection, *, dry_run: bool = False) -> int:
         """Delete the bands of posts collected before the window (and of posts purged since); returns how
-        many rows went. Post ids grow with collected_at, so that is every slot below the first post inside."""
+        many rows went (or would go, with dry_run). Post ids grow with collected_at, so that is every slot
+        below the first post inside the window."""
         self._pruned_at = time.time()
         if not self.window_s:
             return 0
@@ -372,9 +373,10 @@ class DedupIndex:
             "SELECT MIN(id) FROM posts WHERE id >= ? AND collected_at >= ?",
             (oldest[0] // SLOTS, _since(self.window_s)),
         ).fetchone()[0]
-        if first_inside is None:  # nothing inside the window: every band goes
-            return conn.execute("DELETE FROM dedup_bands").rowcount
-        return conn.execute("DELETE FROM dedup_bands WHERE slot < ?", (first_inside * SLOTS,)).rowcount
+        below = "" if first_inside is None else f" WHERE slot < {int(first_inside) * SLOTS}"  # else: every row
+        if dry_run:
+            return int(conn.execute("SELECT COUNT(*) FROM dedup_bands" + below).fetchone()[0])
+        return conn.execute("DELETE FROM dedup_bands" + below).rowcount
 
     def _check_layout(self, conn: sqlite3.Connection) -> int:
         stored = conn.execute("SELECT value FROM dedup_state WHERE name = 'bands'").fetchone()
