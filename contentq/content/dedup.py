@@ -407,7 +407,10 @@ class DedupIndex:
             (_since(self.window_s),),
         )
         built = 0
-        while chunk := [r for r in cursor.fetchmany(5000) if len(r[1]) == self.num_perm * 4]:
+        while rows := cursor.fetchmany(5000):
+            chunk = [r for r in rows if len(r[1]) == self.num_perm * 4]  # other lengths: compared by hash only
+            if not chunk:
+                continue
             ids = np.array([r[0] for r in chunk], dtype=np.int64)
             signatures = np.frombuffer(b"".join(r[1] for r in chunk), dtype="<u4").reshape(len(chunk), -1)
             keys = band_keys(signatures, self.bands, self.rows)
