@@ -67,6 +67,11 @@ SEED = 1
 SCHEME = "affine32"
 KEYS = "ms32"
 """How band keys are made (band_keys): part of the layout, so a change rebuilds the band table."""
+PAGE_CACHE_KIB = 32768
+"""SQLite page cache of a connection the index is used on (SQLite's default is 2 MiB): lookups and inserts land
+at random in the band and content-hash indexes, and 32 MiB keeps those of about 100,000 posts in memory (12 % more
+posts/s at 100,000). Memory grows to it and no further, whatever the corpus."""
+
 PRUNE_EVERY_S = 3600.0
 """How often a long-lived process deletes the bands of posts older than the dedup window."""
 
@@ -242,6 +247,13 @@ def _band_hash(bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
 _since_cache: tuple[float, float | None, str] = (0.0, None, "")
 
 
+def _grow_page_cache(conn: sqlite3.Connection) -> None:
+    size = int(conn.execute("PRAGMA cache_size").fetchone()[0])  # negative: KiB; positive: pages
+    kib = -size if size < 0 else size * int(conn.execute("PRAGMA page_size").fetchone()[0]) // 1024
+    if kib < PAGE_CACHE_KIB:
+        conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+
+
 def _since(window_s: float | None) -> str:
     """The oldest collected_at inside the window (as stored: ISO text); recomputed once a second at most."""
     global _since_cache
@@ -293,11 +305,13 @@ class DedupIndex:
         return Fingerprint(content_hash(normalized, media_hashes), signature, numbers_of(normalized), keys)
 
     def refresh(self, conn: sqlite3.Connection) -> int:
-        """Make the index ready on this connection: the first time, check the band table was built with this
-        layout (rebuild it from the posts' signatures if not: a new install or a new threshold); inside a
+        """Make the index ready on this connection: the first time, give the connection a PAGE_CACHE_KIB page
+        cache and check the band table was built with this layout (rebuild it from the posts' signatures if
+        not: a new install or a new threshold); inside a
         write transaction, delete the bands that left the window once an hour. Returns the posts indexed now."""
         built = 0
         if not self._ready:
+            _grow_page_cache(conn)
             built = self._check_layout(conn)
         if conn.in_transaction and time.time() - self._pruned_at > PRUNE_EVERY_S:
             self.prune(conn)
