@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     tg_admin_chat: str | None = Field(None, description="Chat (id or @username) that receives admin alerts.")
     collect_backfill: int = Field(50, description="Messages taken from a source on its first collect.")
     collect_max_media_mb: int = Field(50, description="Larger donor media are recorded without downloading (0 = any).")
+    listen_alert_after: int = Field(300, description="Seconds a listener may be disconnected before the admin is told.")
+    listen_heartbeat: int = Field(5, description="Seconds between a listener's heartbeats (health: 3 missed = down).")
     tg_gateway: str | None = Field(
         None, description="'module:factory' building the Telegram gateway instead of Telethon (benches, demos)."
     )
