@@ -234,7 +234,7 @@ class FakeTelegram:
         for message in self.sent:
             if message.target == target.ref and message.message_id == message_id and not message.deleted:
                 if message.html == html:
-                    raise errors.MessageNotModifiedError(request=None)
+                    return  # like the Telethon gateway: the same text is no change, not an error
                 message.html = html
                 self.edits.append((target.ref, message_id, html))
                 self._maybe_fail_after("edit_message")
