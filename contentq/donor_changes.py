@@ -53,7 +53,7 @@ class Change:
     detail: str = ""
 
 
-def _posts_of(conn: sqlite3.Connection, source: str, msg_ids: list[int]) -> list[sqlite3.Row]:
+def _posts_of(conn: sqlite3.Connection, source: str, msg_ids: list[int]) -> list[dict[str, Any]]:
     """The posts holding any of these donor messages, oldest first (late album items are later duplicates)."""
     marks = ",".join("?" for _ in msg_ids)
     cursor = conn.execute(
@@ -62,7 +62,8 @@ def _posts_of(conn: sqlite3.Connection, source: str, msg_ids: list[int]) -> list
         f" WHERE json_each.value IN ({marks}))) ORDER BY id",
         [source, *msg_ids, *msg_ids],
     )
-    return list(cursor.fetchall())
+    columns = [c[0] for c in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
 def edit_key(html: str) -> str:

@@ -169,14 +169,20 @@ class Listener:
                     self._hold(source, message)
             if update.kind == "album":  # Telethon's Album event: the album is complete
                 self._flush_source(source)
-        elif update.kind == "edit":
+        elif update.kind in ("edit", "delete"):
             self._flush_source(source)
+            try:
+                self._donor_change(source, update)
+            except Exception:  # one change that cannot be applied must not stop the collection
+                log.exception("donor %s in %s not applied", update.kind, source.channel.ref)
+
+    def _donor_change(self, source: Source, update: ListenUpdate) -> None:
+        ref = source.channel.ref
+        if update.kind == "edit":
             for message in update.messages:
-                self._log_change("edit", source, apply_edit(self.ctx, source.ingestor, source.channel.ref, message))
-        elif update.kind == "delete":
-            self._flush_source(source)
-            for change in apply_delete(self.ctx, source.route.on_donor_delete, source.channel.ref,
-                                       list(update.deleted_ids)):  # fmt: skip
+                self._log_change("edit", source, apply_edit(self.ctx, source.ingestor, ref, message))
+        else:
+            for change in apply_delete(self.ctx, source.route.on_donor_delete, ref, list(update.deleted_ids)):
                 self._log_change("delete", source, change)
 
     # albums ----------------------------------------------------------------------------------------
