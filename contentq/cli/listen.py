@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from types import FrameType
 from typing import Annotated
 
@@ -10,7 +11,8 @@ import typer
 
 from contentq.cli.collect import _selected_sources
 from contentq.cli.common import runtime
-from contentq.cli.render import summary
+from contentq.cli.render import err_console, summary
+from contentq.routes import load_routes
 
 
 def listen(
@@ -25,6 +27,16 @@ def listen(
     from contentq.listen import Listener
 
     rt = runtime()
+    stopping = threading.Event()
+    if not sources and not load_routes(rt.settings.config_path).sources():
+        # Under supervisor with no donors yet (outbox or import only): stay up quietly instead of failing.
+        err_console.print(f"note: no sources in {rt.settings.config_path}: nothing to listen to; waiting "
+                          "(add sources to a route, then restart the listener)")  # fmt: skip
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+        signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
+        while not stopping.wait(1.0):
+            pass
+        return
     listener = Listener(rt, _selected_sources(rt, sources), name=name)
 
     def stop(signum: int, frame: FrameType | None) -> None:
