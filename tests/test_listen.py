@@ -264,3 +264,23 @@ def test_health_knows_the_listener_and_the_admin_is_told_of_a_long_disconnect(rt
     rt.store.execute("UPDATE listeners SET heartbeat_at = ?", (stale,))
     [probe] = check_listeners(rt.settings)
     assert probe.status == FAIL and "not running" in probe.detail
+
+
+def test_telethon_events_become_updates_of_the_listened_channels_only():
+    from datetime import UTC, datetime
+
+    from telethon.tl import types as tl
+
+    from contentq.integrations.telegram.client import marked_id, to_update
+    from contentq.integrations.telegram.gateway import ResolvedChannel
+
+    donor = ResolvedChannel("@donor_a", 1234, access_hash=99)
+    wanted = {marked_id(donor): donor.id}
+    assert marked_id(donor) == -1001234
+    text = tl.Message(id=7, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC), message="hello", grouped_id=None)
+    update = to_update("new", -1001234, [text], wanted)
+    assert update is not None and update.channel_id == 1234 and update.messages[0].html == "hello"
+    assert to_update("new", -1009999, [text], wanted) is None  # another chat
+    service = tl.MessageService(id=8, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC),
+                                action=tl.MessageActionChatEditTitle("x"))  # fmt: skip
+    assert to_update("new", -1001234, [service], wanted) is None
