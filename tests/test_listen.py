@@ -276,11 +276,11 @@ def test_telethon_events_become_updates_of_the_listened_channels_only():
 
     donor = ResolvedChannel("@donor_a", 1234, access_hash=99)
     wanted = {marked_id(donor): donor.id}
-    assert marked_id(donor) == -1001234
+    assert marked_id(donor) == -1000000001234  # Telethon's marked channel id
     text = tl.Message(id=7, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC), message="hello", grouped_id=None)
-    update = to_update("new", -1001234, [text], wanted)
+    update = to_update("new", -1000000001234, [text], wanted)
     assert update is not None and update.channel_id == 1234 and update.messages[0].html == "hello"
-    assert to_update("new", -1009999, [text], wanted) is None  # another chat
+    assert to_update("new", -1000000009999, [text], wanted) is None  # another chat
     service = tl.MessageService(id=8, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC),
                                 action=tl.MessageActionChatEditTitle("x"))  # fmt: skip
-    assert to_update("new", -1001234, [service], wanted) is None
+    assert to_update("new", -1000000001234, [service], wanted) is None
