@@ -149,6 +149,12 @@ class Route(_Strict):
     """Telegram HTML added to a forwarded post, with {name} and {link} of its origin; empty: no credit."""
     strip_footer: bool = True  # strip the donor's learned footer/header before filters and dedup
     footer_patterns: list[str] = []  # more lines to strip at a post's ends: a literal line, or "re:<regex>"
+    on_donor_edit: Literal["rewrite", "ignore", "edit_published"] = "rewrite"
+    """A donor edit seen by `contentq listen`: update the post and rewrite it again (rewrite), also edit our
+    published message (edit_published), or keep the post as first collected (ignore)."""
+    on_donor_delete: Literal["cancel", "delete_published"] = "cancel"
+    """A donor deletion seen by `contentq listen`: cancel the post if not yet published (cancel), and also
+    delete our published message (delete_published)."""
 
     @field_validator("forward_credit")
     @classmethod

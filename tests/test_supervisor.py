@@ -38,7 +38,9 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
     assert programs == ["contentq-redis", "contentq-telegram", "contentq-rewrite", "contentq-imagegen",
-                        "contentq-maintenance"]  # fmt: skip
+                        "contentq-maintenance", "contentq-listen"]  # fmt: skip
+    listen = conf["program:contentq-listen"]
+    assert listen["command"] == "/venv/bin/python -m contentq listen" and "numprocs" not in listen
     rewrite = conf["program:contentq-rewrite"]
     assert rewrite["numprocs"] == "3"
     assert rewrite["command"] == "/venv/bin/python -m contentq worker rewrite"
@@ -132,7 +134,8 @@ def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_pat
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
         expected = {"contentq:contentq-telegram-0", "contentq:contentq-rewrite-0", "contentq:contentq-rewrite-1",
-                    "contentq:contentq-imagegen-0", "contentq:contentq-maintenance-0"}  # fmt: skip
+                    "contentq:contentq-imagegen-0", "contentq:contentq-maintenance-0",
+                    "contentq:contentq-listen"}  # fmt: skip
         wait_for(lambda: _states(conf) == dict.fromkeys(expected, "RUNNING"), timeout=60,
                  what=f"every worker RUNNING (log: {home / 'logs'})")  # fmt: skip
         conn = connect(settings)
@@ -168,7 +171,7 @@ def test_supervisord_runs_the_embedded_valkey_first(
     server = EmbeddedServer(settings.redis_dir)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 5, timeout=60,
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 6, timeout=60,
                  what=f"Valkey and the workers RUNNING (log: {home / 'logs'})")  # fmt: skip
         assert "contentq:contentq-redis" in _states(conf)
         # RUNNING means "up for startsecs"; the interpreter may still be importing before it execs Valkey.

@@ -326,6 +326,9 @@ def run_doctor(
     redis_probe, conn = check_redis(settings)
     probes += [redis_probe, check_workers(conn)]
     probes.append(check_telegram(settings, routes))
+    from contentq.ops.listening import check_listeners  # imports this module
+
+    probes += check_listeners(settings, when_none=True)
     probes.append(check_llm(settings, routes, llm_timeout))
     probes.append(check_supervisor(settings, supervisor_config))
     probes.append(check_cron(read_user_crontab))
@@ -368,4 +371,10 @@ def run_health(settings: Settings, *, workers: bool = True, queues: list[str] | 
                 probes.append(Probe("workers", OK, f"{len(live)} live worker(s)"))
     if conn is not None:
         conn.close()
+    if probes[1].status == OK:  # the database opens: the listeners' heartbeats can be read
+        from contentq.ops.listening import check_listeners
+
+        # health fails on a listener that is not running or disconnected past CONTENTQ_LISTEN_ALERT_AFTER;
+        # a short disconnect or a deliberate stop is shown, not failed
+        probes += [p if p.status != WARN else Probe(p.check, OK, p.detail, p.fix) for p in check_listeners(settings)]
     return probes

@@ -273,7 +273,9 @@ def render(
                 comment=comment,
             )
         )
+    programs.append(_listen_program(settings, exe, user, extra))
     names = ([f"{GROUP}-redis"] if uses_embedded_redis(settings) else []) + [g.program for g in groups]
+    names.append(LISTEN_PROGRAM)
     header = [
         "; contentq workers for supervisor, rendered from settings by `contentq supervisor render`.",
         "; Re-render after changing concurrency or timeouts, then: supervisorctl reread && supervisorctl update",
@@ -286,6 +288,19 @@ def render(
     parts.append(f"[group:{GROUP}]\nprograms={','.join(names)}\n\n")
     parts.append("\n".join(programs))
     return "".join(parts)
+
+
+LISTEN_PROGRAM = f"{GROUP}-listen"
+"""`contentq listen`: one process per Telegram session, taking donor posts as they arrive."""
+
+
+def _listen_program(settings: Settings, exe: str, user: str | None, extra: dict[str, str]) -> str:
+    env, _ = _environment(settings, worker=True, extra_env=extra)
+    return _program(
+        LISTEN_PROGRAM, [exe, "-m", "contentq", "listen"], settings, priority=WORKER_PRIORITY,
+        stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
+        comment="real-time collection: one listener per Telegram session (cron collect stays as the safety net)",
+    )  # fmt: skip
 
 
 def write(settings: Settings, output: Path, **options: object) -> Path:
