@@ -17,7 +17,8 @@ from typing import Any
 
 from contentq.clock import iso, now, parse
 from contentq.errors import ConfigError, ContentqError
-from contentq.routes import Route, RoutesConfig, load_routes
+from contentq.routes import Route
+from contentq.runtime.config import route_of
 from contentq.runtime.context import Runtime
 from contentq.schedule import earliest_for, next_free_slot
 from contentq.store import Store
@@ -28,22 +29,6 @@ log = logging.getLogger("contentq.pipeline")
 
 SCHEDULABLE = ("rewritten", "awaiting_approval")
 """States a post is scheduled from (approval, or no approval needed)."""
-
-
-def routes_config(runtime: Runtime) -> RoutesConfig:
-    """The routes file, re-read when it changes (workers live long; operators edit contentq.toml)."""
-    path = runtime.settings.config_path
-    stamp = path.stat().st_mtime_ns if path.exists() else None
-    cached = runtime.services.get("routes_config")
-    if cached is not None and cached[0] == (str(path), stamp):
-        return cached[1]
-    config = load_routes(path, required=True)
-    runtime.services["routes_config"] = ((str(path), stamp), config)
-    return config
-
-
-def route_of(runtime: Runtime, name: str) -> Route:
-    return routes_config(runtime).get(name)
 
 
 def _has_image(runtime: Runtime, post_id: int) -> bool:

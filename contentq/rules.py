@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from contentq.clock import iso, now, parse
 from contentq.routes import Generate, Route
+from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import local_times
 
@@ -38,8 +39,6 @@ def _is_rule_time(gen: Generate, instant: datetime) -> bool:
 
 
 def rule_routes(runtime: Runtime) -> list[Route]:
-    from contentq.pipeline import routes_config
-
     return [r for r in routes_config(runtime).routes.values() if r.generate is not None]
 
 

@@ -497,7 +497,7 @@ def test_a_slow_endpoint_is_cut_off_before_the_job_timeout_so_the_job_fails_clea
 
 
 def test_breaker_cool_down_counts_from_the_exact_opening_time(settings, rt):
-    from contentq.ops.breakers import llm_breaker_state
+    from contentq.integrations.breakers import llm_breaker_state
 
     rt.redis.mset(
         {

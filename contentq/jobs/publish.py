@@ -1,6 +1,6 @@
 """The `publish` job (queue publish, key = post id): scheduled → publishing → published.
 
-Thin: the post's publication is `contentq.publish.publish_post`; waits come back as Reschedule (not due
+Thin: the post's publication is `contentq.publish.core.publish_post`; waits come back as Reschedule (not due
 yet, rate limit, flood wait, Telegram unreachable), a post that cannot be published as FatalJobError.
 A failed publication restarted with `contentq jobs retry ID` runs this job again on the failed post.
 """
@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 from contentq.errors import NotFoundError
-from contentq.publish import publish_post
-from contentq.publish_settle import SETTLE_FROM, settle_publication
+from contentq.publish.core import publish_post
+from contentq.publish.settle_failed import SETTLE_FROM, settle_publication
 from contentq.runtime.context import FatalJobError, JobContext, Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post, transition
