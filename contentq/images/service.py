@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from contentq.errors import ConfigError, ContentqError
 from contentq.images.card import CardRenderer, card_text_for_post, shorten
-from contentq.images.generator import ImageFatalError, ImageGenerator
 from contentq.images.store import POST_LOCKED_STATES, save_generated
+from contentq.integrations.image_generator import ImageFatalError, ImageGenerator
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.store.posts import get_post

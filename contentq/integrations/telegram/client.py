@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pkgutil
 import stat
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -483,7 +484,6 @@ class TelethonGateway:
 def build_gateway(runtime: Any) -> TelethonGateway:
     """Runtime.telegram's factory: the process's Telethon gateway (connects on first use)."""
     if runtime.settings.tg_gateway:  # CONTENTQ_TG_GATEWAY='module:factory': a stand-in (benches, demos)
-        from contentq.runtime.execute import resolve_handler
-
-        return resolve_handler(runtime.settings.tg_gateway)(runtime)
+        factory = pkgutil.resolve_name(runtime.settings.tg_gateway)
+        return factory(runtime)
     return TelethonGateway(runtime.settings)
