@@ -1,6 +1,6 @@
 """The `publish` job (queue publish, key = post id): scheduled → publishing → published.
 
-Thin: the post's publication is `contentq.publish.core.publish_post`; waits come back as Reschedule (not due
+Thin: the post's publication is `contentq.publish.publish_post`; waits come back as Reschedule (not due
 yet, rate limit, flood wait, Telegram unreachable), a post that cannot be published as FatalJobError.
 A failed publication restarted with `contentq jobs retry ID` runs this job again on the failed post.
 """
