@@ -184,14 +184,12 @@ def _published_or_wait(ctx: JobContext, post: dict[str, Any]) -> bool:
     return post["state"] == "published"
 
 
-def edit_published(ctx: JobContext, post_id: int, edit_id: int) -> dict[str, Any]:
+def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: float) -> dict[str, Any]:
     """Our published message(s) of the post take the donor's edited text, rewritten once (exactly-once:
     the rewrite is kept on the edit's row; editing again to the same text is no change)."""
-    from contentq.jobs.rewrite import job_deadline, job_started
-    from contentq.publish import caption_limit_for, post_media, render
+    from contentq.publish.render import caption_limit_for, post_media, render
     from contentq.rewrite.core import build_task, load_route, rewriter_for
 
-    started = job_started()
     edit = _edit_row(ctx, edit_id)
     if edit["status"] in ("edited", "skipped", "failed"):
         return {"edit_id": edit_id, "done": edit["status"]}
@@ -206,7 +204,7 @@ def edit_published(ctx: JobContext, post_id: int, edit_id: int) -> dict[str, Any
     html = edit["html"]
     if html is None:
         donor = {**post, "text_html": edit["source_html"]}
-        task = build_task(ctx.runtime, donor, route, ctx.job_id, deadline=job_deadline(ctx, started))
+        task = build_task(ctx.runtime, donor, route, ctx.job_id, deadline=deadline)
         result = rewriter_for(ctx.runtime, route).rewrite(task, ctx)
         if result.skipped:
             return _skip(ctx, edit_id, f"the rewriter skipped the edited text: {result.skip_reason}")

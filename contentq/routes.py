@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ConfigError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -220,15 +221,6 @@ class RoutesConfig(BaseModel):
             for source in route.sources:
                 seen.append((normalize_channel_ref(source), route))
         return seen
-
-
-def normalize_channel_ref(ref: str) -> str:
-    """'https://t.me/Foo', 't.me/foo', '@Foo' and 'foo' are one channel: '@foo'. Numeric ids stay."""
-    ref = ref.strip()
-    ref = re.sub(r"^(https?://)?(www\.)?(t|telegram)\.me/", "", ref)
-    if ref.lstrip("-").isdigit():
-        return ref
-    return "@" + ref.lstrip("@").lower()
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

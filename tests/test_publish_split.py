@@ -19,8 +19,8 @@ from contentq.collect import ForegroundContext
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
 from contentq.content.utf16 import utf16_len
 from contentq.dispatch import dispatch
-from contentq.integrations.export import import_export
-from contentq.publish import random_id_for, sends_of
+from contentq.imports import import_export
+from contentq.publish.ledger import random_id_for, sends_of
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue
 from contentq.settings import get_settings, load_settings

@@ -23,12 +23,12 @@ from contentq.integrations.llm import (
     LLMWaitError,
     ProviderHoldError,
 )
-from contentq.jobs import KINDS
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.routes import Route
 from contentq.runtime.context import FatalJobError, JobContext, Reschedule, Runtime
+from contentq.runtime.kinds import KINDS
 from contentq.store.posts import get_post, transition
 
 START_STATES = ("collected", "rewriting", "failed")

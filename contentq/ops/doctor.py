@@ -9,23 +9,20 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import redis
 from rq import Worker
 
 from contentq.errors import ContentqError
 from contentq.ops import supervisor as sv
+from contentq.ops.probe import FAIL, OK, SKIP, WARN, Probe
 from contentq.redact import redact
 from contentq.routes import RoutesConfig, load_routes
 from contentq.runtime.redis import connect, describe_redis
 from contentq.settings import QUEUES, Settings, load_settings
 from contentq.store.db import open_store
 from contentq.store.migrations import migration_status
-
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
 SUPERVISOR_CANDIDATES = (
     "/etc/supervisor/conf.d/contentq.conf",
@@ -38,17 +35,6 @@ SUPERVISOR_CANDIDATES = (
 CRON_CANDIDATES = ("/etc/cron.d/contentq*",)
 
 MIN_FREE_BYTES = 1 << 30
-
-
-@dataclass
-class Probe:
-    check: str
-    status: str
-    detail: str
-    fix: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _routes(settings: Settings) -> RoutesConfig | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from contentq.clock import now, parse
-from contentq.ops.doctor import FAIL, OK, SKIP, WARN, Probe
+from contentq.ops.probe import FAIL, OK, SKIP, WARN, Probe
 from contentq.settings import Settings
 from contentq.store.db import open_store
 from contentq.store.listeners import get_listeners

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pkgutil
 import queue
 import stat
 import threading
@@ -594,7 +595,6 @@ class TelethonGateway:
 def build_gateway(runtime: Any) -> TelethonGateway:
     """Runtime.telegram's factory: the process's Telethon gateway (connects on first use)."""
     if runtime.settings.tg_gateway:  # CONTENTQ_TG_GATEWAY='module:factory': a stand-in (benches, demos)
-        from contentq.runtime.execute import resolve_handler
-
-        return resolve_handler(runtime.settings.tg_gateway)(runtime)
+        factory = pkgutil.resolve_name(runtime.settings.tg_gateway)
+        return factory(runtime)
     return TelethonGateway(runtime.settings)

@@ -13,15 +13,13 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contentq.clock import iso
 from contentq.content.html import normalize_html, visible_len_utf16
+from contentq.publish.render import Rendered
 from contentq.routes import Route
 from contentq.settings import Settings
-
-if TYPE_CHECKING:
-    from contentq.publish import Rendered
 
 _PAGE = """<!doctype html>
 <html lang="en">
