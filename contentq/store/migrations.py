@@ -311,3 +311,19 @@ def _workers(store: Store) -> None:
         CREATE INDEX workers_heartbeat ON workers(heartbeat_at)
         """,
     )
+
+
+@migration(110, "web: indexes for the jobs page (filter + newest first), 24 h charts and the live post feed")
+def _web_indexes(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_queue_created ON jobs(queue, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_kind_created ON jobs(kind, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+        CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent_id);
+        CREATE INDEX IF NOT EXISTS posts_updated ON posts(updated_at, id);
+        CREATE INDEX IF NOT EXISTS posts_route_state ON posts(route, state)
+        """,
+    )
