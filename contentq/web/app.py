@@ -83,7 +83,7 @@ class Web:
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("nav", name.removesuffix(".html"))
-        context["csrf"] = auth.csrf_token(self.token()) if request.state.__dict__.get("auth") else ""
+        context["csrf"] = auth.csrf_token(self.token()) if getattr(request.state, "auth", None) else ""
         context["msg"] = request.query_params.get("msg", "")[:300]
         return HTMLResponse(self.env.get_template(name).render(request=request, **context), status_code=status)
 
