@@ -38,7 +38,7 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
     assert programs == ["contentq-redis", "contentq-telegram", "contentq-rewrite", "contentq-imagegen",
-                        "contentq-maintenance"]  # fmt: skip
+                        "contentq-maintenance", "contentq-web"]  # fmt: skip
     rewrite = conf["program:contentq-rewrite"]
     assert rewrite["numprocs"] == "3"
     assert rewrite["command"] == "/venv/bin/python -m contentq worker rewrite"
@@ -58,6 +58,11 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in rewrite["environment"]
     assert f'CONTENTQ_HOME="{home}"' in rewrite["environment"]
     assert rewrite["stdout_logfile"].startswith(str(home / "logs"))
+    # The panel: after the workers, on the supervised Valkey, never a server of its own.
+    web = conf["program:contentq-web"]
+    assert web["command"] == "/venv/bin/python -m contentq web"
+    assert int(web["priority"]) > int(rewrite["priority"])
+    assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in web["environment"]
 
 
 def test_external_redis_means_no_redis_program_and_no_password_in_the_file(home: Path) -> None:
