@@ -93,7 +93,8 @@ def test_schedule_stats_usage_metrics_dashboard_docs(rt: Runtime) -> None:
     write_config(rt.settings.home, route_toml())
     post_id = add_post(rt, "Soon", state="scheduled", scheduled_at=iso())
     rt.store.execute(
-        "INSERT INTO usage (at, post_id, route, model, tokens_in, tokens_out, cost) VALUES (?, ?, 'news', 'm', 100, 20, 0.5)",
+        "INSERT INTO usage (at, post_id, route, model, tokens_in, tokens_out, cost)"
+        " VALUES (?, ?, 'news', 'm', 100, 20, 0.5)",
         (iso(), post_id),
     )
     failed_job(rt, "x")
@@ -208,8 +209,15 @@ def test_bad_input_gets_a_4xx_json_error(rt: Runtime) -> None:
 def test_pagination_walks_10000_jobs_once_each_newest_first(rt: Runtime) -> None:
     stamp = "2025-01-01T00:00:%02d+00:00"
     rows = [
-        (f"noop-{n}", "noop", "maintenance", str(n), "failed" if n % 10 == 0 else "succeeded",
-         stamp % (n % 60), stamp % (n % 60))
+        (
+            f"noop-{n}",
+            "noop",
+            "maintenance",
+            str(n),
+            "failed" if n % 10 == 0 else "succeeded",
+            stamp % (n % 60),
+            stamp % (n % 60),
+        )
         for n in range(10_000)
     ]  # fmt: skip  -- many jobs share a second: the cursor must break ties
     with rt.store.transaction() as conn:

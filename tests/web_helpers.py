@@ -18,7 +18,8 @@ from tests.publish_helpers import add_media, add_post, route_toml, write_config
 LONG_CAPTION = (
     "Five photos from the #launch day with @contentq_team — <b>bold</b>, <i>italic</i>, a "
     '<a href="https://example.com/report">report</a> and a secret: <tg-spoiler>the date is June 1</tg-spoiler>. '
-    + "More words about the launch follow here, as a long caption does. " * 30
+    + "More words about the launch follow here, as a long caption does. "
+    * 30
 )
 
 

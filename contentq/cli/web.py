@@ -21,10 +21,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @app.callback()
 def web(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback exposes the panel.")] = (
-        "127.0.0.1"
-    ),
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8700,
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on; anything but loopback exposes the panel.", envvar="CONTENTQ_WEB_HOST"),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535, envvar="CONTENTQ_WEB_PORT")] = 8700,
 ) -> None:
     """Serve the panel (pages, /api/, /api/docs) until stopped; log in with the token `contentq web token` prints."""
     if ctx.invoked_subcommand is not None:

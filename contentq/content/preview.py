@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from itertools import combinations
 
-from contentq.content.html import Run, find_urls, parse_html, safe_href
+from contentq.content.html import Run, Tag, find_urls, parse_html, safe_href
 
 BUBBLE_UNITS = 1000
 """The mosaic is laid out in a 1000-unit wide SVG that CSS scales to the bubble's width."""
@@ -175,8 +175,8 @@ def single_media(item: PreviewMedia) -> str:
 # -- text -------------------------------------------------------------------------------------------------
 
 
-def _open(name: str, run_tag: object) -> str:
-    attr = getattr(run_tag, "attr", None)
+def _open(name: str, run_tag: Tag) -> str:
+    attr = run_tag.attr
     if name in ("b", "strong"):
         return "<b>"
     if name in ("i", "em"):
@@ -188,7 +188,7 @@ def _open(name: str, run_tag: object) -> str:
     if name in ("span", "tg-spoiler"):
         return '<span class="tg-spoiler" tabindex="0" title="spoiler: click to show">'
     if name == "a":
-        href = safe_href(attr("href") if attr else None)
+        href = safe_href(attr("href"))
         if href is None:
             return '<span class="tg-link">'
         return f'<a class="tg-link" href="{_esc(href)}" target="_blank" rel="noopener noreferrer nofollow">'
@@ -197,15 +197,15 @@ def _open(name: str, run_tag: object) -> str:
     if name == "pre":
         return '<pre class="tg-pre">'
     if name == "blockquote":
-        expandable = attr is not None and any(k == "expandable" for k, _ in run_tag.attrs)  # type: ignore[attr-defined]
+        expandable = any(k == "expandable" for k, _ in run_tag.attrs)
         return '<blockquote class="tg-quote' + (' tg-expandable"' if expandable else '"') + ">"
     if name == "tg-emoji":
-        emoji_id = attr("emoji-id") if attr else ""
+        emoji_id = attr("emoji-id") or ""
         return f'<span class="tg-emoji" data-emoji-id="{_esc(emoji_id)}" title="custom emoji {_esc(emoji_id)}">'
     return "<span>"
 
 
-def _close(name: str, run_tag: object) -> str:
+def _close(name: str, run_tag: Tag) -> str:
     if name in ("b", "strong"):
         return "</b>"
     if name in ("i", "em"):
@@ -215,7 +215,7 @@ def _close(name: str, run_tag: object) -> str:
     if name in ("s", "strike", "del"):
         return "</s>"
     if name == "a":
-        return "</a>" if safe_href(getattr(run_tag, "href", None)) else "</span>"
+        return "</a>" if safe_href(run_tag.href) else "</span>"
     if name == "code":
         return "</code>"
     if name == "pre":
@@ -260,7 +260,7 @@ def text_html(telegram_html: str) -> str:
     """Telegram HTML as display HTML (see the module doc); nesting resolved as Telegram resolves entities."""
     runs: list[Run] = parse_html(telegram_html or "").runs
     out: list[str] = []
-    open_tags: list = []  # type: ignore[type-arg]
+    open_tags: list[Tag] = []
     for run in runs:
         if not run.text:
             continue
@@ -298,8 +298,7 @@ def bubble(part: PreviewPart, *, channel: str, time_label: str, number: int, of:
 def render_preview(parts: list[PreviewPart], *, channel: str, time_label: str) -> str:
     """The post as the messages it will be, one bubble each, in a chat column."""
     bubbles = [
-        bubble(part, channel=channel, time_label=time_label, number=n, of=len(parts))
-        for n, part in enumerate(parts, 1)
+        bubble(part, channel=channel, time_label=time_label, number=n, of=len(parts)) for n, part in enumerate(parts, 1)
     ]
     return '<div class="tg-chat">' + "".join(bubbles) + "</div>"
 

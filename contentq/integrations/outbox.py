@@ -12,8 +12,8 @@ import html as htmllib
 import json
 import shutil
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contentq.clock import iso

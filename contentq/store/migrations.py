@@ -234,6 +234,7 @@ def _forward_origin(store: Store) -> None:
     store.conn.execute("ALTER TABLE posts ADD COLUMN forward_name TEXT")
     store.conn.execute("ALTER TABLE posts ADD COLUMN forward_link TEXT")
 
+
 @migration(20, "donor footers per source; posts keep the donor's text, a duplicate's similarity, their numbers")
 def _donor_footers(store: Store) -> None:
     run_script(

@@ -61,7 +61,9 @@ def dashboard(request: Request, rt: RT) -> HTMLResponse:
 
 
 @router.post("/queues/{name}/{action}")
-def queue_action(rt: RT, name: Annotated[str, Path(max_length=40)], action: Annotated[str, Path(max_length=10)]) -> Response:
+def queue_action(
+    rt: RT, name: Annotated[str, Path(max_length=40)], action: Annotated[str, Path(max_length=10)]
+) -> Response:
     if action == "pause":
         queues.pause(rt.redis, name)
     elif action == "resume":

@@ -103,9 +103,7 @@ def dashboard(rt: Runtime) -> dict[str, Any]:
     }
 
 
-def posts_page(
-    rt: Runtime, *, state: str | None, route: str | None, limit: int, before: int | None
-) -> dict[str, Any]:
+def posts_page(rt: Runtime, *, state: str | None, route: str | None, limit: int, before: int | None) -> dict[str, Any]:
     if state and state not in STATES:
         raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
     rows, following, total = page_posts(
@@ -177,7 +175,7 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
 def schedule_view(rt: Runtime, limit: int = 500) -> dict[str, Any]:
     config = pipeline.routes_config(rt)
     rows = schedule_rows(rt.store, config.routes, limit=limit)
-    routes = [
+    routes: list[dict[str, Any]] = [
         {"route": r.name, "target": r.target, "schedule": describe(r.schedule), "approval": r.approval,
          "publisher": r.publisher}
         for r in config.routes.values()
@@ -196,4 +194,3 @@ def usage_view(rt: Runtime, since: str | None, route: str | None) -> dict[str, A
 
 def queue_names() -> tuple[str, ...]:
     return QUEUES
-
