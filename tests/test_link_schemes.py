@@ -99,4 +99,4 @@ def test_the_outbox_page_links_nothing_hostile(settings) -> None:  # type: ignor
     rendered = Rendered(html=html, parts=[OutgoingPart(html=html)])
     folder = write_outbox(settings, {"id": 7, "title": None}, route, rendered, dry_run=True)
     page = (folder / "post.html").read_text(encoding="utf-8")
-    assert "javascript:" not in page and '<a href="https://ok.example">ok</a>' in page
+    assert "javascript:" not in page and 'href="https://ok.example"' in page and "Hello you" in page

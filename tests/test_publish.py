@@ -335,7 +335,7 @@ def test_outbox_publisher_writes_html_media_and_metadata(prt, home):
         }
     ]
     page = (folder / "post.html").read_text()
-    assert "Two <i>photos</i>" in page and 'src="02-photo.jpg"' in page
+    assert "Two <i>photos</i>" in page and 'href="02-photo.jpg"' in page and 'class="tg-album"' in page
 
 
 def test_dry_run_renders_to_the_outbox_without_touching_the_post(prt):

@@ -25,6 +25,7 @@ from contentq.cli import queue as queue_cli
 from contentq.cli import redis_server as redis_cli
 from contentq.cli import rewrite as rewrite_cli
 from contentq.cli import schedule as schedule_cli
+from contentq.cli import web as web_cli
 from contentq.cli import worker as worker_cli
 from contentq.cli.common import reset_runtime
 from contentq.cli.render import error
@@ -102,6 +103,7 @@ app.command(name="stats")(ops_cli.stats)
 app.command(name="doctor")(ops_cli.doctor)
 app.command(name="health")(ops_cli.health)
 app.command(name="demo")(ops_cli.demo)
+app.add_typer(web_cli.app, name="web")
 
 
 _state: dict[str, bool] = {"debug": False}

@@ -234,6 +234,7 @@ def _forward_origin(store: Store) -> None:
     store.conn.execute("ALTER TABLE posts ADD COLUMN forward_name TEXT")
     store.conn.execute("ALTER TABLE posts ADD COLUMN forward_link TEXT")
 
+
 @migration(20, "donor footers per source; posts keep the donor's text, a duplicate's similarity, their numbers")
 def _donor_footers(store: Store) -> None:
     run_script(
@@ -349,5 +350,21 @@ def _workers(store: Store) -> None:
             stopped_at TEXT             -- a clean exit (a killed worker just stops beating)
         );
         CREATE INDEX workers_heartbeat ON workers(heartbeat_at)
+        """,
+    )
+
+
+@migration(110, "web: indexes for the jobs page (filter + newest first), 24 h charts and the live post feed")
+def _web_indexes(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_queue_created ON jobs(queue, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_kind_created ON jobs(kind, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+        CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent_id);
+        CREATE INDEX IF NOT EXISTS posts_updated ON posts(updated_at, id);
+        CREATE INDEX IF NOT EXISTS posts_route_state ON posts(route, state)
         """,
     )
