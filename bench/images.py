@@ -23,8 +23,8 @@ from PIL import Image  # noqa: E402
 
 from contentq.clock import iso, now  # noqa: E402
 from contentq.images.card import CardRenderer, CardStyle  # noqa: E402
-from contentq.images.generator import GeneratedImage  # noqa: E402
 from contentq.images.store import prune_images, save_generated  # noqa: E402
+from contentq.integrations.image_generator import GeneratedImage  # noqa: E402
 from contentq.runtime.context import Runtime  # noqa: E402
 from contentq.settings import load_settings  # noqa: E402
 

@@ -354,33 +354,9 @@ def _collect(
     ingestor.use_footer(ref, footer)
     not_downloaded = 0
     for done, group in enumerate(groups, start=1):
-        ids = [m.id for m in group]
-        candidate = _candidate(ref, group)
-        has_media = any(m.media is not None for m in group)
-        wanted = has_media or bool(candidate.html.strip())  # skip what has neither text nor media we keep
-        if has_media and ingestor.stored_as(store.conn, ref, ids) is None:
-            candidate.media = _download(runtime, gateway, channel, group)
-            not_downloaded += sum(1 for m in candidate.media if m.relpath is None)
-        outcome: Outcome | None = None
-        try:
-            with store.transaction() as conn:
-                ingestor.index.refresh(conn)
-                delta = Counts()
-                if wanted:
-                    outcome = ingestor.ingest(conn, candidate)
-                    delta.add(outcome)
-                advance(conn, ref, max(ids), delta)
-        except BaseException:
-            forget_dedup_index(runtime)
-            raise
-        cursor = max(cursor, *ids)
-        if outcome is not None:
-            counts.add(outcome)
-            if outcome.state == "collected" and outcome.post_id is not None:
-                if outcome.reason:  # a route regex gave up on it (the post is kept)
-                    ctx.log("filter_timeout", f"post {outcome.post_id}: {outcome.reason}", level="warning")
-                    ctx.notify(f"regex-timeout:{route.name}", f"route {route.name}: {outcome.reason}")
-                _enqueue_rewrite(ctx, outcome.post_id)
+        _, missing = store_group(ctx, ingestor, gateway, channel, group, counts)
+        not_downloaded += missing
+        cursor = max(cursor, *(m.id for m in group))
         if progress is not None:
             progress(done, len(groups))
     if page.held_back and cursor == 0:
@@ -394,6 +370,56 @@ def _collect(
     enqueue_missing_rewrites(ctx, ref)
     return CollectReport(ref, cursor, len(messages), counts, not_downloaded, len(page.held_back), len(page.cut),
                          list(footer.lines) if footer else [])  # fmt: skip
+
+
+def store_group(
+    ctx: CollectContext,
+    ingestor: Ingestor,
+    gateway: TelegramGateway,
+    channel: ResolvedChannel,
+    group: list[FetchedMessage],
+    counts: Counts,
+) -> tuple[Outcome | None, int]:
+    """One post to be (a message, or the messages of an album) through the ingest path shared by collect and
+    listen: media downloaded unless the messages are stored already, then dedup, filters and footer in one
+    transaction with the cursor, then the rewrite enqueued when it was collected.
+
+    Idempotent: the transaction takes the write lock before looking for the (source, message id), so when
+    collect and listen store the same message at once, one stores it and the other finds it ('exact', no
+    rewrite enqueued). Returns the outcome (None for a message with nothing to keep) and the media not
+    downloaded (over CONTENTQ_COLLECT_MAX_MEDIA_MB)."""
+    runtime = ctx.runtime
+    store = runtime.store
+    ref = channel.ref
+    ids = [m.id for m in group]
+    candidate = _candidate(ref, group)
+    has_media = any(m.media is not None for m in group)
+    wanted = has_media or bool(candidate.html.strip())  # skip what has neither text nor media we keep
+    not_downloaded = 0
+    if has_media and ingestor.stored_as(store.conn, ref, ids) is None:
+        candidate.media = _download(runtime, gateway, channel, group)
+        not_downloaded = sum(1 for m in candidate.media if m.relpath is None)
+    outcome: Outcome | None = None
+    try:
+        with store.transaction() as conn:
+            ingestor.index.refresh(conn)
+            delta = Counts()
+            if wanted:
+                outcome = ingestor.ingest(conn, candidate)
+                delta.add(outcome)
+            advance(conn, ref, max(ids), delta)
+    except BaseException:
+        forget_dedup_index(runtime)
+        raise
+    if outcome is not None:
+        counts.add(outcome)
+        if outcome.state == "collected" and outcome.post_id is not None:
+            route = ingestor.route
+            if outcome.reason:  # a route regex gave up on it (the post is kept)
+                ctx.log("filter_timeout", f"post {outcome.post_id}: {outcome.reason}", level="warning")
+                ctx.notify(f"regex-timeout:{route.name}", f"route {route.name}: {outcome.reason}")
+            _enqueue_rewrite(ctx, outcome.post_id)
+    return outcome, not_downloaded
 
 
 def _enqueue_rewrite(ctx: CollectContext, post_id: int) -> None:

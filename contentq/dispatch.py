@@ -16,6 +16,7 @@ from typing import Any
 
 from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError
+from contentq.rules import fire_due_rules
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import cancel, enqueue
 from contentq.store.jobs import ACTIVE
@@ -81,8 +82,6 @@ def _reclaim_stale(runtime: Runtime, stamp: datetime, limit: int | None) -> list
 
 def dispatch(runtime: Runtime, *, limit: int | None = None, current: datetime | None = None) -> dict[str, Any]:
     """Fire due auto-posting rules, then enqueue every post due now or within the dispatch horizon."""
-    from contentq.rules import fire_due_rules
-
     stamp = current or now()
     rules = fire_due_rules(runtime, stamp)
     horizon = stamp + timedelta(seconds=DISPATCH_AHEAD_SECONDS)

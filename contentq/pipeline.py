@@ -16,8 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from contentq.clock import iso, now, parse
+from contentq.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
 from contentq.errors import ConfigError, ContentqError
-from contentq.routes import Route, RoutesConfig, load_routes
+from contentq.routes import Route
+from contentq.runtime.config import route_of
 from contentq.runtime.context import Runtime
 from contentq.schedule import earliest_for, next_free_slot
 from contentq.store import Store
@@ -28,22 +30,6 @@ log = logging.getLogger("contentq.pipeline")
 
 SCHEDULABLE = ("rewritten", "awaiting_approval")
 """States a post is scheduled from (approval, or no approval needed)."""
-
-
-def routes_config(runtime: Runtime) -> RoutesConfig:
-    """The routes file, re-read when it changes (workers live long; operators edit contentq.toml)."""
-    path = runtime.settings.config_path
-    stamp = path.stat().st_mtime_ns if path.exists() else None
-    cached = runtime.services.get("routes_config")
-    if cached is not None and cached[0] == (str(path), stamp):
-        return cached[1]
-    config = load_routes(path, required=True)
-    runtime.services["routes_config"] = ((str(path), stamp), config)
-    return config
-
-
-def route_of(runtime: Runtime, name: str) -> Route:
-    return routes_config(runtime).get(name)
 
 
 def _has_image(runtime: Runtime, post_id: int) -> bool:
@@ -145,8 +131,6 @@ def schedule_post(
 ) -> datetime | None:
     """Give the post its slot (the next free one, or `at`) in one write transaction; None if its state
     was not one of `from_states`. A slot within the dispatch horizon is handed to the publish queue now."""
-    from contentq.dispatch import DISPATCH_AHEAD_SECONDS, dispatch_post
-
     store = runtime.store
     states = list(from_states)
     with store.transaction():
@@ -193,8 +177,6 @@ def reject(runtime: Runtime, post_id: int, reason: str | None = None) -> dict[st
     post = get_post(runtime.store, post_id)
     if post["state"] not in REJECTABLE:
         raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be rejected")
-    from contentq.dispatch import cancel_publish_job
-
     cancel_publish_job(runtime, post_id)
     if not transition(
         runtime.store, post_id, REJECTABLE, "rejected", state_reason=reason or "rejected by the operator"
@@ -208,8 +190,6 @@ def unschedule(runtime: Runtime, post_id: int) -> dict[str, Any]:
     post = get_post(runtime.store, post_id)
     if post["state"] != "scheduled":
         raise ContentqError(f"post {post_id} is {post['state']}, not scheduled")
-    from contentq.dispatch import cancel_publish_job
-
     cancel_publish_job(runtime, post_id)
     if not transition(
         runtime.store, post_id, "scheduled", "awaiting_approval",
@@ -251,8 +231,6 @@ def reschedule_at(runtime: Runtime, post_id: int, at: datetime) -> datetime:
         raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be scheduled")
     if post["state"] == "rewritten" and post["rewrite_html"] is None:
         raise ContentqError(f"post {post_id} has no rewrite yet")
-    from contentq.dispatch import cancel_publish_job
-
     cancel_publish_job(runtime, post_id)
     slot = schedule_post(runtime, post_id, from_states=states, at=at)
     if slot is None:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ConfigError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -149,6 +150,12 @@ class Route(_Strict):
     """Telegram HTML added to a forwarded post, with {name} and {link} of its origin; empty: no credit."""
     strip_footer: bool = True  # strip the donor's learned footer/header before filters and dedup
     footer_patterns: list[str] = []  # more lines to strip at a post's ends: a literal line, or "re:<regex>"
+    on_donor_edit: Literal["rewrite", "ignore", "edit_published"] = "rewrite"
+    """A donor edit seen by `contentq listen`: update the post and rewrite it again (rewrite), also edit our
+    published message (edit_published), or keep the post as first collected (ignore)."""
+    on_donor_delete: Literal["cancel", "delete_published"] = "cancel"
+    """A donor deletion seen by `contentq listen`: cancel the post if not yet published (cancel), and also
+    delete our published message (delete_published)."""
 
     @field_validator("forward_credit")
     @classmethod
@@ -214,15 +221,6 @@ class RoutesConfig(BaseModel):
             for source in route.sources:
                 seen.append((normalize_channel_ref(source), route))
         return seen
-
-
-def normalize_channel_ref(ref: str) -> str:
-    """'https://t.me/Foo', 't.me/foo', '@Foo' and 'foo' are one channel: '@foo'. Numeric ids stay."""
-    ref = ref.strip()
-    ref = re.sub(r"^(https?://)?(www\.)?(t|telegram)\.me/", "", ref)
-    if ref.lstrip("-").isdigit():
-        return ref
-    return "@" + ref.lstrip("@").lower()
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -16,9 +16,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contentq.clock import iso, now, parse
+from contentq.rewrite.base import RewriteTask
+from contentq.rewrite.output import InvalidOutputError, ModelRefusalError
+from contentq.rewrite.prompt import TAGS_HELP, examples_message
 from contentq.routes import Generate, Route
+from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
+from contentq.runtime.tracking import enqueue
 from contentq.schedule import local_times
+from contentq.store.posts import get_post
 
 log = logging.getLogger("contentq.rules")
 
@@ -38,8 +44,6 @@ def _is_rule_time(gen: Generate, instant: datetime) -> bool:
 
 
 def rule_routes(runtime: Runtime) -> list[Route]:
-    from contentq.pipeline import routes_config
-
     return [r for r in routes_config(runtime).routes.values() if r.generate is not None]
 
 
@@ -64,8 +68,6 @@ def sync_rules(runtime: Runtime, current: datetime) -> None:
 
 def fire_due_rules(runtime: Runtime, current: datetime | None = None) -> list[dict[str, Any]]:
     """Enqueue a generate job for each rule whose next_run_at has come; each due time fires once."""
-    from contentq.runtime.tracking import enqueue
-
     stamp = current or now()
     sync_rules(runtime, stamp)
     store = runtime.store
@@ -150,8 +152,6 @@ def record_outcome(runtime: Runtime, route: str, *, error: str | None) -> None:
 
 def rule_post(runtime: Runtime, route: Route, due: datetime) -> dict[str, Any]:
     """The post of this due time, created (state `rewriting`) on first call: a re-run reuses it."""
-    from contentq.store.posts import get_post
-
     source = SOURCE_PREFIX + route.name
     stamp = iso()
     with runtime.store.transaction() as conn:
@@ -167,8 +167,7 @@ def rule_post(runtime: Runtime, route: Route, due: datetime) -> dict[str, Any]:
 
 
 def generation_messages(runtime: Runtime, route: Route, due: datetime, limit: int) -> list[dict[str, Any]]:
-    from contentq.rewrite.core import style_examples
-    from contentq.rewrite.prompt import TAGS_HELP, examples_message
+    from contentq.rewrite.core import style_examples  # the OpenAI SDK: see write_original
 
     gen = route.generate
     assert gen is not None
@@ -202,53 +201,31 @@ def generation_messages(runtime: Runtime, route: Route, due: datetime, limit: in
 
 
 def write_original(runtime: Runtime, route: Route, post_id: int, due: datetime, reporter: Any) -> dict[str, Any]:
-    """Ask the LLM for an original post on the rule's topic; returns html, title, image_prompt (or skip)."""
-    from contentq.integrations.llm import build_llm_client, json_schema_format
-    from contentq.rewrite.finalize import finalize_html
-    from contentq.rewrite.output import OUTPUT_SCHEMA, SCHEMA_NAME, InvalidOutputError, parse_output
-    from contentq.rewrite.prompt import correction_message
-    from contentq.rewrite.usage import record_usage
+    """Ask the LLM for an original post on the rule's topic, through the LLM rewriter's loop (invalid answers
+    corrected, usage recorded, links and length validated); returns html, title, image_prompt (or skip)."""
+    # The OpenAI SDK is loaded only where a post is written (dispatch and the CLI import this module).
+    from contentq.integrations.llm import build_llm_client
+    from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter
 
     settings = runtime.settings
     limit = settings.caption_limit if route.images != "none" else settings.text_limit
-    client = runtime.service("llm", build_llm_client)
-    messages = generation_messages(runtime, route, due, limit)
-    response_format = json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA)
-    attempts = 3
-    for attempt in range(1, attempts + 1):
-        completion = client.complete(messages, response_format=response_format, log=reporter)
-        record_usage(
-            runtime.store, settings, post_id=post_id, route=route.name, job_id=getattr(reporter, "job_id", None),
-            model=completion.model, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
-        )  # fmt: skip
-        if completion.refusal:
-            return {"skip": f"the model refused: {completion.refusal}"}
-        try:
-            output = parse_output(completion.content)
-            if output.skip:
-                return {"skip": output.skip_reason or "the model declined the topic"}
-            cut = limit if route.long_text == "truncate" else None  # under split a long text is sent in parts
-            final = finalize_html(output.text, permitted_links=route.allowed_links, limit=cut)
-            if not final.html.strip():
-                raise InvalidOutputError("the text is empty once links that are not allowed are removed")
-        except InvalidOutputError as exc:
-            reporter.log("invalid_output", f"attempt {attempt}/{attempts}: {exc}", level="warning")
-            if attempt == attempts:
-                raise
-            messages = [
-                *messages,
-                {"role": "assistant", "content": completion.content or ""},
-                correction_message(str(exc)),
-            ]
-            continue
-        for note in final.notes:
-            reporter.log("validated", note, level="warning")
-        return {
-            "html": final.html,
-            "title": output.title,
-            "image_prompt": output.image_prompt,
-            "truncated": final.truncated,
-            "tokens_in": completion.tokens_in,
-            "tokens_out": completion.tokens_out,
-        }
-    raise AssertionError("unreachable")  # pragma: no cover
+    task = RewriteTask(
+        post_id=post_id, route=route, donor_html="", limit=limit, job_id=getattr(reporter, "job_id", None)
+    )
+    rewriter = LLMRewriter(runtime.service("llm", build_llm_client), settings, runtime.store)
+    try:
+        result = rewriter.complete(task, generation_messages(runtime, route, due, limit), reporter)
+    except ModelRefusalError as exc:
+        return {"skip": str(exc)}
+    except InvalidModelOutputError as exc:
+        raise InvalidOutputError(str(exc)) from None  # the generate job fails the rule's post on it
+    if result.skip_reason is not None:
+        return {"skip": result.skip_reason}
+    return {
+        "html": result.html,
+        "title": result.title,
+        "image_prompt": result.image_prompt,
+        "truncated": result.truncated,
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
+    }

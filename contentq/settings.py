@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     collect_max_media_mb: int = Field(
         50, ge=0, le=4096, description="Larger donor media are recorded without downloading (0 = any)."
     )
+    listen_alert_after: int = Field(
+        300, ge=1, le=7 * DAY, description="Seconds a listener may be disconnected before the admin is told."
+    )
+    listen_heartbeat: int = Field(
+        5, ge=1, le=3600, description="Seconds between a listener's heartbeats (health: 3 missed = down)."
+    )
     tg_gateway: str | None = Field(
         None, description="'module:factory' building the Telegram gateway instead of Telethon (benches, demos)."
     )

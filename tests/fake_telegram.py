@@ -9,9 +9,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import queue
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from telethon import errors
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
+    ListenUpdate,
     MediaInfo,
     OutgoingPart,
     ResolvedChannel,
@@ -63,6 +66,9 @@ class FakeTelegram:
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1000))
     _groups: itertools.count = field(default_factory=lambda: itertools.count(5_000_000))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    edits: list[tuple[str, int, str]] = field(default_factory=list)  # (target, message id, html) per edit call
+    live_connected: bool = True  # the live update stream (listen); messages injected while down are not pushed
+    _live: queue.Queue[ListenUpdate | None] = field(default_factory=queue.Queue)
 
     # Scripting ---------------------------------------------------------------------------------
 
@@ -222,6 +228,92 @@ class FakeTelegram:
 
     def close(self) -> None:
         self.connected = False
+
+    def edit_message(self, target: ResolvedChannel, message_id: int, html: str) -> None:
+        self._maybe_fail("edit_message", (target.ref, message_id))
+        for message in self.sent:
+            if message.target == target.ref and message.message_id == message_id and not message.deleted:
+                if message.html == html:
+                    return  # like the Telethon gateway: the same text is no change, not an error
+                message.html = html
+                self.edits.append((target.ref, message_id, html))
+                self._maybe_fail_after("edit_message")
+                return
+        raise errors.MessageIdInvalidError(request=None)
+
+    def listen(self, channels: list[ResolvedChannel], *, tick: float = 1.0) -> Iterator[ListenUpdate]:
+        self._maybe_fail("listen", [c.ref for c in channels])
+        wanted = {c.id for c in channels}
+        yield ListenUpdate("connected", received_at=time.time())
+        while True:
+            try:
+                update = self._live.get(timeout=tick)
+            except queue.Empty:
+                yield ListenUpdate("idle", received_at=time.time())
+                continue
+            if update is None:  # close()
+                return
+            if update.channel_id is None or update.channel_id in wanted:
+                yield update
+
+    # Live updates (listen) ---------------------------------------------------------------------
+
+    def _push(self, ref: str, kind: str, messages: list[FetchedMessage] = (), deleted: list[int] = ()) -> None:  # type: ignore[assignment]
+        if self.live_connected:
+            cid = self.channels[normalize_channel_ref(ref)].id
+            self._live.put(ListenUpdate(kind, cid, tuple(messages), tuple(deleted), received_at=time.time()))  # type: ignore[arg-type]
+
+    def inject_message(self, ref: str, msg_id: int, html: str = "", **options: Any) -> FetchedMessage:
+        """A new donor message: fetchable at once, and delivered live unless the connection is down."""
+        message = self.add_message(ref, msg_id, html, **options)
+        self._push(ref, "new", [message])
+        return message
+
+    def inject_album(
+        self, ref: str, msg_ids: list[int], caption: str = "", *, separate: bool = False, grouped_id: int | None = None
+    ) -> list[FetchedMessage]:
+        """An album of photos (the caption on the first): one `album` update, or with separate=True one `new`
+        update per item sharing the grouped_id (as Telegram delivers them before grouping)."""
+        gid = grouped_id or next(self._groups)
+        items = [
+            self.add_message(ref, mid, caption if i == 0 else "", grouped_id=gid,
+                             media=MediaInfo("photo", "image/jpeg", 1000 + i, 800, 600))
+            for i, mid in enumerate(msg_ids)
+        ]  # fmt: skip
+        if separate:
+            for item in items:
+                self._push(ref, "new", [item])
+        else:
+            self._push(ref, "album", items)
+        return items
+
+    def inject_edit(self, ref: str, msg_id: int, html: str) -> FetchedMessage:
+        """The donor edits a message's text."""
+        ref = normalize_channel_ref(ref)
+        old = next(m for m in self.messages[ref] if m.id == msg_id)
+        new = FetchedMessage(id=old.id, date=old.date, html=html, grouped_id=old.grouped_id, media=old.media,
+                             is_forward=old.is_forward)  # fmt: skip
+        self.messages[ref] = [new if m.id == msg_id else m for m in self.messages[ref]]
+        self._push(ref, "edit", [new])
+        return new
+
+    def inject_delete(self, ref: str, msg_ids: list[int]) -> None:
+        """The donor deletes messages."""
+        ref = normalize_channel_ref(ref)
+        self.messages[ref] = [m for m in self.messages[ref] if m.id not in msg_ids]
+        self._push(ref, "delete", deleted=msg_ids)
+
+    def drop_connection(self, detail: str = "connection reset by peer") -> None:
+        """The live connection is lost: updates stop until restore_connection()."""
+        self._live.put(ListenUpdate("disconnected", received_at=time.time(), detail=detail))
+        self.live_connected = False
+
+    def restore_connection(self) -> None:
+        self.live_connected = True
+        self._live.put(ListenUpdate("connected", received_at=time.time()))
+
+    def stop_listening(self) -> None:
+        self._live.put(None)
 
     # Inspection --------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from contentq.collect import ForegroundContext
 from contentq.content.filters import PostFacts, advertisement
 from contentq.content.footer import Footer, Patterns, learn, strip
 from contentq.errors import ConfigError
-from contentq.integrations.export import import_export
+from contentq.imports import import_export
 from contentq.routes import parse_routes
 from contentq.store.footers import load_footer
 from tests.fake_telegram import FakeTelegram

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from contentq.cli.app import app
 from contentq.collect import ForegroundContext
-from contentq.integrations.export import ExportError, import_export, read_export, text_to_html
+from contentq.imports import import_export
+from contentq.integrations.export import ExportError, read_export, text_to_html
 
 ASSETS = Path(__file__).parent / "assets"
 BASIC = ASSETS / "export_basic" / "result.json"
@@ -147,7 +148,7 @@ def test_media_files_are_copied_before_the_write_transaction(routes, monkeypatch
     """Copying an export's files must not hold the database's write lock (collect jobs would wait)."""
     import sqlite3
 
-    import contentq.integrations.export as export
+    import contentq.imports as export
 
     real = export.store_file
     locked: list[bool] = []
@@ -170,7 +171,7 @@ def test_media_files_are_copied_before_the_write_transaction(routes, monkeypatch
 
 
 def test_a_database_failure_after_the_files_are_copied_imports_no_row(routes, monkeypatch):
-    import contentq.integrations.export as export
+    import contentq.imports as export
 
     def broken(*args, **kw):
         raise RuntimeError("boom")
@@ -193,7 +194,7 @@ def test_malformed_export_names_the_message_and_imports_nothing(routes):
 
 
 def test_a_failure_while_storing_rolls_the_whole_import_back(routes, monkeypatch):
-    import contentq.integrations.export as export
+    import contentq.imports as export
 
     calls = {"n": 0}
     real = export.store_file

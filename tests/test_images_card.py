@@ -11,7 +11,7 @@ from PIL import Image, ImageChops
 
 from contentq.errors import ConfigError
 from contentq.images.card import CardRenderer, CardStyle, card_text_for_post, first_sentence
-from contentq.images.generator import ImageFatalError, verify_raster
+from contentq.integrations.image_generator import ImageFatalError, verify_raster
 
 STYLE = CardStyle(width=1280, height=720, background="#1e293b", foreground="#f8fafc", accent="#38bdf8")
 

@@ -19,8 +19,8 @@ from PIL import Image
 
 from contentq import pipeline
 from contentq.clock import iso
-from contentq.images.generator import ContentPolicyError, NotAnImageError
 from contentq.images.service import request_image
+from contentq.integrations.image_generator import ContentPolicyError, NotAnImageError
 from contentq.integrations.images_openai import OpenAIImageGenerator, request_params
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import Settings, load_settings
@@ -297,7 +297,7 @@ def test_svg_answer_fails_the_job_without_retrying(home: Path, llmock_server: LL
 
 def test_openai_without_a_prompt_or_key_is_refused_before_queueing(home: Path, image_api: ImageAPI):
     from contentq.errors import ConfigError
-    from contentq.images.generator import ImageFatalError
+    from contentq.integrations.image_generator import ImageFatalError
 
     rt = runtime_for(home, image_api.base_url)
     try:

@@ -18,8 +18,8 @@ from contentq import pipeline
 from contentq.cli.app import app
 from contentq.clock import iso, now
 from contentq.errors import ContentqError
-from contentq.images.generator import GeneratedImage
 from contentq.images.store import prune_images, save_generated
+from contentq.integrations.image_generator import GeneratedImage
 from contentq.media import store_bytes
 from contentq.runtime.context import Runtime
 from contentq.store.jobs import get_job, job_events

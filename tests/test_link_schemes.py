@@ -8,10 +8,10 @@ from telethon.tl import types as tl
 
 from contentq.content.html import normalize_html, parse_html, safe_href
 from contentq.integrations.export import text_to_html
-from contentq.integrations.outbox import write_outbox
 from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities
 from contentq.integrations.telegram.gateway import OutgoingPart
-from contentq.publish import Rendered
+from contentq.publish.outbox import write_outbox
+from contentq.publish.render import Rendered
 from contentq.rewrite.base import RewriteTask
 from contentq.rewrite.clean import CopyRewriter
 from contentq.routes import Route
@@ -99,4 +99,4 @@ def test_the_outbox_page_links_nothing_hostile(settings) -> None:  # type: ignor
     rendered = Rendered(html=html, parts=[OutgoingPart(html=html)])
     folder = write_outbox(settings, {"id": 7, "title": None}, route, rendered, dry_run=True)
     page = (folder / "post.html").read_text(encoding="utf-8")
-    assert "javascript:" not in page and '<a href="https://ok.example">ok</a>' in page
+    assert "javascript:" not in page and 'href="https://ok.example"' in page and "Hello you" in page

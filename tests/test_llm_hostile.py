@@ -14,7 +14,7 @@ import pytest
 
 from contentq import pipeline
 from contentq.clock import now, parse
-from contentq.ops.breakers import llm_breaker_state
+from contentq.integrations.breakers import llm_breaker_state
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue
 from contentq.runtime.worker import run_worker

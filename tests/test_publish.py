@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from contentq.cli.app import app
 from contentq.clock import iso, now, parse
 from contentq.dispatch import dispatch
-from contentq.publish import publish_post, random_id_for, sends_of
+from contentq.publish.core import publish_post
+from contentq.publish.ledger import random_id_for, sends_of
 from contentq.runtime.context import FatalJobError, Reschedule, Runtime, set_process_runtime
 from contentq.runtime.worker import run_worker
 from contentq.settings import get_settings, load_settings
@@ -334,7 +335,7 @@ def test_outbox_publisher_writes_html_media_and_metadata(prt, home):
         }
     ]
     page = (folder / "post.html").read_text()
-    assert "Two <i>photos</i>" in page and 'src="02-photo.jpg"' in page
+    assert "Two <i>photos</i>" in page and 'href="02-photo.jpg"' in page and 'class="tg-album"' in page
 
 
 def test_dry_run_renders_to_the_outbox_without_touching_the_post(prt):
@@ -520,7 +521,7 @@ def test_a_job_killed_by_its_timeout_mid_send_is_settled_not_sent_twice(prt):
 
 
 def test_an_outbox_write_failing_on_the_last_attempt_fails_the_post(prt, home, monkeypatch):
-    import contentq.integrations.outbox as outbox
+    import contentq.publish.drivers as drivers
 
     write_config(home, route_toml(extra='publisher = "outbox"'))
     post_id = scheduled_post(prt, "To the outbox")
@@ -528,7 +529,7 @@ def test_an_outbox_write_failing_on_the_last_attempt_fails_the_post(prt, home, m
     def broken(*args: object, **kw: object) -> Path:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(outbox, "write_outbox", broken)
+    monkeypatch.setattr(drivers, "write_outbox", broken)
     with pytest.raises(FatalJobError):
         publish_post(prt, post_id)
     post = get_post(prt.store, post_id)

@@ -19,8 +19,8 @@ from contentq.collect import ForegroundContext
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
 from contentq.content.utf16 import utf16_len
 from contentq.dispatch import dispatch
-from contentq.integrations.export import import_export
-from contentq.publish import random_id_for, sends_of
+from contentq.imports import import_export
+from contentq.publish.ledger import random_id_for, sends_of
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue
 from contentq.settings import get_settings, load_settings
@@ -176,7 +176,7 @@ def test_outbox_shows_each_part_as_its_own_message(prt, home):
     assert total >= 2 and all(p["kind"] == "text" and p["length"] <= 4096 for p in parts)
     assert [p["html"].rsplit("\n\n", 1)[1] for p in parts] == [f"{n}/{total}" for n in range(1, total + 1)]
     assert_parts([p["html"].rsplit("\n\n", 1)[0] for p in parts], html)
-    assert (folder / "post.html").read_text().count('<div class="part">') == total
+    assert (folder / "post.html").read_text().count('class="tg-message"') == total
 
 
 def test_truncate_cuts_with_an_ellipsis_and_says_so_on_the_post(prt, home):

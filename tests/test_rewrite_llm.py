@@ -390,7 +390,7 @@ def test_text_limit_cuts_nested_formatting_from_the_model_under_truncate(llm_rt,
 
 
 def test_images_route_enqueues_imagegen_when_that_kind_exists(home, llmock, rewritten_calls, monkeypatch):
-    from contentq.jobs import KINDS, Kind
+    from contentq.runtime.kinds import KINDS, Kind
 
     monkeypatch.setitem(KINDS, "imagegen", KINDS.get("imagegen") or Kind("imagegen", "tests.jobfuncs:ok", "imagegen"))
     write_routes(home, images="optional", image_backend="openai")
@@ -497,7 +497,7 @@ def test_a_slow_endpoint_is_cut_off_before_the_job_timeout_so_the_job_fails_clea
 
 
 def test_breaker_cool_down_counts_from_the_exact_opening_time(settings, rt):
-    from contentq.ops.breakers import llm_breaker_state
+    from contentq.integrations.breakers import llm_breaker_state
 
     rt.redis.mset(
         {

@@ -145,3 +145,24 @@ def test_changed_times_move_the_next_run(grt, home):
     write_config(home, route_toml("tips", sources="[]", generate=GENERATE.replace('["08:00"]', '["07:30", "19:00"]')))
     dispatch(grt, current=DAY)
     assert rule(grt)["next_run_at"] == iso(DAY.replace(hour=7, minute=30))
+
+
+def test_a_rule_post_goes_through_the_rewriters_loop(grt, llmock):
+    # An invalid answer is kept in the job log and the admin told a retry follows, as for a rewrite; the
+    # answer that follows is written, and both calls are billed to the post.
+    dispatch(grt, current=DAY)
+    dispatch(grt, current=DAY.replace(hour=9))
+    llmock.reply("Sure! Here is a tip: use du")  # not JSON
+    llmock.reply(answer("Use <code>df -h</code> to see free space."))
+    drain(grt, "rewrite")
+    (post,) = generated_posts(grt)
+    assert post["state"] == "awaiting_approval"
+    assert post["rewrite_html"] == "Use <code>df -h</code> to see free space."
+    job = grt.store.one("SELECT id FROM jobs WHERE kind = 'generate'")
+    assert job is not None
+    invalid = grt.store.one(
+        "SELECT * FROM job_events WHERE job_id = ? AND event = 'invalid_output'", (job["id"],)
+    )
+    assert invalid is not None and "Sure! Here is a tip" in invalid["data"]
+    assert any("the model returned invalid output (attempt 2/3)" in n["message"] for n in notifications(grt))
+    assert grt.store.scalar("SELECT COUNT(*) FROM usage WHERE post_id = ?", (post["id"],)) == 2

@@ -16,6 +16,7 @@ from contentq import schedule as schedule_module
 from contentq.cli.app import app
 from contentq.clock import iso, parse
 from contentq.errors import ContentqError
+from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import parse_at
 from contentq.store.posts import get_post
@@ -149,7 +150,7 @@ def test_no_slot_at_all_is_a_clear_error(rt, home, monkeypatch):
     # max_per_day = 0 (no slot ever) is refused when the routes are read; a full horizon is the remaining case.
     write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 0'))
     with pytest.raises(ContentqError, match=r"schedule.max_per_day: Input should be greater than or equal to 1"):
-        pipeline.routes_config(rt)
+        routes_config(rt)
     write_config(home, route_toml(schedule='slots = ["09:00"]\nmax_per_day = 1'))
     monkeypatch.setattr(schedule_module, "local_times", functools.partial(schedule_module.local_times, horizon_days=3))
     post_ids = [add_post(rt) for _ in range(6)]

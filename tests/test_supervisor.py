@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,9 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
     assert programs == ["contentq-redis", "contentq-telegram", "contentq-rewrite", "contentq-imagegen",
-                        "contentq-maintenance"]  # fmt: skip
+                        "contentq-maintenance", "contentq-listen", "contentq-web"]  # fmt: skip
+    listen = conf["program:contentq-listen"]
+    assert listen["command"] == "/venv/bin/python -m contentq listen" and "numprocs" not in listen
     rewrite = conf["program:contentq-rewrite"]
     assert rewrite["numprocs"] == "3"
     assert rewrite["command"] == "/venv/bin/python -m contentq worker rewrite"
@@ -58,6 +61,11 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in rewrite["environment"]
     assert f'CONTENTQ_HOME="{home}"' in rewrite["environment"]
     assert rewrite["stdout_logfile"].startswith(str(home / "logs"))
+    # The panel: after the workers, on the supervised Valkey, never a server of its own.
+    web = conf["program:contentq-web"]
+    assert web["command"] == "/venv/bin/python -m contentq web"
+    assert int(web["priority"]) > int(rewrite["priority"])
+    assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in web["environment"]
 
 
 def test_external_redis_means_no_redis_program_and_no_password_in_the_file(home: Path) -> None:
@@ -109,7 +117,11 @@ def _states(conf: Path) -> dict[str, str]:
 
 
 def _run_supervisord(settings: Settings, tmp_path: Path) -> tuple[Path, subprocess.Popen[bytes]]:
-    conf = sv.write(settings, tmp_path / "supervisord.conf", standalone=True, extra_env={"PYTHONPATH": str(REPO)})
+    with socket.socket() as probe:  # the panel on a free port: never a clash with another run's 8700
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    extra = {"PYTHONPATH": str(REPO), "CONTENTQ_WEB_PORT": str(port)}
+    conf = sv.write(settings, tmp_path / "supervisord.conf", standalone=True, extra_env=extra)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTQ_")}
     proc = subprocess.Popen([str(SUPERVISORD), "-n", "-c", str(conf)], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -132,7 +144,8 @@ def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_pat
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
         expected = {"contentq:contentq-telegram-0", "contentq:contentq-rewrite-0", "contentq:contentq-rewrite-1",
-                    "contentq:contentq-imagegen-0", "contentq:contentq-maintenance-0"}  # fmt: skip
+                    "contentq:contentq-imagegen-0", "contentq:contentq-maintenance-0",
+                    "contentq:contentq-listen", "contentq:contentq-web"}  # fmt: skip
         wait_for(lambda: _states(conf) == dict.fromkeys(expected, "RUNNING"), timeout=60,
                  what=f"every worker RUNNING (log: {home / 'logs'})")  # fmt: skip
         conn = connect(settings)
@@ -168,7 +181,8 @@ def test_supervisord_runs_the_embedded_valkey_first(
     server = EmbeddedServer(settings.redis_dir)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 5, timeout=60,
+        # Valkey, telegram, rewrite, imagegen, maintenance, listen, web
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 7, timeout=60,
                  what=f"Valkey and the workers RUNNING (log: {home / 'logs'})")  # fmt: skip
         assert "contentq:contentq-redis" in _states(conf)
         # RUNNING means "up for startsecs"; the interpreter may still be importing before it execs Valkey.
@@ -179,7 +193,9 @@ def test_supervisord_runs_the_embedded_valkey_first(
         wait_for(lambda: len(Worker.all(connection=conn)) == 4, 30, what="4 workers on the embedded Valkey")
 
         # Valkey killed: supervisor starts it again, and the workers wait for it instead of exiting.
-        workers_before = {name: _ctl(conf, "pid", name).strip() for name in _states(conf) if "redis" not in name}
+        workers_before = {
+            name: _ctl(conf, "pid", name).strip() for name in _states(conf) if "redis" not in name
+        }  # web too
         old_pid = server.pid()
         assert old_pid
         os.kill(old_pid, signal.SIGKILL)

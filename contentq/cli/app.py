@@ -17,6 +17,7 @@ from contentq.cli import collect as collect_cli
 from contentq.cli import db as db_cli
 from contentq.cli import images as images_cli
 from contentq.cli import jobs as jobs_cli
+from contentq.cli import listen as listen_cli
 from contentq.cli import ops as ops_cli
 from contentq.cli import posts as posts_cli
 from contentq.cli import publish as publish_cli
@@ -24,6 +25,7 @@ from contentq.cli import queue as queue_cli
 from contentq.cli import redis_server as redis_cli
 from contentq.cli import rewrite as rewrite_cli
 from contentq.cli import schedule as schedule_cli
+from contentq.cli import web as web_cli
 from contentq.cli import worker as worker_cli
 from contentq.cli.common import reset_runtime
 from contentq.cli.render import error
@@ -83,6 +85,7 @@ app.command(name="login")(collect_cli.login)
 app.add_typer(collect_cli.sources_app, name="sources")
 app.command(name="collect")(collect_cli.collect)
 app.command(name="import")(collect_cli.import_)
+app.command(name="listen")(listen_cli.listen)
 app.add_typer(posts_cli.app, name="posts")
 app.add_typer(schedule_cli.app, name="schedule")
 app.command(name="unschedule")(schedule_cli.unschedule)
@@ -100,6 +103,7 @@ app.command(name="stats")(ops_cli.stats)
 app.command(name="doctor")(ops_cli.doctor)
 app.command(name="health")(ops_cli.health)
 app.command(name="demo")(ops_cli.demo)
+app.add_typer(web_cli.app, name="web")
 
 
 _state: dict[str, bool] = {"debug": False}

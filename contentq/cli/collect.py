@@ -219,7 +219,7 @@ def import_(
 ) -> None:
     """Import a channel export through dedup and filters; all or nothing. Accepted posts go to rewrite."""
     from contentq.collect import ForegroundContext
-    from contentq.integrations.export import import_export
+    from contentq.imports import import_export
 
     rt = runtime()
     ctx = ForegroundContext(rt)

@@ -8,11 +8,11 @@ import typer
 
 from contentq.runtime.context import Runtime
 from contentq.settings import get_settings
+from contentq.store.db import SQLITE_INT_MAX
+
+__all__ = ["SQLITE_INT_MAX"]  # re-exported: every CLI module bounds ids with it
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-SQLITE_INT_MAX = 2**63 - 1
-"""SQLite integers are signed 64-bit: a larger id names no row and would overflow the driver."""
 
 LIMIT_MAX = 1_000_000
 """The largest --limit a listing accepts (SQLite takes at most SQLITE_INT_MAX; nobody reads more)."""

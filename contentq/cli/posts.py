@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import Annotated, Any
 
 import click
@@ -11,28 +9,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from contentq import pipeline
+from contentq import posts
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
 from contentq.cli.render import console, details, ok, print_json, table, terminal_safe
-from contentq.clock import iso
-from contentq.content.html import html_to_text, validate_html, visible_len_utf16
-from contentq.content.split import split_html
-from contentq.errors import ContentqError
-from contentq.store.posts import STATES, get_post
+from contentq.content.html import html_to_text, visible_len_utf16
+from contentq.posts import post_json
+from contentq.store.posts import STATES
 
 app = typer.Typer(help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
-
-EDITABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
-"""States whose text can still be edited."""
-
-
-def post_json(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if not isinstance(v, bytes | bytearray)}
-    for key in ("message_ids", "source_msg_ids"):
-        if isinstance(out.get(key), str):
-            with contextlib.suppress(ValueError):
-                out[key] = json.loads(out[key])
-    return out
 
 
 def _snippet(row: dict[str, Any], width: int = 50) -> str:
@@ -49,17 +33,7 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List posts, newest first."""
-    if state is not None and state not in STATES:
-        raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
-    where, params = [], []
-    if state:
-        where.append("state = ?")
-        params.append(state)
-    if route:
-        where.append("route = ?")
-        params.append(route)
-    sql = "SELECT * FROM posts" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?"
-    rows = runtime().store.query(sql, [*params, limit])
+    rows = posts.list_posts(runtime(), state=state, route=route, limit=limit)
     if as_json:
         print_json([post_json(r) for r in rows])
         return
@@ -75,16 +49,10 @@ def list_(
 @app.command()
 def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
     """Show a post: its state and times, and the original next to the rewrite."""
-    from contentq.publish import sends_of  # imports Telethon: not at CLI start
-
-    rt = runtime()
-    post = get_post(rt.store, post_id)
-    media = rt.store.query(
-        "SELECT id, origin, kind, path, mime, size FROM media WHERE post_id = ? ORDER BY origin, position", (post_id,)
-    )
-    sends = sends_of(rt.store, post_id)
+    shown = posts.post_details(runtime(), post_id)
+    post, media, sends = shown.post, shown.media, shown.sends
     if as_json:
-        print_json({**post_json(post), "media": media, "sends": sends})
+        print_json(shown.as_json())
         return
     info = {
         k: post[k]
@@ -114,10 +82,7 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
     if post.get("original_html"):
         info["donor footer"] = "stripped (the text as posted: `posts show --json`, original_html)"
     details(info, title=f"post {post_id}")
-    original = post["text_html"] or ""
-    if (post["source"] or "").startswith("generate:"):
-        route = pipeline.routes_config(rt).routes.get(post["route"])
-        original = f"(written by the LLM on the topic: {route.generate.topic if route and route.generate else '?'})"
+    original = shown.original
     side = Table(show_lines=True, header_style="bold", expand=True)
     side.add_column(f"original ({visible_len_utf16(post['text_html'] or '')} chars)", ratio=1, overflow="fold")
     rewrite = post["rewrite_html"]
@@ -137,8 +102,8 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
 @app.command()
 def approve(post_id: PostIdArg) -> None:
     """Approve a post awaiting approval: it takes the next free slot of its route."""
-    slot = pipeline.approve(runtime(), post_id)
-    ok(f"post {post_id} approved, scheduled for {iso(slot)}")
+    result = posts.approve(runtime(), post_id)
+    ok(f"post {post_id} approved, scheduled for {result['scheduled_at']}")
 
 
 @app.command()
@@ -147,7 +112,7 @@ def reject(
     reason: Annotated[str | None, typer.Option(help="Why (kept on the post).")] = None,
 ) -> None:
     """Reject a post that is not yet published: it is never published."""
-    pipeline.reject(runtime(), post_id, reason)
+    posts.reject(runtime(), post_id, reason)
     ok(f"post {post_id} rejected")
 
 
@@ -155,49 +120,10 @@ def reject(
 def edit(post_id: PostIdArg) -> None:
     """Edit a post's text (Telegram HTML) in $EDITOR; the result is validated before it is saved."""
     rt = runtime()
-    post = get_post(rt.store, post_id)
-    if post["state"] not in EDITABLE:
-        raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be edited")
-    pipeline.refuse_if_parts_out(rt.store, post_id, "edited")
-    current = post["rewrite_html"] if post["rewrite_html"] is not None else post["text_html"] or ""
+    current = posts.text_to_edit(rt, post_id)
     edited = click.edit(current, extension=".html", require_save=True)
     if edited is None:
         console.print("[dim]not saved: nothing changed[/dim]")
         return
-    edited = edited.rstrip("\n")
-    problems = validate_html(edited)
-    if problems:
-        raise ContentqError(
-            "the edited text is not valid Telegram HTML: "
-            + "; ".join(problems)
-            + f"; run `contentq posts edit {post_id}` again"
-        )
-    has_media = bool(rt.store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ?", (post_id,)))
-    limit = rt.settings.text_limit
-    length = visible_len_utf16(edited)
-    route = pipeline.routes_config(rt).routes.get(post["route"])
-    split = route is None or route.long_text == "split"
-    if length > limit and not split:
-        raise ContentqError(
-            f"the edited text is {length} characters, over Telegram's {limit}, and route {post['route']!r} has "
-            'long_text = "truncate"; shorten it, or set long_text = "split" to send it as several messages'
-        )
-    if not edited.strip() and not has_media:
-        raise ContentqError("the edited text is empty and the post has no media; use `contentq posts reject` instead")
-    states = ", ".join("?" for _ in EDITABLE)
-    cursor = rt.store.execute(
-        f"UPDATE posts SET rewrite_html = ?, updated_at = ? WHERE id = ? AND state IN ({states})"
-        f" AND ({pipeline.PARTS_OUT_SQL}) = 0",
-        (edited, iso(), post_id, *EDITABLE, post_id),
-    )
-    if cursor.rowcount != 1:
-        pipeline.refuse_if_parts_out(rt.store, post_id, "edited")
-        raise ContentqError(
-            f"post {post_id} changed state while you edited it; look at `contentq posts show {post_id}`"
-        )
-    note = ""
-    if has_media and length > rt.settings.caption_limit:
-        note = f" (over the caption limit of {rt.settings.caption_limit}: the text goes as its own message)"
-    if length > limit:
-        note += f" (over Telegram's {limit}: sent as {len(split_html(edited, limit))} messages)"
-    ok(f"post {post_id} saved, {length} characters{note}")
+    saved = posts.save_text(rt, post_id, edited.rstrip("\n"))
+    ok(f"post {post_id} saved, {saved['length']} characters{saved['note']}")

@@ -7,19 +7,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from contentq import pipeline
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
 from contentq.cli.render import console, ok, print_json, table
-from contentq.clock import iso, now
-from contentq.dispatch import cancel_publish_job, dispatch_post
 from contentq.dispatch import dispatch as run_dispatch
-from contentq.errors import ContentqError
 from contentq.rules import list_rules
-from contentq.runtime.context import FatalJobError, Reschedule
-from contentq.runtime.tracking import enqueue
-from contentq.store.posts import get_post
-
-PUBLISHABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
 
 
 class _CliReporter:
@@ -41,40 +32,17 @@ def publish(
     ] = False,
 ) -> None:
     """Publish a post now, skipping its slot and approval (through the publish queue unless --now)."""
-    from contentq.publish import dry_run, publish_post  # imports Telethon: not at CLI start
+    from contentq.publish.core import dry_run, publish_now  # imports Telethon: not at CLI start
 
     rt = runtime()
     if dry:
         folder = dry_run(rt, post_id)
         ok(f"post {post_id} rendered to {folder}")
         return
-    post = get_post(rt.store, post_id)
-    if post["state"] == "published":
-        raise ContentqError(f"post {post_id} is already published: {post['link']}")
-    if post["state"] == "publishing":
-        raise ContentqError(f"post {post_id} is being published; `contentq jobs list --kind publish` shows the job")
-    if post["state"] not in PUBLISHABLE or post["rewrite_html"] is None and post["state"] == "rewritten":
-        raise ContentqError(f"post {post_id} is {post['state']}; it cannot be published (yet)")
-    cancel_publish_job(rt, post_id)
-    if pipeline.schedule_post(rt, post_id, from_states=PUBLISHABLE, at=now(), dispatch=False) is None:
-        raise ContentqError(f"post {post_id} changed meanwhile; look at `contentq posts show {post_id}`")
+    result = publish_now(rt, post_id, in_process=now_, reporter=_CliReporter())
     if not now_:
-        job = dispatch_post(rt, post_id)
-        job_id = job["job"] if job else "?"
-        ok(f"post {post_id} queued for publishing (job {job_id}); a worker on the publish queue sends it")
+        ok(f"post {post_id} queued for publishing (job {result['job'] or '?'}); a worker on the publish queue sends it")
         return
-    rt.store.execute("UPDATE posts SET dispatched_at = ? WHERE id = ?", (iso(), post_id))
-    try:
-        result = publish_post(rt, post_id, _CliReporter(), force=True)
-    except Reschedule as wait:
-        job = enqueue(rt, "publish", str(post_id), {}, post_id=post_id, delay=wait.delay)
-        raise ContentqError(
-            f"not published yet: {wait.reason}; job {job['id']} publishes it in {wait.delay:.0f} s (needs a worker)"
-        ) from None
-    except FatalJobError as exc:
-        raise ContentqError(f"post {post_id} failed: {exc}") from None
-    if result.get("skipped"):
-        raise ContentqError(f"post {post_id} was not published: {result['skipped']}")
     ok(f"post {post_id} published: {result.get('link')}")
 
 

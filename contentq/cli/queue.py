@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import ok, print_json, table
+from contentq.integrations.breakers import status_extras
 from contentq.runtime import queues
-from contentq.runtime.context import Runtime
 from contentq.runtime.reconcile import reconcile as reconcile_jobs
 
 app = typer.Typer(help="Queues: status, pause, resume, reconcile.", no_args_is_help=True)
@@ -46,17 +45,6 @@ def status(as_json: JsonOpt = False) -> None:
     )  # fmt: skip
     for name, value in extra.items():
         typer.echo(f"{name}: {value}")
-
-
-def status_extras(rt: Runtime) -> dict[str, object]:
-    """Other components add lines to the status (the LLM circuit breaker, for one)."""
-    extras: dict[str, object] = {}
-    for provider in STATUS_PROVIDERS:
-        extras.update(provider(rt))
-    return extras
-
-
-STATUS_PROVIDERS: list[Callable[[Runtime], dict[str, object]]] = []
 
 
 @app.command()

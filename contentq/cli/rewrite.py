@@ -1,64 +1,20 @@
 """`contentq rewrite` (enqueue rewrite jobs) and `contentq usage` (LLM tokens and cost per day and route).
 
-Imported by every CLI run: nothing heavy at module level (the OpenAI SDK is never needed here; the breaker
-line of `contentq queue status` is read straight from Redis by `contentq.ops.breakers`).
+Imported by every CLI run: nothing heavy at module level (the OpenAI SDK is never needed here).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from contentq.cli import queue as queue_cli
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, print_json, table
 from contentq.clock import iso, now, parse_duration
-from contentq.errors import ContentqError, NotFoundError
-from contentq.ops.breakers import llm_breaker_status
+from contentq.errors import ContentqError
+from contentq.rewrite.enqueue import enqueue_rewrites
 from contentq.rewrite.usage import usage_summary, usage_totals
-from contentq.runtime.context import Runtime
-
-queue_cli.STATUS_PROVIDERS.append(llm_breaker_status)
-
-
-def enqueue_rewrites(rt: Runtime, post_ids: list[int], *, pending: bool, route: str | None) -> list[dict[str, Any]]:
-    """Enqueue a rewrite job per post; a post whose earlier rewrite failed is taken back to 'collected'.
-
-    Raises NotFoundError, before enqueuing anything, when one of `post_ids` does not exist.
-    """
-    from contentq.runtime.tracking import enqueue
-    from contentq.store.posts import transition
-
-    store = rt.store
-    ids = list(dict.fromkeys(post_ids))
-    missing = [i for i in ids if store.scalar("SELECT 1 FROM posts WHERE id = ?", (i,)) is None]
-    if missing:
-        which = ", ".join(str(i) for i in missing)
-        raise NotFoundError(
-            f"no post{'s' if len(missing) > 1 else ''} {which}; nothing was enqueued (`contentq posts list` shows ids)"
-        )
-    if pending:
-        sql = "SELECT id FROM posts WHERE state = 'collected'" + (" AND route = ?" if route else "") + " ORDER BY id"
-        ids += [row["id"] for row in store.query(sql, (route,) if route else ()) if row["id"] not in ids]
-    rows: list[dict[str, Any]] = []
-    for post_id in ids:
-        post = store.one("SELECT id, state, rewrite_html FROM posts WHERE id = ?", (post_id,))
-        if post is None:  # deleted meanwhile
-            rows.append({"post": post_id, "job": None, "result": "no such post"})
-            continue
-        state = post["state"]
-        if state == "failed" and post["rewrite_html"] is None:
-            transition(store, post_id, "failed", "collected", state_reason="rewrite requested again")
-            state = "collected"
-        if state not in ("collected", "rewriting"):
-            rows.append({"post": post_id, "job": None, "result": f"skipped: post is {state}"})
-            continue
-        job = enqueue(rt, "rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
-        rows.append(
-            {"post": post_id, "job": job["id"], "result": "already queued" if job.get("deduplicated") else "queued"}
-        )
-    return rows
 
 
 def rewrite(

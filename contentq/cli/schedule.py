@@ -8,12 +8,11 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from contentq import pipeline
+from contentq import posts
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
 from contentq.cli.render import console, ok, print_json, table
-from contentq.clock import iso
-from contentq.schedule import describe, in_zone, resolve_at, schedule_rows
-from contentq.store.posts import get_post
+from contentq.runtime.config import routes_config
+from contentq.schedule import describe, schedule_rows
 
 
 class _ScheduleGroup(TyperGroup):
@@ -39,7 +38,7 @@ def list_(
 ) -> None:
     """Scheduled posts, soonest first, with the slot in the route's time zone; then each route's schedule."""
     rt = runtime()
-    config = pipeline.routes_config(rt)
+    config = routes_config(rt)
     rows = schedule_rows(rt.store, config.routes, limit=limit)
     routes: list[dict[str, Any]] = [
         {
@@ -86,17 +85,13 @@ def set_(
     ],
 ) -> None:
     """Publish a post at a given time, whatever the route's slots say (also: `schedule POST_ID --at TIME`)."""
-    rt = runtime()
-    post = get_post(rt.store, post_id)
-    route = pipeline.route_of(rt, post["route"])
-    when, note = resolve_at(at, route.schedule.timezone)
-    slot = pipeline.reschedule_at(rt, post_id, when)
-    ok(f"post {post_id} scheduled for {iso(slot)} ({in_zone(iso(slot), route.schedule.timezone)})")
-    if note:
-        console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+    result = posts.schedule_at(runtime(), post_id, at)
+    ok(f"post {post_id} scheduled for {result['scheduled_at']} ({result['local']})")
+    if result["note"]:
+        console.print(f"[yellow]note:[/yellow] {escape(result['note'])}", highlight=False)
 
 
 def unschedule(post_id: PostIdArg) -> None:
     """Take a scheduled post off the schedule; it waits for `posts approve` or `schedule ID --at`."""
-    pipeline.unschedule(runtime(), post_id)
+    posts.unschedule(runtime(), post_id)
     ok(f"post {post_id} unscheduled; it waits in awaiting_approval")

@@ -14,12 +14,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import regex
 
 from contentq.content.html import normalize_link
-from contentq.routes import Filters, normalize_channel_ref
+from contentq.content.refs import normalize_channel_ref
+
+if TYPE_CHECKING:
+    from contentq.routes import Filters  # the config model; filters read its fields only
 
 _AD_MARKERS = re.compile(
     r"(?i)(#(?:реклама|ad|ads|advert|promo|sponsored|партнер\w*|партнёр\w*)\b|\berid\b|(?<!\w)реклама(?!\w)"

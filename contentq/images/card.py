@@ -22,7 +22,7 @@ from typing import Any
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
 from contentq.errors import ConfigError
-from contentq.images.generator import GeneratedImage, ImageFatalError
+from contentq.integrations.image_generator import GeneratedImage, ImageFatalError
 from contentq.settings import Settings
 
 MARGIN_RATIO = 0.07

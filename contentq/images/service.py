@@ -7,10 +7,11 @@ from typing import Any, Protocol
 
 from contentq.errors import ConfigError, ContentqError
 from contentq.images.card import CardRenderer, card_text_for_post, shorten
-from contentq.images.generator import ImageFatalError, ImageGenerator
 from contentq.images.store import POST_LOCKED_STATES, save_generated
+from contentq.integrations.image_generator import ImageFatalError, ImageGenerator
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
+from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post
 
 BACKENDS = ("openai", "card")
@@ -157,8 +158,6 @@ def request_image(
     runtime: Runtime, post_id: int, *, prompt: str | None = None, backend: str | None = None
 ) -> dict[str, Any]:
     """Check the post and the backend, then enqueue the imagegen job (deduplicated while one is active)."""
-    from contentq.runtime.tracking import enqueue
-
     post = get_post(runtime.store, post_id)
     check_post_open(post)
     plan = plan_image(runtime, post, prompt=prompt, backend=backend)

@@ -17,7 +17,7 @@ from typing import Any
 
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError, NotFoundError
-from contentq.images.generator import GeneratedImage
+from contentq.integrations.image_generator import GeneratedImage
 from contentq.media import store_bytes
 from contentq.runtime.context import Runtime
 from contentq.store import Store

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 
-from contentq.images.generator import (
+from contentq.integrations.image_generator import (
     ContentPolicyError,
     GeneratedImage,
     ImageError,

@@ -26,14 +26,14 @@ import redis
 from openai.types.chat import ChatCompletion
 
 from contentq.errors import ContentqError
-from contentq.integrations.openai_client import openai_client
-from contentq.ops.breakers import (
+from contentq.integrations.breakers import (
     LLM_BREAKER_NAMESPACE,
     BreakerState,
     llm_breaker_key,
     llm_breaker_state,
     llm_breaker_status,
 )
+from contentq.integrations.openai_client import openai_client
 from contentq.settings import Settings
 
 if TYPE_CHECKING:

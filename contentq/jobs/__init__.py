@@ -1,42 +1,5 @@
-"""Job kinds: each pipeline step is a thin function `run(ctx, **payload)` in a module of this package.
+"""Job handlers: each pipeline step is a thin function `run(ctx, **payload)` in a module of this package.
 
-A kind names the handler (a dotted path, imported by the worker when first needed) and its queue.
+The kinds (which handler, which queue) are listed in `contentq.runtime.kinds`; the worker imports a
+handler by its dotted path when it first runs one.
 """
-
-from __future__ import annotations
-
-from dataclasses import dataclass
-
-from contentq.errors import ContentqError
-
-
-@dataclass(frozen=True)
-class Kind:
-    name: str
-    handler: str
-    queue: str
-    on_failed: str = ""
-    """'module:function(runtime, job_row, reason)' run once the job has ended failed (errors, timeouts, its
-    worker's death): it settles the post the job was moving."""
-
-
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in [
-        Kind("noop", "contentq.jobs.maintenance:noop", "maintenance"),
-        Kind("collect", "contentq.jobs.collect:run", "collect"),
-        Kind("rewrite", "contentq.jobs.rewrite:run", "rewrite", "contentq.jobs.rewrite:on_failed"),
-        Kind("publish", "contentq.jobs.publish:run", "publish", "contentq.jobs.publish:on_failed"),
-        Kind("settle", "contentq.jobs.publish:settle", "publish", "contentq.jobs.publish:on_settle_failed"),
-        Kind("generate", "contentq.jobs.generate:run", "rewrite"),
-        Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen"),
-        Kind("call", "", "maintenance"),  # runs the handler given at enqueue time (plugins, tests, benches)
-    ]
-}
-
-
-def get_kind(name: str) -> Kind:
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ContentqError(f"unknown job kind {name!r} (known: {', '.join(sorted(KINDS))})") from None

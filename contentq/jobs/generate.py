@@ -12,10 +12,10 @@ from contentq import pipeline
 from contentq.clock import parse
 from contentq.errors import ConfigError
 from contentq.integrations.llm import LLMFatalError, LLMWaitError
-from contentq.jobs import KINDS
 from contentq.rewrite.output import InvalidOutputError
 from contentq.rules import record_outcome, rule_post, write_original
 from contentq.runtime.context import FatalJobError, JobContext, Reschedule
+from contentq.runtime.kinds import KINDS
 from contentq.store.posts import get_post, transition
 
 

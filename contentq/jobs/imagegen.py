@@ -11,8 +11,8 @@ from typing import Any
 
 from contentq import pipeline
 from contentq.errors import ConfigError, NotFoundError
-from contentq.images.generator import ImageFatalError
 from contentq.images.service import describe_failure, generate_post_image
+from contentq.integrations.image_generator import ImageFatalError
 from contentq.runtime.context import FatalJobError, JobContext
 
 

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 from contentq.errors import NotFoundError
-from contentq.publish import publish_post
-from contentq.publish_settle import SETTLE_FROM, settle_publication
+from contentq.publish.core import publish_post
+from contentq.publish.settle_failed import SETTLE_FROM, settle_publication
 from contentq.runtime.context import FatalJobError, JobContext, Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post, transition

@@ -23,12 +23,12 @@ from contentq.integrations.llm import (
     LLMWaitError,
     ProviderHoldError,
 )
-from contentq.jobs import KINDS
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.routes import Route
 from contentq.runtime.context import FatalJobError, JobContext, Reschedule, Runtime
+from contentq.runtime.kinds import KINDS
 from contentq.store.posts import get_post, transition
 
 START_STATES = ("collected", "rewriting", "failed")
@@ -181,8 +181,11 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         truncated=int(result.truncated), rewriter=result.rewriter, state_reason=None,
     )  # fmt: skip
     if not moved:
+        now_state = get_post(store, post_id)["state"]
+        if now_state == "collected":  # the donor edited it meanwhile (contentq listen): rewrite the new text
+            raise Reschedule(1, f"post {post_id} was edited by the donor during its rewrite; rewriting it again")
         ctx.log("discarded", f"post {post_id} left 'rewriting' while it was rewritten (cancelled?)", level="warning")
-        return {**summary, "skipped": get_post(store, post_id)["state"]}
+        return {**summary, "skipped": now_state}
     ctx.log("rewritten", f"{len(result.html)} characters" + (", truncated" if result.truncated else ""))
     return {**summary, "truncated": result.truncated, **_follow_ups(ctx, post_id, route, result.image_prompt)}
 

@@ -19,8 +19,8 @@ from typing import Any
 import redis
 
 from contentq.clock import iso, now, parse
+from contentq.integrations.breakers import breaker_states, is_open
 from contentq.notify import Notifier
-from contentq.ops.breakers import breaker_states, is_open
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import paused_queues
 from contentq.settings import QUEUES

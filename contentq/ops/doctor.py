@@ -9,23 +9,20 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import redis
 from rq import Worker
 
 from contentq.errors import ContentqError
 from contentq.ops import supervisor as sv
+from contentq.ops.probe import FAIL, OK, SKIP, WARN, Probe
 from contentq.redact import redact
 from contentq.routes import RoutesConfig, load_routes
 from contentq.runtime.redis import connect, describe_redis
 from contentq.settings import QUEUES, Settings, load_settings
 from contentq.store.db import open_store
 from contentq.store.migrations import migration_status
-
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
 SUPERVISOR_CANDIDATES = (
     "/etc/supervisor/conf.d/contentq.conf",
@@ -38,17 +35,6 @@ SUPERVISOR_CANDIDATES = (
 CRON_CANDIDATES = ("/etc/cron.d/contentq*",)
 
 MIN_FREE_BYTES = 1 << 30
-
-
-@dataclass
-class Probe:
-    check: str
-    status: str
-    detail: str
-    fix: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _routes(settings: Settings) -> RoutesConfig | None:
@@ -326,6 +312,9 @@ def run_doctor(
     redis_probe, conn = check_redis(settings)
     probes += [redis_probe, check_workers(conn)]
     probes.append(check_telegram(settings, routes))
+    from contentq.ops.listening import check_listeners  # imports this module
+
+    probes += check_listeners(settings, when_none=True)
     probes.append(check_llm(settings, routes, llm_timeout))
     probes.append(check_supervisor(settings, supervisor_config))
     probes.append(check_cron(read_user_crontab))
@@ -368,4 +357,10 @@ def run_health(settings: Settings, *, workers: bool = True, queues: list[str] | 
                 probes.append(Probe("workers", OK, f"{len(live)} live worker(s)"))
     if conn is not None:
         conn.close()
+    if probes[1].status == OK:  # the database opens: the listeners' heartbeats can be read
+        from contentq.ops.listening import check_listeners
+
+        # health fails on a listener that is not running or disconnected past CONTENTQ_LISTEN_ALERT_AFTER;
+        # a short disconnect or a deliberate stop is shown, not failed
+        probes += [p if p.status != WARN else Probe(p.check, OK, p.detail, p.fix) for p in check_listeners(settings)]
     return probes

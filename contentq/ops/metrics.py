@@ -21,8 +21,8 @@ from rq import Queue, Worker
 
 from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError
-from contentq.ops.breakers import STATES as BREAKER_STATES
-from contentq.ops.breakers import breaker_states
+from contentq.integrations.breakers import STATES as BREAKER_STATES
+from contentq.integrations.breakers import breaker_states
 from contentq.ops.output_file import write_file
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import paused_queues

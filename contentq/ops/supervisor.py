@@ -42,6 +42,9 @@ so 100 tries span more than an hour: a Valkey that cannot start at once (a disk 
 
 REDIS_PRIORITY = 100
 WORKER_PRIORITY = 200
+WEB_PRIORITY = 300
+WEB_PROGRAM = f"{GROUP}-web"
+"""The admin panel (`contentq web`, 127.0.0.1:8700 by default); it starts after Redis and the workers."""
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,24 @@ def render(
                 comment=comment,
             )
         )
+    programs.append(_listen_program(settings, exe, user, extra))
+    env, more = _environment(settings, worker=True, extra_env=extra)
+    notes += [n for n in more if n not in notes]
+    programs.append(
+        _program(
+            WEB_PROGRAM,
+            [exe, "-m", "contentq", "web"],
+            settings,
+            priority=WEB_PRIORITY,
+            stopwaitsecs=STOP_GRACE_SECONDS,
+            environment=env,
+            user=user,
+            comment="the admin panel and JSON API on 127.0.0.1:8700 (`contentq web token` prints the login token)",
+        )
+    )
     names = ([f"{GROUP}-redis"] if uses_embedded_redis(settings) else []) + [g.program for g in groups]
+    names.append(LISTEN_PROGRAM)
+    names.append(WEB_PROGRAM)
     header = [
         "; contentq workers for supervisor, rendered from settings by `contentq supervisor render`.",
         "; Re-render after changing concurrency or timeouts, then: supervisorctl reread && supervisorctl update",
@@ -286,6 +306,19 @@ def render(
     parts.append(f"[group:{GROUP}]\nprograms={','.join(names)}\n\n")
     parts.append("\n".join(programs))
     return "".join(parts)
+
+
+LISTEN_PROGRAM = f"{GROUP}-listen"
+"""`contentq listen`: one process per Telegram session, taking donor posts as they arrive."""
+
+
+def _listen_program(settings: Settings, exe: str, user: str | None, extra: dict[str, str]) -> str:
+    env, _ = _environment(settings, worker=True, extra_env=extra)
+    return _program(
+        LISTEN_PROGRAM, [exe, "-m", "contentq", "listen"], settings, priority=WORKER_PRIORITY,
+        stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
+        comment="real-time collection: one listener per Telegram session (cron collect stays as the safety net)",
+    )  # fmt: skip
 
 
 def write(settings: Settings, output: Path, **options: object) -> Path:

@@ -73,7 +73,11 @@ class LLMRewriter:
         if not html_to_text(task.donor_html).strip():
             reporter.log("no_text", "the post has no text (media only): nothing to send to the model")
             return RewriteResult(rewriter=self.name, attempts=0)
-        messages = self.messages_for(task, reporter)
+        return self.complete(task, self.messages_for(task, reporter), reporter)
+
+    def complete(self, task: RewriteTask, messages: list[dict[str, object]], reporter: Reporter) -> RewriteResult:
+        """Ask the model with `messages` until its answer is valid (OUTPUT_ATTEMPTS tries, each invalid answer
+        corrected), then validate the text for the route; shared by rewrites and rule-written posts."""
         result = RewriteResult(rewriter=self.name, attempts=0)
         response_format = json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA)
         for attempt in range(1, OUTPUT_ATTEMPTS + 1):

@@ -16,9 +16,9 @@ from typing import Any
 from rq import get_current_job
 
 from contentq.clock import iso, now
-from contentq.jobs import get_kind
 from contentq.redact import RedactedError, redact, redact_data
 from contentq.runtime.context import FatalJobError, JobContext, Reschedule, Runtime, process_runtime
+from contentq.runtime.kinds import get_kind
 from contentq.runtime.tracking import new_generation
 from contentq.store.jobs import add_event, log_event
 

@@ -14,7 +14,7 @@ import math
 import re
 import sqlite3
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue, Retry
@@ -23,9 +23,11 @@ from rq.job import Job
 
 from contentq.clock import MAX_DURATION, iso, now
 from contentq.errors import ContentqError, RedisUnavailableError
-from contentq.jobs import get_kind
-from contentq.runtime.context import Runtime
+from contentq.runtime.kinds import get_kind
 from contentq.store.jobs import ACTIVE, add_event, get_job, latest_for_key
+
+if TYPE_CHECKING:  # a type only: JobContext.enqueue_child (in runtime.context) calls enqueue
+    from contentq.runtime.context import Runtime
 
 EXECUTE = "contentq.runtime.execute.run_tracked"
 

@@ -14,6 +14,9 @@ import sqlite_utils
 from contentq.errors import ContentqError, DatabaseLockedError
 from contentq.store.migrations import apply_migrations
 
+SQLITE_INT_MAX = 2**63 - 1
+"""The largest INTEGER SQLite stores: ids and limits from outside are checked against it."""
+
 
 class Store:
     """A sqlite-utils Database plus the transaction helper every compare-and-set goes through."""

@@ -94,3 +94,65 @@ def decode(row: dict[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(ValueError):
                 out[column] = json.loads(out[column])
     return out
+
+
+def page_jobs(
+    store: Store,
+    *,
+    status: str | None = None,
+    queue: str | None = None,
+    kind: str | None = None,
+    since: str | None = None,
+    post_id: int | None = None,
+    limit: int = 50,
+    cursor: tuple[str, int] | None = None,
+) -> tuple[list[dict[str, Any]], tuple[str, int] | None, int]:
+    """One page of jobs, newest first, keyset-paginated on (created_at, rowid): (rows, next cursor, total)."""
+    where, params = [], []
+    for column, value in (("status", status), ("queue", queue), ("kind", kind), ("post_id", post_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since:
+        where.append("created_at >= ?")
+        params.append(since)
+    filtered = " WHERE " + " AND ".join(where) if where else ""
+    total = int(store.scalar("SELECT COUNT(*) FROM jobs" + filtered, params) or 0)
+    if cursor is not None:  # rows strictly after the cursor in (created_at DESC, rowid DESC) order
+        where.append("(created_at, rowid) < (?, ?)")
+        params += [cursor[0], cursor[1]]
+    sql = "SELECT rowid AS _rowid, * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+    rows = store.query(sql + " ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    following = (rows[-1]["created_at"], int(rows[-1]["_rowid"])) if more and rows else None
+    for row in rows:
+        row.pop("_rowid", None)
+    return rows, following, total
+
+
+def child_jobs(store: Store, job_id: str) -> list[dict[str, Any]]:
+    return store.query("SELECT * FROM jobs WHERE parent_id = ? ORDER BY created_at, rowid", (job_id,))
+
+
+def events_after(store: Store, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Job events newer than `after_id` with the job's status now (the live feed of the web panel)."""
+    return store.query(
+        "SELECT e.id, e.job_id, e.at, e.level, e.event, e.message, j.status, j.queue, j.kind, j.post_id"
+        " FROM job_events AS e LEFT JOIN jobs AS j ON j.id = e.job_id WHERE e.id > ? ORDER BY e.id LIMIT ?",
+        (after_id, limit),
+    )
+
+
+def last_event_id(store: Store) -> int:
+    return int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM job_events") or 0)
+
+
+def hourly_outcomes(store: Store, since: str) -> list[dict[str, Any]]:
+    """Per UTC hour since `since`: jobs that ended succeeded and failed (throughput and failure-rate charts)."""
+    return store.query(
+        "SELECT substr(finished_at, 1, 13) AS hour, SUM(status = 'succeeded') AS succeeded,"
+        " SUM(status = 'failed') AS failed FROM jobs WHERE finished_at >= ? AND status IN ('succeeded', 'failed')"
+        " GROUP BY hour ORDER BY hour",
+        (since,),
+    )

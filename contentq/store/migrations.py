@@ -256,6 +256,46 @@ def _donor_footers(store: Store) -> None:
     )
 
 
+@migration(70, "listen: listener heartbeats; donor edits of published posts; donor deletions per post")
+def _listen(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE TABLE listeners (
+            name TEXT PRIMARY KEY,             -- one listener per Telegram session ('listen' by default)
+            pid INTEGER,
+            host TEXT,
+            sources TEXT NOT NULL DEFAULT '[]',
+            state TEXT NOT NULL,               -- starting | catching_up | connected | disconnected | stopped
+            started_at TEXT,
+            heartbeat_at TEXT NOT NULL,
+            connected_since TEXT,
+            disconnected_since TEXT,
+            disconnect_reason TEXT,
+            last_update_at TEXT,               -- when the last live update was received
+            lag_seconds REAL,                  -- its arrival behind the message's own date
+            updates INTEGER NOT NULL DEFAULT 0,
+            reconnects INTEGER NOT NULL DEFAULT 0
+        );
+        ALTER TABLE posts ADD COLUMN donor_deleted_ids TEXT;  -- JSON list: its donor messages deleted so far
+        ALTER TABLE posts ADD COLUMN donor_edited_at TEXT;
+        CREATE TABLE post_edits (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL,
+            edit_key TEXT NOT NULL,            -- hash of the donor's new text: one edit of ours per donor edit
+            source_html TEXT NOT NULL,         -- the donor's text after the edit
+            html TEXT,                         -- our new text (rewritten once, then kept for retries)
+            status TEXT NOT NULL,              -- pending | rewritten | editing | edited | skipped | failed
+            reason TEXT,
+            message_ids TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (post_id, edit_key)
+        )
+        """,
+    )
+
+
 def run_script(store: Store, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
@@ -357,4 +397,20 @@ def _job_event_triggers(store: Store) -> None:
                     json_object('duration_ms', round(NEW.duration_ms, 1)));
         END
         """
+    )
+
+
+@migration(110, "web: indexes for the jobs page (filter + newest first), 24 h charts and the live post feed")
+def _web_indexes(store: Store) -> None:
+    run_script(
+        store,
+        """
+        CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_queue_created ON jobs(queue, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_kind_created ON jobs(kind, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+        CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent_id);
+        CREATE INDEX IF NOT EXISTS posts_updated ON posts(updated_at, id);
+        CREATE INDEX IF NOT EXISTS posts_route_state ON posts(route, state)
+        """,
     )

@@ -49,3 +49,59 @@ def transition(store: Store, post_id: int, from_states: str | Iterable[str], to_
             [*fields.values(), post_id, *olds],
         )
         return cursor.rowcount == 1
+
+
+def page_posts(
+    store: Store,
+    *,
+    state: str | None = None,
+    route: str | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> tuple[list[dict[str, Any]], int | None, int]:
+    """One page of posts, newest first, keyset-paginated on id: (rows without blobs, next cursor, total)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state:
+        where.append("state = ?")
+        params.append(state)
+    if route:
+        where.append("route = ?")
+        params.append(route)
+    filtered = " WHERE " + " AND ".join(where) if where else ""
+    total = int(store.scalar("SELECT COUNT(*) FROM posts" + filtered, params) or 0)
+    if before_id is not None:
+        where.append("id < ?")
+        params.append(before_id)
+    sql = (
+        "SELECT id, route, state, state_reason, kind, title, substr(COALESCE(rewrite_html, text_html), 1, 300)"
+        " AS snippet, scheduled_at, published_at, link, updated_at FROM posts"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY id DESC LIMIT ?"
+    )
+    rows = store.query(sql, [*params, limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["id"] if more and rows else None), total
+
+
+def posts_changed_after(store: Store, stamp: str, post_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """Posts updated after (updated_at, id), oldest first: the live post feed of the web panel."""
+    return store.query(
+        "SELECT id, route, state, state_reason, updated_at FROM posts"
+        " WHERE (updated_at, id) > (?, ?) ORDER BY updated_at, id LIMIT ?",
+        (stamp, post_id, limit),
+    )
+
+
+def last_post_change(store: Store) -> tuple[str, int]:
+    row = store.one("SELECT updated_at, id FROM posts ORDER BY updated_at DESC, id DESC LIMIT 1")
+    return (row["updated_at"], int(row["id"])) if row else ("", 0)
+
+
+def post_media_rows(store: Store, post_id: int) -> list[dict[str, Any]]:
+    return store.query(
+        "SELECT id, origin, kind, path, mime, size, width, height FROM media WHERE post_id = ?"
+        " ORDER BY origin = 'generated', position, id",
+        (post_id,),
+    )

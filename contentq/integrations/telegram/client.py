@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import pkgutil
+import queue
 import stat
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from telethon import TelegramClient, errors, utils
+from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
 from telethon.tl import functions
 from telethon.tl import types as tl
@@ -29,6 +33,7 @@ from contentq.integrations.telegram.formatting import entities_to_html, html_to_
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
+    ListenUpdate,
     MediaInfo,
     MediaKind,
     OutgoingMedia,
@@ -40,6 +45,8 @@ from contentq.routes import normalize_channel_ref
 from contentq.settings import Settings
 
 T = TypeVar("T")
+
+log = logging.getLogger("contentq.telegram")
 
 TRANSFER_TIMEOUT_FACTOR = 5
 """Uploads and downloads may take this many times settings.tg_timeout."""
@@ -111,7 +118,7 @@ def make_client(settings: Settings, session: StringSession) -> TelegramClient:
         timeout=min(settings.tg_timeout, 30),
         connection_retries=2,
         request_retries=3,
-        receive_updates=False,  # contentq asks; it never listens
+        receive_updates=False,  # workers ask and never listen; `contentq listen` turns updates on for itself
     )
 
 
@@ -317,6 +324,23 @@ def sent_message_ids(result: Any, random_ids: list[int]) -> list[int]:
     raise ConnectionError("Telegram's answer to the send names no message ids; look at the channel to settle it")
 
 
+def marked_id(channel: ResolvedChannel) -> int:
+    """The id Telethon's events give as chat_id (-100… for a channel) of a resolved channel."""
+    peer = tl.PeerChat(chat_id=channel.id) if channel.access_hash is None else tl.PeerChannel(channel_id=channel.id)
+    return int(utils.get_peer_id(peer))
+
+
+def to_update(kind: str, chat_id: int | None, messages: list[Any], channels: dict[int, int]) -> ListenUpdate | None:
+    """A Telethon event's content as a ListenUpdate of one of `channels` (marked id → channel id); None for
+    other chats and for messages with nothing to keep (service messages)."""
+    if chat_id is None or chat_id not in channels:
+        return None
+    fetched = tuple(m for m in (to_fetched(x) for x in messages) if m is not None)
+    if not fetched:
+        return None
+    return ListenUpdate(kind, channels[chat_id], fetched, received_at=time.time())  # type: ignore[arg-type]
+
+
 def account_from_user(user: Any) -> Account:
     name = " ".join(p for p in (user.first_name, user.last_name) if p) or (user.username or str(user.id))
     return Account(
@@ -336,6 +360,7 @@ class TelethonGateway:
         self._client: Any = None
         self._runner: EventLoopThread | None = None
         self._lock = threading.Lock()
+        self._watchdog: asyncio.Task[None] | None = None
 
     def _default_client(self) -> TelegramClient:
         value, origin = load_session_string(self.settings)
@@ -469,6 +494,93 @@ class TelethonGateway:
 
         self._run(send, min(ADMIN_TIMEOUT, self.settings.tg_timeout))  # an alert must not hold a job up long
 
+    def edit_message(self, target: ResolvedChannel, message_id: int, html: str) -> None:
+        async def edit(client: Any) -> None:
+            text, entities = html_to_entities(html)
+            request = functions.messages.EditMessageRequest(
+                peer=input_peer(target), id=message_id, message=text, entities=entities or None
+            )
+            with contextlib.suppress(errors.MessageNotModifiedError):  # already this text: a retry
+                await client(request)
+
+        self._run(edit)
+
+    def listen(self, channels: list[ResolvedChannel], *, tick: float = 1.0) -> Iterator[ListenUpdate]:
+        """Telethon's update handlers (NewMessage, Album, MessageEdited, MessageDeleted) feed a queue on the
+        client's loop thread; this generator hands them out in the caller's thread. A watchdog on the loop
+        notices a connection Telethon gave up on, reconnects (with backoff) and reports both."""
+        feed: queue.Queue[ListenUpdate] = queue.Queue()
+        stopped = threading.Event()
+        wanted = {marked_id(c): c.id for c in channels}
+        handlers: list[tuple[Callable[[Any], Awaitable[None]], Any]] = []
+
+        def put(update: ListenUpdate | None) -> None:
+            if update is not None:
+                feed.put(update)
+
+        async def on_new(event: Any) -> None:
+            if event.message.grouped_id is None:  # album items come as one events.Album
+                put(to_update("new", event.chat_id, [event.message], wanted))
+
+        async def on_album(event: Any) -> None:
+            put(to_update("album", event.chat_id, list(event.messages), wanted))
+
+        async def on_edit(event: Any) -> None:
+            put(to_update("edit", event.chat_id, [event.message], wanted))
+
+        async def on_delete(event: Any) -> None:
+            if event.chat_id in wanted:  # only channel deletions name their chat
+                put(ListenUpdate("delete", wanted[event.chat_id], deleted_ids=tuple(event.deleted_ids),
+                                 received_at=time.time()))  # fmt: skip
+
+        async def watchdog(client: Any) -> None:
+            delay = 1.0
+            while not stopped.is_set():
+                await asyncio.sleep(tick)
+                if client.is_connected():
+                    continue
+                put(ListenUpdate("disconnected", received_at=time.time(), detail="Telethon lost the connection"))
+                while not stopped.is_set():
+                    try:
+                        await client.connect()
+                        await client.set_receive_updates(True)
+                        break
+                    except (OSError, TimeoutError, ConnectionError) as exc:
+                        log.warning("reconnect failed (%s); next try in %.0f s", exc, delay)
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, 60.0)
+                delay = 1.0
+                put(ListenUpdate("connected", received_at=time.time()))
+
+        async def subscribe(client: Any) -> None:
+            # Entities seen through a request are cached by Telethon, which then recovers gaps in their updates.
+            await client.get_entity([input_peer(c) for c in channels])
+            wiring = [(on_new, events.NewMessage()), (on_album, events.Album()),
+                      (on_edit, events.MessageEdited()), (on_delete, events.MessageDeleted())]  # fmt: skip
+            for handler, builder in wiring:
+                client.add_event_handler(handler, builder)
+                handlers.append((handler, builder))
+            await client.set_receive_updates(True)
+            self._watchdog = asyncio.get_running_loop().create_task(watchdog(client))
+            put(ListenUpdate("connected", received_at=time.time()))
+
+        self._run(subscribe)
+        try:
+            while True:
+                try:
+                    yield feed.get(timeout=tick)
+                except queue.Empty:
+                    yield ListenUpdate("idle", received_at=time.time())
+        finally:
+            stopped.set()
+
+            async def unsubscribe(client: Any) -> None:
+                for handler, builder in handlers:
+                    client.remove_event_handler(handler, builder)
+
+            with contextlib.suppress(Exception):
+                self._run(unsubscribe, 10)
+
     def close(self) -> None:
         runner, self._runner = self._runner, None
         if runner is None:
@@ -483,7 +595,6 @@ class TelethonGateway:
 def build_gateway(runtime: Any) -> TelethonGateway:
     """Runtime.telegram's factory: the process's Telethon gateway (connects on first use)."""
     if runtime.settings.tg_gateway:  # CONTENTQ_TG_GATEWAY='module:factory': a stand-in (benches, demos)
-        from contentq.runtime.execute import resolve_handler
-
-        return resolve_handler(runtime.settings.tg_gateway)(runtime)
+        factory = pkgutil.resolve_name(runtime.settings.tg_gateway)
+        return factory(runtime)
     return TelethonGateway(runtime.settings)

@@ -7,6 +7,7 @@ tests use a scripted fake. Both raise Telethon's real error classes (`telethon.e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,27 @@ class OutgoingPart:
         return "media" if len(self.media) == 1 else "album"
 
 
+UpdateKind = Literal["new", "album", "edit", "delete", "disconnected", "connected", "idle"]
+
+
+@dataclass(frozen=True)
+class ListenUpdate:
+    """One live event from the donor channels, as `TelegramGateway.listen` yields them.
+
+    new: one message (`messages[0]`; an album item when its grouped_id is set: the Telethon gateway groups
+    them into one `album` update, a gateway may also deliver them one by one); album: every item of one
+    album; edit: the message as it reads now; delete: `deleted_ids` of the channel; disconnected/connected:
+    the live connection dropped / is back (what arrived meanwhile is not delivered live: catch up);
+    idle: nothing arrived for `tick` seconds (the listener writes its heartbeat)."""
+
+    kind: UpdateKind
+    channel_id: int | None = None
+    messages: tuple[FetchedMessage, ...] = ()
+    deleted_ids: tuple[int, ...] = ()
+    received_at: float = 0.0  # time.time() when the gateway received it
+    detail: str = ""  # why a connection dropped
+
+
 @dataclass(frozen=True)
 class Account:
     id: int
@@ -118,6 +140,14 @@ class TelegramGateway(Protocol):
 
     def send_admin(self, chat: str, text: str) -> None:
         """A plain-text message to the admin chat (notifier backend)."""
+
+    def edit_message(self, target: ResolvedChannel, message_id: int, html: str) -> None:
+        """Replace the text (or caption) of one of our messages; editing to the same text is not an error."""
+
+    def listen(self, channels: list[ResolvedChannel], *, tick: float = 1.0) -> Iterator[ListenUpdate]:
+        """Live updates of these channels, as a blocking iterator (fed from the client's loop thread), until
+        `close()`: yields `connected` once listening, an `idle` update whenever `tick` seconds pass without
+        one, and `disconnected`/`connected` around a lost connection (the gateway reconnects by itself)."""
 
     def close(self) -> None:
         """Disconnect."""

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from contentq.runtime.context import Runtime
     from contentq.settings import Settings
 
-log = logging.getLogger("contentq.ops")
+log = logging.getLogger("contentq.breakers")
 
 STATES = ("closed", "half-open", "open")
 
@@ -68,6 +68,21 @@ def llm_breaker_status(rt: Runtime) -> dict[str, object]:
         return {"llm_breaker": f"unknown ({exc})"}
 
 
+StatusProvider = Callable[["Runtime"], dict[str, object]]
+
+STATUS_PROVIDERS: list[StatusProvider] = [llm_breaker_status]
+"""Lines components add to `contentq queue status` (the LLM circuit breaker, for one); a line whose name
+mentions a breaker is also how `breaker_states` learns of that breaker."""
+
+
+def status_extras(runtime: Runtime) -> dict[str, object]:
+    """The extra lines of `contentq queue status`."""
+    extras: dict[str, object] = {}
+    for provider in STATUS_PROVIDERS:
+        extras.update(provider(runtime))
+    return extras
+
+
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -80,10 +95,6 @@ def breaker_states(runtime: Runtime) -> dict[str, str]:
     (`NAMESPACE:pybreaker:state`) are read directly.
     """
     states: dict[str, str] = {}
-    try:
-        from contentq.cli.queue import STATUS_PROVIDERS
-    except ImportError:  # pragma: no cover - the CLI is always installed
-        STATUS_PROVIDERS = []  # noqa: N806
     for provider in STATUS_PROVIDERS:
         try:
             extra = provider(runtime)

@@ -12,16 +12,16 @@ import html as htmllib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from contentq.clock import iso
-from contentq.content.html import normalize_html, visible_len_utf16
+from contentq.content.html import visible_len_utf16
+from contentq.content.preview import PreviewMedia, PreviewPart, asset, render_preview
+from contentq.publish.render import Rendered
 from contentq.routes import Route
 from contentq.settings import Settings
-
-if TYPE_CHECKING:
-    from contentq.publish import Rendered
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -30,29 +30,40 @@ _PAGE = """<!doctype html>
 <title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; background: #e5ebf1; margin: 2rem; }}
-.part {{ background: #fff; border-radius: 12px; max-width: 520px; padding: 10px 14px; margin: 0 0 10px;
-         box-shadow: 0 1px 2px rgba(0,0,0,.15); }}
-.media {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(120px, 1fr)); gap: 4px; margin-bottom: 6px; }}
-.media img, .media video {{ width: 100%; border-radius: 6px; }}
-.text {{ white-space: pre-wrap; line-height: 1.4; }}
 .meta {{ color: #64748b; font-size: 12px; margin-bottom: 1rem; }}
+{css}
 </style>
 </head>
 <body>
 <div class="meta">post {post_id} · route {route} · target {target} · {note}</div>
-{parts}
+{preview}
+<script>
+{js}
+</script>
 </body>
 </html>
 """
 
 
-def _media_tag(name: str, kind: str) -> str:
-    src = htmllib.escape(name, quote=True)
-    if kind == "photo":
-        return f'<img src="{src}" alt="{src}">'
-    if kind == "video":
-        return f'<video src="{src}" controls></video>'
-    return f'<a href="{src}">{src}</a>'
+def preview_time(post: dict[str, Any]) -> str:
+    """The time on the bubbles: the post's slot (or publication) in UTC, else now."""
+    stamp = post.get("published_at") or post.get("scheduled_at") or iso()
+    return f"{stamp[:10]} {stamp[11:16]} UTC"
+
+
+def preview_parts(rendered: Rendered, src: Callable[[dict[str, Any]], str]) -> list[PreviewPart]:
+    """The rendered parts for the Telegram preview; `src` names each media row's file for the page."""
+    by_path = {str(item["file"]): item for item in rendered.media}
+    parts = []
+    for part in rendered.parts:
+        items = []
+        for m in part.media:
+            row = by_path.get(str(m.path), {"file": m.path, "kind": m.kind})
+            items.append(
+                PreviewMedia(src(row), m.kind, row.get("width"), row.get("height"), name=Path(str(m.path)).name)
+            )
+        parts.append(PreviewPart(part.html, items))
+    return parts
 
 
 def write_outbox(
@@ -81,7 +92,6 @@ def write_outbox(
                 }
             )
         parts_meta = []
-        sections = []
         for number, part in enumerate(rendered.parts, 1):
             files = [names.get(str(m.path), m.path.name) for m in part.media]
             parts_meta.append(
@@ -92,13 +102,6 @@ def write_outbox(
                     "length": visible_len_utf16(part.html),
                     "media": files,
                 }
-            )
-            media_html = "".join(_media_tag(f, m.kind) for f, m in zip(files, part.media, strict=True))
-            sections.append(
-                '<div class="part">'
-                + (f'<div class="media">{media_html}</div>' if media_html else "")
-                + (f'<div class="text">{normalize_html(part.html)}</div>' if part.html else "")  # safe links only
-                + "</div>"
             )
         meta = {
             "post_id": post["id"],
@@ -129,7 +132,13 @@ def write_outbox(
             route=htmllib.escape(route.name),
             target=htmllib.escape(route.target),
             note="dry run" if dry_run else "outbox publisher",
-            parts="\n".join(sections),
+            css=asset("preview.css"),
+            js=asset("preview.js"),
+            preview=render_preview(
+                preview_parts(rendered, lambda row: names.get(str(row["file"]), Path(str(row["file"])).name)),
+                channel=route.target,
+                time_label=preview_time(post),
+            ),
         )
         (staging / "post.html").write_text(page, encoding="utf-8")
         if folder.exists():

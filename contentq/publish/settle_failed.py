@@ -8,25 +8,15 @@ post is `failed` with the reason and the admin is told; `contentq jobs retry` pu
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from contentq.channels import resolve_channel
 from contentq.clock import parse
 from contentq.errors import ContentqError
-from contentq.publish import (
-    Publication,
-    PublishError,
-    Reporter,
-    _account,
-    _finish,
-    _record_sent,
-    _send_row,
-    caption_limit_for,
-    message_link,
-    post_media,
-    render,
-)
+from contentq.publish import PublishError, ledger
+from contentq.publish.publication import Publication, Reporter, finish, telegram_account
+from contentq.publish.render import caption_limit_for, message_link, post_media, render
+from contentq.runtime.config import route_of
 from contentq.runtime.context import Runtime
 from contentq.store.posts import get_post, transition
 
@@ -39,8 +29,6 @@ def settle_publication(
 ) -> dict[str, Any]:
     """Published if the channel shows every part, else failed with `reason`; raises (to be retried) only when
     the channel cannot be looked at and `last_attempt` is False."""
-    from contentq.pipeline import route_of
-
     post = get_post(runtime.store, post_id)
     if post["state"] not in SETTLE_FROM:
         reporter.log("settled", f"post {post_id} is {post['state']}: nothing to settle")
@@ -60,7 +48,7 @@ def settle_publication(
     try:
         pub.gateway = gateway = runtime.telegram
         gateway.ensure_ready()
-        account = _account(runtime, gateway)
+        account = telegram_account(runtime, gateway)
         pub.target = resolve_channel(runtime.store, gateway, route.target, role="target")
         rendered = render(
             post,
@@ -85,7 +73,7 @@ def settle_publication(
     assert pub.target is not None
     transition(runtime.store, post_id, "scheduled", "publishing")  # _finish moves a post from publishing
     reporter.log("settled", f"every part of post {post_id} is in {route.target}: it was published ({reason})")
-    return {**_finish(pub, ids, message_link(pub.target, ids[0]) if ids else None), "state": "published"}
+    return {**finish(pub, ids, message_link(pub.target, ids[0]) if ids else None), "state": "published"}
 
 
 def _parts_out(pub: Publication) -> list[int] | None:
@@ -93,16 +81,16 @@ def _parts_out(pub: Publication) -> list[int] | None:
     ids: list[int] = []
     for index, part in enumerate(pub.parts):
         key = (pub.post_id, pub.target_ref, pub.round_no, index)
-        row = _send_row(pub.store, *key)
+        row = ledger.send_row(pub.store, *key)
         if row is not None and row["status"] == "sent":
-            ids += json.loads(row["message_ids"] or "[]")
+            ids += ledger.message_ids_of(row)
             continue
         if row is None or row["status"] != "attempting":
             return None  # never sent, refused or taken back
         found = pub.settle(part, parse(row["created_at"]), set(ids))
         if found is None:
             return None
-        _record_sent(pub.store, key, found)
+        ledger.record_sent(pub.store, key, found)
         pub.reporter.log("settled", f"part {index + 1} is in the channel: messages {found}")
         ids += found
     return ids

@@ -1,0 +1,171 @@
+"""The web panel under a big store: 100,000 jobs (200,000 events) and 20,000 posts.
+
+Measures, against `contentq web`'s app on uvicorn (a real HTTP server, one process, as supervisor runs it):
+- p50/p95 latency of the jobs page (`GET /jobs`, HTML) and of `GET /api/jobs?status=failed` (target p95 ≤ 150 ms);
+- the delay from a job's state change (the jobs row and its event written as a worker writes them) to the SSE
+  event reaching a client of `GET /api/events` (target p95 ≤ 1 s).
+
+    python bench/web.py [--jobs 100000] [--posts 20000] [--requests 200] [--changes 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import uvicorn  # noqa: E402
+
+from contentq.clock import iso  # noqa: E402
+from contentq.ops.stats import percentile  # noqa: E402
+from contentq.runtime.context import Runtime  # noqa: E402
+from contentq.settings import load_settings  # noqa: E402
+from contentq.store.jobs import add_event  # noqa: E402
+from contentq.web.app import create_app  # noqa: E402
+from contentq.web.auth import load_token  # noqa: E402
+
+STATUSES = ["succeeded"] * 80 + ["failed"] * 12 + ["cancelled"] * 3 + ["queued"] * 5
+QUEUES = {"collect": "collect", "rewrite": "rewrite", "publish": "publish", "imagegen": "imagegen"}
+
+
+def fill(rt: Runtime, jobs: int, posts: int) -> None:
+    rng = random.Random(13)
+    base = time.time() - 30 * 86400
+    post_rows = []
+    for n in range(1, posts + 1):
+        stamp = iso_at(base + n * 30 * 86400 / posts)
+        state = rng.choice(["published"] * 8 + ["awaiting_approval", "scheduled", "duplicate", "failed"])
+        post_rows.append((n, "news", "@donor", n, "text", f"post {n} <b>text</b>", stamp, state, stamp))
+    job_rows, event_rows = [], []
+    for n in range(jobs):
+        kind = rng.choice(list(QUEUES))
+        status = rng.choice(STATUSES)
+        created = iso_at(base + n * 30 * 86400 / jobs)
+        job_id = f"{kind}-{n}"
+        finished = created if status in ("succeeded", "failed") else None
+        error = "boom" if status == "failed" else None
+        job_rows.append(
+            (job_id, kind, QUEUES[kind], str(n), status, rng.randint(1, posts), created, created, finished, error)
+        )
+        event_rows.append((job_id, created, "enqueued", f"queue {QUEUES[kind]}"))
+        event_rows.append((job_id, created, status, ""))
+    with rt.store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO posts (id, route, source, source_msg_id, kind, text_html, collected_at, state, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            post_rows,
+        )
+        conn.executemany(
+            "INSERT INTO jobs (id, kind, queue, key, status, post_id, created_at, updated_at, finished_at, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            job_rows,
+        )
+        conn.executemany("INSERT INTO job_events (job_id, at, event, message) VALUES (?, ?, ?, ?)", event_rows)
+    rt.store.execute("ANALYZE")
+
+
+def iso_at(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return iso(datetime.fromtimestamp(seconds, UTC))
+
+
+def timed(client: httpx.Client, url: str, n: int, **kw: object) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        response = client.get(url, **kw)  # type: ignore[arg-type]
+        out.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, response.text[:200]
+    return out
+
+
+def sse_delays(rt: Runtime, base: str, token: str, changes: int) -> list[float]:
+    """Change `changes` queued jobs to in_progress as a worker does; the time until each event arrives."""
+    targets = [r["id"] for r in rt.store.query("SELECT id FROM jobs WHERE status = 'queued' LIMIT ?", (changes,))]
+    sent: dict[str, float] = {}
+    got: dict[str, float] = {}
+    ready = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{base}/api/events", headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as response:  # fmt: skip
+            ready.set()
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if data.get("event") == "started" and data["job_id"] in sent:
+                        got[data["job_id"]] = time.perf_counter()
+                        if len(got) == len(targets):
+                            return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    ready.wait(10)
+    time.sleep(0.5)
+    for job_id in targets:
+        with rt.store.transaction() as conn:
+            conn.execute("UPDATE jobs SET status = 'in_progress', started_at = ? WHERE id = ?", (iso(), job_id))
+            add_event(conn, job_id, "started", "attempt 1")
+        sent[job_id] = time.perf_counter()
+        time.sleep(random.uniform(0.05, 0.3))
+    thread.join(timeout=15)
+    return [(got[j] - sent[j]) * 1000 for j in targets if j in got]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--posts", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--changes", type=int, default=100)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="contentq-bench-web-"))
+    settings = load_settings(home=home, redis_url="redis://127.0.0.1:1/0")  # the measured paths never touch Redis
+    rt = Runtime(settings)
+    started = time.perf_counter()
+    fill(rt, args.jobs, args.posts)
+    print(f"filled {args.jobs} jobs, {args.posts} posts in {time.perf_counter() - started:.1f} s ({home})")
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, rt), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    token = load_token(settings)
+    results = {}
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
+        timed(client, "/api/jobs", 5)  # warm up
+        results["jobs page (GET /jobs)"] = timed(client, "/jobs", args.requests, headers={"Accept": "text/html"})
+        results["GET /api/jobs?status=failed"] = timed(client, "/api/jobs", args.requests, params={"status": "failed"})
+        cursor = client.get("/api/jobs", params={"status": "failed", "limit": 50}).json()["next_cursor"]
+        results["GET /api/jobs?status=failed, page 2"] = timed(
+            client, "/api/jobs", args.requests, params={"status": "failed", "cursor": cursor}
+        )
+        results["posts page (GET /posts)"] = timed(
+            client, "/posts", args.requests // 2, headers={"Accept": "text/html"}
+        )
+    results["job state change → SSE event"] = sse_delays(rt, base, token, args.changes)
+    server.should_exit = True
+    for name, values in results.items():
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        print(f"{name:40s} n={len(values):4d}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  max {max(values):7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

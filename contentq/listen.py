@@ -1,0 +1,307 @@
+"""`contentq listen`: donor posts in real time, from Telegram's updates, through the ingest path of collect.
+
+One listener per Telegram session. The order that leaves no gap: subscribe to the live updates first (the
+gateway buffers what arrives), then catch up from each source's cursor with collect's incremental fetch, then
+take the buffered and live updates. The same happens after every reconnect. A message seen twice (by the
+catch-up and live, or by listen and a cron `collect` at the same time) is stored once: `store_group` looks
+for the (source, message id) inside the write transaction that would store it.
+
+Album items delivered one by one are held until none came for ALBUM_SETTLE_S (or all 10 are there), then
+stored as one post; any later update of the same channel stores a waiting album first, so the cursor never
+passes a message that is not stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from contentq.channels import resolve_channel
+from contentq.clock import iso, now
+from contentq.collect import (
+    MAX_PER_RUN,
+    CollectFailed,
+    check_session,
+    collect_source,
+    route_for_source,
+    store_group,
+)
+from contentq.donor_changes import Change, apply_delete, apply_edit
+from contentq.errors import ContentqError
+from contentq.ingest import Counts, Ingestor, Outcome, dedup_index
+from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
+from contentq.redact import redact
+from contentq.routes import Route, normalize_channel_ref
+from contentq.runtime.context import Reschedule, Runtime
+from contentq.runtime.tracking import enqueue
+from contentq.store.footers import load_footer
+from contentq.store.listeners import beat, start_listener
+
+log = logging.getLogger("contentq.listen")
+
+ALBUM_SETTLE_S = 0.8
+"""Album items delivered one by one: the album is stored this long after its newest item arrived."""
+
+ALBUM_MAX = 10
+
+CATCH_UP_PAGES = 50
+"""Pages of collect (MAX_PER_RUN messages each) a catch-up takes from one source before going live; the
+rest is left to cron `collect`."""
+
+TICK_S = 0.5
+"""The longest the listener waits for an update before flushing albums and writing its heartbeat."""
+
+
+@dataclass
+class ListenContext:
+    """What collect's ingest path needs (a CollectContext), for a long-running process: events go to the log."""
+
+    runtime: Runtime
+
+    def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
+        log.log(logging.WARNING if level in ("warning", "error") else logging.INFO, "%s: %s", event, message)
+
+    def notify(self, key: str, message: str, level: str = "warning") -> bool:
+        return self.runtime.notifier.notify(key, message, level=level)
+
+    def enqueue_child(
+        self, kind: str, key: str, payload: dict[str, Any] | None = None, *, post_id: int | None = None,
+        delay: timedelta | float | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        return enqueue(self.runtime, kind, key, payload, post_id=post_id, delay=delay)
+
+
+@dataclass
+class Source:
+    channel: ResolvedChannel
+    route: Route
+    ingestor: Ingestor
+
+
+@dataclass
+class PendingAlbum:
+    source: Source
+    grouped_id: int
+    messages: dict[int, FetchedMessage] = field(default_factory=dict)
+    last_at: float = 0.0  # monotonic time of its newest item
+
+
+Stored = Callable[[str, list[FetchedMessage], Outcome | None, float], None]
+"""Called after each group is stored: (source, messages, outcome, received_at); benches measure with it."""
+
+
+class Listener:
+    def __init__(self, runtime: Runtime, sources: list[str], *, name: str = "listen", tick: float = TICK_S,
+                 on_stored: Stored | None = None) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.refs = list(dict.fromkeys(normalize_channel_ref(s) for s in sources))
+        self.name = name
+        self.tick = tick
+        self.on_stored = on_stored
+        self.ctx = ListenContext(runtime)
+        self.sources: dict[int, Source] = {}
+        self.pending: dict[tuple[int, int], PendingAlbum] = {}
+        self.counts = Counts()
+        self.connected = False
+        self.disconnected_since: float | None = None
+        self.alerted = False
+        self._stopping = False
+        self._last_beat = 0.0
+
+    def stop(self) -> None:
+        """Stop after the current update (within `tick` seconds); albums waiting are stored first."""
+        self._stopping = True
+
+    # the loop --------------------------------------------------------------------------------------
+
+    def run(self) -> Counts:
+        store, gateway = self.runtime.store, self.runtime.telegram
+        start_listener(store, self.name, self.refs)
+        try:
+            check_session(self.ctx, gateway, ", ".join(self.refs), self.counts)
+            self._resolve_sources()
+            for update in gateway.listen([s.channel for s in self.sources.values()], tick=self.tick):
+                self.handle(update)
+                if self._stopping:
+                    break
+            self.flush(force=True)
+        finally:
+            beat(store, self.name, state="stopped")
+        return self.counts
+
+    def _resolve_sources(self) -> None:
+        dedup = dedup_index(self.runtime)
+        dedup.refresh(self.runtime.store.conn)  # the first load is long: before taking updates
+        for ref in self.refs:
+            route = route_for_source(self.runtime, ref)
+            channel = resolve_channel(self.runtime.store, self.runtime.telegram, ref)
+            ingestor = Ingestor(route, dedup)
+            ingestor.use_footer(ref, load_footer(self.runtime.store.conn, ref))
+            self.sources[channel.id] = Source(channel, route, ingestor)
+
+    def handle(self, update: ListenUpdate) -> None:
+        """One update; albums whose items stopped arriving are stored after it."""
+        if update.kind == "connected":
+            self._connected()
+        elif update.kind == "disconnected":
+            self._disconnected(update.detail)
+        elif update.kind != "idle":
+            source = self.sources.get(update.channel_id or 0)
+            if source is not None:
+                self._from_source(source, update)
+        self.flush()
+        self._heartbeat()
+
+    def _from_source(self, source: Source, update: ListenUpdate) -> None:
+        lag = _lag(update)
+        beat(self.runtime.store, self.name, last_update_at=iso(), updates=("+", 1),
+             **({"lag_seconds": lag} if lag is not None else {}))  # fmt: skip
+        if update.kind in ("new", "album"):
+            for message in update.messages:
+                if message.grouped_id is None:
+                    self._flush_source(source)
+                    self._store(source, [message], update.received_at)
+                else:
+                    self._hold(source, message)
+            if update.kind == "album":  # Telethon's Album event: the album is complete
+                self._flush_source(source)
+        elif update.kind in ("edit", "delete"):
+            self._flush_source(source)
+            try:
+                self._donor_change(source, update)
+            except Exception:  # one change that cannot be applied must not stop the collection
+                log.exception("donor %s in %s not applied", update.kind, source.channel.ref)
+
+    def _donor_change(self, source: Source, update: ListenUpdate) -> None:
+        ref = source.channel.ref
+        if update.kind == "edit":
+            for message in update.messages:
+                self._log_change("edit", source, apply_edit(self.ctx, source.ingestor, ref, message))
+        else:
+            for change in apply_delete(self.ctx, source.route.on_donor_delete, ref, list(update.deleted_ids)):
+                self._log_change("delete", source, change)
+
+    # albums ----------------------------------------------------------------------------------------
+
+    def _hold(self, source: Source, message: FetchedMessage) -> None:
+        assert message.grouped_id is not None
+        key = (source.channel.id, message.grouped_id)
+        for other_key in [k for k in self.pending if k[0] == key[0] and k != key]:
+            self._store_album(self.pending.pop(other_key))  # a new album: the one before it is over
+        album = self.pending.setdefault(key, PendingAlbum(source, message.grouped_id))
+        album.messages[message.id] = message
+        album.last_at = time.monotonic()
+        if len(album.messages) >= ALBUM_MAX:
+            self._store_album(self.pending.pop(key))
+
+    def flush(self, *, force: bool = False) -> None:
+        """Store the albums no item was added to for ALBUM_SETTLE_S."""
+        due = time.monotonic() - ALBUM_SETTLE_S
+        for key in [k for k, a in self.pending.items() if force or a.last_at <= due]:
+            self._store_album(self.pending.pop(key))
+
+    def _flush_source(self, source: Source) -> None:
+        for key in [k for k in self.pending if k[0] == source.channel.id]:
+            self._store_album(self.pending.pop(key))
+
+    def _store_album(self, album: PendingAlbum) -> None:
+        messages = sorted(album.messages.values(), key=lambda m: m.id)
+        self._store(album.source, messages, time.time())
+
+    def _store(self, source: Source, group: list[FetchedMessage], received_at: float) -> None:
+        try:
+            outcome, _ = store_group(self.ctx, source.ingestor, self.runtime.telegram, source.channel, group,
+                                     self.counts)  # fmt: skip
+        except (ConnectionError, OSError) as exc:
+            # A media download failed: the cursor stays before it; the catch-up after the reconnect (or cron
+            # collect) takes the message.
+            log.warning("%s messages %s not stored now (%s); the next catch-up takes them", source.channel.ref,
+                        [m.id for m in group], exc)  # fmt: skip
+            return
+        if outcome is not None:
+            log.info("%s message(s) %s: %s%s", source.channel.ref, [m.id for m in group], outcome.state,
+                     f" as post {outcome.post_id}" if outcome.post_id else "")  # fmt: skip
+        if self.on_stored is not None:
+            self.on_stored(source.channel.ref, group, outcome, received_at)
+
+    # connection ------------------------------------------------------------------------------------
+
+    def _connected(self) -> None:
+        store = self.runtime.store
+        was_down = self.disconnected_since is not None
+        beat(store, self.name, state="catching_up", disconnected_since=None, disconnect_reason=None,
+             **({"reconnects": ("+", 1)} if was_down else {}))  # fmt: skip
+        if was_down:
+            down = time.monotonic() - (self.disconnected_since or 0)
+            log.info("live updates are back after %.0f s; catching up", down)
+            if self.alerted:
+                message = f"listener {self.name} is connected again after {down:.0f} s"
+                self.ctx.notify(f"listen-reconnected:{self.name}", message, level="info")
+        self.disconnected_since, self.alerted = None, False
+        self.catch_up()
+        self.connected = True
+        beat(store, self.name, state="connected", connected_since=iso())
+
+    def _disconnected(self, detail: str) -> None:
+        self.flush(force=True)  # what arrived before the drop is complete as far as anyone can know
+        if self.disconnected_since is None:
+            self.disconnected_since = time.monotonic()
+        self.connected = False
+        log.warning("live updates lost (%s); catching up when they are back", detail or "disconnected")
+        beat(self.runtime.store, self.name, state="disconnected", disconnected_since=iso(),
+             disconnect_reason=redact(detail)[:300] or None)  # fmt: skip
+
+    def catch_up(self) -> None:
+        """Every source from its cursor with collect's incremental fetch: what arrived while not listening."""
+        for source in self.sources.values():
+            ref = source.channel.ref
+            try:
+                for _ in range(CATCH_UP_PAGES):
+                    report = collect_source(self.ctx, ref)
+                    if report.fetched < MAX_PER_RUN:
+                        break
+            except Reschedule as wait:  # a long flood wait: a collect job takes it up afterwards
+                self.ctx.enqueue_child("collect", ref, {"source": ref}, delay=wait.delay)
+                log.warning("catch-up of %s: %s; collect job enqueued", ref, wait.reason)
+            except CollectFailed as exc:
+                log.error("catch-up of %s failed: %s", ref, exc)
+            except (ConnectionError, OSError, ContentqError) as exc:
+                log.error("catch-up of %s failed (%s); cron collect or the next reconnect takes it", ref, exc)
+            source.ingestor.use_footer(ref, load_footer(self.runtime.store.conn, ref))  # learned again
+
+    def _heartbeat(self) -> None:
+        settings = self.runtime.settings
+        if self.disconnected_since is not None and not self.alerted:
+            down = time.monotonic() - self.disconnected_since
+            if down >= settings.listen_alert_after:
+                self.alerted = True
+                self.ctx.notify(
+                    f"listen-disconnected:{self.name}",
+                    f"listener {self.name} has been disconnected from Telegram for {down:.0f} s; posts of "
+                    f"{', '.join(self.refs)} arrive only through cron collect until it is back",
+                    level="error",
+                )
+        if time.monotonic() - self._last_beat >= settings.listen_heartbeat:
+            self._last_beat = time.monotonic()
+            beat(self.runtime.store, self.name)
+
+    def _log_change(self, what: str, source: Source, change: Change) -> None:
+        if change.action in ("unchanged", "not_stored"):
+            return
+        log.info("donor %s in %s: post %s %s%s", what, source.channel.ref, change.post_id, change.action,
+                 f" ({change.detail})" if change.detail else "")  # fmt: skip
+
+
+def _lag(update: ListenUpdate) -> float | None:
+    """How long after the donor posted it the update reached us (edits: after the message was first posted)."""
+    if update.kind not in ("new", "album") or not update.messages:
+        return None
+    date = max(m.date for m in update.messages)
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)
+    received = datetime.fromtimestamp(update.received_at, UTC) if update.received_at else now()
+    return round(max(0.0, (received - date).total_seconds()), 3)

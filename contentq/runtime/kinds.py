@@ -1,0 +1,42 @@
+"""Job kinds: each names its handler (a dotted path into `contentq.jobs`, imported by the worker when first
+needed) and its queue. The runtime enqueues and runs jobs by kind without importing the handlers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contentq.errors import ContentqError
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    handler: str
+    queue: str
+    on_failed: str = ""
+    """'module:function(runtime, job_row, reason)' run once the job has ended failed (errors, timeouts, its
+    worker's death): it settles the post the job was moving."""
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in [
+        Kind("noop", "contentq.jobs.maintenance:noop", "maintenance"),
+        Kind("collect", "contentq.jobs.collect:run", "collect"),
+        Kind("rewrite", "contentq.jobs.rewrite:run", "rewrite", "contentq.jobs.rewrite:on_failed"),
+        Kind("publish", "contentq.jobs.publish:run", "publish", "contentq.jobs.publish:on_failed"),
+        Kind("settle", "contentq.jobs.publish:settle", "publish", "contentq.jobs.publish:on_settle_failed"),
+        Kind("generate", "contentq.jobs.generate:run", "rewrite"),
+        Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen"),
+        Kind("donor_change", "contentq.jobs.donor_change:run", "publish"),  # contentq listen: edits, deletions
+        Kind("call", "", "maintenance"),  # runs the handler given at enqueue time (plugins, tests, benches)
+    ]
+}
+
+
+def get_kind(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ContentqError(f"unknown job kind {name!r} (known: {', '.join(sorted(KINDS))})") from None
