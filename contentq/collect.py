@@ -18,7 +18,7 @@ from telethon import errors
 
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, FatalJobError, Reschedule
 from contentq.ingest import (
     Candidate,
     CandidateMedia,
@@ -33,7 +33,7 @@ from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChann
 from contentq.media import store_bytes
 from contentq.redact import redact
 from contentq.routes import Route, load_routes, normalize_channel_ref
-from contentq.runtime.context import Reschedule, Runtime
+from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer, refresh_footer
 
@@ -51,7 +51,7 @@ ALBUM_SETTLE_S = 30.0
 Progress = Callable[[int, int], None]
 
 
-class CollectFailed(ContentqError):
+class CollectFailed(FatalJobError):
     """A collect that retrying cannot fix: a dead or unauthorized session, an unknown or private source."""
 
 

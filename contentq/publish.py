@@ -35,7 +35,14 @@ from contentq.channels import resolve_channel
 from contentq.clock import iso, now, parse
 from contentq.content.html import html_to_text, visible_len_utf16
 from contentq.content.split import SplitError, credit_html, custom_emoji_count, plain_emoji, split_html, truncate
-from contentq.errors import ContentqError, DatabaseLockedError, NotFoundError, RedisUnavailableError
+from contentq.errors import (
+    ContentqError,
+    DatabaseLockedError,
+    FatalJobError,
+    NotFoundError,
+    RedisUnavailableError,
+    Reschedule,
+)
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
@@ -46,7 +53,7 @@ from contentq.integrations.telegram.gateway import (
     TelegramGateway,
 )
 from contentq.routes import Route, normalize_channel_ref
-from contentq.runtime.context import FatalJobError, Reschedule, Runtime
+from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.store import Store
 from contentq.store.posts import get_post, transition
@@ -79,7 +86,7 @@ class Reporter(Protocol):
     def notify(self, key: str, message: str, level: str = "warning") -> bool: ...
 
 
-class PublishError(ContentqError):
+class PublishError(FatalJobError):
     """The post cannot be published as it is (retrying does not help)."""
 
 

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contentq.runtime.context import FatalJobError, JobContext, Reschedule
+from contentq.errors import FatalJobError, Reschedule
+from contentq.runtime.context import JobContext
 
 
 def ok(ctx: JobContext, **payload: Any) -> dict[str, Any]:

@@ -13,9 +13,8 @@ from contentq.cli.render import console, ok, print_json, table
 from contentq.clock import iso, now
 from contentq.dispatch import cancel_publish_job, dispatch_post
 from contentq.dispatch import dispatch as run_dispatch
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, FatalJobError, Reschedule
 from contentq.rules import list_rules
-from contentq.runtime.context import FatalJobError, Reschedule
 from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post
 

@@ -25,7 +25,7 @@ import pybreaker
 import redis
 from openai.types.chat import ChatCompletion
 
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, FatalJobError, Reschedule, RetryableError
 from contentq.integrations.openai_client import openai_client
 from contentq.ops.breakers import (
     LLM_BREAKER_NAMESPACE,
@@ -61,7 +61,7 @@ class LLMError(ContentqError):
     """The LLM endpoint could not give an answer."""
 
 
-class LLMFatalError(LLMError):
+class LLMFatalError(LLMError, FatalJobError):
     """Retrying cannot help: the request was refused (400, 401, 403, 404, 422)."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
@@ -78,16 +78,15 @@ class ContextTooLongError(LLMFatalError):
     """The request does not fit the model's context window."""
 
 
-class LLMUnavailableError(LLMError):
+class LLMUnavailableError(LLMError, RetryableError):
     """429, 5xx, timeouts or connection errors on every try of one call: worth another go later."""
 
 
-class LLMWaitError(LLMError):
-    """The endpoint must not be called for `delay` seconds."""
+class LLMWaitError(LLMError, Reschedule):
+    """The endpoint must not be called for `delay` seconds (never more than RETRY_AFTER_CAP): the job waits."""
 
     def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
+        super().__init__(min(delay, RETRY_AFTER_CAP), message)
 
 
 class RateLimitedError(LLMWaitError):
@@ -102,7 +101,7 @@ class ProviderHoldError(BreakerOpenError):
     """The endpoint asked for a wait longer than RETRY_AFTER_CAP: treated as an open breaker, the admin told."""
 
 
-class MalformedResponseError(LLMError):
+class MalformedResponseError(LLMError, RetryableError):
     """An HTTP 200 that is no chat completion (an HTML page, broken JSON) or whose text is not valid Unicode
     (a lone surrogate). Invalid output: asked again within the rewrite's tries, and counted by the breaker."""
 
