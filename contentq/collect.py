@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
+import tenacity
 from telethon import errors
 
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, FatalJobError, Reschedule
 from contentq.ingest import (
     Candidate,
     CandidateMedia,
@@ -33,7 +34,7 @@ from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChann
 from contentq.media import store_bytes
 from contentq.redact import redact
 from contentq.routes import Route, load_routes, normalize_channel_ref
-from contentq.runtime.context import Reschedule, Runtime
+from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer, refresh_footer
 
@@ -51,7 +52,7 @@ ALBUM_SETTLE_S = 30.0
 Progress = Callable[[int, int], None]
 
 
-class CollectFailed(ContentqError):
+class CollectFailed(FatalJobError):
     """A collect that retrying cannot fix: a dead or unauthorized session, an unknown or private source."""
 
 
@@ -157,35 +158,42 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
 
 
 def check_session(ctx: CollectContext, gateway: TelegramGateway, ref: str, counts: Counts) -> None:
-    """Connected and authorized; reconnects up to MAX_RECONNECTS times, then fails and tells the admin."""
-    last: BaseException
+    """Connected and authorized; on a network error reconnects up to MAX_RECONNECTS times (tenacity), then
+    fails and tells the admin. A session that is not authorized fails at once."""
+
+    def log_reconnect(state: tenacity.RetryCallState) -> None:
+        counts.reconnects += 1
+        failure = state.outcome.exception() if state.outcome is not None else None
+        ctx.log(
+            "reconnect",
+            f"session check failed ({failure}); reconnect {state.attempt_number}/{MAX_RECONNECTS}",
+            level="warning",
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(OSError),  # ConnectionError, TimeoutError
+        stop=tenacity.stop_after_attempt(MAX_RECONNECTS + 1),
+        before_sleep=log_reconnect,
+        reraise=True,
+    )
     try:
-        gateway.ensure_ready()
-        return
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    gateway.reconnect()
+                gateway.ensure_ready()
     except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
         _unauthorized(ctx, ref, exc)
     except ContentqError as exc:  # no session, no API credentials: the operator must act
         ctx.notify("telegram-session", f"collect from {ref} failed: {exc}", level="error")
         raise CollectFailed(str(exc)) from None
-    except OSError as exc:  # ConnectionError, TimeoutError
-        last = exc
-    for attempt in range(1, MAX_RECONNECTS + 1):
-        counts.reconnects += 1
-        ctx.log("reconnect", f"session check failed ({last}); reconnect {attempt}/{MAX_RECONNECTS}", level="warning")
-        try:
-            gateway.reconnect()
-            gateway.ensure_ready()
-            return
-        except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
-            _unauthorized(ctx, ref, exc)
-        except OSError as exc:
-            last = exc
-    message = (
-        f"collect from {ref} failed: the Telegram session is down after {MAX_RECONNECTS} reconnects ({last}); "
-        "check the network, then `contentq login --status`"
-    )
-    ctx.notify("telegram-session", message, level="error")
-    raise CollectFailed(message)
+    except OSError as exc:
+        message = (
+            f"collect from {ref} failed: the Telegram session is down after {MAX_RECONNECTS} reconnects ({exc}); "
+            "check the network, then `contentq login --status`"
+        )
+        ctx.notify("telegram-session", message, level="error")
+        raise CollectFailed(message) from None
 
 
 def _unauthorized(ctx: CollectContext, ref: str, exc: BaseException) -> NoReturn:

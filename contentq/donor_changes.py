@@ -27,9 +27,10 @@ from telethon import errors as tg_errors
 
 from contentq.clock import iso, now, parse
 from contentq.collect import CollectContext, _candidate
+from contentq.errors import Reschedule
 from contentq.ingest import CandidateMedia, Ingestor
 from contentq.integrations.telegram.gateway import FetchedMessage
-from contentq.runtime.context import JobContext, Reschedule
+from contentq.runtime.context import JobContext
 from contentq.store.posts import get_post, transition
 
 NOT_PUBLISHED = ("collected", "rewriting", "rewritten", "awaiting_approval", "scheduled")

@@ -12,9 +12,9 @@ import typer
 from contentq.channels import list_sources, resolve_channel
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import details, err_console, error, ok, plain, print_json, summary, table
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, Reschedule
 from contentq.routes import load_routes, normalize_channel_ref
-from contentq.runtime.context import Reschedule, Runtime
+from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 
 if TYPE_CHECKING:  # contentq.collect and the export import pull in Telethon and dedup: imported by the commands

@@ -113,7 +113,7 @@ def check_database(settings: Settings) -> Probe:
         return Probe("database", FAIL, f"{settings.db_path}: {exc}",
                      "restore the database from a backup, or move it away to start afresh")  # fmt: skip
     try:
-        pending = [m for m in migration_status(store) if not m["applied_at"]]
+        pending = [m for m in migration_status(store.db) if not m["applied_at"]]
         with store.transaction():
             pass  # takes and releases the write lock: not locked by a stuck process
         posts = store.scalar("SELECT COUNT(*) FROM posts")
@@ -329,7 +329,7 @@ def _probe_database(settings: Settings) -> Probe:
     try:
         store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
         try:
-            store.scalar("SELECT COUNT(*) FROM _migrations")
+            store.scalar("SELECT COUNT(*) FROM sqlite_master")
             with store.transaction():
                 pass  # the write lock can be had
         finally:

@@ -16,12 +16,13 @@ from typing import Any, Protocol
 from telethon import errors as tg_errors
 
 from contentq.clock import iso, now, parse
+from contentq.errors import FatalJobError, Reschedule
 from contentq.integrations.telegram.gateway import Account, OutgoingPart, ResolvedChannel, TelegramGateway
 from contentq.publish import ledger
 from contentq.publish.render import Rendered
 from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, settle_candidates
 from contentq.routes import Route, normalize_channel_ref
-from contentq.runtime.context import FatalJobError, Reschedule, Runtime
+from contentq.runtime.context import Runtime
 from contentq.store import Store
 from contentq.store.posts import transition
 
