@@ -10,6 +10,10 @@ from contentq.runtime.context import Runtime
 from contentq.settings import get_settings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Every column, each cell whole, however long the lines (default: fit the terminal)."),
+]
 
 SQLITE_INT_MAX = 2**63 - 1
 """SQLite integers are signed 64-bit: a larger id names no row and would overflow the driver."""
