@@ -292,7 +292,11 @@ def demo(
     table(queues, ["queue", "queued", "in_progress", "scheduled", "failed", "paused", ("in_redis", "in Redis")],
           title="queue status")  # fmt: skip
     table(result.jobs, ["kind", "status", "n"], title="jobs")
-    table(result.posts, ["id", "state", "kind", "photos", "cards", Col("preview", fit="ellipsis")], title="demo posts")
+    rows = [
+        p | {"photos": f"{p['photos']} ({p['photos_missing']} missing)"} if p.get("photos_missing") else p
+        for p in result.posts
+    ]
+    table(rows, ["id", "state", "kind", "photos", "cards", Col("preview", fit="ellipsis")], title="demo posts")
     published = sum(1 for p in result.posts if p["state"] == "published")
     ok(f"outbox: {result.outbox} ({published} posts published; each folder has post.html, meta.json and media)")
     typer.echo(
