@@ -131,7 +131,7 @@ def _layout(cols: list[Col], cells: list[list[Text]], width: int, wide: bool) ->
     natural = []
     for i, col in enumerate(cols):
         longest = max((_natural(row[i]) for row in cells), default=0)
-        header = cell_len(col.heading) if wide or col.fit != "whole" else _header_min(col.heading)
+        header = cell_len(col.heading) if wide else _header_min(col.heading)
         natural.append(max(longest, header, 1))
     shown = [i for i, col in enumerate(cols) if wide or not col.wide]
     if wide:
