@@ -99,16 +99,17 @@ def login(
 
 @sources_app.command("list")
 def sources_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
-    """Donor channels with their last run, counts and last error (--wide adds route, id, title and cursor)."""
+    """Donor channels with their last run, counts, last error and title (--wide adds route, id and cursor)."""
     rows = list_sources(runtime())
     if as_json:
         print_json(rows)
         return
     table(
         rows,
-        ["source", Col("route", wide=True), Col("id", wide=True), Col("title", wide=True),
-         Col("last_message_id", "cursor", wide=True), "last_run", "collected", ("duplicates", "dups"), "filtered",
-         Col("error", fit="ellipsis")],
+        # Text columns give way from the right: the title before the error.
+        ["source", Col("route", wide=True), Col("id", wide=True), Col("last_message_id", "cursor", wide=True),
+         "last_run", "collected", ("duplicates", "dups"), "filtered", Col("error", fit="ellipsis"),
+         Col("title", fit="ellipsis")],
         title="sources", empty="no sources: add `sources = [...]` to a route in contentq.toml", wide=wide,
     )  # fmt: skip
 
