@@ -106,8 +106,6 @@ def stats(
     for row in data["jobs"]:
         rate = row["failure_rate"]
         row["fail_%"] = None if rate is None else f"{rate * 100:.1f}"
-        for ms in ("avg_ms", "p95_ms"):
-            row[ms] = None if row[ms] is None else round(row[ms])  # milliseconds: a decimal says nothing here
     # The kind names its queue (maintenance holds several kinds): the queue only with --wide.
     table(
         data["jobs"],

@@ -88,7 +88,8 @@ class Col:
     fit="whole" (ids, states, times, counts, names): always shown, on one line, never cut; its header may wrap
     at spaces. fit="ellipsis" (free text): one line, shortened with "…" to the room left; left out (with a note)
     when even 10 columns are not left. fit="wrap": like ellipsis, but the text wraps at spaces instead (doctor's
-    details, where every word counts). wide=True: only with --wide (technical or redundant detail).
+    details, where every word counts). wide=True (technical or redundant detail): left out when the terminal is short
+    of room, shown by --wide. When every column fits as it is, all are shown and nothing changes.
     """
 
     key: str
@@ -128,14 +129,13 @@ def _layout(cols: list[Col], cells: list[list[Text]], width: int, wide: bool) ->
     """Which columns to show and how wide, for a terminal `width` columns wide: (shown indexes, their widths,
     headings left out for lack of room). Whole columns get what their longest cell needs; text columns share
     the rest, the leftmost first; a text column that cannot get FLEX_MIN is left out, the rightmost first."""
-    natural = []
-    for i, col in enumerate(cols):
-        longest = max((_natural(row[i]) for row in cells), default=0)
-        header = cell_len(col.heading) if wide else _header_min(col.heading)
-        natural.append(max(longest, header, 1))
-    shown = [i for i, col in enumerate(cols) if wide or not col.wide]
-    if wide:
-        return shown, [natural[i] for i in shown], []
+    longest = [max((_natural(row[i]) for row in cells), default=0) for i in range(len(cols))]
+    full = [max(longest[i], cell_len(col.heading), 1) for i, col in enumerate(cols)]
+    if wide or sum(full) + GAP * (len(cols) - 1) <= width:
+        return list(range(len(cols))), full, []  # room for everything, as it is
+    # Short of room: headings may wrap at spaces, --wide columns go, text columns give way.
+    natural = [max(longest[i], _header_min(col.heading), 1) for i, col in enumerate(cols)]
+    shown = [i for i, col in enumerate(cols) if not col.wide]
     dropped: list[str] = []
     while True:
         flex = [i for i in shown if cols[i].fit != "whole"]
