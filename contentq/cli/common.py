@@ -13,6 +13,10 @@ from contentq.store.db import SQLITE_INT_MAX
 __all__ = ["SQLITE_INT_MAX"]  # re-exported: every CLI module bounds ids with it
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Every column, each cell whole, however long the lines (default: fit the terminal)."),
+]
 
 LIMIT_MAX = 1_000_000
 """The largest --limit a listing accepts (SQLite takes at most SQLITE_INT_MAX; nobody reads more)."""
