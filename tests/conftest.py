@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
+import time_machine
 
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.redis import EmbeddedServer
@@ -36,6 +38,18 @@ def _no_leaking_global_flags() -> Iterator[None]:
             del os.environ[key]
     os.environ.update(before)
     get_settings.cache_clear()
+
+
+TEST_EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
+"""Where the `clock` fixture puts the tests' clock: the fixed dates of schedule tests (in 2030) stay ahead of it."""
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    """The tests' clock: the real one moved to TEST_EPOCH and ticking from there, so a test that names fixed
+    dates never starts failing once the real calendar passes them."""
+    with time_machine.travel(TEST_EPOCH, tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture(scope="session")
