@@ -138,7 +138,7 @@ CASES = [
         says="@[/b] is not a source",
     ),  # fmt: skip
     # Numbers beyond SQLite's signed 64 bits, and durations beyond the calendar.
-    Case("huge post id", ["posts", "show", "99999999999999999999"], codes=(2,), says="less than or equal"),
+    Case("huge post id", ["posts", "show", "99999999999999999999"], codes=(2,), says="9223372036854775807"),
     Case("negative post id", ["posts", "show", "-1"], codes=(2,)),
     Case("huge image id", ["images", "show", "99999999999999999999"], codes=(2,)),
     Case("huge limit", ["jobs", "list", "--limit", "99999999999999999999"], codes=(2,)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -40,3 +41,10 @@ def reset_runtime() -> None:
     if _runtime is not None:
         _runtime.close()
     _runtime = None
+
+
+def finite(value: float) -> float:
+    """An option callback: click's FloatRange lets `nan` through (every comparison with it is false)."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from contentq.cli.common import JsonOpt, WideOpt, runtime
+from contentq.cli.common import JsonOpt, WideOpt, finite, runtime
 from contentq.cli.render import Col, console, ok, print_json, table, terminal_safe
 from contentq.clock import parse_duration
 from contentq.errors import ConfigError, ContentqError
@@ -208,7 +208,9 @@ def doctor(
     supervisor_config: Annotated[
         Path | None, typer.Option("--supervisor-config", help="Installed supervisor config to compare.")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the LLM endpoint.", min=0.1, max=600)] = 5.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the LLM endpoint.", min=0.1, max=600, callback=finite)
+    ] = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Check settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint,
@@ -251,7 +253,10 @@ def demo(
         Path | None, typer.Option("--home", help="Demo data directory (default: CONTENTQ_HOME or the global --home).")
     ] = None,
     timeout: Annotated[
-        float, typer.Option(help="Give up when jobs are still pending after this many seconds.", min=1, max=86400)
+        float,
+        typer.Option(
+            help="Give up when jobs are still pending after this many seconds.", min=1, max=86400, callback=finite
+        ),
     ] = 180,
     as_json: JsonOpt = False,
 ) -> None:
