@@ -19,6 +19,7 @@ from telethon import errors
 
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
+from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, FatalJobError, Reschedule
 from contentq.ingest import (
     Candidate,
@@ -33,7 +34,7 @@ from contentq.ingest import (
 from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
 from contentq.media import store_bytes
 from contentq.redact import redact
-from contentq.routes import Route, load_routes, normalize_channel_ref
+from contentq.routes import Route, load_routes
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer, refresh_footer

@@ -182,7 +182,7 @@ def _skip(ctx: JobContext, edit_id: int, reason: str) -> dict[str, Any]:
 def _published_or_wait(ctx: JobContext, post: dict[str, Any]) -> bool:
     if post["state"] == "publishing":
         raise Reschedule(30, f"post {post['id']} is being published; the donor's change follows it")
-    return post["state"] == "published"
+    return bool(post["state"] == "published")
 
 
 def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: float) -> dict[str, Any]:

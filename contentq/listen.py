@@ -30,12 +30,13 @@ from contentq.collect import (
     route_for_source,
     store_group,
 )
+from contentq.content.refs import normalize_channel_ref
 from contentq.donor_changes import Change, apply_delete, apply_edit
 from contentq.errors import ContentqError, Reschedule
 from contentq.ingest import Counts, Ingestor, Outcome, dedup_index
 from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
 from contentq.redact import redact
-from contentq.routes import Route, normalize_channel_ref
+from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer

@@ -12,8 +12,9 @@ import typer
 from contentq.channels import list_sources, resolve_channel
 from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, details, err_console, error, ok, plain, print_json, summary, table
+from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, Reschedule
-from contentq.routes import load_routes, normalize_channel_ref
+from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 

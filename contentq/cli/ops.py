@@ -19,6 +19,7 @@ from contentq.media import human_bytes
 from contentq.ops import alerts as alerts_core
 from contentq.ops import doctor as doctor_core
 from contentq.ops import supervisor as supervisor_core
+from contentq.ops.probe import FAIL, OK, Probe
 from contentq.ops.purge import purge as purge_core
 from contentq.ops.stats import collect_stats, parse_since
 from contentq.redact import redact
@@ -190,7 +191,7 @@ def metrics_dump(
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
-def _probe_table(probes: list[doctor_core.Probe], title: str) -> None:
+def _probe_table(probes: list[Probe], title: str) -> None:
     # The fix under its detail, in one column that wraps at spaces: a path or a command stays whole at 80 columns.
     rows = [
         {
@@ -224,7 +225,7 @@ def doctor(
         print_json([p.as_dict() for p in probes])
     else:
         _probe_table(probes, "contentq doctor")
-    if any(p.status == doctor_core.FAIL for p in probes):
+    if any(p.status == FAIL for p in probes):
         raise typer.Exit(1)
 
 
@@ -238,7 +239,7 @@ def health(
 ) -> None:
     """Probe for monitoring: Redis, the database and the workers; exits 1 when one is down."""
     probes = doctor_core.run_health(runtime().settings, workers=workers, queues=list(queue or []) or None)
-    healthy = all(p.status == doctor_core.OK for p in probes)
+    healthy = all(p.status == OK for p in probes)
     if as_json:
         print_json({"healthy": healthy, "probes": [p.as_dict() for p in probes]})
     else:

@@ -139,7 +139,8 @@ class MinHasher:
         sketch = MinHash(num_perm=self.num_perm, seed=SEED, permutations=self._permutations, scheme=SCHEME,
                          hashfunc=operator.index)  # fmt: skip
         sketch.update_batch(hashes.tolist())
-        return sketch.hashvalues
+        values: np.ndarray = sketch.hashvalues
+        return values
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,8 @@ class _RedisStorage(pybreaker.CircuitRedisStorage):
 
     @property
     def opened_at(self) -> datetime | None:
-        return pybreaker.CircuitRedisStorage.opened_at.fget(self)  # type: ignore[attr-defined]
+        opened: datetime | None = pybreaker.CircuitRedisStorage.opened_at.fget(self)  # type: ignore[attr-defined]
+        return opened
 
     @opened_at.setter
     def opened_at(self, now: datetime) -> None:

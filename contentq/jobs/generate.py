@@ -12,6 +12,7 @@ from contentq import pipeline
 from contentq.clock import parse
 from contentq.errors import ConfigError, FatalJobError, Reschedule
 from contentq.rules import record_outcome, rule_post, write_original
+from contentq.runtime.config import route_of
 from contentq.runtime.context import JobContext
 from contentq.runtime.kinds import KINDS
 from contentq.store.posts import get_post, transition
@@ -19,7 +20,7 @@ from contentq.store.posts import get_post, transition
 
 def _follow_ups(ctx: JobContext, post_id: int) -> dict[str, Any]:
     post = get_post(ctx.store, post_id)
-    route = pipeline.route_of(ctx.runtime, post["route"])
+    route = route_of(ctx.runtime, post["route"])
     out: dict[str, Any] = {"post_id": post_id}
     wants_image = route.images != "none" and (bool(post["image_prompt"]) or route.image_backend == "card")
     has_job = ctx.store.scalar("SELECT 1 FROM jobs WHERE kind = 'imagegen' AND key = ?", (str(post_id),))
@@ -36,7 +37,7 @@ def _record_failure(ctx: JobContext, route: str, post_id: int, reason: str) -> N
 
 def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     try:
-        route_cfg = pipeline.route_of(ctx.runtime, route)
+        route_cfg = route_of(ctx.runtime, route)
     except ConfigError as exc:  # fatal: the runner fails the job without a retry
         record_outcome(ctx.runtime, route, error=str(exc))
         raise

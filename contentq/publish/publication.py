@@ -11,17 +11,18 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from telethon import errors as tg_errors
 
 from contentq.clock import iso, now, parse
+from contentq.content.refs import normalize_channel_ref
 from contentq.errors import FatalJobError, Reschedule
 from contentq.integrations.telegram.gateway import Account, OutgoingPart, ResolvedChannel, TelegramGateway
 from contentq.publish import ledger
 from contentq.publish.render import Rendered
 from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, settle_candidates
-from contentq.routes import Route, normalize_channel_ref
+from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 from contentq.store.posts import transition
@@ -57,7 +58,7 @@ class LogReporter:
 def telegram_account(runtime: Runtime, gateway: TelegramGateway) -> Account:
     cached = runtime.services.get("telegram_account")
     if cached is not None and cached[0] is gateway:
-        return cached[1]
+        return cast(Account, cached[1])
     account = gateway.account()
     runtime.services["telegram_account"] = (gateway, account)
     return account

@@ -43,7 +43,8 @@ class Runtime:
     def telegram(self) -> TelegramGateway:
         from contentq.integrations.telegram.client import build_gateway
 
-        return self.service("telegram", build_gateway)
+        gateway: TelegramGateway = self.service("telegram", build_gateway)
+        return gateway
 
     @property
     def store(self) -> Store:

@@ -39,7 +39,8 @@ MAX_ERROR = 2000
 def resolve_handler(path: str) -> Callable[..., Any]:
     module_name, _, attr = path.partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, attr)
+    handler: Callable[..., Any] = getattr(module, attr)
+    return handler
 
 
 def _error_text(exc: BaseException) -> str:

@@ -79,7 +79,8 @@ def get_job(rt: RT, job_id: JobId) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}/events", summary="A job's event log (`jobs logs`)")
 def job_events(rt: RT, job_id: JobId) -> list[dict[str, Any]]:
-    return views.job_detail(rt, job_id)["events"]
+    events: list[dict[str, Any]] = views.job_detail(rt, job_id)["events"]
+    return events
 
 
 @router.post("/jobs/{job_id}/retry", summary="Run a failed or cancelled job again")
