@@ -53,8 +53,8 @@ def test_same_text_and_media_from_another_channel_is_a_content_duplicate(rt, tg)
     tg.add_message("@donor_b", 9, "BREAKING — storm warning! https://t.me/donor_b", media=MediaInfo("photo"),
                    data=b"same photo")  # fmt: skip
     job = collect(rt, "@donor_b")
-    original, = by_source(rt, "@donor_a")
-    copy, = by_source(rt, "@donor_b")
+    (original,) = by_source(rt, "@donor_a")
+    (copy,) = by_source(rt, "@donor_b")
     assert copy["state"] == "duplicate"
     assert copy["duplicate_of"] == original["id"]
     assert copy["state_reason"] == f"same content as post {original['id']}"
@@ -78,7 +78,7 @@ def test_lightly_edited_news_from_another_channel_is_a_near_duplicate(rt, tg):
     tg.add_message("@donor_b", 1, EDITED)
     tg.add_message("@donor_b", 2, OTHER)
     collect(rt, "@donor_b")
-    original, = by_source(rt, "@donor_a")
+    (original,) = by_source(rt, "@donor_a")
     near, other = by_source(rt, "@donor_b")
     assert near["state"] == "duplicate" and near["duplicate_of"] == original["id"]
     assert near["state_reason"].startswith(f"near duplicate of post {original['id']} (similarity 0.")
@@ -95,12 +95,12 @@ def test_near_duplicates_count_across_channels_only(rt, tg):
 def test_rejected_and_filtered_posts_stay_in_dedup_memory(rt, tg):
     tg.add_message("@donor_a", 1, NEWS)
     collect(rt, "@donor_a")
-    original, = by_source(rt, "@donor_a")
+    (original,) = by_source(rt, "@donor_a")
     rt.store.execute("UPDATE posts SET state = 'rejected' WHERE id = ?", (original["id"],))
     forget_dedup_index(rt)  # a fresh process: the index is loaded from SQLite
     tg.add_message("@donor_b", 1, NEWS)
     collect(rt, "@donor_b")
-    copy, = by_source(rt, "@donor_b")
+    (copy,) = by_source(rt, "@donor_b")
     assert copy["state"] == "duplicate" and copy["duplicate_of"] == original["id"]
 
 
@@ -110,7 +110,7 @@ def test_duplicates_point_to_the_original_not_to_another_duplicate(rt, tg):
     tg.add_message("@donor_b", 1, EDITED)
     tg.add_message("@donor_b", 2, EDITED)  # the same edited copy again, exact content
     collect(rt, "@donor_b")
-    original, = by_source(rt, "@donor_a")
+    (original,) = by_source(rt, "@donor_a")
     assert [p["duplicate_of"] for p in by_source(rt, "@donor_b")] == [original["id"], original["id"]]
 
 

@@ -254,7 +254,7 @@ def test_older_exports_without_unix_time_group_albums_by_date(tmp_path):
 def test_import_command_with_progress_and_json(routes):
     result = CliRunner().invoke(app, ["import", str(BASIC), "--source", "t.me/donor_export", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout[result.stdout.index("{"):])
+    data = json.loads(result.stdout[result.stdout.index("{") :])
     assert data["collected"] == 6 and data["route"] == "news" and data["source"] == "@donor_export"
 
 
