@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from contentq.cli.common import runtime
+from contentq.cli.common import finite, runtime
 from contentq.logs import setup_logging
 from contentq.runtime.worker import BURST_HORIZON, run_worker
 from contentq.settings import QUEUES
@@ -28,6 +28,7 @@ def worker(
             help="With --burst: also wait for delayed jobs (asap slots, retries) due within this many seconds.",
             min=0,
             max=3600,
+            callback=finite,
         ),
     ] = BURST_HORIZON,
     name: Annotated[str | None, typer.Option("--name", help="Worker name (default: host.pid).")] = None,
