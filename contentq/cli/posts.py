@@ -79,7 +79,12 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
     }
     if info["similarity"] is not None:
         info["similarity"] = f"{info['similarity']:.2f}"  # the table's one decimal would hide 0.86 vs 0.94
-    info["media"] = ", ".join(f"{m['kind']} ({m['origin']})" for m in media) or None
+    info["media"] = (
+        ", ".join(
+            f"{m['kind']} ({m['origin']}{'' if m.get('path') else ', no file: left out when published'})" for m in media
+        )
+        or None
+    )
     if post.get("original_html"):
         info["donor footer"] = "stripped (the text as posted: `posts show --json`, original_html)"
     details(info, title=f"post {post_id}")

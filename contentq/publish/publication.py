@@ -361,7 +361,11 @@ def report_rendering(pub: Publication, rendered: Rendered, *, custom_emoji: bool
 
 
 def finish(pub: Publication, message_ids: list[int] | None, link: str | None) -> dict[str, Any]:
-    remarks = pub.rendered.notes if pub.rendered is not None else []
+    remarks = list(pub.rendered.notes) if pub.rendered is not None else []
+    absent = pub.store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ? AND path IS NULL", (pub.post_id,))
+    if absent:  # missing from an export, or over CONTENTQ_COLLECT_MAX_MEDIA_MB: said on the post, not silent
+        remarks.append(f"{absent} donor media file(s) were never stored (missing from the export or too large)"
+                       " and were left out")  # fmt: skip
     moved = transition(
         pub.store, pub.post_id, "publishing", "published",
         published_at=iso(), message_ids=json.dumps(message_ids) if message_ids is not None else None,
