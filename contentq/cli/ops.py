@@ -77,8 +77,11 @@ def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be removed.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove old job records and events, ended posts past retention (dedup keeps what it needs), unattached
-    images and old RQ registry entries, in small batches that never block the workers."""
+    """Remove what is past retention, in small batches that never block the workers.
+
+    Old job records and events, ended posts (dedup keeps what it needs), unattached images and old RQ registry
+    entries.
+    """
     rt = runtime()
     window = parse_duration(older_than) if older_than else None
     report = purge_core(rt, window, dry_run)
@@ -214,8 +217,10 @@ def doctor(
     ] = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint,
-    supervisor and cron; print ok/warn/fail with the fix for each. Exits 1 when a check fails."""
+    """Check the whole setup and print ok/warn/fail with the fix for each; exits 1 when a check fails.
+
+    Settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint, supervisor, cron.
+    """
     try:
         settings: Settings | None = runtime().settings
     except ConfigError:
@@ -261,8 +266,11 @@ def demo(
     ] = 180,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the pipeline end to end with no credentials: import a sample channel export, clean the posts with
-    rules, render cards, schedule them asap and publish them to the outbox folder, with in-process workers."""
+    """Run the pipeline end to end with no credentials, publishing to the outbox folder.
+
+    Imports a sample channel export, cleans the posts with rules, renders cards, schedules them asap and
+    publishes them to the outbox folder, with workers in this process.
+    """
     from contentq.cli.common import reset_runtime
     from contentq.ops import demo as demo_core
     from contentq.runtime.context import Runtime
