@@ -388,6 +388,8 @@ def store_group(
     channel: ResolvedChannel,
     group: list[FetchedMessage],
     counts: Counts,
+    *,
+    move_cursor: bool = True,
 ) -> tuple[Outcome | None, int]:
     """One post to be (a message, or the messages of an album) through the ingest path shared by collect and
     listen: media downloaded unless the messages are stored already, then dedup, filters and footer in one
@@ -395,8 +397,9 @@ def store_group(
 
     Idempotent: the transaction takes the write lock before looking for the (source, message id), so when
     collect and listen store the same message at once, one stores it and the other finds it ('exact', no
-    rewrite enqueued). Returns the outcome (None for a message with nothing to keep) and the media not
-    downloaded (over CONTENTQ_COLLECT_MAX_MEDIA_MB)."""
+    rewrite enqueued). With move_cursor=False the cursor stays where it is (listen, while older messages of the
+    source are not stored: catch-up and cron collect must still fetch them). Returns the outcome (None for a
+    message with nothing to keep) and the media not downloaded (over CONTENTQ_COLLECT_MAX_MEDIA_MB)."""
     runtime = ctx.runtime
     store = runtime.store
     ref = channel.ref
@@ -416,7 +419,7 @@ def store_group(
             if wanted:
                 outcome = ingestor.ingest(conn, candidate)
                 delta.add(outcome)
-            advance(conn, ref, max(ids), delta)
+            advance(conn, ref, max(ids) if move_cursor else 0, delta)  # MAX(cursor, 0): the counters only
     except BaseException:
         forget_dedup_index(runtime)
         raise
