@@ -347,6 +347,33 @@ def _web_indexes(db: Database) -> None:
     )
 
 
+@migration(112, "web: post_changes, the live post feed's change sequence, filled by triggers on posts")
+def _post_changes(db: Database) -> None:
+    # The feed's cursor must follow commit order. A timestamp taken before the write lock does not (nor does one
+    # from another process's clock); an AUTOINCREMENT id assigned inside the writing transaction does, and is
+    # never reused even after purge deletes the newest rows.
+    run_script(
+        db,
+        """
+        CREATE TABLE post_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            post_id INTEGER NOT NULL,
+            state TEXT NOT NULL,               -- the state the post moved to
+            at TEXT NOT NULL                   -- its updated_at then (shown, and purge goes by it)
+        );
+        INSERT INTO post_changes (post_id, state, at)
+            SELECT id, state, updated_at FROM posts ORDER BY updated_at, id
+        """,
+    )
+    for event in ("INSERT", "UPDATE OF state"):  # trigger bodies hold ';': one statement each, not run_script
+        name = "post_changes_" + event.split()[0].lower()
+        db.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON posts BEGIN"
+            " INSERT INTO post_changes (post_id, state, at)"
+            " VALUES (NEW.id, NEW.state, NEW.updated_at); END"
+        )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
