@@ -7,14 +7,12 @@ so a post whose route makes the image optional is published without it.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import Any
 
 from contentq import pipeline
 from contentq.errors import FatalJobError, NotFoundError
 from contentq.images.service import describe_failure, generate_post_image
-from contentq.runtime.context import JobContext, Runtime
+from contentq.runtime.context import JobContext
 
 
 def run(
@@ -63,12 +61,3 @@ def image_made_by_this_job(ctx: JobContext, post_id: int) -> dict[str, Any] | No
         " AND m.created_at >= j.created_at ORDER BY m.id DESC LIMIT 1",
         (ctx.job_id, post_id),
     )
-
-
-def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
-    """The image job ended failed (a timeout, its worker's death): a post still waiting for its image goes on
-    without it, or fails when its route requires one (a no-op when the job already told the pipeline)."""
-    post_id = job["post_id"] if job["post_id"] is not None else json.loads(job["payload"] or "{}").get("post_id")
-    if post_id is not None:
-        with contextlib.suppress(NotFoundError):  # the post is gone (purged): nothing to settle
-            pipeline.on_image_done(runtime, int(post_id), False)
