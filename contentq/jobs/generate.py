@@ -13,7 +13,7 @@ from contentq.clock import parse
 from contentq.errors import ConfigError, FatalJobError, Reschedule
 from contentq.rules import record_outcome, rule_post, write_original
 from contentq.runtime.config import route_of
-from contentq.runtime.context import JobContext
+from contentq.runtime.context import JobContext, Runtime
 from contentq.runtime.kinds import KINDS
 from contentq.store.posts import get_post, transition
 
@@ -87,3 +87,10 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     record_outcome(ctx.runtime, route, error=None)
     ctx.log("generated", f"post {post_id}: {len(written['html'])} characters", title=written["title"])
     return {"tokens_in": written["tokens_in"], "tokens_out": written["tokens_out"], **_follow_ups(ctx, post_id)}
+
+
+def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
+    """The generate job ended failed (a timeout, its worker's death): its post, still `rewriting`, is failed
+    with the reason and the admin told, unless the job already failed it."""
+    if job["post_id"] is not None:
+        pipeline.fail_post(runtime, int(job["post_id"]), "rewriting", f"generate: {reason}")
