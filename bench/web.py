@@ -3,7 +3,9 @@
 Measures, against `contentq web`'s app on uvicorn (a real HTTP server, one process, as supervisor runs it):
 - p50/p95 latency of the jobs page (`GET /jobs`, HTML) and of `GET /api/jobs?status=failed` (target p95 ≤ 150 ms);
 - the delay from a job's state change (the jobs row and its event written as a worker writes them) to the SSE
-  event reaching a client of `GET /api/events` (target p95 ≤ 1 s).
+  event reaching a client of `GET /api/events` (target p95 ≤ 1 s);
+- the same for a post's state change (`transition`; the post_changes trigger writes the feed's row), and the
+  cost of that trigger: `transition` calls per second with it.
 
     python bench/web.py [--jobs 100000] [--posts 20000] [--requests 200] [--changes 100]
 """
@@ -32,6 +34,7 @@ from contentq.ops.stats import percentile  # noqa: E402
 from contentq.runtime.context import Runtime  # noqa: E402
 from contentq.settings import load_settings  # noqa: E402
 from contentq.store.jobs import add_event  # noqa: E402
+from contentq.store.posts import transition  # noqa: E402
 from contentq.web.app import create_app  # noqa: E402
 from contentq.web.auth import load_token  # noqa: E402
 
@@ -124,6 +127,49 @@ def sse_delays(rt: Runtime, base: str, token: str, changes: int) -> list[float]:
     return [(got[j] - sent[j]) * 1000 for j in targets if j in got]
 
 
+def sse_post_delays(rt: Runtime, base: str, token: str, changes: int) -> list[float]:
+    """Move `changes` posts awaiting approval to 'scheduled' as `posts approve` does; the time until each arrives."""
+    targets = [
+        int(r["id"])
+        for r in rt.store.query("SELECT id FROM posts WHERE state = 'awaiting_approval' LIMIT ?", (changes,))
+    ]
+    sent: dict[int, float] = {}
+    got: dict[int, float] = {}
+    ready = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{base}/api/events", headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as response:  # fmt: skip
+            ready.set()
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    if data.get("state") == "scheduled" and data.get("id") in sent:
+                        got[data["id"]] = time.perf_counter()
+                        if len(got) == len(targets):
+                            return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    ready.wait(10)
+    time.sleep(0.5)
+    for post_id in targets:
+        transition(rt.store, post_id, "awaiting_approval", "scheduled")
+        sent[post_id] = time.perf_counter()
+        time.sleep(random.uniform(0.05, 0.3))
+    thread.join(timeout=15)
+    return [(got[p] - sent[p]) * 1000 for p in targets if p in got]
+
+
+def transitions_per_second(rt: Runtime, n: int = 2000) -> float:
+    """State changes of one post back and forth: each one also writes its post_changes row (the trigger)."""
+    post_id = int(rt.store.scalar("SELECT id FROM posts WHERE state = 'published' LIMIT 1") or 0)
+    started = time.perf_counter()
+    for i in range(n):
+        transition(rt.store, post_id, ("published", "failed"), "failed" if i % 2 == 0 else "published")
+    return n / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=100_000)
@@ -161,10 +207,12 @@ def main() -> None:
             client, "/posts", args.requests // 2, headers={"Accept": "text/html"}
         )
     results["job state change → SSE event"] = sse_delays(rt, base, token, args.changes)
+    results["post state change → SSE event"] = sse_post_delays(rt, base, token, args.changes)
     server.should_exit = True
     for name, values in results.items():
         p50, p95 = percentile(values, 50), percentile(values, 95)
         print(f"{name:40s} n={len(values):4d}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  max {max(values):7.1f} ms")
+    print(f"post transitions (with the post_changes trigger): {transitions_per_second(rt):.0f}/s")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from contentq.clock import iso
+from contentq.content.refs import normalize_channel_ref
 from contentq.integrations.telegram.gateway import ResolvedChannel, TelegramGateway
-from contentq.routes import load_routes, normalize_channel_ref
+from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 

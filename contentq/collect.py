@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
+import tenacity
 from telethon import errors
 
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
-from contentq.errors import ContentqError
+from contentq.content.refs import normalize_channel_ref
+from contentq.errors import ContentqError, FatalJobError, Reschedule
 from contentq.ingest import (
     Candidate,
     CandidateMedia,
@@ -32,8 +34,8 @@ from contentq.ingest import (
 from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
 from contentq.media import store_bytes
 from contentq.redact import redact
-from contentq.routes import Route, load_routes, normalize_channel_ref
-from contentq.runtime.context import Reschedule, Runtime
+from contentq.routes import Route, load_routes
+from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer, refresh_footer
 
@@ -51,7 +53,7 @@ ALBUM_SETTLE_S = 30.0
 Progress = Callable[[int, int], None]
 
 
-class CollectFailed(ContentqError):
+class CollectFailed(FatalJobError):
     """A collect that retrying cannot fix: a dead or unauthorized session, an unknown or private source."""
 
 
@@ -157,35 +159,42 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
 
 
 def check_session(ctx: CollectContext, gateway: TelegramGateway, ref: str, counts: Counts) -> None:
-    """Connected and authorized; reconnects up to MAX_RECONNECTS times, then fails and tells the admin."""
-    last: BaseException
+    """Connected and authorized; on a network error reconnects up to MAX_RECONNECTS times (tenacity), then
+    fails and tells the admin. A session that is not authorized fails at once."""
+
+    def log_reconnect(state: tenacity.RetryCallState) -> None:
+        counts.reconnects += 1
+        failure = state.outcome.exception() if state.outcome is not None else None
+        ctx.log(
+            "reconnect",
+            f"session check failed ({failure}); reconnect {state.attempt_number}/{MAX_RECONNECTS}",
+            level="warning",
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(OSError),  # ConnectionError, TimeoutError
+        stop=tenacity.stop_after_attempt(MAX_RECONNECTS + 1),
+        before_sleep=log_reconnect,
+        reraise=True,
+    )
     try:
-        gateway.ensure_ready()
-        return
+        for attempt in retrying:
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    gateway.reconnect()
+                gateway.ensure_ready()
     except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
         _unauthorized(ctx, ref, exc)
     except ContentqError as exc:  # no session, no API credentials: the operator must act
         ctx.notify("telegram-session", f"collect from {ref} failed: {exc}", level="error")
         raise CollectFailed(str(exc)) from None
-    except OSError as exc:  # ConnectionError, TimeoutError
-        last = exc
-    for attempt in range(1, MAX_RECONNECTS + 1):
-        counts.reconnects += 1
-        ctx.log("reconnect", f"session check failed ({last}); reconnect {attempt}/{MAX_RECONNECTS}", level="warning")
-        try:
-            gateway.reconnect()
-            gateway.ensure_ready()
-            return
-        except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
-            _unauthorized(ctx, ref, exc)
-        except OSError as exc:
-            last = exc
-    message = (
-        f"collect from {ref} failed: the Telegram session is down after {MAX_RECONNECTS} reconnects ({last}); "
-        "check the network, then `contentq login --status`"
-    )
-    ctx.notify("telegram-session", message, level="error")
-    raise CollectFailed(message)
+    except OSError as exc:
+        message = (
+            f"collect from {ref} failed: the Telegram session is down after {MAX_RECONNECTS} reconnects ({exc}); "
+            "check the network, then `contentq login --status`"
+        )
+        ctx.notify("telegram-session", message, level="error")
+        raise CollectFailed(message) from None
 
 
 def _unauthorized(ctx: CollectContext, ref: str, exc: BaseException) -> NoReturn:
@@ -379,6 +388,8 @@ def store_group(
     channel: ResolvedChannel,
     group: list[FetchedMessage],
     counts: Counts,
+    *,
+    move_cursor: bool = True,
 ) -> tuple[Outcome | None, int]:
     """One post to be (a message, or the messages of an album) through the ingest path shared by collect and
     listen: media downloaded unless the messages are stored already, then dedup, filters and footer in one
@@ -386,8 +397,9 @@ def store_group(
 
     Idempotent: the transaction takes the write lock before looking for the (source, message id), so when
     collect and listen store the same message at once, one stores it and the other finds it ('exact', no
-    rewrite enqueued). Returns the outcome (None for a message with nothing to keep) and the media not
-    downloaded (over CONTENTQ_COLLECT_MAX_MEDIA_MB)."""
+    rewrite enqueued). With move_cursor=False the cursor stays where it is (listen, while older messages of the
+    source are not stored: catch-up and cron collect must still fetch them). Returns the outcome (None for a
+    message with nothing to keep) and the media not downloaded (over CONTENTQ_COLLECT_MAX_MEDIA_MB)."""
     runtime = ctx.runtime
     store = runtime.store
     ref = channel.ref
@@ -407,7 +419,7 @@ def store_group(
             if wanted:
                 outcome = ingestor.ingest(conn, candidate)
                 delta.add(outcome)
-            advance(conn, ref, max(ids), delta)
+            advance(conn, ref, max(ids) if move_cursor else 0, delta)  # MAX(cursor, 0): the counters only
     except BaseException:
         forget_dedup_index(runtime)
         raise

@@ -27,9 +27,10 @@ from telethon import errors as tg_errors
 
 from contentq.clock import iso, now, parse
 from contentq.collect import CollectContext, _candidate
+from contentq.errors import Reschedule
 from contentq.ingest import CandidateMedia, Ingestor
 from contentq.integrations.telegram.gateway import FetchedMessage
-from contentq.runtime.context import JobContext, Reschedule
+from contentq.runtime.context import JobContext
 from contentq.store.posts import get_post, transition
 
 NOT_PUBLISHED = ("collected", "rewriting", "rewritten", "awaiting_approval", "scheduled")
@@ -181,7 +182,7 @@ def _skip(ctx: JobContext, edit_id: int, reason: str) -> dict[str, Any]:
 def _published_or_wait(ctx: JobContext, post: dict[str, Any]) -> bool:
     if post["state"] == "publishing":
         raise Reschedule(30, f"post {post['id']} is being published; the donor's change follows it")
-    return post["state"] == "published"
+    return bool(post["state"] == "published")
 
 
 def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: float) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from typing import Any
 
 from contentq.channels import advance, ensure_channel
 from contentq.collect import CollectContext
+from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError
 from contentq.ingest import Candidate, CandidateMedia, Counts, Ingestor, dedup_index, forget_dedup_index, plural
 from contentq.integrations.export import ExportMessage, export_groups, read_export
 from contentq.media import store_file
-from contentq.routes import Route, load_routes, normalize_channel_ref
+from contentq.routes import Route, load_routes
 from contentq.store.footers import refresh_footer
 
 Progress = Callable[[int, int], None]

@@ -7,8 +7,14 @@ catch-up and live, or by listen and a cron `collect` at the same time) is stored
 for the (source, message id) inside the write transaction that would store it.
 
 Album items delivered one by one are held until none came for ALBUM_SETTLE_S (or all 10 are there), then
-stored as one post; any later update of the same channel stores a waiting album first, so the cursor never
-passes a message that is not stored.
+stored as one post; any later update of the same channel stores a waiting album first.
+
+The cursor never passes a message that is not stored. When a source has a gap below its live messages (a
+media download failed live; a catch-up stopped before the newest message: CATCH_UP_PAGES reached, an error,
+an album still arriving), live messages are stored without moving the cursor, so catch-up and cron `collect`
+still fetch from before the gap (what is stored already comes back as "already stored"). The listener
+fetches one page from the cursor every HOLD_RETRY_S itself, and moves the cursor again once it is past the
+gap.
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ from contentq.collect import (
     route_for_source,
     store_group,
 )
+from contentq.content.refs import normalize_channel_ref
 from contentq.donor_changes import Change, apply_delete, apply_edit
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, Reschedule
 from contentq.ingest import Counts, Ingestor, Outcome, dedup_index
 from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
 from contentq.redact import redact
-from contentq.routes import Route, normalize_channel_ref
-from contentq.runtime.context import Reschedule, Runtime
+from contentq.routes import Route
+from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer
 from contentq.store.listeners import beat, start_listener
@@ -50,7 +57,10 @@ ALBUM_MAX = 10
 
 CATCH_UP_PAGES = 50
 """Pages of collect (MAX_PER_RUN messages each) a catch-up takes from one source before going live; the
-rest is left to cron `collect`."""
+rest is taken by cron `collect` or the listener's retries (HOLD_RETRY_S), the cursor held before it."""
+
+HOLD_RETRY_S = 30.0
+"""While a source has a gap (messages not stored below live ones), one page is fetched from its cursor this often."""
 
 TICK_S = 0.5
 """The longest the listener waits for an update before flushing albums and writing its heartbeat."""
@@ -76,10 +86,30 @@ class ListenContext:
 
 
 @dataclass
+class Gap:
+    """Messages of a source not stored below the ones taken live. While it is open, live messages are stored
+    without moving the cursor; it closes when the cursor (moved by a catch-up or cron collect) reaches
+    `must_reach`, or a catch-up reaches the newest message."""
+
+    behind: bool = False  # a catch-up did not reach the newest message: the backlog ends before `first_live`
+    first_live: int | None = None  # the oldest message taken live since that catch-up
+    failed: set[int] = field(default_factory=set)  # taken live but not stored (a media download failed)
+    tried_at: float = 0.0  # monotonic time of the last page fetched to fill it
+
+    @property
+    def open(self) -> bool:
+        return self.behind or bool(self.failed)
+
+    def must_reach(self) -> int:
+        return max(self.failed | ({self.first_live} if self.first_live is not None else set()), default=0)
+
+
+@dataclass
 class Source:
     channel: ResolvedChannel
     route: Route
     ingestor: Ingestor
+    gap: Gap = field(default_factory=Gap)
 
 
 @dataclass
@@ -96,12 +126,13 @@ Stored = Callable[[str, list[FetchedMessage], Outcome | None, float], None]
 
 class Listener:
     def __init__(self, runtime: Runtime, sources: list[str], *, name: str = "listen", tick: float = TICK_S,
-                 on_stored: Stored | None = None) -> None:  # fmt: skip
+                 on_stored: Stored | None = None, hold_retry: float = HOLD_RETRY_S) -> None:  # fmt: skip
         self.runtime = runtime
         self.refs = list(dict.fromkeys(normalize_channel_ref(s) for s in sources))
         self.name = name
         self.tick = tick
         self.on_stored = on_stored
+        self.hold_retry = hold_retry
         self.ctx = ListenContext(runtime)
         self.sources: dict[int, Source] = {}
         self.pending: dict[tuple[int, int], PendingAlbum] = {}
@@ -154,6 +185,7 @@ class Listener:
             if source is not None:
                 self._from_source(source, update)
         self.flush()
+        self._fill_gaps()
         self._heartbeat()
 
     def _from_source(self, source: Source, update: ListenUpdate) -> None:
@@ -213,20 +245,53 @@ class Listener:
         self._store(album.source, messages, time.time())
 
     def _store(self, source: Source, group: list[FetchedMessage], received_at: float) -> None:
+        ids = [m.id for m in group]
+        move = self._cursor_may_move(source, ids)
         try:
             outcome, _ = store_group(self.ctx, source.ingestor, self.runtime.telegram, source.channel, group,
-                                     self.counts)  # fmt: skip
+                                     self.counts, move_cursor=move)  # fmt: skip
         except (ConnectionError, OSError) as exc:
-            # A media download failed: the cursor stays before it; the catch-up after the reconnect (or cron
-            # collect) takes the message.
-            log.warning("%s messages %s not stored now (%s); the next catch-up takes them", source.channel.ref,
-                        [m.id for m in group], exc)  # fmt: skip
+            # A media download failed: the cursor stays before these messages (and before every later one
+            # until they are stored), so the listener's retry, a catch-up or cron collect fetches them.
+            if not source.gap.open:
+                source.gap.tried_at = time.monotonic()
+            source.gap.failed.update(ids)
+            log.warning("%s messages %s not stored now (%s); the cursor stays before them until they are",
+                        source.channel.ref, ids, exc)  # fmt: skip
             return
         if outcome is not None:
             log.info("%s message(s) %s: %s%s", source.channel.ref, [m.id for m in group], outcome.state,
                      f" as post {outcome.post_id}" if outcome.post_id else "")  # fmt: skip
         if self.on_stored is not None:
             self.on_stored(source.channel.ref, group, outcome, received_at)
+
+    # gaps: the cursor never passes a message that is not stored ------------------------------------
+
+    def _cursor_may_move(self, source: Source, ids: list[int]) -> bool:
+        gap = source.gap
+        if gap.behind and gap.first_live is None:
+            gap.first_live = min(ids)
+        if not gap.open:
+            return True
+        cursor = int(self.runtime.store.scalar(
+            "SELECT last_message_id FROM channels WHERE ref = ?", (source.channel.ref,)) or 0)  # fmt: skip
+        if cursor >= gap.must_reach():  # a catch-up or cron collect stored everything up to here
+            log.info("%s: the messages before %s are stored; the cursor moves again", source.channel.ref, ids)
+            source.gap = Gap()
+            return True
+        return False
+
+    def _fill_gaps(self) -> None:
+        """One page from the cursor of each source with a gap, every hold_retry seconds."""
+        if not self.connected:
+            return  # the catch-up after the reconnect does it
+        for source in self.sources.values():
+            gap = source.gap
+            if gap.open and time.monotonic() - gap.tried_at >= self.hold_retry:
+                gap.tried_at = time.monotonic()
+                if self._catch_up_source(source, pages=1):
+                    log.info("%s: the gap is filled; the cursor moves again", source.channel.ref)
+                    source.gap = Gap()
 
     # connection ------------------------------------------------------------------------------------
 
@@ -256,22 +321,36 @@ class Listener:
              disconnect_reason=redact(detail)[:300] or None)  # fmt: skip
 
     def catch_up(self) -> None:
-        """Every source from its cursor with collect's incremental fetch: what arrived while not listening."""
+        """Every source from its cursor with collect's incremental fetch: what arrived while not listening.
+        A source not caught up to its newest message keeps its cursor there (see Gap)."""
         for source in self.sources.values():
-            ref = source.channel.ref
-            try:
-                for _ in range(CATCH_UP_PAGES):
-                    report = collect_source(self.ctx, ref)
-                    if report.fetched < MAX_PER_RUN:
-                        break
-            except Reschedule as wait:  # a long flood wait: a collect job takes it up afterwards
-                self.ctx.enqueue_child("collect", ref, {"source": ref}, delay=wait.delay)
-                log.warning("catch-up of %s: %s; collect job enqueued", ref, wait.reason)
-            except CollectFailed as exc:
-                log.error("catch-up of %s failed: %s", ref, exc)
-            except (ConnectionError, OSError, ContentqError) as exc:
-                log.error("catch-up of %s failed (%s); cron collect or the next reconnect takes it", ref, exc)
-            source.ingestor.use_footer(ref, load_footer(self.runtime.store.conn, ref))  # learned again
+            if self._catch_up_source(source, CATCH_UP_PAGES):
+                source.gap = Gap()
+            else:  # the backlog now ends before the first message taken live from here on
+                source.gap = Gap(behind=True, failed=source.gap.failed, tried_at=time.monotonic())
+
+    def _catch_up_source(self, source: Source, pages: int) -> bool:
+        """Up to `pages` pages of collect from the cursor; True when it stored up to the newest message."""
+        ref = source.channel.ref
+        complete = False
+        try:
+            for _ in range(pages):
+                report = collect_source(self.ctx, ref)
+                if report.fetched < MAX_PER_RUN:
+                    complete = not report.held_back  # an album still arriving: the cursor stays before it
+                    break
+            else:
+                log.info("catch-up of %s stopped after %d page(s); the cursor stays there until cron collect "
+                            "or the listener's retries take the rest", ref, pages)  # fmt: skip
+        except Reschedule as wait:  # a long flood wait: a collect job takes it up afterwards
+            self.ctx.enqueue_child("collect", ref, {"source": ref}, delay=wait.delay)
+            log.warning("catch-up of %s: %s; collect job enqueued", ref, wait.reason)
+        except CollectFailed as exc:
+            log.error("catch-up of %s failed: %s", ref, exc)
+        except (ConnectionError, OSError, ContentqError) as exc:
+            log.error("catch-up of %s failed (%s); cron collect or the next reconnect takes it", ref, exc)
+        source.ingestor.use_footer(ref, load_footer(self.runtime.store.conn, ref))  # learned again
+        return complete
 
     def _heartbeat(self) -> None:
         settings = self.runtime.settings

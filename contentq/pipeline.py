@@ -41,10 +41,11 @@ def _has_image(runtime: Runtime, post_id: int) -> bool:
 
 
 def _image_job_status(runtime: Runtime, post_id: int) -> str | None:
-    return runtime.store.scalar(
+    status = runtime.store.scalar(
         "SELECT status FROM jobs WHERE kind = 'imagegen' AND key = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
         (str(post_id),),
     )
+    return None if status is None else str(status)
 
 
 def fail_post(runtime: Runtime, post_id: int, from_states: str | Iterable[str], reason: str) -> bool:

@@ -18,7 +18,7 @@ from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
 from contentq.errors import ContentqError
 from contentq.publish.ledger import sends_of
-from contentq.runtime.config import routes_config
+from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import in_zone, resolve_at
 from contentq.store.posts import STATES, get_post
@@ -99,7 +99,7 @@ def schedule_at(runtime: Runtime, post_id: int, at: str) -> dict[str, Any]:
     """Publish a post at `at` ('now', '+2h', '18:30', a date, in the route's time zone), whatever the slots say.
     The result has the slot in UTC and in the route's zone, and a note when `at` was read in a particular way."""
     post = get_post(runtime.store, post_id)
-    route = pipeline.route_of(runtime, post["route"])
+    route = route_of(runtime, post["route"])
     when, note = resolve_at(at, route.schedule.timezone)
     slot = iso(pipeline.reschedule_at(runtime, post_id, when))
     return {"post_id": post_id, "scheduled_at": slot, "local": in_zone(slot, route.schedule.timezone), "note": note}

@@ -29,6 +29,7 @@ _PATTERNS = [
     re.compile(r"(?i)(\b(?:password|passwd|secret|token)=)[^\s'\",}&]+"),  # query strings, env lines
     re.compile(r"(?i)(\"(?:password|passwd|secret|token|api_?key)\"\s*:\s*\")[^\"]+"),  # JSON
     re.compile(r"(://[^:/@\s]*:)[^@\s/]+(@)"),  # a password in a URL
+    re.compile(r"(?<![\w.@/:-])([\w.\-~%]+:)[^@\s/]+(@[\w.\-]+[:/])"),  # user:password@host/ with no scheme
     re.compile(r"(://)[^:/@\s]+(@)"),  # userinfo without a password (often a token)
     re.compile(r"(?<![A-Za-z0-9_\-])1[A-Za-z0-9_\-]{200,}={0,2}"),  # a Telethon StringSession
 ]

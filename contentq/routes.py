@@ -164,7 +164,6 @@ class Route(_Strict):
 
         return check_credit_template(value)
 
-
     @field_validator("footer_patterns")
     @classmethod
     def _footer_regexes(cls, value: list[str]) -> list[str]:

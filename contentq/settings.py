@@ -7,6 +7,7 @@ directory (or in CONTENTQ_HOME). CLI flags are passed as init arguments, which w
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -199,6 +200,17 @@ class Settings(BaseSettings):
             return value.expanduser().resolve()
         except (OSError, RuntimeError) as exc:  # a name too long, a symlink loop, no $HOME for '~'
             raise ValueError(f"not a usable path ({exc})") from None
+
+    @field_validator("openai_base_url", "redis_url", mode="after")
+    @classmethod
+    def _url_with_scheme(cls, value: str | None) -> str | None:
+        # Without a scheme, "user:password@host" is no URL: clients misread it, and its password is not
+        # recognised as one (the value itself is never echoed: it may hold a secret).
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", value.strip()):
+            raise ValueError("must be a URL with a scheme, e.g. https://host/v1 or redis://host:6379/0")
+        return value.strip()
 
     @field_validator("log_level", mode="after")
     @classmethod

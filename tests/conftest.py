@@ -7,14 +7,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
+import time_machine
 
+from contentq import pipeline
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.redis import EmbeddedServer
 from contentq.settings import Settings, get_settings, load_settings
+from tests.rewrite_helpers import make_rt, write_routes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +40,18 @@ def _no_leaking_global_flags() -> Iterator[None]:
             del os.environ[key]
     os.environ.update(before)
     get_settings.cache_clear()
+
+
+TEST_EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
+"""Where the `clock` fixture puts the tests' clock: the fixed dates of schedule tests (in 2030) stay ahead of it."""
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    """The tests' clock: the real one moved to TEST_EPOCH and ticking from there, so a test that names fixed
+    dates never starts failing once the real calendar passes them."""
+    with time_machine.travel(TEST_EPOCH, tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture(scope="session")
@@ -130,3 +146,24 @@ def drain(rt: Runtime, *queues: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("jobs still pending after drain timeout")
         time.sleep(0.2)
+
+
+@pytest.fixture
+def rewritten_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Stands in for the publish area's pipeline step, recording which posts reached it."""
+    calls: list[int] = []
+
+    def on_rewritten(runtime: Runtime, post_id: int) -> str:
+        calls.append(post_id)
+        return "rewritten"
+
+    monkeypatch.setattr(pipeline, "on_rewritten", on_rewritten)
+    return calls
+
+
+@pytest.fixture
+def llm_rt(home, llmock, rewritten_calls) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
+    write_routes(home)
+    runtime = make_rt(home, llmock)
+    yield runtime
+    runtime.close()

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contentq.runtime.context import FatalJobError, JobContext, Reschedule
+from contentq.errors import ConfigError, FatalJobError, Reschedule, RetryableError
+from contentq.runtime.context import JobContext
 
 
 def ok(ctx: JobContext, **payload: Any) -> dict[str, Any]:
@@ -20,6 +21,15 @@ def always_fails(ctx: JobContext, **payload: Any) -> None:
 
 def fatal(ctx: JobContext, **payload: Any) -> None:
     raise FatalJobError("bad input: cannot be retried")
+
+
+def retry_deferred(ctx: JobContext, seconds: float = 2, **payload: Any) -> None:
+    """Asks for its first retry after `seconds` (arq's Retry(defer=…)); later tries keep the queue's backoff."""
+    raise RetryableError(f"upstream busy on attempt {ctx.attempt}", defer=seconds if ctx.attempt == 1 else None)
+
+
+def config_broken(ctx: JobContext, **payload: Any) -> None:
+    raise ConfigError("route 'news' has no target; set it in contentq.toml")
 
 
 def reschedule_once(ctx: JobContext, **payload: Any) -> str:

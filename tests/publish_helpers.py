@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from contentq.clock import iso
+from contentq.content.html import html_to_text
 from contentq.media import store_bytes
 from contentq.runtime.context import Runtime
 from tests.fake_telegram import FakeTelegram
@@ -100,3 +101,17 @@ def fake(rt: Runtime, **kw: Any) -> FakeTelegram:
 
 def notifications(rt: Runtime, prefix: str = "") -> list[dict[str, Any]]:
     return rt.store.query("SELECT * FROM notifications WHERE key LIKE ? ORDER BY id", (prefix + "%",))
+
+
+def joins_back(original: str, parts: list[str]) -> bool:
+    """The parts' visible texts, in order, are the original's with only whitespace left out between them."""
+    text = html_to_text(original)
+    pos = 0
+    for part in parts:
+        piece = html_to_text(part)
+        while pos < len(text) and text[pos].isspace() and not text.startswith(piece, pos):
+            pos += 1
+        if not text.startswith(piece, pos):
+            return False
+        pos += len(piece)
+    return not text[pos:].strip()

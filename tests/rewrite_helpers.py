@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from contentq.clock import iso
-from contentq.runtime.context import Runtime
+from contentq.runtime.context import Runtime, set_process_runtime
+from contentq.runtime.tracking import enqueue
+from contentq.settings import load_settings
 
 ROUTES = """
 [routes.news]
@@ -100,3 +102,24 @@ def notifications(rt: Runtime) -> list[str]:
 
 def events(rt: Runtime, job_id: str) -> list[dict[str, Any]]:
     return rt.store.query("SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+
+
+API_KEY = "sk-test-secret-0123456789abcdef"
+
+
+def make_rt(home, llmock, **overrides) -> Runtime:  # type: ignore[no-untyped-def]
+    settings = load_settings(
+        home=home,
+        openai_base_url=llmock.base_url("openai"),
+        openai_api_key=API_KEY,
+        rewrite_backoff_base=1.0,
+        worker_maintenance_interval=1,
+        **overrides,
+    )
+    runtime = Runtime(settings)
+    set_process_runtime(runtime)
+    return runtime
+
+
+def rewrite_job(rt: Runtime, post_id: int) -> str:
+    return str(enqueue(rt, "rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)["id"])

@@ -17,15 +17,8 @@ from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.runtime.tracking import enqueue
 from contentq.runtime.worker import run_worker
 from contentq.store.jobs import get_job, job_events
-from tests.conftest import drain
+from tests.collect_helpers import ROUTES, channel, collect, posts
 from tests.fake_telegram import FakeTelegram
-
-ROUTES = """
-[routes.news]
-target = "@mine"
-sources = ["@donor_a", "https://t.me/Donor_B"]
-rewriter = "none"
-"""
 
 
 @pytest.fixture
@@ -34,22 +27,6 @@ def tg(rt) -> FakeTelegram:
     fake = FakeTelegram()
     rt.services["telegram"] = fake
     return fake
-
-
-def collect(rt, source: str = "@donor_a") -> dict:
-    row = enqueue(rt, "collect", source, {"source": source})
-    drain(rt, "collect")
-    return get_job(rt.store, row["id"])
-
-
-def posts(rt, source: str | None = None) -> list[dict]:
-    if source:
-        return rt.store.query("SELECT * FROM posts WHERE source = ? ORDER BY id", (source,))
-    return rt.store.query("SELECT * FROM posts ORDER BY id")
-
-
-def channel(rt, ref: str = "@donor_a") -> dict:
-    return rt.store.one("SELECT * FROM channels WHERE ref = ?", (ref,))
 
 
 def test_incremental_fetch_takes_only_messages_newer_than_the_cursor(rt, tg):

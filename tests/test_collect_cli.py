@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from contentq.cli.app import app
 from contentq.errors import ContentqError
 from contentq.integrations.telegram.client import write_session
+from tests.collect_helpers import ROUTES
 from tests.fake_telegram import FakeTelegram
-from tests.test_collect import ROUTES
 
 runner = CliRunner()
 

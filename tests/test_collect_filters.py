@@ -7,8 +7,8 @@ import pytest
 from contentq.content.filters import PostFacts, RouteFilter, advertisement
 from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.routes import Filters
+from tests.collect_helpers import collect, posts
 from tests.fake_telegram import FakeTelegram
-from tests.test_collect import collect, posts
 
 FILTERED_ROUTES = """
 [routes.news]

@@ -8,8 +8,8 @@ from contentq.content.dedup import DedupIndex, content_hash, normalize_text
 from contentq.ingest import forget_dedup_index
 from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.store import Store
+from tests.collect_helpers import ROUTES, channel, collect, posts
 from tests.fake_telegram import FakeTelegram
-from tests.test_collect import ROUTES, channel, collect, posts
 
 NEWS = (
     "The city council approved the new budget on Tuesday, allocating twelve million euros to public "

@@ -13,6 +13,7 @@ from contentq.cli.app import app
 from contentq.collect import ForegroundContext
 from contentq.imports import import_export
 from contentq.integrations.export import ExportError, read_export, text_to_html
+from tests.conftest import drain
 
 ASSETS = Path(__file__).parent / "assets"
 BASIC = ASSETS / "export_basic" / "result.json"
@@ -254,7 +255,7 @@ def test_older_exports_without_unix_time_group_albums_by_date(tmp_path):
 def test_import_command_with_progress_and_json(routes):
     result = CliRunner().invoke(app, ["import", str(BASIC), "--source", "t.me/donor_export", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout[result.stdout.index("{"):])
+    data = json.loads(result.stdout[result.stdout.index("{") :])
     assert data["collected"] == 6 and data["route"] == "news" and data["source"] == "@donor_export"
 
 
@@ -265,3 +266,16 @@ def test_import_into_an_unknown_source_says_to_pass_a_route(routes):
         run_import(routes, source="@unlisted")
     report = run_import(routes, source="@unlisted", route_name="news")
     assert report.counts.collected == 6
+
+
+def test_a_post_whose_photo_is_missing_from_the_export_says_so_when_published(rt):
+    (rt.settings.home / "contentq.toml").write_text(
+        '[routes.news]\ntarget = "@mine"\nsources = ["@donor_export"]\nrewriter = "none"\npublisher = "outbox"\n'
+    )
+    run_import(rt)
+    drain(rt)
+    missing = next(p for p in posts(rt) if p["source_msg_ids"] == "[4]")
+    assert missing["state"] == "published"
+    assert "1 donor media file(s) were never stored" in missing["state_reason"]
+    result = CliRunner().invoke(app, ["posts", "show", str(missing["id"])], env={"COLUMNS": "200"})
+    assert "photo (donor, no file: left out when published)" in result.output

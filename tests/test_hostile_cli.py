@@ -138,7 +138,7 @@ CASES = [
         says="@[/b] is not a source",
     ),  # fmt: skip
     # Numbers beyond SQLite's signed 64 bits, and durations beyond the calendar.
-    Case("huge post id", ["posts", "show", "99999999999999999999"], codes=(2,), says="less than or equal"),
+    Case("huge post id", ["posts", "show", "99999999999999999999"], codes=(2,), says="9223372036854775807"),
     Case("negative post id", ["posts", "show", "-1"], codes=(2,)),
     Case("huge image id", ["images", "show", "99999999999999999999"], codes=(2,)),
     Case("huge limit", ["jobs", "list", "--limit", "99999999999999999999"], codes=(2,)),
@@ -440,3 +440,19 @@ def test_a_refused_write_leaves_the_old_file_and_no_temporary(home, tmp_path, ru
     code, _, err = run_cli("supervisor", "render", "-o", str(target), "--env", "BAD=a\nb")
     assert code == 1 and 'EXTRA="1"' in target.read_text()
     assert sorted(p.name for p in target.parent.iterdir()) == ["contentq.conf"]
+
+
+def test_a_fifo_given_to_import_is_refused_at_once(rt, home, tmp_path, run_cli):  # type: ignore[no-untyped-def]
+    write_config(home, ROUTES)
+    fifo = tmp_path / "result.json"
+    os.mkfifo(fifo)
+    code, _out, err = run_cli("import", str(fifo), "--source", "@donor")
+    assert code == 1 and "not a regular file" in err  # opening a FIFO with no writer would block forever
+
+
+@pytest.mark.parametrize("variable", ["CONTENTQ_OPENAI_BASE_URL", "CONTENTQ_REDIS_URL"])
+def test_a_url_without_a_scheme_is_refused_without_echoing_its_password(rt, monkeypatch, variable, run_cli):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(variable, "bob:hunter2secret@llm.example.com/v1")
+    code, out, err = run_cli("doctor", "--json")
+    assert "hunter2secret" not in out + err
+    assert variable in out + err and "scheme" in out + err

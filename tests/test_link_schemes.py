@@ -17,8 +17,7 @@ from contentq.rewrite.clean import CopyRewriter
 from contentq.routes import Route
 from contentq.store.jobs import get_job
 from tests.conftest import drain
-from tests.rewrite_helpers import add_post, answer, post
-from tests.test_rewrite_llm import llm_rt, make_rt, rewrite_job, rewritten_calls  # noqa: F401 - fixtures
+from tests.rewrite_helpers import add_post, answer, post, rewrite_job
 
 HOSTILE = [
     "javascript:alert(1)",

@@ -12,7 +12,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+import contentq.collect
+import contentq.listen
 from contentq.clock import iso
+from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.listen import Listener
 from contentq.ops.doctor import FAIL, OK
 from contentq.ops.listening import check_listeners
@@ -153,6 +156,73 @@ def test_listen_and_cron_collect_at_once_store_each_message_once(rt, tg, listen)
     tg.inject_message("@donor_a", 41, "one more")
     settled(rt, 41)
     assert each_message_once(rt) == list(range(1, 42))
+    assert all(rewrite_jobs(rt, p["id"]) == 1 for p in posts(rt))
+
+
+def cursor(rt) -> int:
+    return int(rt.store.scalar("SELECT last_message_id FROM channels WHERE ref = '@donor_a'"))
+
+
+PHOTO = MediaInfo("photo", "image/jpeg", 1000, 800, 600)
+
+
+def test_a_message_whose_media_download_failed_is_taken_by_the_catch_up_not_skipped(rt, tg, listen):
+    listener = listen(hold_retry=3600)  # the listener does not retry itself here: the reconnect must take it
+    tg.fail_next("download_media", ConnectionError("reset while downloading"))
+    tg.inject_message("@donor_a", 1, "a photo of the launch", media=PHOTO)
+    tg.inject_message("@donor_a", 2, "text after it")
+    settled(rt, 1)
+    wait_for(lambda: listener.counts.collected == 1, what="message 2 stored")
+    assert cursor(rt) == 0  # the cursor stays before message 1, which is not stored
+    tg.drop_connection()
+    wait_for(lambda: not listener.connected, what="the listener saw the drop")
+    tg.restore_connection()
+    settled(rt, 2)
+    wait_for(lambda: cursor(rt) == 2, what="the cursor at 2")
+    assert each_message_once(rt) == [1, 2]
+    photo = next(p for p in posts(rt) if json.loads(p["source_msg_ids"]) == [1])
+    assert rt.store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ? AND path IS NOT NULL", (photo["id"],)) == 1
+    tg.inject_message("@donor_a", 3, "the cursor moves again")
+    wait_for(lambda: cursor(rt) == 3, what="the cursor at 3")
+    assert each_message_once(rt) == [1, 2, 3]
+    assert all(rewrite_jobs(rt, p["id"]) == 1 for p in posts(rt))
+
+
+def test_the_listener_retries_a_failed_download_itself_without_a_reconnect(rt, tg, listen):
+    listen(hold_retry=0.2)
+    tg.fail_next("download_media", ConnectionError("reset while downloading"))
+    tg.inject_message("@donor_a", 1, "a photo of the launch", media=PHOTO)
+    tg.inject_message("@donor_a", 2, "text after it")
+    settled(rt, 2)
+    wait_for(lambda: cursor(rt) == 2, what="the cursor at 2")
+    assert each_message_once(rt) == [1, 2]
+
+
+def test_a_backlog_beyond_the_catch_up_is_not_skipped_by_live_messages(rt, tg, listen, monkeypatch):
+    monkeypatch.setattr(contentq.collect, "MAX_PER_RUN", 5)
+    monkeypatch.setattr(contentq.listen, "MAX_PER_RUN", 5)
+    monkeypatch.setattr(contentq.listen, "CATCH_UP_PAGES", 2)
+    listener = listen(hold_retry=3600)  # cron collect takes the rest of the backlog here
+    tg.inject_message("@donor_a", 1, "story number 1 about things")
+    settled(rt, 1)
+    tg.drop_connection()
+    wait_for(lambda: not listener.connected, what="the listener saw the drop")
+    for i in range(2, 31):  # 29 messages while down: the catch-up takes 2 pages of 5
+        tg.inject_message("@donor_a", i, f"story number {i} about things")
+    tg.restore_connection()
+    wait_for(lambda: listener.connected, what="caught up")
+    assert cursor(rt) == 11
+    tg.inject_message("@donor_a", 31, "story number 31 about things")
+    tg.inject_message("@donor_a", 32, "story number 32 about things")
+    settled(rt, 13)
+    assert cursor(rt) == 11  # not past the backlog 12..30
+    for _ in range(6):  # cron collect, one page a run
+        enqueue(rt, "collect", "@donor_a", {"source": "@donor_a"})
+        drain(rt, "collect")
+    assert cursor(rt) == 32
+    tg.inject_message("@donor_a", 33, "story number 33 about things")
+    wait_for(lambda: cursor(rt) == 33, what="the cursor moving with live messages again")
+    assert each_message_once(rt) == list(range(1, 34))
     assert all(rewrite_jobs(rt, p["id"]) == 1 for p in posts(rt))
 
 

@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 from contentq.cli.app import app
 from contentq.clock import iso, now, parse
 from contentq.dispatch import dispatch
+from contentq.errors import FatalJobError, Reschedule
 from contentq.publish.core import publish_post
 from contentq.publish.ledger import random_id_for, sends_of
-from contentq.runtime.context import FatalJobError, Reschedule, Runtime, set_process_runtime
+from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.worker import run_worker
 from contentq.settings import get_settings, load_settings
 from contentq.store.jobs import get_job, job_events

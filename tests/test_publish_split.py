@@ -27,8 +27,7 @@ from contentq.settings import get_settings, load_settings
 from contentq.store.jobs import job_events
 from contentq.store.posts import get_post
 from tests.conftest import drain
-from tests.publish_helpers import add_media, add_post, fake, write_config
-from tests.test_split import joins_back
+from tests.publish_helpers import add_media, add_post, fake, joins_back, write_config
 
 EXPORT = Path(__file__).parent / "assets" / "export_long"
 

@@ -121,6 +121,8 @@ def test_purge_removes_exactly_what_is_past_retention(prt: Runtime) -> None:
     assert rt.store.scalar("SELECT COUNT(*) FROM job_events WHERE job_id = 'publish-9'") == 3
     assert rt.store.scalar("SELECT COUNT(*) FROM sends") == 0
     assert rt.store.scalar("SELECT COUNT(*) FROM notifications") == 1
+    # The web feed's change records go by age too: only the recent post's insert is left.
+    assert [r["post_id"] for r in rt.store.query("SELECT post_id FROM post_changes")] == [s["recent_published"]]
     # Media: the rows of purged posts go; a file shared with a post that stays is kept.
     assert rt.store.scalar("SELECT COUNT(*) FROM media") == 1
     assert not Path(s["unique_file"]).exists()  # type: ignore[arg-type]
@@ -128,7 +130,7 @@ def test_purge_removes_exactly_what_is_past_retention(prt: Runtime) -> None:
     assert Path(s["shared_file"]).exists()  # type: ignore[arg-type]
 
     expected = {"job records": 2, "job events": 6, "posts": 3, "media rows": 2, "media files": 1,
-                "send records": 1, "notifications": 1, "unattached images": 1}  # fmt: skip
+                "send records": 1, "notifications": 1, "unattached images": 1, "post changes": 6}  # fmt: skip
     for what, n in expected.items():
         assert report.removed[what] == n, what
         assert dry.removed[what] == n, f"dry run: {what}"

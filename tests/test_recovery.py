@@ -22,6 +22,7 @@ from rq.scheduler import RQScheduler
 from rq.utils import utcformat
 
 from contentq.clock import iso, now
+from contentq.runtime import reconcile as reconcile_module
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.reconcile import reconcile
 from contentq.runtime.redis import EmbeddedServer
@@ -394,3 +395,133 @@ def test_a_transient_retry_is_one_warning_line_and_its_traceback_goes_to_the_job
     ]
     events = [e for e in job_events(rt.store, row["id"]) if e["event"] == "retrying"]
     assert len(events) == 2 and all("Traceback (most recent call last)" in e["message"] for e in events)
+
+
+# -- 5. a post stranded between a job's failure and its settlement ---------------------------------------------
+
+
+class Killed(BaseException):
+    """The process is SIGKILLed here: nothing after this point runs."""
+
+
+def _killed_before_settling(*_: object) -> None:
+    raise Killed
+
+
+def _fail_abandoned_job_then_die(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's failure is committed, then the process dies before the post is settled (the window between
+    `finish` and `settle_failed_job` in run_tracked, or between the UPDATE and the hook in reconcile)."""
+    monkeypatch.setattr(reconcile_module, "settle_failed_job", _killed_before_settling)
+    with pytest.raises(Killed):
+        reconcile(rt)
+    monkeypatch.undo()
+
+
+def test_publish_failure_committed_but_never_settled_is_settled_once_by_reconcile(one_try, monkeypatch):
+    rt = Runtime(one_try)
+    set_process_runtime(rt)
+    fake = FakeTelegram()
+    fake.add_channel("@mychan")
+    rt.services["telegram"] = fake
+    post_id = add_post(rt, "Never sent", state="publishing", scheduled_at=iso())
+    job = _running_job(rt, "publish", post_id, _ghost(rt), attempts=1)
+    _fail_abandoned_job_then_die(rt, monkeypatch)
+    reason = "abandoned: worker ghost died during the last attempt (attempt 1 of 1)"
+    assert (get_job(rt.store, job["id"])["status"], get_post(rt.store, post_id)["state"]) == ("failed", "publishing")
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'settle'") == 0  # stranded: no job moves it
+
+    first, second = reconcile(rt), reconcile(rt)
+    assert first == [
+        {
+            "job": job["id"],
+            "found": f"post {post_id} is publishing, but its publish job ended failed without settling it",
+            "action": "its post settled",
+        }
+    ]
+    assert second == []  # the settle job is now the post's newest job
+    settles = rt.store.query("SELECT * FROM jobs WHERE kind = 'settle'")
+    assert [(s["post_id"], s["parent_id"], s["status"]) for s in settles] == [(post_id, job["id"], "queued")]
+    assert json.loads(settles[0]["payload"]) == {"post_id": post_id, "reason": reason}
+    drain(rt, "publish")
+    assert get_job(rt.store, settles[0]["id"])["status"] == "succeeded"
+    post = get_post(rt.store, post_id)
+    assert (post["state"], post["state_reason"]) == (
+        "failed", f"publish: {reason}; the post is not (completely) in @mychan"
+    )  # fmt: skip
+    alerts = rt.store.query("SELECT * FROM notifications WHERE key = ?", (f"publish-failed:{post_id}",))
+    assert [(a["level"], a["suppressed"]) for a in alerts] == [("error", 0)] and reason in alerts[0]["message"]
+    assert reconcile(rt) == []
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'settle'") == 1
+    assert fake.visible("@mychan") == []
+    rt.close()
+
+
+@pytest.mark.parametrize(("kind", "alert"), [("rewrite", "rewrite-failed"), ("generate", "post-failed")])
+def test_rewrite_failure_committed_but_never_settled_fails_the_post_once(one_try, monkeypatch, kind, alert):
+    rt = Runtime(one_try)
+    set_process_runtime(rt)
+    post_id = add_post(rt, "Half written", state="rewriting")
+    job = _running_job(rt, kind, post_id, _ghost(rt), attempts=3)
+    _fail_abandoned_job_then_die(rt, monkeypatch)
+    assert get_post(rt.store, post_id)["state"] == "rewriting"
+
+    actions = reconcile(rt)
+    assert [(a["job"], a["action"]) for a in actions] == [(job["id"], "its post settled")]
+    assert reconcile(rt) == []
+    reason = "abandoned: worker ghost died during the last attempt (attempt 3 of 3)"
+    post = get_post(rt.store, post_id)
+    assert (post["state"], post["state_reason"]) == ("failed", f"{kind}: {reason}")
+    assert (get_job(rt.store, job["id"])["status"], get_job(rt.store, job["id"])["error"]) == ("failed", reason)
+    alerts = rt.store.query("SELECT * FROM notifications WHERE key = ?", (f"{alert}:{post_id}",))
+    assert [(a["level"], a["suppressed"]) for a in alerts] == [("error", 0)] and reason in alerts[0]["message"]
+    rt.close()
+
+
+def test_a_post_moved_after_its_job_failed_is_not_settled_by_reconcile(one_try):
+    rt = Runtime(one_try)
+    set_process_runtime(rt)
+    post_id = add_post(rt, "Published from the CLI", state="scheduled", scheduled_at=iso())
+    job = _running_job(rt, "publish", post_id, _ghost(rt), attempts=1)
+    earlier = iso(now() - timedelta(minutes=1))
+    rt.store.execute(
+        "UPDATE jobs SET status = 'failed', error = 'old failure', finished_at = ? WHERE id = ?", (earlier, job["id"])
+    )
+    # `contentq publish ID` (in process, no job) moved the post to publishing after that job had ended.
+    rt.store.execute("UPDATE posts SET state = 'publishing', updated_at = ? WHERE id = ?", (iso(), post_id))
+    assert reconcile(rt) == []
+    assert get_post(rt.store, post_id)["state"] == "publishing"
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'settle'") == 0
+    rt.close()
+
+
+# -- 6. a stale read never fails or re-enqueues a run that started since ----------------------------------------
+
+
+@pytest.mark.parametrize("attempts", [1, 3], ids=["tries-left", "last-try"])
+def test_reconcile_leaves_alone_a_job_that_restarted_on_another_worker_after_it_was_read(
+    one_try, monkeypatch, attempts
+):
+    rt = Runtime(one_try)
+    set_process_runtime(rt)
+    post_id = add_post(rt, "Being rewritten", state="rewriting")
+    job = _running_job(rt, "rewrite", post_id, _ghost(rt), attempts=attempts)
+    register_worker(rt.store, "alive", ["rewrite"])
+
+    def restarted_meanwhile(*_: object) -> bool:
+        # Between reconcile's read and its check, RQ retried the job (same rq_id) and worker `alive` took it.
+        rt.store.execute(
+            "UPDATE jobs SET attempts = ?, worker = 'alive', started_at = ? WHERE id = ?",
+            (min(attempts + 1, 3), iso(), job["id"]),
+        )
+        return True  # the ghost, which the stale row names, is gone
+
+    monkeypatch.setattr(reconcile_module, "_holder_gone", restarted_meanwhile)
+    assert reconcile_module.recover_abandoned(rt) == []
+    after = get_job(rt.store, job["id"])
+    assert (after["status"], after["worker"], after["rq_id"], after["generation"]) == (
+        "in_progress", "alive", job["rq_id"], 1
+    )  # fmt: skip
+    assert not [e for e in job_events(rt.store, job["id"]) if e["event"] in ("abandoned", "failed")]
+    assert get_post(rt.store, post_id)["state"] == "rewriting"
+    assert not rt.redis.exists(Job.key_for(f"{job['id']}-g2"))
+    rt.close()

@@ -6,8 +6,8 @@ import pytest
 
 from contentq.content.filters import PostFacts, RouteFilter
 from contentq.routes import Filters
+from tests.collect_helpers import collect, posts
 from tests.fake_telegram import FakeTelegram
-from tests.test_collect import collect, posts
 
 EVIL = "a" * 34 + "!"  # 35 characters
 

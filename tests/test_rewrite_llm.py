@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,65 +15,32 @@ from rq import Queue
 from rq.job import Job
 from typer.testing import CliRunner
 
-from contentq import pipeline
 from contentq.cli.app import app
 from contentq.clock import now, parse
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
 from contentq.content.utf16 import utf16_len
 from contentq.logs import build_handler
 from contentq.runtime.context import Runtime, set_process_runtime
-from contentq.runtime.tracking import enqueue
 from contentq.runtime.worker import run_worker
 from contentq.settings import get_settings, load_settings
 from contentq.store.jobs import get_job
 from tests.conftest import drain, subprocess_env
-from tests.rewrite_helpers import add_media, add_post, answer, events, notifications, post, write_routes
-
-API_KEY = "sk-test-secret-0123456789abcdef"
+from tests.rewrite_helpers import (
+    add_media,
+    add_post,
+    answer,
+    events,
+    make_rt,
+    notifications,
+    post,
+    rewrite_job,
+    write_routes,
+)
 
 DONOR = (
     "<b>Breaking:</b> the new <i>Frobnicator 3</i> ships today. "
     '<a href="https://donor.example/article">Full story</a>\n\nSubscribe to @donor'
 )
-
-
-@pytest.fixture
-def rewritten_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Stands in for the publish area's pipeline step, recording which posts reached it."""
-    calls: list[int] = []
-
-    def on_rewritten(runtime: Runtime, post_id: int) -> str:
-        calls.append(post_id)
-        return "rewritten"
-
-    monkeypatch.setattr(pipeline, "on_rewritten", on_rewritten)
-    return calls
-
-
-def make_rt(home, llmock, **overrides) -> Runtime:  # type: ignore[no-untyped-def]
-    settings = load_settings(
-        home=home,
-        openai_base_url=llmock.base_url("openai"),
-        openai_api_key=API_KEY,
-        rewrite_backoff_base=1.0,
-        worker_maintenance_interval=1,
-        **overrides,
-    )
-    runtime = Runtime(settings)
-    set_process_runtime(runtime)
-    return runtime
-
-
-@pytest.fixture
-def llm_rt(home, llmock, rewritten_calls) -> Iterator[Runtime]:  # type: ignore[no-untyped-def]
-    write_routes(home)
-    runtime = make_rt(home, llmock)
-    yield runtime
-    runtime.close()
-
-
-def rewrite_job(rt: Runtime, post_id: int) -> str:
-    return str(enqueue(rt, "rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)["id"])
 
 
 def test_happy_path_rewrites_with_structured_output_and_records_usage(llm_rt, llmock, rewritten_calls):

@@ -160,9 +160,7 @@ def test_a_rule_post_goes_through_the_rewriters_loop(grt, llmock):
     assert post["rewrite_html"] == "Use <code>df -h</code> to see free space."
     job = grt.store.one("SELECT id FROM jobs WHERE kind = 'generate'")
     assert job is not None
-    invalid = grt.store.one(
-        "SELECT * FROM job_events WHERE job_id = ? AND event = 'invalid_output'", (job["id"],)
-    )
+    invalid = grt.store.one("SELECT * FROM job_events WHERE job_id = ? AND event = 'invalid_output'", (job["id"],))
     assert invalid is not None and "Sure! Here is a tip" in invalid["data"]
     assert any("the model returned invalid output (attempt 2/3)" in n["message"] for n in notifications(grt))
     assert grt.store.scalar("SELECT COUNT(*) FROM usage WHERE post_id = ?", (post["id"],)) == 2

@@ -173,7 +173,7 @@ def test_parse_at_forms():
         parse_at("tomorrowish", "UTC", current)
 
 
-def test_cli_schedule_at_list_and_unschedule(rt, home):
+def test_cli_schedule_at_list_and_unschedule(rt, home, clock):
     write_config(home, route_toml(schedule='slots = ["09:00"]\ntimezone = "Europe/Berlin"'))
     post_id = add_post(rt)
     runner = CliRunner()
@@ -237,7 +237,7 @@ def test_a_time_in_the_past_is_refused_and_nothing_is_scheduled(rt, home):
     assert parse_at("now", "UTC", MON) == MON  # 'now' is the one way to publish at once
 
 
-def test_a_local_time_in_the_dst_gap_is_moved_and_the_output_says_so(rt, home):
+def test_a_local_time_in_the_dst_gap_is_moved_and_the_output_says_so(rt, home, clock):
     write_config(home, route_toml(schedule='slots = ["09:00"]\ntimezone = "Europe/Berlin"'))
     post_id = add_post(rt)
     result = CliRunner().invoke(app, ["schedule", str(post_id), "--at", "2030-03-31 02:30"])

@@ -17,20 +17,7 @@ from contentq.content.split import (
     split_html,
 )
 from contentq.errors import ContentqError
-
-
-def joins_back(original: str, parts: list[str]) -> bool:
-    """The parts' visible texts, in order, are the original's with only whitespace left out between them."""
-    text = html_to_text(original)
-    pos = 0
-    for part in parts:
-        piece = html_to_text(part)
-        while pos < len(text) and text[pos].isspace() and not text.startswith(piece, pos):
-            pos += 1
-        if not text.startswith(piece, pos):
-            return False
-        pos += len(piece)
-    return not text[pos:].strip()
+from tests.publish_helpers import joins_back
 
 
 def assert_valid(html: str, parts: list[str], limit: int) -> None:

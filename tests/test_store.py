@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -13,13 +14,13 @@ from contentq.runtime import redis as redis_runtime
 from contentq.runtime.redis import EmbeddedServer, connect
 from contentq.settings import load_settings
 from contentq.store import open_store
-from contentq.store.migrations import MIGRATIONS, migration_status
+from contentq.store.migrations import MIGRATIONS, migration_set, migration_status
 from contentq.store.posts import transition
 
 
 def test_migrations_apply_from_an_empty_database(tmp_path):
     store = open_store(tmp_path / "x.db")
-    status = migration_status(store)
+    status = migration_status(store.db)
     assert [m["number"] for m in status] == sorted(m.number for m in MIGRATIONS)
     assert all(m["applied_at"] for m in status)
     tables = set(store.db.table_names())
@@ -27,7 +28,37 @@ def test_migrations_apply_from_an_empty_database(tmp_path):
     assert store.scalar("PRAGMA journal_mode") == "wal"
     store.close()
     again = open_store(tmp_path / "x.db")  # reopening applies nothing twice
-    assert len(migration_status(again)) == len(status)
+    assert migration_status(again.db) == status
+    again.close()
+
+
+@pytest.mark.parametrize("upto", sorted(m.number for m in MIGRATIONS))
+def test_each_migration_applies_onto_the_ones_before_it(tmp_path, upto):
+    """From an empty database, stop after migration `upto`: every step must work on the schema before it."""
+    store = open_store(tmp_path / "x.db", migrate=False)
+    later = [m.key for m in MIGRATIONS if m.number > upto]
+    migration_set().apply(store.db, stop_before=later)
+    status = {m["number"]: m["applied_at"] for m in migration_status(store.db)}
+    assert all(status[n] for n in status if n <= upto) and not any(status[n] for n in status if n > upto)
+    store.close()
+    rest = open_store(tmp_path / "x.db")  # and the remaining ones apply on top
+    assert all(m["applied_at"] for m in migration_status(rest.db))
+    rest.close()
+
+
+def test_a_database_migrated_by_the_old_runner_is_adopted_without_reapplying(tmp_path):
+    store = open_store(tmp_path / "x.db")
+    status = migration_status(store.db)
+    # What the hand-written runner left: its own `_migrations` table, no sqlite-utils records.
+    store.execute("CREATE TABLE _migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)")
+    for m in status:
+        store.execute("INSERT INTO _migrations VALUES (?, ?, ?)", (m["number"], m["name"], "2025-01-01T00:00:00Z"))
+    store.execute("DROP TABLE _sqlite_migrations")
+    store.close()
+    again = open_store(tmp_path / "x.db")  # re-running migration 1 would fail: its tables exist
+    assert [m["applied_at"] for m in migration_status(again.db)] == ["2025-01-01T00:00:00Z"] * len(status)
+    assert "_migrations" not in again.db.table_names()
+    again.close()
 
 
 def _post(store, state="collected"):
@@ -95,3 +126,19 @@ def test_unreachable_redis_url_is_a_clear_error(tmp_path):
     with pytest.raises(RedisUnavailableError, match="cannot reach Redis at redis://127.0.0.1:1"):
         connect(load_settings(home=tmp_path / "h", redis_url="redis://127.0.0.1:1"))
     assert redis  # the error is ours, not redis-py's
+
+
+def test_db_migrate_then_list_shows_every_migration_applied(home):
+    from typer.testing import CliRunner
+
+    from contentq.cli.app import app
+
+    pending = json.loads(CliRunner().invoke(app, ["db", "migrate", "--list", "--json"]).output)
+    assert [r["number"] for r in pending] == sorted(m.number for m in MIGRATIONS)
+    assert not any(r["applied_at"] for r in pending)  # --list only looks
+    done = CliRunner().invoke(app, ["db", "migrate"])
+    assert done.exit_code == 0 and f"applied {len(MIGRATIONS)} migration(s)" in done.output, done.output
+    rows = json.loads(CliRunner().invoke(app, ["db", "migrate", "--list", "--json"]).output)
+    assert all(r["applied_at"] for r in rows) and rows[0]["name"].startswith("initial schema")
+    again = CliRunner().invoke(app, ["db", "migrate"])
+    assert again.exit_code == 0 and "up to date" in again.output

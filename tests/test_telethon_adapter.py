@@ -206,6 +206,7 @@ def test_errors_are_mapped_telegram_errors_pass_through():
 def test_loop_thread_runs_coroutines_and_turns_a_timeout_into_connection_error():
     runner = EventLoopThread()
     try:
+
         async def answer() -> int:
             return 42
 

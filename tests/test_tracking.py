@@ -72,6 +72,27 @@ def test_fatal_error_is_not_retried(rt):
     assert "cannot be retried" in job["error"]
 
 
+def test_retryable_error_defers_its_next_try_then_the_queue_backoff_resumes(rt):
+    row = call(rt, "busy", "retry_deferred", {"seconds": 2})
+    drain(rt, "maintenance", timeout=60)
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "failed" and job["attempts"] == 3
+    assert job["error"] == "RetryableError: upstream busy on attempt 3"
+    retries = [e["message"] for e in job_events(rt.store, row["id"]) if e["event"] == "retrying"]
+    second = rt.settings.policy("maintenance").retry_intervals()[1]
+    assert "retry in 2 s (2 left)" in retries[0]  # the error's defer, not the queue's first interval (1 s)
+    assert f"retry in {second} s (1 left)" in retries[1]  # the queue's backoff again
+
+
+def test_configuration_error_in_a_job_fails_it_without_retry(rt):
+    row = call(rt, "cfg", "config_broken")
+    drain(rt, "maintenance")
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "failed" and job["attempts"] == 1
+    assert job["error"] == "ConfigError: route 'news' has no target; set it in contentq.toml"
+    assert "fatal, not retried" in job_events(rt.store, row["id"])[-1]["message"]
+
+
 def test_reschedule_runs_later_without_using_a_retry(rt):
     row = call(rt, "flood", "reschedule_once", {"delay": 1})
     run_worker(rt, ["maintenance"], burst=True)

@@ -16,7 +16,7 @@ from contentq.runtime.queues import paused_queues
 from contentq.store.jobs import get_job
 from contentq.store.posts import get_post
 from contentq.web.auth import token_path
-from tests.publish_helpers import add_post, route_toml, write_config
+from tests.publish_helpers import add_media, add_post, route_toml, write_config
 from tests.web_helpers import album_post, client, failed_job, json_of, login
 
 
@@ -274,3 +274,81 @@ def test_secrets_never_reach_a_page_or_an_answer(rt: Runtime) -> None:
     for url in ("/", "/jobs", "/posts", "/usage"):
         assert token not in browser.get(url, headers={"Accept": "text/html"}).text
     assert json.dumps(token) not in tc.get("/api/openapi.json").text
+
+
+def test_a_last_event_id_the_feed_never_sent_is_refused_with_400(rt: Runtime) -> None:
+    tc = client(rt)
+    too_big = str(2**63)  # one past SQLite's INTEGER: it used to reach the query and end the stream empty
+    for value in ("1|x|99999999999999999999999", f"1|{too_big}", f"{too_big}|1", "1|2|3", "-1|0", "1.5|0", "1|"):
+        with tc.stream("GET", "/api/events", params={"max_events": 1}, headers={"Last-Event-ID": value}) as response:
+            response.read()
+        assert response.status_code == 400, (value, response.status_code)
+        assert "bad Last-Event-ID" in json_of(response)["error"], value
+
+
+def test_the_post_feed_follows_commit_order_not_the_writers_clock(rt: Runtime) -> None:
+    # A writer that read the clock (t1) before another writer's change (t2) but committed after it.
+    tc = client(rt)
+    slow = add_post(rt, "slow", state="awaiting_approval", updated_at="2020-01-01T00:00:00+00:00")
+    fast = add_post(rt, "fast", state="awaiting_approval")
+    with tc.stream("GET", "/api/events", params={"since_start": True, "max_events": 2}) as response:
+        body = "".join(response.iter_text())
+    last_id = [line[4:] for line in body.splitlines() if line.startswith("id: ")][-1]
+    rt.store.execute(
+        "UPDATE posts SET state = 'scheduled', updated_at = '2020-06-01T00:00:00+00:00' WHERE id = ?", (slow,)
+    )
+    rt.store.execute("UPDATE posts SET state = 'scheduled', updated_at = ? WHERE id = ?", (iso(), fast))
+    add_post(rt, "later", state="awaiting_approval")  # a third change: the stream has two to send either way
+    with tc.stream("GET", "/api/events", params={"max_events": 2}, headers={"Last-Event-ID": last_id}) as response:
+        body = "".join(response.iter_text())
+    changes = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+    assert [(c["id"], c["state"]) for c in changes] == [(slow, "scheduled"), (fast, "scheduled")]
+
+
+def test_post_jobs_need_an_existing_post_keyed_by_its_id(rt: Runtime) -> None:
+    write_config(rt.settings.home, route_toml())
+    tc = client(rt)
+    post_id = add_post(rt, "Ready", state="rewritten")
+    missing = tc.post("/api/jobs", json={"kind": "publish", "post_id": 999999})
+    assert missing.status_code == 404 and "no post 999999" in json_of(missing)["error"]
+    for body in ({"kind": "publish", "key": "x", "post_id": post_id}, {"kind": "rewrite", "key": "x"},
+                 {"kind": "imagegen"}, {"kind": "publish", "post_id": post_id, "delay_s": 60}):  # fmt: skip
+        refused = tc.post("/api/jobs", json=body)
+        assert refused.status_code == 400 and json_of(refused)["error"], (body, refused.text)
+
+    first = tc.post("/api/jobs", json={"kind": "publish", "post_id": post_id})
+    assert first.status_code == 201, first.text
+    job = first.json()["job"]
+    assert (job["kind"], job["key"], job["post_id"]) == ("publish", str(post_id), post_id)
+    assert get_post(rt.store, post_id)["state"] == "scheduled"  # `contentq publish ID`'s path: now, skipping the slot
+    other_key = tc.post("/api/jobs", json={"kind": "publish", "key": "again", "post_id": post_id})
+    assert other_key.status_code == 400
+    active = rt.store.scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'publish' AND post_id = ? AND status = 'queued'", (post_id,)
+    )
+    assert active == 1
+
+    fresh = add_post(rt, "Fresh", state="collected")
+    rewrite = tc.post("/api/jobs", json={"kind": "rewrite", "key": str(fresh)})
+    assert rewrite.status_code == 201 and rewrite.json()["job"]["key"] == str(fresh)
+    assert tc.post("/api/jobs", json={"kind": "rewrite", "post_id": fresh}).json()["deduplicated"] is True
+    done = tc.post("/api/jobs", json={"kind": "rewrite", "post_id": post_id})
+    assert done.status_code == 400 and "post is scheduled" in json_of(done)["error"]
+
+
+def test_media_of_a_non_media_type_is_a_download_not_a_page(rt: Runtime) -> None:
+    tc = client(rt)
+    post_id = add_post(rt, "files", state="awaiting_approval")
+    served = {}
+    for mime in ("text/html", "image/svg+xml", None, "image/jpeg"):
+        media_id = add_media(rt, post_id, "document", data=f"<script>alert(1)</script> {mime}".encode())
+        rt.store.execute("UPDATE media SET mime = ? WHERE id = ?", (mime, media_id))
+        served[mime] = tc.get(f"/media/{media_id}")
+    for mime in ("text/html", "image/svg+xml", None):
+        response = served[mime]
+        assert response.status_code == 200 and response.headers["content-type"] == "application/octet-stream", mime
+        assert response.headers["content-disposition"].startswith("attachment;"), mime
+        assert response.headers["x-content-type-options"] == "nosniff"
+    photo_response = served["image/jpeg"]
+    assert photo_response.headers["content-type"] == "image/jpeg"
+    assert "content-disposition" not in photo_response.headers

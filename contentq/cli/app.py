@@ -6,6 +6,7 @@ import os
 import sqlite3
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -28,12 +29,13 @@ from contentq.cli import schedule as schedule_cli
 from contentq.cli import web as web_cli
 from contentq.cli import worker as worker_cli
 from contentq.cli.common import reset_runtime
-from contentq.cli.render import error
+from contentq.cli.render import err_console, error, plain
 from contentq.clock import iso
-from contentq.errors import ContentqError
+from contentq.errors import ConfigError, ContentqError
 from contentq.logs import setup_logging
 from contentq.redact import redact
-from contentq.settings import get_settings, set_overrides
+from contentq.runtime.redis import embedded_server
+from contentq.settings import Settings, get_settings, set_overrides
 
 app = typer.Typer(
     name="contentq",
@@ -70,10 +72,36 @@ def main_options(
     set_overrides(home=str(home) if home else None, redis_url=redis_url, config=str(config) if config else None)
     reset_runtime()
     try:
-        setup_logging(get_settings())
+        settings = get_settings()
+        setup_logging(settings)
     except ContentqError:
         if ctx.invoked_subcommand != "doctor":  # doctor reports invalid settings as its first check
             raise
+        return
+    # A routes file named with --config / CONTENTQ_CONFIG must exist (doctor reports it; demo writes it).
+    if settings.config is not None and ctx.invoked_subcommand not in ("doctor", "demo"):
+        path = settings.config_path
+        if not path.exists():
+            raise ConfigError(f"{path}: no such file; give the path of your routes file (contentq.toml) to --config")
+    if not settings.redis_url and ctx.invoked_subcommand != "redis":
+        ctx.call_on_close(_note_embedded_start(settings))
+
+
+def _note_embedded_start(settings: Settings) -> Callable[[], None]:
+    """Say so when this command started the embedded Valkey: it keeps running for the next commands."""
+    server = embedded_server(settings)
+    was_running = server.ping()
+
+    def note() -> None:
+        if not was_running and server.ping():
+            err_console.print(
+                f"[dim]note: the embedded Valkey started for this command keeps running in the background "
+                f"({plain(server.socket)}); `contentq redis stop` stops it[/dim]",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    return note
 
 
 app.command(name="worker")(worker_cli.worker)

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from contentq.channels import list_sources, resolve_channel
-from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import details, err_console, error, ok, plain, print_json, summary, table
-from contentq.errors import ContentqError
-from contentq.routes import load_routes, normalize_channel_ref
-from contentq.runtime.context import Reschedule, Runtime
+from contentq.cli.common import JsonOpt, WideOpt, runtime
+from contentq.cli.render import Col, details, err_console, error, ok, plain, print_json, summary, table
+from contentq.content.refs import normalize_channel_ref
+from contentq.errors import ContentqError, Reschedule
+from contentq.routes import load_routes
+from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 
 if TYPE_CHECKING:  # contentq.collect and the export import pull in Telethon and dedup: imported by the commands
@@ -98,17 +99,19 @@ def login(
 
 
 @sources_app.command("list")
-def sources_list(as_json: JsonOpt = False) -> None:
-    """Donor channels with their resolved id, cursor, last run, counts and last error."""
+def sources_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+    """Donor channels with their last run, counts, last error and title (--wide adds route, id and cursor)."""
     rows = list_sources(runtime())
     if as_json:
         print_json(rows)
         return
     table(
         rows,
-        ["source", "route", "id", "title", ("last_message_id", "cursor"), "last_run", "collected", "duplicates",
-         "filtered", "error"],
-        title="sources", empty="no sources: add `sources = [...]` to a route in contentq.toml",
+        # Text columns give way from the right: the title before the error.
+        ["source", Col("route", wide=True), Col("id", wide=True), Col("last_message_id", "cursor", wide=True),
+         "last_run", "collected", ("duplicates", "dups"), "filtered", Col("error", fit="ellipsis"),
+         Col("title", fit="ellipsis")],
+        title="sources", empty="no sources: add `sources = [...]` to a route in contentq.toml", wide=wide,
     )  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import typer
@@ -13,6 +14,10 @@ from contentq.store.db import SQLITE_INT_MAX
 __all__ = ["SQLITE_INT_MAX"]  # re-exported: every CLI module bounds ids with it
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Every column, each cell whole, however long the lines (default: fit the terminal)."),
+]
 
 LIMIT_MAX = 1_000_000
 """The largest --limit a listing accepts (SQLite takes at most SQLITE_INT_MAX; nobody reads more)."""
@@ -36,3 +41,10 @@ def reset_runtime() -> None:
     if _runtime is not None:
         _runtime.close()
     _runtime = None
+
+
+def finite(value: float) -> float:
+    """An option callback: click's FloatRange lets `nan` through (every comparison with it is false)."""
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a number of seconds")
+    return value

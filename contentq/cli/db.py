@@ -25,13 +25,14 @@ def migrate(
     store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
     try:
         if list_only:
-            rows = migration_status(store)
+            rows = migration_status(store.db)
             if as_json:
                 print_json(rows)
             else:
                 table(rows, ["number", "name", "applied_at"], title=str(settings.db_path))
             return
-        done = apply_migrations(store)
+        with store.translate_errors():
+            done = apply_migrations(store.db)
         ok(f"applied {len(done)} migration(s) to {settings.db_path}" if done else "the database is up to date")
     finally:
         store.close()

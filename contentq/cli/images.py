@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from contentq.cli.common import LIMIT_MAX, SQLITE_INT_MAX, ImageIdArg, JsonOpt, PostIdArg, runtime
-from contentq.cli.render import console, details, ok, print_json, table
+from contentq.cli.common import LIMIT_MAX, SQLITE_INT_MAX, ImageIdArg, JsonOpt, PostIdArg, WideOpt, runtime
+from contentq.cli.render import Col, console, details, ok, print_json, table
 from contentq.images.service import BACKENDS, request_image
 from contentq.images.store import DEFAULT_PRUNE_AGE, delete_image, get_image, list_images, prune_images
 from contentq.media import human_bytes
@@ -52,8 +52,9 @@ def list_(
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 100,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
-    """List generated images, newest first."""
+    """List generated images, newest first (--wide adds the dimensions)."""
     rows = list_images(runtime().store, unattached=unattached, post_id=post, limit=limit)
     if as_json:
         print_json(rows)
@@ -62,9 +63,10 @@ def list_(
         r["dimensions"] = f"{r['width']}x{r['height']}" if r["width"] else None
         r["file"] = human_bytes(r["size"])
         r["post"] = f"{r['post_id']} ({r['post_state']})" if r["post_id"] is not None else "unattached"
-        r["text"] = (r["prompt"] or "")[:50]
-    table(rows, ["id", "post", "backend", "dimensions", "file", "created_at", "text"], title="images",
-          empty="no generated images" + (" unattached" if unattached else ""))  # fmt: skip
+        r["text"] = r["prompt"] or ""
+    table(rows, ["id", "post", "backend", Col("dimensions", wide=True), ("file", "size"), ("created_at", "created"),
+                 Col("text", fit="ellipsis")], title="images",
+          empty="no generated images" + (" unattached" if unattached else ""), wide=wide)  # fmt: skip
 
 
 @app.command()

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from contentq.cli.common import LIMIT_MAX, JsonOpt, runtime
-from contentq.cli.render import console, details, error, ok, print_json, table
+from contentq.cli.common import LIMIT_MAX, JsonOpt, WideOpt, runtime
+from contentq.cli.render import Col, console, details, error, ok, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
 from contentq.runtime import tracking
@@ -25,8 +25,9 @@ def list_(
     since: Annotated[str | None, typer.Option(help="Only jobs created in this window, e.g. 24h or 7d.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 50,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first (--wide adds kind, queue and reschedules)."""
     if status is not None and status not in STATUSES:
         raise ContentqError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
     if queue is not None:
@@ -38,16 +39,29 @@ def list_(
         return
     for r in rows:
         r["try"] = f"{r['attempts'] - r['reschedules']}/{r['max_attempts']}"
-        if r["reschedules"]:
-            r["try"] += f" (+{r['reschedules']} resched.)"
+        r["took"] = took(r["duration_ms"])
         r["note"] = (r["retry_reason"] if r["status"] == "queued" and r["next_retry_at"] else r["error"]) or ""
-        r["note"] = r["note"][:60]
+    # The id starts with the kind ("publish-9") and the kind names the queue: both only with --wide.
     table(
         rows,
-        ["id", "kind", "queue", "status", "try", "post_id", "created_at", "duration_ms", "note"],
+        ["id", Col("kind", wide=True), Col("queue", wide=True), "status", "try",
+         Col("reschedules", "resched.", wide=True), ("post_id", "post"), ("created_at", "created"), "took",
+         Col("note", fit="ellipsis")],
         title="jobs",
         empty="no jobs match",
-    )
+        wide=wide,
+    )  # fmt: skip
+
+
+def took(ms: float | None) -> str | None:
+    """A duration as a person reads it: 850 ms, 2.4 s, 3.5 min."""
+    if ms is None:
+        return None
+    if ms < 1000:
+        return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+    if ms < 120_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms / 60_000:.1f} min"
 
 
 @app.command()
@@ -61,13 +75,15 @@ def show(job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOp
 
 
 @app.command()
-def logs(job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOpt = False) -> None:
+def logs(
+    job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOpt = False, wide: WideOpt = False
+) -> None:
     """Show a job's event log."""
     events = job_events(runtime().store, job_id)
     if as_json:
         print_json(events)
         return
-    table(events, ["at", "level", "event", "message"], title=f"events of {job_id}")
+    table(events, ["at", "level", "event", Col("message", fit="wrap")], title=f"events of {job_id}", wide=wide)
 
 
 @app.command()

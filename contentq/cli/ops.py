@@ -11,16 +11,18 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import console, ok, print_json, table
+from contentq.cli.common import JsonOpt, WideOpt, finite, runtime
+from contentq.cli.render import Col, console, ok, print_json, table, terminal_safe
 from contentq.clock import parse_duration
 from contentq.errors import ConfigError, ContentqError
 from contentq.media import human_bytes
 from contentq.ops import alerts as alerts_core
 from contentq.ops import doctor as doctor_core
 from contentq.ops import supervisor as supervisor_core
+from contentq.ops.probe import FAIL, OK, Probe
 from contentq.ops.purge import purge as purge_core
 from contentq.ops.stats import collect_stats, parse_since
+from contentq.redact import redact
 from contentq.settings import QUEUES, Settings
 
 supervisor_app = typer.Typer(help="Supervisor config for the workers.", no_args_is_help=True)
@@ -75,8 +77,11 @@ def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be removed.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove old job records and events, ended posts past retention (dedup keeps what it needs), unattached
-    images and old RQ registry entries, in small batches that never block the workers."""
+    """Remove what is past retention, in small batches that never block the workers.
+
+    Old job records and events, ended posts (dedup keeps what it needs), unattached images and old RQ registry
+    entries.
+    """
     rt = runtime()
     window = parse_duration(older_than) if older_than else None
     report = purge_core(rt, window, dry_run)
@@ -94,33 +99,35 @@ def purge(
 def stats(
     since: Annotated[str, typer.Option(help="Window: 24h, 7d … or all.")] = "24h",
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Jobs per queue and kind (count, failures, durations, retries), posts per route and state, LLM usage."""
     data = collect_stats(runtime(), parse_since(since))
     if as_json:
         print_json(data)
         return
-    window = f"since {data['since']}" if data["since"] else "all time"
+    window = f"since {data['since'][:19].replace('T', ' ')} UTC" if data["since"] else "all time"
     for row in data["jobs"]:
         rate = row["failure_rate"]
         row["fail_%"] = None if rate is None else f"{rate * 100:.1f}"
+    # The kind names its queue (maintenance holds several kinds): the queue only with --wide.
     table(
         data["jobs"],
-        ["queue", "kind", "count", "succeeded", "failed", ("fail_%", "failed %"), ("avg_ms", "avg ms"),
-         ("p95_ms", "p95 ms"), ("avg_retries", "avg retries"), "reschedules"],
-        title=f"jobs created {window}", empty="no jobs in the window",
+        [Col("queue", wide=True), "kind", "count", "succeeded", "failed", ("fail_%", "failed %"),
+         ("avg_ms", "avg ms"), ("p95_ms", "p95 ms"), ("avg_retries", "avg retries"), ("reschedules", "resched.")],
+        title=f"jobs created {window}", empty="no jobs in the window", wide=wide,
     )  # fmt: skip
     table(
         data["posts"],
         ["route", "state", ("total", "posts now"), ("in_window", "reached in window")],
-        title="posts", empty="no posts",
+        title="posts", empty="no posts", wide=wide,
     )  # fmt: skip
     llm = data["llm"]
     rows = [*llm["by_route_model"], {"route": "total", "model": "", **llm["total"]}] if llm["by_route_model"] else []
     for row in rows:
         row["cost"] = f"{row['cost']:.4f}"
     table(rows, ["route", "model", "calls", "tokens_in", "tokens_out", "cost"], title=f"LLM usage {window}",
-          empty="no LLM calls in the window")  # fmt: skip
+          empty="no LLM calls in the window", wide=wide)  # fmt: skip
 
 
 @alerts_app.command("check")
@@ -140,7 +147,7 @@ def alerts_check(
         state = "ALERT" if c.firing else "ok"
         sent = ("sent" if c.notified else "already sent in this window") if c.firing and notify else ""
         rows.append({"check": c.check, "state": state, "value": c.value, "limit": c.threshold, "notified": sent})
-    table(rows, ["check", "state", "value", "limit", "notified"], title="alerts")
+    table(rows, ["check", "state", "value", "limit", Col("notified", fit="wrap")], title="alerts")
     for c in checks:
         if c.firing:
             typer.echo(f"ALERT: {c.message}")
@@ -187,28 +194,33 @@ def metrics_dump(
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 
 
-def _probe_table(probes: list[doctor_core.Probe], title: str) -> None:
+def _probe_table(probes: list[Probe], title: str) -> None:
+    # The fix under its detail, in one column that wraps at spaces: a path or a command stays whole at 80 columns.
     rows = [
         {
-            **p.as_dict(),
-            "detail": p.detail,
-            "fix": p.fix,
+            "check": p.check,
             "status": Text(p.status, style=_STATUS_STYLE.get(p.status, "")),
+            "detail": Text(terminal_safe(redact(p.detail)))
+            + (Text("\nfix: ", style="bold") + Text(terminal_safe(redact(p.fix))) if p.fix else Text("")),
         }
         for p in probes
     ]
-    table(rows, ["check", "status", "detail", "fix"], title=title)
+    table(rows, ["check", "status", Col("detail", "detail and fix", fit="wrap")], title=title)
 
 
 def doctor(
     supervisor_config: Annotated[
         Path | None, typer.Option("--supervisor-config", help="Installed supervisor config to compare.")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the LLM endpoint.", min=0.1, max=600)] = 5.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the LLM endpoint.", min=0.1, max=600, callback=finite)
+    ] = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint,
-    supervisor and cron; print ok/warn/fail with the fix for each. Exits 1 when a check fails."""
+    """Check the whole setup and print ok/warn/fail with the fix for each; exits 1 when a check fails.
+
+    Settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint, supervisor, cron.
+    """
     try:
         settings: Settings | None = runtime().settings
     except ConfigError:
@@ -218,7 +230,7 @@ def doctor(
         print_json([p.as_dict() for p in probes])
     else:
         _probe_table(probes, "contentq doctor")
-    if any(p.status == doctor_core.FAIL for p in probes):
+    if any(p.status == FAIL for p in probes):
         raise typer.Exit(1)
 
 
@@ -232,7 +244,7 @@ def health(
 ) -> None:
     """Probe for monitoring: Redis, the database and the workers; exits 1 when one is down."""
     probes = doctor_core.run_health(runtime().settings, workers=workers, queues=list(queue or []) or None)
-    healthy = all(p.status == doctor_core.OK for p in probes)
+    healthy = all(p.status == OK for p in probes)
     if as_json:
         print_json({"healthy": healthy, "probes": [p.as_dict() for p in probes]})
     else:
@@ -247,12 +259,18 @@ def demo(
         Path | None, typer.Option("--home", help="Demo data directory (default: CONTENTQ_HOME or the global --home).")
     ] = None,
     timeout: Annotated[
-        float, typer.Option(help="Give up when jobs are still pending after this many seconds.", min=1, max=86400)
+        float,
+        typer.Option(
+            help="Give up when jobs are still pending after this many seconds.", min=1, max=86400, callback=finite
+        ),
     ] = 180,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the pipeline end to end with no credentials: import a sample channel export, clean the posts with
-    rules, render cards, schedule them asap and publish them to the outbox folder, with in-process workers."""
+    """Run the pipeline end to end with no credentials, publishing to the outbox folder.
+
+    Imports a sample channel export, cleans the posts with rules, renders cards, schedules them asap and
+    publishes them to the outbox folder, with workers in this process.
+    """
     from contentq.cli.common import reset_runtime
     from contentq.ops import demo as demo_core
     from contentq.runtime.context import Runtime
@@ -286,7 +304,11 @@ def demo(
     table(queues, ["queue", "queued", "in_progress", "scheduled", "failed", "paused", ("in_redis", "in Redis")],
           title="queue status")  # fmt: skip
     table(result.jobs, ["kind", "status", "n"], title="jobs")
-    table(result.posts, ["id", "state", "kind", "photos", "cards", "preview"], title="demo posts")
+    rows = [
+        p | {"photos": f"{p['photos']} ({p['photos_missing']} missing)"} if p.get("photos_missing") else p
+        for p in result.posts
+    ]
+    table(rows, ["id", "state", "kind", "photos", "cards", Col("preview", fit="ellipsis")], title="demo posts")
     published = sum(1 for p in result.posts if p["state"] == "published")
     ok(f"outbox: {result.outbox} ({published} posts published; each folder has post.html, meta.json and media)")
     typer.echo(

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from contentq import posts
-from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
-from contentq.cli.render import console, details, ok, print_json, table, terminal_safe
+from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
+from contentq.cli.render import Col, console, details, ok, print_json, table, terminal_safe
 from contentq.content.html import html_to_text, visible_len_utf16
 from contentq.posts import post_json
 from contentq.store.posts import STATES
@@ -31,8 +31,9 @@ def list_(
     route: Annotated[str | None, typer.Option(help="Only posts of this route.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 50,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
-    """List posts, newest first."""
+    """List posts, newest first (--wide adds the link)."""
     rows = posts.list_posts(runtime(), state=state, route=route, limit=limit)
     if as_json:
         print_json([post_json(r) for r in rows])
@@ -41,9 +42,9 @@ def list_(
         r["text"] = _snippet(r)
         r["when"] = r["published_at"] or r["scheduled_at"]
     # Why a post was filtered or is a duplicate (with its similarity): shown whenever some post has one.
-    reason = [("state_reason", "reason")] if any(r.get("state_reason") for r in rows) else []
-    table(rows, ["id", "route", "state", "kind", "text", *reason, "when", "link"], title="posts",
-          empty="no posts match")  # fmt: skip
+    reason = [Col("state_reason", "reason", fit="ellipsis")] if any(r.get("state_reason") for r in rows) else []
+    table(rows, ["id", "route", "state", "kind", Col("text", fit="ellipsis"), *reason, ("when", "when (UTC)"),
+                 Col("link", wide=True)], title="posts", empty="no posts match", wide=wide)  # fmt: skip
 
 
 @app.command()
@@ -78,7 +79,12 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
     }
     if info["similarity"] is not None:
         info["similarity"] = f"{info['similarity']:.2f}"  # the table's one decimal would hide 0.86 vs 0.94
-    info["media"] = ", ".join(f"{m['kind']} ({m['origin']})" for m in media) or None
+    info["media"] = (
+        ", ".join(
+            f"{m['kind']} ({m['origin']}{'' if m.get('path') else ', no file: left out when published'})" for m in media
+        )
+        or None
+    )
     if post.get("original_html"):
         info["donor footer"] = "stripped (the text as posted: `posts show --json`, original_html)"
     details(info, title=f"post {post_id}")
@@ -96,7 +102,7 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
     )
     console.print(side)
     if sends:
-        table(sends, ["round", "part", "kind", "status", "message_ids", "error"], title="sends")
+        table(sends, ["round", "part", "kind", "status", "message_ids", Col("error", fit="wrap")], title="sends")
 
 
 @app.command()

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
-from contentq.cli.render import console, ok, print_json, table
+from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
+from contentq.cli.render import Col, console, ok, print_json, table
 from contentq.dispatch import dispatch as run_dispatch
 from contentq.rules import list_rules
 
@@ -66,15 +66,17 @@ rules_app = typer.Typer(help="Auto-posting rules: routes with a generate section
 
 
 @rules_app.command("list")
-def rules_list(as_json: JsonOpt = False) -> None:
-    """Each rule: topic, times, next run, runs, successes and last error."""
+def rules_list(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
+    """Each rule: topic, times, next run, runs, successes and last error (--wide adds days and posts)."""
     rows = list_rules(runtime())
     if as_json:
         print_json(rows)
         return
     table(
         rows,
-        ["route", "topic", "times", "days", ("next_run_local", "next run"), "runs", "successes", "posts", "last_error"],
+        ["route", Col("topic", fit="ellipsis"), "times", Col("days", wide=True), ("next_run_local", "next run"),
+         "runs", ("successes", "ok"), Col("posts", wide=True), Col("last_error", fit="ellipsis")],
         title="rules",
         empty="no route has a [generate] section",
-    )
+        wide=wide,
+    )  # fmt: skip

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import ok, print_json, table
+from contentq.cli.common import JsonOpt, WideOpt, runtime
+from contentq.cli.render import Col, ok, print_json, table
 from contentq.integrations.breakers import status_extras
 from contentq.runtime import queues
 from contentq.runtime.reconcile import reconcile as reconcile_jobs
@@ -26,7 +26,7 @@ def _age(seconds: float | None) -> str:
 
 
 @app.command()
-def status(as_json: JsonOpt = False) -> None:
+def status(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     """Per queue: queued, in progress, scheduled, failed, paused, workers, age of the oldest queued job."""
     rt = runtime()
     rows = queues.queue_status(rt)
@@ -40,8 +40,9 @@ def status(as_json: JsonOpt = False) -> None:
     table(
         rows,
         ["queue", "queued", "in_progress", "scheduled", "failed", "paused", "workers", ("oldest", "oldest queued"),
-         ("in_redis", "in Redis")],
+         Col("in_redis", "in Redis", wide=True)],
         title="contentq queues",
+        wide=wide,
     )  # fmt: skip
     for name, value in extra.items():
         typer.echo(f"{name}: {value}")
@@ -65,10 +66,12 @@ def resume(name: Annotated[str, typer.Argument(help="Queue to resume.")]) -> Non
 def reconcile(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be done.")] = False,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """Re-create in Redis every job SQLite holds as queued or in progress that Redis no longer has."""
     actions = reconcile_jobs(runtime(), dry_run=dry_run)
     if as_json:
         print_json(actions)
         return
-    table(actions, ["job", "found", "action"], title="reconcile", empty="Redis holds every queued job: nothing to do")
+    table(actions, ["job", "found", Col("action", fit="wrap")], title="reconcile",
+          empty="Redis holds every queued job: nothing to do", wide=wide)  # fmt: skip

@@ -7,7 +7,7 @@ import os
 import typer
 
 from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import details, ok, print_json
+from contentq.cli.render import console, details, ok, print_json
 from contentq.errors import ContentqError
 from contentq.runtime.redis import EmbeddedServer, describe_redis, embedded_server
 
@@ -42,11 +42,22 @@ def stop() -> None:
 def status(as_json: JsonOpt = False) -> None:
     """Show whether the embedded server runs, and where."""
     server = _server()
-    info = {"running": server.ping(), "socket": str(server.socket), "pid": server.pid(), "data": str(server.data_dir)}
+    running = server.ping()
+    info = {"running": running, "socket": str(server.socket), "pid": server.pid(), "data": str(server.data_dir)}
     if as_json:
         print_json(info)
+        return
+    details(info)
+    if running:
+        # Started on demand by a command (or by `redis start`), it stays up for the next ones until stopped.
+        console.print(
+            "[dim]it runs in the background until `contentq redis stop` (under supervisor, `redis serve` runs it)"
+            "[/dim]",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
-        details(info)
+        console.print("[dim]the next command that needs it starts it (or `contentq redis start`)[/dim]")
 
 
 @app.command()

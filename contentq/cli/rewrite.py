@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from contentq.cli.common import JsonOpt, runtime
+from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import console, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
@@ -41,6 +41,7 @@ def usage(
     since: Annotated[str, typer.Option(help="Window to sum, e.g. 24h, 7d, 30d.")] = "7d",
     route: Annotated[str | None, typer.Option(help="Only this route.")] = None,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
     """LLM usage per day (UTC) and route: calls, posts, tokens in and out, estimated cost."""
     since_iso = iso(now() - parse_duration(since))
@@ -58,4 +59,5 @@ def usage(
         ["day", "route", "calls", "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
         title=f"LLM usage since {since}",
         empty=f"no LLM calls in the last {since}",
+        wide=wide,
     )

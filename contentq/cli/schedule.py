@@ -9,8 +9,8 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from contentq import posts
-from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, runtime
-from contentq.cli.render import console, ok, print_json, table
+from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
+from contentq.cli.render import Col, console, ok, print_json, table
 from contentq.runtime.config import routes_config
 from contentq.schedule import describe, schedule_rows
 
@@ -35,8 +35,10 @@ app = typer.Typer(
 def list_(
     limit: Annotated[int, typer.Option(help="At most this many, soonest first.", min=1, max=LIMIT_MAX)] = 500,
     as_json: JsonOpt = False,
+    wide: WideOpt = False,
 ) -> None:
-    """Scheduled posts, soonest first, with the slot in the route's time zone; then each route's schedule."""
+    """Scheduled posts, soonest first, with the slot in the route's time zone; then each route's schedule
+    (--wide adds each post's target and its slot in UTC)."""
     rt = runtime()
     config = routes_config(rt)
     rows = schedule_rows(rt.store, config.routes, limit=limit)
@@ -60,17 +62,19 @@ def list_(
         [
             "id",
             "route",
-            "target",
+            Col("target", wide=True),  # the routes table below names each route's target
             "state",
-            ("scheduled_at", "slot (UTC)"),
+            Col("scheduled_at", "slot (UTC)", wide=True),
             ("local_time", "slot (route time)"),
             "dispatched",
-            "title",
+            Col("title", fit="ellipsis"),
         ],  # fmt: skip
         title="schedule",
         empty="no posts scheduled",
+        wide=wide,
     )
-    table(routes, ["route", "target", "schedule", "approval", "publisher"], title="routes", empty="no routes")
+    table(routes, ["route", "target", Col("schedule", fit="wrap"), "approval", "publisher"], title="routes",
+          empty="no routes", wide=wide)  # fmt: skip
 
 
 @app.command("set")

@@ -117,9 +117,15 @@ def _checked(where: str, value: str, what: str) -> str:
 def _read_bytes(path: Path) -> bytes:
     """The export file's bytes: a regular file of at most MAX_EXPORT_BYTES (not a device, FIFO or folder)."""
     try:
+        # stat before open: opening a FIFO with no writer blocks forever.
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):
+            raise ExportError(f"{path}: not a regular file; give the result.json of a Telegram Desktop export")
         with path.open("rb") as handle:
             info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
+            if not stat.S_ISREG(info.st_mode):  # replaced between the two looks
                 raise ExportError(f"{path}: not a regular file; give the result.json of a Telegram Desktop export")
             data = handle.read(MAX_EXPORT_BYTES + 1)
     except FileNotFoundError:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from PIL import Image, UnidentifiedImageError
 
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, FatalJobError
 
 RASTER_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 """Formats Telegram shows as a photo (GIF as an animation); anything else is refused."""
@@ -22,7 +22,7 @@ class ImageError(ContentqError):
     """An image could not be made; worth another attempt unless a subclass says otherwise."""
 
 
-class ImageFatalError(ImageError):
+class ImageFatalError(ImageError, FatalJobError):
     """Retrying cannot help: the request was refused, the answer is not an image, the setup is wrong."""
 
 

@@ -1,6 +1,6 @@
 """The LLM behind the OpenAI SDK: any OpenAI-compatible endpoint, with retries and a circuit breaker.
 
-One `LLMClient` per process (`runtime.service("llm", build_llm_client)`). A call is retried in place on
+One `LLMClient` per process (`runtime.service("llm", build_llm_client)`). A call is retried in place (tenacity) on
 429, 5xx, timeouts and connection errors (honouring a short `Retry-After`); a wait longer than
 `openai_retry_after_max` (5 s), or one that would outlast the caller's deadline, is not slept through but
 raised as `RateLimitedError` so the job can be re-enqueued for then. Every HTTP attempt goes through a
@@ -18,14 +18,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import openai
 import pybreaker
 import redis
+import tenacity
 from openai.types.chat import ChatCompletion
 
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, FatalJobError, Reschedule, RetryableError
 from contentq.integrations.breakers import (
     LLM_BREAKER_NAMESPACE,
     BreakerState,
@@ -61,7 +62,7 @@ class LLMError(ContentqError):
     """The LLM endpoint could not give an answer."""
 
 
-class LLMFatalError(LLMError):
+class LLMFatalError(LLMError, FatalJobError):
     """Retrying cannot help: the request was refused (400, 401, 403, 404, 422)."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
@@ -78,16 +79,15 @@ class ContextTooLongError(LLMFatalError):
     """The request does not fit the model's context window."""
 
 
-class LLMUnavailableError(LLMError):
+class LLMUnavailableError(LLMError, RetryableError):
     """429, 5xx, timeouts or connection errors on every try of one call: worth another go later."""
 
 
-class LLMWaitError(LLMError):
-    """The endpoint must not be called for `delay` seconds."""
+class LLMWaitError(LLMError, Reschedule):
+    """The endpoint must not be called for `delay` seconds (never more than RETRY_AFTER_CAP): the job waits."""
 
     def __init__(self, message: str, delay: float) -> None:
-        super().__init__(message)
-        self.delay = delay
+        super().__init__(min(delay, RETRY_AFTER_CAP), message)
 
 
 class RateLimitedError(LLMWaitError):
@@ -102,7 +102,7 @@ class ProviderHoldError(BreakerOpenError):
     """The endpoint asked for a wait longer than RETRY_AFTER_CAP: treated as an open breaker, the admin told."""
 
 
-class MalformedResponseError(LLMError):
+class MalformedResponseError(LLMError, RetryableError):
     """An HTTP 200 that is no chat completion (an HTML page, broken JSON) or whose text is not valid Unicode
     (a lone surrogate). Invalid output: asked again within the rewrite's tries, and counted by the breaker."""
 
@@ -206,6 +206,25 @@ def _fatal(exc: openai.APIStatusError, model: str) -> LLMFatalError:
                          status=exc.status_code, code=exc.code)  # fmt: skip
 
 
+def _is_retried_in_call(exc: BaseException) -> bool:
+    """HTTP failures worth another try within the call (a malformed answer is asked again by the rewriter)."""
+    return isinstance(exc, openai.APIStatusError | openai.APIConnectionError) and is_transient(exc)
+
+
+def _failure(state: tenacity.RetryCallState) -> BaseException:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    assert exc is not None  # tenacity calls wait/stop/before_sleep only after a failed try
+    return exc
+
+
+def _asked_or_backoff(state: tenacity.RetryCallState) -> float:
+    """The server's Retry-After when it sent one, else 1, 2, 4 … 8 s with jitter."""
+    asked = retry_after_seconds(_failure(state))
+    if asked is not None:
+        return asked
+    return min(8.0, 2.0 ** (state.attempt_number - 1)) * (0.75 + random.random() / 4)
+
+
 # -- the circuit breaker ---------------------------------------------------------------------------
 
 
@@ -214,7 +233,8 @@ class _RedisStorage(pybreaker.CircuitRedisStorage):
 
     @property
     def opened_at(self) -> datetime | None:
-        return pybreaker.CircuitRedisStorage.opened_at.fget(self)  # type: ignore[attr-defined]
+        opened: datetime | None = pybreaker.CircuitRedisStorage.opened_at.fget(self)  # type: ignore[attr-defined]
+        return opened
 
     @opened_at.setter
     def opened_at(self, now: datetime) -> None:
@@ -356,50 +376,66 @@ class LLMClient:
         return completion
 
     def _call_with_retries(self, request: dict[str, Any], log: EventLog | None, deadline: float | None) -> Any:
-        """Up to `openai_call_attempts` HTTP tries on transient errors, all of them before `deadline`.
+        """Up to `openai_call_attempts` HTTP tries on transient errors (tenacity), all of them before `deadline`.
 
         Waits between tries are short (Retry-After up to `openai_retry_after_max`, else 1, 2, 4 … s); each
         try gets at most the time left before the deadline, and a wait that would leave no time for the next
         try is not slept: a server-asked wait becomes `RateLimitedError` (the job comes back then), any
-        other ends the call with `LLMUnavailableError`.
+        other ends the call with `LLMUnavailableError`. A refused request (4xx) is not retried: it is fatal.
         """
         attempts = max(1, self.settings.openai_call_attempts)
-        for attempt in range(1, attempts + 1):
-            timeout = self._time_for_a_try(deadline)
-            if timeout is None:
-                raise LLMUnavailableError(
-                    "no time left in the job for another LLM request (CONTENTQ_REWRITE_TIMEOUT); the job is retried"
+
+        def time_left() -> float | None:
+            return None if deadline is None else deadline - time.monotonic()
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            """The last try was made, or waiting would leave the next one no time before the deadline."""
+            left = time_left()
+            return state.attempt_number >= attempts or (left is not None and state.upcoming_sleep + MIN_TRY_S > left)
+
+        def give_up(state: tenacity.RetryCallState) -> NoReturn:
+            exc = _failure(state)
+            if state.attempt_number >= attempts:
+                raise LLMUnavailableError(f"the LLM endpoint failed {attempts} times, last {_describe(exc)}") from exc
+            asked = retry_after_seconds(exc)
+            if asked is not None:
+                raise RateLimitedError(
+                    f"the LLM endpoint asks to wait {asked:.0f} s ({_describe(exc)}) and the job has "
+                    f"{max(0.0, time_left() or 0.0):.0f} s left",
+                    delay=max(1.0, asked),
+                ) from exc
+            raise LLMUnavailableError(
+                f"the LLM endpoint failed ({_describe(exc)}) and the job has no time left for another try"
+            ) from exc
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            if log is not None:
+                log.log(
+                    "llm_retry",
+                    f"{_describe(_failure(state))}; retrying in {state.upcoming_sleep:.1f} s "
+                    f"(try {state.attempt_number + 1}/{attempts})",
+                    level="warning",
                 )
-            try:
-                return self._attempt(request, timeout)
-            except (openai.APIStatusError, openai.APIConnectionError) as exc:
-                if not is_transient(exc):
-                    assert isinstance(exc, openai.APIStatusError)
-                    raise _fatal(exc, self.model) from exc
-                if attempt == attempts:
-                    raise LLMUnavailableError(
-                        f"the LLM endpoint failed {attempts} times, last {_describe(exc)}"
-                    ) from exc
-                asked = retry_after_seconds(exc)
-                seconds = asked if asked is not None else min(8.0, 2.0 ** (attempt - 1)) * (0.75 + random.random() / 4)
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and seconds + MIN_TRY_S > left:
-                    if asked is not None:
-                        raise RateLimitedError(
-                            f"the LLM endpoint asks to wait {asked:.0f} s ({_describe(exc)}) and the job has "
-                            f"{max(0.0, left):.0f} s left",
-                            delay=max(1.0, asked),
-                        ) from exc
-                    raise LLMUnavailableError(
-                        f"the LLM endpoint failed ({_describe(exc)}) and the job has no time left for another try"
-                    ) from exc
-                if log is not None:
-                    log.log(
-                        "llm_retry",
-                        f"{_describe(exc)}; retrying in {seconds:.1f} s (try {attempt + 1}/{attempts})",
-                        level="warning",
-                    )
-                time.sleep(seconds)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_retried_in_call),
+            wait=_asked_or_backoff,
+            stop=stop,
+            before_sleep=log_retry,
+            retry_error_callback=give_up,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    timeout = self._time_for_a_try(deadline)
+                    if timeout is None:
+                        raise LLMUnavailableError(
+                            "no time left in the job for another LLM request (CONTENTQ_REWRITE_TIMEOUT); "
+                            "the job is retried"
+                        )
+                    return self._attempt(request, timeout)
+        except openai.APIStatusError as exc:  # not transient (transient ones end in give_up)
+            raise _fatal(exc, self.model) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _time_for_a_try(self, deadline: float | None) -> float | None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from contentq.donor_changes import delete_published, edit_published
-from contentq.errors import NotFoundError
+from contentq.errors import FatalJobError, NotFoundError
 from contentq.jobs.rewrite import job_deadline, job_started
-from contentq.runtime.context import FatalJobError, JobContext
+from contentq.runtime.context import JobContext
 
 
 def run(ctx: JobContext, post_id: int, edit_id: int | None = None, delete: bool = False, **_: Any) -> dict[str, Any]:

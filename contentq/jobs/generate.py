@@ -10,18 +10,17 @@ from typing import Any
 
 from contentq import pipeline
 from contentq.clock import parse
-from contentq.errors import ConfigError
-from contentq.integrations.llm import LLMFatalError, LLMWaitError
-from contentq.rewrite.output import InvalidOutputError
+from contentq.errors import ConfigError, FatalJobError, Reschedule
 from contentq.rules import record_outcome, rule_post, write_original
-from contentq.runtime.context import FatalJobError, JobContext, Reschedule
+from contentq.runtime.config import route_of
+from contentq.runtime.context import JobContext, Runtime
 from contentq.runtime.kinds import KINDS
 from contentq.store.posts import get_post, transition
 
 
 def _follow_ups(ctx: JobContext, post_id: int) -> dict[str, Any]:
     post = get_post(ctx.store, post_id)
-    route = pipeline.route_of(ctx.runtime, post["route"])
+    route = route_of(ctx.runtime, post["route"])
     out: dict[str, Any] = {"post_id": post_id}
     wants_image = route.images != "none" and (bool(post["image_prompt"]) or route.image_backend == "card")
     has_job = ctx.store.scalar("SELECT 1 FROM jobs WHERE kind = 'imagegen' AND key = ?", (str(post_id),))
@@ -31,18 +30,17 @@ def _follow_ups(ctx: JobContext, post_id: int) -> dict[str, Any]:
     return out
 
 
-def _fail(ctx: JobContext, route: str, post_id: int, reason: str) -> FatalJobError:
+def _record_failure(ctx: JobContext, route: str, post_id: int, reason: str) -> None:
     record_outcome(ctx.runtime, route, error=reason)
     pipeline.fail_post(ctx.runtime, post_id, "rewriting", f"generate: {reason}")
-    return FatalJobError(reason)
 
 
 def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     try:
-        route_cfg = pipeline.route_of(ctx.runtime, route)
-    except ConfigError as exc:
+        route_cfg = route_of(ctx.runtime, route)
+    except ConfigError as exc:  # fatal: the runner fails the job without a retry
         record_outcome(ctx.runtime, route, error=str(exc))
-        raise FatalJobError(str(exc)) from None
+        raise
     if route_cfg.generate is None:
         record_outcome(ctx.runtime, route, error="the route has no [generate] section any more")
         raise FatalJobError(f"route {route!r} has no [generate] section")
@@ -62,11 +60,12 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     ctx.log("generating", f"route {route}, due {due}, topic: {route_cfg.generate.topic[:200]}", post_id=post_id)
     try:
         written = write_original(ctx.runtime, route_cfg, post_id, due_at, ctx)
-    except LLMWaitError as exc:
-        raise Reschedule(exc.delay, str(exc)) from None
-    except (LLMFatalError, ConfigError, InvalidOutputError) as exc:
+    except Reschedule:  # the LLM asks for a wait: not a failure
+        raise
+    except FatalJobError as exc:  # refused request, bad configuration, unusable answer
         ctx.notify(f"generate-failed:{route}", f"auto-post of route {route} failed: {exc}", level="error")
-        raise _fail(ctx, route, post_id, str(exc)) from None
+        _record_failure(ctx, route, post_id, str(exc))
+        raise
     except Exception as exc:
         record_outcome(ctx.runtime, route, error=f"{type(exc).__name__}: {exc}")
         if ctx.is_last_attempt:
@@ -88,3 +87,10 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     record_outcome(ctx.runtime, route, error=None)
     ctx.log("generated", f"post {post_id}: {len(written['html'])} characters", title=written["title"])
     return {"tokens_in": written["tokens_in"], "tokens_out": written["tokens_out"], **_follow_ups(ctx, post_id)}
+
+
+def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
+    """The generate job ended failed (a timeout, its worker's death): its post, still `rewriting`, is failed
+    with the reason and the admin told, unless the job already failed it."""
+    if job["post_id"] is not None:
+        pipeline.fail_post(runtime, int(job["post_id"]), "rewriting", f"generate: {reason}")

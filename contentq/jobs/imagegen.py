@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from contentq import pipeline
-from contentq.errors import ConfigError, NotFoundError
+from contentq.errors import FatalJobError, NotFoundError
 from contentq.images.service import describe_failure, generate_post_image
-from contentq.integrations.image_generator import ImageFatalError
-from contentq.runtime.context import FatalJobError, JobContext
+from contentq.runtime.context import JobContext
 
 
 def run(
@@ -30,13 +29,13 @@ def run(
                 "post_state": pipeline.on_image_done(ctx.runtime, int(pid), True)}  # fmt: skip
     try:
         result = generate_post_image(ctx.runtime, int(pid), prompt=prompt, backend=backend, log=ctx)
-    except NotFoundError as exc:
+    except NotFoundError as exc:  # fatal; no post to go on with
         ctx.log("attempt_failed", str(exc), level="error")
-        raise FatalJobError(str(exc)) from None
-    except (ImageFatalError, ConfigError) as exc:
+        raise
+    except FatalJobError as exc:  # refused, not an image, bad setup: the post goes on without an image
         ctx.log("attempt_failed", f"not retried: {describe_failure(exc)}", level="error")
         pipeline.on_image_done(ctx.runtime, int(pid), False)
-        raise FatalJobError(describe_failure(exc)) from None
+        raise
     except Exception as exc:
         last = ctx.is_last_attempt
         ctx.log(

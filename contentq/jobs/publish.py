@@ -1,7 +1,8 @@
 """The `publish` job (queue publish, key = post id): scheduled → publishing → published.
 
 Thin: the post's publication is `contentq.publish.publish_post`; waits come back as Reschedule (not due
-yet, rate limit, flood wait, Telegram unreachable), a post that cannot be published as FatalJobError.
+yet, rate limit, flood wait, Telegram unreachable), a post that cannot be published as FatalJobError; the
+runner (`contentq.runtime.execute`) maps both.
 A failed publication restarted with `contentq jobs retry ID` runs this job again on the failed post.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from contentq.errors import NotFoundError
+from contentq.errors import FatalJobError, NotFoundError
 from contentq.publish.core import publish_post
 from contentq.publish.settle_failed import SETTLE_FROM, settle_publication
-from contentq.runtime.context import FatalJobError, JobContext, Runtime
+from contentq.runtime.context import JobContext, Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post, transition
 

@@ -15,19 +15,13 @@ from typing import Any
 from rq import get_current_job
 
 from contentq import pipeline
-from contentq.errors import ConfigError, NotFoundError
-from contentq.integrations.llm import (
-    RETRY_AFTER_CAP,
-    ContextTooLongError,
-    LLMFatalError,
-    LLMWaitError,
-    ProviderHoldError,
-)
+from contentq.errors import ConfigError, FatalJobError, Reschedule
+from contentq.integrations.llm import ContextTooLongError, LLMFatalError, ProviderHoldError
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.routes import Route
-from contentq.runtime.context import FatalJobError, JobContext, Reschedule, Runtime
+from contentq.runtime.context import JobContext, Runtime
 from contentq.runtime.kinds import KINDS
 from contentq.store.posts import get_post, transition
 
@@ -58,11 +52,6 @@ def job_started() -> float:
     return started - max(0.0, (datetime.now(UTC) - began).total_seconds())
 
 
-def _wait(exc: LLMWaitError) -> Reschedule:
-    """A wait the endpoint asked for, never longer than RETRY_AFTER_CAP."""
-    return Reschedule(min(exc.delay, RETRY_AFTER_CAP), str(exc))
-
-
 def _rewritable(post: dict[str, Any]) -> bool:
     return post["state"] in ("collected", "rewriting") or (post["state"] == "failed" and post["rewrite_html"] is None)
 
@@ -71,11 +60,30 @@ def _fail_post(ctx: JobContext, post_id: int, reason: str) -> None:
     transition(ctx.store, post_id, ("rewriting", "collected"), "failed", state_reason=f"rewrite: {reason}"[:500])
 
 
-def _fatal(ctx: JobContext, post_id: int, reason: str, *, notify: bool = True) -> FatalJobError:
+_FATAL_EVENTS: list[tuple[type[FatalJobError], str]] = [
+    (ModelRefusalError, "refused"),
+    (ContextTooLongError, "context_too_long"),
+    (InvalidModelOutputError, "invalid_output_final"),
+]
+"""The job-log event written for a fatal error of the rewriter, most specific first."""
+
+
+def _record_fatal(ctx: JobContext, post_id: int, exc: FatalJobError) -> None:
+    """The post fails with the reason; the admin hears of it once per post, or once in all for an endpoint
+    that refuses every request (auth) or a configuration every post trips over."""
+    reason = str(exc)
+    for kind, event in _FATAL_EVENTS:
+        if isinstance(exc, kind):
+            extra = {"raw_output": exc.raw} if isinstance(exc, InvalidModelOutputError) else {}
+            ctx.log(event, reason, level="error", **extra)
+            break
     _fail_post(ctx, post_id, reason)
-    if notify:
+    if isinstance(exc, ConfigError):
+        ctx.notify("rewrite-config", f"rewrites fail: {reason}", level="error")
+    elif isinstance(exc, LLMFatalError) and exc.is_auth:
+        ctx.notify("llm-auth", f"the LLM endpoint refuses contentq's requests: {reason}", level="error")
+    else:
         ctx.notify(f"rewrite-failed:{post_id}", f"rewrite of post {post_id} failed: {reason}", level="error")
-    return FatalJobError(reason)
 
 
 def _follow_ups(ctx: JobContext, post_id: int, route: Route, image_prompt: str | None) -> dict[str, Any]:
@@ -92,18 +100,12 @@ def _follow_ups(ctx: JobContext, post_id: int, route: Route, image_prompt: str |
 def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     started = job_started()
     store = ctx.store
-    try:
-        post = get_post(store, post_id)
-    except NotFoundError as exc:
-        raise FatalJobError(str(exc)) from None
+    post = get_post(store, post_id)  # NotFoundError: fatal
     state = post["state"]
     if state == "rewritten":
         # A previous run got this far and stopped before finishing: only the steps after it are missing.
         ctx.log("resumed", "post already rewritten; running the steps after the rewrite")
-        try:
-            route = load_route(ctx.settings, post["route"])
-        except ConfigError as exc:
-            raise FatalJobError(str(exc)) from None
+        route = load_route(ctx.settings, post["route"])  # ConfigError: fatal
         has_image_job = store.scalar("SELECT 1 FROM jobs WHERE kind = 'imagegen' AND key = ?", (str(post_id),))
         prompt = None if has_image_job else post["image_prompt"]
         if has_image_job:
@@ -117,14 +119,10 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         route = load_route(ctx.settings, post["route"])
         rewriter = rewriter_for(ctx.runtime, route)
     except ConfigError as exc:
-        # One alert for the configuration problem, not one per post waiting behind it.
-        ctx.notify("rewrite-config", f"rewrites fail: {exc}", level="error")
-        raise _fatal(ctx, post_id, str(exc), notify=False) from None
+        _record_fatal(ctx, post_id, exc)
+        raise
     if isinstance(rewriter, LLMRewriter):
-        try:
-            rewriter.client.check_breaker()
-        except LLMWaitError as exc:
-            raise _wait(exc) from None
+        rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
 
     if not transition(store, post_id, START_STATES, "rewriting", state_reason=None):
         ctx.log("skipped", f"post {post_id} changed state meanwhile")
@@ -138,24 +136,14 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     )
     try:
         result = rewriter.rewrite(task, ctx)
-    except LLMWaitError as exc:
+    except Reschedule as exc:  # the endpoint asks for a wait, or the breaker is open
         transition(store, post_id, "rewriting", "collected", state_reason=f"waiting: {exc}"[:500])
         if isinstance(exc, ProviderHoldError):
             ctx.notify("llm-hold", f"LLM calls paused: {exc}", level="error")
-        raise _wait(exc) from None
-    except ModelRefusalError as exc:
-        ctx.log("refused", str(exc), level="error")
-        raise _fatal(ctx, post_id, str(exc)) from None
-    except ContextTooLongError as exc:
-        ctx.log("context_too_long", str(exc), level="error")
-        raise _fatal(ctx, post_id, str(exc)) from None
-    except InvalidModelOutputError as exc:
-        ctx.log("invalid_output_final", str(exc), level="error", raw_output=exc.raw)
-        raise _fatal(ctx, post_id, str(exc)) from None
-    except LLMFatalError as exc:
-        if exc.is_auth:
-            ctx.notify("llm-auth", f"the LLM endpoint refuses contentq's requests: {exc}", level="error")
-        raise _fatal(ctx, post_id, str(exc), notify=not exc.is_auth) from None
+        raise
+    except FatalJobError as exc:  # refused, too long, invalid output three times, request refused
+        _record_fatal(ctx, post_id, exc)
+        raise
     except Exception as exc:
         if ctx.is_last_attempt:
             _fail_post(ctx, post_id, str(exc))

@@ -198,7 +198,11 @@ def run_demo(
     store = runtime.store
     posts = store.query(
         "SELECT id, state, kind, COALESCE(title, '') AS title, rewrite_html, scheduled_at, published_at, state_reason,"
-        " (SELECT COUNT(*) FROM media m WHERE m.post_id = p.id AND m.origin = 'donor') AS photos,"
+        # A photo missing from the export is stored without a file (path NULL): not one the post carries.
+        " (SELECT COUNT(*) FROM media m WHERE m.post_id = p.id AND m.origin = 'donor' AND m.path IS NOT NULL)"
+        " AS photos,"
+        " (SELECT COUNT(*) FROM media m WHERE m.post_id = p.id AND m.origin = 'donor' AND m.path IS NULL)"
+        " AS photos_missing,"
         " (SELECT COUNT(*) FROM media m WHERE m.post_id = p.id AND m.origin = 'generated') AS cards"
         " FROM posts p WHERE route = ? ORDER BY id",
         (ROUTE,),

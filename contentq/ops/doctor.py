@@ -19,7 +19,7 @@ from contentq.ops import supervisor as sv
 from contentq.ops.probe import FAIL, OK, SKIP, WARN, Probe
 from contentq.redact import redact
 from contentq.routes import RoutesConfig, load_routes
-from contentq.runtime.redis import connect, describe_redis
+from contentq.runtime.redis import connect, describe_redis, embedded_server
 from contentq.settings import QUEUES, Settings, load_settings
 from contentq.store.db import open_store
 from contentq.store.migrations import migration_status
@@ -46,10 +46,17 @@ def _routes(settings: Settings) -> RoutesConfig | None:
 
 def check_config(settings: Settings) -> tuple[Probe, RoutesConfig | None]:
     path = settings.config_path
-    if not path.exists():
+    if not path.exists() and settings.config is not None:  # a file named with --config / CONTENTQ_CONFIG
         return (
-            Probe("config", WARN, f"settings valid; no routes file at {path}",
-                  f"write your routes to {settings.home / 'contentq.toml'} (see the README), or try `contentq demo`"),
+            Probe("config", FAIL, f"{path}: no such file (given with --config or CONTENTQ_CONFIG)",
+                  f"give the path of your routes file, or leave --config out to use {settings.home / 'contentq.toml'}"),
+            None,
+        )  # fmt: skip
+    if not path.exists():
+        home_file = settings.home / "contentq.toml"
+        return (
+            Probe("config", WARN, f"settings valid; no routes file: neither {home_file} nor ./contentq.toml exists",
+                  f"write your routes to {home_file} (see the README), or try `contentq demo`"),
             None,
         )  # fmt: skip
     try:
@@ -113,7 +120,7 @@ def check_database(settings: Settings) -> Probe:
         return Probe("database", FAIL, f"{settings.db_path}: {exc}",
                      "restore the database from a backup, or move it away to start afresh")  # fmt: skip
     try:
-        pending = [m for m in migration_status(store) if not m["applied_at"]]
+        pending = [m for m in migration_status(store.db) if not m["applied_at"]]
         with store.transaction():
             pass  # takes and releases the write lock: not locked by a stuck process
         posts = store.scalar("SELECT COUNT(*) FROM posts")
@@ -127,6 +134,11 @@ def check_database(settings: Settings) -> Probe:
 
 
 def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
+    if not settings.redis_url and not embedded_server(settings).ping():
+        # Not a failure: every command that needs it starts it (and supervisor runs it in production).
+        socket = embedded_server(settings).socket
+        detail = f"the embedded Valkey is not running ({socket}); the next command that needs it starts it"
+        return Probe("redis", WARN, detail, "`contentq redis start` starts it now"), None
     try:
         conn = connect(settings, start_embedded=False)
         version = conn.info("server").get("redis_version", "?")
@@ -157,24 +169,35 @@ def check_workers(conn: redis.Redis | None) -> Probe:
     return Probe("workers", OK, f"{len(workers)} worker(s) cover every queue")
 
 
-def _needs_telegram(settings: Settings, routes: RoutesConfig | None) -> bool:
+def telegram_need(settings: Settings, routes: RoutesConfig | None) -> tuple[str, str]:
+    """How much Telegram matters here, and why: FAIL-worthy when something is sent through it (a route with
+    publisher "telegram", or admin notifications); WARN when routes only have sources, since `collect` needs it
+    but imports and the outbox publisher do not (the demo's home, README steps 1-4); SKIP otherwise."""
+    all_routes = list(routes.routes.values()) if routes else []
+    publishing = [r.name for r in all_routes if r.publisher == "telegram"]
+    if publishing:
+        return FAIL, f"route(s) {', '.join(publishing)} publish to Telegram"
     if settings.tg_admin_chat:
-        return True
-    return bool(routes and any(r.sources or r.publisher == "telegram" for r in routes.routes.values()))
+        return FAIL, "CONTENTQ_TG_ADMIN_CHAT sends notifications through Telegram"
+    collecting = [r.name for r in all_routes if r.sources]
+    if collecting:
+        return WARN, f"`contentq collect` needs it for the sources of {', '.join(collecting)} (imports do not)"
+    return SKIP, "no route reads or publishes through Telegram"
 
 
 def check_telegram(settings: Settings, routes: RoutesConfig | None) -> Probe:
-    needed = _needs_telegram(settings, routes)
+    level, why = telegram_need(settings, routes)
     has_keys = settings.tg_api_id is not None and settings.tg_api_hash is not None
     session_file = settings.session_path
     has_session = settings.tg_session is not None or session_file.exists()
-    if not needed and not has_keys and not has_session:
-        return Probe("telegram", SKIP, "no route reads or publishes through Telegram")
+    if level == SKIP and not has_keys and not has_session:
+        return Probe("telegram", SKIP, why)
+    level = WARN if level == SKIP else level  # half set up though nothing needs it yet
     if not has_keys:
-        return Probe("telegram", FAIL if needed else WARN, "CONTENTQ_TG_API_ID / CONTENTQ_TG_API_HASH are not set",
+        return Probe("telegram", level, f"CONTENTQ_TG_API_ID / CONTENTQ_TG_API_HASH are not set; {why}",
                      "create an app at https://my.telegram.org and set both in .env")  # fmt: skip
     if not has_session:
-        return Probe("telegram", FAIL if needed else WARN, f"no session ({session_file} is missing)",
+        return Probe("telegram", level, f"no session ({session_file} is missing); {why}",
                      "run `contentq login` (or set CONTENTQ_TG_SESSION to a session string)")  # fmt: skip
     if settings.tg_session is None:
         mode = stat.S_IMODE(session_file.stat().st_mode)
@@ -329,7 +352,7 @@ def _probe_database(settings: Settings) -> Probe:
     try:
         store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
         try:
-            store.scalar("SELECT COUNT(*) FROM _migrations")
+            store.scalar("SELECT COUNT(*) FROM sqlite_master")
             with store.transaction():
                 pass  # the write lock can be had
         finally:

@@ -7,7 +7,8 @@ What goes:
   donor media rows and files (a file shared with a post that stays is kept) and their send records; posts collected
   inside the dedup window stay, because dedup compares new posts with them (content hash and MinHash);
 - images no post uses (the images area's `prune_images`, when installed);
-- admin notifications older than the cutoff;
+- admin notifications older than the cutoff, and the web feed's post change records (`post_changes`) older
+  than it;
 - RQ's finished, failed and cancelled registries: expired entries, and jobs that ended before the cutoff.
 """
 
@@ -110,12 +111,14 @@ def purge(
     }
     report = PurgeReport(cutoff=params["cutoff"], dedup_cutoff=params["dedup_cutoff"], dry_run=dry_run)
     for what in ("job records", "job events", "posts", "media rows", "media files", "media bytes",
-                 "send records", "notifications", "dedup band rows"):  # fmt: skip
+                 "send records", "notifications", "post changes",
+                 "dedup band rows"):  # fmt: skip
         report.removed[what] = 0
     _purge_jobs(runtime, params, report, batch_size, progress)
     _purge_posts(runtime, params, report, batch_size, progress)
     _prune_dedup(runtime, report)
-    _purge_notifications(runtime, params, report, batch_size)
+    _purge_by_time(runtime, params, report, batch_size, "notifications", "notifications", "at")
+    _purge_by_time(runtime, params, report, batch_size, "post changes", "post_changes", "at")
     _prune_images(runtime, older_than, report)
     _purge_rq(runtime, stamp - older_than, report, batch_size)
     report.kept["posts inside the dedup window"] = int(runtime.store.scalar(_KEPT_FOR_DEDUP, params) or 0)
@@ -234,19 +237,22 @@ def _shared_outside(store: Any, path: str, params: dict[str, str]) -> int:
     )
 
 
-def _purge_notifications(runtime: Runtime, params: dict[str, str], report: PurgeReport, batch_size: int) -> None:
+def _purge_by_time(
+    runtime: Runtime, params: dict[str, str], report: PurgeReport, batch_size: int, what: str, table: str, column: str
+) -> None:
+    """Rows of `table` stamped (`column`) before the cutoff, in batches. Post change records go by their own
+    time: those of purged posts are older than the cutoff too, and the web feed only needs recent ones."""
     store = runtime.store
+    old = f"FROM {table} WHERE {column} < :cutoff"
     if report.dry_run:
-        report.add("notifications", int(store.scalar("SELECT COUNT(*) FROM notifications WHERE at < :cutoff", params)))
+        report.add(what, int(store.scalar(f"SELECT COUNT(*) {old}", params) or 0))
         return
     while True:
         with store.transaction() as conn:
             n = conn.execute(
-                f"DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE at < :cutoff"
-                f" LIMIT {int(batch_size)})",
-                params,
+                f"DELETE FROM {table} WHERE id IN (SELECT id {old} LIMIT {int(batch_size)})", params
             ).rowcount
-        report.add("notifications", n)
+        report.add(what, n)
         if n < batch_size:
             return
 

@@ -29,8 +29,8 @@ The package, one module per concern:
 
 from __future__ import annotations
 
-from contentq.errors import ContentqError
+from contentq.errors import FatalJobError
 
 
-class PublishError(ContentqError):
+class PublishError(FatalJobError):
     """The post cannot be published as it is (retrying does not help)."""

@@ -9,14 +9,14 @@ from typing import Any
 from contentq import pipeline
 from contentq.clock import iso, now, parse
 from contentq.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
-from contentq.errors import ContentqError, NotFoundError
+from contentq.errors import ContentqError, FatalJobError, NotFoundError, Reschedule
 from contentq.publish.drivers import publish_to_outbox, publish_to_telegram
 from contentq.publish.outbox import write_outbox
 from contentq.publish.publication import LogReporter, Publication, Reporter
 from contentq.publish.render import post_media, render
 from contentq.routes import Route
 from contentq.runtime.config import route_of
-from contentq.runtime.context import FatalJobError, Reschedule, Runtime
+from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post, transition
 

@@ -8,13 +8,12 @@ from telethon import errors as tg_errors
 
 from contentq.channels import resolve_channel
 from contentq.clock import now
-from contentq.errors import ContentqError, DatabaseLockedError, RedisUnavailableError
+from contentq.errors import ContentqError, DatabaseLockedError, FatalJobError, RedisUnavailableError, Reschedule
 from contentq.publish import PublishError
 from contentq.publish.outbox import write_outbox
 from contentq.publish.publication import Publication, finish, is_critical, report_rendering, start, telegram_account
 from contentq.publish.ratelimit import reserve_send
 from contentq.publish.render import caption_limit_for, message_link, post_media, render
-from contentq.runtime.context import FatalJobError, Reschedule
 
 
 def publish_to_outbox(pub: Publication) -> dict[str, Any]:
@@ -69,6 +68,8 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
         raise
     except PublishError as exc:
         raise pub.fail(str(exc)) from None
+    except FatalJobError:
+        raise  # already recorded by pub.fail (a cancelled batch, a refused part)
     except (DatabaseLockedError, RedisUnavailableError):
         raise  # transient: retried
     except ContentqError as exc:  # no Telegram session, an invalid one …: retrying cannot help
@@ -82,8 +83,6 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
             raise pub.fail(f"Telegram refused the post: {type(exc).__name__}: {exc}") from None
         if pub.last_attempt:
             raise pub.fail(f"{type(exc).__name__}: {exc}") from None
-        raise
-    except FatalJobError:
         raise
     except Exception as exc:
         if pub.last_attempt:

@@ -11,17 +11,19 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from telethon import errors as tg_errors
 
 from contentq.clock import iso, now, parse
+from contentq.content.refs import normalize_channel_ref
+from contentq.errors import FatalJobError, Reschedule
 from contentq.integrations.telegram.gateway import Account, OutgoingPart, ResolvedChannel, TelegramGateway
 from contentq.publish import ledger
 from contentq.publish.render import Rendered
 from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, settle_candidates
-from contentq.routes import Route, normalize_channel_ref
-from contentq.runtime.context import FatalJobError, Reschedule, Runtime
+from contentq.routes import Route
+from contentq.runtime.context import Runtime
 from contentq.store import Store
 from contentq.store.posts import transition
 
@@ -56,7 +58,7 @@ class LogReporter:
 def telegram_account(runtime: Runtime, gateway: TelegramGateway) -> Account:
     cached = runtime.services.get("telegram_account")
     if cached is not None and cached[0] is gateway:
-        return cached[1]
+        return cast(Account, cached[1])
     account = gateway.account()
     runtime.services["telegram_account"] = (gateway, account)
     return account
@@ -359,7 +361,11 @@ def report_rendering(pub: Publication, rendered: Rendered, *, custom_emoji: bool
 
 
 def finish(pub: Publication, message_ids: list[int] | None, link: str | None) -> dict[str, Any]:
-    remarks = pub.rendered.notes if pub.rendered is not None else []
+    remarks = list(pub.rendered.notes) if pub.rendered is not None else []
+    absent = pub.store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ? AND path IS NULL", (pub.post_id,))
+    if absent:  # missing from an export, or over CONTENTQ_COLLECT_MAX_MEDIA_MB: said on the post, not silent
+        remarks.append(f"{absent} donor media file(s) were never stored (missing from the export or too large)"
+                       " and were left out")  # fmt: skip
     moved = transition(
         pub.store, pub.post_id, "publishing", "published",
         published_at=iso(), message_ids=json.dumps(message_ids) if message_ids is not None else None,

@@ -52,6 +52,29 @@ def _line_text(line: list[Run]) -> str:
     return "".join(r.text for r in line)
 
 
+DANGLING = re.compile(
+    r"(?:\s*(?:\b(?:via|by|from|source|see|through|at|here|через|от|источник|подробнее|тут|здесь)\b"
+    r"|\b\w[\w-]*:|[:\-—–|·,(]))+\s*$",
+    re.IGNORECASE,
+)
+"""What a removed link or mention leaves at the end of its line: "Demo: via", "(source:", "— by"."""
+
+
+def trim_dangling(line: list[Run]) -> tuple[list[Run], str]:
+    """The line without a tail that only led to a removed link or mention, and that tail ("" when none)."""
+    text = _line_text(line)
+    match = DANGLING.search(text)
+    if match is None or not text[: match.start()].strip():
+        return line, ""  # nothing before it: the whole line goes (or stays) by the empty-line rule
+    keep, out, seen = match.start(), [], 0
+    for run in line:
+        if seen >= keep:
+            break
+        out.append(Run(run.text[: keep - seen], run.tags))
+        seen += len(run.text)
+    return out, text[keep:].strip()
+
+
 def clean_runs(
     runs: list[Run], *, footers: set[str], permitted_links: list[str], replacements: dict[str, str]
 ) -> tuple[list[Run], list[str]]:
@@ -70,6 +93,11 @@ def clean_runs(
         if mentions:
             line = map_text(line, lambda text: MENTION.sub("", text))
             notes.extend(f"mention removed: {m}" for m in mentions)
+        if links or mentions:
+            line = map_text(line, lambda text: re.sub(r"(?<=\S)  +(?=\S)", " ", text))  # the gap a removal left
+            line, tail = trim_dangling(line)
+            if tail:
+                notes.append(f"words left pointing at nothing removed: {tail!r}")
         after = _line_text(line)
         if after != before and not any(ch.isalnum() for ch in after):
             if after.strip():

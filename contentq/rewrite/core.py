@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from contentq.content.refs import normalize_channel_ref
 from contentq.integrations.llm import build_llm_client
 from contentq.rewrite.base import Reporter, Rewriter, RewriteResult, RewriteTask
 from contentq.rewrite.clean import CleanRewriter, CopyRewriter
 from contentq.rewrite.llm import LLMRewriter
-from contentq.routes import Route, load_routes, normalize_channel_ref
+from contentq.routes import Route, load_routes
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.store import Store

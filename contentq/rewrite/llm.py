@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from contentq.content.html import collect_links, html_to_text
-from contentq.errors import ContentqError
+from contentq.errors import FatalJobError
 from contentq.integrations.llm import (
     MIN_TRY_S,
     ContextTooLongError,
@@ -36,7 +36,7 @@ RAW_KEPT = 2000
 """Characters of an invalid answer kept in the job log."""
 
 
-class InvalidModelOutputError(ContentqError):
+class InvalidModelOutputError(FatalJobError):
     """The model gave no usable answer in OUTPUT_ATTEMPTS tries."""
 
     def __init__(self, message: str, raw: str | None) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from contentq.errors import ContentqError
+from contentq.errors import FatalJobError
 
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -36,11 +36,12 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 SCHEMA_NAME = "rewritten_post"
 
 
-class InvalidOutputError(ContentqError):
-    """The model's answer is not JSON or does not follow the schema."""
+class InvalidOutputError(FatalJobError):
+    """The model's answer is not JSON or does not follow the schema (the rewriter asks again; fatal once
+    it escapes)."""
 
 
-class ModelRefusalError(ContentqError):
+class ModelRefusalError(FatalJobError):
     """The model refused the task (the SDK's `message.refusal`, or a `refusal` field in its JSON answer)."""
 
 

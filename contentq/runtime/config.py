@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from contentq.routes import Route, RoutesConfig, load_routes
 from contentq.runtime.context import Runtime
 
@@ -12,7 +14,7 @@ def routes_config(runtime: Runtime) -> RoutesConfig:
     stamp = path.stat().st_mtime_ns if path.exists() else None
     cached = runtime.services.get("routes_config")
     if cached is not None and cached[0] == (str(path), stamp):
-        return cached[1]
+        return cast(RoutesConfig, cached[1])
     config = load_routes(path, required=True)
     runtime.services["routes_config"] = ((str(path), stamp), config)
     return config

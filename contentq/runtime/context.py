@@ -43,7 +43,8 @@ class Runtime:
     def telegram(self) -> TelegramGateway:
         from contentq.integrations.telegram.client import build_gateway
 
-        return self.service("telegram", build_gateway)
+        gateway: TelegramGateway = self.service("telegram", build_gateway)
+        return gateway
 
     @property
     def store(self) -> Store:
@@ -94,22 +95,6 @@ def process_runtime() -> Runtime:
 def set_process_runtime(runtime: Runtime) -> None:
     global _process_runtime
     _process_runtime = (os.getpid(), runtime)
-
-
-class Reschedule(Exception):  # noqa: N818 - an outcome, not an error
-    """Raise from a job to run it again after `delay` seconds without sleeping in the worker.
-
-    It does not use up a retry: flood waits, rate limits and an open circuit breaker are not failures.
-    """
-
-    def __init__(self, delay: float, reason: str) -> None:
-        super().__init__(reason)
-        self.delay = max(0.0, float(delay))
-        self.reason = reason
-
-
-class FatalJobError(Exception):
-    """Raise from a job when retrying cannot help (bad input, refused by policy, auth errors)."""
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""The function every RQ job runs: load the record, run the kind's handler, record the outcome."""
+"""The function every RQ job runs: load the record, run the kind's handler, record the outcome.
+
+This is the one place job errors are mapped (see `contentq.errors`): `Reschedule` re-enqueues without using
+a try, `FatalJobError` fails the job at once and settles its post, anything else (a `RetryableError`, whose
+`defer` may set the wait, or any unclassified exception) uses up a try of the queue's retry policy.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -14,10 +20,12 @@ from functools import cache
 from typing import Any
 
 from rq import get_current_job
+from rq.job import Job
 
 from contentq.clock import iso, now
+from contentq.errors import FatalJobError, Reschedule, RetryableError
 from contentq.redact import RedactedError, redact, redact_data
-from contentq.runtime.context import FatalJobError, JobContext, Reschedule, Runtime, process_runtime
+from contentq.runtime.context import JobContext, Runtime, process_runtime
 from contentq.runtime.kinds import get_kind
 from contentq.runtime.tracking import new_generation
 from contentq.store.jobs import add_event, log_event
@@ -31,7 +39,8 @@ MAX_ERROR = 2000
 def resolve_handler(path: str) -> Callable[..., Any]:
     module_name, _, attr = path.partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, attr)
+    handler: Callable[..., Any] = getattr(module, attr)
+    return handler
 
 
 def _error_text(exc: BaseException) -> str:
@@ -56,6 +65,15 @@ def settle_failed_job(runtime: Runtime, row: dict[str, Any], reason: str) -> Non
                 f"{_error_text(exc)}; look at `contentq posts show {row['post_id']}`",
                 level="error",
             )
+
+
+def defer_next_retry(rq_job: Job, seconds: float) -> None:
+    """Make RQ's next retry wait `seconds` (arq's `Retry(defer=…)`), leaving the intervals of later retries as
+    the queue's policy has them: RQ takes interval `len(intervals) - retries_left` (the first when short)."""
+    intervals = list(rq_job.retry_intervals or [0])
+    left = rq_job.retries_left or 0
+    spelled_out = [intervals[max(len(intervals) - k, 0)] for k in range(left, 0, -1)]
+    rq_job.retry_intervals = [math.ceil(seconds), *spelled_out[1:]]
 
 
 def run_tracked(job_id: str) -> Any:
@@ -149,7 +167,8 @@ def run_tracked(job_id: str) -> Any:
         return {"rescheduled_in_s": outcome.delay, "reason": outcome.reason}
     except FatalJobError as exc:
         if finish("failed", "failed", f"fatal, not retried: {_error_text(exc)}", error=_error_text(exc)):
-            settle_failed_job(runtime, row, _error_text(exc))
+            # The message of a fatal error is written for a person: the post's reason gets it without the class.
+            settle_failed_job(runtime, row, redact(str(exc))[:MAX_ERROR] or _error_text(exc))
         if rq_job is not None:
             rq_job.retries_left = 0  # RQ must not retry what cannot succeed
         raise RedactedError(exc, traceback.format_exc()) from None  # RQ keeps this text for days
@@ -157,6 +176,8 @@ def run_tracked(job_id: str) -> Any:
         error = _error_text(exc)
         trace = redact(traceback.format_exc())[-MAX_ERROR:]
         if retries_left > 0 and rq_job is not None:
+            if isinstance(exc, RetryableError) and exc.defer is not None:
+                defer_next_retry(rq_job, exc.defer)
             interval = rq_job.get_retry_interval()
             # The log gets one line with the reason; the traceback goes to the job's event log.
             finish(

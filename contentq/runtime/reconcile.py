@@ -76,6 +76,7 @@ def _abandoned(runtime: Runtime, row: dict[str, Any], dry_run: bool) -> dict[str
             done = new_generation(
                 runtime, row["id"], event="abandoned", reason=f"worker {worker} died during {attempt}; re-enqueued",
                 expect=("in_progress",), expect_rq_id=row["rq_id"], retries=left - 1, at_front=True,
+                expect_run=(row["attempts"], row["worker"]),
             )  # fmt: skip
             if done is None:
                 return None
@@ -84,10 +85,12 @@ def _abandoned(runtime: Runtime, row: dict[str, Any], dry_run: bool) -> dict[str
     reason = f"abandoned: worker {worker} died during the last attempt ({attempt})"
     if not dry_run:
         with runtime.store.transaction() as conn:
+            # The run read above, not just the RQ job: an RQ retry keeps the rq_id, and it may have started on
+            # another worker since (attempts and worker then differ).
             cursor = conn.execute(
                 "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'in_progress' AND rq_id = ?",
-                (reason, iso(), iso(), row["id"], row["rq_id"]),
+                " WHERE id = ? AND status = 'in_progress' AND rq_id = ? AND attempts = ? AND worker IS ?",
+                (reason, iso(), iso(), row["id"], row["rq_id"], row["attempts"], row["worker"]),
             )
             if not cursor.rowcount:
                 return None
@@ -110,6 +113,59 @@ def recover_abandoned(runtime: Runtime, *, dry_run: bool = False) -> list[dict[s
             acted = _abandoned(runtime, row, dry_run)
             if acted is not None:
                 actions.append(acted)
+    return actions
+
+
+UNSETTLED = {
+    # post state: (kinds whose end must have moved it, the job statuses that leave it stranded)
+    "publishing": (("publish", "settle"), ("failed", "cancelled")),
+    "rewriting": (("rewrite", "generate"), ("failed", "cancelled")),
+    "collected": (("rewrite",), ("failed",)),  # a rewrite that waited or retried puts it back to collected
+}
+"""In-flight post states, the jobs that move a post out of each, and which ends of them settle nothing by
+themselves. A queued job cancelled by the operator leaves a collected or rewritten post as it is: that is a
+choice, not a crash; a cancelled job that had moved the post on (publishing, rewriting) is settled.
+(Not covered yet: a `rewritten` post waiting for an image job whose worker died on its last try.)"""
+
+
+def _unsettled_sql() -> tuple[str, list[str]]:
+    clauses, params = [], []
+    for state, (kinds, _) in UNSETTLED.items():
+        clauses.append(f"(p.state = ? AND j.kind IN ({', '.join('?' for _ in kinds)}))")
+        params += [state, *kinds]
+    sql = (
+        "SELECT * FROM (SELECT j.*, p.state AS post_state, p.updated_at AS post_updated_at, ROW_NUMBER() OVER"
+        " (PARTITION BY j.post_id ORDER BY COALESCE(j.enqueued_at, j.created_at) DESC, j.rowid DESC) AS newest"
+        f" FROM posts AS p JOIN jobs AS j ON j.post_id = p.id WHERE {' OR '.join(clauses)})"
+        " WHERE newest = 1 AND status IN ('failed', 'cancelled') AND finished_at >= post_updated_at"
+        " ORDER BY post_id"
+    )
+    return sql, params
+
+
+def settle_stranded_posts(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Posts left in flight by a job that ended without settling them: the process died between committing
+    the job's end and running its kind's `on_failed` hook (or the job was cancelled while it ran). The same
+    hook runs now: a settle job for a publish, the post failed (and the admin told) for a rewrite. Each hook
+    is idempotent (a compare-and-set on the post, a deduplicated enqueue), and once it ran the post has moved
+    or its newest job is the settle job, so a second pass finds nothing.
+
+    Only a job that ended after the post's last change counts: a post moved since (a publish run from the
+    CLI, with no job) is someone else's."""
+    actions: list[dict[str, Any]] = []
+    sql, params = _unsettled_sql()
+    for row in runtime.store.query(sql, params):
+        state, status = row["post_state"], row["status"]
+        if status not in UNSETTLED[state][1]:
+            continue
+        ended = "failed" if status == "failed" else "was cancelled"
+        reason = (row["error"] if status == "failed" else None) or f"job {row['id']} {ended}"
+        found = f"post {row['post_id']} is {state}, but its {row['kind']} job ended {status} without settling it"
+        action = "its post settled"
+        if not dry_run:
+            log.warning("job %s: %s; settling it now", row["id"], found)
+            settle_failed_job(runtime, row, reason)
+        actions.append({"job": row["id"], "found": found, "action": action if not dry_run else f"would be {action}"})
     return actions
 
 
@@ -155,4 +211,4 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]
                 continue
             log.warning("job %s: %s; %s", row["id"], found, action)
         actions.append({"job": row["id"], "found": found, "action": action if not dry_run else f"would be {action}"})
-    return actions
+    return actions + settle_stranded_posts(runtime, dry_run=dry_run)

@@ -161,8 +161,10 @@ def new_generation(
     expect_rq_id: str | None = None,
     retries: int | None = None,
     at_front: bool = False,
+    expect_run: tuple[int, str | None] | None = None,
 ) -> dict[str, Any] | None:
-    """Queue the job again under a new RQ id (reschedule, retry, reconcile); None if the CAS lost."""
+    """Queue the job again under a new RQ id (reschedule, retry, reconcile); None if the CAS lost.
+    `expect_run` (attempts, worker) pins the run: an RQ retry keeps the rq_id, so only these tell it apart."""
     with runtime.store.transaction() as conn:
         cursor = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
         columns = [c[0] for c in cursor.description]
@@ -173,6 +175,8 @@ def new_generation(
         if expect is not None and row["status"] not in expect:
             return None
         if expect_rq_id is not None and row["rq_id"] != expect_rq_id:
+            return None
+        if expect_run is not None and (row["attempts"], row["worker"]) != expect_run:
             return None
         generation = row["generation"] + 1
         stamp = iso()

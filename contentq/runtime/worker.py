@@ -23,6 +23,7 @@ from rq import SimpleWorker, worker_registration
 from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.queue import Queue
+from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 from rq.worker import WorkerStatus
@@ -324,25 +325,84 @@ def wait_for_redis(runtime: Runtime) -> None:
         return
 
 
+BURST_HORIZON = 60.0
+"""Seconds ahead `worker --burst` waits for delayed jobs (asap slots a few seconds apart, short retries)."""
+
+
+def next_delayed(runtime: Runtime, queues: list[str], horizon: float) -> tuple[int, float] | None:
+    """Delayed jobs of the (unpaused) `queues` due within `horizon` seconds: (how many, seconds until the first);
+    None when there is none. RQ keeps them in each queue's scheduled registry, scored by their due time."""
+    paused = paused_queues(runtime.redis)
+    now = time.time()
+    count, first = 0, None
+    for name in queues:
+        if name in paused:
+            continue
+        key = ScheduledJobRegistry(name, connection=runtime.redis).key
+        count += int(runtime.redis.zcount(key, "-inf", now + horizon))
+        head = runtime.redis.zrange(key, 0, 0, withscores=True)
+        if head:
+            score = float(head[0][1])
+            first = score if first is None else min(first, score)
+    if not count or first is None:
+        return None
+    return count, max(0.0, first - now)
+
+
 def run_worker(
-    runtime: Runtime, queues: list[str] | None = None, *, burst: bool = False, name: str | None = None
+    runtime: Runtime,
+    queues: list[str] | None = None,
+    *,
+    burst: bool = False,
+    name: str | None = None,
+    horizon: float = 0.0,
 ) -> bool:
-    """Run a worker on `queues` (all, in priority order, when empty) until stopped, or until idle with burst."""
+    """Run a worker on `queues` (all, in priority order, when empty) until stopped, or, with burst, until no job
+    is queued and none is due within `horizon` seconds (it waits for those, then runs them)."""
     names = [check_queue(q) for q in (queues or list(QUEUES))]
     names.sort(key=QUEUES.index)  # priority order whatever order they were given in
     set_process_runtime(runtime)
     settings = runtime.settings
     if not burst:
         wait_for_redis(runtime)
-    worker = ContentqWorker(
-        [Queue(n, connection=runtime.redis) for n in names],
-        connection=runtime.redis,
-        runtime=runtime,
-        name=name,
-        maintenance_interval=settings.worker_maintenance_interval,
-        heartbeat_ttl=settings.worker_heartbeat_ttl,
-        reconcile_interval=settings.worker_reconcile_interval,
-        default_result_ttl=settings.job_result_ttl,
-    )
-    # The scheduler of a long-running worker runs in its housekeeping thread; a burst run moves due jobs once.
-    return bool(worker.work(burst=burst, with_scheduler=burst, logging_level=settings.log_level))
+
+    def worker() -> ContentqWorker:
+        return ContentqWorker(
+            [Queue(n, connection=runtime.redis) for n in names],
+            connection=runtime.redis,
+            runtime=runtime,
+            name=name,
+            maintenance_interval=settings.worker_maintenance_interval,
+            heartbeat_ttl=settings.worker_heartbeat_ttl,
+            reconcile_interval=settings.worker_reconcile_interval,
+            default_result_ttl=settings.job_result_ttl,
+        )
+
+    if not burst:
+        # The scheduler of a long-running worker runs in its housekeeping thread.
+        return bool(worker().work(burst=False, with_scheduler=False, logging_level=settings.log_level))
+    # RQ's own INFO lines (registries cleaned, results kept) drown a one-off run's story; contentq's stay.
+    rq_level = settings.log_level if settings.log_level == "DEBUG" else "WARNING"
+    logging.getLogger("telethon").setLevel(rq_level)
+    worked = False
+    told = 0
+    while True:
+        # A burst run moves the due delayed jobs once, at its start, then runs what is queued.
+        worked = bool(worker().work(burst=True, with_scheduler=True, logging_level=rq_level)) or worked
+        if horizon <= 0:
+            return worked
+        later = next_delayed(runtime, names, horizon)
+        if later is None:
+            beyond = next_delayed(runtime, names, float("inf"))
+            if beyond is not None:
+                log.info("%d job(s) due later than %g s from now (the next in %.0f s) are left for a running "
+                         "worker, or a later `worker --burst`", beyond[0], horizon, beyond[1])  # fmt: skip
+            return worked
+        count, wait = later
+        if count != told:
+            log.info("waiting for %d delayed job(s) due within %g s (--horizon), the next in %.0f s",
+                     count, horizon, wait)  # fmt: skip
+            told = count
+        # RQ scores a delayed job by its due time in whole seconds (rounded down): wait past that second, or the
+        # job would be handed over before its time and only put itself back.
+        time.sleep(max(wait + 1.0, 0.2))

@@ -92,5 +92,5 @@ def open_store(path: Path, busy_timeout_ms: int = 5000, migrate: bool = True) ->
     store = Store(path, busy_timeout_ms)
     if migrate:
         with store.translate_errors():
-            apply_migrations(store)
+            apply_migrations(store.db)
     return store

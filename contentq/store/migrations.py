@@ -1,29 +1,44 @@
-"""Numbered schema migrations, applied in order when the store opens, one transaction each."""
+"""Numbered schema migrations, applied in order when the store opens, each in its own transaction.
+
+The runner is sqlite-utils' `Migrations` (the set "contentq", recorded in `_sqlite_migrations` under the
+zero-padded number); the SQL bodies and their numbers are contentq's. Each migration gets the
+`sqlite_utils.Database`, so this module needs nothing from `contentq.store.db` (which imports it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from contentq.clock import iso
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
 
-if TYPE_CHECKING:
-    from contentq.store.db import Store
+MIGRATION_SET = "contentq"
+"""The name of contentq's set in sqlite-utils' `_sqlite_migrations` table."""
+
+LEGACY_TABLE = "_migrations"
+"""Where contentq recorded migrations before it used sqlite-utils' runner (number, name, applied_at)."""
 
 
 @dataclass(frozen=True)
 class Migration:
     number: int
     name: str
-    apply: Callable[[Store], None]
+    apply: Callable[[Database], None]
+
+    @property
+    def key(self) -> str:
+        """Its name in `_sqlite_migrations`: the number, so rewording `name` never applies it twice."""
+        return f"{self.number:04d}"
 
 
 MIGRATIONS: list[Migration] = []
 
 
-def migration(number: int, name: str) -> Callable[[Callable[[Store], None]], Callable[[Store], None]]:
-    def register(fn: Callable[[Store], None]) -> Callable[[Store], None]:
+def migration(number: int, name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
+    def register(fn: Callable[[Database], None]) -> Callable[[Database], None]:
+        if any(m.number == number for m in MIGRATIONS):
+            raise ValueError(f"migration {number} is defined twice")
         MIGRATIONS.append(Migration(number, name, fn))
         return fn
 
@@ -31,9 +46,9 @@ def migration(number: int, name: str) -> Callable[[Callable[[Store], None]], Cal
 
 
 @migration(1, "initial schema: channels, posts, media, jobs, job events, usage, sends, rules, notifications")
-def _initial(store: Store) -> None:
+def _initial(db: Database) -> None:
     run_script(
-        store,
+        db,
         """
         CREATE TABLE channels (
             ref TEXT PRIMARY KEY,           -- normalised reference: '@name' or a numeric id
@@ -189,9 +204,9 @@ def _initial(store: Store) -> None:
 
 
 @migration(5, "publish: dispatch claim, publication rounds, unreachable tries; sends per round with random ids")
-def _publish(store: Store) -> None:
+def _publish(db: Database) -> None:
     run_script(
-        store,
+        db,
         """
         ALTER TABLE posts ADD COLUMN dispatched_at TEXT;
         ALTER TABLE posts ADD COLUMN publish_round INTEGER NOT NULL DEFAULT 0;
@@ -225,20 +240,20 @@ def _publish(store: Store) -> None:
 
 
 @migration(6, "jobs: count reschedules apart from attempts")
-def _reschedules(store: Store) -> None:
-    store.conn.execute("ALTER TABLE jobs ADD COLUMN reschedules INTEGER NOT NULL DEFAULT 0")
+def _reschedules(db: Database) -> None:
+    db.execute("ALTER TABLE jobs ADD COLUMN reschedules INTEGER NOT NULL DEFAULT 0")
 
 
 @migration(10, "posts: the origin of a forwarded post (name, link) for a route's forward_credit")
-def _forward_origin(store: Store) -> None:
-    store.conn.execute("ALTER TABLE posts ADD COLUMN forward_name TEXT")
-    store.conn.execute("ALTER TABLE posts ADD COLUMN forward_link TEXT")
+def _forward_origin(db: Database) -> None:
+    db.execute("ALTER TABLE posts ADD COLUMN forward_name TEXT")
+    db.execute("ALTER TABLE posts ADD COLUMN forward_link TEXT")
 
 
 @migration(20, "donor footers per source; posts keep the donor's text, a duplicate's similarity, their numbers")
-def _donor_footers(store: Store) -> None:
+def _donor_footers(db: Database) -> None:
     run_script(
-        store,
+        db,
         """
         ALTER TABLE posts ADD COLUMN original_html TEXT;  -- as the donor posted it, when a footer was stripped
         ALTER TABLE posts ADD COLUMN similarity REAL;     -- of a duplicate to the post it duplicates
@@ -256,10 +271,30 @@ def _donor_footers(store: Store) -> None:
     )
 
 
-@migration(70, "listen: listener heartbeats; donor edits of published posts; donor deletions per post")
-def _listen(store: Store) -> None:
+@migration(50, "workers: who is alive and what each one runs (liveness owned by contentq, not by RQ's registries)")
+def _workers(db: Database) -> None:
     run_script(
-        store,
+        db,
+        """
+        CREATE TABLE workers (
+            name TEXT PRIMARY KEY,      -- the RQ worker name, which jobs.worker names
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            queues TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat_at TEXT NOT NULL, -- refreshed every third of CONTENTQ_WORKER_HEARTBEAT_TTL, Redis or not
+            current_job TEXT,           -- the job record it runs now
+            stopped_at TEXT             -- a clean exit (a killed worker just stops beating)
+        );
+        CREATE INDEX workers_heartbeat ON workers(heartbeat_at)
+        """,
+    )
+
+
+@migration(70, "listen: listener heartbeats; donor edits of published posts; donor deletions per post")
+def _listen(db: Database) -> None:
+    run_script(
+        db,
         """
         CREATE TABLE listeners (
             name TEXT PRIMARY KEY,             -- one listener per Telegram session ('listen' by default)
@@ -296,68 +331,53 @@ def _listen(store: Store) -> None:
     )
 
 
-def run_script(store: Store, script: str) -> None:
-    """Statement by statement: executescript() would COMMIT the migration's transaction early."""
-    for statement in script.split(";"):
-        if statement.strip():
-            store.conn.execute(statement)
-
-
-def applied(store: Store) -> dict[int, str]:
-    store.conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (number INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)"
-    )
-    return {row[0]: row[2] for row in store.conn.execute("SELECT number, name, applied_at FROM _migrations")}
-
-
-def apply_migrations(store: Store) -> list[Migration]:
-    """Apply what is missing; returns the migrations applied now."""
-    done = applied(store)
-    pending = [m for m in sorted(MIGRATIONS, key=lambda m: m.number) if m.number not in done]
-    for m in pending:
-        with store.transaction():
-            # Re-check inside the write lock: another process may have migrated meanwhile.
-            if store.conn.execute("SELECT 1 FROM _migrations WHERE number = ?", (m.number,)).fetchone():
-                continue
-            m.apply(store)
-            store.conn.execute(
-                "INSERT INTO _migrations (number, name, applied_at) VALUES (?, ?, ?)", (m.number, m.name, iso())
-            )
-    return pending
-
-
-def migration_status(store: Store) -> list[dict[str, object]]:
-    done = applied(store)
-    return [
-        {"number": m.number, "name": m.name, "applied_at": done.get(m.number)}
-        for m in sorted(MIGRATIONS, key=lambda m: m.number)
-    ]
-
-
-@migration(50, "workers: who is alive and what each one runs (liveness owned by contentq, not by RQ's registries)")
-def _workers(store: Store) -> None:
+@migration(110, "web: indexes for the jobs page (filter + newest first), 24 h charts and the live post feed")
+def _web_indexes(db: Database) -> None:
     run_script(
-        store,
+        db,
         """
-        CREATE TABLE workers (
-            name TEXT PRIMARY KEY,      -- the RQ worker name, which jobs.worker names
-            host TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            queues TEXT NOT NULL,
-            started_at TEXT NOT NULL,
-            heartbeat_at TEXT NOT NULL, -- refreshed every third of CONTENTQ_WORKER_HEARTBEAT_TTL, Redis or not
-            current_job TEXT,           -- the job record it runs now
-            stopped_at TEXT             -- a clean exit (a killed worker just stops beating)
-        );
-        CREATE INDEX workers_heartbeat ON workers(heartbeat_at)
+        CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_queue_created ON jobs(queue, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_kind_created ON jobs(kind, created_at);
+        CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+        CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent_id);
+        CREATE INDEX IF NOT EXISTS posts_updated ON posts(updated_at, id);
+        CREATE INDEX IF NOT EXISTS posts_route_state ON posts(route, state)
         """,
     )
 
 
-@migration(60, "dedup index in SQLite: LSH band keys per post, the layout they were built with")
-def _dedup_bands(store: Store) -> None:
+@migration(112, "web: post_changes, the live post feed's change sequence, filled by triggers on posts")
+def _post_changes(db: Database) -> None:
+    # The feed's cursor must follow commit order. A timestamp taken before the write lock does not (nor does one
+    # from another process's clock); an AUTOINCREMENT id assigned inside the writing transaction does, and is
+    # never reused even after purge deletes the newest rows.
     run_script(
-        store,
+        db,
+        """
+        CREATE TABLE post_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            post_id INTEGER NOT NULL,
+            state TEXT NOT NULL,               -- the state the post moved to
+            at TEXT NOT NULL                   -- its updated_at then (shown, and purge goes by it)
+        );
+        INSERT INTO post_changes (post_id, state, at)
+            SELECT id, state, updated_at FROM posts ORDER BY updated_at, id
+        """,
+    )
+    for event in ("INSERT", "UPDATE OF state"):  # trigger bodies hold ';': one statement each, not run_script
+        name = "post_changes_" + event.split()[0].lower()
+        db.execute(
+            f"CREATE TRIGGER {name} AFTER {event} ON posts BEGIN"
+            " INSERT INTO post_changes (post_id, state, at)"
+            " VALUES (NEW.id, NEW.state, NEW.updated_at); END"
+        )
+
+
+@migration(60, "dedup index in SQLite: LSH band keys per post, the layout they were built with")
+def _dedup_bands(db: Database) -> None:
+    run_script(
+        db,
         """
         CREATE TABLE dedup_bands (
             slot INTEGER PRIMARY KEY,  -- post id * 64 + band number: a post's rows together, pruned by range
@@ -373,10 +393,10 @@ def _dedup_bands(store: Store) -> None:
 
 
 @migration(61, "job events 'started' and 'succeeded' written by triggers: one statement per job start and end")
-def _job_event_triggers(store: Store) -> None:
+def _job_event_triggers(db: Database) -> None:
     # run_tracked starts and ends a job with one UPDATE each (runtime/execute.py); the event log follows here,
     # in the same statement's implicit transaction, rather than from a second statement and a BEGIN/COMMIT.
-    store.conn.execute(
+    db.execute(
         """
         CREATE TRIGGER job_started AFTER UPDATE OF attempts ON jobs
         WHEN NEW.status = 'in_progress' AND NEW.attempts > OLD.attempts
@@ -387,7 +407,7 @@ def _job_event_triggers(store: Store) -> None:
         END
         """
     )
-    store.conn.execute(
+    db.execute(
         """
         CREATE TRIGGER job_succeeded AFTER UPDATE OF status ON jobs
         WHEN NEW.status = 'succeeded' AND OLD.status = 'in_progress'
@@ -400,17 +420,75 @@ def _job_event_triggers(store: Store) -> None:
     )
 
 
-@migration(110, "web: indexes for the jobs page (filter + newest first), 24 h charts and the live post feed")
-def _web_indexes(store: Store) -> None:
-    run_script(
-        store,
-        """
-        CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs(status, created_at);
-        CREATE INDEX IF NOT EXISTS jobs_queue_created ON jobs(queue, created_at);
-        CREATE INDEX IF NOT EXISTS jobs_kind_created ON jobs(kind, created_at);
-        CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
-        CREATE INDEX IF NOT EXISTS jobs_parent ON jobs(parent_id);
-        CREATE INDEX IF NOT EXISTS posts_updated ON posts(updated_at, id);
-        CREATE INDEX IF NOT EXISTS posts_route_state ON posts(route, state)
-        """,
+def run_script(db: Database, script: str) -> None:
+    """Statement by statement: executescript() would COMMIT the migration's transaction early."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def migration_set() -> Migrations:
+    """contentq's migrations as a sqlite-utils set, in number order (the order they are defined in may differ)."""
+    migrations = Migrations(MIGRATION_SET)
+    for m in sorted(MIGRATIONS, key=lambda m: m.number):
+        migrations(name=m.key)(m.apply)
+    return migrations
+
+
+def _adopt_legacy_records(db: Database, migrations: Migrations) -> None:
+    """A database migrated by the hand-written runner: its records move to `_sqlite_migrations` once."""
+    if not db[LEGACY_TABLE].exists():
+        return
+    migrations.ensure_migrations_table(db)
+    known = {m.name for m in applied(db)}
+    rows = db.execute(f"SELECT number, applied_at FROM {LEGACY_TABLE}").fetchall()
+    db[migrations.migrations_table].insert_all(  # type: ignore[union-attr]
+        {"migration_set": MIGRATION_SET, "name": f"{number:04d}", "applied_at": applied_at}
+        for number, applied_at in rows
+        if f"{number:04d}" not in known
     )
+    db[LEGACY_TABLE].drop()
+
+
+def applied(db: Database) -> list[Migrations._AppliedMigration]:
+    return migration_set().applied(db)
+
+
+def apply_migrations(db: Database) -> list[Migration]:
+    """Apply what is missing; returns the migrations applied now.
+
+    All of it runs in one IMMEDIATE transaction (each migration in a savepoint of sqlite-utils' `atomic()`),
+    so two processes opening a new database at once never both migrate it: the second waits, then finds
+    nothing pending.
+    """
+    migrations = migration_set()
+    if not migrations.pending(db) and not db[LEGACY_TABLE].exists():
+        return []  # the usual open: a read, no write lock
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        _adopt_legacy_records(db, migrations)
+        pending = {m.name for m in migrations.pending(db)}
+        migrations.apply(db)
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return [m for m in sorted(MIGRATIONS, key=lambda m: m.number) if m.key in pending]
+
+
+def migration_status(db: Database) -> list[dict[str, object]]:
+    """Every migration with when it was applied (None: pending), for `contentq db migrate --list`."""
+    done = {m.name: m.applied_at for m in applied(db)}
+    done.update(_legacy_status(db))
+    return [
+        {"number": m.number, "name": m.name, "applied_at": done.get(m.key)}
+        for m in sorted(MIGRATIONS, key=lambda m: m.number)
+    ]
+
+
+def _legacy_status(db: Database) -> dict[str, str]:
+    """Records of a database not yet opened by this version (read-only: `--list` and doctor do not migrate)."""
+    if not db[LEGACY_TABLE].exists():
+        return {}
+    return {f"{number:04d}": at for number, at in db.execute(f"SELECT number, applied_at FROM {LEGACY_TABLE}")}

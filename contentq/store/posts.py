@@ -85,18 +85,22 @@ def page_posts(
     return rows, (rows[-1]["id"] if more and rows else None), total
 
 
-def posts_changed_after(store: Store, stamp: str, post_id: int, limit: int = 200) -> list[dict[str, Any]]:
-    """Posts updated after (updated_at, id), oldest first: the live post feed of the web panel."""
+def posts_changed_after(store: Store, change_id: int, limit: int = 200) -> list[dict[str, Any]]:
+    """Post state changes after `change_id` in commit order, oldest first: the live post feed of the web panel.
+
+    `post_changes` is filled by triggers on posts in the writing transaction (migration 112), so its ids follow
+    commit order whatever clock the writer read. A change of a post purged since is left out.
+    """
     return store.query(
-        "SELECT id, route, state, state_reason, updated_at FROM posts"
-        " WHERE (updated_at, id) > (?, ?) ORDER BY updated_at, id LIMIT ?",
-        (stamp, post_id, limit),
+        "SELECT c.id AS change_id, p.id, p.route, c.state, p.state_reason, c.at AS updated_at"
+        " FROM post_changes AS c JOIN posts AS p ON p.id = c.post_id WHERE c.id > ? ORDER BY c.id LIMIT ?",
+        (change_id, limit),
     )
 
 
-def last_post_change(store: Store) -> tuple[str, int]:
-    row = store.one("SELECT updated_at, id FROM posts ORDER BY updated_at DESC, id DESC LIMIT 1")
-    return (row["updated_at"], int(row["id"])) if row else ("", 0)
+def last_post_change(store: Store) -> int:
+    """The newest post change id (0: none yet): where a feed that starts now begins."""
+    return int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM post_changes") or 0)
 
 
 def post_media_rows(store: Store, post_id: int) -> list[dict[str, Any]]:

@@ -10,12 +10,10 @@ from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
 from contentq.clock import iso
-from contentq.errors import ContentqError
 from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
 from contentq.runtime import queues, tracking
-from contentq.runtime.kinds import get_kind
-from contentq.web import actions, events, views
+from contentq.web import actions, events, newjob, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard
 
 router = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard)])
@@ -27,8 +25,11 @@ Text = Annotated[str | None, Query(max_length=200)]
 
 
 class NewJob(BaseModel):
-    kind: str = Field(max_length=40, description="collect, rewrite, publish, generate, imagegen, noop, …")
-    key: str = Field(min_length=1, max_length=200, description="What the job works on: a post id, a source …")
+    kind: str = Field(max_length=40, description="collect, rewrite, publish, generate, imagegen, settle, noop")
+    key: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="What the job works on: a source, a route; for rewrite, publish, imagegen, settle the post id",
+    )  # fmt: skip
     payload: dict[str, Any] = Field(default_factory=dict)
     post_id: int | None = Field(None, ge=1, le=INT_MAX)
     delay_s: float | None = Field(None, ge=0, description="Run it this many seconds from now.")
@@ -62,12 +63,8 @@ def list_jobs(
 
 @router.post("/jobs", status_code=201, summary="Enqueue a job (as the pipeline does)")
 def create_job(rt: RT, body: NewJob) -> dict[str, Any]:
-    if get_kind(body.kind).name == "call":
-        raise ContentqError("the web does not run arbitrary handlers ('call' jobs); enqueue a pipeline kind")
-    if body.queue:
-        queues.check_queue(body.queue)
-    row = tracking.enqueue(
-        rt, body.kind, body.key, body.payload, post_id=body.post_id, delay=body.delay_s, queue=body.queue
+    row = newjob.create_job(
+        rt, body.kind, body.key, body.payload, post_id=body.post_id, delay_s=body.delay_s, queue=body.queue
     )
     return views.job_detail(rt, row["id"]) | {"deduplicated": bool(row.get("deduplicated"))}
 
@@ -79,7 +76,8 @@ def get_job(rt: RT, job_id: JobId) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}/events", summary="A job's event log (`jobs logs`)")
 def job_events(rt: RT, job_id: JobId) -> list[dict[str, Any]]:
-    return views.job_detail(rt, job_id)["events"]
+    events: list[dict[str, Any]] = views.job_detail(rt, job_id)["events"]
+    return events
 
 
 @router.post("/jobs/{job_id}/retry", summary="Run a failed or cancelled job again")
@@ -200,7 +198,7 @@ async def live_events(
     if last_event_id:
         cursor = events.Cursor.parse(last_event_id)
     elif since_start:
-        cursor = events.Cursor(0, "", 0)
+        cursor = events.Cursor(0, 0)
     else:
         cursor = events.Cursor.now(rt.store)
     return EventSourceResponse(

@@ -1,9 +1,11 @@
 """`GET /api/events`: job events (the rows `jobs logs` shows) and post state changes, as Server-Sent Events.
 
-The feed polls SQLite: job events by their rowid (`id > last`), posts by (updated_at, id) on an index — two
-indexed range reads every POLL_SECONDS, so a change reaches the browser within that time, whatever process made
-it (a worker, the CLI, this panel). The event id carries both cursors: a reconnecting EventSource sends it back
-as Last-Event-ID and misses nothing.
+The feed polls SQLite: job events by their rowid (`id > last`), post state changes by the id of `post_changes`
+(a row written by a trigger in the same transaction as the change) — two rowid range reads every POLL_SECONDS, so
+a change reaches the browser within that time, whatever process made it (a worker, the CLI, this panel). Both
+ids are assigned under SQLite's write lock, so they follow commit order: a writer that read the clock earlier
+but committed later is not skipped. The event id carries both cursors ("JOB|POST"): a reconnecting EventSource
+sends it back as Last-Event-ID and misses nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from contentq.errors import ContentqError
 from contentq.redact import redact
-from contentq.store.db import Store
+from contentq.store.db import SQLITE_INT_MAX, Store
 from contentq.store.jobs import events_after, last_event_id
 from contentq.store.posts import last_post_change, posts_changed_after
 
@@ -23,23 +25,26 @@ POLL_SECONDS = 0.25
 
 
 class Cursor:
-    def __init__(self, job_event: int, post_stamp: str, post_id: int) -> None:
-        self.job_event, self.post_stamp, self.post_id = job_event, post_stamp, post_id
+    def __init__(self, job_event: int, post_change: int) -> None:
+        self.job_event, self.post_change = job_event, post_change
 
     def __str__(self) -> str:
-        return f"{self.job_event}|{self.post_stamp}|{self.post_id}"
+        return f"{self.job_event}|{self.post_change}"
 
     @classmethod
     def parse(cls, value: str) -> Cursor:
+        """A Last-Event-ID this feed sent; anything else (or ids SQLite cannot hold) is refused, not streamed."""
         parts = value.split("|")
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit() or len(parts[1]) > 40:
-            raise ContentqError(f"bad Last-Event-ID {value[:60]!r}: leave it out to start from now")
-        return cls(int(parts[0]), parts[1], int(parts[2]))
+        if len(parts) == 2 and all(p.isascii() and p.isdigit() and int(p) <= SQLITE_INT_MAX for p in parts):
+            return cls(int(parts[0]), int(parts[1]))
+        raise ContentqError(
+            f"bad Last-Event-ID {value[:60]!r}: expected 'JOB|POST' (two event ids this feed sent);"
+            " leave it out to start from now"
+        )
 
     @classmethod
     def now(cls, store: Store) -> Cursor:
-        stamp, post_id = last_post_change(store)
-        return cls(last_event_id(store), stamp, post_id)
+        return cls(last_event_id(store), last_post_change(store))
 
 
 def poll(store: Store, cursor: Cursor) -> list[dict[str, Any]]:
@@ -48,8 +53,8 @@ def poll(store: Store, cursor: Cursor) -> list[dict[str, Any]]:
     for row in events_after(store, cursor.job_event):
         cursor.job_event = int(row["id"])
         out.append({"event": "job", "data": row, "id": str(cursor)})
-    for row in posts_changed_after(store, cursor.post_stamp, cursor.post_id):
-        cursor.post_stamp, cursor.post_id = row["updated_at"], int(row["id"])
+    for row in posts_changed_after(store, cursor.post_change):
+        cursor.post_change = int(row.pop("change_id"))
         out.append({"event": "post", "data": row, "id": str(cursor)})
     return out
 

@@ -163,6 +163,13 @@ def usage(request: Request, rt: RT, since: Text = "30d", route: Text = None) -> 
     return get_web(request).page(request, "usage.html", since=since or "", route=route or "", **data)
 
 
+INLINE_MEDIA = ("image", "video", "audio")
+"""Media types /media shows inline; any other is sent as an attachment."""
+
+SCRIPTABLE = ("image/svg+xml",)
+"""An image type that can carry script when opened on its own: an attachment too."""
+
+
 @router.get("/media/{media_id}")
 def media(rt: RT, media_id: PostId) -> FileResponse:
     """A post's media file for the preview; only files inside CONTENTQ_HOME/media are ever served."""
@@ -173,4 +180,10 @@ def media(rt: RT, media_id: PostId) -> FileResponse:
     path = (root / row["path"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise NotFoundError(f"no media file {media_id}")
-    return FileResponse(path, media_type=row["mime"] or None)
+    mime = (row["mime"] or "").split(";")[0].strip().lower()
+    major, _, minor = mime.partition("/")
+    if major in INLINE_MEDIA and minor and mime not in SCRIPTABLE:
+        return FileResponse(path, media_type=mime)
+    # A donor's file of any other type (HTML, SVG, PDF …) is never rendered as this origin's page: download it.
+    # (Every response carries X-Content-Type-Options: nosniff, so the browser does not guess either.)
+    return FileResponse(path, media_type="application/octet-stream", filename=path.name)

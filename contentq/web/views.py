@@ -7,7 +7,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from contentq import pipeline
 from contentq.clock import iso, now, parse_duration
 from contentq.content.html import visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
@@ -15,7 +14,7 @@ from contentq.errors import ContentqError
 from contentq.integrations.breakers import llm_breaker_status
 from contentq.ops.alerts import evaluate
 from contentq.rewrite.usage import usage_summary, usage_totals
-from contentq.runtime.config import routes_config
+from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import check_queue, queue_status
 from contentq.schedule import describe, schedule_rows
@@ -131,7 +130,7 @@ def preview(rt: Runtime, post: dict[str, Any]) -> tuple[str, list[str]]:
     notes: list[str] = []
     route = None
     try:
-        route = pipeline.route_of(rt, post["route"])
+        route = route_of(rt, post["route"])
     except ContentqError as exc:
         notes.append(str(exc))
     try:

@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
 from telethon.tl import functions
 from telethon.tl import types as tl
 
+from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ConfigError, ContentqError
 from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities
 from contentq.integrations.telegram.gateway import (
@@ -41,7 +42,6 @@ from contentq.integrations.telegram.gateway import (
     ResolvedChannel,
 )
 from contentq.redact import register_secret
-from contentq.routes import normalize_channel_ref
 from contentq.settings import Settings
 
 T = TypeVar("T")
@@ -596,5 +596,5 @@ def build_gateway(runtime: Any) -> TelethonGateway:
     """Runtime.telegram's factory: the process's Telethon gateway (connects on first use)."""
     if runtime.settings.tg_gateway:  # CONTENTQ_TG_GATEWAY='module:factory': a stand-in (benches, demos)
         factory = pkgutil.resolve_name(runtime.settings.tg_gateway)
-        return factory(runtime)
+        return cast(TelethonGateway, factory(runtime))  # a stand-in that speaks the same Protocol
     return TelethonGateway(runtime.settings)
