@@ -30,7 +30,7 @@ from contentq.settings import load_settings  # noqa: E402
 
 def drain(rt: Runtime) -> None:
     queue = Queue("maintenance", connection=rt.redis)
-    worker = ContentqWorker([queue], connection=rt.redis, heartbeat_ttl=30)
+    worker = ContentqWorker([queue], connection=rt.redis, runtime=rt, heartbeat_ttl=30)
     worker.work(burst=True, logging_level="WARNING")
 
 

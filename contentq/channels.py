@@ -12,7 +12,7 @@ from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 
-if TYPE_CHECKING:  # contentq.ingest pulls in dedup (datasketch, scipy): not for every CLI start
+if TYPE_CHECKING:  # contentq.ingest pulls in dedup (numpy): not for every CLI start
     from contentq.ingest import Counts
 
 

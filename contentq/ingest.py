@@ -20,7 +20,7 @@ from contentq.content.html import collect_links, html_to_text
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 
-if TYPE_CHECKING:  # dedup imports datasketch (+ scipy, numpy): loaded when posts are ingested, not on import
+if TYPE_CHECKING:  # dedup imports numpy: loaded when posts are ingested, not on import
     from contentq.content.dedup import DedupIndex, Match
 
 _TELEGRAM_LINK = re.compile(r"(?i)(?:t|telegram)\.me/")
@@ -162,7 +162,7 @@ def plural(count: int, noun: str) -> str:
 
 
 def dedup_index(runtime: Runtime) -> DedupIndex:
-    """The process's dedup index, loaded from SQLite on first use."""
+    """The process's dedup index: settings only, its data is in SQLite (content/dedup.py)."""
 
     def build(rt: Runtime) -> DedupIndex:
         from contentq.content.dedup import DedupIndex
@@ -174,7 +174,7 @@ def dedup_index(runtime: Runtime) -> DedupIndex:
 
 
 def forget_dedup_index(runtime: Runtime) -> None:
-    """After a rolled-back transaction the index may name posts that do not exist: rebuild it next time."""
+    """After a rolled-back transaction a band rebuild done in it is gone too: check the layout again next time."""
     runtime.services.pop("dedup", None)
 
 
@@ -223,7 +223,7 @@ class Ingestor:
         original = candidate.html if removed else None
         text = html if "<" not in html and "&" not in html else html_to_text(html)
         fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media])
-        match: Match | None = self.index.match(fp, candidate.source)
+        match: Match | None = self.index.match(conn, fp, candidate.source)
         reason: str | None
         if match is not None:
             state: OutcomeState = "duplicate"
@@ -242,7 +242,7 @@ class Ingestor:
         post_id = _insert_post(conn, self.route.name, candidate, state, reason, match, fp.content_hash,
                                fp.minhash_blob(), html=html, original_html=original,
                                numbers=" ".join(fp.numbers) or None)  # fmt: skip
-        self.index.add(post_id, fp, candidate.source, original=match.post_id if match else None)
+        self.index.add(conn, post_id, fp, original=match.post_id if match else None)
         return Outcome(state, post_id, reason, bool(removed), match.post_id if match else None,
                        match.similarity if match else None)  # fmt: skip
 

@@ -7,6 +7,7 @@ import pytest
 from contentq.content.dedup import DedupIndex, content_hash, normalize_text
 from contentq.ingest import forget_dedup_index
 from contentq.integrations.telegram.gateway import MediaInfo
+from contentq.store import Store
 from tests.collect_helpers import ROUTES, channel, collect, posts
 from tests.fake_telegram import FakeTelegram
 
@@ -114,25 +115,52 @@ def test_duplicates_point_to_the_original_not_to_another_duplicate(rt, tg):
     assert [p["duplicate_of"] for p in by_source(rt, "@donor_b")] == [original["id"], original["id"]]
 
 
-def test_index_loaded_from_sqlite_finds_posts_of_other_processes(rt, tg):
+def test_a_new_process_finds_a_near_duplicate_stored_by_another_without_loading_anything(rt, tg):
     tg.add_message("@donor_a", 1, NEWS)
     collect(rt, "@donor_a")
-    index = DedupIndex(0.8)
-    assert index.refresh(rt.store.conn) == 1
-    fp = index.fingerprint(normalize_text(EDITED))
-    match = index.match(fp, "@donor_b")
-    assert match is not None and match.how == "near" and match.similarity >= 0.8
-    assert index.match(fp, "@donor_a") is None  # same channel: not a near duplicate
-    assert index.match(index.fingerprint(normalize_text(OTHER)), "@donor_b") is None
+    other = Store(rt.store.path)  # another process: its own connection, its own index
+    try:
+        index = DedupIndex(rt.settings.near_duplicate_threshold, rt.settings.dedup_window_days)
+        assert index.refresh(other.conn) == 0  # the bands are in SQLite already: nothing to load or build
+        fp = index.fingerprint(normalize_text(EDITED))
+        match = index.match(other.conn, fp, "@donor_b")
+        (original,) = by_source(rt, "@donor_a")
+        assert match is not None and match.how == "near" and match.post_id == original["id"]
+        assert match.similarity >= 0.8
+        assert index.match(other.conn, fp, "@donor_a") is None  # same channel: not a near duplicate
+        assert index.match(other.conn, index.fingerprint(normalize_text(OTHER)), "@donor_b") is None
+    finally:
+        other.close()
 
 
-def test_dedup_window_forgets_old_posts(rt, tg):
+def test_another_threshold_rebuilds_the_bands_from_the_stored_signatures(rt, tg):
     tg.add_message("@donor_a", 1, NEWS)
+    tg.add_message("@donor_a", 2, OTHER)
     collect(rt, "@donor_a")
+    index = DedupIndex(0.8)  # other bands than the default 0.65's
+    assert index.refresh(rt.store.conn) == 2
+    assert rt.store.scalar("SELECT value FROM dedup_state WHERE name = 'bands'") == index.layout
+    match = index.match(rt.store.conn, index.fingerprint(normalize_text(EDITED)), "@donor_b")
+    assert match is not None and match.how == "near"
+
+
+def test_dedup_window_forgets_old_posts_and_prune_deletes_their_bands(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS)
+    tg.add_message("@donor_a", 2, OTHER)
+    collect(rt, "@donor_a")
+    assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") > 0
     rt.store.execute("UPDATE posts SET collected_at = '2000-01-01T00:00:00.000+00:00'")
-    index = DedupIndex(0.8, window_days=30)
-    assert index.refresh(rt.store.conn) == 0
-    assert index.match(index.fingerprint(normalize_text(NEWS)), "@donor_b") is None
+    index = DedupIndex(rt.settings.near_duplicate_threshold, window_days=30)
+    assert index.match(rt.store.conn, index.fingerprint(normalize_text(NEWS)), "@donor_b") is None
+    with rt.store.transaction() as conn:
+        assert index.prune(conn) > 0
+    assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == 0
+    # What is still inside the window keeps its bands.
+    tg.add_message("@donor_a", 3, NEWS + " Update.")
+    collect(rt, "@donor_a")
+    with rt.store.transaction() as conn:
+        assert index.prune(conn) == 0
+    assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == index.bands
 
 
 def test_normalisation_ignores_case_punctuation_links_and_mentions():
@@ -174,10 +202,26 @@ def test_posts_of_one_fixed_form_with_other_numbers_are_not_near_duplicates(rt, 
     assert reworded["state"] == "duplicate" and 0.65 <= reworded["similarity"] < 0.8
     # A new process reads the numbers back from SQLite.
     index = DedupIndex(rt.settings.near_duplicate_threshold)
-    index.refresh(rt.store.conn)
-    assert (
-        index.match(index.fingerprint(normalize_text(RATES.format(d=5, a="91,10", b="98,00", c="12,55"))), "@x") is None
-    )
+    conn = rt.store.conn
+    assert index.match(conn, index.fingerprint(normalize_text(RATES.format(d=5, a="91,10", b="98,00", c="12,55"))),
+                       "@x") is None  # fmt: skip
     assert index.match(
-        index.fingerprint(normalize_text(RATES.format(d=3, a="89,45", b="97,12", c="12,31") + " Источник: ЦБ.")), "@x"
+        conn,
+        index.fingerprint(normalize_text(RATES.format(d=3, a="89,45", b="97,12", c="12,31") + " Источник: ЦБ.")),
+        "@x",
     )
+
+
+def test_purge_deletes_the_bands_of_posts_that_left_the_window(rt, tg):
+    from contentq.ops.purge import purge
+
+    tg.add_message("@donor_a", 1, NEWS)
+    collect(rt, "@donor_a")
+    rows = rt.store.scalar("SELECT COUNT(*) FROM dedup_bands")
+    assert rows > 0
+    assert purge(rt, dry_run=True).removed["dedup band rows"] == 0  # inside the window: kept
+    rt.store.execute("UPDATE posts SET collected_at = '2000-01-01T00:00:00.000+00:00'")
+    assert purge(rt, dry_run=True).removed["dedup band rows"] == rows
+    assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == rows  # a dry run deletes nothing
+    assert purge(rt).removed["dedup band rows"] == rows
+    assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == 0

@@ -2,20 +2,21 @@
 
 Three levels, cheapest first:
 - exact: the same (source, message id) was stored before (the posts table's UNIQUE key; see ingest.py);
-- content: the same normalised text and the same media bytes (a content hash), from any channel;
+- content: the same normalised text and the same media bytes (a content hash, the indexed posts.content_hash
+  column), from any channel;
 - near: the same news lightly edited, from another channel: MinHash signatures of character 5-grams of
-  the normalised text in a datasketch MinHashLSH index, confirmed by the estimated Jaccard similarity
-  >= the threshold (settings.near_duplicate_threshold).
+  the normalised text, found through LSH bands kept in SQLite (the dedup_bands table) and confirmed by the
+  estimated Jaccard similarity >= the threshold (settings.near_duplicate_threshold).
 
-The index lives in memory, loaded once per process from the posts table (content_hash, minhash columns)
-and caught up with `refresh()` before each use, so posts written by other processes are seen too. Every
-post is remembered, whatever its state: a rejected or filtered post still makes its copies duplicates.
+Everything the index knows is in SQLite, written in the transaction that stores the post: a worker keeps
+nothing in memory that grows with the corpus, a new worker checks at once, and posts written by other
+processes are seen as soon as they commit. Every post is remembered, whatever its state: a rejected or
+filtered post still makes its copies duplicates.
 """
 
 from __future__ import annotations
 
 import hashlib
-import operator
 import re
 import sqlite3
 import time
@@ -23,11 +24,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from contentq.clock import iso
 
@@ -45,9 +45,16 @@ NEAR_MIN_WORDS = 8
 
 LSH_PERM = 64
 LSH_WEIGHTS = (0.05, 0.95)
-"""The LSH index bands only the first LSH_PERM values of a signature, weighted to miss few near duplicates
-(at 0.65: 16 bands of 4 rows, 96 % recall at the threshold, 99 % at +0.05) while keeping the index small
-(memory grows with the number of bands). All NUM_PERM values then confirm a candidate's similarity."""
+"""The LSH bands cover the first LSH_PERM values of a signature, weighted to miss few near duplicates
+(at 0.65: 16 bands of 4 rows, 96 % recall at the threshold, 99 % at +0.05) while keeping the band table
+small (it grows with the number of bands). All NUM_PERM values then confirm a candidate's similarity."""
+
+SLOTS = 64
+"""dedup_bands.slot is post id * SLOTS + band number: a post's rows are together, pruned by one range."""
+
+MAX_CANDIDATES = 64
+"""Candidates confirmed per lookup, those sharing the most bands first: a post of a fixed form (a daily rate
+line) shares bands with every earlier one, and its copy, if any, shares the most."""
 
 NUMBERS_CHECKED_BELOW = 0.8
 """A near match less similar than this must also share its numbers (see `numbers_agree`): below it, two posts of
@@ -58,8 +65,15 @@ MAX_NUMBERS = 32
 
 SEED = 1
 SCHEME = "affine32"
+KEYS = "ms32"
+"""How band keys are made (band_keys): part of the layout, so a change rebuilds the band table."""
+PAGE_CACHE_KIB = 32768
+"""SQLite page cache of a connection the index is used on (SQLite's default is 2 MiB): lookups and inserts land
+at random in the band and content-hash indexes, and 32 MiB keeps those of about 100,000 posts in memory (12 % more
+posts/s at 100,000). Memory grows to it and no further, whatever the corpus."""
+
 PRUNE_EVERY_S = 3600.0
-"""How often a long-lived process forgets posts older than the dedup window."""
+"""How often a long-lived process deletes the bands of posts older than the dedup window."""
 
 _LINK = re.compile(r"(?i)(?:\bhttps?://|\bwww\.|\b(?:t|telegram)\.me/)\S+")
 _MENTION = re.compile(r"@\w+")
@@ -125,22 +139,36 @@ def shingle_hashes(normalized: str) -> np.ndarray:
 
 
 class MinHasher:
-    """Computes MinHash signatures with datasketch; the permutations are generated once and shared."""
+    """MinHash signatures, vectorised with numpy.
+
+    The permutations are datasketch's "affine32" scheme (seed 1), reproduced bit for bit so the signatures
+    stored by earlier versions (posts.minhash) stay comparable: each 32-bit shingle hash is pre-mixed with the
+    MurmurHash3 finaliser, then permuted as a·h + b mod 2^32 (a odd), and the signature keeps each minimum.
+    """
 
     def __init__(self, num_perm: int = NUM_PERM) -> None:
         self.num_perm = num_perm
-        self._permutations = MinHash(num_perm=num_perm, seed=SEED, scheme=SCHEME).permutations
+        gen = np.random.RandomState(SEED)  # the legacy generator: its stream is stable across numpy versions
+        self._a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        self._b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
 
     def signature(self, normalized: str) -> np.ndarray | None:
-        hashes = shingle_hashes(normalized)
-        if not len(hashes):
+        h = shingle_hashes(normalized)
+        if not len(h):
             return None
-        # The shingles arrive hashed: datasketch only permutes them (operator.index: the fastest identity).
-        sketch = MinHash(num_perm=self.num_perm, seed=SEED, permutations=self._permutations, scheme=SCHEME,
-                         hashfunc=operator.index)  # fmt: skip
-        sketch.update_batch(hashes.tolist())
-        values: np.ndarray = sketch.hashvalues
-        return values
+        h ^= h >> _S16  # MurmurHash3 fmix32, in place (uint32 products wrap, as intended)
+        h *= _FMIX1
+        h ^= h >> _S13
+        h *= _FMIX2
+        h ^= h >> _S16
+        permuted = np.multiply.outer(h, self._a)
+        permuted += self._b
+        signature: np.ndarray = permuted.min(axis=0)
+        return signature
+
+
+_S13, _S16 = np.uint32(13), np.uint32(16)
+_FMIX1, _FMIX2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 
 
 @dataclass(frozen=True)
@@ -148,13 +176,7 @@ class Fingerprint:
     content_hash: str | None
     signature: np.ndarray | None = None
     numbers: tuple[str, ...] = ()  # numbers_of the text: the posts.numbers column, space-separated
-
-    @cached_property
-    def sketch(self) -> LeanMinHash | None:
-        """The signature as datasketch wants it for the LSH index."""
-        if self.signature is None:
-            return None
-        return LeanMinHash(seed=SEED, hashvalues=self.signature, scheme=SCHEME)
+    band_keys: list[int] | None = None  # of the signature, for the index's layout (DedupIndex.fingerprint)
 
     def minhash_blob(self) -> bytes | None:
         """What the posts.minhash column keeps: the signature as little-endian uint32."""
@@ -179,20 +201,82 @@ class Match:
         return f"near duplicate of post {self.post_id} (similarity {self.similarity:.2f})"
 
 
+@lru_cache(maxsize=16)
 def lsh_bands(threshold: float) -> tuple[int, int]:
-    """(bands, rows) for the threshold, as datasketch computes them for LSH_PERM permutations."""
-    probe = MinHashLSH(threshold=threshold, num_perm=LSH_PERM, weights=LSH_WEIGHTS)
-    return probe.b, probe.r
+    """(bands, rows) over LSH_PERM values minimising the weighted chances of a false candidate (similarity below
+    the threshold) and of a missed one (above it); the optimum datasketch's MinHashLSH picks."""
+    below = np.linspace(0.0, threshold, 1001)
+    above = np.linspace(threshold, 1.0, 1001)
+    best, best_error = (1, 1), float("inf")
+    for bands in range(1, LSH_PERM + 1):
+        for rows in range(1, LSH_PERM // bands + 1):
+            false_pos = np.trapezoid(1 - (1 - below**rows) ** bands, below)
+            false_neg = np.trapezoid((1 - above**rows) ** bands, above)
+            error = float(false_pos * LSH_WEIGHTS[0] + false_neg * LSH_WEIGHTS[1])
+            if error < best_error:
+                best, best_error = (bands, rows), error
+    return best
 
 
-def _epoch(value: str | None) -> float:
-    if not value:
-        return time.time()
-    return datetime.fromisoformat(value).timestamp()
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """32-bit keys (as int32, what SQLite stores in 4 bytes) of each signature's bands: shape (n, bands) for
+    (n, NUM_PERM).
+
+    Multiply-shift hashing of each band's values with random 64-bit multipliers drawn for this layout and
+    band: bands of another layout or number do not meet. Two bands of other values share a key about once in
+    4 billion, and a shared key only makes a candidate, which the whole signature then confirms or not.
+    Stored keys depend on it: do not change it."""
+    multipliers, offsets = _band_hash(bands, rows)
+    values = signatures[:, : bands * rows].astype(np.uint64).reshape(len(signatures), bands, rows)
+    values *= multipliers
+    keys = values.sum(axis=2, dtype=np.uint64)
+    keys += offsets
+    keys >>= np.uint64(32)
+    out: np.ndarray = keys.astype(np.uint32).view(np.int32)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _band_hash(bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    gen = np.random.RandomState(bands * SLOTS + rows)
+
+    def draw(*shape: int) -> np.ndarray:
+        drawn: np.ndarray = gen.randint(0, 1 << 32, (*shape, 2), dtype=np.uint64)
+        return drawn
+
+    multipliers, offsets = draw(bands, rows), draw(bands)
+    multipliers = (multipliers[..., 0] << np.uint64(32)) | multipliers[..., 1] | np.uint64(1)
+    return multipliers, (offsets[..., 0] << np.uint64(32)) | offsets[..., 1]
+
+
+_since_cache: tuple[float, float | None, str] = (0.0, None, "")
+
+
+def _grow_page_cache(conn: sqlite3.Connection) -> None:
+    size = int(conn.execute("PRAGMA cache_size").fetchone()[0])  # negative: KiB; positive: pages
+    kib = -size if size < 0 else size * int(conn.execute("PRAGMA page_size").fetchone()[0]) // 1024
+    if kib < PAGE_CACHE_KIB:
+        conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+
+
+def _since(window_s: float | None) -> str:
+    """The oldest collected_at inside the window (as stored: ISO text); recomputed once a second at most."""
+    global _since_cache
+    if not window_s:
+        return ""
+    at, window, since = _since_cache
+    now = time.time()
+    if window != window_s or now - at > 1.0:
+        since = iso(datetime.fromtimestamp(now - window_s, UTC))
+        _since_cache = (now, window_s, since)
+    return since
 
 
 class DedupIndex:
-    """Content hashes and an LSH index of every post within the dedup window."""
+    """Content and near-duplicate lookups against the posts of the dedup window, all in SQLite.
+
+    Holds only settings: the band table (dedup_bands) and the posts' own columns (content_hash, minhash,
+    numbers) are the index, written by `add` in the caller's transaction."""
 
     def __init__(self, threshold: float, window_days: float | None = None, num_perm: int = NUM_PERM) -> None:
         if not 0.0 < threshold <= 1.0:
@@ -201,114 +285,163 @@ class DedupIndex:
         self.window_s = window_days * 86400 if window_days else None
         self.hasher = MinHasher(num_perm)
         self.num_perm = num_perm
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, params=lsh_bands(threshold))
-        self._by_hash: dict[str, tuple[int, float]] = {}  # content hash → (original post, when)
-        self._seen: set[int] = set()
-        self._row_of: dict[int, int] = {}  # post id → row of the signature table
-        self._signatures = np.zeros((1024, num_perm), dtype=np.uint32)
-        self._sources: list[str] = []
-        self._times: list[float] = []
-        self._numbers: list[tuple[str, ...]] = []
-        self._loaded_up_to = 0
-        self._pruned_at = time.time()
+        self.bands, self.rows = lsh_bands(threshold)
+        self.layout = f"{self.bands}x{self.rows}/{SCHEME}/{KEYS}"
+        self._ready = False
+        self._pruned_at = 0.0
+        marks = ", ".join("?" for _ in range(self.bands))
+        pairs = ", ".join("(?, ?)" for _ in range(self.bands))
+        self._insert_sql = f"INSERT INTO dedup_bands (slot, key) VALUES {pairs}"  # one statement a post
+        # The posts sharing the most bands first; a post's own channel is left out (near duplicates count
+        # across channels only: a channel's own series look alike).
+        self._candidates_sql = (
+            "SELECT p.id, p.minhash, p.numbers FROM (SELECT slot / ? AS post_id, COUNT(*) AS hits FROM dedup_bands"
+            f" WHERE key IN ({marks}) GROUP BY post_id) c JOIN posts p ON p.id = c.post_id"
+            " WHERE p.source IS NOT ? AND p.collected_at >= ? ORDER BY c.hits DESC, p.id LIMIT ?"
+        )
 
     # -- building --------------------------------------------------------------------------------
 
     def fingerprint(self, normalized: str, media_hashes: Sequence[str] = ()) -> Fingerprint:
         signature = self.hasher.signature(normalized)
-        numbers = numbers_of(normalized) if signature is not None else ()
-        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers)
+        if signature is None:
+            return Fingerprint(content_hash(normalized, media_hashes))
+        keys = band_keys(signature[None, :], self.bands, self.rows)[0].tolist()
+        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers_of(normalized), keys)
 
     def refresh(self, conn: sqlite3.Connection) -> int:
-        """Load posts written since the last refresh (by any process); returns how many."""
-        cutoff = self._cutoff()
-        since = iso(datetime.fromtimestamp(cutoff, UTC)) if cutoff else ""
-        cursor = conn.execute(
-            "SELECT id, source, state, duplicate_of, content_hash, minhash, collected_at, numbers FROM posts"
-            " WHERE id > ? AND collected_at >= ? ORDER BY id",
-            (self._loaded_up_to, since),
-        )
-        loaded = 0
-        for post_id, source, state, duplicate_of, chash, blob, collected_at, numbers in cursor:
-            self._loaded_up_to = max(self._loaded_up_to, post_id)
-            if post_id in self._seen:
-                continue
-            original = (duplicate_of or post_id) if state == "duplicate" else None
-            fp = Fingerprint(chash, signature_from_blob(blob, self.num_perm), tuple((numbers or "").split()))
-            self.add(post_id, fp, source or "", collected_at=_epoch(collected_at), original=original)
-            loaded += 1
-        if time.time() - self._pruned_at > PRUNE_EVERY_S:
-            self.prune()
-        return loaded
+        """Make the index ready on this connection: the first time, give the connection a PAGE_CACHE_KIB page
+        cache and check the band table was built with this layout (rebuild it from the posts' signatures if
+        not: a new install or a new threshold); inside a
+        write transaction, delete the bands that left the window once an hour. Returns the posts indexed now."""
+        built = 0
+        if not self._ready:
+            _grow_page_cache(conn)
+            built = self._check_layout(conn)
+        if conn.in_transaction and time.time() - self._pruned_at > PRUNE_EVERY_S:
+            self.prune(conn)
+        return built
 
-    def add(
-        self, post_id: int, fp: Fingerprint, source: str, *, collected_at: float | None = None,
-        original: int | None = None,
-    ) -> None:  # fmt: skip
-        """Remember a stored post; a duplicate (`original` set) only maps its hash to that original."""
-        if post_id in self._seen:
-            return
-        self._seen.add(post_id)
-        if post_id == self._loaded_up_to + 1:
-            # The next row after what refresh() read: written by this process inside the same write
-            # transaction (ids are handed out in order), so the next refresh need not read it back.
-            self._loaded_up_to = post_id
-        when = collected_at if collected_at is not None else time.time()
-        if fp.content_hash is not None:
-            self._by_hash.setdefault(fp.content_hash, (original or post_id, when))
+    def add(self, conn: sqlite3.Connection, post_id: int, fp: Fingerprint, *, original: int | None = None) -> None:
+        """Index a post just stored (in the caller's transaction). A duplicate (`original` set) is found
+        through its content hash only: its copies are duplicates of the original, not of it."""
         if original is not None or fp.signature is None:
             return
-        row = len(self._sources)
-        if row >= len(self._signatures):
-            self._signatures = np.concatenate([self._signatures, np.zeros_like(self._signatures)])
-        self._signatures[row] = fp.signature
-        self._sources.append(source)
-        self._times.append(when)
-        self._numbers.append(fp.numbers)
-        self._row_of[post_id] = row
-        self._lsh.insert(post_id, fp.sketch, check_duplication=False)
+        self.refresh(conn)
+        keys = self._keys(fp)
+        base = post_id * SLOTS
+        params: list[int] = []
+        for band, key in enumerate(keys):
+            params += (base + band, key)
+        conn.execute(self._insert_sql, params)
 
     # -- looking up ------------------------------------------------------------------------------
 
-    def match(self, fp: Fingerprint, source: str) -> Match | None:
-        """The earlier post this one duplicates, or None."""
-        cutoff = self._cutoff()
+    def match(self, conn: sqlite3.Connection, fp: Fingerprint, source: str) -> Match | None:
+        """The earlier post (within the window) this one duplicates, or None."""
+        self.refresh(conn)
+        since = _since(self.window_s)
         if fp.content_hash is not None:
-            found = self._by_hash.get(fp.content_hash)
-            if found is not None and found[1] >= cutoff:
-                return Match(found[0], "content", 1.0)
+            row = conn.execute(
+                "SELECT id, state, duplicate_of FROM posts WHERE content_hash = ? AND collected_at >= ?"
+                " ORDER BY id LIMIT 1",
+                (fp.content_hash, since),
+            ).fetchone()
+            if row is not None:
+                original = (row[2] or row[0]) if row[1] == "duplicate" else row[0]
+                return Match(int(original), "content", 1.0)
         if fp.signature is None:
             return None
+        keys = self._keys(fp)
+        rows = conn.execute(self._candidates_sql, [SLOTS, *keys, source, since, MAX_CANDIDATES]).fetchall()
+        rows = [r for r in rows if r[1] is not None and len(r[1]) == self.num_perm * 4]
+        if not rows:
+            return None
+        stored = np.frombuffer(b"".join(r[1] for r in rows), dtype="<u4").reshape(len(rows), self.num_perm)
+        similarities = np.count_nonzero(stored == fp.signature, axis=1) / self.num_perm
         best: Match | None = None
-        for candidate in self._lsh.query(fp.sketch):
-            row = self._row_of.get(candidate)
-            if row is None or self._sources[row] == source or self._times[row] < cutoff:
-                continue  # near duplicates count across channels only: a channel's own series look alike
-            similarity = float(np.count_nonzero(self._signatures[row] == fp.signature)) / self.num_perm
+        for (post_id, _, numbers), similarity in zip(rows, similarities.tolist(), strict=True):
             if similarity < self.threshold:
                 continue
-            if similarity < NUMBERS_CHECKED_BELOW and not numbers_agree(self._numbers[row], fp.numbers):
+            if similarity < NUMBERS_CHECKED_BELOW and not numbers_agree(tuple((numbers or "").split()), fp.numbers):
                 continue
-            if best is None or (similarity, -candidate) > (best.similarity, -best.post_id):
-                best = Match(candidate, "near", similarity)
+            if best is None or (similarity, -post_id) > (best.similarity, -best.post_id):
+                best = Match(post_id, "near", similarity)
         return best
 
-    def __len__(self) -> int:
-        return len(self._seen)
+    def _keys(self, fp: Fingerprint) -> list[int]:
+        if fp.band_keys is not None and len(fp.band_keys) == self.bands:
+            return fp.band_keys
+        assert fp.signature is not None
+        keys: list[int] = band_keys(fp.signature[None, :], self.bands, self.rows)[0].tolist()
+        return keys
 
     # -- housekeeping ----------------------------------------------------------------------------
 
-    def prune(self) -> None:
-        """Forget posts older than the window (a long-lived worker would otherwise grow forever)."""
+    def prune(self, conn: sqlite3.Connection, *, dry_run: bool = False) -> int:
+        """Delete the bands of posts collected before the window (and of posts purged since); returns how
+        many rows went (or would go, with dry_run). Post ids grow with collected_at, so that is every slot
+        below the first post inside the window."""
         self._pruned_at = time.time()
-        cutoff = self._cutoff()
-        if not cutoff:
-            return
-        self._by_hash = {h: v for h, v in self._by_hash.items() if v[1] >= cutoff}
-        for post_id, row in list(self._row_of.items()):
-            if self._times[row] < cutoff:
-                self._lsh.remove(post_id)
-                del self._row_of[post_id]
+        if not self.window_s:
+            return 0
+        oldest = conn.execute("SELECT slot FROM dedup_bands ORDER BY slot LIMIT 1").fetchone()
+        if oldest is None:
+            return 0
+        first_inside = conn.execute(
+            "SELECT MIN(id) FROM posts WHERE id >= ? AND collected_at >= ?",
+            (oldest[0] // SLOTS, _since(self.window_s)),
+        ).fetchone()[0]
+        below = "" if first_inside is None else f" WHERE slot < {int(first_inside) * SLOTS}"  # else: every row
+        if dry_run:
+            return int(conn.execute("SELECT COUNT(*) FROM dedup_bands" + below).fetchone()[0])
+        return conn.execute("DELETE FROM dedup_bands" + below).rowcount
 
-    def _cutoff(self) -> float:
-        return time.time() - self.window_s if self.window_s else 0.0
+    def _check_layout(self, conn: sqlite3.Connection) -> int:
+        stored = conn.execute("SELECT value FROM dedup_state WHERE name = 'bands'").fetchone()
+        if stored is not None and stored[0] == self.layout:
+            self._ready = True
+            return 0
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored = conn.execute("SELECT value FROM dedup_state WHERE name = 'bands'").fetchone()
+            built = 0 if stored is not None and stored[0] == self.layout else self._rebuild(conn)
+        except BaseException:
+            if own:
+                conn.execute("ROLLBACK")
+            raise
+        if own:
+            conn.execute("COMMIT")
+        self._ready = True
+        return built
+
+    def _rebuild(self, conn: sqlite3.Connection) -> int:
+        """Bands of every post of the window from its stored signature (a new install, a new threshold)."""
+        conn.execute("DELETE FROM dedup_bands")
+        cursor = conn.execute(
+            "SELECT id, minhash FROM posts WHERE state != 'duplicate' AND minhash IS NOT NULL AND collected_at >= ?"
+            " ORDER BY id",
+            (_since(self.window_s),),
+        )
+        built = 0
+        while rows := cursor.fetchmany(5000):
+            chunk = [r for r in rows if len(r[1]) == self.num_perm * 4]  # other lengths: compared by hash only
+            if not chunk:
+                continue
+            ids = np.array([r[0] for r in chunk], dtype=np.int64)
+            signatures = np.frombuffer(b"".join(r[1] for r in chunk), dtype="<u4").reshape(len(chunk), -1)
+            keys = band_keys(signatures, self.bands, self.rows)
+            slots = ids[:, None] * SLOTS + np.arange(self.bands, dtype=np.int64)
+            conn.executemany(
+                "INSERT INTO dedup_bands (slot, key) VALUES (?, ?)",
+                zip(slots.ravel().tolist(), keys.ravel().tolist(), strict=True),
+            )
+            built += len(chunk)
+        conn.execute(
+            "INSERT INTO dedup_state (name, value) VALUES ('bands', ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (self.layout,),
+        )
+        return built

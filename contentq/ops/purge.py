@@ -111,16 +111,27 @@ def purge(
     }
     report = PurgeReport(cutoff=params["cutoff"], dedup_cutoff=params["dedup_cutoff"], dry_run=dry_run)
     for what in ("job records", "job events", "posts", "media rows", "media files", "media bytes",
-                 "send records", "notifications", "post changes"):  # fmt: skip
+                 "send records", "notifications", "post changes", "dedup band rows"):  # fmt: skip
         report.removed[what] = 0
     _purge_jobs(runtime, params, report, batch_size, progress)
     _purge_posts(runtime, params, report, batch_size, progress)
+    _prune_dedup(runtime, report)
     _purge_by_time(runtime, params, report, batch_size, "notifications", "notifications", "at")
     _purge_by_time(runtime, params, report, batch_size, "post changes", "post_changes", "at")
     _prune_images(runtime, older_than, report)
     _purge_rq(runtime, stamp - older_than, report, batch_size)
     report.kept["posts inside the dedup window"] = int(runtime.store.scalar(_KEPT_FOR_DEDUP, params) or 0)
     return report
+
+
+def _prune_dedup(runtime: Runtime, report: PurgeReport) -> None:
+    """The dedup index's band rows of posts that left the window (workers that ingest also do it hourly)."""
+    from contentq.content.dedup import DedupIndex  # numpy: only when purging
+
+    settings = runtime.settings
+    index = DedupIndex(settings.near_duplicate_threshold, settings.dedup_window_days)
+    with runtime.store.transaction() as conn:
+        report.add("dedup band rows", index.prune(conn, dry_run=report.dry_run))
 
 
 def _purge_jobs(

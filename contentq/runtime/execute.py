@@ -28,7 +28,7 @@ from contentq.redact import RedactedError, redact, redact_data
 from contentq.runtime.context import JobContext, Runtime, process_runtime
 from contentq.runtime.kinds import get_kind
 from contentq.runtime.tracking import new_generation
-from contentq.store.jobs import add_event
+from contentq.store.jobs import add_event, log_event
 
 log = logging.getLogger("contentq.jobs")
 
@@ -83,26 +83,24 @@ def run_tracked(job_id: str) -> Any:
     rq_id = rq_job.id if rq_job is not None else None
     worker = getattr(rq_job, "worker_name", None) if rq_job is not None else None
 
-    with store.transaction() as conn:
-        cursor = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        columns = [c[0] for c in cursor.description]
-        found = cursor.fetchone()
-        if found is None:
+    # One statement starts the job: the compare-and-set on its state, the attempt, and (trigger job_started,
+    # migration 61) its 'started' event; a job that is not current is the rare path, explained after.
+    stamp = iso()
+    started_rows = store.query(
+        "UPDATE jobs SET status = 'in_progress', attempts = attempts + 1, started_at = ?, worker = ?,"
+        " next_retry_at = NULL, updated_at = ? WHERE id = ? AND status IN ('queued', 'in_progress')"
+        " AND (? IS NULL OR rq_id = ?) RETURNING *",
+        (stamp, worker, stamp, job_id, rq_id, rq_id),
+    )
+    if not started_rows:
+        current = store.one("SELECT status FROM jobs WHERE id = ?", (job_id,))
+        if current is None:
             log.warning("job %s has no record; skipped", job_id)
-            return None
-        row = dict(zip(columns, found, strict=True))
-        if row["status"] not in ("queued", "in_progress") or (rq_id is not None and row["rq_id"] != rq_id):
-            # A superseded generation or a cancelled job: running it would repeat or undo work.
-            add_event(conn, job_id, "skipped", f"RQ job {rq_id} is not current (record is {row['status']})")
-            return None
-        attempts = row["attempts"] + 1
-        stamp = iso()
-        conn.execute(
-            "UPDATE jobs SET status = 'in_progress', attempts = ?, started_at = ?, worker = ?, next_retry_at = NULL,"
-            " updated_at = ? WHERE id = ?",
-            (attempts, stamp, worker, stamp, job_id),
-        )
-        add_event(conn, job_id, "started", f"attempt {attempts}", data={"worker": worker} if worker else None)
+        else:  # a superseded generation or a cancelled job: running it would repeat or undo work
+            log_event(store, job_id, "skipped", f"RQ job {rq_id} is not current (record is {current['status']})")
+        return None
+    row = started_rows[0]
+    attempts = row["attempts"]
 
     spec = get_kind(row["kind"])
     handler = resolve_handler(row["handler"] or spec.handler)
@@ -127,20 +125,22 @@ def run_tracked(job_id: str) -> Any:
         values = {"status": status, "finished_at": iso(), "duration_ms": round(duration_ms, 2), **redact_data(fields)}
         values["updated_at"] = iso()
         assignments = ", ".join(f"{k} = ?" for k in values)
-        with store.transaction() as conn:
-            cursor = conn.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'in_progress' AND rq_id = ?",
-                [*values.values(), job_id, row["rq_id"]],
-            )
-            current = cursor.rowcount == 1
-            add_event(
-                conn,
-                job_id,
-                event if current else "discarded",
-                message if current else f"{event} after the job was cancelled or superseded: {message}",
-                level="error" if status == "failed" else "info",
-                data={"duration_ms": round(duration_ms, 1)},
-            )
+        update = f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'in_progress' AND rq_id = ?"
+        if status == "succeeded":  # one statement: its event comes from the trigger job_succeeded (migration 61)
+            current = store.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
+            if not current:
+                log_event(store, job_id, "discarded", f"{event} after the job was cancelled or superseded: {message}")
+        else:
+            with store.transaction() as conn:
+                current = conn.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
+                add_event(
+                    conn,
+                    job_id,
+                    event if current else "discarded",
+                    message if current else f"{event} after the job was cancelled or superseded: {message}",
+                    level="error" if status == "failed" else "info",
+                    data={"duration_ms": round(duration_ms, 1)},
+                )
         level = {"failed": logging.ERROR, "retrying": logging.WARNING}.get(event, logging.INFO)
         log.log(
             level if current else logging.INFO,

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import re
+import sqlite3
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -73,10 +74,6 @@ def enqueue(
         base = f"{kind}-{slug(key)}"
         number = count + 1
         job_id = base if number == 1 else f"{base}-{number}"
-        # Different keys can share a slug ('a.b' and 'a_b', or 'a' run twice and 'a-2'): never reuse an id.
-        while conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone():
-            number += 1
-            job_id = f"{base}-{number}"
         stamp = iso()
         row = {
             "id": job_id,
@@ -96,8 +93,19 @@ def enqueue(
             "enqueued_at": stamp,
             "updated_at": stamp,
         }
-        columns = ", ".join(row)
-        conn.execute(f"INSERT INTO jobs ({columns}) VALUES ({', '.join('?' for _ in row)})", list(row.values()))
+        insert = f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})"
+        while True:
+            try:
+                conn.execute(insert, list(row.values()))
+                break
+            except sqlite3.IntegrityError as exc:
+                if "jobs.id" not in str(exc):
+                    raise
+                # Different keys can share a slug ('a.b' and 'a_b', or 'a' run twice and 'a-2'): never reuse an
+                # id. Trying the insert costs no statement in the usual case, where the id is free.
+                number += 1
+                row["id"] = job_id = f"{base}-{number}"
+                row["rq_id"] = f"{job_id}-g1"
         add_event(
             conn,
             job_id,
