@@ -232,18 +232,21 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     keys = values.sum(axis=2, dtype=np.uint64)
     keys += offsets
     keys >>= np.uint64(32)
-    as_int32: np.ndarray = keys.astype(np.uint32).view(np.int32)
-    return as_int32
+    out: np.ndarray = keys.astype(np.uint32).view(np.int32)
+    return out
 
 
 @lru_cache(maxsize=16)
 def _band_hash(bands: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Random 64-bit multipliers (odd) and offsets of a layout, as two 32-bit halves each: randint's range."""
     gen = np.random.RandomState(bands * SLOTS + rows)
-    halves = gen.randint(0, 1 << 32, (bands, rows, 2), dtype=np.uint64)
-    multipliers = (halves[..., 0] << np.uint64(32)) | halves[..., 1] | np.uint64(1)
-    halves = gen.randint(0, 1 << 32, (bands, 2), dtype=np.uint64)
-    return multipliers, (halves[..., 0] << np.uint64(32)) | halves[..., 1]
+
+    def draw(*shape: int) -> np.ndarray:
+        drawn: np.ndarray = gen.randint(0, 1 << 32, (*shape, 2), dtype=np.uint64)
+        return drawn
+
+    multipliers, offsets = draw(bands, rows), draw(bands)
+    multipliers = (multipliers[..., 0] << np.uint64(32)) | multipliers[..., 1] | np.uint64(1)
+    return multipliers, (offsets[..., 0] << np.uint64(32)) | offsets[..., 1]
 
 
 _since_cache: tuple[float, float | None, str] = (0.0, None, "")

@@ -111,8 +111,7 @@ def purge(
     }
     report = PurgeReport(cutoff=params["cutoff"], dedup_cutoff=params["dedup_cutoff"], dry_run=dry_run)
     for what in ("job records", "job events", "posts", "media rows", "media files", "media bytes",
-                 "send records", "notifications", "post changes",
-                 "dedup band rows"):  # fmt: skip
+                 "send records", "notifications", "post changes", "dedup band rows"):  # fmt: skip
         report.removed[what] = 0
     _purge_jobs(runtime, params, report, batch_size, progress)
     _purge_posts(runtime, params, report, batch_size, progress)

@@ -291,6 +291,52 @@ def _workers(db: Database) -> None:
     )
 
 
+@migration(60, "dedup index in SQLite: LSH band keys per post, the layout they were built with")
+def _dedup_bands(db: Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE dedup_bands (
+            slot INTEGER PRIMARY KEY,  -- post id * 64 + band number: a post's rows together, pruned by range
+            key INTEGER NOT NULL       -- 32-bit hash of the band's values (content/dedup.py: band_keys)
+        );
+        CREATE INDEX dedup_bands_key ON dedup_bands(key);
+        CREATE TABLE dedup_state (
+            name TEXT PRIMARY KEY,     -- 'bands': the layout of dedup_bands, e.g. '16x4/affine32/ms32'
+            value TEXT NOT NULL
+        )
+        """,
+    )
+
+
+@migration(61, "job events 'started' and 'succeeded' written by triggers: one statement per job start and end")
+def _job_event_triggers(db: Database) -> None:
+    # run_tracked starts and ends a job with one UPDATE each (runtime/execute.py); the event log follows here,
+    # in the same statement's implicit transaction, rather than from a second statement and a BEGIN/COMMIT.
+    db.execute(
+        """
+        CREATE TRIGGER job_started AFTER UPDATE OF attempts ON jobs
+        WHEN NEW.status = 'in_progress' AND NEW.attempts > OLD.attempts
+        BEGIN
+            INSERT INTO job_events (job_id, at, level, event, message, data)
+            VALUES (NEW.id, NEW.started_at, 'info', 'started', 'attempt ' || NEW.attempts,
+                    CASE WHEN NEW.worker IS NULL THEN NULL ELSE json_object('worker', NEW.worker) END);
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER job_succeeded AFTER UPDATE OF status ON jobs
+        WHEN NEW.status = 'succeeded' AND OLD.status = 'in_progress'
+        BEGIN
+            INSERT INTO job_events (job_id, at, level, event, message, data)
+            VALUES (NEW.id, NEW.finished_at, 'info', 'succeeded', '',
+                    json_object('duration_ms', round(NEW.duration_ms, 1)));
+        END
+        """
+    )
+
+
 @migration(70, "listen: listener heartbeats; donor edits of published posts; donor deletions per post")
 def _listen(db: Database) -> None:
     run_script(
@@ -372,52 +418,6 @@ def _post_changes(db: Database) -> None:
             " INSERT INTO post_changes (post_id, state, at)"
             " VALUES (NEW.id, NEW.state, NEW.updated_at); END"
         )
-
-
-@migration(60, "dedup index in SQLite: LSH band keys per post, the layout they were built with")
-def _dedup_bands(db: Database) -> None:
-    run_script(
-        db,
-        """
-        CREATE TABLE dedup_bands (
-            slot INTEGER PRIMARY KEY,  -- post id * 64 + band number: a post's rows together, pruned by range
-            key INTEGER NOT NULL       -- 32-bit hash of the band's values (content/dedup.py: band_keys)
-        );
-        CREATE INDEX dedup_bands_key ON dedup_bands(key);
-        CREATE TABLE dedup_state (
-            name TEXT PRIMARY KEY,     -- 'bands': the layout of dedup_bands, e.g. '16x4/affine32/ms32'
-            value TEXT NOT NULL
-        )
-        """,
-    )
-
-
-@migration(61, "job events 'started' and 'succeeded' written by triggers: one statement per job start and end")
-def _job_event_triggers(db: Database) -> None:
-    # run_tracked starts and ends a job with one UPDATE each (runtime/execute.py); the event log follows here,
-    # in the same statement's implicit transaction, rather than from a second statement and a BEGIN/COMMIT.
-    db.execute(
-        """
-        CREATE TRIGGER job_started AFTER UPDATE OF attempts ON jobs
-        WHEN NEW.status = 'in_progress' AND NEW.attempts > OLD.attempts
-        BEGIN
-            INSERT INTO job_events (job_id, at, level, event, message, data)
-            VALUES (NEW.id, NEW.started_at, 'info', 'started', 'attempt ' || NEW.attempts,
-                    CASE WHEN NEW.worker IS NULL THEN NULL ELSE json_object('worker', NEW.worker) END);
-        END
-        """
-    )
-    db.execute(
-        """
-        CREATE TRIGGER job_succeeded AFTER UPDATE OF status ON jobs
-        WHEN NEW.status = 'succeeded' AND OLD.status = 'in_progress'
-        BEGIN
-            INSERT INTO job_events (job_id, at, level, event, message, data)
-            VALUES (NEW.id, NEW.finished_at, 'info', 'succeeded', '',
-                    json_object('duration_ms', round(NEW.duration_ms, 1)));
-        END
-        """
-    )
 
 
 def run_script(db: Database, script: str) -> None:
