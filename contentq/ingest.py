@@ -222,7 +222,7 @@ class Ingestor:
         html, removed = self.body(candidate)
         original = candidate.html if removed else None
         text = html if "<" not in html and "&" not in html else html_to_text(html)
-        fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media])
+        fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media], text=text)
         match: Match | None = self.index.match(conn, fp, candidate.source)
         reason: str | None
         if match is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contentq.content.dedup import DedupIndex, content_hash, normalize_text
+from contentq.content.dedup import DedupIndex, content_hash, normalize_text, numbers_agree, numbers_of
 from contentq.ingest import forget_dedup_index
 from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.store import Store
@@ -225,3 +225,13 @@ def test_purge_deletes_the_bands_of_posts_that_left_the_window(rt, tg):
     assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == rows  # a dry run deletes nothing
     assert purge(rt).removed["dedup band rows"] == rows
     assert rt.store.scalar("SELECT COUNT(*) FROM dedup_bands") == 0
+
+
+def test_rates_that_share_only_whole_parts_are_not_the_same_numbers():
+    """'90,71' and '90,56' are two numbers, not '90' twice: rates of a day that share only their whole parts are
+    other news (bench/ingest.py's one false positive was such a pair, at similarity 0.71)."""
+    a = "Курс доллара 90,71, евро 78,83"
+    b = "Курс доллара 90,56, евро 78,91"
+    assert numbers_of(a) == ("78.83", "90.71")
+    assert not numbers_agree(numbers_of(a), numbers_of(b))
+    assert numbers_agree(numbers_of(a), numbers_of("Доллар стоит 90.71, евро — 78.83"))  # the same, written otherwise

@@ -88,9 +88,14 @@ def normalize_text(text: str) -> str:
     return " ".join(_WORD.findall(text))
 
 
-def numbers_of(normalized: str) -> tuple[str, ...]:
-    """The numbers of a normalised text ('89.45' gives '89' and '45'), sorted, without repeats."""
-    return tuple(sorted({w for w in normalized.split() if w.isdigit()}))[:MAX_NUMBERS]
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def numbers_of(text: str) -> tuple[str, ...]:
+    """The numbers of a text, sorted, without repeats; decimals stay whole ('89,45' and '89.45' give '89.45'),
+    so two rates that share only their whole part do not count as the same number."""
+    found = {n.replace(",", ".") for n in _NUMBER.findall(unicodedata.normalize("NFKC", text))}
+    return tuple(sorted(found))[:MAX_NUMBERS]
 
 
 def numbers_agree(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -302,12 +307,14 @@ class DedupIndex:
 
     # -- building --------------------------------------------------------------------------------
 
-    def fingerprint(self, normalized: str, media_hashes: Sequence[str] = ()) -> Fingerprint:
+    def fingerprint(self, normalized: str, media_hashes: Sequence[str] = (), *, text: str | None = None) -> Fingerprint:
+        """`text`, the post's plain text before normalising, gives the numbers their decimals (numbers_of)."""
         signature = self.hasher.signature(normalized)
         if signature is None:
             return Fingerprint(content_hash(normalized, media_hashes))
         keys = band_keys(signature[None, :], self.bands, self.rows)[0].tolist()
-        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers_of(normalized), keys)
+        numbers = numbers_of(text if text is not None else normalized)
+        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers, keys)
 
     def refresh(self, conn: sqlite3.Connection) -> int:
         """Make the index ready on this connection: the first time, give the connection a PAGE_CACHE_KIB page
