@@ -114,6 +114,9 @@ def test_schedule_stats_usage_metrics_dashboard_docs(rt: Runtime) -> None:
     docs = tc.get("/api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert "unsafe-inline" not in docs.headers["content-security-policy"]
+    assert "cdn." not in docs.text and "https://" not in docs.headers["content-security-policy"]  # works offline
+    asset = tc.get("/api/docs/assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 100_000
 
 
 def test_events_stream_job_and_post_changes(rt: Runtime) -> None:

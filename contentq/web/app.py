@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from contentq.errors import ContentqError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
@@ -32,6 +33,8 @@ from contentq.web import auth
 log = logging.getLogger("contentq.web")
 
 STATIC = Path(__file__).parent / "static"
+DOCS_ASSETS = "/api/docs/assets"
+"""Swagger UI's scripts and styles, from the swagger-ui-bundle package."""
 DATA = Path(__file__).parent.parent / "data"
 
 CSP = (
@@ -177,17 +180,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        """Swagger UI: its scripts come from its CDN; the one inline script runs by nonce, nothing else inline."""
+        """Swagger UI from the swagger-ui-bundle package, served here (no CDN: the panel works offline); its one
+        inline script runs by nonce, nothing else inline."""
         nonce = secrets.token_urlsafe(16)
-        page = get_swagger_ui_html(openapi_url="/api/openapi.json", title="contentq API")
+        page = get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="contentq API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
         body = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
-        cdn = "https://cdn.jsdelivr.net"
         return HTMLResponse(
             body,
             headers={
-                "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}' {cdn}; style-src {cdn};"
-                f" img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none';"
-                " base-uri 'none'"
+                "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}' 'self'; style-src 'self';"
+                " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
             },
         )
 
@@ -200,6 +208,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return FileResponse(DATA / "preview.js", media_type="text/javascript")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
