@@ -26,19 +26,31 @@ sources_app = typer.Typer(help="Donor channels: list, resolve.", no_args_is_help
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[ProgressFn]:
-    """A rich progress bar on stderr (stdout stays clean for --json); yields the (done, total) callback."""
+    """A rich progress bar on stderr (stdout stays clean for --json); yields the (done, total) callback.
+
+    The bar appears with the first progress report, so input refused before any work prints its error alone."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, transient=False,
-    ) as bar:  # fmt: skip
-        task = bar.add_task(plain(label), total=None)  # a file or channel name is text, not markup
+    bar: Progress | None = None
+    task = None
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        nonlocal bar, task
+        if bar is None:
+            bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=err_console, transient=False,
+            )  # fmt: skip
+            bar.start()
+            task = bar.add_task(plain(label), total=None)  # a file or channel name is text, not markup
+        assert task is not None
+        bar.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 # -- login -------------------------------------------------------------------------------------------
