@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from contentq.channels import resolve_channel
@@ -31,6 +31,7 @@ from contentq.clock import iso, now
 from contentq.collect import (
     MAX_PER_RUN,
     CollectFailed,
+    ForegroundContext,
     check_session,
     collect_source,
     route_for_source,
@@ -44,7 +45,6 @@ from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate,
 from contentq.redact import redact
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
-from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer
 from contentq.store.listeners import beat, start_listener
 
@@ -67,22 +67,12 @@ TICK_S = 0.5
 
 
 @dataclass
-class ListenContext:
-    """What collect's ingest path needs (a CollectContext), for a long-running process: events go to the log."""
-
-    runtime: Runtime
+class ListenContext(ForegroundContext):
+    """What collect's ingest path needs (a CollectContext), for a long-running process: events go to the log
+    only, never kept in memory."""
 
     def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
         log.log(logging.WARNING if level in ("warning", "error") else logging.INFO, "%s: %s", event, message)
-
-    def notify(self, key: str, message: str, level: str = "warning") -> bool:
-        return self.runtime.notifier.notify(key, message, level=level)
-
-    def enqueue_child(
-        self, kind: str, key: str, payload: dict[str, Any] | None = None, *, post_id: int | None = None,
-        delay: timedelta | float | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
-        return enqueue(self.runtime, kind, key, payload, post_id=post_id, delay=delay)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import in_zone, resolve_at
+from contentq.store import posts as store_posts
 from contentq.store.posts import STATES, get_post
 
 EDITABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
@@ -43,16 +44,7 @@ def list_posts(
     """Posts, newest first, optionally of one state and one route."""
     if state is not None and state not in STATES:
         raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
-    where: list[str] = []
-    params: list[Any] = []
-    if state:
-        where.append("state = ?")
-        params.append(state)
-    if route:
-        where.append("route = ?")
-        params.append(route)
-    sql = "SELECT * FROM posts" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?"
-    return runtime.store.query(sql, [*params, limit])
+    return store_posts.list_posts(runtime.store, state=state, route=route, limit=limit)
 
 
 @dataclass

@@ -60,14 +60,7 @@ def page_posts(
     before_id: int | None = None,
 ) -> tuple[list[dict[str, Any]], int | None, int]:
     """One page of posts, newest first, keyset-paginated on id: (rows without blobs, next cursor, total)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if state:
-        where.append("state = ?")
-        params.append(state)
-    if route:
-        where.append("route = ?")
-        params.append(route)
+    where, params = _filters(state, route)
     filtered = " WHERE " + " AND ".join(where) if where else ""
     total = int(store.scalar("SELECT COUNT(*) FROM posts" + filtered, params) or 0)
     if before_id is not None:
@@ -109,3 +102,25 @@ def post_media_rows(store: Store, post_id: int) -> list[dict[str, Any]]:
         " ORDER BY origin = 'generated', position, id",
         (post_id,),
     )
+
+
+def _filters(state: str | None, route: str | None) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions and their parameters for posts of one state and one route."""
+    where: list[str] = []
+    params: list[Any] = []
+    if state:
+        where.append("state = ?")
+        params.append(state)
+    if route:
+        where.append("route = ?")
+        params.append(route)
+    return where, params
+
+
+def list_posts(
+    store: Store, *, state: str | None = None, route: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Posts with every column, newest first, optionally of one state and one route."""
+    where, params = _filters(state, route)
+    filtered = " WHERE " + " AND ".join(where) if where else ""
+    return store.query(f"SELECT * FROM posts{filtered} ORDER BY id DESC LIMIT ?", [*params, limit])
