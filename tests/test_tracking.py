@@ -224,3 +224,17 @@ def test_reschedules_are_counted_apart_from_tries(rt):
     drain(rt, "maintenance")
     job = get_job(rt.store, row["id"])
     assert job["attempts"] == 2 and job["reschedules"] == 1
+
+
+def test_an_operator_retry_gives_fresh_tries_and_keeps_the_attempts_made(rt):
+    row = call(rt, "spent", "always_fails")
+    drain(rt, "maintenance", timeout=60)
+    spent = get_job(rt.store, row["id"])
+    assert spent["status"] == "failed" and spent["attempts"] == 3 == spent["max_attempts"]
+    retry(rt, row["id"])
+    again = get_job(rt.store, row["id"])
+    # A worker killed on the first run after the retry must find tries left (reconcile re-enqueues, not fails).
+    assert again["attempts"] == 3 and again["max_attempts"] == 6
+    drain(rt, "maintenance", timeout=60)
+    done = get_job(rt.store, row["id"])
+    assert done["status"] == "failed" and done["attempts"] == 6 and done["error"] == "RuntimeError: boom on attempt 6"

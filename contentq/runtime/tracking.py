@@ -213,6 +213,12 @@ def retry(runtime: Runtime, job_id: str) -> dict[str, Any]:
         raise ContentqError(f"job {job_id} is {row['status']}; only failed or cancelled jobs can be retried")
     if row["status"] == "succeeded":
         raise ContentqError(f"job {job_id} succeeded; there is nothing to retry")
+    # Fresh tries: the attempts made so far stay on the record (its history), so the budget grows past them.
+    fresh = runtime.settings.policy(row["queue"]).attempts
+    runtime.store.execute(
+        "UPDATE jobs SET max_attempts = attempts - reschedules + ? WHERE id = ? AND status IN ('failed', 'cancelled')",
+        (fresh, job_id),
+    )
     done = new_generation(
         runtime, job_id, event="restarted", reason=f"restarted by the operator (was {row['status']})",
         expect=("failed", "cancelled"),
