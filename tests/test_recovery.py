@@ -525,3 +525,21 @@ def test_reconcile_leaves_alone_a_job_that_restarted_on_another_worker_after_it_
     assert get_post(rt.store, post_id)["state"] == "rewriting"
     assert not rt.redis.exists(Job.key_for(f"{job['id']}-g2"))
     rt.close()
+
+
+def test_an_image_job_whose_last_try_died_lets_its_post_go_on_without_the_image(home, monkeypatch):
+    write_config(home, route_toml(extra='images = "optional"'))
+    settings = load_settings(home=home, worker_heartbeat_ttl=3, worker_maintenance_interval=1, imagegen_attempts=1)
+    rt = Runtime(settings)
+    set_process_runtime(rt)
+    post_id = add_post(rt, "Waiting for its card", state="rewritten", rewrite_html="Waiting for its card")
+    job = _running_job(rt, "imagegen", post_id, _ghost(rt), attempts=1)
+    _fail_abandoned_job_then_die(rt, monkeypatch)  # the job is failed, its hook never ran
+    assert get_post(rt.store, post_id)["state"] == "rewritten"
+
+    actions = reconcile(rt)
+    assert [(a["job"], a["action"]) for a in actions] == [(job["id"], "its post settled")]
+    assert reconcile(rt) == []
+    assert get_job(rt.store, job["id"])["status"] == "failed"
+    assert get_post(rt.store, post_id)["state"] == "scheduled"  # an optional image: published without it
+    rt.close()

@@ -1,8 +1,9 @@
 """imagegen (queue imagegen, key = post id): make the post's image and attach it, then let the pipeline go on.
 
 Attempts are the queue's (CONTENTQ_IMAGEGEN_ATTEMPTS, 3 by default); a content-policy refusal, a non-image
-answer or a bad setup fails at once. When the job fails for good the pipeline is told (on_image_done False),
-so a post whose route makes the image optional is published without it.
+answer or a bad setup fails at once. When the job ends failed for good (its worker's death included) the
+pipeline is told by `on_failed` (on_image_done False), so a post whose route makes the image optional is
+published without it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from contentq import pipeline
 from contentq.errors import FatalJobError, NotFoundError
 from contentq.images.service import describe_failure, generate_post_image
-from contentq.runtime.context import JobContext
+from contentq.runtime.context import JobContext, Runtime
 
 
 def run(
@@ -32,9 +33,8 @@ def run(
     except NotFoundError as exc:  # fatal; no post to go on with
         ctx.log("attempt_failed", str(exc), level="error")
         raise
-    except FatalJobError as exc:  # refused, not an image, bad setup: the post goes on without an image
+    except FatalJobError as exc:  # refused, not an image, bad setup: on_failed lets the post go on without one
         ctx.log("attempt_failed", f"not retried: {describe_failure(exc)}", level="error")
-        pipeline.on_image_done(ctx.runtime, int(pid), False)
         raise
     except Exception as exc:
         last = ctx.is_last_attempt
@@ -43,9 +43,7 @@ def run(
             describe_failure(exc) + ("; no attempts left" if last else "; will retry"),
             level="error" if last else "warning",
         )
-        if last:
-            pipeline.on_image_done(ctx.runtime, int(pid), False)
-        raise
+        raise  # on the last attempt, on_failed lets the post go on without its image
     if result["attached"]:
         state = pipeline.on_image_done(ctx.runtime, int(pid), True)
         result["post_state"] = state
@@ -61,3 +59,10 @@ def image_made_by_this_job(ctx: JobContext, post_id: int) -> dict[str, Any] | No
         " AND m.created_at >= j.created_at ORDER BY m.id DESC LIMIT 1",
         (ctx.job_id, post_id),
     )
+
+
+def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
+    """The imagegen job ended failed, by an error or, found by reconcile, by its worker's death on the last try:
+    the post waiting for its image goes on without it, or fails when its route requires one."""
+    if job["post_id"] is not None:
+        pipeline.on_image_done(runtime, int(job["post_id"]), False)

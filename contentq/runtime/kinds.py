@@ -28,7 +28,7 @@ KINDS: dict[str, Kind] = {
         Kind("publish", "contentq.jobs.publish:run", "publish", "contentq.jobs.publish:on_failed"),
         Kind("settle", "contentq.jobs.publish:settle", "publish", "contentq.jobs.publish:on_settle_failed"),
         Kind("generate", "contentq.jobs.generate:run", "rewrite", "contentq.jobs.generate:on_failed"),
-        Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen"),
+        Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen", "contentq.jobs.imagegen:on_failed"),
         Kind("donor_change", "contentq.jobs.donor_change:run", "publish"),  # contentq listen: edits, deletions
         Kind("call", "", "maintenance"),  # runs the handler given at enqueue time (plugins, tests, benches)
     ]

@@ -121,11 +121,11 @@ UNSETTLED = {
     "publishing": (("publish", "settle"), ("failed", "cancelled")),
     "rewriting": (("rewrite", "generate"), ("failed", "cancelled")),
     "collected": (("rewrite",), ("failed",)),  # a rewrite that waited or retried puts it back to collected
+    "rewritten": (("imagegen",), ("failed",)),  # waiting for its image: it goes on without it (or fails)
 }
 """In-flight post states, the jobs that move a post out of each, and which ends of them settle nothing by
 themselves. A queued job cancelled by the operator leaves a collected or rewritten post as it is: that is a
-choice, not a crash; a cancelled job that had moved the post on (publishing, rewriting) is settled.
-(Not covered yet: a `rewritten` post waiting for an image job whose worker died on its last try.)"""
+choice, not a crash; a cancelled job that had moved the post on (publishing, rewriting) is settled."""
 
 
 def _unsettled_sql() -> tuple[str, list[str]]:
