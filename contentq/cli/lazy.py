@@ -30,13 +30,14 @@ class LazyCommand:
 
 
 class LazyGroup(TyperGroup):
-    """Subclasses set `lazy_commands`, in the order `--help` lists them."""
+    """Subclasses set `lazy_commands`, in the order `--help` lists them (commands registered on the app follow)."""
 
     lazy_commands: ClassVar[dict[str, LazyCommand]] = {}
     _listing = False
 
     def list_commands(self, ctx: _click.Context) -> list[str]:
-        return [*super().list_commands(ctx), *(name for name in self.lazy_commands if name not in self.commands)]
+        lazy = list(self.lazy_commands)
+        return [*lazy, *(name for name in super().list_commands(ctx) if name not in self.lazy_commands)]
 
     def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
         if cmd_name in self.commands or cmd_name not in self.lazy_commands:
