@@ -104,8 +104,10 @@ def test_every_command_has_help_text():
     def walk(cmd: Any, path: str) -> list[str]:  # typer vendors its own click: duck-type groups
         seen.append(path)
         missing = [] if (cmd.help or cmd.short_help) else [path]
-        for name, sub in (getattr(cmd, "commands", None) or {}).items():
-            missing += walk(sub, f"{path} {name}")
+        if hasattr(cmd, "list_commands"):  # through the click API: the top-level group builds commands lazily
+            ctx = typer.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                missing += walk(cmd.get_command(ctx, name), f"{path} {name}")
         return missing
 
     assert walk(command, "contentq") == []

@@ -10,32 +10,116 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-import redis
 import typer
 
 from contentq import __version__
-from contentq.cli import collect as collect_cli
-from contentq.cli import db as db_cli
-from contentq.cli import images as images_cli
-from contentq.cli import jobs as jobs_cli
-from contentq.cli import listen as listen_cli
-from contentq.cli import ops as ops_cli
-from contentq.cli import posts as posts_cli
-from contentq.cli import publish as publish_cli
-from contentq.cli import queue as queue_cli
-from contentq.cli import redis_server as redis_cli
-from contentq.cli import rewrite as rewrite_cli
-from contentq.cli import schedule as schedule_cli
-from contentq.cli import web as web_cli
-from contentq.cli import worker as worker_cli
-from contentq.cli.common import reset_runtime
+from contentq.cli.lazy import LazyCommand, LazyGroup, reset_runtime
 from contentq.cli.render import err_console, error, plain
 from contentq.clock import iso
 from contentq.errors import ConfigError, ContentqError
 from contentq.logs import setup_logging
 from contentq.redact import redact
-from contentq.runtime.redis import embedded_server
 from contentq.settings import Settings, get_settings, set_overrides
+
+
+class ContentqGroup(LazyGroup):
+    # The order of `contentq --help`: commands, then groups. Each help is the first paragraph of the command's own.
+    lazy_commands = {
+        "worker": LazyCommand(
+            "worker",
+            "worker",
+            "Run a worker: takes jobs from QUEUES in priority order "
+            "(publish, rewrite, collect, imagegen, maintenance).",
+        ),
+        "login": LazyCommand(
+            "collect",
+            "login",
+            "Log the Telegram account in (phone → code → 2FA password) and save its session (mode 0600).",
+        ),
+        "collect": LazyCommand(
+            "collect",
+            "collect",
+            "Enqueue one collect job per donor channel (cron runs this), or collect right away with --now.",
+        ),
+        "import": LazyCommand(
+            "collect",
+            "import_",
+            "Import a channel export through dedup and filters; all or nothing. Accepted posts go to rewrite.",
+        ),
+        "listen": LazyCommand(
+            "listen",
+            "listen",
+            "Collect donor posts as they arrive (and follow their edits and deletions) until stopped (TERM, Ctrl-C).",
+        ),
+        "unschedule": LazyCommand(
+            "schedule",
+            "unschedule",
+            "Take a scheduled post off the schedule; it waits for `posts approve` or `schedule ID --at`.",
+        ),
+        "publish": LazyCommand(
+            "publish",
+            "publish",
+            "Publish a post now, skipping its slot and approval (through the publish queue unless --now).",
+        ),
+        "dispatch": LazyCommand(
+            "publish",
+            "dispatch",
+            "Hand due posts to the publish queue and fire due auto-posting rules (cron: every minute).",
+        ),
+        "rewrite": LazyCommand(
+            "rewrite",
+            "rewrite",
+            "Enqueue rewrite jobs (collect does this by itself; use it after a fix, or for failed rewrites).",
+        ),
+        "usage": LazyCommand(
+            "rewrite",
+            "usage",
+            "LLM usage per day (UTC) and route: calls, posts, tokens in and out, estimated cost.",
+        ),
+        "purge": LazyCommand(
+            "ops", "purge", "Remove what is past retention, in small batches that never block the workers."
+        ),
+        "stats": LazyCommand(
+            "ops",
+            "stats",
+            "Jobs per queue and kind (count, failures, durations, retries), posts per route and state, LLM usage.",
+        ),
+        "doctor": LazyCommand(
+            "ops",
+            "doctor",
+            "Check the whole setup and print ok/warn/fail with the fix for each; exits 1 when a check fails.",
+        ),
+        "health": LazyCommand(
+            "ops",
+            "health",
+            "Probe for monitoring: Redis, the database and the workers; exits 1 when one is down.",
+        ),
+        "demo": LazyCommand(
+            "ops", "demo", "Run the pipeline end to end with no credentials, publishing to the outbox folder."
+        ),
+        "queue": LazyCommand("queue", "app", "Queues: status, pause, resume, reconcile."),
+        "jobs": LazyCommand("jobs", "app", "Jobs: list, show, logs, retry, cancel."),
+        "db": LazyCommand("db", "app", "The SQLite database."),
+        "redis": LazyCommand(
+            "redis_server", "app", "Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset)."
+        ),
+        "sources": LazyCommand("collect", "sources_app", "Donor channels: list, resolve."),
+        "posts": LazyCommand("posts", "app", "Posts: list, show, approve, reject, edit."),
+        "schedule": LazyCommand(
+            "schedule", "app", "The publishing schedule: `schedule list`, `schedule POST_ID --at TIME`."
+        ),
+        "rules": LazyCommand("publish", "rules_app", "Auto-posting rules: routes with a generate section."),
+        "images": LazyCommand(
+            "images", "app", "Images of posts: generate (OpenAI or a local card), list, show, delete, prune."
+        ),
+        "supervisor": LazyCommand("ops", "supervisor_app", "Supervisor config for the workers."),
+        "alerts": LazyCommand("ops", "alerts_app", "Alerts to the admin (run `alerts check` from cron)."),
+        "metrics": LazyCommand("ops", "metrics_app", "Prometheus metrics: an HTTP endpoint or a textfile."),
+        "web": LazyCommand(
+            "web", "app", "The admin panel in the browser and the JSON API (`contentq web`; `contentq web token`)."
+        ),
+    }
+
 
 app = typer.Typer(
     name="contentq",
@@ -43,6 +127,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=ContentqGroup,  # imports a command's module only when that command runs (or shows its own --help)
 )
 
 
@@ -89,6 +174,8 @@ def main_options(
 
 def _note_embedded_start(settings: Settings) -> Callable[[], None]:
     """Say so when this command started the embedded Valkey: it keeps running for the next commands."""
+    from contentq.runtime.redis import embedded_server  # redis is imported only by a command that needs it
+
     server = embedded_server(settings)
     was_running = server.ping()
 
@@ -102,36 +189,6 @@ def _note_embedded_start(settings: Settings) -> Callable[[], None]:
             )
 
     return note
-
-
-app.command(name="worker")(worker_cli.worker)
-app.add_typer(queue_cli.app, name="queue")
-app.add_typer(jobs_cli.app, name="jobs")
-app.add_typer(db_cli.app, name="db")
-app.add_typer(redis_cli.app, name="redis")
-app.command(name="login")(collect_cli.login)
-app.add_typer(collect_cli.sources_app, name="sources")
-app.command(name="collect")(collect_cli.collect)
-app.command(name="import")(collect_cli.import_)
-app.command(name="listen")(listen_cli.listen)
-app.add_typer(posts_cli.app, name="posts")
-app.add_typer(schedule_cli.app, name="schedule")
-app.command(name="unschedule")(schedule_cli.unschedule)
-app.command(name="publish")(publish_cli.publish)
-app.command(name="dispatch")(publish_cli.dispatch)
-app.add_typer(publish_cli.rules_app, name="rules")
-app.add_typer(images_cli.app, name="images")
-app.command(name="rewrite")(rewrite_cli.rewrite)
-app.command(name="usage")(rewrite_cli.usage)
-app.add_typer(ops_cli.supervisor_app, name="supervisor")
-app.add_typer(ops_cli.alerts_app, name="alerts")
-app.add_typer(ops_cli.metrics_app, name="metrics")
-app.command(name="purge")(ops_cli.purge)
-app.command(name="stats")(ops_cli.stats)
-app.command(name="doctor")(ops_cli.doctor)
-app.command(name="health")(ops_cli.health)
-app.command(name="demo")(ops_cli.demo)
-app.add_typer(web_cli.app, name="web")
 
 
 _state: dict[str, bool] = {"debug": False}
@@ -169,6 +226,13 @@ are started through it or by it and inherit it), instead of a chmod after each o
 Files meant for other users (`metrics dump` for node_exporter) set their mode explicitly."""
 
 
+def _redis_errors() -> tuple[type[Exception], ...]:
+    """Redis's error class, for an `except` (evaluated only when an error gets there): none if no command has
+    imported redis, which `contentq --help` and the commands that never talk to Redis do not."""
+    module = sys.modules.get("redis")
+    return (module.RedisError,) if module is not None else ()
+
+
 def main() -> None:
     os.umask(PRIVATE_UMASK)
     try:
@@ -178,7 +242,7 @@ def main() -> None:
     except ContentqError as exc:
         error(redact(exc))
         sys.exit(1)
-    except redis.RedisError as exc:
+    except _redis_errors() as exc:
         error(f"Redis error: {redact(exc)}; check that Redis is running (`contentq queue status`)")
         sys.exit(1)
     except sqlite3.Error as exc:

@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from contentq.settings import Settings, get_settings
-from contentq.store import Store, open_store
-from contentq.store.jobs import log_event
 
 if TYPE_CHECKING:
     from contentq.integrations.telegram.gateway import TelegramGateway
     from contentq.notify import Notifier
+    from contentq.store import Store
 
 log = logging.getLogger("contentq")
 
@@ -49,6 +48,10 @@ class Runtime:
     @property
     def store(self) -> Store:
         if self._store is None:
+            # Imported here: the store pulls in sqlite-utils (and numpy), which commands that never open the
+            # database (`contentq queue status`, `contentq --help`) should not pay for at start-up.
+            from contentq.store import open_store
+
             self.settings.ensure_home()
             self._store = open_store(self.settings.db_path, self.settings.db_busy_timeout_ms)
         return self._store
@@ -125,6 +128,8 @@ class JobContext:
 
     def log(self, event: str, message: str = "", *, level: str = "info", **data: Any) -> None:
         """Append to this job's event log (secrets redacted) and to the process log."""
+        from contentq.store.jobs import log_event
+
         log_event(self.store, self.job_id, event, message, level=level, data=data or None)
         log.log(
             logging.getLevelName(level.upper()) if isinstance(logging.getLevelName(level.upper()), int) else 20,
