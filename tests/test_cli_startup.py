@@ -13,7 +13,16 @@ import typer.main
 from contentq.cli.app import ContentqGroup, app
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("sqlite_utils", "numpy", "telethon", "openai", "redis", "contentq.routes", "contentq.store")
+HEAVY = (
+    "sqlite_utils",
+    "numpy",
+    "telethon",
+    "openai",
+    "redis",
+    "contentq.routes",
+    "contentq.store",
+    "pydantic_settings",
+)
 
 
 def loaded_after(code: str) -> list[str]:

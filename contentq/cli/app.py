@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,9 +17,10 @@ from contentq.cli.lazy import LazyCommand, LazyGroup, reset_runtime
 from contentq.cli.render import err_console, error, plain
 from contentq.clock import iso
 from contentq.errors import ConfigError, ContentqError
-from contentq.logs import setup_logging
 from contentq.redact import redact
-from contentq.settings import Settings, get_settings, set_overrides
+
+if TYPE_CHECKING:  # settings (pydantic-settings) load when a command runs, not for `contentq --help`
+    from contentq.settings import Settings
 
 
 class ContentqGroup(LazyGroup):
@@ -154,6 +155,9 @@ def main_options(
 ) -> None:
     """Flags here win over CONTENTQ_* environment variables and .env."""
     _state["debug"] = debug
+    from contentq.logs import setup_logging
+    from contentq.settings import get_settings, set_overrides
+
     set_overrides(home=str(home) if home else None, redis_url=redis_url, config=str(config) if config else None)
     reset_runtime()
     try:
@@ -198,6 +202,8 @@ def _log_crash(exc: BaseException) -> Path | None:
     """Append the redacted traceback to CONTENTQ_HOME/logs/contentq.log; the log file, or None if it cannot be
     written. Not through `logging`: its stderr handler would print the traceback the user must not get."""
     try:
+        from contentq.settings import get_settings
+
         path = get_settings().home / "logs" / "contentq.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         command = " ".join(sys.argv[1:])[:500]
