@@ -280,8 +280,15 @@ def parse_html(html: str) -> Parsed:
     return parser.finish()
 
 
-def render_runs(runs: Iterable[Run]) -> str:
-    """Properly nested HTML for runs; elements without text are left out."""
+def render_runs(
+    runs: Iterable[Run],
+    *,
+    open_tag: Callable[[Tag], str] = Tag.open,
+    close_tag: Callable[[Tag], str] = Tag.close,
+    text: Callable[[Run], str] = lambda run: escape_text(run.text),
+) -> str:
+    """Properly nested HTML for runs; elements without text are left out. The callables render a tag and a run's
+    text (Telegram HTML by default; the preview renders display HTML with the same nesting)."""
     out: list[str] = []
     open_tags: list[Tag] = []
     for run in runs:
@@ -290,11 +297,11 @@ def render_runs(runs: Iterable[Run]) -> str:
         common = 0
         while common < min(len(open_tags), len(run.tags)) and open_tags[common] is run.tags[common]:
             common += 1
-        out.extend(tag.close() for tag in reversed(open_tags[common:]))
-        out.extend(tag.open() for tag in run.tags[common:])
+        out.extend(close_tag(tag) for tag in reversed(open_tags[common:]))
+        out.extend(open_tag(tag) for tag in run.tags[common:])
         open_tags = list(run.tags)
-        out.append(escape_text(run.text))
-    out.extend(tag.close() for tag in reversed(open_tags))
+        out.append(text(run))
+    out.extend(close_tag(tag) for tag in reversed(open_tags))
     return "".join(out)
 
 

@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from itertools import combinations
 
-from contentq.content.html import Run, Tag, find_urls, parse_html, safe_href
+from contentq.content.html import Run, Tag, find_urls, parse_html, render_runs, safe_href
 
 BUBBLE_UNITS = 1000
 """The mosaic is laid out in a 1000-unit wide SVG that CSS scales to the bubble's width."""
@@ -258,22 +258,17 @@ def _entities(text: str) -> str:
 
 def text_html(telegram_html: str) -> str:
     """Telegram HTML as display HTML (see the module doc); nesting resolved as Telegram resolves entities."""
-    runs: list[Run] = parse_html(telegram_html or "").runs
-    out: list[str] = []
-    open_tags: list[Tag] = []
-    for run in runs:
-        if not run.text:
-            continue
-        common = 0
-        while common < min(len(open_tags), len(run.tags)) and open_tags[common] is run.tags[common]:
-            common += 1
-        out.extend(_close(t.name, t) for t in reversed(open_tags[common:]))
-        out.extend(_open(t.name, t) for t in run.tags[common:])
-        open_tags = list(run.tags)
+
+    def text(run: Run) -> str:
         plain = run.has("a", "code", "pre", "tg-emoji")
-        out.append(_esc(run.text) if plain else _entities(run.text))
-    out.extend(_close(t.name, t) for t in reversed(open_tags))
-    return "".join(out)
+        return _esc(run.text) if plain else _entities(run.text)
+
+    return render_runs(
+        parse_html(telegram_html or "").runs,
+        open_tag=lambda tag: _open(tag.name, tag),
+        close_tag=lambda tag: _close(tag.name, tag),
+        text=text,
+    )
 
 
 # -- bubbles ----------------------------------------------------------------------------------------------

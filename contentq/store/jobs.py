@@ -62,6 +62,22 @@ def latest_for_key(conn: sqlite3.Connection, kind: str, key: str) -> tuple[dict[
     return dict(zip(columns, row, strict=True)), count
 
 
+def _filters(
+    status: str | None, queue: str | None, kind: str | None, since: str | None, post_id: int | None
+) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions and their parameters of a job listing."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("status", status), ("queue", queue), ("kind", kind), ("post_id", post_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since:
+        where.append("created_at >= ?")
+        params.append(since)
+    return where, params
+
+
 def list_jobs(
     store: Store,
     *,
@@ -72,14 +88,7 @@ def list_jobs(
     post_id: int | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
-    where, params = [], []
-    for column, value in (("status", status), ("queue", queue), ("kind", kind), ("post_id", post_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if since:
-        where.append("created_at >= ?")
-        params.append(since)
+    where, params = _filters(status, queue, kind, since, post_id)
     sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
     params.append(limit)
@@ -113,14 +122,7 @@ def page_jobs(
     cursor: tuple[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], tuple[str, int] | None, int]:
     """One page of jobs, newest first, keyset-paginated on (created_at, rowid): (rows, next cursor, total)."""
-    where, params = [], []
-    for column, value in (("status", status), ("queue", queue), ("kind", kind), ("post_id", post_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if since:
-        where.append("created_at >= ?")
-        params.append(since)
+    where, params = _filters(status, queue, kind, since, post_id)
     filtered = " WHERE " + " AND ".join(where) if where else ""
     total = int(store.scalar("SELECT COUNT(*) FROM jobs" + filtered, params) or 0)
     if cursor is not None:  # rows strictly after the cursor in (created_at DESC, rowid DESC) order

@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse
 from contentq.clock import iso
 from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
+from contentq.posts import post_json
 from contentq.runtime import queues, tracking
 from contentq.web import actions, events, newjob, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard
@@ -134,7 +135,7 @@ def approve_post(rt: RT, post_id: PostId) -> dict[str, Any]:
 
 @router.post("/posts/{post_id}/reject", summary="Reject a post not yet published, with a reason")
 def reject_post(rt: RT, post_id: PostId, body: Reason | None = None) -> dict[str, Any]:
-    return views.post_json(actions.reject(rt, post_id, body.reason if body else None))
+    return post_json(actions.reject(rt, post_id, body.reason if body else None))
 
 
 @router.put("/posts/{post_id}/text", summary="Edit the text (validated as `posts edit` validates it)")
@@ -150,7 +151,7 @@ def schedule_post(rt: RT, post_id: PostId, body: At) -> dict[str, Any]:
 
 @router.delete("/posts/{post_id}/schedule", summary="Take a post off the schedule (`unschedule`)")
 def unschedule_post(rt: RT, post_id: PostId) -> dict[str, Any]:
-    return views.post_json(actions.unschedule(rt, post_id))
+    return post_json(actions.unschedule(rt, post_id))
 
 
 @router.post("/posts/{post_id}/publish", summary="Publish now through the publish queue (`publish ID`)")

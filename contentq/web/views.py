@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +12,7 @@ from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
 from contentq.integrations.breakers import llm_breaker_status
 from contentq.ops.alerts import evaluate
+from contentq.posts import post_json
 from contentq.rewrite.usage import usage_summary, usage_totals
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
@@ -110,15 +110,6 @@ def posts_page(rt: Runtime, *, state: str | None, route: str | None, limit: int,
         rt.store, state=state or None, route=route or None, limit=limit, before_id=before
     )
     return {"items": rows, "total": total, "next_cursor": following}
-
-
-def post_json(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in row.items() if not isinstance(v, bytes | bytearray)}
-    for key in ("message_ids", "source_msg_ids"):
-        if isinstance(out.get(key), str):
-            with contextlib.suppress(ValueError):
-                out[key] = json.loads(out[key])
-    return out
 
 
 def preview(rt: Runtime, post: dict[str, Any]) -> tuple[str, list[str]]:
