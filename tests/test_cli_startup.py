@@ -22,6 +22,7 @@ HEAVY = (
     "contentq.routes",
     "contentq.store",
     "pydantic_settings",
+    "rich",
 )
 
 
@@ -49,14 +50,25 @@ def test_the_top_level_help_lists_every_command_without_loading_one():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     for name in ContentqGroup.lazy_commands:
-        assert f"│ {name} " in done.stdout
+        assert f"\n  {name} " in done.stdout
+
+
+def test_a_group_lists_each_command_with_its_first_paragraph_whole():
+    """Plain click help cuts a listed command at its first sentence or ~60 columns ("..."); contentq's does not."""
+    done = subprocess.run(
+        [sys.executable, "-m", "contentq", "queue", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in done.stdout.splitlines()[1:] if line.endswith("...")]
+    assert "age of the oldest queued job." in " ".join(done.stdout.split())
 
 
 def test_a_command_loads_its_module_when_it_runs():
     code = (
         "from typer.testing import CliRunner\nimport contentq.cli.app as a\nCliRunner().invoke(a.app, ['db', '--help'])"
     )
-    assert "sqlite_utils" in loaded_after(code)
+    assert "contentq.store" in loaded_after(code)
 
 
 def test_the_listed_one_line_helps_are_the_commands_own():

@@ -14,7 +14,6 @@ import typer
 
 from contentq import __version__
 from contentq.cli.lazy import LazyCommand, LazyGroup, reset_runtime
-from contentq.cli.render import err_console, error, plain
 from contentq.clock import iso
 from contentq.errors import ConfigError, ContentqError
 from contentq.redact import redact
@@ -122,7 +121,10 @@ class ContentqGroup(LazyGroup):
     }
 
 
+# Help is click's plain text (rich_markup_mode=None on every Typer app): typer's rich panels cost 80 ms of
+# imports (rich, markdown-it) on each `--help`, and plain text pipes, greps and wraps cleanly.
 app = typer.Typer(
+    rich_markup_mode=None,
     name="contentq",
     help="Collect, rewrite, schedule and publish Telegram channel posts, on RQ workers.",
     no_args_is_help=True,
@@ -185,6 +187,8 @@ def _note_embedded_start(settings: Settings) -> Callable[[], None]:
 
     def note() -> None:
         if not was_running and server.ping():
+            from contentq.cli.render import err_console, plain
+
             err_console.print(
                 f"[dim]note: the embedded Valkey started for this command keeps running in the background "
                 f"({plain(server.socket)}); `contentq redis stop` stops it[/dim]",
@@ -213,6 +217,12 @@ def _log_crash(exc: BaseException) -> Path | None:
         return path
     except Exception:  # settings themselves may be what failed; the error line is still shown
         return None
+
+
+def error(message: object) -> None:
+    from contentq.cli.render import error as render_error  # rich loads only when there is something to print
+
+    render_error(message)
 
 
 def unexpected(exc: BaseException) -> None:

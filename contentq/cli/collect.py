@@ -21,7 +21,7 @@ from contentq.runtime.tracking import enqueue
 if TYPE_CHECKING:  # contentq.collect and the export import pull in Telethon and dedup: imported by the commands
     from contentq.collect import Progress as ProgressFn
 
-sources_app = typer.Typer(help="Donor channels: list, resolve.", no_args_is_help=True)
+sources_app = typer.Typer(rich_markup_mode=None, help="Donor channels: list, resolve.", no_args_is_help=True)
 
 
 @contextmanager

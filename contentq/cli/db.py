@@ -11,7 +11,7 @@ from contentq.cli.render import ok, print_json, table
 from contentq.store.db import open_store
 from contentq.store.migrations import apply_migrations, migration_status
 
-app = typer.Typer(help="The SQLite database.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="The SQLite database.", no_args_is_help=True)
 
 
 @app.command()

@@ -12,8 +12,11 @@ from contentq.images.service import BACKENDS, request_image
 from contentq.images.store import DEFAULT_PRUNE_AGE, delete_image, get_image, list_images, prune_images
 from contentq.media import human_bytes
 
-app = typer.Typer(help="Images of posts: generate (OpenAI or a local card), list, show, delete, prune.",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Images of posts: generate (OpenAI or a local card), list, show, delete, prune.",
+    no_args_is_help=True,
+)
 
 
 @app.command()

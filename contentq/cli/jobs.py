@@ -14,7 +14,7 @@ from contentq.runtime import tracking
 from contentq.runtime.queues import check_queue
 from contentq.store.jobs import STATUSES, decode, get_job, job_events, list_jobs
 
-app = typer.Typer(help="Jobs: list, show, logs, retry, cancel.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Jobs: list, show, logs, retry, cancel.", no_args_is_help=True)
 
 
 @app.command("list")

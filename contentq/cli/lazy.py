@@ -9,6 +9,7 @@ help without importing anything; the command itself is built (by Typer, as befor
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from dataclasses import dataclass
 from typing import ClassVar
@@ -44,7 +45,7 @@ class LazyGroup(TyperGroup):
             return super().get_command(ctx, cmd_name)
         spec = self.lazy_commands[cmd_name]
         if self._listing:  # the group's own --help lists names and one-liners: nothing to import
-            return TyperCommand(cmd_name, help=spec.help)
+            return TyperCommand(cmd_name, help=spec.help, short_help=spec.help)  # whole, not cut at 45 characters
         command = _build(cmd_name, spec)
         self.add_command(command, cmd_name)
         return command
@@ -60,12 +61,24 @@ class LazyGroup(TyperGroup):
 def _build(name: str, spec: LazyCommand) -> _click.Command:
     """The click command Typer makes of the function or sub-app, as if it were registered on the app."""
     target = getattr(importlib.import_module(f"contentq.cli.{spec.module}"), spec.attribute)
-    holder = typer.Typer()
+    holder = typer.Typer(rich_markup_mode=None)
     if isinstance(target, typer.Typer):
         holder.add_typer(target, name=name)
     else:
         holder.command(name=name)(target)
-    return typer.main.get_group(holder).commands[name]
+    command = typer.main.get_group(holder).commands[name]
+    _list_whole(command)
+    return command
+
+
+def _list_whole(command: _click.Command) -> None:
+    """A group's --help lists each sub-command with the first paragraph of its help, wrapped: plain click would cut
+    it at the first sentence or ~60 columns with "..."."""
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            if not sub.short_help and sub.help:
+                sub.short_help = " ".join(inspect.cleandoc(sub.help).split("\n\n")[0].split())
+            _list_whole(sub)
 
 
 def reset_runtime() -> None:

@@ -25,9 +25,13 @@ from contentq.ops.stats import collect_stats, parse_since
 from contentq.redact import redact
 from contentq.settings import QUEUES, Settings
 
-supervisor_app = typer.Typer(help="Supervisor config for the workers.", no_args_is_help=True)
-alerts_app = typer.Typer(help="Alerts to the admin (run `alerts check` from cron).", no_args_is_help=True)
-metrics_app = typer.Typer(help="Prometheus metrics: an HTTP endpoint or a textfile.", no_args_is_help=True)
+supervisor_app = typer.Typer(rich_markup_mode=None, help="Supervisor config for the workers.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    rich_markup_mode=None, help="Alerts to the admin (run `alerts check` from cron).", no_args_is_help=True
+)
+metrics_app = typer.Typer(
+    rich_markup_mode=None, help="Prometheus metrics: an HTTP endpoint or a textfile.", no_args_is_help=True
+)
 
 
 def _env_pairs(values: list[str] | None) -> dict[str, str]:

@@ -16,7 +16,7 @@ from contentq.content.html import html_to_text, visible_len_utf16
 from contentq.posts import post_json
 from contentq.store.posts import STATES
 
-app = typer.Typer(help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
 
 
 def _snippet(row: dict[str, Any], width: int = 50) -> str:

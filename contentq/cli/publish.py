@@ -62,7 +62,9 @@ def dispatch(
     ok(f"{result['now']} post(s) queued now, {result['delayed']} queued for their slot, {rules} rule(s) fired")
 
 
-rules_app = typer.Typer(help="Auto-posting rules: routes with a generate section.", no_args_is_help=True)
+rules_app = typer.Typer(
+    rich_markup_mode=None, help="Auto-posting rules: routes with a generate section.", no_args_is_help=True
+)
 
 
 @rules_app.command("list")

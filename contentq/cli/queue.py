@@ -12,7 +12,7 @@ from contentq.integrations.breakers import status_extras
 from contentq.runtime import queues
 from contentq.runtime.reconcile import reconcile as reconcile_jobs
 
-app = typer.Typer(help="Queues: status, pause, resume, reconcile.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Queues: status, pause, resume, reconcile.", no_args_is_help=True)
 
 
 def _age(seconds: float | None) -> str:

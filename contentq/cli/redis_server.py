@@ -12,7 +12,9 @@ from contentq.errors import ContentqError
 from contentq.runtime.redis import EmbeddedServer, describe_redis, embedded_server
 
 app = typer.Typer(
-    help="Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset).", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset).",
+    no_args_is_help=True,
 )
 
 

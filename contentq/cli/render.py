@@ -25,6 +25,12 @@ PIPE_WIDTH = 160
 class _Console(Console):
     """The terminal's width, or COLUMNS, asked at each print (not once at import); PIPE_WIDTH when piped."""
 
+    def __init__(self, *, soft_wrap: bool = False) -> None:
+        super().__init__(soft_wrap=soft_wrap)
+        # Rich freezes COLUMNS at construction; this module loads when a command first prints (lazily), so the
+        # width must come from the environment of each print instead, as `size` below reads it.
+        self._width = None
+
     @property
     def size(self) -> ConsoleDimensions:
         size = super().size

@@ -25,6 +25,7 @@ class _ScheduleGroup(TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     cls=_ScheduleGroup,
     help="The publishing schedule: `schedule list`, `schedule POST_ID --at TIME`.",
     no_args_is_help=True,

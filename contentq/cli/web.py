@@ -11,6 +11,7 @@ from contentq.cli.render import console, ok
 from contentq.errors import ContentqError
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="The admin panel in the browser and the JSON API (`contentq web`; `contentq web token`).",
     invoke_without_command=True,
 )

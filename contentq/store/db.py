@@ -6,20 +6,23 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from contentq.errors import ContentqError, DatabaseLockedError
-from contentq.store.migrations import apply_migrations
+from contentq.store.migrations import apply_migrations, up_to_date
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 SQLITE_INT_MAX = 2**63 - 1
 """The largest INTEGER SQLite stores: ids and limits from outside are checked against it."""
 
 
 class Store:
-    """A sqlite-utils Database plus the transaction helper every compare-and-set goes through."""
+    """One SQLite connection with the transaction helper every compare-and-set goes through; its sqlite-utils
+    Database (`db`) is made on first use: most processes run plain SQL only and never import sqlite-utils."""
 
     def __init__(self, path: Path, busy_timeout_ms: int = 5000) -> None:
         self.path = path
@@ -37,8 +40,13 @@ class Store:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+
+    @cached_property
+    def db(self) -> sqlite_utils.Database:
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
@@ -92,5 +100,6 @@ def open_store(path: Path, busy_timeout_ms: int = 5000, migrate: bool = True) ->
     store = Store(path, busy_timeout_ms)
     if migrate:
         with store.translate_errors():
-            apply_migrations(store.db)
+            if not up_to_date(store.conn):
+                apply_migrations(store.db)
     return store
