@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 import redis
+from rq import Queue
 from rq.job import Job
 
 from contentq.errors import ContentqError
@@ -16,7 +19,7 @@ from contentq.runtime.redis import NO_RETRY
 from contentq.runtime.tracking import cancel, enqueue, retry
 from contentq.runtime.worker import run_worker
 from contentq.store.jobs import get_job, job_events
-from tests.conftest import drain
+from tests.conftest import drain, subprocess_env
 
 
 def call(rt, key, handler, payload=None, **kw):
@@ -48,6 +51,25 @@ def test_enqueue_is_deduplicated_while_active_and_new_run_after(rt):
     drain(rt, "maintenance")
     later = call(rt, "same", "ok")
     assert later["id"] == "call-same-2"
+
+
+def test_processes_enqueuing_the_same_keys_at_once_record_each_key_once(rt, settings):
+    """Enqueue is a read and one INSERT … WHERE NOT EXISTS (no explicit transaction): however the processes
+    interleave, each (kind, key) gets one record and one RQ job, and none of them fails."""
+    script = (
+        "from contentq.runtime.context import Runtime\nfrom contentq.runtime.tracking import enqueue\n"
+        "from contentq.settings import get_settings\nrt = Runtime(get_settings())\n"
+        "for _ in range(2):\n    for i in range(60):\n        enqueue(rt, 'noop', f'k{i}')\n"
+    )
+    env = subprocess_env(settings)
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    rows = rt.store.query("SELECT key, COUNT(*) AS n FROM jobs WHERE kind = 'noop' GROUP BY key")
+    assert len(rows) == 60 and {r["n"] for r in rows} == {1}
+    assert Queue("maintenance", connection=rt.redis).count == 60
+    assert rt.store.scalar("SELECT COUNT(*) FROM job_events WHERE event = 'enqueued'") == 60
 
 
 def test_failing_job_is_retried_with_backoff_then_failed_with_its_error(rt):

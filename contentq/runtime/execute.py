@@ -122,8 +122,10 @@ def run_tracked(job_id: str) -> Any:
 
     def finish(status: str, event: str, message: str, **fields: Any) -> bool:
         duration_ms = (time.perf_counter() - started) * 1000
-        values = {"status": status, "finished_at": iso(), "duration_ms": round(duration_ms, 2), **redact_data(fields)}
-        values["updated_at"] = iso()
+        stamp = iso()
+        # `fields` come redacted: errors through _error_text, the result before the call, the rest are numbers.
+        values = {"status": status, "finished_at": stamp, "duration_ms": round(duration_ms, 2), **fields}
+        values["updated_at"] = stamp
         assignments = ", ".join(f"{k} = ?" for k in values)
         update = f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'in_progress' AND rq_id = ?"
         if status == "succeeded":  # one statement: its event comes from the trigger job_succeeded (migration 61)

@@ -24,12 +24,16 @@ from rq.job import Job
 from contentq.clock import MAX_DURATION, iso, now
 from contentq.errors import ContentqError, RedisUnavailableError
 from contentq.runtime.kinds import get_kind
-from contentq.store.jobs import ACTIVE, add_event, get_job, latest_for_key
+from contentq.store.jobs import ACTIVE, add_event, get_job, insert_unless_active
 
 if TYPE_CHECKING:  # a type only: JobContext.enqueue_child (in runtime.context) calls enqueue
     from contentq.runtime.context import Runtime
 
 EXECUTE = "contentq.runtime.execute.run_tracked"
+
+ENQUEUE_TRIES = 20
+"""Rounds of insert-or-read when other processes keep enqueuing and finishing the same (kind, key), or when
+slugs collide."""
 
 
 def slug(key: str) -> str:
@@ -67,54 +71,47 @@ def enqueue(
     if not math.isfinite(seconds) or seconds > MAX_DURATION.total_seconds():
         raise ContentqError(f"cannot enqueue {kind} {key!r}: a delay of {seconds} s is out of range")
     store = runtime.store
-    with store.transaction() as conn:
-        latest, count = latest_for_key(conn, kind, key)
-        if latest is not None and latest["status"] in ACTIVE:
-            return {**latest, "deduplicated": True}
-        base = f"{kind}-{slug(key)}"
-        number = count + 1
-        job_id = base if number == 1 else f"{base}-{number}"
-        stamp = iso()
-        row = {
-            "id": job_id,
-            "kind": kind,
-            "queue": queue_name,
-            "key": key,
-            "status": "queued",
-            "handler": handler,
-            "payload": json.dumps(payload or {}, default=str),
-            "post_id": post_id,
-            "parent_id": parent_id,
-            "rq_id": f"{job_id}-g1",
-            "generation": 1,
-            "max_attempts": policy.attempts,
-            "next_retry_at": iso(now() + timedelta(seconds=seconds)) if seconds else None,
-            "created_at": stamp,
-            "enqueued_at": stamp,
-            "updated_at": stamp,
-        }
-        insert = f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})"
-        while True:
-            try:
-                conn.execute(insert, list(row.values()))
-                break
-            except sqlite3.IntegrityError as exc:
-                if "jobs.id" not in str(exc):
-                    raise
-                # Different keys can share a slug ('a.b' and 'a_b', or 'a' run twice and 'a-2'): never reuse an
-                # id. Trying the insert costs no statement in the usual case, where the id is free.
-                number += 1
-                row["id"] = job_id = f"{base}-{number}"
-                row["rq_id"] = f"{job_id}-g1"
-        add_event(
-            conn,
-            job_id,
-            "enqueued",
-            f"queue {queue_name}" + (f", runs in {seconds:.0f} s" if seconds else ""),
-            data={"parent": parent_id} if parent_id else None,
+    base = f"{kind}-{slug(key)}"
+    stamp = iso()
+    row: dict[str, Any] = {
+        "kind": kind,
+        "queue": queue_name,
+        "key": key,
+        "status": "queued",
+        "handler": handler,
+        "payload": json.dumps(payload or {}, default=str),
+        "post_id": post_id,
+        "parent_id": parent_id,
+        "generation": 1,
+        "max_attempts": policy.attempts,
+        "next_retry_at": iso(now() + timedelta(seconds=seconds)) if seconds else None,
+        "created_at": stamp,
+        "enqueued_at": stamp,
+        "updated_at": stamp,
+    }
+    skip = 0
+    for _ in range(ENQUEUE_TRIES):
+        try:
+            job_id = insert_unless_active(store, row, base, skip)
+        except sqlite3.IntegrityError as exc:
+            if "jobs.id" not in str(exc):
+                raise
+            # Different keys can share a slug ('a.b' and 'a_b', or 'a' run twice and 'a-2'): never reuse an
+            # id. The usual insert finds its id free.
+            skip += 1
+            continue
+        if job_id is not None:
+            row = {"id": job_id, "rq_id": f"{job_id}-g1", **row}
+            push(runtime, row, seconds)
+            return row
+        active = store.one(
+            "SELECT * FROM jobs INDEXED BY jobs_key WHERE kind = ? AND key = ? AND status IN ('queued', 'in_progress')",
+            (kind, key),
         )
-    push(runtime, row, seconds)
-    return row
+        if active is not None:
+            return {**active, "deduplicated": True}
+        # The active job ended between the insert and this read: try again.
+    raise ContentqError(f"cannot enqueue {kind} {key!r}: its jobs kept changing under {ENQUEUE_TRIES} tries")
 
 
 def push(

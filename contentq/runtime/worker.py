@@ -35,7 +35,7 @@ from contentq.runtime.queues import check_queue, paused_queues
 from contentq.runtime.reconcile import reconcile, recover_abandoned
 from contentq.settings import QUEUES
 from contentq.store.db import open_store
-from contentq.store.workers import beat, forget_stopped, mark_stopped, register_worker, set_current_job, worker_state
+from contentq.store.workers import beat, forget_stopped, mark_stopped, register_worker, worker_state
 
 log = logging.getLogger("contentq.worker")
 
@@ -49,6 +49,14 @@ RECONCILE_LOCK = "contentq:worker-reconcile"
 """Held for one interval by the worker that runs the light reconcile, so workers take turns."""
 
 FORGET_WORKERS_AFTER = timedelta(days=1)
+
+CHECKPOINT_SECONDS = 1.0
+"""A thread of the worker copies SQLite's write-ahead log into the database this often (a PASSIVE checkpoint,
+on its own connection), so that no job's commit waits for a checkpoint and its fsync: left to SQLite, the commit
+that crosses 1,000 pages of log runs one."""
+
+CHECKPOINT_FALLBACK_PAGES = 10_000
+"""The job connection still checkpoints by itself past this much log (40 MB), should that thread fall behind."""
 
 
 class ContentqWorker(SimpleWorker):
@@ -80,7 +88,9 @@ class ContentqWorker(SimpleWorker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         self._wait(lambda: super(ContentqWorker, self).bootstrap(*args, **kwargs))
         register_worker(self.runtime.store, self.name, self.queue_names())
+        self.runtime.store.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_FALLBACK_PAGES}")
         self._start_thread("contentq-heartbeat", self._heartbeat_loop)
+        self._start_thread("contentq-checkpoint", self._checkpoint_loop)
         if not self._burst:
             self._start_thread("contentq-housekeeping", self._housekeeping_loop)
 
@@ -123,9 +133,9 @@ class ContentqWorker(SimpleWorker):
         self._wait(lambda: (self.clean_registries(), None)[1])
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        # The worker's current job (workers.current_job) is written by the job's own start and end statements
+        # (triggers, migration 120), not here: two commits a job fewer.
         self._running_job = job
-        record = job.args[0] if job.args and isinstance(job.args[0], str) else job.id
-        set_current_job(self.runtime.store, self.name, record)
         try:
             super().execute_job(job, queue)
         except REDIS_DOWN as exc:
@@ -135,7 +145,6 @@ class ContentqWorker(SimpleWorker):
             self._wait(self.connection.ping)
         finally:
             self._running_job = None
-            set_current_job(self.runtime.store, self.name, None)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """One line, no traceback: run_tracked logged the outcome and put the traceback in the job's events."""
@@ -220,6 +229,18 @@ class ContentqWorker(SimpleWorker):
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+
+    def _checkpoint_loop(self) -> None:
+        settings = self.runtime.settings
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)  # its own connection
+        try:
+            while not self._stop_threads.wait(CHECKPOINT_SECONDS):
+                try:
+                    store.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception:  # noqa: BLE001 - busy or locked: the next one comes in a second
+                    log.debug("checkpoint skipped", exc_info=True)
+        finally:
+            store.close()
 
     def _heartbeat_loop(self) -> None:
         settings = self.runtime.settings

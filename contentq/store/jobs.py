@@ -44,22 +44,36 @@ def get_job(store: Store, job_id: str) -> dict[str, Any]:
     return row
 
 
-LATEST_FOR_KEY = (
-    "SELECT * FROM jobs INDEXED BY jobs_key WHERE kind = ? AND key = ? ORDER BY created_at DESC, rowid DESC LIMIT 1"
+INSERT_COLUMNS = (
+    "kind", "queue", "key", "status", "handler", "payload", "post_id", "parent_id", "generation", "max_attempts",
+    "next_retry_at", "created_at", "enqueued_at", "updated_at",
+)  # fmt: skip
+"""What enqueue gives a new record; the id and RQ id are made by the statement."""
+
+INSERT_JOB = (
+    "WITH n(number) AS (SELECT COUNT(*) + 1 + ? FROM jobs INDEXED BY jobs_key WHERE kind = ? AND key = ?),"
+    " i(id) AS (SELECT CASE WHEN number = 1 THEN ? ELSE ? || '-' || number END FROM n)"
+    f" INSERT INTO jobs (id, rq_id, {', '.join(INSERT_COLUMNS)})"
+    f" SELECT id, id || '-g1', {', '.join('?' for _ in INSERT_COLUMNS)} FROM i"
+    " WHERE NOT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_key"
+    " WHERE kind = ? AND key = ? AND status IN ('queued', 'in_progress')) RETURNING id"
 )
-"""Through the (kind, key) index: left to itself the planner walks jobs_kind_created (kind, created_at) to spare a
-sort, reading every job of the kind on each enqueue of a new key."""
+"""Both reads go through the (kind, key) index: left to itself the planner may walk jobs_kind_created (kind,
+created_at) and read every job of the kind on each enqueue."""
 
 
-def latest_for_key(conn: sqlite3.Connection, kind: str, key: str) -> tuple[dict[str, Any] | None, int]:
-    """The newest job of (kind, key) and how many there are."""
-    cursor = conn.execute(LATEST_FOR_KEY, (kind, key))
-    columns = [c[0] for c in cursor.description]
-    row = cursor.fetchone()
-    if row is None:
-        return None, 0
-    count = conn.execute("SELECT COUNT(*) FROM jobs WHERE kind = ? AND key = ?", (kind, key)).fetchone()[0]
-    return dict(zip(columns, row, strict=True)), count
+def insert_unless_active(store: Store, row: dict[str, Any], base: str, skip: int = 0) -> str | None:
+    """Record a job unless a job of its (kind, key) is queued or running (then None); returns its id.
+
+    The id is `base` for the first job of the (kind, key) and `base-N` for the N-th, N counted in the same
+    statement (`skip` adds to N after an id was found taken). One statement, atomic on its own: SQLite takes
+    the write lock at a write statement's first step, before its reads, so no other process enqueues the same
+    key in between; the trigger job_enqueued writes the 'enqueued' event in the same implicit transaction.
+    A taken id raises sqlite3.IntegrityError."""
+    kind, key = row["kind"], row["key"]
+    params = [skip, kind, key, base, base, *(row[c] for c in INSERT_COLUMNS), kind, key]
+    found = store.execute(INSERT_JOB, params).fetchone()
+    return str(found[0]) if found is not None else None
 
 
 def _filters(

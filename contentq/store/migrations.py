@@ -423,6 +423,65 @@ def _post_changes(db: Database) -> None:
         )
 
 
+@migration(120, "triggers: a job's 'enqueued' event, and its worker's current job at its start and end")
+def _job_insert_and_worker_triggers(db: Database) -> None:
+    # enqueue (runtime/tracking.py) records a job with one INSERT … WHERE NOT EXISTS (an active job of its key),
+    # atomic on its own; its first event follows here, in that statement's implicit transaction.
+    db.execute(
+        """
+        CREATE TRIGGER job_enqueued AFTER INSERT ON jobs
+        WHEN NEW.status = 'queued'
+        BEGIN
+            INSERT INTO job_events (job_id, at, level, event, message, data)
+            VALUES (NEW.id, coalesce(NEW.enqueued_at, NEW.created_at), 'info', 'enqueued',
+                    'queue ' || NEW.queue || CASE WHEN NEW.next_retry_at IS NULL THEN '' ELSE
+                        ', runs in ' || CAST(round((julianday(NEW.next_retry_at)
+                            - julianday(coalesce(NEW.enqueued_at, NEW.created_at))) * 86400) AS INTEGER) || ' s' END,
+                    CASE WHEN NEW.parent_id IS NULL THEN NULL ELSE json_object('parent', NEW.parent_id) END);
+        END
+        """
+    )
+    # The worker's row names the job it runs (the reconcile tells a busy worker from one that moved on by it),
+    # set by the job's own start and end statements rather than by two more commits around each job.
+    db.execute(
+        """
+        CREATE TRIGGER job_worker_busy AFTER UPDATE OF attempts ON jobs
+        WHEN NEW.status = 'in_progress' AND NEW.attempts > OLD.attempts AND NEW.worker IS NOT NULL
+        BEGIN
+            UPDATE workers SET current_job = NEW.id, heartbeat_at = NEW.started_at WHERE name = NEW.worker;
+        END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER job_worker_free AFTER UPDATE OF status ON jobs
+        WHEN OLD.status = 'in_progress' AND NEW.status <> 'in_progress' AND OLD.worker IS NOT NULL
+        BEGIN
+            UPDATE workers SET current_job = NULL WHERE name = OLD.worker AND current_job = OLD.id;
+        END
+        """
+    )
+
+
+@migration(121, "leaner job indexes: jobs_status dropped (jobs_status_created leads with status too); partial indexes")
+def _leaner_job_indexes(db: Database) -> None:
+    # Every index of `jobs` is written at each enqueue and most at each start and end. Post, parent and finish
+    # time are NULL for many jobs (and finished_at for every running one): their indexes now skip those rows,
+    # and still serve `post_id = ?`, `parent_id = ?` and `finished_at < ?`, which imply NOT NULL.
+    run_script(
+        db,
+        """
+        DROP INDEX IF EXISTS jobs_status;
+        DROP INDEX IF EXISTS jobs_post;
+        CREATE INDEX jobs_post ON jobs(post_id) WHERE post_id IS NOT NULL;
+        DROP INDEX IF EXISTS jobs_parent;
+        CREATE INDEX jobs_parent ON jobs(parent_id) WHERE parent_id IS NOT NULL;
+        DROP INDEX IF EXISTS jobs_finished;
+        CREATE INDEX jobs_finished ON jobs(finished_at) WHERE finished_at IS NOT NULL
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -28,10 +28,6 @@ def beat(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET heartbeat_at = ? WHERE name = ?", (iso(), name))
 
 
-def set_current_job(store: Store, name: str, job_id: str | None) -> None:
-    store.execute("UPDATE workers SET current_job = ?, heartbeat_at = ? WHERE name = ?", (job_id, iso(), name))
-
-
 def mark_stopped(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET stopped_at = ?, current_job = NULL WHERE name = ?", (iso(), name))
 
