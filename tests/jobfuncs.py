@@ -49,3 +49,16 @@ def slow_first_time(ctx: JobContext, marker: str, seconds: float = 60, **payload
 
 def sleep(ctx: JobContext, seconds: float = 1, **payload: Any) -> None:
     time.sleep(seconds)
+
+
+class Escape(BaseException):
+    """Not an Exception: what asyncio.CancelledError or a stray SystemExit in library code looks like to a job."""
+
+
+def escapes(ctx: JobContext, **payload: Any) -> None:
+    raise Escape("left without a word")
+
+
+def secret_shapes(ctx: JobContext, **payload: Any) -> dict[str, Any]:
+    """A result whose secrets only key-based patterns find, once it is serialised."""
+    return {"password": "hunter2-hunter2", "where": Path("/srv/x?api_key=sk-abcdefghijklmnopqrstuvwx")}

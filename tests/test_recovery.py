@@ -362,6 +362,34 @@ def test_job_started_in_redis_by_a_dead_worker_that_never_began_it_is_requeued(r
     assert get_job(rt.store, row["id"])["status"] == "succeeded"
 
 
+def test_reconcile_leaves_a_try_that_just_ended_retrying_while_redis_still_calls_it_started(rt):
+    """The try's end ("retrying": queued in SQLite, the worker's current job cleared) comes before RQ moves the job
+    out of started: a reconcile in between must date the job from that end, not from RQ's old start."""
+    row = enqueue(rt, "call", "retrying", {}, handler="tests.jobfuncs:ok")
+    register_worker(rt.store, "busy", ["maintenance"])  # alive: this process's pid, a fresh heartbeat
+    rq_job = Job.fetch(row["rq_id"], connection=rt.redis)
+    rt.redis.lrem("rq:queue:maintenance", 0, row["rq_id"])
+    long_ago = now() - timedelta(seconds=rt.settings.worker_heartbeat_ttl * 10)
+    rt.redis.hset(rq_job.key, mapping={"status": "started", "worker_name": "busy", "started_at": utcformat(long_ago)})
+    rt.store.execute("UPDATE jobs SET attempts = 1, worker = 'busy', updated_at = ? WHERE id = ?", (iso(), row["id"]))
+    assert reconcile(rt) == []
+    assert get_job(rt.store, row["id"])["generation"] == 1
+
+
+def test_a_run_that_ended_without_its_end_statement_does_not_keep_its_worker_busy(rt, settings):
+    """A handler that leaves by a BaseException never records its end: the worker's current job must still be
+    cleared, or the reconcile would take the live worker for busy with the job, which then never ends."""
+    row = enqueue(rt, "call", "escapes", {}, handler="tests.jobfuncs:escapes")
+    worker = start_worker(settings, "maintenance", **FAST)
+    try:
+        wait_for(lambda: get_job(rt.store, row["id"])["status"] == "failed", timeout=60,
+                 what="the job ended by the reconcile after its runs ended without a word")  # fmt: skip
+    finally:
+        _stop(worker)
+    job = get_job(rt.store, row["id"])
+    assert job["error"].startswith("abandoned: ") and job["attempts"] == job["max_attempts"]
+
+
 def test_redis_flushed_under_a_running_worker_loses_nothing(rt, settings):
     worker = start_worker(settings, "maintenance", **FAST)
     try:

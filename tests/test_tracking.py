@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 
 import pytest
@@ -18,6 +20,7 @@ from contentq.runtime.reconcile import reconcile
 from contentq.runtime.redis import NO_RETRY
 from contentq.runtime.tracking import cancel, enqueue, retry
 from contentq.runtime.worker import run_worker
+from contentq.store.db import Store
 from contentq.store.jobs import get_job, job_events
 from tests.conftest import drain, subprocess_env
 
@@ -70,6 +73,89 @@ def test_processes_enqueuing_the_same_keys_at_once_record_each_key_once(rt, sett
     assert len(rows) == 60 and {r["n"] for r in rows} == {1}
     assert Queue("maintenance", connection=rt.redis).count == 60
     assert rt.store.scalar("SELECT COUNT(*) FROM job_events WHERE event = 'enqueued'") == 60
+
+
+def test_a_key_whose_slug_is_taken_many_times_still_gets_an_id(rt):
+    for n in range(1, 31):
+        job_id = "call-a_b" if n == 1 else f"call-a_b-{n}"
+        rt.store.execute(
+            "INSERT INTO jobs (id, kind, queue, key, status, rq_id, created_at, updated_at)"
+            " VALUES (?, 'call', 'maintenance', 'a_b', 'succeeded', ?, '2030-01-01', '2030-01-01')",
+            (job_id, f"{job_id}-g1"),
+        )
+    row = call(rt, "a.b", "ok")
+    assert row["id"] == "call-a_b-31"
+
+
+def test_a_result_is_stored_redacted_as_a_whole(rt):
+    row = call(rt, "secret-result", "secret_shapes")
+    drain(rt, "maintenance")
+    stored = get_job(rt.store, row["id"])["result"]
+    assert "hunter2" not in stored and "sk-abcdefghijklmnopqrstuvwx" not in stored
+
+
+def test_enqueue_leaves_no_statement_open_on_the_shared_connection(rt, monkeypatch):
+    """An INSERT … RETURNING ends, and commits, only when its rows are all read: read outside the store's lock,
+    another thread's transaction on the same connection could come in between and fail to commit. Here such a
+    transaction runs right after each store call of the enqueue returns."""
+    assert rt.store is not None  # opened before the calls are watched
+
+    def then_a_transaction(method):  # type: ignore[no-untyped-def]
+        def call(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            result = method(self, *args, **kwargs)
+            with self.transaction() as conn:
+                conn.execute("UPDATE workers SET heartbeat_at = 'x' WHERE name = 'nobody'")
+            return result
+
+        return call
+
+    monkeypatch.setattr(Store, "execute", then_a_transaction(Store.execute))
+    monkeypatch.setattr(Store, "query", then_a_transaction(Store.query))
+    row = enqueue(rt, "noop", "open")
+    other = sqlite3.connect(rt.settings.db_path)
+    try:
+        assert other.execute("SELECT status FROM jobs WHERE id = ?", (row["id"],)).fetchone() == ("queued",)
+    finally:
+        other.close()
+
+
+def test_enqueue_and_transactions_on_one_connection_from_two_threads(rt):
+    """Two threads of one process share its connection (a worker's job and housekeeping, the web's pool), from
+    its lazy opening on: every enqueue committed, every transaction through."""
+    errors: list[BaseException] = []
+    ids: list[str] = []
+
+    def enqueuing() -> None:
+        try:
+            ids.extend(enqueue(rt, "noop", f"t{i}")["id"] for i in range(2000))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def transacting() -> None:
+        try:
+            for i in range(2000):
+                with rt.store.transaction() as conn:
+                    conn.execute("UPDATE workers SET heartbeat_at = ? WHERE name = 'nobody'", (str(i),))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=enqueuing), threading.Thread(target=transacting)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        sys.setswitchinterval(previous)
+    assert errors == []
+    other = sqlite3.connect(rt.settings.db_path)  # what other processes see: all of it committed
+    try:
+        seen = {r[0] for r in other.execute("SELECT id FROM jobs WHERE kind = 'noop'")}
+    finally:
+        other.close()
+    assert seen == set(ids) and len(ids) == 2000
 
 
 def test_failing_job_is_retried_with_backoff_then_failed_with_its_error(rt):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +30,7 @@ class Runtime:
         self.settings = settings
         self._store = store
         self._conn = conn
+        self._opening = threading.Lock()
         # Integrations built once per process (the Telegram client, the LLM client …); tests put fakes here.
         self.services: dict[str, Any] = {}
 
@@ -48,12 +50,13 @@ class Runtime:
     @property
     def store(self) -> Store:
         if self._store is None:
-            # Imported here: the store pulls in sqlite-utils (and numpy), which commands that never open the
-            # database (`contentq queue status`, `contentq --help`) should not pay for at start-up.
+            # Imported here: commands that never open the database (`contentq --help`) need not load the store.
             from contentq.store import open_store
 
-            self.settings.ensure_home()
-            self._store = open_store(self.settings.db_path, self.settings.db_busy_timeout_ms)
+            with self._opening:  # threads that start at once (the web's pool, a worker's) open one connection
+                if self._store is None:
+                    self.settings.ensure_home()
+                    self._store = open_store(self.settings.db_path, self.settings.db_busy_timeout_ms)
         return self._store
 
     @property

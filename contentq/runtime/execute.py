@@ -123,7 +123,7 @@ def run_tracked(job_id: str) -> Any:
     def finish(status: str, event: str, message: str, **fields: Any) -> bool:
         duration_ms = (time.perf_counter() - started) * 1000
         stamp = iso()
-        # `fields` come redacted: errors through _error_text, the result before the call, the rest are numbers.
+        # `fields` come redacted: errors through _error_text, the result at its call, the rest are numbers or times.
         values = {"status": status, "finished_at": stamp, "duration_ms": round(duration_ms, 2), **fields}
         values["updated_at"] = stamp
         assignments = ", ".join(f"{k} = ?" for k in values)
@@ -191,5 +191,7 @@ def run_tracked(job_id: str) -> Any:
             settle_failed_job(runtime, row, error)
         raise RedactedError(exc, traceback.format_exc()) from None  # RQ keeps this text for days
     result = redact_data(result)  # stored in SQLite and, as RQ's return value, in Redis
-    finish("succeeded", "succeeded", "", result=json.dumps(result, default=str) if result is not None else None)
+    # The stored text is redacted again as a whole: key-based patterns ("password": "…") match only there.
+    stored = redact(json.dumps(result, default=str)) if result is not None else None
+    finish("succeeded", "succeeded", "", result=stored)
     return result

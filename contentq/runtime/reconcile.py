@@ -187,7 +187,10 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]
                 continue
             if status == JobStatus.STARTED:
                 # Popped and marked started by a worker that never began it (run_tracked records the start).
-                since = iso(rq_job.started_at) if rq_job.started_at else row["enqueued_at"]
+                # The later of RQ's start and the record's last change: a try that just ended "retrying" is
+                # queued in SQLite while RQ has not yet moved it out of started.
+                since = max(iso(rq_job.started_at) if rq_job.started_at else "", row["enqueued_at"] or "",
+                            row["updated_at"] or "")  # fmt: skip
                 if not _holder_gone(runtime, rq_job.worker_name, row["id"], since, stamp):
                     continue
                 found = f"started in Redis by worker {rq_job.worker_name}, which is gone, but never begun"

@@ -32,8 +32,7 @@ if TYPE_CHECKING:  # a type only: JobContext.enqueue_child (in runtime.context) 
 EXECUTE = "contentq.runtime.execute.run_tracked"
 
 ENQUEUE_TRIES = 20
-"""Rounds of insert-or-read when other processes keep enqueuing and finishing the same (kind, key), or when
-slugs collide."""
+"""Rounds of insert-or-read when other processes keep enqueuing and finishing the same (kind, key)."""
 
 
 def slug(key: str) -> str:
@@ -91,15 +90,16 @@ def enqueue(
     }
     skip = 0
     for _ in range(ENQUEUE_TRIES):
-        try:
-            job_id = insert_unless_active(store, row, base, skip)
-        except sqlite3.IntegrityError as exc:
-            if "jobs.id" not in str(exc):
-                raise
-            # Different keys can share a slug ('a.b' and 'a_b', or 'a' run twice and 'a-2'): never reuse an
-            # id. The usual insert finds its id free.
-            skip += 1
-            continue
+        while True:
+            try:
+                job_id = insert_unless_active(store, row, base, skip)
+                break
+            except sqlite3.IntegrityError as exc:
+                if "jobs.id" not in str(exc):
+                    raise
+                # Different keys can share a slug ('a.b' and 'a_b', or 'a' run twice and 'a-2'): never reuse an
+                # id. The usual insert finds its id free.
+                skip += 1
         if job_id is not None:
             row = {"id": job_id, "rq_id": f"{job_id}-g1", **row}
             push(runtime, row, seconds)

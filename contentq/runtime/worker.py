@@ -35,7 +35,14 @@ from contentq.runtime.queues import check_queue, paused_queues
 from contentq.runtime.reconcile import reconcile, recover_abandoned
 from contentq.settings import QUEUES
 from contentq.store.db import open_store
-from contentq.store.workers import beat, forget_stopped, mark_stopped, register_worker, worker_state
+from contentq.store.workers import (
+    beat,
+    clear_current_job,
+    forget_stopped,
+    mark_stopped,
+    register_worker,
+    worker_state,
+)
 
 log = logging.getLogger("contentq.worker")
 
@@ -145,6 +152,10 @@ class ContentqWorker(SimpleWorker):
             self._wait(self.connection.ping)
         finally:
             self._running_job = None
+            # The job's end statement cleared it (trigger job_worker_free) unless the run ended without one (a
+            # BaseException, a locked database): then the reconcile must not take this worker for busy with it.
+            # Without a row to change, this UPDATE writes nothing.
+            clear_current_job(self.runtime.store, self.name)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """One line, no traceback: run_tracked logged the outcome and put the traceback in the job's events."""

@@ -72,7 +72,14 @@ class Store:
                 self.conn.execute("ROLLBACK")
                 raise
             else:
-                self.conn.execute("COMMIT")
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    # A COMMIT refused (a statement still in progress, a full disk) must not leave this shared
+                    # connection inside the transaction, holding the write lock for good.
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         with self.lock, self.translate_errors():

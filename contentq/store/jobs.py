@@ -72,8 +72,10 @@ def insert_unless_active(store: Store, row: dict[str, Any], base: str, skip: int
     A taken id raises sqlite3.IntegrityError."""
     kind, key = row["kind"], row["key"]
     params = [skip, kind, key, base, base, *(row[c] for c in INSERT_COLUMNS), kind, key]
-    found = store.execute(INSERT_JOB, params).fetchone()
-    return str(found[0]) if found is not None else None
+    # Read under the store's lock (query, not execute): a RETURNING statement ends, and commits, only when its
+    # rows are read, and another thread on this connection must not run in between.
+    found = store.query(INSERT_JOB, params)
+    return str(found[0]["id"]) if found else None
 
 
 def _filters(

@@ -28,6 +28,10 @@ def beat(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET heartbeat_at = ? WHERE name = ?", (iso(), name))
 
 
+def clear_current_job(store: Store, name: str) -> None:
+    store.execute("UPDATE workers SET current_job = NULL WHERE name = ? AND current_job IS NOT NULL", (name,))
+
+
 def mark_stopped(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET stopped_at = ?, current_job = NULL WHERE name = ?", (iso(), name))
 
