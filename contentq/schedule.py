@@ -10,6 +10,7 @@ transaction that schedules the post, so two posts never get one slot.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -101,22 +102,40 @@ def next_free_slot(
     gap = timedelta(minutes=sched.min_gap_minutes)
     lookback = not_before - max(gap, timedelta(days=1)) - timedelta(days=1)
     taken = occupied(store, route.name, lookback, exclude_post_id)
+    found = first_free(sched, taken, not_before)
+    if found is None:
+        what = "publishing time" if sched.asap else "publishing slot"
+        how = "days and max_per_day" if sched.asap else "days, slots and max_per_day"
+        raise ConfigError(
+            f"route {route.name!r}: no free {what} in the next {HORIZON_DAYS} days; "
+            f"check [schedule] {how} in contentq.toml"
+        )
+    return found
+
+
+def first_free(sched: Schedule, taken: list[datetime], not_before: datetime) -> datetime | None:
+    """The first instant at or after `not_before` that `sched` allows and the sorted instants `taken` leave free
+    (None within HORIZON_DAYS). Each step looks at the taken instants near its candidate by bisection: a route
+    with a backlog of thousands of scheduled posts costs a new post a few bisections a step, not a scan."""
+    gap = timedelta(minutes=sched.min_gap_minutes)
     counts = _per_day(taken, sched.timezone)
 
     def day_full(instant: datetime) -> bool:
         return sched.max_per_day is not None and counts.get(local_day(instant, sched.timezone), 0) >= sched.max_per_day
 
+    def near(candidate: datetime, within: timedelta) -> list[datetime]:
+        """The taken instants closer to `candidate` than `within`, in order."""
+        return taken[bisect_right(taken, candidate - within) : bisect_left(taken, candidate + within)]
+
     if not sched.asap:
         for candidate in local_times(sched.slots, sched.days, sched.timezone, not_before):
             if day_full(candidate):
                 continue
-            if any(t == candidate or abs(t - candidate) < gap for t in taken):
+            held = bisect_left(taken, candidate)
+            if (held < len(taken) and taken[held] == candidate) or near(candidate, gap):
                 continue
             return candidate
-        raise ConfigError(
-            f"route {route.name!r}: no free publishing slot in the next {HORIZON_DAYS} days; "
-            "check [schedule] days, slots and max_per_day in contentq.toml"
-        )
+        return None
 
     spacing = max(gap, ASAP_SPACING)
     candidate = not_before
@@ -125,15 +144,12 @@ def next_free_slot(
         if DAYS[candidate.astimezone(ZoneInfo(sched.timezone)).weekday()] not in sched.days or day_full(candidate):
             candidate = next_local_midnight(candidate, sched.timezone)
             continue
-        conflicts = [t for t in taken if abs(t - candidate) < spacing]
+        conflicts = near(candidate, spacing)
         if conflicts:
-            candidate = max(conflicts) + spacing
+            candidate = conflicts[-1] + spacing
             continue
         return candidate
-    raise ConfigError(
-        f"route {route.name!r}: no free publishing time in the next {HORIZON_DAYS} days; "
-        "check [schedule] days and max_per_day in contentq.toml"
-    )
+    return None
 
 
 PAST_TOLERANCE = timedelta(minutes=1)

@@ -7,8 +7,12 @@ import functools
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from contentq import pipeline
@@ -16,9 +20,18 @@ from contentq import schedule as schedule_module
 from contentq.cli.app import app
 from contentq.clock import iso, parse
 from contentq.errors import ContentqError
+from contentq.routes import DAYS, Schedule
 from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
-from contentq.schedule import parse_at
+from contentq.schedule import (
+    ASAP_SPACING,
+    HORIZON_DAYS,
+    first_free,
+    local_day,
+    local_times,
+    next_local_midnight,
+    parse_at,
+)
 from contentq.store.posts import get_post
 from tests.publish_helpers import add_post, route_toml, write_config
 
@@ -276,3 +289,51 @@ def test_rules_list_says_which_section_is_missing(rt, home):
     result = CliRunner().invoke(app, ["rules", "list"])
     assert result.exit_code == 0, result.output
     assert "no route has a [generate] section" in result.output
+
+
+def _first_free_by_scan(sched: Schedule, taken: list[datetime], not_before: datetime) -> datetime | None:
+    """The schedule's rule written as the plain scan it was: every taken instant looked at for every step."""
+    gap = timedelta(minutes=sched.min_gap_minutes)
+    counts: dict[object, int] = {}
+    for instant in taken:
+        counts[local_day(instant, sched.timezone)] = counts.get(local_day(instant, sched.timezone), 0) + 1
+
+    def day_full(instant: datetime) -> bool:
+        return sched.max_per_day is not None and counts.get(local_day(instant, sched.timezone), 0) >= sched.max_per_day
+
+    if not sched.asap:
+        for candidate in local_times(sched.slots, sched.days, sched.timezone, not_before):
+            if day_full(candidate) or any(t == candidate or abs(t - candidate) < gap for t in taken):
+                continue
+            return candidate
+        return None
+    spacing = max(gap, ASAP_SPACING)
+    candidate = not_before
+    while candidate < not_before + timedelta(days=HORIZON_DAYS):
+        if DAYS[candidate.astimezone(ZoneInfo(sched.timezone)).weekday()] not in sched.days or day_full(candidate):
+            candidate = next_local_midnight(candidate, sched.timezone)
+            continue
+        conflicts = [t for t in taken if abs(t - candidate) < spacing]
+        if conflicts:
+            candidate = max(conflicts) + spacing
+            continue
+        return candidate
+    return None
+
+
+@examples(max_examples=300, deadline=None)
+@given(
+    asap=st.booleans(),
+    offsets=st.lists(st.integers(min_value=-3000, max_value=20_000), max_size=60),
+    gap=st.sampled_from([0, 1, 5, 30, 90]),
+    per_day=st.sampled_from([None, 1, 3, 20]),
+    zone=st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kathmandu"]),
+    days=st.sampled_from([list(DAYS), ["mon", "wed"], ["sun"]]),
+)
+def test_first_free_finds_what_the_plain_scan_finds(asap, offsets, gap, per_day, zone, days):
+    """The bisecting search gives the very instant a scan of every taken time gives, on random backlogs."""
+    start = datetime(2030, 3, 30, 22, 17, tzinfo=UTC)  # a DST change in Berlin that night
+    sched = Schedule(asap=asap, slots=[] if asap else ["09:00", "12:30", "18:45"], days=days, timezone=zone,
+                     max_per_day=per_day, min_gap_minutes=gap)  # fmt: skip
+    taken = sorted(start + timedelta(minutes=m) for m in offsets)
+    assert first_free(sched, taken, start) == _first_free_by_scan(sched, taken, start)
