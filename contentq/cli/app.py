@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from contentq import __version__
+from contentq.cli import typer_app
 from contentq.cli.lazy import LazyCommand, LazyGroup, reset_runtime
 from contentq.clock import iso
 from contentq.errors import ConfigError, ContentqError
@@ -121,10 +122,7 @@ class ContentqGroup(LazyGroup):
     }
 
 
-# Help is click's plain text (rich_markup_mode=None on every Typer app): typer's rich panels cost 80 ms of
-# imports (rich, markdown-it) on each `--help`, and plain text pipes, greps and wraps cleanly.
-app = typer.Typer(
-    rich_markup_mode=None,
+app = typer_app(
     name="contentq",
     help="Collect, rewrite, schedule and publish Telegram channel posts, on RQ workers.",
     no_args_is_help=True,

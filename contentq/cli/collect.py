@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from contentq.channels import list_sources, resolve_channel
+from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, details, err_console, error, ok, plain, print_json, summary, table
 from contentq.content.refs import normalize_channel_ref
@@ -21,7 +22,7 @@ from contentq.runtime.tracking import enqueue
 if TYPE_CHECKING:  # contentq.collect and the export import pull in Telethon and dedup: imported by the commands
     from contentq.collect import Progress as ProgressFn
 
-sources_app = typer.Typer(rich_markup_mode=None, help="Donor channels: list, resolve.", no_args_is_help=True)
+sources_app = typer_app(help="Donor channels: list, resolve.", no_args_is_help=True)
 
 
 @contextmanager

@@ -6,12 +6,13 @@ from typing import Annotated
 
 import typer
 
+from contentq.cli import typer_app
 from contentq.cli.common import runtime
 from contentq.cli.render import ok, print_json, table
 from contentq.store.db import open_store
 from contentq.store.migrations import apply_migrations, migration_status
 
-app = typer.Typer(rich_markup_mode=None, help="The SQLite database.", no_args_is_help=True)
+app = typer_app(help="The SQLite database.", no_args_is_help=True)
 
 
 @app.command()

@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
+from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, SQLITE_INT_MAX, ImageIdArg, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, details, ok, print_json, table
 from contentq.images.service import BACKENDS, request_image
 from contentq.images.store import DEFAULT_PRUNE_AGE, delete_image, get_image, list_images, prune_images
 from contentq.media import human_bytes
 
-app = typer.Typer(
-    rich_markup_mode=None,
+app = typer_app(
     help="Images of posts: generate (OpenAI or a local card), list, show, delete, prune.",
     no_args_is_help=True,
 )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, console, details, error, ok, print_json, table
 from contentq.clock import iso, now, parse_duration
@@ -14,7 +15,7 @@ from contentq.runtime import tracking
 from contentq.runtime.queues import check_queue
 from contentq.store.jobs import STATUSES, decode, get_job, job_events, list_jobs
 
-app = typer.Typer(rich_markup_mode=None, help="Jobs: list, show, logs, retry, cancel.", no_args_is_help=True)
+app = typer_app(help="Jobs: list, show, logs, retry, cancel.", no_args_is_help=True)
 
 
 @app.command("list")

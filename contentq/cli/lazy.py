@@ -19,6 +19,8 @@ import typer.main
 from typer import _click  # typer vendors its own click: its classes, whatever click is installed besides
 from typer.core import TyperCommand, TyperGroup
 
+from contentq.cli import typer_app
+
 
 @dataclass(frozen=True)
 class LazyCommand:
@@ -61,7 +63,7 @@ class LazyGroup(TyperGroup):
 def _build(name: str, spec: LazyCommand) -> _click.Command:
     """The click command Typer makes of the function or sub-app, as if it were registered on the app."""
     target = getattr(importlib.import_module(f"contentq.cli.{spec.module}"), spec.attribute)
-    holder = typer.Typer(rich_markup_mode=None)
+    holder = typer_app()
     if isinstance(target, typer.Typer):
         holder.add_typer(target, name=name)
     else:

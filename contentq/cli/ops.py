@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, WideOpt, finite, runtime
 from contentq.cli.render import Col, console, ok, print_json, table, terminal_safe
 from contentq.clock import parse_duration
@@ -25,13 +26,9 @@ from contentq.ops.stats import collect_stats, parse_since
 from contentq.redact import redact
 from contentq.settings import QUEUES, Settings
 
-supervisor_app = typer.Typer(rich_markup_mode=None, help="Supervisor config for the workers.", no_args_is_help=True)
-alerts_app = typer.Typer(
-    rich_markup_mode=None, help="Alerts to the admin (run `alerts check` from cron).", no_args_is_help=True
-)
-metrics_app = typer.Typer(
-    rich_markup_mode=None, help="Prometheus metrics: an HTTP endpoint or a textfile.", no_args_is_help=True
-)
+supervisor_app = typer_app(help="Supervisor config for the workers.", no_args_is_help=True)
+alerts_app = typer_app(help="Alerts to the admin (run `alerts check` from cron).", no_args_is_help=True)
+metrics_app = typer_app(help="Prometheus metrics: an HTTP endpoint or a textfile.", no_args_is_help=True)
 
 
 def _env_pairs(values: list[str] | None) -> dict[str, str]:

@@ -10,13 +10,14 @@ from rich.table import Table
 from rich.text import Text
 
 from contentq import posts
+from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, details, ok, print_json, table, terminal_safe
 from contentq.content.html import html_to_text, visible_len_utf16
 from contentq.posts import post_json
 from contentq.store.posts import STATES
 
-app = typer.Typer(rich_markup_mode=None, help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
+app = typer_app(help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
 
 
 def _snippet(row: dict[str, Any], width: int = 50) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, ok, print_json, table
 from contentq.dispatch import dispatch as run_dispatch
@@ -62,9 +63,7 @@ def dispatch(
     ok(f"{result['now']} post(s) queued now, {result['delayed']} queued for their slot, {rules} rule(s) fired")
 
 
-rules_app = typer.Typer(
-    rich_markup_mode=None, help="Auto-posting rules: routes with a generate section.", no_args_is_help=True
-)
+rules_app = typer_app(help="Auto-posting rules: routes with a generate section.", no_args_is_help=True)
 
 
 @rules_app.command("list")

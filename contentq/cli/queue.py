@@ -6,13 +6,14 @@ from typing import Annotated
 
 import typer
 
+from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, ok, print_json, table
 from contentq.integrations.breakers import status_extras
 from contentq.runtime import queues
 from contentq.runtime.reconcile import reconcile as reconcile_jobs
 
-app = typer.Typer(rich_markup_mode=None, help="Queues: status, pause, resume, reconcile.", no_args_is_help=True)
+app = typer_app(help="Queues: status, pause, resume, reconcile.", no_args_is_help=True)
 
 
 def _age(seconds: float | None) -> str:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 
-import typer
-
+from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, details, ok, print_json
 from contentq.errors import ContentqError
 from contentq.runtime.redis import EmbeddedServer, describe_redis, embedded_server
 
-app = typer.Typer(
-    rich_markup_mode=None,
+app = typer_app(
     help="Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset).",
     no_args_is_help=True,
 )

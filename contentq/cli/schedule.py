@@ -9,6 +9,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from contentq import posts
+from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, ok, print_json, table
 from contentq.runtime.config import routes_config
@@ -24,8 +25,7 @@ class _ScheduleGroup(TyperGroup):
         return super().resolve_command(ctx, args)
 
 
-app = typer.Typer(
-    rich_markup_mode=None,
+app = typer_app(
     cls=_ScheduleGroup,
     help="The publishing schedule: `schedule list`, `schedule POST_ID --at TIME`.",
     no_args_is_help=True,

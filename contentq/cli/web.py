@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
+from contentq.cli import typer_app
 from contentq.cli.common import runtime
 from contentq.cli.render import console, ok
 from contentq.errors import ContentqError
 
-app = typer.Typer(
-    rich_markup_mode=None,
+app = typer_app(
     help="The admin panel in the browser and the JSON API (`contentq web`; `contentq web token`).",
     invoke_without_command=True,
 )

@@ -24,7 +24,7 @@ from rq.job import Job
 from contentq.clock import MAX_DURATION, iso, now
 from contentq.errors import ContentqError, RedisUnavailableError
 from contentq.runtime.kinds import get_kind
-from contentq.store.jobs import ACTIVE, add_event, get_job, insert_unless_active
+from contentq.store.jobs import ACTIVE, active_for_key, add_event, get_job, insert_unless_active
 
 if TYPE_CHECKING:  # a type only: JobContext.enqueue_child (in runtime.context) calls enqueue
     from contentq.runtime.context import Runtime
@@ -104,10 +104,7 @@ def enqueue(
             row = {"id": job_id, "rq_id": f"{job_id}-g1", **row}
             push(runtime, row, seconds)
             return row
-        active = store.one(
-            "SELECT * FROM jobs INDEXED BY jobs_key WHERE kind = ? AND key = ? AND status IN ('queued', 'in_progress')",
-            (kind, key),
-        )
+        active = active_for_key(store, kind, key)
         if active is not None:
             return {**active, "deduplicated": True}
         # The active job ended between the insert and this read: try again.

@@ -40,8 +40,7 @@ class Store:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         self.conn = conn
-        self.lock = threading.RLock()
-        """Held for each statement: the connection is shared by a process's threads (worker, heartbeat)."""
+        self._lock = threading.RLock()
 
     @cached_property
     def db(self) -> sqlite_utils.Database:
@@ -64,7 +63,7 @@ class Store:
     @contextmanager
     def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; IMMEDIATE takes the write lock up front so CAS reads are not stale."""
-        with self.lock, self.translate_errors():
+        with self._lock, self.translate_errors():
             self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
                 yield self.conn
@@ -82,11 +81,11 @@ class Store:
                     raise
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        with self.lock, self.translate_errors():
+        with self._lock, self.translate_errors():
             return self.conn.execute(sql, params)
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with self.lock, self.translate_errors():
+        with self._lock, self.translate_errors():
             cursor = self.conn.execute(sql, params)
             columns = [c[0] for c in cursor.description]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
@@ -96,7 +95,7 @@ class Store:
         return rows[0] if rows else None
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
-        with self.lock, self.translate_errors():
+        with self._lock, self.translate_errors():
             row = self.conn.execute(sql, params).fetchone()
         return row[0] if row else None
 

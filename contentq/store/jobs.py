@@ -50,13 +50,15 @@ INSERT_COLUMNS = (
 )  # fmt: skip
 """What enqueue gives a new record; the id and RQ id are made by the statement."""
 
+_ACTIVE_SQL = ", ".join(f"'{status}'" for status in ACTIVE)
+
 INSERT_JOB = (
     "WITH n(number) AS (SELECT COUNT(*) + 1 + ? FROM jobs INDEXED BY jobs_key WHERE kind = ? AND key = ?),"
     " i(id) AS (SELECT CASE WHEN number = 1 THEN ? ELSE ? || '-' || number END FROM n)"
     f" INSERT INTO jobs (id, rq_id, {', '.join(INSERT_COLUMNS)})"
     f" SELECT id, id || '-g1', {', '.join('?' for _ in INSERT_COLUMNS)} FROM i"
     " WHERE NOT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_key"
-    " WHERE kind = ? AND key = ? AND status IN ('queued', 'in_progress')) RETURNING id"
+    f" WHERE kind = ? AND key = ? AND status IN ({_ACTIVE_SQL})) RETURNING id"
 )
 """Both reads go through the (kind, key) index: left to itself the planner may walk jobs_kind_created (kind,
 created_at) and read every job of the kind on each enqueue."""
@@ -76,6 +78,13 @@ def insert_unless_active(store: Store, row: dict[str, Any], base: str, skip: int
     # rows are read, and another thread on this connection must not run in between.
     found = store.query(INSERT_JOB, params)
     return str(found[0]["id"]) if found else None
+
+
+def active_for_key(store: Store, kind: str, key: str) -> dict[str, Any] | None:
+    """The queued or running job of (kind, key), if any (at most one: enqueue inserts only when there is none)."""
+    return store.one(
+        f"SELECT * FROM jobs INDEXED BY jobs_key WHERE kind = ? AND key = ? AND status IN ({_ACTIVE_SQL})", (kind, key)
+    )
 
 
 def _filters(
