@@ -11,7 +11,9 @@ Three threads:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -48,6 +50,14 @@ log = logging.getLogger("contentq.worker")
 
 DEQUEUE_POLL_SECONDS = 1
 """Longest block on an empty queue: pause, maintenance and shutdown are noticed this fast."""
+
+PUBSUB_POLL_SECONDS = 1.0
+"""Longest read of the pub/sub thread (RQ's `rq:pubsub` commands: stop-job, shutdown). RQ reads for 60 s; since
+redis-py 8.2 `PubSubWorkerThread.stop()` joins the thread, so a stop waited out that read (issue 30)."""
+
+PUBSUB_STOP_SECONDS = 3.0
+"""The most a worker's stop waits for its pub/sub thread; the thread is a daemon, so one that is still reading
+then (a half-open socket) dies with the process."""
 
 SCHEDULER_INTERVAL = 1.0
 """Seconds between two moves of due delayed jobs into their queues (RQ's default)."""
@@ -106,8 +116,23 @@ class ContentqWorker(SimpleWorker):
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
         self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
-            sleep_time=60, daemon=True, exception_handler=self._pubsub_outage
+            sleep_time=PUBSUB_POLL_SECONDS, daemon=True, exception_handler=self._pubsub_outage
         )
+
+    def unsubscribe(self) -> None:
+        """RQ's, with every wait bounded whatever the installed redis-py does on `stop()`."""
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        with contextlib.suppress(*REDIS_DOWN):  # the connection is gone: nothing to unsubscribe from
+            self.pubsub.unsubscribe()
+        try:
+            thread.stop(timeout=PUBSUB_STOP_SECONDS)  # redis-py 8.2 joins here
+        except TypeError:
+            thread.stop()  # older redis-py: only clears the flag
+        thread.join(timeout=PUBSUB_STOP_SECONDS)
+        if not thread.is_alive():
+            self.pubsub.close()  # else the thread closes it when its read ends
 
     def _pubsub_outage(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
         if isinstance(exc, REDIS_DOWN):
@@ -220,10 +245,17 @@ class ContentqWorker(SimpleWorker):
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
         self._burst = burst
+        # RQ installs SIGINT/SIGTERM handlers for its loop and leaves them behind: a process that runs a worker
+        # in-process (a burst run, `demo`, the tests) would then answer Ctrl-C by asking a finished worker to stop.
+        main = threading.current_thread() is threading.main_thread()
+        saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         try:
             return bool(super().work(burst, *args, **kwargs))
         except StopWaiting:
             return False
+        finally:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
 
     def teardown(self) -> None:
         self._stop_threads.set()
