@@ -8,6 +8,11 @@ published exactly once: none twice, none lost, none stuck. Also prints the time 
 worker to its job running again (target: ≤ heartbeat TTL + 10 s).
 
     python bench/chaos.py [--posts 100] [--workers 3] [--kill-every 2] [--send-delay 1] [--heartbeat-ttl 30]
+
+With `--hold-db SECONDS` the run is a different trial: no kills, no Valkey chaos; once a third of the posts are
+out, another process holds the database (`BEGIN EXCLUSIVE`, as a careless `sqlite3` session would) for that long.
+Every post must still go out once, no job may fail or spend a try, and each worker must say so once: one WARNING
+when it meets the held database, one line when it is free again (their counts per worker are printed).
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ from contentq.runtime.tracking import enqueue  # noqa: E402
 from contentq.settings import load_settings  # noqa: E402
 from tests.shared_telegram import visible  # noqa: E402
 
+HOLD = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
 ROUTES = """
 [routes.chaos]
 target = "@chaos"
@@ -67,6 +80,12 @@ class Result:
     recoveries: list[float] = field(default_factory=list)
     """Seconds from the kill of a worker running a job to that job's next start."""
     unrecovered: int = 0
+    held: float = 0.0
+    jobs_failed: int = 0
+    jobs_retried: int = 0
+    """Jobs that used more than one try (attempts > 1)."""
+    busy_lines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per worker: (WARNINGs that the database is busy, lines that it is free again)."""
 
     def lines(self) -> list[str]:
         out = [
@@ -75,6 +94,13 @@ class Result:
             f"published once: {self.once}, twice: {self.twice}, lost: {self.lost}, stuck: {self.stuck}, "
             f"failed: {self.failed} (in {self.elapsed:.0f} s)",
         ]
+        if self.held:
+            out.append(
+                f"database held by another process for {self.held:.0f} s: jobs failed {self.jobs_failed}, "
+                f"jobs that used another try {self.jobs_retried}"
+            )
+            for name, (warned, cleared) in sorted(self.busy_lines.items()):
+                out.append(f"  {name}: {warned} busy WARNING, {cleared} 'free again' line")
         if self.recoveries:
             out.append(
                 f"kill of a busy worker → its job running again: p50 {statistics.median(self.recoveries):.1f} s, "
@@ -85,7 +111,10 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.once == self.posts and not (self.twice or self.lost or self.stuck)
+        held_ok = not self.held or (
+            not (self.jobs_failed or self.jobs_retried) and all(c == (1, 1) for c in self.busy_lines.values())
+        )
+        return self.once == self.posts and not (self.twice or self.lost or self.stuck) and held_ok
 
 
 class Chaos:
@@ -175,10 +204,14 @@ def run_chaos(
     seed: int = 1,
     send_delay: float = 1.0,
     tmp: Path | None = None,
+    hold_db: float = 0.0,
 ) -> Result:
     """Run the chaos and check the channel; `limit` bounds the whole run."""
     with tempfile.TemporaryDirectory(dir=tmp) as folder:
         chaos = Chaos(Path(folder), workers, heartbeat_ttl, reconcile_interval, seed, send_delay)
+        holder: subprocess.Popen[bytes] | None = None
+        if hold_db:
+            chaos.env["CONTENTQ_LOG_LEVEL"] = "INFO"  # the line that says the database is free again is INFO
         chaos.server.start()
         rt = Runtime(chaos.settings)
         set_process_runtime(rt)
@@ -210,7 +243,12 @@ def run_chaos(
                 if settled == posts and not active:
                     break
                 done = settled / posts
-                if valkey_at and done >= valkey_at:
+                if hold_db:
+                    if holder is None and done >= 1 / 3:
+                        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(chaos.settings.db_path),
+                                                   str(hold_db)])  # fmt: skip
+                        result.held = hold_db
+                elif valkey_at and done >= valkey_at:
                     valkey_at = 0
                     pid = chaos.server.pid()
                     if pid:
@@ -233,6 +271,8 @@ def run_chaos(
                 time.sleep(0.2)
             result.elapsed = time.monotonic() - started
         finally:
+            if holder is not None:
+                holder.wait()
             chaos.stop()
             chaos.server.stop()
         # The checks: the channel against the posts.
@@ -249,6 +289,15 @@ def run_chaos(
             result.lost += n == 0 and states[post_id] in ("published", "failed")
             result.stuck += states[post_id] not in ("published", "failed")
             result.failed += states[post_id] == "failed"
+        if hold_db:
+            result.jobs_failed = rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
+            result.jobs_retried = rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE attempts > 1")
+            for log_file in sorted(Path(folder).glob("chaos-*.log")):
+                text = log_file.read_text(errors="replace")
+                result.busy_lines[log_file.stem] = (
+                    text.count("busy (held by another process); waiting"),
+                    text.count("the database is free again"),
+                )
         for at, _name, job_id in chaos.kills:
             restarts = rt.store.query(
                 "SELECT at FROM job_events WHERE job_id = ? AND event = 'started' ORDER BY id", (job_id,)
@@ -273,11 +322,14 @@ def main() -> None:
     parser.add_argument("--send-delay", type=float, default=1.0, help="Seconds one send to the fake Telegram takes.")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
+    parser.add_argument("--hold-db", type=float, default=0.0,
+                        help="Instead of kills: hold the database from another process this many seconds.")  # fmt: skip
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     result = run_chaos(
         args.posts, args.workers, kill_every=args.kill_every, heartbeat_ttl=args.heartbeat_ttl,
         reconcile_interval=args.reconcile_interval, limit=args.limit, seed=args.seed, send_delay=args.send_delay,
+        hold_db=args.hold_db,
     )  # fmt: skip
     for line in result.lines():
         print(line)

@@ -60,5 +60,20 @@ class RedisUnavailableError(RetryableError):
     """Neither CONTENTQ_REDIS_URL nor the embedded server can be reached."""
 
 
-class DatabaseLockedError(RetryableError):
-    """SQLite stayed locked past the busy timeout."""
+class DatabaseUnavailableError(RetryableError):
+    """The database cannot take a write now (held by another process, a full disk): the machine's trouble, not
+    the job's. The job runner waits it out and runs the job again without using up a try."""
+
+    cause = "busy"
+
+
+class DatabaseLockedError(DatabaseUnavailableError):
+    """SQLite stayed locked (by another process) past the wait allowed."""
+
+    cause = "busy"
+
+
+class DatabaseFullError(DatabaseUnavailableError):
+    """The disk holding the database is full."""
+
+    cause = "full"

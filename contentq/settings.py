@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, description="Redis URL; unset = embedded Valkey under CONTENTQ_HOME.")
     db_busy_timeout_ms: Annotated[int, Field(ge=0, le=600_000)] = 5000
+    db_wait_seconds: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        60.0,
+        description="How long a command waits for a database held by another process (or a full disk) before it"
+        " gives up; workers wait for as long as it takes.",
+    )
     log_format: Literal["human", "json"] = "human"
     log_level: str = "INFO"
 

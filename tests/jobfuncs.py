@@ -62,3 +62,12 @@ def escapes(ctx: JobContext, **payload: Any) -> None:
 def secret_shapes(ctx: JobContext, **payload: Any) -> dict[str, Any]:
     """A result whose secrets only key-based patterns find, once it is serialised."""
     return {"password": "hunter2-hunter2", "where": Path("/srv/x?api_key=sk-abcdefghijklmnopqrstuvwx")}
+
+
+def db_work(ctx: JobContext, seconds: float = 0.2, **payload: Any) -> str:
+    """Writes to the database after a pause, in a transaction and as a single statement (the busy-database test)."""
+    time.sleep(seconds)
+    with ctx.store.transaction() as conn:
+        conn.execute("UPDATE jobs SET updated_at = updated_at WHERE id = ?", (ctx.job_id,))
+    ctx.log("db work", "written")
+    return "written"

@@ -52,11 +52,19 @@ class Runtime:
         if self._store is None:
             # Imported here: commands that never open the database (`contentq --help`) need not load the store.
             from contentq.store import open_store
+            from contentq.store.workers import grace_after_stall
 
             with self._opening:  # threads that start at once (the web's pool, a worker's) open one connection
                 if self._store is None:
                     self.settings.ensure_home()
-                    self._store = open_store(self.settings.db_path, self.settings.db_busy_timeout_ms)
+                    store = open_store(
+                        self.settings.db_path, self.settings.db_busy_timeout_ms,
+                        wait_seconds=self.settings.db_wait_seconds,
+                    )  # fmt: skip
+                    # After the database was held for a while, no worker could beat: give them a heartbeat
+                    # TTL to beat again before the reconcile takes them for dead (store/workers.py).
+                    store.wait.on_clear = lambda lasted: grace_after_stall(store)
+                    self._store = store
         return self._store
 
     @property

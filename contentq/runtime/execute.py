@@ -23,7 +23,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from contentq.clock import iso, now
-from contentq.errors import FatalJobError, Reschedule, RetryableError
+from contentq.errors import DatabaseUnavailableError, FatalJobError, Reschedule, RetryableError
 from contentq.redact import RedactedError, redact, redact_data
 from contentq.runtime.context import JobContext, Runtime, process_runtime
 from contentq.runtime.kinds import get_kind
@@ -74,6 +74,40 @@ def defer_next_retry(rq_job: Job, seconds: float) -> None:
     left = rq_job.retries_left or 0
     spelled_out = [intervals[max(len(intervals) - k, 0)] for k in range(left, 0, -1)]
     rq_job.retry_intervals = [math.ceil(seconds), *spelled_out[1:]]
+
+
+INFRA_BACKOFF_CAP = 5.0
+
+
+def run_waiting_out_the_database(store: Any, call: Callable[[], Any]) -> Any:
+    """call(), run again while it ends in a busy database or a full disk (inside a transaction, where one
+    statement cannot simply be tried again): the machine's trouble costs the job no try, and its timeout clock
+    stops meanwhile. Safe because every handler is idempotent (compare-and-set steps, the publish ledger).
+    A process that gives up on waits (the CLI: `store.wait.limit` set) lets the error through."""
+    wait = store.wait
+    delay = 0.5
+    waited = False
+    resume: Callable[[], None] | None = None
+    try:
+        while True:
+            try:
+                result = call()
+            except DatabaseUnavailableError as exc:
+                if wait.limit is not None:
+                    raise
+                wait.failed(exc.cause)
+                if resume is None and wait.pause is not None:
+                    resume = wait.pause()
+                waited = True
+                time.sleep(delay)
+                delay = min(delay * 2, INFRA_BACKOFF_CAP)
+                continue
+            if waited:
+                wait.ok()
+            return result
+    finally:
+        if resume is not None:
+            resume()
 
 
 def run_tracked(job_id: str) -> Any:
@@ -157,7 +191,7 @@ def run_tracked(job_id: str) -> Any:
         return current
 
     try:
-        result = handler(ctx, **payload)
+        result = run_waiting_out_the_database(store, lambda: handler(ctx, **payload))
     except Reschedule as outcome:
         outcome.reason = redact(outcome.reason)
         # A reschedule is not a failed try: count it apart so `jobs list` shows tries against the retry budget.

@@ -104,6 +104,11 @@ def _abandoned(runtime: Runtime, row: dict[str, Any], dry_run: bool) -> dict[str
 def recover_abandoned(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """The running jobs whose worker is gone, from SQLite alone (cheap: live workers run it every few seconds)."""
     actions: list[dict[str, Any]] = []
+    # Take the write lock once before judging: should the database be held by another process, this waits here
+    # (and the end of that wait dates every worker's beat afresh, see store/workers.py grace_after_stall) rather
+    # than at the first re-enqueue, which would then act on beats read while no worker could write one.
+    with runtime.store.transaction():
+        pass
     stamp = now()
     for row in runtime.store.query("SELECT * FROM jobs WHERE status = 'in_progress' ORDER BY created_at"):
         gone = _holder_gone(runtime, row["worker"], row["id"], row["started_at"], stamp)

@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -279,7 +280,8 @@ class ContentqWorker(SimpleWorker):
 
     def _checkpoint_loop(self) -> None:
         settings = self.runtime.settings
-        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)  # its own connection
+        # Its own connection, failing fast and quiet on a busy database: the job connection waits and tells.
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False, wait_seconds=0, quiet=True)
         try:
             while not self._stop_threads.wait(CHECKPOINT_SECONDS):
                 try:
@@ -291,7 +293,8 @@ class ContentqWorker(SimpleWorker):
 
     def _heartbeat_loop(self) -> None:
         settings = self.runtime.settings
-        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)  # its own connection
+        # Its own connection, failing fast and quiet on a busy database: the job connection waits and tells.
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False, wait_seconds=0, quiet=True)
         try:
             while not self._stop_threads.wait(max(0.5, self.heartbeat_ttl / 3)):
                 try:
@@ -377,6 +380,21 @@ class ContentqWorker(SimpleWorker):
         forget_stopped(self.runtime.store, FORGET_WORKERS_AFTER)
 
 
+def pause_job_timer() -> Callable[[], None]:
+    """Stop the running job's timeout (RQ's SIGALRM death penalty of an in-process worker) until the returned
+    function is called: waiting for the database is not the job's time. Only the main thread owns the alarm."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    remaining = signal.alarm(0)
+    if not remaining:
+        return lambda: None
+
+    def resume() -> None:
+        signal.alarm(remaining)
+
+    return resume
+
+
 def wait_for_redis(runtime: Runtime) -> None:
     """At start: wait for Redis rather than exit (supervisor would give up on a worker exiting at once)."""
     outage = RedisOutage(log)
@@ -431,6 +449,9 @@ def run_worker(
     names.sort(key=QUEUES.index)  # priority order whatever order they were given in
     set_process_runtime(runtime)
     settings = runtime.settings
+    # A worker waits out a busy database or a full disk for as long as it takes, its job's clock stopped.
+    runtime.store.wait.limit = None
+    runtime.store.wait.pause = pause_job_timer
     if not burst:
         wait_for_redis(runtime)
 

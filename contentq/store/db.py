@@ -10,8 +10,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contentq.errors import ContentqError, DatabaseLockedError
+from contentq.errors import ContentqError
 from contentq.store.migrations import apply_migrations, up_to_date
+from contentq.store.wait import DatabaseWait, cause_of
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -24,9 +25,12 @@ class Store:
     """One SQLite connection with the transaction helper every compare-and-set goes through; its sqlite-utils
     Database (`db`) is made on first use: most processes run plain SQL only and never import sqlite-utils."""
 
-    def __init__(self, path: Path, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_ms: int = 5000, wait_seconds: float | None = 60.0, *, quiet: bool = False
+    ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.wait = DatabaseWait(path, wait_seconds, quiet=quiet)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(
@@ -50,61 +54,99 @@ class Store:
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:
+        """A busy database or a full disk met where it cannot be waited out here (inside a transaction, a
+        migration) becomes a DatabaseUnavailableError, which a job's runner waits out; other errors pass."""
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
-                raise DatabaseLockedError(
-                    f"the database {self.path} is locked by another process "
-                    f"(waited {self.busy_timeout_ms / 1000:g} s); try again, or raise CONTENTQ_DB_BUSY_TIMEOUT_MS"
-                ) from None
-            raise
+            cause = cause_of(exc)
+            if cause is None:
+                raise
+            raise self.wait.give_up(cause, None) from None
 
     @contextmanager
     def transaction(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock up front so CAS reads are not stale."""
-        with self._lock, self.translate_errors():
-            self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        """One write transaction; IMMEDIATE takes the write lock up front so CAS reads are not stale. Taking the
+        lock waits out a busy database (see store/wait.py); once taken, no other writer can refuse us."""
+
+        def begin() -> None:
+            self._lock.acquire()  # held for the whole transaction: this connection is shared by threads
             try:
-                yield self.conn
+                self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                self._lock.release()
                 raise
-            else:
+
+        with self.translate_errors():
+            self.wait.run(begin)
+        try:
+            with self.translate_errors():
                 try:
-                    self.conn.execute("COMMIT")
+                    yield self.conn
                 except BaseException:
-                    # A COMMIT refused (a statement still in progress, a full disk) must not leave this shared
-                    # connection inside the transaction, holding the write lock for good.
-                    if self.conn.in_transaction:
+                    if self.conn.in_transaction:  # SQLite ends it by itself on some errors (a full disk)
                         self.conn.execute("ROLLBACK")
                     raise
+                else:
+                    try:
+                        self.conn.execute("COMMIT")
+                    except BaseException:
+                        # A COMMIT refused (a statement still in progress, a full disk) must not leave this shared
+                        # connection inside the transaction, holding the write lock for good.
+                        if self.conn.in_transaction:
+                            self.conn.execute("ROLLBACK")
+                        raise
+        finally:
+            self._lock.release()
+
+    def _run(self, fn: Any) -> Any:
+        """One statement under the lock, tried again while the database is busy or the disk full; the lock is let
+        go between tries so that this store's other threads are not held by the wait."""
+
+        def locked() -> Any:
+            with self._lock:
+                if self.conn.in_transaction:  # inside this thread's transaction: no retry of one statement
+                    with self.translate_errors():
+                        return fn()
+                return fn()
+
+        with self.translate_errors():
+            return self.wait.run(locked)
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        with self._lock, self.translate_errors():
-            return self.conn.execute(sql, params)
+        cursor: sqlite3.Cursor = self._run(lambda: self.conn.execute(sql, params))
+        return cursor
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-        with self._lock, self.translate_errors():
+        def read() -> list[dict[str, Any]]:
             cursor = self.conn.execute(sql, params)
             columns = [c[0] for c in cursor.description]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+        rows: list[dict[str, Any]] = self._run(read)
+        return rows
 
     def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
-        with self._lock, self.translate_errors():
-            row = self.conn.execute(sql, params).fetchone()
+        row = self._run(lambda: self.conn.execute(sql, params).fetchone())
         return row[0] if row else None
 
     def close(self) -> None:
         self.conn.close()
 
 
-def open_store(path: Path, busy_timeout_ms: int = 5000, migrate: bool = True) -> Store:
-    store = Store(path, busy_timeout_ms)
+def open_store(
+    path: Path,
+    busy_timeout_ms: int = 5000,
+    migrate: bool = True,
+    wait_seconds: float | None = 60.0,
+    *,
+    quiet: bool = False,
+) -> Store:
+    store = Store(path, busy_timeout_ms, wait_seconds, quiet=quiet)
     if migrate:
         with store.translate_errors():
             if not up_to_date(store.conn):

@@ -28,6 +28,17 @@ def beat(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET heartbeat_at = ? WHERE name = ?", (iso(), name))
 
 
+def grace_after_stall(store: Store) -> int:
+    """After the database could take no write for a while (another process held it, a full disk), every worker's
+    beat is as old as the stall: date them now, so none is taken for dead before it could beat again. A worker
+    that really died meanwhile is found a heartbeat TTL later (at once on this host: its pid is gone)."""
+    stamp = iso()
+    cursor = store.execute(
+        "UPDATE workers SET heartbeat_at = ? WHERE stopped_at IS NULL AND heartbeat_at < ?", (stamp, stamp)
+    )
+    return cursor.rowcount
+
+
 def clear_current_job(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET current_job = NULL WHERE name = ? AND current_job IS NOT NULL", (name,))
 
