@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rq import get_current_job
+
 from contentq.errors import ConfigError, FatalJobError, Reschedule, RetryableError
 from contentq.runtime.context import JobContext
 
@@ -62,3 +64,27 @@ def escapes(ctx: JobContext, **payload: Any) -> None:
 def secret_shapes(ctx: JobContext, **payload: Any) -> dict[str, Any]:
     """A result whose secrets only key-based patterns find, once it is serialised."""
     return {"password": "hunter2-hunter2", "where": Path("/srv/x?api_key=sk-abcdefghijklmnopqrstuvwx")}
+
+
+def in_steps(ctx: JobContext, log: str, gate: str, finish: str, **payload: Any) -> str:
+    """A job in steps, a safe point (`ctx.checkpoint()`) between each. A step waits for the file `gate` (work
+    that cannot be cut, as long as the test wants); the run ends once the file `finish` exists. Each run
+    appends `start|end <rq id> <time.time()>` to `log`, so a test sees whether two runs overlapped."""
+    rq_job = get_current_job()
+    run = rq_job.id if rq_job is not None else ctx.job_id
+    _note(log, "start", run)
+    try:
+        deadline = time.monotonic() + 120
+        while not Path(finish).exists() and time.monotonic() < deadline:
+            while not Path(gate).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ctx.checkpoint("between two steps")
+            time.sleep(0.05)
+    finally:
+        _note(log, "end", run)
+    return "finished"
+
+
+def _note(log: str, what: str, run: str) -> None:
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"{what} {run} {time.time():.6f}\n")

@@ -87,6 +87,12 @@ def active_for_key(store: Store, kind: str, key: str) -> dict[str, Any] | None:
     )
 
 
+def run_is_current(store: Store, job_id: str, rq_id: str) -> bool:
+    """Whether the run of `rq_id` is still the job's current run (not cancelled, not superseded)."""
+    row = store.one("SELECT status, rq_id FROM jobs WHERE id = ?", (job_id,))
+    return row is not None and row["status"] == "in_progress" and row["rq_id"] == rq_id
+
+
 def _filters(
     status: str | None, queue: str | None, kind: str | None, since: str | None, post_id: int | None
 ) -> tuple[list[str], list[Any]]:
