@@ -11,8 +11,10 @@ import pytest
 
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import cancel, enqueue
+from contentq.store.jobs import log_event
+from contentq.store.workers import register_worker, release_job
 from contentq.web.auth import load_token
-from tests.test_web_browser import ARGS, CHROMIUM, server  # noqa: F401 - the fixture, and Chromium's setup
+from tests.test_web_browser import ARGS, CHROMIUM, page, server  # noqa: F401 - its fixtures and Chromium's setup
 from tests.web_helpers import client
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
@@ -78,3 +80,26 @@ def test_once_answers_what_is_new_and_closes_so_an_event_source_polls(rt: Runtim
     cursor = [line[4:] for line in second.text.splitlines() if line.startswith("id: ")][-1]
     third = api.get("/api/events", params={"once": 1}, headers={"Last-Event-ID": cursor})
     assert not [line for line in third.text.splitlines() if line.startswith("data: ")]
+
+
+@needs_chromium
+def test_retry_shows_once_the_cancelled_run_has_stopped(page, server: str, rt: Runtime) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """A job cancelled while a live worker still runs it: its page offers no Retry but says the run is stopping;
+    the run's `stopped` event brings the Retry button, live, and it works."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    job = enqueue(rt, "noop", "stopping")["id"]
+    register_worker(rt.store, "busy-worker", ["maintenance"])  # this process: alive, beating
+    rt.store.execute("UPDATE jobs SET status = 'in_progress', worker = 'busy-worker' WHERE id = ?", (job,))
+    rt.store.execute("UPDATE workers SET current_job = ? WHERE name = 'busy-worker'", (job,))
+    cancel(rt, job)
+    page.goto(f"{server}/jobs/{job}")
+    sync_api.expect(page.locator("#stopping")).to_contain_text("stopping on worker busy-worker")
+    assert not page.locator("#retry").is_visible()
+    page.wait_for_selector("#live.on")
+    log_event(rt.store, job, "stopped", "the cancelled run stopped at a safe point")  # what the run writes, with:
+    release_job(rt.store, "busy-worker", job)
+    sync_api.expect(page.locator("#retry")).to_be_visible(timeout=10_000)
+    assert page.locator("#stopping").count() == 0
+    page.click("#retry")
+    page.wait_for_selector(".flash")
+    assert "queued again" in page.inner_text(".flash")

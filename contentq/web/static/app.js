@@ -81,6 +81,7 @@
     worker.onerror = function () { port.close(); viaLeader(); };  // the script could not load
     port.start();
     window.addEventListener("pagehide", function () { port.postMessage({ type: "bye" }); });
+    window.addEventListener("pageshow", function (e) { if (e.persisted) port.postMessage({ type: "hello" }); });
   }
 
   function viaLeader() {

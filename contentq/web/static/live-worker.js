@@ -52,9 +52,14 @@ self.onconnect = function (event) {
   }
   ports.push(port);
   port.onmessage = function (message) {
-    if (message.data && message.data.type === "bye") {  // the tab is going away
+    var type = message.data && message.data.type;
+    if (type === "bye") {  // the tab is going away
       ports = ports.filter(function (p) { return p !== port; });
       if (!ports.length) disconnect();
+    } else if (type === "hello" && ports.indexOf(port) < 0) {  // it came back (the back-forward cache)
+      ports.push(port);
+      connect();
+      port.postMessage({ type: "state", open: open });
     }
   };
   port.start();
