@@ -30,7 +30,7 @@ from contentq.runtime.kinds import get_kind
 from contentq.runtime.stopping import run_in_flight, running
 from contentq.runtime.tracking import new_generation, tries_left
 from contentq.store import Store
-from contentq.store.jobs import add_event, log_event
+from contentq.store.jobs import add_event, log_event, trailing_events
 from contentq.store.workers import release_job_in
 
 log = logging.getLogger("contentq.jobs")
@@ -80,7 +80,9 @@ def defer_next_retry(rq_job: Job, seconds: float) -> None:
 
 
 HOLD_SECONDS = 2.0
-"""How long a run that found an earlier run of its job still going waits before it tries to start again."""
+"""How long a run that found an earlier run of its job still going waits before it tries to start again; twice
+as long after each further hold, up to HOLD_MAX_SECONDS (the job's log gets a line per hold)."""
+HOLD_MAX_SECONDS = 30.0
 
 
 def _not_started(runtime: Runtime, job_id: str, rq_id: str | None, worker: str | None) -> None:
@@ -96,10 +98,11 @@ def _not_started(runtime: Runtime, job_id: str, rq_id: str | None, worker: str |
     if current["status"] == "queued" and rq_id is not None and current["rq_id"] == rq_id:
         holder = run_in_flight(runtime, job_id, exclude=worker)
         if holder is not None:
+            delay = min(HOLD_MAX_SECONDS, HOLD_SECONDS * 2 ** trailing_events(store, job_id, "held"))
             new_generation(
-                runtime, job_id, event="held", delay_seconds=HOLD_SECONDS, expect=("queued",), expect_rq_id=rq_id,
+                runtime, job_id, event="held", delay_seconds=delay, expect=("queued",), expect_rq_id=rq_id,
                 reason=f"an earlier run of this job is still going on worker {holder} (it was cancelled and stops"
-                f" at its next safe point); starting in {HOLD_SECONDS:g} s",
+                f" at its next safe point); starting in {delay:g} s",
                 retries=max(0, tries_left(current) - 1),
             )  # fmt: skip
             return

@@ -256,7 +256,7 @@ def cancel(runtime: Runtime, job_id: str) -> dict[str, Any]:
     else:
         with contextlib.suppress(NoSuchJobError):
             Job.fetch(row["rq_id"], connection=runtime.redis).cancel()
-    return get_job(runtime.store, job_id)
+    return {**get_job(runtime.store, job_id), "stopping": running}
 
 
 def _send_stop(runtime: Runtime, row: dict[str, Any]) -> None:
