@@ -36,6 +36,7 @@ from contentq.media import store_bytes
 from contentq.redact import redact
 from contentq.routes import Route, load_routes
 from contentq.runtime.context import Runtime
+from contentq.runtime.stopping import checkpoint
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer, refresh_footer
 
@@ -363,6 +364,7 @@ def _collect(
     ingestor.use_footer(ref, footer)
     not_downloaded = 0
     for done, group in enumerate(groups, start=1):
+        checkpoint(f"after {done - 1} of {len(groups)} messages or albums")  # each stored one moved the cursor
         _, missing = store_group(ctx, ingestor, gateway, channel, group, counts)
         not_downloaded += missing
         cursor = max(cursor, *(m.id for m in group))

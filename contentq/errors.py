@@ -77,3 +77,14 @@ class DatabaseFullError(DatabaseUnavailableError):
     """The disk holding the database is full."""
 
     cause = "full"
+
+
+class ConflictError(ContentqError):
+    """The request is valid but the thing it acts on is busy: try again once it has settled (HTTP 409)."""
+
+
+class JobStopped(BaseException):  # noqa: N818 - an outcome, like asyncio.CancelledError
+    """Raised at a job's safe point (`contentq.runtime.stopping.checkpoint`) when the operator cancelled the
+    run: the job stops between two steps, never inside one. A BaseException, like asyncio's CancelledError, so
+    that a job's `except Exception` (a try that failed, a post to settle) does not take it for a failure; the
+    job runner (`run_tracked`) ends the run on it."""

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rq import get_current_job
+
 from contentq.errors import ConfigError, FatalJobError, Reschedule, RetryableError
 from contentq.runtime.context import JobContext
 
@@ -71,3 +73,27 @@ def db_work(ctx: JobContext, seconds: float = 0.2, **payload: Any) -> str:
         conn.execute("UPDATE jobs SET updated_at = updated_at WHERE id = ?", (ctx.job_id,))
     ctx.log("db work", "written")
     return "written"
+
+
+def in_steps(ctx: JobContext, log: str, gate: str, finish: str, **payload: Any) -> str:
+    """A job in steps, a safe point (`ctx.checkpoint()`) between each. A step waits for the file `gate` (work
+    that cannot be cut, as long as the test wants); the run ends once the file `finish` exists. Each run
+    appends `start|end <rq id> <time.time()>` to `log`, so a test sees whether two runs overlapped."""
+    rq_job = get_current_job()
+    run = rq_job.id if rq_job is not None else ctx.job_id
+    _note(log, "start", run)
+    try:
+        deadline = time.monotonic() + 120
+        while not Path(finish).exists() and time.monotonic() < deadline:
+            while not Path(gate).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ctx.checkpoint("between two steps")
+            time.sleep(0.05)
+    finally:
+        _note(log, "end", run)
+    return "finished"
+
+
+def _note(log: str, what: str, run: str) -> None:
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"{what} {run} {time.time():.6f}\n")

@@ -118,8 +118,8 @@ def retry(
 
 @app.command()
 def cancel(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
-    """Cancel a queued job (a running one finishes its call, but its outcome is discarded)."""
+    """Cancel a job: a queued one never runs, a running one stops at its next safe point (retry once it has)."""
     row = tracking.cancel(runtime(), job_id)
-    ok(f"{job_id} cancelled")
+    ok(f"{job_id} cancelled" + ("; its run stops at its next safe point" if row.get("stopping") else ""))
     if row.get("attempts"):
         console.print(f"[dim]it had run {row['attempts']} time(s); see `contentq jobs logs {job_id}`[/dim]")

@@ -10,7 +10,7 @@ from typing import Any
 
 from contentq import pipeline
 from contentq.clock import parse
-from contentq.errors import ConfigError, FatalJobError, Reschedule
+from contentq.errors import ConfigError, FatalJobError, JobStopped, Reschedule
 from contentq.rules import record_outcome, rule_post, write_original
 from contentq.runtime.config import route_of
 from contentq.runtime.context import JobContext, Runtime
@@ -60,6 +60,9 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     ctx.log("generating", f"route {route}, due {due}, topic: {route_cfg.generate.topic[:200]}", post_id=post_id)
     try:
         written = write_original(ctx.runtime, route_cfg, post_id, due_at, ctx)
+    except JobStopped:  # cancelled between two model calls: the operator does not want this post
+        transition(ctx.store, post_id, "rewriting", "cancelled", state_reason="generate stopped: its job was cancelled")
+        raise
     except Reschedule:  # the LLM asks for a wait: not a failure
         raise
     except FatalJobError as exc:  # refused request, bad configuration, unusable answer

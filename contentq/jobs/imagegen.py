@@ -28,6 +28,7 @@ def run(
         ctx.log("image_reused", f"image {made['id']} was attached by an earlier attempt of this job")
         return {"image_id": made["id"], "post_id": int(pid), "attached": True, "reused": True,
                 "post_state": pipeline.on_image_done(ctx.runtime, int(pid), True)}  # fmt: skip
+    ctx.checkpoint("before the image was asked for")
     try:
         result = generate_post_image(ctx.runtime, int(pid), prompt=prompt, backend=backend, log=ctx)
     except NotFoundError as exc:  # fatal; no post to go on with

@@ -15,7 +15,7 @@ from typing import Any
 from rq import get_current_job
 
 from contentq import pipeline
-from contentq.errors import ConfigError, FatalJobError, Reschedule
+from contentq.errors import ConfigError, FatalJobError, JobStopped, Reschedule
 from contentq.integrations.llm import ContextTooLongError, LLMFatalError, ProviderHoldError
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
@@ -124,6 +124,7 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     if isinstance(rewriter, LLMRewriter):
         rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
 
+    ctx.checkpoint("before the rewrite began")
     if not transition(store, post_id, START_STATES, "rewriting", state_reason=None):
         ctx.log("skipped", f"post {post_id} changed state meanwhile")
         return {"post_id": post_id, "skipped": get_post(store, post_id)["state"]}
@@ -136,6 +137,10 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     )
     try:
         result = rewriter.rewrite(task, ctx)
+    except JobStopped:  # cancelled between two model calls: the post is where it was before this run
+        back = state if state in ("collected", "failed") else "collected"
+        transition(store, post_id, "rewriting", back, state_reason="rewrite stopped: its job was cancelled")
+        raise
     except Reschedule as exc:  # the endpoint asks for a wait, or the breaker is open
         transition(store, post_id, "rewriting", "collected", state_reason=f"waiting: {exc}"[:500])
         if isinstance(exc, ProviderHoldError):

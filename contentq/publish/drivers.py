@@ -14,6 +14,7 @@ from contentq.publish.outbox import write_outbox
 from contentq.publish.publication import Publication, finish, is_critical, report_rendering, start, telegram_account
 from contentq.publish.ratelimit import reserve_send
 from contentq.publish.render import caption_limit_for, message_link, post_media, render
+from contentq.runtime.stopping import checkpoint
 
 
 def publish_to_outbox(pub: Publication) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def publish_to_outbox(pub: Publication) -> dict[str, Any]:
         )
     except PublishError as exc:
         raise pub.fail(str(exc), cancel=False) from None
+    checkpoint("before the post was written to the outbox")
     if not start(pub):
         return {"post_id": pub.post_id, "skipped": "state changed"}
     report_rendering(pub, rendered, custom_emoji=True)
@@ -60,6 +62,9 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
             if wait > 0:
                 pub.back_to_scheduled("waiting for the rate limit")
                 raise Reschedule(wait, f"rate limit: next send to {pub.route.target} allowed in {wait:.1f} s")
+        # The last safe point: once a part is attempted the batch goes out whole (never half a post), and the
+        # ledger keeps each part exactly-once whatever happens to the job.
+        checkpoint("before the first part was sent")
         if not start(pub):
             return {"post_id": pub.post_id, "skipped": "state changed"}
         report_rendering(pub, rendered, custom_emoji=account.premium)

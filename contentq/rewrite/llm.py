@@ -26,6 +26,7 @@ from contentq.rewrite.output import (
 )
 from contentq.rewrite.prompt import PromptInput, answer_echo, build_messages, correction_message
 from contentq.rewrite.usage import record_usage
+from contentq.runtime.stopping import checkpoint
 from contentq.settings import Settings
 from contentq.store import Store
 
@@ -81,6 +82,7 @@ class LLMRewriter:
         result = RewriteResult(rewriter=self.name, attempts=0)
         response_format = json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA)
         for attempt in range(1, OUTPUT_ATTEMPTS + 1):
+            checkpoint(f"before model call {attempt}")
             result.attempts = attempt
             if attempt > 1 and task.deadline is not None and task.deadline - time.monotonic() < MIN_TRY_S:
                 raise LLMUnavailableError(

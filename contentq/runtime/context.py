@@ -154,6 +154,12 @@ class JobContext:
     def notify(self, key: str, message: str, level: str = "warning") -> bool:
         return self.runtime.notifier.notify(key, message, level=level)
 
+    def checkpoint(self, where: str = "") -> None:
+        """A safe point: raises JobStopped when the operator cancelled this run (contentq.runtime.stopping)."""
+        from contentq.runtime.stopping import checkpoint
+
+        checkpoint(where)
+
     def enqueue_child(
         self,
         kind: str,

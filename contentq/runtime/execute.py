@@ -23,12 +23,15 @@ from rq import get_current_job
 from rq.job import Job
 
 from contentq.clock import iso, now
-from contentq.errors import DatabaseUnavailableError, FatalJobError, Reschedule, RetryableError
+from contentq.errors import DatabaseUnavailableError, FatalJobError, JobStopped, Reschedule, RetryableError
 from contentq.redact import RedactedError, redact, redact_data
 from contentq.runtime.context import JobContext, Runtime, process_runtime
 from contentq.runtime.kinds import get_kind
-from contentq.runtime.tracking import new_generation
-from contentq.store.jobs import add_event, log_event
+from contentq.runtime.stopping import run_in_flight, running
+from contentq.runtime.tracking import new_generation, tries_left
+from contentq.store import Store
+from contentq.store.jobs import add_event, log_event, trailing_events
+from contentq.store.workers import release_job_in
 
 log = logging.getLogger("contentq.jobs")
 
@@ -110,6 +113,62 @@ def run_waiting_out_the_database(store: Any, call: Callable[[], Any]) -> Any:
             resume()
 
 
+HOLD_SECONDS = 2.0
+"""How long a run that found an earlier run of its job still going waits before it tries to start again; twice
+as long after each further hold, up to HOLD_MAX_SECONDS (the job's log gets a line per hold)."""
+HOLD_MAX_SECONDS = 30.0
+
+
+def _not_started(runtime: Runtime, job_id: str, rq_id: str | None, worker: str | None) -> None:
+    """The start statement changed nothing: this RQ job is not the record's current run (superseded, or the job
+    was cancelled: running it would repeat or undo work), or it is but an earlier run of the job has not ended
+    yet (a cancelled run on its way to its next safe point): then it waits, as a new generation a little later,
+    without using up a try."""
+    store = runtime.store
+    current = store.one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    if current is None:
+        log.warning("job %s has no record; skipped", job_id)
+        return
+    if current["status"] == "queued" and rq_id is not None and current["rq_id"] == rq_id:
+        holder = run_in_flight(runtime, job_id, exclude=worker)
+        if holder is not None:
+            delay = min(HOLD_MAX_SECONDS, HOLD_SECONDS * 2 ** trailing_events(store, job_id, "held"))
+            new_generation(
+                runtime, job_id, event="held", delay_seconds=delay, expect=("queued",), expect_rq_id=rq_id,
+                reason=f"an earlier run of this job is still going on worker {holder} (it was cancelled and stops"
+                f" at its next safe point); starting in {delay:g} s",
+                retries=max(0, tries_left(current) - 1),
+            )  # fmt: skip
+            return
+        # The holder ended meanwhile, or it was a dead worker's stale row (now released): start again at once.
+        new_generation(
+            runtime, job_id, event="held", expect=("queued",), expect_rq_id=rq_id,
+            reason="an earlier run of this job had just ended; starting now",
+            retries=max(0, tries_left(current) - 1),
+        )  # fmt: skip
+        return
+    log_event(store, job_id, "skipped", f"RQ job {rq_id} is not current (record is {current['status']})")
+
+
+def _end_stale_run(
+    store: Store, job_id: str, worker: str | None, event: str, message: str, ms: float, cancel_rq_id: str = ""
+) -> None:
+    """A run that is no longer the job's current one has ended: its event, and its worker no longer holds the
+    job (so a retry of the cancelled job may start), in one transaction. `cancel_rq_id`: the record is made
+    cancelled if that run is still its current one."""
+    with store.transaction() as conn:
+        if cancel_rq_id:
+            stamp = iso()
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'in_progress' AND rq_id = ?",
+                (stamp, stamp, job_id, cancel_rq_id),
+            )
+        add_event(conn, job_id, event, message, data={"duration_ms": round(ms, 1)})
+        release_job_in(conn, worker, job_id)
+    log.info("%s %s in %.1f ms", job_id, event, ms, extra={"job_id": job_id, "status": event})
+
+
 def run_tracked(job_id: str) -> Any:
     runtime = process_runtime()
     store = runtime.store
@@ -119,19 +178,19 @@ def run_tracked(job_id: str) -> Any:
 
     # One statement starts the job: the compare-and-set on its state, the attempt, and (trigger job_started,
     # migration 61) its 'started' event; a job that is not current is the rare path, explained after.
+    # No two runs of one job at once: an earlier run still going (cancelled, on its way to its next safe point)
+    # holds its live worker's current_job until it has ended, and the start waits for it (`_not_started`).
     stamp = iso()
+    fresh = iso(now() - timedelta(seconds=runtime.settings.worker_heartbeat_ttl))
     started_rows = store.query(
         "UPDATE jobs SET status = 'in_progress', attempts = attempts + 1, started_at = ?, worker = ?,"
         " next_retry_at = NULL, updated_at = ? WHERE id = ? AND status IN ('queued', 'in_progress')"
-        " AND (? IS NULL OR rq_id = ?) RETURNING *",
-        (stamp, worker, stamp, job_id, rq_id, rq_id),
+        " AND (? IS NULL OR rq_id = ?) AND NOT EXISTS (SELECT 1 FROM workers WHERE current_job = ?"
+        " AND name IS NOT ? AND stopped_at IS NULL AND heartbeat_at >= ?) RETURNING *",
+        (stamp, worker, stamp, job_id, rq_id, rq_id, job_id, worker, fresh),
     )
     if not started_rows:
-        current = store.one("SELECT status FROM jobs WHERE id = ?", (job_id,))
-        if current is None:
-            log.warning("job %s has no record; skipped", job_id)
-        else:  # a superseded generation or a cancelled job: running it would repeat or undo work
-            log_event(store, job_id, "skipped", f"RQ job {rq_id} is not current (record is {current['status']})")
+        _not_started(runtime, job_id, rq_id, worker)
         return None
     row = started_rows[0]
     attempts = row["attempts"]
@@ -165,7 +224,8 @@ def run_tracked(job_id: str) -> Any:
         if status == "succeeded":  # one statement: its event comes from the trigger job_succeeded (migration 61)
             current = store.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
             if not current:
-                log_event(store, job_id, "discarded", f"{event} after the job was cancelled or superseded: {message}")
+                late = f"{event} after the job was cancelled or superseded: {message}"
+                _end_stale_run(store, job_id, worker, "discarded", late, duration_ms)
         else:
             with store.transaction() as conn:
                 current = conn.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
@@ -177,6 +237,8 @@ def run_tracked(job_id: str) -> Any:
                     level="error" if status == "failed" else "info",
                     data={"duration_ms": round(duration_ms, 1)},
                 )
+                if not current:  # this run has ended: a retry of the cancelled job may start now
+                    release_job_in(conn, worker, job_id)
         level = {"failed": logging.ERROR, "retrying": logging.WARNING}.get(event, logging.INFO)
         log.log(
             level if current else logging.INFO,
@@ -191,7 +253,14 @@ def run_tracked(job_id: str) -> Any:
         return current
 
     try:
-        result = run_waiting_out_the_database(store, lambda: handler(ctx, **payload))
+        with running(store, job_id, rq_id):
+            result = run_waiting_out_the_database(store, lambda: handler(ctx, **payload))
+    except JobStopped as stop:
+        # Cancelled, it stopped at a safe point. The record says cancelled already, unless the stop came from
+        # RQ's own `rq` tools (a stop-job command sent by hand): then it says so now.
+        _end_stale_run(store, job_id, worker, "stopped", f"the cancelled run stopped at a safe point ({stop})",
+                       (time.perf_counter() - started) * 1000, cancel_rq_id=row["rq_id"])  # fmt: skip
+        return None
     except Reschedule as outcome:
         outcome.reason = redact(outcome.reason)
         # A reschedule is not a failed try: count it apart so `jobs list` shows tries against the retry budget.

@@ -19,6 +19,7 @@ from rq.queue import Queue
 from contentq.clock import iso, now, parse
 from contentq.runtime.context import Runtime
 from contentq.runtime.execute import settle_failed_job
+from contentq.runtime.stopping import run_in_flight
 from contentq.runtime.tracking import new_generation, tries_left
 from contentq.store.jobs import add_event
 from contentq.store.workers import worker_state
@@ -163,6 +164,8 @@ def settle_stranded_posts(runtime: Runtime, *, dry_run: bool = False) -> list[di
         state, status = row["post_state"], row["status"]
         if status not in UNSETTLED[state][1]:
             continue
+        if status == "cancelled" and run_in_flight(runtime, row["id"]) is not None:
+            continue  # cancelled but still running to its next safe point: the run settles the post itself
         ended = "failed" if status == "failed" else "was cancelled"
         reason = (row["error"] if status == "failed" else None) or f"job {row['id']} {ended}"
         found = f"post {row['post_id']} is {state}, but its {row['kind']} job ended {status} without settling it"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import re
 import sqlite3
@@ -18,16 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 
 from contentq.clock import MAX_DURATION, iso, now
-from contentq.errors import ContentqError, RedisUnavailableError
+from contentq.errors import ConflictError, ContentqError, RedisUnavailableError
 from contentq.runtime.kinds import get_kind
+from contentq.runtime.stopping import run_in_flight
 from contentq.store.jobs import ACTIVE, active_for_key, add_event, get_job, insert_unless_active
 
 if TYPE_CHECKING:  # a type only: JobContext.enqueue_child (in runtime.context) calls enqueue
     from contentq.runtime.context import Runtime
+
+log = logging.getLogger("contentq.jobs")
 
 EXECUTE = "contentq.runtime.execute.run_tracked"
 
@@ -201,12 +206,20 @@ def tries_left(row: dict[str, Any]) -> int:
 
 
 def retry(runtime: Runtime, job_id: str) -> dict[str, Any]:
-    """Run a failed or cancelled job again (a new generation with fresh retries)."""
+    """Run a failed or cancelled job again (a new generation with fresh retries); refused (ConflictError) while
+    the run that was cancelled has not stopped yet."""
     row = get_job(runtime.store, job_id)
     if row["status"] in ACTIVE:
         raise ContentqError(f"job {job_id} is {row['status']}; only failed or cancelled jobs can be retried")
     if row["status"] == "succeeded":
         raise ContentqError(f"job {job_id} succeeded; there is nothing to retry")
+    holder = run_in_flight(runtime, job_id) if row["status"] == "cancelled" else None
+    if holder is not None:
+        raise ConflictError(
+            f"job {job_id} was cancelled while it ran, and that run on worker {holder} has not stopped yet (it"
+            f" stops at its next safe point); retry once `contentq jobs logs {job_id}` shows it 'stopped' or"
+            " 'discarded'"
+        )
     # Fresh tries: the attempts made so far stay on the record (its history), so the budget grows past them.
     fresh = runtime.settings.policy(row["queue"]).attempts
     runtime.store.execute(
@@ -223,10 +236,12 @@ def retry(runtime: Runtime, job_id: str) -> dict[str, Any]:
 
 
 def cancel(runtime: Runtime, job_id: str) -> dict[str, Any]:
-    """Cancel a queued or running job; a running one finishes its current call but its outcome is discarded."""
+    """Cancel a queued or running job. A queued one never runs; a running one is told to stop (RQ's stop-job
+    command) and stops at its next safe point (`contentq.runtime.stopping`): until then a retry is refused."""
     row = get_job(runtime.store, job_id)
     if row["status"] not in ACTIVE:
         raise ContentqError(f"job {job_id} is already {row['status']}")
+    running = row["status"] == "in_progress"
     with runtime.store.transaction() as conn:
         cursor = conn.execute(
             "UPDATE jobs SET status = 'cancelled', finished_at = ?, updated_at = ? WHERE id = ? AND status = ?",
@@ -234,8 +249,20 @@ def cancel(runtime: Runtime, job_id: str) -> dict[str, Any]:
         )
         if cursor.rowcount != 1:
             raise ContentqError(f"job {job_id} changed while cancelling it; try again")
-        add_event(conn, job_id, "cancelled", f"cancelled by the operator while {row['status']}")
-    if row["status"] == "queued":  # a running job is left to finish; its outcome is discarded
+        how = "; the run stops at its next safe point" if running else ""
+        add_event(conn, job_id, "cancelled", f"cancelled by the operator while {row['status']}{how}")
+    if running:
+        _send_stop(runtime, row)
+    else:
         with contextlib.suppress(NoSuchJobError):
             Job.fetch(row["rq_id"], connection=runtime.redis).cancel()
-    return get_job(runtime.store, job_id)
+    return {**get_job(runtime.store, job_id), "stopping": running}
+
+
+def _send_stop(runtime: Runtime, row: dict[str, Any]) -> None:
+    """RQ's stop-job command to the worker running the job: it stops the job at its next safe point at once.
+    Without it (the RQ job gone, Redis down) the job still stops there: its record is cancelled."""
+    try:
+        send_stop_job_command(runtime.redis, row["rq_id"])
+    except (NoSuchJobError, InvalidJobOperation, redis.RedisError, RedisUnavailableError) as exc:
+        log.info("job %s: stop-job not sent (%s); it stops by its record", row["id"], exc)

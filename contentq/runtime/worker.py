@@ -36,6 +36,7 @@ from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.outage import REDIS_DOWN, RedisOutage, StopWaiting
 from contentq.runtime.queues import check_queue, paused_queues
 from contentq.runtime.reconcile import reconcile, recover_abandoned
+from contentq.runtime.stopping import forget_stop, request_stop
 from contentq.settings import QUEUES
 from contentq.store.db import open_store
 from contentq.store.workers import (
@@ -178,6 +179,7 @@ class ContentqWorker(SimpleWorker):
             self._wait(self.connection.ping)
         finally:
             self._running_job = None
+            forget_stop(job.id)
             # The job's end statement cleared it (trigger job_worker_free) unless the run ended without one (a
             # BaseException, a locked database): then the reconcile must not take this worker for busy with it.
             # Without a row to change, this UPDATE writes nothing (about 5 µs). An error here must not end the
@@ -186,6 +188,14 @@ class ContentqWorker(SimpleWorker):
                 clear_current_job(self.runtime.store, self.name)
             except Exception:  # noqa: BLE001 - a locked database: the next job's statements set it right
                 log.debug("current job not cleared", exc_info=True)
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """RQ's stop-job command (`rq.command.send_stop_job_command`, received by the pub/sub thread) ends here.
+        RQ's forking worker kills its work horse; this one runs the job in its own process, so the job is asked
+        to stop at its next safe point instead (contentq.runtime.stopping), never cut in the middle of a step."""
+        job = self._running_job
+        if job is not None and self._stopped_job_id == job.id:
+            request_stop(job.id)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """One line, no traceback: run_tracked logged the outcome and put the traceback in the job's events."""

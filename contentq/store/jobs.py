@@ -87,6 +87,23 @@ def active_for_key(store: Store, kind: str, key: str) -> dict[str, Any] | None:
     )
 
 
+def run_is_current(store: Store, job_id: str, rq_id: str) -> bool:
+    """Whether the run of `rq_id` is still the job's current run (not cancelled, not superseded)."""
+    row = store.one("SELECT status, rq_id FROM jobs WHERE id = ?", (job_id,))
+    return row is not None and row["status"] == "in_progress" and row["rq_id"] == rq_id
+
+
+def trailing_events(store: Store, job_id: str, event: str, most: int = 10) -> int:
+    """How many of the job's latest events (up to `most`) are `event`, counted back from the newest."""
+    rows = store.query("SELECT event FROM job_events WHERE job_id = ? ORDER BY id DESC LIMIT ?", (job_id, most))
+    count = 0
+    for row in rows:
+        if row["event"] != event:
+            break
+        count += 1
+    return count
+
+
 def _filters(
     status: str | None, queue: str | None, kind: str | None, since: str | None, post_id: int | None
 ) -> tuple[list[str], list[Any]]:

@@ -482,6 +482,23 @@ def _leaner_job_indexes(db: Database) -> None:
     )
 
 
+@migration(127, "a cancelled job's worker keeps it as its current job until the run has really stopped")
+def _cancel_keeps_current_job(db: Database) -> None:
+    # Cancel means stop (runtime/stopping.py): a running job that is cancelled goes on to its next safe point.
+    # Until then its worker's row must still name it, so that Retry is refused and no other generation of the
+    # job starts (the start statement of run_tracked looks here). The run's own end clears it.
+    db.execute("DROP TRIGGER IF EXISTS job_worker_free")
+    db.execute(
+        """
+        CREATE TRIGGER job_worker_free AFTER UPDATE OF status ON jobs
+        WHEN OLD.status = 'in_progress' AND NEW.status NOT IN ('in_progress', 'cancelled') AND OLD.worker IS NOT NULL
+        BEGIN
+            UPDATE workers SET current_job = NULL WHERE name = OLD.worker AND current_job = OLD.id;
+        END
+        """
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,25 @@ def grace_after_stall(store: Store) -> int:
 
 def clear_current_job(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET current_job = NULL WHERE name = ? AND current_job IS NOT NULL", (name,))
+
+
+RELEASE_JOB = "UPDATE workers SET current_job = NULL WHERE name = ? AND current_job = ?"
+
+
+def release_job(store: Store, name: str, job_id: str) -> None:
+    """The run of `job_id` on worker `name` is over (it stopped, or the worker is dead)."""
+    store.execute(RELEASE_JOB, (name, job_id))
+
+
+def release_job_in(conn: sqlite3.Connection, name: str | None, job_id: str) -> None:
+    """release_job inside the caller's transaction (with the event that says the run ended)."""
+    if name:
+        conn.execute(RELEASE_JOB, (name, job_id))
+
+
+def holders(store: Store, job_id: str) -> list[dict[str, Any]]:
+    """The workers whose row says they run `job_id` now (alive or not: see is_alive)."""
+    return store.query("SELECT * FROM workers WHERE current_job = ?", (job_id,))
 
 
 def mark_stopped(store: Store, name: str) -> None:

@@ -195,6 +195,9 @@ async def live_events(
     last_event_id: Annotated[str | None, Header(max_length=100)] = None,
     max_events: Annotated[int | None, Query(ge=1, le=10_000, description="Close after this many (scripts).")] = None,
     since_start: Annotated[bool, Query(description="Replay from the first event instead of from now.")] = False,
+    once: Annotated[
+        bool, Query(description="Send what is new, then close (with `retry:`): an EventSource then polls.")
+    ] = False,
 ) -> EventSourceResponse:
     if last_event_id:
         cursor = events.Cursor.parse(last_event_id)
@@ -203,5 +206,6 @@ async def live_events(
     else:
         cursor = events.Cursor.now(rt.store)
     return EventSourceResponse(
-        events.stream(rt.store, cursor, max_events=max_events, disconnected=request.is_disconnected), ping=15
+        events.stream(rt.store, cursor, max_events=max_events, disconnected=request.is_disconnected, once=once),
+        ping=15,
     )

@@ -24,7 +24,7 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
-from contentq.errors import ContentqError, NotFoundError, RedisUnavailableError
+from contentq.errors import ConflictError, ContentqError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
@@ -39,7 +39,7 @@ DATA = Path(__file__).parent.parent / "data"
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self';"
-    " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    " connect-src 'self'; worker-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
 
@@ -94,6 +94,8 @@ class Web:
 def _status_for(exc: Exception) -> int:
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, RedisUnavailableError | redis.RedisError):
         return 503
     return 400

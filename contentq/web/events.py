@@ -23,6 +23,9 @@ from contentq.store.posts import last_post_change, posts_changed_after
 
 POLL_SECONDS = 0.25
 
+ONCE_RETRY_MS = 3000
+"""With `once` (the panel's polling fallback), how soon the browser's EventSource comes back for more."""
+
 
 class Cursor:
     def __init__(self, job_event: int, post_change: int) -> None:
@@ -64,9 +67,11 @@ def message(item: dict[str, Any]) -> dict[str, str]:
 
 
 async def stream(
-    store: Store, cursor: Cursor, *, max_events: int | None = None, disconnected: Any = None
-) -> AsyncIterator[dict[str, str]]:
-    """The feed; sse-starlette sends the keep-alive pings."""
+    store: Store, cursor: Cursor, *, max_events: int | None = None, disconnected: Any = None, once: bool = False
+) -> AsyncIterator[dict[str, Any]]:
+    """The feed; sse-starlette sends the keep-alive pings. With `once`, what is new and then the end: the cursor
+    as the last event id (an `id:` alone sets it without an event) and a `retry:` after which the browser's
+    EventSource comes back with it as Last-Event-ID, which makes the stream a poll."""
     sent = 0
     while True:
         for item in await asyncio.to_thread(poll, store, cursor):
@@ -74,6 +79,9 @@ async def stream(
             sent += 1
             if max_events is not None and sent >= max_events:
                 return
+        if once:
+            yield {"id": str(cursor), "retry": ONCE_RETRY_MS}
+            return
         if disconnected is not None and await disconnected():
             return
         await asyncio.sleep(POLL_SECONDS)

@@ -17,6 +17,7 @@ from contentq.rewrite.usage import usage_summary, usage_totals
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import check_queue, queue_status
+from contentq.runtime.stopping import run_in_flight
 from contentq.schedule import describe, schedule_rows
 from contentq.settings import QUEUES
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
@@ -71,6 +72,8 @@ def job_detail(rt: Runtime, job_id: str) -> dict[str, Any]:
             parent = get_job(rt.store, job["parent_id"])
     return {
         "job": job,
+        # A cancelled job whose run has not reached its safe point yet: Retry is refused until it has.
+        "stopping_on": run_in_flight(rt, job_id, release=False) if job["status"] == "cancelled" else None,
         "events": job_events(rt.store, job_id),
         "parent": parent,
         "children": child_jobs(rt.store, job_id),
