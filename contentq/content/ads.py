@@ -108,7 +108,8 @@ class Ref:
 
     ref: str
     shown: str  # as the post shows it
-    line: str | None  # None: a link whose place in the text is not known
+    row: int | None  # its line; None: a link whose place in the text is not known
+    at: int = -1  # where it starts in its line (-1: somewhere in it, the anchor of a link)
     kind: str = "mention"  # mention | link | invite
 
 
@@ -165,27 +166,43 @@ def link_places(html: str) -> list[tuple[str, str]]:
     return list(dict.fromkeys(places))
 
 
-def _line_of(lines: Sequence[str], needle: str) -> str | None:
-    lowered = needle.lower()
-    return next((line for line in lines if lowered in line.lower()), None)
-
-
 def refs(links: Sequence[tuple[str, str | None]], lines: Sequence[str]) -> list[Ref]:
     """The channels and chats a post names: @mentions not credited as a source, t.me links and invite links
-    (each with its line when known). `links` are (target, line of its anchor or None)."""
+    (each with its place when known). `links` are (target, line of its anchor or None)."""
     found: list[Ref] = []
-    for text_line in lines:
-        for match in _MENTION.finditer(text_line):
-            if _CREDIT.search(text_line[: match.start()]):
-                continue
-            found.append(Ref(normalize_channel_ref(match.group(1)), match.group(0), text_line))
-    for target, anchor_line in links:
-        where = anchor_line if anchor_line is not None else _line_of(lines, target)
+    for row, line in enumerate(lines):
+        for match in _MENTION.finditer(line):
+            if not _CREDIT.search(line[: match.start()]):
+                found.append(Ref(normalize_channel_ref(match.group(1)), match.group(0), row, match.start()))
+    for target, anchor in links:
+        place = next((i for i, line in enumerate(lines) if line == anchor or target.lower() in line.lower()), None)
+        at = lines[place].lower().find(target.lower()) if place is not None else -1
         if (invite := _INVITE.search(target)) is not None:
-            found.append(Ref(normalize_link(invite.group(0)), invite.group(0), where, "invite"))
+            found.append(Ref(normalize_link(invite.group(0)), invite.group(0), place, at, "invite"))
         elif (channel := _CHANNEL_LINK.search(target)) is not None and channel.group(1).lower() not in _NOT_CHANNELS:
-            found.append(Ref(normalize_channel_ref(channel.group(1)), target, where, "link"))
+            found.append(Ref(normalize_channel_ref(channel.group(1)), target, place, at, "link"))
     return found
+
+
+_SENTENCE_END = re.compile(r"[.!?…](?:\s|$)")
+_POINTING = (":", "👇", "⬇", "↓", "→")
+
+
+def _called(ref: Ref, lines: Sequence[str], text: str) -> bool:
+    """Whether a call to subscribe or join is about this channel: in its sentence, or on the line just above
+    ending in a colon or an arrow ("Подписывайтесь:" then "@channel"); anywhere for a link whose place is
+    not known."""
+    if ref.row is None:
+        return _CALL.search(text) is not None
+    line = lines[ref.row]
+    for match in _CALL.finditer(line):
+        if ref.at < 0:
+            return True
+        between = line[match.end() : ref.at] if match.start() < ref.at else line[ref.at : match.start()]
+        if not _SENTENCE_END.search(between):
+            return True
+    above = lines[ref.row - 1].strip().rstrip("\ufe0f") if ref.row > 0 else ""
+    return bool(above) and above.endswith(_POINTING) and _CALL.search(above) is not None
 
 
 def _named(ref: Ref) -> str:
@@ -193,18 +210,20 @@ def _named(ref: Ref) -> str:
 
 
 def promotion_signals(text: str, found: list[Ref], mine: frozenset[str]) -> list[Signal]:
-    """A call to subscribe or join with a channel or chat that is not the donor's: strong, or weak when its
+    """A call to subscribe or join about a channel or chat that is not the donor's: strong, or weak when its
     line calls it "наш"/"our" (self-promotion whose footer was not learned, or an ad in the first person:
     only a label or more signals then make it an ad). Without the call a foreign invite, channel link or
     mention is weak."""
     foreign = [r for r in found if r.ref not in mine]
     if not foreign:
         return []
-    if _CALL.search(text):
-        theirs = [r for r in foreign if r.line is None or not _OWN.search(r.line)]
+    lines = text.split("\n")
+    called = [r for r in foreign if _called(r, lines, text)]
+    if called:
+        theirs = [r for r in called if r.row is None or not _OWN.search(lines[r.row])]
         if theirs:
             return [Signal(STRONG, _named(theirs[0]))]
-        return [Signal(WEAK_INVITE, f"{_named(foreign[0])} (called ours)")]
+        return [Signal(WEAK_INVITE, f"{_named(called[0])} (called ours)")]
     out: list[Signal] = []
     weights = {"invite": WEAK_INVITE, "link": WEAK_CHANNEL_LINK, "mention": WEAK_MENTION}
     for kind, weight in weights.items():
