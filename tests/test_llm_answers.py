@@ -169,3 +169,13 @@ def test_a_bad_length_band_is_refused_when_the_routes_load():
         parse_routes({"routes": {"x": {**route, "llm": {"max_entity_loss": 1.5}}}})
     defaults = parse_routes({"routes": {"x": {"target": "@a", "sources": ["@b"]}}}).get("x").llm
     assert (defaults.max_entity_loss, defaults.length_ratio) == (0.5, (0.25, 3.0))
+
+
+def test_the_models_spacing_is_published_as_it_wrote_it(llm_rt, llmock):
+    # Issue 29, item 8: "Привет :) Цена : 100 ₽ ,  итого  два." went out as "Привет:) Цена: 100 ₽, итого два."
+    spaced = "<b>Привет :)</b> Цена : 100 ₽ ,  итого  два.\n\n\nКонец ."
+    post_id = add_post(llm_rt, spaced)
+    llmock.reply(answer(spaced))
+    rewrite_job(llm_rt, post_id)
+    drain(llm_rt, "rewrite")
+    assert post(llm_rt, post_id)["rewrite_html"] == spaced

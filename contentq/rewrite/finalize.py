@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -39,6 +40,29 @@ def _neighbour(text: str, gone: list[bool], index: int, step: int) -> int:
     return index
 
 
+_POINTER = re.compile(
+    r"(?i)(?:(?:см|see|via|source|источник|фото|photo|подробнее|ссылка|link|читать|read|тут|здесь|here)\W*)?"
+)
+"""What brackets may hold besides a removed link or mention and still go with it: "(см. https://…)", "(via @x)"."""
+
+
+def _brackets_around(text: str, gone: list[bool], start: int, end: int) -> tuple[int, int] | None:
+    """The span of the brackets (on the same line) around [start, end) that hold nothing else once it is gone
+    but a word pointing at it ("(@durov)", "[ https://x ]", "(источник: @x)"), or None."""
+    left = start - 1
+    while left >= 0 and text[left] != "\n" and (gone[left] or text[left] not in OPENERS):
+        left -= 1
+    if left < 0 or text[left] not in OPENERS:
+        return None
+    right = end
+    while right < len(text) and text[right] != "\n" and (gone[right] or text[right] != OPENERS[text[left]]):
+        right += 1
+    if right >= len(text) or text[right] != OPENERS[text[left]]:
+        return None
+    inside = "".join(ch for index, ch in enumerate(text[left + 1 : right], left + 1) if not gone[index])
+    return (left, right + 1) if _POINTER.fullmatch(inside.strip()) else None
+
+
 def _expand(text: str, gone: list[bool], start: int, end: int) -> None:
     """Mark [start, end) removed, with what it leaves behind: brackets around nothing but it, and its own space.
 
@@ -46,18 +70,10 @@ def _expand(text: str, gone: list[bool], start: int, end: int) -> None:
     every other space stays as sent."""
     for index in range(start, end):
         gone[index] = True
-    while True:  # brackets holding nothing else ("(@durov)", "[ https://x ]") go with it, innermost first
-        left = _neighbour(text, gone, start - 1, -1)
-        while left >= 0 and text[left] in _BLANKS:
-            left = _neighbour(text, gone, left - 1, -1)
-        right = _neighbour(text, gone, end, 1)
-        while right < len(text) and text[right] in _BLANKS:
-            right = _neighbour(text, gone, right + 1, 1)
-        if left < 0 or right >= len(text) or OPENERS.get(text[left]) != text[right]:
-            break
-        for index in range(left, right + 1):
+    while (pair := _brackets_around(text, gone, start, end)) is not None:  # innermost first
+        for index in range(pair[0], pair[1]):
             gone[index] = True
-        start, end = left, right + 1
+        start, end = pair
     left = _neighbour(text, gone, start - 1, -1)
     right = _neighbour(text, gone, end, 1)
     after = text[right] if right < len(text) else "\n"
