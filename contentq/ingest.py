@@ -32,6 +32,7 @@ def _may_link(text: str) -> bool:
     first, since most posts have none."""
     return "://" in text or _DOT_LETTER.search(text) is not None
 
+
 FOOTER_ONLY = "empty after cleaning: the post is nothing but the donor's footer"
 """The reason of a text post whose footer is all there is: nothing to publish."""
 
@@ -47,6 +48,7 @@ def text_and_links(html: str) -> tuple[str, list[str]]:
         if not run.has("code", "pre", "a") and _may_link(run.text):
             links += [url for _, _, url in find_urls(run.text)]
     return parsed.text, links
+
 
 OutcomeState = Literal["collected", "duplicate", "filtered", "exact", "attached"]
 

@@ -163,5 +163,7 @@ def test_a_post_that_is_only_footer_is_filtered_not_published(clean_rt):
     assert get_job(clean_rt.store, job["id"])["status"] == "succeeded"
     row = post(clean_rt, post_id)
     assert row["state"] == "filtered" and row["rewrite_html"] is None
-    assert row["state_reason"] == "rewrite: empty after cleaning: nothing is left once the donor's footer, links and" \
+    assert (
+        row["state_reason"] == "rewrite: empty after cleaning: nothing is left once the donor's footer, links and"
         " mentions are removed"
+    )

@@ -28,7 +28,6 @@ REGEX_TIMEOUT_S = 0.25
 """Longest time one route regex may search one post."""
 
 
-
 @dataclass(frozen=True)
 class PostFacts:
     """What the filters look at."""
