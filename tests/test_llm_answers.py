@@ -156,9 +156,10 @@ def test_valid_telegram_html_passes_as_it_is():
 def test_entities_count_kinds_links_and_custom_emoji():
     from contentq.rewrite.checks import entities
 
-    counted = entities(DONOR + " https://other.example/x")
+    counted = entities(DONOR + ' https://other.example/x <a href="https://t.me/donor">Подписаться</a> t.me/donor/5')
     assert counted == {"bold": 1, "italic": 1, "link donor.example/article": 1, "link other.example/x": 1,
                        "custom emoji 5368324170671202286": 1, "custom emoji 5370870691140737817": 1}  # fmt: skip
+    # The donor's own Telegram links are not counted: the model is told to drop them.
 
 
 def test_a_bad_length_band_is_refused_when_the_routes_load():

@@ -15,6 +15,7 @@ publishes something nobody wrote (a heading glued to the next sentence, a script
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from html.parser import HTMLParser
 
@@ -168,9 +169,13 @@ def checked_html(text: str) -> str:
 # -- what the answer kept of the original -------------------------------------------------------------
 
 
+_TELEGRAM = re.compile(r"(?i)^(?:t|telegram)\.me(?:/|$)")
+
+
 def entities(html: str) -> Counter[str]:
     """The formatting, links and custom emoji of a post: kinds counted per element, links per target (an <a>
-    or a bare URL, as Telegram links it), custom emoji per id."""
+    or a bare URL, as Telegram links it), custom emoji per id. Telegram links (t.me/…) are left out: they are
+    the donor's channel and chat, which the model is told to drop."""
     found: Counter[str] = Counter()
     seen: set[int] = set()
     links: set[str] = set()
@@ -187,7 +192,7 @@ def entities(html: str) -> Counter[str]:
                 found[KINDS[tag.name]] += 1
         if not run.has("code", "pre", "a"):
             links.update(normalize_link(url) for _, _, url in find_urls(run.text))
-    found.update(f"link {link}" for link in links if link)
+    found.update(f"link {link}" for link in links if link and not _TELEGRAM.match(link))
     return found
 
 
