@@ -44,7 +44,7 @@ def text_and_links(html: str) -> tuple[str, list[str]]:
     parsed = parse_html(html)
     links: list[str] = []
     for run in parsed.runs:
-        links += [tag.href for tag in run.tags if tag.href]
+        links += [tag.attr("href") or "" for tag in run.tags if tag.name == "a"]
         if not run.has("code", "pre", "a") and _may_link(run.text):
             links += [url for _, _, url in find_urls(run.text)]
     return parsed.text, links

@@ -157,6 +157,8 @@ def link_signals(links: Iterable[str]) -> list[Signal]:
 def link_places(html: str) -> list[tuple[str, str]]:
     """Every link of a post (an <a> target or a bare URL) with the line of text it stands on."""
     places: list[tuple[str, str]] = []
+    if "<" not in html and "&" not in html:  # plain text: no need to parse
+        return list(dict.fromkeys((url, line) for line in html.split("\n") for _, _, url in find_urls(line)))
     for line in split_lines(parse_html(html).runs):
         text = "".join(r.text for r in line)
         for run in line:
