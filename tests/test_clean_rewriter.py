@@ -139,7 +139,9 @@ def test_a_removal_takes_its_own_space_and_empty_brackets_and_leaves_the_rest(cl
         "Павел Дуров (@durov) рассказал о планах ,  сказал он.\n"
         "Слово [ @vendor_team ] и « https://donor.example/x » тоже,  как  было.\n"
         "@vendor_team пишет: всё  хорошо (см. https://donor.example/y).\n"
-        "Данные (источник: @rian_ru), как  есть.",
+        "Данные (источник: @rian_ru), как  есть.\n"
+        "Подробнее: https://donor.example/z\n"
+        "Источник: @rian_ru",
     )
     text = html_to_text(rewrite(clean_rt, post_id)["rewrite_html"])
     assert text.split("\n\n")[0] == (

@@ -65,14 +65,18 @@ class _AnswerReader(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         name = tag.lower()
         inside = self._in_code()
-        if name in STRUCTURE and inside is None:
-            if name == "br":
-                self._break()
-                self.out.append("\n")
-            elif "".join(self.out).strip():
+        if name == "br":
+            self._break()
+            self.out.append("\n")
+            return
+        if name == "p" and inside is None:
+            if "".join(self.out).strip():
                 self.paragraph_end = True  # a paragraph starts: a blank line before its text
             return
         self._break()
+        if inside is not None and name not in SUPPORTED_TAGS:
+            self.problem(f"<{name}> inside <{inside}> (code holds plain text only)")
+            return
         if name not in SUPPORTED_TAGS:
             self.problem(f"<{name}> is not a Telegram tag")
             return
@@ -103,12 +107,12 @@ class _AnswerReader(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         name = tag.lower()
-        if name in STRUCTURE and self._in_code() is None:
-            if name == "p":
-                self.paragraph_end = True
+        if name == "br" or (name == "p" and self._in_code() is None):
+            self.paragraph_end = self.paragraph_end or name == "p"
             return
         if name not in SUPPORTED_TAGS:
-            self.problem(f"<{name}> is not a Telegram tag")
+            if self._in_code() is None:  # inside code its start tag was reported already
+                self.problem(f"<{name}> is not a Telegram tag")
             return
         if name not in self.stack:
             self.problem(f"</{name}> closes no <{name}>")

@@ -107,8 +107,10 @@ def trim_dangling(line: list[Run]) -> tuple[list[Run], str]:
     """The line without a tail that only led to a removed link or mention, and that tail ("" when none)."""
     text = _line_text(line)
     match = DANGLING.search(text)
-    if match is None or not text[: match.start()].strip():
-        return line, ""  # nothing before it: the whole line goes (or stays) by the empty-line rule
+    if match is None:
+        return line, ""
+    if not text[: match.start()].strip():
+        return [], text.strip()  # nothing but words leading to what was removed ("Источник:"): the line goes
     keep, out, seen = match.start(), [], 0
     for run in line:
         if seen >= keep:
