@@ -14,16 +14,41 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from contentq.clock import iso
+from contentq.content.ads import link_places
 from contentq.content.filters import PostFacts, RouteFilter, timeout_warning
 from contentq.content.footer import Footer, Patterns, strip
-from contentq.content.html import collect_links, html_to_text
+from contentq.content.html import find_urls, parse_html
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 
 if TYPE_CHECKING:  # dedup imports numpy: loaded when posts are ingested, not on import
     from contentq.content.dedup import DedupIndex, Match
 
-_TELEGRAM_LINK = re.compile(r"(?i)(?:t|telegram)\.me/")
+_DOT_LETTER = re.compile(r"\.[^\W\d_]")
+
+
+def _may_link(text: str) -> bool:
+    """Whether a text can hold a link at all (find_urls needs '://' or a dot before a letter): a cheap test
+    first, since most posts have none."""
+    return "://" in text or _DOT_LETTER.search(text) is not None
+
+
+FOOTER_ONLY = "empty after cleaning: the post is nothing but the donor's footer"
+"""The reason of a text post whose footer is all there is: nothing to publish."""
+
+
+def text_and_links(html: str) -> tuple[str, list[str]]:
+    """A post's visible text and its links (<a> targets and bare URLs outside code), parsed once."""
+    if "<" not in html and "&" not in html:
+        return html, [url for _, _, url in find_urls(html)] if _may_link(html) else []
+    parsed = parse_html(html)
+    links: list[str] = []
+    for run in parsed.runs:
+        links += [tag.attr("href") or "" for tag in run.tags if tag.name == "a"]
+        if not run.has("code", "pre", "a") and _may_link(run.text):
+            links += [url for _, _, url in find_urls(run.text)]
+    return parsed.text, links
+
 
 OutcomeState = Literal["collected", "duplicate", "filtered", "exact", "attached"]
 
@@ -192,10 +217,10 @@ class Ingestor:
 
     def body(self, candidate: Candidate) -> tuple[str, list[str]]:
         """The post without the donor's footer (what filters, dedup and the rewriter see), and the lines
-        removed. A text post that is nothing but its footer stays as it is."""
+        removed. A text post that is nothing but its footer has an empty body (it is filtered: FOOTER_ONLY)."""
         footer = self.footers.get(candidate.source) if self.route.strip_footer else None
         stripped = strip(candidate.html, footer, self.patterns)
-        if stripped.removed and (stripped.html.strip() or candidate.media):
+        if stripped.removed:
             return stripped.html, stripped.removed
         return candidate.html, []
 
@@ -217,25 +242,22 @@ class Ingestor:
             late = self._late_album_items(conn, candidate, album)
             if late is not None:
                 return late
-        from contentq.content.dedup import normalize_text
+        from contentq.content.dedup import content_links, normalize_text
 
         html, removed = self.body(candidate)
         original = candidate.html if removed else None
-        text = html if "<" not in html and "&" not in html else html_to_text(html)
-        fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media], text=text)
+        text, links = text_and_links(html)
+        fp = self.index.fingerprint(normalize_text(text), [m.dedup_key() for m in candidate.media], text=text,
+                                    links=content_links(links))  # fmt: skip
         match: Match | None = self.index.match(conn, fp, candidate.source)
         reason: str | None
+        state: OutcomeState
         if match is not None:
-            state: OutcomeState = "duplicate"
-            reason = match.reason()
+            state, reason = "duplicate", match.reason()
+        elif removed and not html.strip() and not candidate.media:
+            state, reason = "filtered", FOOTER_ONLY
         else:
-            # Only Telegram links matter to the ad check; most posts have none, and parsing is not free.
-            wants_links = self.filter.filters.skip_ads and _TELEGRAM_LINK.search(html) is not None
-            links = tuple(collect_links(html)) if wants_links else ()
-            footer = self.footers.get(candidate.source)
-            facts = PostFacts(text, candidate.kind, candidate.is_forward, links, candidate.source,
-                              footer.refs if footer else frozenset())  # fmt: skip
-            reason = self.filter.check(facts)
+            reason = self.filter.check(self._facts(candidate, html, text))
             state = "filtered" if reason else "collected"
             if reason is None and self.filter.timed_out:  # kept, with the warning on the post
                 reason = timeout_warning(self.filter.timed_out)
@@ -245,6 +267,14 @@ class Ingestor:
         self.index.add(conn, post_id, fp, original=match.post_id if match else None)
         return Outcome(state, post_id, reason, bool(removed), match.post_id if match else None,
                        match.similarity if match else None)  # fmt: skip
+
+    def _facts(self, candidate: Candidate, html: str, text: str) -> PostFacts:
+        # Only Telegram links and erid in an address matter to the ad check; most posts have neither.
+        wants_links = self.filter.filters.skip_ads and (".me/" in html or "erid" in html.lower())
+        placed = tuple(link_places(html)) if wants_links else ()
+        footer = self.footers.get(candidate.source)
+        return PostFacts(text, candidate.kind, candidate.is_forward, tuple(dict.fromkeys(u for u, _ in placed)),
+                         candidate.source, footer.refs if footer else frozenset(), placed)  # fmt: skip
 
     def _album_post(self, conn: sqlite3.Connection, candidate: Candidate) -> sqlite3.Row | None:
         """The stored post of the candidate's album (same source and grouped_id), the first if several."""

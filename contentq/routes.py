@@ -125,6 +125,23 @@ class Clean(_Strict):
     footer_window: Annotated[int, Field(ge=0, le=1000)] = 20
 
 
+class LLMChecks(_Strict):
+    """What a model's answer must keep of the original to be accepted (contentq/rewrite/checks.py)."""
+
+    max_entity_loss: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """The largest share of the original's formatting entities, links and custom emoji an answer may lose."""
+    length_ratio: tuple[Annotated[float, Field(ge=0, le=100)], Annotated[float, Field(ge=0, le=100)]] = (0.25, 3.0)
+    """The answer's visible length over the original's: [lowest, highest] (100 characters of slack either way)."""
+
+    @field_validator("length_ratio")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not low <= 1 <= high:
+            raise ValueError(f"[{low:g}, {high:g}] must hold 1 (an answer as long as the original): e.g. [0.25, 3.0]")
+        return value
+
+
 class Route(_Strict):
     name: str = ""
     target: str = Field(min_length=1)
@@ -142,6 +159,7 @@ class Route(_Strict):
     schedule: Schedule = Field(default_factory=lambda: Schedule(asap=True))
     generate: Generate | None = None
     clean: Clean = Field(default_factory=Clean)
+    llm: LLMChecks = Field(default_factory=LLMChecks)
     long_text: Literal["split", "truncate"] = "split"
     """A text over Telegram's limit: several messages of one batch (split), or cut with an ellipsis (truncate)."""
     number_parts: bool = False

@@ -117,3 +117,55 @@ def test_a_rerun_after_the_rewrite_only_runs_the_steps_after_it(rt, home, monkey
     assert row["rewrite_html"] == "<b>done before</b>"  # not rewritten twice
     assert reached == [post_id]
     assert "resumed" in [e["event"] for e in events(rt, f"rewrite-{post_id}")]
+
+
+SPACED = "Привет :) Цена : 100 ₽ ,  итого  два."
+"""Spacing as a donor wrote it (issue 29, item 8): no rewriter may "correct" it."""
+
+
+@pytest.mark.parametrize("rewriter", ["clean", "none"])
+def test_spacing_between_words_and_punctuation_is_kept_as_sent(rt, home, monkeypatch, rewriter):
+    write_routes(home, rewriter=rewriter)
+    monkeypatch.setattr(pipeline, "on_rewritten", lambda runtime, post_id: "rewritten")
+    post_id = add_post(rt, f"<b>{SPACED}</b>\nВторая  строка ,  тоже .")
+    html = rewrite(rt, post_id)["rewrite_html"]
+    expected = f"<b>{SPACED}</b>\nВторая  строка ,  тоже ."
+    assert html == (expected + "\n\n<b>My Channel</b> — @my_channel" if rewriter == "clean" else expected)
+
+
+def test_a_removal_takes_its_own_space_and_empty_brackets_and_leaves_the_rest(clean_rt):
+    post_id = add_post(
+        clean_rt,
+        "Павел Дуров (@durov) рассказал о планах ,  сказал он.\n"
+        "Слово [ @vendor_team ] и « https://donor.example/x » тоже,  как  было.\n"
+        "@vendor_team пишет: всё  хорошо (см. https://donor.example/y).\n"
+        "Данные (источник: @rian_ru), как  есть.\n"
+        "Подробнее: https://donor.example/z\n"
+        "Источник: @rian_ru",
+    )
+    text = html_to_text(rewrite(clean_rt, post_id)["rewrite_html"])
+    assert text.split("\n\n")[0] == (
+        "Павел Дуров рассказал о планах ,  сказал он.\n"
+        "Слово и тоже,  как  было.\n"
+        "пишет: всё  хорошо.\n"
+        "Данные, как  есть."
+    )
+
+
+def test_a_line_left_as_a_call_to_subscribe_to_nothing_goes(clean_rt):
+    post_id = add_post(clean_rt, "Большая новость дня.\n\nПодписывайся на @donor\n\nЕщё одна строка.")
+    html = rewrite(clean_rt, post_id)["rewrite_html"]
+    assert html == "Большая новость дня.\n\nЕщё одна строка.\n\n<b>My Channel</b> — @my_channel"
+
+
+def test_a_post_that_is_only_footer_is_filtered_not_published(clean_rt):
+    post_id = add_post(clean_rt, "Подписывайся на @donor")
+    job = enqueue(clean_rt, "rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+    drain(clean_rt, "rewrite")
+    assert get_job(clean_rt.store, job["id"])["status"] == "succeeded"
+    row = post(clean_rt, post_id)
+    assert row["state"] == "filtered" and row["rewrite_html"] is None
+    assert (
+        row["state_reason"] == "rewrite: empty after cleaning: nothing is left once the donor's footer, links and"
+        " mentions are removed"
+    )

@@ -235,3 +235,42 @@ def test_rates_that_share_only_whole_parts_are_not_the_same_numbers():
     assert numbers_of(a) == ("78.83", "90.71")
     assert not numbers_agree(numbers_of(a), numbers_of(b))
     assert numbers_agree(numbers_of(a), numbers_of("Доллар стоит 90.71, евро — 78.83"))  # the same, written otherwise
+
+
+def test_posts_that_differ_only_in_their_link_are_different_posts(rt, tg):
+    # Issue 29: the second episode was dropped as "same content as" the first.
+    tg.add_message("@donor_a", 1, "Новый выпуск подкаста: https://pod.example/ep1")
+    tg.add_message("@donor_a", 2, "Новый выпуск подкаста: https://pod.example/ep2")
+    tg.add_message("@donor_a", 3, 'Новый выпуск подкаста: <a href="https://pod.example/ep3">слушать</a>')
+    tg.add_message("@donor_a", 4, 'Новый выпуск подкаста: <a href="https://pod.example/ep4">слушать</a>')
+    collect(rt, "@donor_a")
+    assert [p["state"] for p in posts(rt)] == ["collected"] * 4
+    # The same link again is the same post, whatever its tracking parameters and wherever it comes from.
+    tg.add_message("@donor_b", 1, "Новый выпуск подкаста: https://pod.example/ep1?utm_source=tg&utm_medium=post")
+    collect(rt, "@donor_b")
+    (copy,) = by_source(rt, "@donor_b")
+    assert copy["state"] == "duplicate" and copy["duplicate_of"] == posts(rt)[0]["id"]
+
+
+def test_a_near_copy_around_another_link_is_not_a_near_duplicate(rt, tg):
+    tg.add_message("@donor_a", 1, NEWS + " Подробнее: https://city.example/budget-2024")
+    collect(rt, "@donor_a")
+    tg.add_message("@donor_b", 1, EDITED + " Подробнее: https://city.example/budget-2025")  # another story
+    tg.add_message("@donor_b", 2, EDITED + " Подробнее: https://city.example/budget-2024/")  # the same one
+    tg.add_message("@donor_b", 3, EDITED)  # a copy without the link
+    collect(rt, "@donor_b")
+    original = by_source(rt, "@donor_a")[0]["id"]
+    assert [(p["state"], p["duplicate_of"]) for p in by_source(rt, "@donor_b")] == [
+        ("collected", None), ("duplicate", original), ("duplicate", original)
+    ]  # fmt: skip
+
+
+def test_content_links_ignore_tracking_and_telegram_links():
+    from contentq.content.dedup import content_links, links_agree
+
+    assert content_links(["https://www.Pod.example/ep1/?utm_source=x&id=7&fbclid=y", "https://t.me/donor",
+                          "t.me/+invite", "pod.example/ep1?id=7"]) == ("pod.example/ep1?id=7",)  # fmt: skip
+    assert links_agree(("a.example/1",), ()) and links_agree((), ("b.example",))
+    assert not links_agree(("a.example/1",), ("a.example/2",))
+    assert content_hash("same words", links=("a.example/1",)) != content_hash("same words", links=("a.example/2",))
+    assert content_hash("same words") == content_hash("same words", links=())  # stored hashes stay valid

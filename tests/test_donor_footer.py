@@ -216,3 +216,24 @@ def test_collect_learns_the_footer_and_prints_the_summary(rt, monkeypatch):
     data = json.loads(runner.invoke(app, ["collect", "--now", "@donor_a", "--json"]).stdout)
     assert data[0]["collected"] == 1 and data[0]["footer_stripped"] == 1
     assert data[0]["summary"] == ["collected 1", "footer stripped from 1"]
+
+
+def test_a_post_that_is_nothing_but_the_footer_is_filtered_with_that_reason(rt):
+    # Issue 29, item 7: it was kept whole, then published as "Подписывайся на" by the clean rewriter.
+    configure(rt)
+    tg = FakeTelegram()
+    tg.add_channel("@donor_a", 111, "Donor A")
+    rt.services["telegram"] = tg
+    (rt.settings.home / "contentq.toml").write_text(ROUTES.format(extra="").replace('"@other_news"', '"@donor_a"'))
+    tail = "\n\nПодписывайся на @donor_a"
+    for i, html in enumerate(_posts(6), start=1):
+        tg.add_message("@donor_a", i, html + tail)
+    tg.add_message("@donor_a", 7, "Подписывайся на @donor_a")
+    from tests.collect_helpers import collect
+
+    collect(rt, "@donor_a")
+    only = rt.store.one("SELECT * FROM posts WHERE source_msg_id = 7")
+    assert only is not None and only["state"] == "filtered"
+    assert only["state_reason"] == "empty after cleaning: the post is nothing but the donor's footer"
+    assert only["original_html"] == "Подписывайся на @donor_a"  # kept for the record
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'rewrite'") == 6  # none for it

@@ -41,6 +41,8 @@ DONOR = (
     "<b>Breaking:</b> the new <i>Frobnicator 3</i> ships today. "
     '<a href="https://donor.example/article">Full story</a>\n\nSubscribe to @donor'
 )
+OUT = '<b>Frobnicator 3</b> is out: <a href="https://donor.example/article">the story</a>.'
+"""An answer that keeps enough of DONOR's formatting and link (rewrite/checks.py) to be accepted."""
 
 
 def test_happy_path_rewrites_with_structured_output_and_records_usage(llm_rt, llmock, rewritten_calls):
@@ -114,7 +116,7 @@ def test_the_api_key_never_reaches_job_logs_job_records_or_process_logs(home, ll
         logging.getLogger().addHandler(handler)
     try:
         leaked = add_post(rt, f"<b>Leak:</b> the key is {key}, Frobnicator 3 ships today.")
-        llmock.reply(answer(f"Frobnicator 3 ships today (key {key})."))
+        llmock.reply(answer(f"<b>Frobnicator 3</b> ships today (key {key})."))
         ok_job = rewrite_job(rt, leaked)
         drain(rt, "rewrite")
         refused = add_post(rt, f"Another post mentioning {key}")
@@ -150,14 +152,14 @@ def test_invalid_output_twice_then_valid_succeeds_after_three_attempts_with_two_
     post_id = add_post(llm_rt, DONOR)
     llmock.reply("Sure! Here is your post: Frobnicator is great")  # not JSON
     llmock.reply(json.dumps({"title": "no text", "skip": False}))  # JSON, wrong schema
-    llmock.reply(answer("<b>Frobnicator 3</b> is out."))
+    llmock.reply(answer(OUT))
     job_id = rewrite_job(llm_rt, post_id)
     drain(llm_rt, "rewrite")
 
     job = get_job(llm_rt.store, job_id)
     assert job["status"] == "succeeded"
     assert json.loads(job["result"])["attempts"] == 3
-    assert post(llm_rt, post_id)["rewrite_html"] == "<b>Frobnicator 3</b> is out."
+    assert post(llm_rt, post_id)["rewrite_html"] == OUT
     assert notifications(llm_rt) == [
         f"retrying rewrite of post {post_id}: the model returned invalid output (attempt 2/3)",
         f"retrying rewrite of post {post_id}: the model returned invalid output (attempt 3/3)",
@@ -190,7 +192,7 @@ def test_invalid_output_three_times_fails_with_the_raw_output_in_the_job_log(llm
 def test_rate_limit_with_retry_after_is_retried_and_succeeds(llm_rt, llmock):
     post_id = add_post(llm_rt, DONOR)
     llmock.rate_limit(times=1, retry_after=1)
-    llmock.reply(answer("Frobnicator 3 is out."))
+    llmock.reply(answer(OUT))
     job_id = rewrite_job(llm_rt, post_id)
     drain(llm_rt, "rewrite")
 
@@ -205,7 +207,7 @@ def test_rate_limit_with_retry_after_is_retried_and_succeeds(llm_rt, llmock):
 def test_server_errors_are_retried_inside_the_call(llm_rt, llmock):
     post_id = add_post(llm_rt, DONOR)
     llmock.fail(500, times=2)
-    llmock.reply(answer("Frobnicator 3 is out."))
+    llmock.reply(answer(OUT))
     job_id = rewrite_job(llm_rt, post_id)
     drain(llm_rt, "rewrite")
     assert get_job(llm_rt.store, job_id)["status"] == "succeeded"
@@ -299,7 +301,7 @@ def test_breaker_opens_after_configured_failures_and_jobs_wait_for_the_cool_down
         for job_id in jobs:
             registry.schedule(Job.fetch(get_job(rt.store, job_id)["rq_id"], connection=rt.redis), datetime.now(UTC))
         llmock.reset()
-        llmock.reply(answer("One."), times=2)
+        llmock.reply(answer(OUT), times=2)
         drain(rt, "rewrite", timeout=30)
         for job_id in jobs:
             job = get_job(rt.store, job_id)
@@ -314,9 +316,9 @@ def test_breaker_opens_after_configured_failures_and_jobs_wait_for_the_cool_down
 
 def test_caption_limit_applies_when_the_post_has_media_under_truncate(llm_rt, llmock, home):
     write_routes(home, long_text="truncate")
-    post_id = add_post(llm_rt, "<b>Фото дня</b> 📸", kind="photo")
-    add_media(llm_rt, post_id)
     long_text = "<b>Фото дня 📸</b> " + " ".join(["Очень длинное описание снимка 🌄."] * 80)
+    post_id = add_post(llm_rt, long_text.replace("снимка", "кадра"), kind="photo")
+    add_media(llm_rt, post_id)
     llmock.reply(answer(long_text))
     rewrite_job(llm_rt, post_id)
     drain(llm_rt, "rewrite")
@@ -328,9 +330,9 @@ def test_caption_limit_applies_when_the_post_has_media_under_truncate(llm_rt, ll
 
 
 def test_under_split_a_long_caption_from_the_model_is_kept_whole(llm_rt, llmock):
-    post_id = add_post(llm_rt, "<b>Фото дня</b> 📸", kind="photo")
-    add_media(llm_rt, post_id)
     long_text = "<b>Фото дня 📸</b> " + " ".join(["Очень длинное описание снимка 🌄."] * 80)
+    post_id = add_post(llm_rt, long_text.replace("снимка", "кадра"), kind="photo")
+    add_media(llm_rt, post_id)
     llmock.reply(answer(long_text))
     rewrite_job(llm_rt, post_id)
     drain(llm_rt, "rewrite")
@@ -344,8 +346,8 @@ def test_under_split_a_long_caption_from_the_model_is_kept_whole(llm_rt, llmock)
 
 def test_text_limit_cuts_nested_formatting_from_the_model_under_truncate(llm_rt, llmock, home):
     write_routes(home, long_text="truncate")
-    post_id = add_post(llm_rt, DONOR)
     paragraph = '<b>Жирный <i>курсив <a href="https://donor.example/article">ссылка 🔗</a></i></b> текст. '
+    post_id = add_post(llm_rt, paragraph * 190)
     llmock.reply(answer(paragraph * 200))
     rewrite_job(llm_rt, post_id)
     drain(llm_rt, "rewrite")
@@ -363,10 +365,10 @@ def test_images_route_enqueues_imagegen_when_that_kind_exists(home, llmock, rewr
     rt = make_rt(home, llmock)
     try:
         with_prompt, without = add_post(rt, DONOR), add_post(rt, DONOR + " 2")
-        llmock.reply(answer("A.", image_prompt="a desk"))
+        llmock.reply(answer(OUT, image_prompt="a desk"))
         rewrite_job(rt, with_prompt)
         drain(rt, "rewrite")
-        llmock.reply(answer("B."))
+        llmock.reply(answer(OUT))
         rewrite_job(rt, without)
         drain(rt, "rewrite")
         keys = [r["key"] for r in rt.store.query("SELECT key FROM jobs WHERE kind = 'imagegen'")]
@@ -388,7 +390,7 @@ def test_rewrite_command_enqueues_and_usage_command_sums(llm_rt, llmock, home):
     assert [r["result"] for r in json.loads(result.stdout)] == ["queued", "queued"]
     again = runner.invoke(app, ["rewrite", str(post_id), "--json"], env=env)
     assert json.loads(again.stdout)[0]["result"] == "already queued"
-    llmock.reply(answer("Rewritten."), times=2)
+    llmock.reply(answer(OUT), times=2)
     drain(llm_rt, "rewrite")
     assert {post(llm_rt, i)["state"] for i in (post_id, other)} == {"rewritten"}
 

@@ -2,11 +2,12 @@
 
 Three levels, cheapest first:
 - exact: the same (source, message id) was stored before (the posts table's UNIQUE key; see ingest.py);
-- content: the same normalised text and the same media bytes (a content hash, the indexed posts.content_hash
-  column), from any channel;
+- content: the same normalised text, the same media bytes and the same links (a content hash, the indexed
+  posts.content_hash column), from any channel: a post that differs only in its link is another post;
 - near: the same news lightly edited, from another channel: MinHash signatures of character 5-grams of
   the normalised text, found through LSH bands kept in SQLite (the dedup_bands table) and confirmed by the
-  estimated Jaccard similarity >= the threshold (settings.near_duplicate_threshold).
+  estimated Jaccard similarity >= the threshold (settings.near_duplicate_threshold), when their links agree
+  (one in common, or none on one side).
 
 Everything the index knows is in SQLite, written in the transaction that stores the post: a worker keeps
 nothing in memory that grows with the corpus, a new worker checks at once, and posts written by other
@@ -21,7 +22,7 @@ import re
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -30,6 +31,7 @@ from typing import Literal
 import numpy as np
 
 from contentq.clock import iso
+from contentq.content.html import collect_links, normalize_link
 
 NUM_PERM = 128
 """MinHash permutations: 128 keeps the similarity estimate within about ±0.04 of the truth."""
@@ -107,13 +109,41 @@ def numbers_agree(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return common * 2 >= len(set(a) | set(b))
 
 
-def content_hash(normalized: str, media_hashes: Sequence[str] = ()) -> str | None:
-    """SHA-256 of the normalised text and the media hashes (order-free); None when there is nothing."""
-    if not normalized and not media_hashes:
+_TRACKING = re.compile(r"(?i)^(?:utm_\w*|fbclid|gclid|yclid|ysclid|mc_cid|mc_eid|igshid|erid|ref|ref_src|from)$")
+_TELEGRAM = re.compile(r"(?i)^(?:t|telegram)\.me(?:/|$)")
+
+
+def content_links(links: Iterable[str]) -> tuple[str, ...]:
+    """The links that are part of a post's content, comparable: sorted, without repeats, no scheme or 'www.',
+    without tracking parameters (utm_*, fbclid, erid …) and without t.me links (a channel's own links and
+    invites say whose post it is, not what it says; two channels copying one story each link themselves)."""
+    out: set[str] = set()
+    for link in links:
+        normalized = normalize_link(link)
+        if not normalized or _TELEGRAM.match(normalized):
+            continue
+        base, _, query = normalized.partition("?")
+        kept = [p for p in query.split("&") if p and not _TRACKING.match(p.split("=", 1)[0])]
+        out.add(base.rstrip("/") + ("?" + "&".join(kept) if kept else ""))
+    return tuple(sorted(out))
+
+
+def links_agree(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two posts' content links allow them to be the same post: one in common, or none on one side
+    (a copy may drop the link). Two posts that differ only in their link (episode 1, episode 2) do not."""
+    return not a or not b or bool(set(a) & set(b))
+
+
+def content_hash(normalized: str, media_hashes: Sequence[str] = (), links: Sequence[str] = ()) -> str | None:
+    """SHA-256 of the normalised text, the media hashes and the content links (order-free); None when there is
+    nothing. A post without links hashes as it did before links counted."""
+    if not normalized and not media_hashes and not links:
         return None
     digest = hashlib.sha256(normalized.encode())
     for media in sorted(media_hashes):
         digest.update(b"\x00" + media.encode())
+    for link in sorted(links):
+        digest.update(b"\x01" + link.encode())
     return digest.hexdigest()
 
 
@@ -182,6 +212,7 @@ class Fingerprint:
     signature: np.ndarray | None = None
     numbers: tuple[str, ...] = ()  # numbers_of the text: the posts.numbers column, space-separated
     band_keys: list[int] | None = None  # of the signature, for the index's layout (DedupIndex.fingerprint)
+    links: tuple[str, ...] = ()  # content_links of the post (part of content_hash; checked on near matches)
 
     def minhash_blob(self) -> bytes | None:
         """What the posts.minhash column keeps: the signature as little-endian uint32."""
@@ -307,14 +338,18 @@ class DedupIndex:
 
     # -- building --------------------------------------------------------------------------------
 
-    def fingerprint(self, normalized: str, media_hashes: Sequence[str] = (), *, text: str | None = None) -> Fingerprint:
-        """`text`, the post's plain text before normalising, gives the numbers their decimals (numbers_of)."""
+    def fingerprint(
+        self, normalized: str, media_hashes: Sequence[str] = (), *, text: str | None = None, links: Sequence[str] = ()
+    ) -> Fingerprint:
+        """`text`, the post's plain text before normalising, gives the numbers their decimals (numbers_of);
+        `links` are its content_links."""
+        chash = content_hash(normalized, media_hashes, links)
         signature = self.hasher.signature(normalized)
         if signature is None:
-            return Fingerprint(content_hash(normalized, media_hashes))
+            return Fingerprint(chash, links=tuple(links))
         keys = band_keys(signature[None, :], self.bands, self.rows)[0].tolist()
         numbers = numbers_of(text if text is not None else normalized)
-        return Fingerprint(content_hash(normalized, media_hashes), signature, numbers, keys)
+        return Fingerprint(chash, signature, numbers, keys, tuple(links))
 
     def refresh(self, conn: sqlite3.Connection) -> int:
         """Make the index ready on this connection: the first time, give the connection a PAGE_CACHE_KIB page
@@ -373,8 +408,16 @@ class DedupIndex:
             if similarity < NUMBERS_CHECKED_BELOW and not numbers_agree(tuple((numbers or "").split()), fp.numbers):
                 continue
             if best is None or (similarity, -post_id) > (best.similarity, -best.post_id):
+                if fp.links and not links_agree(fp.links, self._links_of(conn, post_id)):
+                    continue  # the same words around another link: another post
                 best = Match(post_id, "near", similarity)
         return best
+
+    @staticmethod
+    def _links_of(conn: sqlite3.Connection, post_id: int) -> tuple[str, ...]:
+        """A stored post's content links, read from its text (only for a near match, which is rare)."""
+        row = conn.execute("SELECT text_html FROM posts WHERE id = ?", (post_id,)).fetchone()
+        return content_links(collect_links(row[0] or "")) if row is not None else ()
 
     def _keys(self, fp: Fingerprint) -> list[int]:
         if fp.band_keys is not None and len(fp.band_keys) == self.bands:

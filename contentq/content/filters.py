@@ -18,27 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
-from contentq.content.html import normalize_link
+from contentq.content import ads
 from contentq.content.refs import normalize_channel_ref
 
 if TYPE_CHECKING:
     from contentq.routes import Filters  # the config model; filters read its fields only
 
-_AD_MARKERS = re.compile(
-    r"(?i)(#(?:реклама|ad|ads|advert|promo|sponsored|партнер\w*|партнёр\w*)\b|\berid\b|(?<!\w)реклама(?!\w)"
-    r"|\bsponsored\b|\badvertisement\b)"
-)
-_INVITE = re.compile(r"(?i)(?:https?://)?(?:t|telegram)\.me/(?:\+|joinchat/)[\w-]+")
-_CHANNEL_LINK = re.compile(r"(?i)(?:https?://)?(?:t|telegram)\.me/(?:s/)?([a-z]\w{3,31})\b")
-_MENTION = re.compile(r"(?<![\w/])@([a-zA-Z]\w{3,31})\b")
-_CALL_TO_ACTION = re.compile(
-    r"(?i)\b(?:subscribe|join|follow|check out|подпис\w*|переход\w*|вступ\w*|присоедин\w*|заходи\w*)"
-)
 REGEX_TIMEOUT_S = 0.25
 """Longest time one route regex may search one post."""
-
-_AD_HINTS = ("#", "erid", "реклам", "sponsor", "advertis")  # cheap test before the regex
-_NOT_CHANNELS = frozenset({"share", "addstickers", "proxy", "socks", "iv", "addlist", "boost", "c"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +38,7 @@ class PostFacts:
     links: tuple[str, ...] = ()  # link targets: <a href> and bare URLs
     source: str = ""  # the donor channel, '@name'
     self_refs: frozenset[str] = frozenset()  # the donor's own channels and chat (its learned footer's)
+    link_lines: tuple[tuple[str, str], ...] = ()  # (link target, the line it stands on), where known
 
 
 @dataclass
@@ -109,27 +97,11 @@ def timeout_warning(patterns: list[str]) -> str:
 
 
 def advertisement(post: PostFacts, own_refs: frozenset[str] = frozenset()) -> str | None:
-    """Why the post looks like an ad for another channel, or None.
+    """Why the post is an ad (the signal that decided, content/ads.py), or None.
 
-    An ad marker (#реклама, #ad, erid …), a private invite link, or a call to subscribe/join next to a
-    link or @mention of a channel other than the donor itself (with the channels of its learned footer:
-    its chat, its other channels) and the route's own channels: a donor promoting itself is not an ad.
-    """
-    lowered = post.text.lower()
-    if any(hint in lowered for hint in _AD_HINTS) and (marker := _AD_MARKERS.search(post.text)):
-        return f"ad marker {marker.group(0)!r}"
-    haystack = " ".join([post.text, *post.links])
-    has_links = ".me/" in haystack.lower()
-    if has_links:
-        invites = (m.group(0) for m in _INVITE.finditer(haystack))
-        if invite := next((i for i in invites if normalize_link(i) not in post.self_refs), None):
-            return f"invite link {invite}"
-    named = [m.group(1) for m in _CHANNEL_LINK.finditer(haystack)] if has_links else []
-    if "@" in post.text:
-        named += [m.group(1) for m in _MENTION.finditer(post.text)]
+    The donor's own channels (itself, the channels and chats of its learned footer) and the route's own are
+    not advertised: a donor promoting itself is not an ad."""
     mine = own_refs | post.self_refs | ({normalize_channel_ref(post.source)} if post.source else frozenset())
-    foreign = [normalize_channel_ref(n) for n in named if n.lower() not in _NOT_CHANNELS]
-    foreign = [ref for ref in foreign if ref not in mine]
-    if foreign and _CALL_TO_ACTION.search(post.text):
-        return f"advertises {foreign[0]}"
-    return None
+    placed = dict(post.link_lines)
+    links = [(link, placed.get(link)) for link in dict.fromkeys([*post.links, *placed])]
+    return ads.verdict(ads.signals(post.text, links, mine))

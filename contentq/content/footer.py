@@ -5,8 +5,9 @@ ad for the donor's chat, make two copies of one story from two donors look diffe
 channel through the rewriter. `learn` finds it from the donor's recent posts: a line (its normalised text
 and link targets) that is among the last (or first) EDGE_LINES lines of at least `share` of them, given at
 least MIN_SAMPLE posts. `strip` then removes such lines (and the route's `footer_patterns`) from the edges
-of a post. The channels the learned lines link to or mention are the donor's own (`Footer.refs`): a post
-that names them promotes its own channel, which is not an ad.
+of a post. The channels the learned lines link to or mention are the donor's own (`Footer.refs`), and so are
+those of edge lines recurring in at least MIN_REPEAT posts though under the share (a footer the donor adds to
+some posts only): a post that names them promotes its own channel, which is not an ad.
 
 `recurring_lines` is the looser rule of the clean rewriter: lines recurring anywhere in recent posts.
 """
@@ -126,7 +127,10 @@ def learn(posts_html: Iterable[str], share: float = DEFAULT_SHARE) -> Footer:
     trailer = frozenset(k for k, n in trailing.items() if n >= needed)
     header = frozenset(k for k, n in leading.items() if n >= needed) - trailer
     learned = [example[k] for k in sorted(trailer | header)]
-    return Footer(trailer, header, _refs(learned), tuple(line_text(x).strip() for x in learned), sample)
+    # A line closing (opening) fewer posts than the share but at least MIN_REPEAT of them is not stripped, but
+    # the channels it names are the donor's too ("Наш чат: t.me/+…" under some posts only): not ads.
+    minority = [example[k] for counter in (trailing, leading) for k, n in counter.items() if n >= MIN_REPEAT]
+    return Footer(trailer, header, _refs([*learned, *minority]), tuple(line_text(x).strip() for x in learned), sample)
 
 
 @dataclass(frozen=True)

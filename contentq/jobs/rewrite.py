@@ -1,9 +1,10 @@
 """The `rewrite` job (queue rewrite, key = post id): collected → rewriting → rewritten, then what follows.
 
 Outcomes: rewritten (then imagegen when the route adds images, then `pipeline.on_rewritten`); filtered
-when the model says the post is an ad or off-topic; failed, with the admin told, when retrying cannot
-help (context window, refused request, invalid output three times); re-enqueued for later without
-using a retry while the LLM circuit breaker is open or the endpoint asks for a long wait.
+when the model says the post is an ad or off-topic, or the clean rewriter leaves nothing of it; failed, with
+the admin told, when retrying cannot help (context window, refused request, invalid output three times);
+re-enqueued for later without using a retry while the LLM circuit breaker is open or the endpoint asks for a
+long wait.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     }
     if result.skipped:
         transition(store, post_id, "rewriting", "filtered", state_reason=f"rewrite: {result.skip_reason}"[:500])
-        ctx.log("filtered", f"the model skipped the post: {result.skip_reason}")
+        who = "the model" if result.rewriter == "llm" else f"the {result.rewriter} rewriter"
+        ctx.log("filtered", f"{who} skipped the post: {result.skip_reason}")
         return {**summary, "state": "filtered", "reason": result.skip_reason}
     moved = transition(
         store, post_id, "rewriting", "rewritten",

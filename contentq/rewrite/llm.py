@@ -15,6 +15,7 @@ from contentq.integrations.llm import (
     json_schema_format,
 )
 from contentq.rewrite.base import Reporter, RewriteResult, RewriteTask
+from contentq.rewrite.checks import check_answer, checked_html
 from contentq.rewrite.finalize import Finalized, finalize_html
 from contentq.rewrite.output import (
     OUTPUT_SCHEMA,
@@ -117,7 +118,7 @@ class LLMRewriter:
                     raise InvalidOutputError("nothing is left of the text once invalid links are removed")
             except InvalidOutputError as exc:
                 self._invalid(task, reporter, attempt, exc, completion.content)
-                messages = [*messages, answer_echo(completion.content), correction_message(str(exc))]
+                messages = [*messages, answer_echo(completion.content), correction_message(str(exc), exc.hint)]
                 continue
             if final is None:
                 result.skip_reason = output.skip_reason or "the model judged the post unfit (no reason given)"
@@ -142,8 +143,11 @@ class LLMRewriter:
         )
 
     def _finalize(self, task: RewriteTask, output: ModelOutput) -> Finalized:
+        """The answer's text checked (InvalidOutputError: asked again), then its links filtered and cut."""
+        html = checked_html(output.text)
+        check_answer(task.donor_html, html, task.route.llm)
         permitted = [*collect_links(task.donor_html), *task.route.allowed_links]
-        return finalize_html(output.text, permitted_links=permitted, limit=task.cut_limit)
+        return finalize_html(html, permitted_links=permitted, limit=task.cut_limit)
 
     def _result(
         self, output: ModelOutput, final: Finalized, result: RewriteResult, reporter: Reporter

@@ -37,8 +37,12 @@ SCHEMA_NAME = "rewritten_post"
 
 
 class InvalidOutputError(FatalJobError):
-    """The model's answer is not JSON or does not follow the schema (the rewriter asks again; fatal once
-    it escapes)."""
+    """The model's answer is not JSON, does not follow the schema, or its text fails a check of
+    rewrite/checks.py (the rewriter asks again; fatal once it escapes). `hint` tells the model how to fix it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ModelRefusalError(FatalJobError):

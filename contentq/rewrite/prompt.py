@@ -95,11 +95,12 @@ def answer_echo(content: str | None) -> dict[str, Any]:
     return {"role": "assistant", "content": excerpt(content or "")}
 
 
-def correction_message(problem: str) -> dict[str, Any]:
+def correction_message(problem: str, hint: str = "") -> dict[str, Any]:
     """Sent after an invalid answer, so the next attempt knows what to fix."""
     problem = excerpt(problem)
+    advice = f" {hint}" if hint else ""
     return {
         "role": "user",
-        "content": f"Your answer was not usable: {problem}. Answer again with only the JSON object, "
+        "content": f"Your answer was not usable: {problem}.{advice} Answer again with only the JSON object, "
         "following the schema exactly.",
     }
