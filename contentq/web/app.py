@@ -41,6 +41,9 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self';"
     " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+MEDIA_CSP = "sandbox"
+"""Every /media answer's CSP: a file opened on its own is a sandboxed document (no script, an opaque origin),
+whatever its type."""
 OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
 
 
@@ -171,6 +174,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 response = Response(status_code=303, headers={"Location": "/login"})
         else:
             response = await call_next(request)
+        if path.startswith("/media/"):
+            response.headers["Content-Security-Policy"] = MEDIA_CSP
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"

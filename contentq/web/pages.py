@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from contentq.clock import iso
+from contentq.content.media_types import FALLBACK, inline_type
 from contentq.errors import ContentqError, NotFoundError
 from contentq.runtime import queues, tracking
 from contentq.store.jobs import STATUSES
-from contentq.store.posts import STATES
+from contentq.store.posts import STATES, media_file
 from contentq.web import actions, auth, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 
@@ -163,27 +164,20 @@ def usage(request: Request, rt: RT, since: Text = "30d", route: Text = None) -> 
     return get_web(request).page(request, "usage.html", since=since or "", route=route or "", **data)
 
 
-INLINE_MEDIA = ("image", "video", "audio")
-"""Media types /media shows inline; any other is sent as an attachment."""
-
-SCRIPTABLE = ("image/svg+xml",)
-"""An image type that can carry script when opened on its own: an attachment too."""
-
-
 @router.get("/media/{media_id}")
 def media(rt: RT, media_id: PostId) -> FileResponse:
-    """A post's media file for the preview; only files inside CONTENTQ_HOME/media are ever served."""
-    row = rt.store.one("SELECT path, mime FROM media WHERE id = ?", (media_id,))
+    """A post's media file for the preview; only files inside CONTENTQ_HOME/media are ever served. Only an
+    allow-list of exact photo, video and audio types is shown inline; any other stored type (HTML, SVG, PDF,
+    a malformed one, none) is sent as an attachment of type application/octet-stream: a donor's file never
+    renders as a page of the panel's origin, and a stored value never reaches a header."""
+    row = media_file(rt.store, media_id)
     root = rt.settings.media_dir.resolve()
     if row is None or not row["path"]:
         raise NotFoundError(f"no media file {media_id}")
     path = (root / row["path"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise NotFoundError(f"no media file {media_id}")
-    mime = (row["mime"] or "").split(";")[0].strip().lower()
-    major, _, minor = mime.partition("/")
-    if major in INLINE_MEDIA and minor and mime not in SCRIPTABLE:
-        return FileResponse(path, media_type=mime)
-    # A donor's file of any other type (HTML, SVG, PDF …) is never rendered as this origin's page: download it.
-    # (Every response carries X-Content-Type-Options: nosniff, so the browser does not guess either.)
-    return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+    shown = inline_type(row["mime"])
+    if shown:
+        return FileResponse(path, media_type=shown)
+    return FileResponse(path, media_type=FALLBACK, filename=path.name)  # with app.MEDIA_CSP, like every /media
