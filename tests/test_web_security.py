@@ -105,3 +105,48 @@ def test_a_hostile_export_is_stored_with_safe_types(rt: Runtime, tmp_path: Path,
         response = tc.get(f"/media/{media_id}")
         assert response.headers["content-type"] == "application/octet-stream"
         assert response.headers["content-disposition"].startswith("attachment;")
+
+
+# -- parameters and bodies -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cursor", ["2099-01-01~99999999999999999999999", f"2099-01-01~{2**63}", "~1", "\x00~1", "2099-01-01~²", "x~1"]
+)
+def test_a_cursor_beyond_sqlite_or_malformed_is_a_400_on_the_api_and_the_page(rt: Runtime, cursor: str) -> None:
+    tc = client(rt)
+    api = tc.get("/api/jobs", params={"cursor": cursor})
+    assert api.status_code == 400 and "bad cursor" in json_of(api)["error"], api.text
+    page = tc.get("/jobs", params={"cursor": cursor}, headers={"Accept": "text/html"})
+    assert page.status_code == 400 and "bad cursor" in page.text and "<h1>Error 400</h1>" in page.text
+
+
+def test_a_20_mb_job_payload_is_refused_with_413_and_nothing_is_stored(rt: Runtime) -> None:
+    tc = client(rt)
+    huge = {"kind": "noop", "key": "big", "payload": {"blob": "x" * 20_000_000}}
+    response = tc.post("/api/jobs", json=huge)
+    assert response.status_code == 413, response.text[:200]
+    assert "request body too large" in json_of(response)["error"] and "CONTENTQ_WEB_MAX_BODY_KB" in response.text
+    chunked = tc.post("/api/jobs", content=iter([b'{"kind": "noop", "key": "big", "payload": {"b": "'] + [b"x" * 65536] * 40
+                                             + [b'"}}']), headers={"Content-Type": "application/json"})  # fmt: skip
+    assert chunked.status_code == 413 and "request body too large" in json_of(chunked)["error"]
+    within_body = tc.post("/api/jobs", json={"kind": "noop", "key": "mid", "payload": {"blob": "x" * 100_000}})
+    assert within_body.status_code == 413 and "the job payload is 100012 bytes" in json_of(within_body)["error"]
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs") == 0
+    form = tc.post("/posts/1/edit", data={"html": "x" * 2_000_000}, headers={"Accept": "text/html"})
+    assert form.status_code == 413 and "request body too large" in form.text
+
+
+def test_the_body_limit_is_a_setting(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rt.settings, "web_max_body_kb", 1)
+    tc = client(rt)
+    assert tc.post("/api/jobs", json={"kind": "noop", "key": "k", "payload": {"a": "x" * 2000}}).status_code == 413
+    assert tc.post("/api/jobs", json={"kind": "noop", "key": "k", "payload": {"a": "x" * 100}}).status_code == 201
+
+
+def test_a_payload_or_key_that_cannot_be_stored_is_a_4xx(rt: Runtime) -> None:
+    tc = client(rt)
+    for body in ('{"kind": "noop", "key": "k", "payload": {"a": "\\ud800"}}', '{"kind": "noop", "key": "k\\u0000"}'):
+        response = tc.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
+        assert 400 <= response.status_code < 500 and json_of(response)["error"], (body, response.text)
+    assert rt.store.scalar("SELECT COUNT(*) FROM jobs") == 0

@@ -28,7 +28,7 @@ Text = Annotated[str | None, Query(max_length=200)]
 class NewJob(BaseModel):
     kind: str = Field(max_length=40, description="collect, rewrite, publish, generate, imagegen, settle, noop")
     key: str | None = Field(
-        None, min_length=1, max_length=200,
+        None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
         description="What the job works on: a source, a route; for rewrite, publish, imagegen, settle the post id",
     )  # fmt: skip
     payload: dict[str, Any] = Field(default_factory=dict)

@@ -29,6 +29,8 @@ from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.web import auth
+from contentq.web.limits import BodyLimit
+from contentq.web.newjob import PayloadTooLarge
 
 log = logging.getLogger("contentq.web")
 
@@ -95,6 +97,8 @@ class Web:
 
 
 def _status_for(exc: Exception) -> int:
+    if isinstance(exc, PayloadTooLarge):
+        return 413
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, RedisUnavailableError | redis.RedisError):
@@ -152,6 +156,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
         return error_response(request, 500, f"unexpected {type(exc).__name__}; the traceback is in the log")
+
+    # Added before the guard, so inside it: a body is refused only after the token is checked.
+    app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_kb * 1024)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:

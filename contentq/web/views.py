@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from contentq.clock import iso, now, parse_duration
@@ -19,6 +19,7 @@ from contentq.runtime.context import Runtime
 from contentq.runtime.queues import check_queue, queue_status
 from contentq.schedule import describe, schedule_rows
 from contentq.settings import QUEUES
+from contentq.store.db import SQLITE_INT_MAX
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
 from contentq.store.posts import STATES, get_post, page_posts, post_media_rows
 
@@ -30,9 +31,21 @@ def parse_cursor(value: str | None) -> tuple[str, int] | None:
     if not value:
         return None
     stamp, sep, rowid = value.rpartition("~")
-    if not sep or not rowid.isdigit() or len(stamp) > 40:
+    # Checked before SQL: a row id beyond SQLite's INTEGER would overflow the query's binding (a 500).
+    if not sep or not (rowid.isascii() and rowid.isdigit()) or int(rowid) > SQLITE_INT_MAX or not _is_time(stamp):
         raise ContentqError(f"bad cursor {value[:60]!r}: pass the next_cursor of the previous page")
     return stamp, int(rowid)
+
+
+def _is_time(stamp: str) -> bool:
+    """A cursor's first half: the ISO time the previous page's last job was created at."""
+    if not stamp or len(stamp) > 40 or not stamp.isascii():
+        return False
+    try:
+        datetime.fromisoformat(stamp)
+    except ValueError:
+        return False
+    return True
 
 
 def jobs_page(
