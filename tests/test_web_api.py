@@ -162,12 +162,12 @@ def test_cookie_requests_need_the_csrf_token(rt: Runtime) -> None:
     browser = client(rt, token=False)
     wrong_login = browser.post("/login", data={"token": "nope"}, follow_redirects=False)
     assert wrong_login.status_code == 401 and "contentq_session" not in wrong_login.headers.get("set-cookie", "")
-    csrf = login(browser, rt)
-    cookie = browser.cookies.get("contentq_session")
-    assert cookie and cookie not in (rt.settings.home / "web-token").read_text()
     set_cookie = browser.post("/login", data={"token": (rt.settings.home / "web-token").read_text().strip()},
                               follow_redirects=False).headers["set-cookie"]  # fmt: skip
     assert "HttpOnly" in set_cookie and "SameSite=strict" in set_cookie.replace("Strict", "strict")
+    csrf = login(browser, rt)  # a login of its own: the CSRF token belongs to one session
+    cookie = browser.cookies.get("contentq_session")
+    assert cookie and cookie not in (rt.settings.home / "web-token").read_text()
     assert browser.get("/api/jobs").status_code == 200  # reading with the cookie is fine
 
     refused = browser.post("/api/queues/rewrite/pause")

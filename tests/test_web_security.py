@@ -3,19 +3,26 @@ sessions, flash messages, bidi controls; and the small page bugs. Real app, real
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import time_machine
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from contentq.cli.app import app as cli
 from contentq.collect import ForegroundContext
 from contentq.content.media_types import FALLBACK, INLINE_TYPES, clean_media_type, inline_type
 from contentq.imports import import_export
 from contentq.runtime.context import Runtime
-from tests.publish_helpers import add_media, add_post
 from contentq.web.auth import load_token
-from tests.web_helpers import HOSTILE_TYPES, client, hostile_export, json_of, serving
+from tests.publish_helpers import add_media, add_post
+from tests.web_helpers import HOSTILE_TYPES, client, hostile_export, json_of, login, serving
 
 HOSTILE_ROUTES = """
 [routes.news]
@@ -92,7 +99,9 @@ def test_media_types_are_checked_where_they_enter(caplog: pytest.LogCaptureFixtu
     assert all(inline_type(t) == t for t in INLINE_TYPES) and inline_type("image/svg+xml") is None
 
 
-def test_a_hostile_export_is_stored_with_safe_types(rt: Runtime, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_hostile_export_is_stored_with_safe_types(
+    rt: Runtime, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (rt.settings.home / "contentq.toml").write_text(HOSTILE_ROUTES)
     report = import_export(ForegroundContext(rt), hostile_export(tmp_path / "export"), "@hostile")
     assert report.counts.collected == len(HOSTILE_TYPES)
@@ -127,8 +136,8 @@ def test_a_20_mb_job_payload_is_refused_with_413_and_nothing_is_stored(rt: Runti
     response = tc.post("/api/jobs", json=huge)
     assert response.status_code == 413, response.text[:200]
     assert "request body too large" in json_of(response)["error"] and "CONTENTQ_WEB_MAX_BODY_KB" in response.text
-    chunked = tc.post("/api/jobs", content=iter([b'{"kind": "noop", "key": "big", "payload": {"b": "'] + [b"x" * 65536] * 40
-                                             + [b'"}}']), headers={"Content-Type": "application/json"})  # fmt: skip
+    parts = [b'{"kind": "noop", "key": "big", "payload": {"b": "', *[b"x" * 65536] * 40, b'"}}']
+    chunked = tc.post("/api/jobs", content=iter(parts), headers={"Content-Type": "application/json"})  # no length
     assert chunked.status_code == 413 and "request body too large" in json_of(chunked)["error"]
     within_body = tc.post("/api/jobs", json={"kind": "noop", "key": "mid", "payload": {"blob": "x" * 100_000}})
     assert within_body.status_code == 413 and "the job payload is 100012 bytes" in json_of(within_body)["error"]
@@ -150,3 +159,103 @@ def test_a_payload_or_key_that_cannot_be_stored_is_a_4xx(rt: Runtime) -> None:
         response = tc.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
         assert 400 <= response.status_code < 500 and json_of(response)["error"], (body, response.text)
     assert rt.store.scalar("SELECT COUNT(*) FROM jobs") == 0
+
+
+# -- sessions and flash messages ---------------------------------------------------------------------------
+
+
+def _session_cookie(tc: TestClient) -> str:
+    value = tc.cookies.get("contentq_session")
+    assert value
+    return str(value)
+
+
+def _with_cookie(rt: Runtime, value: str) -> TestClient:
+    tc = client(rt, token=False)
+    tc.cookies.set("contentq_session", value)
+    return tc
+
+
+def test_each_login_is_a_random_session_kept_server_side_as_a_hash(rt: Runtime) -> None:
+    first, second = client(rt, token=False), client(rt, token=False)
+    login(first, rt)
+    login(second, rt)
+    a, b = _session_cookie(first), _session_cookie(second)
+    assert a != b and len(a) >= 40
+    rows = rt.store.query("SELECT id FROM web_sessions")
+    assert len(rows) == 2 and not {a, b} & {r["id"] for r in rows}  # only hashes are kept
+    assert {r["id"] for r in rows} == {hashlib.sha256(v.encode()).hexdigest() for v in (a, b)}
+    for tc in (first, second):
+        assert tc.get("/api/jobs").status_code == 200
+
+
+def test_logout_ends_the_session_on_the_server(rt: Runtime) -> None:
+    browser = client(rt, token=False)
+    csrf = login(browser, rt)
+    value = _session_cookie(browser)
+    out = browser.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    copy = _with_cookie(rt, value)  # a copy of the cookie kept elsewhere is dead too
+    assert copy.get("/api/jobs").status_code == 401
+    page = copy.get("/jobs", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+    assert rt.store.scalar("SELECT COUNT(*) FROM web_sessions") == 0
+
+
+def test_a_session_ends_when_idle_and_at_its_absolute_limit(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rt.settings, "web_session_idle_minutes", 30)
+    monkeypatch.setattr(rt.settings, "web_session_max_hours", 2)
+    tc = client(rt, token=False)
+
+    def status(value: str) -> int:  # the cookie sent by hand: the server's expiry, not the browser's max-age
+        return tc.get("/api/jobs", headers={"Cookie": f"contentq_session={value}"}).status_code
+
+    with time_machine.travel(datetime.now(UTC), tick=False) as clock:
+        busy, idle = client(rt, token=False), client(rt, token=False)
+        login(busy, rt)
+        login(idle, rt)
+        busy_value, idle_value = _session_cookie(busy), _session_cookie(idle)
+        tc.cookies.clear()
+        for _ in range(4):  # used every 25 minutes: the idle limit never strikes
+            clock.shift(timedelta(minutes=25))
+            assert status(busy_value) == 200
+        assert status(idle_value) == 401  # unused for 1 h 40
+        clock.shift(timedelta(minutes=25))  # 2 h 05 after the login
+        assert status(busy_value) == 401
+    assert rt.store.scalar("SELECT COUNT(*) FROM web_sessions") == 0
+
+
+def test_rotating_the_token_ends_every_session_and_open_live_stream(rt: Runtime) -> None:
+    token = load_token(rt.settings)
+    with serving(rt) as base, httpx.Client(base_url=base, timeout=8) as browser:
+        assert browser.post("/login", data={"token": token}).status_code == 303
+        with (
+            browser.stream("GET", "/api/events") as by_cookie,
+            httpx.stream("GET", f"{base}/api/events", headers=bearer(rt), timeout=8) as by_token,
+        ):
+            assert by_cookie.status_code == 200 and by_token.status_code == 200
+            started = time.monotonic()
+            rotated = CliRunner().invoke(cli, ["web", "token", "--rotate"])
+            assert rotated.exit_code == 0, rotated.output
+            for stream in (by_cookie, by_token):
+                for _ in stream.iter_bytes():  # a ReadTimeout (8 s) if the stream went on
+                    pass
+            took = time.monotonic() - started
+        assert browser.get("/api/jobs").status_code == 401
+    assert took < 5, f"the streams ended {took:.1f} s after the rotation"
+    assert rt.store.scalar("SELECT COUNT(*) FROM web_sessions") == 0
+
+
+def test_a_message_comes_from_the_server_once_never_from_the_url(rt: Runtime) -> None:
+    browser = client(rt, token=False)
+    for url in ("/login?msg=Your+account+is+locked.+Call++1-555", "/jobs?msg=hello"):
+        login(browser, rt) if url.startswith("/jobs") else None
+        page = browser.get(url, headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "Call" not in page.text and "hello" not in page.text
+        assert 'class="flash"' not in page.text
+    csrf = login(browser, rt)
+    done = browser.post("/queues/rewrite/pause", data={"csrf": csrf}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/"  # no message in the URL
+    shown = browser.get("/", headers={"Accept": "text/html"}).text
+    assert '<p class="flash">queue rewrite paused</p>' in shown
+    assert 'class="flash"' not in browser.get("/", headers={"Accept": "text/html"}).text  # once

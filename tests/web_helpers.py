@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-
 from fastapi.testclient import TestClient
 from PIL import Image
 

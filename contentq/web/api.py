@@ -15,7 +15,7 @@ from contentq.ops.stats import collect_stats, parse_since
 from contentq.posts import post_json
 from contentq.runtime import queues, tracking
 from contentq.web import actions, events, newjob, views
-from contentq.web.deps import INT_MAX, RT, csrf_guard
+from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 
 router = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard)])
 
@@ -202,6 +202,6 @@ async def live_events(
         cursor = events.Cursor(0, 0)
     else:
         cursor = events.Cursor.now(rt.store)
-    return EventSourceResponse(
-        events.stream(rt.store, cursor, max_events=max_events, disconnected=request.is_disconnected), ping=15
-    )
+    # Ends when the client leaves, and when its login ends (logout, expiry, `web token --rotate`).
+    ended = get_web(request).stream_ended(request)
+    return EventSourceResponse(events.stream(rt.store, cursor, max_events=max_events, disconnected=ended), ping=15)

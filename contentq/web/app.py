@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
@@ -91,9 +94,50 @@ class Web:
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("nav", name.removesuffix(".html"))
-        context["csrf"] = auth.csrf_token(self.token()) if getattr(request.state, "auth", None) else ""
-        context["msg"] = request.query_params.get("msg", "")[:300]
+        session = getattr(request.state, "session", None)
+        context["signed_in"] = bool(getattr(request.state, "auth", None))
+        context["csrf"] = auth.csrf_token(self.token(), session) if session else ""
+        context["msg"] = auth.take_flash(self.runtime.store, session)  # from the server only, never the URL
         return HTMLResponse(self.env.get_template(name).render(request=request, **context), status_code=status)
+
+    def authenticate(self, request: Request, *, touch: bool = True) -> tuple[str | None, auth.Session | None]:
+        """How the request is signed in: ("bearer", None), ("cookie", its session) or (None, None)."""
+        token = self.token()
+        if auth.same(_bearer(request), token):
+            return "bearer", None
+        session = auth.current_session(
+            self.runtime.store, self.settings, token, request.cookies.get(auth.COOKIE), touch=touch
+        )
+        return ("cookie", session) if session else (None, None)
+
+    def stream_ended(self, request: Request) -> Callable[[], Awaitable[bool]]:
+        """For a live stream: true once the client left, or once the login it was opened with has ended (logout,
+        expiry, `web token --rotate`), which is checked at most every RECHECK_SECONDS."""
+        checked = time.monotonic()
+
+        async def ended() -> bool:
+            nonlocal checked
+            if await request.is_disconnected():
+                return True
+            if time.monotonic() - checked < RECHECK_SECONDS:
+                return False
+            checked = time.monotonic()
+            try:
+                how, _ = await run_in_threadpool(self.authenticate, request, touch=False)
+            except ContentqError:  # the token file is gone or unreadable: nobody is signed in
+                return True
+            return how is None
+
+        return ended
+
+
+RECHECK_SECONDS = 1.0
+"""How often an open live stream checks that its login still holds."""
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
 def _status_for(exc: Exception) -> int:
@@ -163,13 +207,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        request.state.auth = None
-        token = web.token()
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer ") and auth.same(header[7:].strip(), token):
-            request.state.auth = "bearer"
-        elif auth.same(request.cookies.get(auth.COOKIE), auth.session_value(token)):
-            request.state.auth = "cookie"
+        request.state.auth, request.state.session = await run_in_threadpool(web.authenticate, request)
         if request.state.auth is None and not path.startswith(OPEN_PATHS):
             if path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
                 response: Response = RedactedJSON(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -24,8 +23,10 @@ JobId = Annotated[str, Path(min_length=1, max_length=200)]
 Text = Annotated[str | None, Query(max_length=200)]
 
 
-def back(to: str, msg: str) -> RedirectResponse:
-    return RedirectResponse(f"{to}?msg={quote(msg[:300])}", status_code=303)
+def back(request: Request, to: str, msg: str) -> RedirectResponse:
+    """Back to the page the form was on, with `msg` kept for it in the session (never in the URL)."""
+    auth.flash(get_web(request).runtime.store, getattr(request.state, "session", None), msg)
+    return RedirectResponse(to, status_code=303)
 
 
 @router.get("/login")
@@ -41,14 +42,19 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)]) -> Resp
         return web.page(request, "login.html", status=401, nav="", error="wrong token")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        auth.COOKIE, auth.session_value(current), httponly=True, samesite="strict",
-        secure=request.url.scheme == "https", path="/",
+        auth.COOKIE, auth.start_session(web.runtime.store, web.settings, current), httponly=True,
+        samesite="strict", secure=request.url.scheme == "https", path="/",
+        max_age=web.settings.web_session_max_hours * 3600,
     )  # fmt: skip
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    """Ends the session on the server (the cookie's value is dead from now on, wherever a copy of it is)."""
+    session = getattr(request.state, "session", None)
+    if session is not None:
+        auth.logout(get_web(request).runtime.store, session)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/")
     return response
@@ -63,7 +69,7 @@ def dashboard(request: Request, rt: RT) -> HTMLResponse:
 
 @router.post("/queues/{name}/{action}")
 def queue_action(
-    rt: RT, name: Annotated[str, Path(max_length=40)], action: Annotated[str, Path(max_length=10)]
+    request: Request, rt: RT, name: Annotated[str, Path(max_length=40)], action: Annotated[str, Path(max_length=10)]
 ) -> Response:
     if action == "pause":
         queues.pause(rt.redis, name)
@@ -71,7 +77,7 @@ def queue_action(
         queues.resume(rt.redis, name)
     else:
         raise NotFoundError(f"no queue action {action!r}: pause or resume")
-    return back("/", f"queue {name} {'paused' if action == 'pause' else 'resumed'}")
+    return back(request, "/", f"queue {name} {'paused' if action == 'pause' else 'resumed'}")
 
 
 @router.get("/jobs")
@@ -96,15 +102,15 @@ def job(request: Request, rt: RT, job_id: JobId) -> HTMLResponse:
 
 
 @router.post("/jobs/{job_id}/retry")
-def retry(rt: RT, job_id: JobId) -> Response:
+def retry(request: Request, rt: RT, job_id: JobId) -> Response:
     row = tracking.retry(rt, job_id)
-    return back(f"/jobs/{job_id}", f"{job_id} queued again (run {row['generation']})")
+    return back(request, f"/jobs/{job_id}", f"{job_id} queued again (run {row['generation']})")
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel(rt: RT, job_id: JobId) -> Response:
+def cancel(request: Request, rt: RT, job_id: JobId) -> Response:
     tracking.cancel(rt, job_id)
-    return back(f"/jobs/{job_id}", f"{job_id} cancelled")
+    return back(request, f"/jobs/{job_id}", f"{job_id} cancelled")
 
 
 @router.get("/posts")
@@ -125,6 +131,7 @@ def post(request: Request, rt: RT, post_id: PostId) -> HTMLResponse:
 
 @router.post("/posts/{post_id}/{action}")
 def post_action(
+    request: Request,
     rt: RT,
     post_id: PostId,
     action: Annotated[str, Path(max_length=20)],
@@ -134,22 +141,22 @@ def post_action(
 ) -> Response:
     to = f"/posts/{post_id}"
     if action == "approve":
-        return back(to, f"post {post_id} approved, scheduled for {iso(actions.approve(rt, post_id))}")
+        return back(request, to, f"post {post_id} approved, scheduled for {iso(actions.approve(rt, post_id))}")
     if action == "reject":
         actions.reject(rt, post_id, reason)
-        return back(to, f"post {post_id} rejected")
+        return back(request, to, f"post {post_id} rejected")
     if action == "edit":
-        return back(to, actions.edit_post(rt, post_id, html or ""))
+        return back(request, to, actions.edit_post(rt, post_id, html or ""))
     if action == "schedule":
         if not at:
             raise ContentqError("give a time: 'now', '+2h', '18:30' or '2025-06-01 18:30'")
         slot, note = actions.schedule_at(rt, post_id, at)
-        return back(to, f"post {post_id} scheduled for {iso(slot)}" + (f" ({note})" if note else ""))
+        return back(request, to, f"post {post_id} scheduled for {iso(slot)}" + (f" ({note})" if note else ""))
     if action == "unschedule":
         actions.unschedule(rt, post_id)
-        return back(to, f"post {post_id} unscheduled; it waits in awaiting_approval")
+        return back(request, to, f"post {post_id} unscheduled; it waits in awaiting_approval")
     if action == "publish":
-        return back(to, f"post {post_id} queued for publishing (job {actions.publish_post_now(rt, post_id)})")
+        return back(request, to, f"post {post_id} queued for publishing (job {actions.publish_post_now(rt, post_id)})")
     raise NotFoundError(f"no post action {action!r}")
 
 
