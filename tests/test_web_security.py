@@ -17,11 +17,12 @@ from typer.testing import CliRunner
 
 from contentq.cli.app import app as cli
 from contentq.collect import ForegroundContext
+from contentq.content.bidi import BIDI_CONTROLS
 from contentq.content.media_types import FALLBACK, INLINE_TYPES, clean_media_type, inline_type
 from contentq.imports import import_export
 from contentq.runtime.context import Runtime
 from contentq.web.auth import load_token
-from tests.publish_helpers import add_media, add_post
+from tests.publish_helpers import add_media, add_post, route_toml, write_config
 from tests.web_helpers import HOSTILE_TYPES, client, hostile_export, json_of, login, serving
 
 HOSTILE_ROUTES = """
@@ -259,3 +260,28 @@ def test_a_message_comes_from_the_server_once_never_from_the_url(rt: Runtime) ->
     shown = browser.get("/", headers={"Accept": "text/html"}).text
     assert '<p class="flash">queue rewrite paused</p>' in shown
     assert 'class="flash"' not in browser.get("/", headers={"Accept": "text/html"}).text  # once
+
+
+# -- bidi controls ---------------------------------------------------------------------------------------
+
+
+def test_bidi_controls_are_shown_visibly_in_previews_lists_and_the_edit_box(rt: Runtime) -> None:
+    write_config(rt.settings.home, route_toml())
+    hidden = "Open invoice\u202egnp.exe and \u2067x\u2069 \u200f."
+    post_id = add_post(rt, hidden, state="awaiting_approval")
+    rt.store.execute("UPDATE posts SET rewrite_html = ? WHERE id = ?", (hidden, post_id))
+    browser = client(rt, token=False)
+    csrf = login(browser, rt)
+    for url in (f"/posts/{post_id}", "/posts"):
+        page = browser.get(url, headers={"Accept": "text/html"}).text
+        assert not any(c in page for c in BIDI_CONTROLS), url
+        assert "invoice⟨U+202E⟩gnp.exe" in page and "⟨U+2067⟩x⟨U+2069⟩" in page, url
+    page = browser.get(f"/posts/{post_id}", headers={"Accept": "text/html"}).text
+    preview = page[page.index('<div id="preview">') : page.index("<h2>Original")]
+    assert "⟨U+202E⟩" in preview
+    box = page[page.index("<textarea") : page.index("</textarea>")]
+    assert "invoice⟨U+202E⟩gnp.exe" in box
+    # Saving the edit box unchanged keeps the text as it was: the markers are the characters they show.
+    saved = browser.post(f"/posts/{post_id}/edit", data={"csrf": csrf, "html": box[box.index(">") + 1 :]})
+    assert saved.status_code == 200
+    assert rt.store.scalar("SELECT rewrite_html FROM posts WHERE id = ?", (post_id,)) == hidden

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
+from contentq.content.bidi import show_bidi
 from contentq.errors import ContentqError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
@@ -60,10 +61,12 @@ class RedactedJSON(JSONResponse):
 
 
 def _finalize(value: Any) -> Any:
+    """Every value a page shows: secrets masked, bidi controls made visible (⟨U+202E⟩) — in one place, so no
+    template (preview, list, edit box) can forget either."""
     if isinstance(value, Markup):
-        return Markup(redact(value))
+        return Markup(show_bidi(redact(value)))  # a marker holds no <, > or &: the markup stays as it was
     if isinstance(value, str):
-        return redact(value)
+        return show_bidi(redact(value))
     return "" if value is None else value
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from contentq.clock import iso
+from contentq.content.bidi import restore_bidi
 from contentq.content.media_types import FALLBACK, inline_type
 from contentq.errors import ContentqError, NotFoundError
 from contentq.runtime import queues, tracking
@@ -146,7 +147,8 @@ def post_action(
         actions.reject(rt, post_id, reason)
         return back(request, to, f"post {post_id} rejected")
     if action == "edit":
-        return back(request, to, actions.edit_post(rt, post_id, html or ""))
+        # The edit box showed bidi controls as ⟨U+202E⟩ (app._finalize): saved as the characters they stand for.
+        return back(request, to, actions.edit_post(rt, post_id, restore_bidi(html or "")))
     if action == "schedule":
         if not at:
             raise ContentqError("give a time: 'now', '+2h', '18:30' or '2025-06-01 18:30'")
