@@ -4,7 +4,9 @@ sessions, flash messages, bidi controls; and the small page bugs. Real app, real
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from contentq.content.bidi import BIDI_CONTROLS
 from contentq.content.media_types import FALLBACK, INLINE_TYPES, clean_media_type, inline_type
 from contentq.imports import import_export
 from contentq.runtime.context import Runtime
+from contentq.runtime.tracking import enqueue
 from contentq.web.auth import load_token
 from tests.publish_helpers import add_media, add_post, route_toml, write_config
 from tests.web_helpers import HOSTILE_TYPES, client, hostile_export, json_of, login, serving
@@ -285,3 +288,49 @@ def test_bidi_controls_are_shown_visibly_in_previews_lists_and_the_edit_box(rt: 
     saved = browser.post(f"/posts/{post_id}/edit", data={"csrf": csrf, "html": box[box.index(">") + 1 :]})
     assert saved.status_code == 200
     assert rt.store.scalar("SELECT rewrite_html FROM posts WHERE id = ?", (post_id,)) == hidden
+
+
+# -- small page bugs -------------------------------------------------------------------------------------
+
+
+def test_the_jobs_next_page_link_keeps_every_filter(rt: Runtime) -> None:
+    post_id = add_post(rt, "p", state="collected")
+    mine = [enqueue(rt, "noop", f"mine-{n}", post_id=post_id)["id"] for n in range(3)]
+    for n in range(3):
+        enqueue(rt, "noop", f"other-{n}")
+    tc = client(rt)
+    seen: list[str] = []
+    url = f"/jobs?post_id={post_id}&kind=noop&limit=1"
+    while url:
+        page = tc.get(url, headers={"Accept": "text/html"}).text
+        seen += re.findall(r'<tr data-job="([^"]+)">', page)
+        found = re.search(r'<a class="next" href="([^"]+)"', page)
+        url = html.unescape(found.group(1)) if found else ""
+        assert not url or (f"post_id={post_id}" in url and "kind=noop" in url), url
+    assert sorted(seen) == sorted(mine)
+
+
+def test_the_schedule_page_says_what_approval_means(rt: Runtime) -> None:
+    write_config(rt.settings.home, route_toml(extra="approval = true") + route_toml("other", sources='["@b"]'))
+    page = client(rt).get("/schedule", headers={"Accept": "text/html"}).text
+    assert "approval required" in page and "no approval" in page
+    assert "True" not in page and "False" not in page
+
+
+def test_an_outbox_post_shows_its_folder_not_a_file_link(rt: Runtime) -> None:
+    write_config(rt.settings.home, route_toml())
+    folder = rt.settings.outbox_dir / "news" / "7"
+    outbox = add_post(rt, "sent", state="published")
+    sent = add_post(rt, "sent too", state="published")
+    rt.store.execute("UPDATE posts SET link = ? WHERE id = ?", (folder.as_uri(), outbox))
+    rt.store.execute("UPDATE posts SET link = 'https://t.me/mychan/12' WHERE id = ?", (sent,))
+    tc = client(rt)
+    page = tc.get(f"/posts/{outbox}", headers={"Accept": "text/html"}).text
+    assert "file://" not in page and f"outbox: {folder}" in page
+    assert '<a href="https://t.me/mychan/12"' in tc.get(f"/posts/{sent}", headers={"Accept": "text/html"}).text
+
+
+def test_the_favicon_is_served(rt: Runtime) -> None:
+    response = client(rt, token=False).get("/favicon.ico")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00"  # an ICO file

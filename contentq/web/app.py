@@ -252,6 +252,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             },
         )
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(
+            STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"}
+        )
+
     @app.get("/static/preview.css", include_in_schema=False)
     def preview_css() -> FileResponse:
         return FileResponse(DATA / "preview.css", media_type="text/css")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -91,10 +92,11 @@ def jobs(
         rt, status=status, queue=queue, kind=kind, since=since, post_id=post_id, limit=limit, cursor=cursor
     )
     filters = {"status": status or "", "queue": queue or "", "kind": kind or "", "since": since or "",
-               "limit": limit}  # fmt: skip
+               "post_id": post_id or "", "limit": limit}  # fmt: skip
     return get_web(request).page(
-        request, "jobs.html", page=page, filters=filters, statuses=STATUSES, queues=views.queue_names()
-    )
+        request, "jobs.html", page=page, filters=filters, statuses=STATUSES, queues=views.queue_names(),
+        next_query=_next_query(filters, page["next_cursor"]),
+    )  # fmt: skip
 
 
 @router.get("/jobs/{job_id}")
@@ -122,12 +124,23 @@ def posts(
 ) -> HTMLResponse:  # fmt: skip
     page = views.posts_page(rt, state=state, route=route, limit=limit, before=cursor)
     filters = {"state": state or "", "route": route or "", "limit": limit}
-    return get_web(request).page(request, "posts.html", page=page, filters=filters, states=STATES)
+    return get_web(request).page(
+        request, "posts.html", page=page, filters=filters, states=STATES,
+        next_query=_next_query(filters, page["next_cursor"]),
+    )  # fmt: skip
+
+
+def _next_query(filters: dict[str, Any], cursor: object) -> str:
+    """The next page's query string: every filter of this page (none dropped), then the cursor."""
+    return urlencode({k: v for k, v in filters.items() if v not in ("", None)} | {"cursor": cursor})
 
 
 @router.get("/posts/{post_id}")
 def post(request: Request, rt: RT, post_id: PostId) -> HTMLResponse:
-    return get_web(request).page(request, "post.html", nav="posts", **views.post_detail(rt, post_id))
+    detail = views.post_detail(rt, post_id)
+    return get_web(request).page(
+        request, "post.html", nav="posts", published=views.published_link(detail["post"].get("link")), **detail
+    )
 
 
 @router.post("/posts/{post_id}/{action}")

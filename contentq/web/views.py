@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from contentq.clock import iso, now, parse_duration
-from contentq.content.html import visible_len_utf16
+from contentq.content.html import safe_href, visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
 from contentq.integrations.breakers import llm_breaker_status
@@ -195,6 +196,16 @@ def usage_view(rt: Runtime, since: str | None, route: str | None) -> dict[str, A
     since_iso = iso(now() - parse_duration(since)) if since else None
     rows = usage_summary(rt.store, since=since_iso, route=route or None)
     return {"days": rows, "total": usage_totals(rows)}
+
+
+def published_link(link: str | None) -> dict[str, str | None]:
+    """A published post's link for its page: a web or Telegram link to click; the outbox publisher's folder
+    (a file:// URL, which a browser will not open from a page) as its path, to copy."""
+    if not link:
+        return {"href": None, "text": None}
+    if link.startswith("file://"):
+        return {"href": None, "text": "outbox: " + unquote(urlsplit(link).path)}
+    return {"href": safe_href(link), "text": link}
 
 
 def queue_names() -> tuple[str, ...]:
