@@ -130,7 +130,7 @@ def hostile_export(folder: Path) -> Path:
     }
     messages = []
     for n, (name, mime) in enumerate(HOSTILE_TYPES.items(), start=1):
-        (files / name).write_text(bodies.get(name, html))
+        (files / name).write_text(bodies.get(name, html.replace("donor page", name)))  # each file its own bytes
         messages.append(
             {"id": n, "type": "message", "date": f"2024-03-0{n}T10:00:00", "date_unixtime": str(1709287200 + n * 86400),
              "file": f"files/{name}", "mime_type": mime, "file_size": (files / name).stat().st_size,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Security
 from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
@@ -17,7 +18,13 @@ from contentq.runtime import queues, tracking
 from contentq.web import actions, events, newjob, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 
-router = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard)])
+BEARER = HTTPBearer(
+    auto_error=False,  # the guard in app.py checks the token (or the session cookie) and answers 401
+    description="The panel's token: `contentq web token` prints it. (The panel's own pages use their session.)",
+)
+"""Declares the bearer scheme in the OpenAPI document: Swagger UI's "Authorize" then sends the token."""
+
+router = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard), Security(BEARER)])
 
 JobId = Annotated[str, Path(min_length=1, max_length=200)]
 PostId = Annotated[int, Path(ge=1, le=INT_MAX)]

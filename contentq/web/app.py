@@ -8,7 +8,6 @@ contentq.redact: Jinja's `finalize` for pages, the JSON response class for the A
 from __future__ import annotations
 
 import logging
-import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -18,14 +17,12 @@ from typing import Any
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from swagger_ui_bundle import swagger_ui_path
 
 from contentq.content.bidi import show_bidi
 from contentq.errors import ContentqError, NotFoundError, RedisUnavailableError
@@ -39,14 +36,14 @@ from contentq.web.newjob import PayloadTooLarge
 log = logging.getLogger("contentq.web")
 
 STATIC = Path(__file__).parent / "static"
-DOCS_ASSETS = "/api/docs/assets"
-"""Swagger UI's scripts and styles, from the swagger-ui-bundle package."""
 DATA = Path(__file__).parent.parent / "data"
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self';"
     " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+DOCS_PATH = "/api/docs"
+"""Swagger UI: a page (a browser not logged in is sent to the login form), under /api/ where it has always been."""
 MEDIA_CSP = "sandbox"
 """Every /media answer's CSP: a file opened on its own is a sandboxed document (no script, an opaque origin),
 whatever its type."""
@@ -212,7 +209,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         path = request.url.path
         request.state.auth, request.state.session = await run_in_threadpool(web.authenticate, request)
         if request.state.auth is None and not path.startswith(OPEN_PATHS):
-            if path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
+            browser_page = "text/html" in request.headers.get("accept", "")
+            if (path.startswith("/api/") and path != DOCS_PATH) or not browser_page:
                 response: Response = RedactedJSON(
                     {"error": "not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it)"},
                     status_code=401,
@@ -231,26 +229,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    @app.get("/api/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        """Swagger UI from the swagger-ui-bundle package, served here (no CDN: the panel works offline); its one
-        inline script runs by nonce, nothing else inline."""
-        nonce = secrets.token_urlsafe(16)
-        page = get_swagger_ui_html(
-            openapi_url="/api/openapi.json",
-            title="contentq API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
-        )
-        body = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
-        return HTMLResponse(
-            body,
-            headers={
-                "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}' 'self'; style-src 'self';"
-                " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-            },
-        )
+    @app.get(DOCS_PATH, include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """Swagger UI 5 (vendored under static/swagger-ui: no CDN, the panel works offline), started by
+        static/api-docs.js: no inline script, the panel's CSP as on every page."""
+        return web.page(request, "api_docs.html")
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
@@ -267,7 +250,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return FileResponse(DATA / "preview.js", media_type="text/javascript")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
