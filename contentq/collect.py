@@ -19,6 +19,7 @@ from telethon import errors
 
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
+from contentq.content.media_types import clean_media_type
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, FatalJobError, Reschedule
 from contentq.ingest import (
@@ -306,8 +307,8 @@ def _download(runtime: Runtime, gateway: TelegramGateway, channel: ResolvedChann
         info = message.media
         if info is None:
             continue
-        mime = info.mime or ("image/jpeg" if info.kind == "photo" else None)
         origin = f"{channel.ref}:{message.id}"
+        mime = clean_media_type(info.mime or ("image/jpeg" if info.kind == "photo" else None), origin)
         media = CandidateMedia(info.kind, mime, info.size, info.width, info.height, origin=origin)
         limit = runtime.settings.collect_max_media_mb * 1024 * 1024
         if info.size is not None and limit and info.size > limit:

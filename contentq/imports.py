@@ -14,6 +14,7 @@ from typing import Any
 
 from contentq.channels import advance, ensure_channel
 from contentq.collect import CollectContext
+from contentq.content.media_types import clean_media_type
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError
 from contentq.ingest import Candidate, CandidateMedia, Counts, Ingestor, dedup_index, forget_dedup_index, plural
@@ -73,9 +74,10 @@ def _candidate(ref: str, group: list[ExportMessage], media_dir: Path) -> Candida
         item = message.media
         if item is None:
             continue
-        entry = CandidateMedia(item.kind, item.mime, item.size, item.width, item.height, origin=f"{ref}:{message.id}")
+        mime = clean_media_type(item.mime, f"{ref}:{message.id}")
+        entry = CandidateMedia(item.kind, mime, item.size, item.width, item.height, origin=f"{ref}:{message.id}")
         if item.path is not None:
-            stored = store_file(media_dir, item.path, mime=item.mime)
+            stored = store_file(media_dir, item.path, mime=mime)
             entry.sha256, entry.relpath, entry.size = stored.sha256, stored.relpath, stored.size
         media.append(entry)
     return Candidate(

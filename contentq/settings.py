@@ -198,6 +198,17 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
+    # The web panel (docs/web.md).
+    web_max_body_kb: int = Field(
+        1024, ge=1, le=1_048_576, description="Largest request body the panel takes, in KiB; a larger one gets 413."
+    )
+    web_session_idle_minutes: int = Field(
+        720, ge=1, le=30 * 24 * 60, description="A panel login unused this long is logged out."
+    )
+    web_session_max_hours: int = Field(
+        168, ge=1, le=24 * 365, description="A panel login ends this long after it began, used or not."
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -13,6 +20,7 @@ from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.web.app import create_app
 from contentq.web.auth import load_token
+from tests.conftest import wait_for
 from tests.publish_helpers import add_media, add_post, route_toml, write_config
 
 LONG_CAPTION = (
@@ -70,3 +78,64 @@ def login(tc: TestClient, rt: Runtime) -> str:
 def json_of(response: Any) -> Any:
     assert response.headers["content-type"].startswith("application/json"), response.text[:200]
     return response.json()
+
+
+@contextmanager
+def serving(rt: Runtime) -> Iterator[str]:
+    """`contentq web`'s app on uvicorn in a thread, on a free loopback port: its base URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(rt.settings, rt), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: srv.started, timeout=20, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+PWN_JS = """(async () => {
+  localStorage.setItem("pwned", "script ran");
+  const page = await (await fetch("/")).text();
+  const csrf = /name="csrf-token" content="([^"]+)"/.exec(page)[1];
+  await fetch("/api/queues/publish/pause", {method: "POST", headers: {"X-CSRF-Token": csrf}});
+})();
+"""
+"""What a hostile donor's script does in the panel's origin: read the CSRF token, pause the publish queue."""
+
+HOSTILE_TYPES = {
+    "page.html": "image/x,text/html",
+    "pwn.js": "image/x,text/javascript",
+    "spaced.html": "image/png, text/html",
+    "logo.svg": "image/svg+xml",
+    "crlf.html": "image/jpeg\r\nContent-Type: text/html",
+    "trailing.html": "text/html\r\n",
+}
+"""An export's documents and the types the donor gave them: the issue's pair, a spaced variant, SVG, CR/LF."""
+
+
+def hostile_export(folder: Path) -> Path:
+    """A Telegram Desktop export whose documents are HTML, script and SVG typed so that a browser would render
+    them as the panel's page and run the script (issue 28); returns its result.json."""
+    files = folder / "files"
+    files.mkdir(parents=True)
+    scripts = "".join(f'<script src="/media/{n}"></script>' for n in range(1, 13))  # the .js file's id is one
+    html = f"<!doctype html><title>hostile</title><h1>donor page</h1>{scripts}<script>{PWN_JS}</script>"
+    bodies = {
+        "pwn.js": PWN_JS,
+        "logo.svg": f'<svg xmlns="http://www.w3.org/2000/svg"><script>{PWN_JS}</script>{scripts}</svg>',
+    }
+    messages = []
+    for n, (name, mime) in enumerate(HOSTILE_TYPES.items(), start=1):
+        (files / name).write_text(bodies.get(name, html.replace("donor page", name)))  # each file its own bytes
+        messages.append(
+            {"id": n, "type": "message", "date": f"2024-03-0{n}T10:00:00", "date_unixtime": str(1709287200 + n * 86400),
+             "file": f"files/{name}", "mime_type": mime, "file_size": (files / name).stat().st_size,
+             "text": f"document {name}", "text_entities": []}
+        )  # fmt: skip
+    result = folder / "result.json"
+    result.write_text(json.dumps({"name": "Hostile donor", "type": "public_channel", "messages": messages}))
+    return result

@@ -52,14 +52,17 @@ def web(
 
 @app.command()
 def token(
-    rotate: Annotated[bool, typer.Option("--rotate", help="Replace it: every browser is logged out.")] = False,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace it: every browser session ends, live streams too.")
+    ] = False,
 ) -> None:
     """Print the panel's token (created on first use, kept 0600 in CONTENTQ_HOME)."""
     from contentq.web.auth import load_token, rotate_token, token_path
 
-    settings = runtime().settings
+    rt = runtime()
+    settings = rt.settings
     settings.ensure_home()
-    value = rotate_token(settings) if rotate else load_token(settings)
+    value = rotate_token(settings, rt.store) if rotate else load_token(settings)
     if rotate:
-        ok(f"new token written to {token_path(settings)}; logged-in browsers must log in again")
+        ok(f"new token written to {token_path(settings)}; every browser session ended (log in again)")
     typer.echo(value)

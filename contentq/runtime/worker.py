@@ -24,6 +24,7 @@ import redis
 from redis.client import PubSub, PubSubWorkerThread
 from rq import SimpleWorker, worker_registration
 from rq.exceptions import DequeueTimeout
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
@@ -246,6 +247,8 @@ class ContentqWorker(SimpleWorker):
             self.outage.ok()
             if result is not None:
                 job, queue = result
+                if self._put_back_if_paused(job, queue):
+                    continue
                 self.reorder_queues(reference_queue=queue)
                 job.redis_server_version = self._wait(self.get_redis_server_version)
                 log.info("Worker %s: %s: %s (%s)", self.name, queue.name, job.description, job.id)
@@ -253,6 +256,23 @@ class ContentqWorker(SimpleWorker):
                 return result
             if timeout is None:
                 return None
+
+    def _put_back_if_paused(self, job: Job, queue: Queue) -> bool:
+        """A block on Redis that began before its queue was paused can still pop a job enqueued after the pause;
+        that job goes back to the front of its queue, untouched. (Read after the pop, the pause set cannot miss a
+        pause made before the job was enqueued.)"""
+        if queue.name not in self._wait(lambda: paused_queues(self.connection)):
+            return False
+
+        def put_back() -> None:  # RQ's BLMOVE (one queue) left the id in the queue's intermediate list too
+            pipe = self.connection.pipeline()
+            queue.push_job_id(job.id, pipeline=pipe, at_front=True)
+            pipe.lrem(IntermediateQueue.get_intermediate_queue_key(queue.key), 1, job.id)
+            pipe.execute()
+
+        self._wait(put_back)
+        log.info("Worker %s: %s is paused; %s put back", self.name, queue.name, job.id)
+        return True
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
         self._burst = burst

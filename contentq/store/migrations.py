@@ -423,6 +423,22 @@ def _post_changes(db: Database) -> None:
         )
 
 
+@migration(113, "web: panel sessions (a random id per login, kept as its hash), with expiry and the next flash message")
+def _web_sessions(db: Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE web_sessions (
+            id TEXT PRIMARY KEY,               -- SHA-256 of the cookie's value: the value itself is not kept
+            token_mac TEXT NOT NULL,           -- which panel token it logged in with: a new token ends it
+            created_at TEXT NOT NULL,          -- the absolute expiry counts from here
+            seen_at TEXT NOT NULL,             -- the idle expiry counts from here (updated at most once a minute)
+            flash TEXT                         -- the message the next page shows once (set after a form's action)
+        )
+        """,
+    )
+
+
 @migration(120, "triggers: a job's 'enqueued' event, and its worker's current job at its start and end")
 def _job_insert_and_worker_triggers(db: Database) -> None:
     # enqueue (runtime/tracking.py) records a job with one INSERT … WHERE NOT EXISTS (an active job of its key),

@@ -104,6 +104,11 @@ def post_media_rows(store: Store, post_id: int) -> list[dict[str, Any]]:
     )
 
 
+def media_file(store: Store, media_id: int) -> dict[str, Any] | None:
+    """A media row's file (path relative to the media directory) and stored type, for the panel's /media."""
+    return store.one("SELECT path, mime FROM media WHERE id = ?", (media_id,))
+
+
 def _filters(state: str | None, route: str | None) -> tuple[list[str], list[Any]]:
     """The WHERE conditions and their parameters for posts of one state and one route."""
     where: list[str] = []

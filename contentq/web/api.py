@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Security
 from fastapi.responses import PlainTextResponse
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
@@ -15,9 +16,15 @@ from contentq.ops.stats import collect_stats, parse_since
 from contentq.posts import post_json
 from contentq.runtime import queues, tracking
 from contentq.web import actions, events, newjob, views
-from contentq.web.deps import INT_MAX, RT, csrf_guard
+from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 
-router = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard)])
+BEARER = HTTPBearer(
+    auto_error=False,  # the guard in app.py checks the token (or the session cookie) and answers 401
+    description="The panel's token: `contentq web token` prints it. (The panel's own pages use their session.)",
+)
+"""Declares the bearer scheme in the OpenAPI document: Swagger UI's "Authorize" then sends the token."""
+
+router = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard), Security(BEARER)])
 
 JobId = Annotated[str, Path(min_length=1, max_length=200)]
 PostId = Annotated[int, Path(ge=1, le=INT_MAX)]
@@ -28,7 +35,7 @@ Text = Annotated[str | None, Query(max_length=200)]
 class NewJob(BaseModel):
     kind: str = Field(max_length=40, description="collect, rewrite, publish, generate, imagegen, settle, noop")
     key: str | None = Field(
-        None, min_length=1, max_length=200,
+        None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$",
         description="What the job works on: a source, a route; for rewrite, publish, imagegen, settle the post id",
     )  # fmt: skip
     payload: dict[str, Any] = Field(default_factory=dict)
@@ -205,7 +212,8 @@ async def live_events(
         cursor = events.Cursor(0, 0)
     else:
         cursor = events.Cursor.now(rt.store)
+    # Ends when the client leaves, and when its login ends (logout, expiry, `web token --rotate`).
+    ended = get_web(request).stream_ended(request)
     return EventSourceResponse(
-        events.stream(rt.store, cursor, max_events=max_events, disconnected=request.is_disconnected, once=once),
-        ping=15,
+        events.stream(rt.store, cursor, max_events=max_events, disconnected=ended, once=once), ping=15
     )

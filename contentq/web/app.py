@@ -8,39 +8,45 @@ contentq.redact: Jinja's `finalize` for pages, the JSON response class for the A
 from __future__ import annotations
 
 import logging
-import secrets
 import sqlite3
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from swagger_ui_bundle import swagger_ui_path
 
+from contentq.content.bidi import show_bidi
 from contentq.errors import ConflictError, ContentqError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.web import auth
+from contentq.web.limits import BodyLimit
+from contentq.web.newjob import PayloadTooLarge
 
 log = logging.getLogger("contentq.web")
 
 STATIC = Path(__file__).parent / "static"
-DOCS_ASSETS = "/api/docs/assets"
-"""Swagger UI's scripts and styles, from the swagger-ui-bundle package."""
 DATA = Path(__file__).parent.parent / "data"
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self';"
     " connect-src 'self'; worker-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+DOCS_PATH = "/api/docs"
+"""Swagger UI: a page (a browser not logged in is sent to the login form), under /api/ where it has always been."""
+MEDIA_CSP = "sandbox"
+"""Every /media answer's CSP: a file opened on its own is a sandboxed document (no script, an opaque origin),
+whatever its type."""
 OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
 
 
@@ -52,10 +58,12 @@ class RedactedJSON(JSONResponse):
 
 
 def _finalize(value: Any) -> Any:
+    """Every value a page shows: secrets masked, bidi controls made visible (⟨U+202E⟩) — in one place, so no
+    template (preview, list, edit box) can forget either."""
     if isinstance(value, Markup):
-        return Markup(redact(value))
+        return Markup(show_bidi(redact(value)))  # a marker holds no <, > or &: the markup stays as it was
     if isinstance(value, str):
-        return redact(value)
+        return show_bidi(redact(value))
     return "" if value is None else value
 
 
@@ -86,12 +94,55 @@ class Web:
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("nav", name.removesuffix(".html"))
-        context["csrf"] = auth.csrf_token(self.token()) if getattr(request.state, "auth", None) else ""
-        context["msg"] = request.query_params.get("msg", "")[:300]
+        session = getattr(request.state, "session", None)
+        context["signed_in"] = bool(getattr(request.state, "auth", None))
+        context["csrf"] = auth.csrf_token(self.token(), session) if session else ""
+        context["msg"] = auth.take_flash(self.runtime.store, session)  # from the server only, never the URL
         return HTMLResponse(self.env.get_template(name).render(request=request, **context), status_code=status)
+
+    def authenticate(self, request: Request, *, touch: bool = True) -> tuple[str | None, auth.Session | None]:
+        """How the request is signed in: ("bearer", None), ("cookie", its session) or (None, None)."""
+        token = self.token()
+        if auth.same(_bearer(request), token):
+            return "bearer", None
+        session = auth.current_session(
+            self.runtime.store, self.settings, token, request.cookies.get(auth.COOKIE), touch=touch
+        )
+        return ("cookie", session) if session else (None, None)
+
+    def stream_ended(self, request: Request) -> Callable[[], Awaitable[bool]]:
+        """For a live stream: true once the client left, or once the login it was opened with has ended (logout,
+        expiry, `web token --rotate`), which is checked at most every RECHECK_SECONDS."""
+        checked = time.monotonic()
+
+        async def ended() -> bool:
+            nonlocal checked
+            if await request.is_disconnected():
+                return True
+            if time.monotonic() - checked < RECHECK_SECONDS:
+                return False
+            checked = time.monotonic()
+            try:
+                how, _ = await run_in_threadpool(self.authenticate, request, touch=False)
+            except ContentqError:  # the token file is gone or unreadable: nobody is signed in
+                return True
+            return how is None
+
+        return ended
+
+
+RECHECK_SECONDS = 1.0
+"""How often an open live stream checks that its login still holds."""
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
 def _status_for(exc: Exception) -> int:
+    if isinstance(exc, PayloadTooLarge):
+        return 413
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, ConflictError):
@@ -152,18 +203,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
         return error_response(request, 500, f"unexpected {type(exc).__name__}; the traceback is in the log")
 
+    # Added before the guard, so inside it: a body is refused only after the token is checked.
+    app.add_middleware(BodyLimit, max_bytes=settings.web_max_body_kb * 1024)
+
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        request.state.auth = None
-        token = web.token()
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer ") and auth.same(header[7:].strip(), token):
-            request.state.auth = "bearer"
-        elif auth.same(request.cookies.get(auth.COOKIE), auth.session_value(token)):
-            request.state.auth = "cookie"
+        request.state.auth, request.state.session = await run_in_threadpool(web.authenticate, request)
         if request.state.auth is None and not path.startswith(OPEN_PATHS):
-            if path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
+            browser_page = "text/html" in request.headers.get("accept", "")
+            if (path.startswith("/api/") and path != DOCS_PATH) or not browser_page:
                 response: Response = RedactedJSON(
                     {"error": "not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it)"},
                     status_code=401,
@@ -173,6 +222,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 response = Response(status_code=303, headers={"Location": "/login"})
         else:
             response = await call_next(request)
+        if path.startswith("/media/"):
+            response.headers["Content-Security-Policy"] = MEDIA_CSP
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
@@ -180,25 +231,16 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    @app.get("/api/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        """Swagger UI from the swagger-ui-bundle package, served here (no CDN: the panel works offline); its one
-        inline script runs by nonce, nothing else inline."""
-        nonce = secrets.token_urlsafe(16)
-        page = get_swagger_ui_html(
-            openapi_url="/api/openapi.json",
-            title="contentq API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
-        )
-        body = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
-        return HTMLResponse(
-            body,
-            headers={
-                "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}' 'self'; style-src 'self';"
-                " img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-            },
+    @app.get(DOCS_PATH, include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """Swagger UI 5 (vendored under static/swagger-ui: no CDN, the panel works offline), started by
+        static/api-docs.js: no inline script, the panel's CSP as on every page."""
+        return web.page(request, "api_docs.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        return FileResponse(
+            STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"}
         )
 
     @app.get("/static/preview.css", include_in_schema=False)
@@ -210,7 +252,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         return FileResponse(DATA / "preview.js", media_type="text/javascript")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="api-docs-assets")
     app.include_router(api.router)
     app.include_router(pages.router)
     return app

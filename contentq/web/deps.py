@@ -37,7 +37,8 @@ async def csrf_guard(request: Request) -> None:
     if sent is None and "form" in request.headers.get("content-type", ""):
         value = (await request.form()).get(auth.CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    if not auth.same(sent, auth.csrf_token(get_web(request).token())):
+    session = getattr(request.state, "session", None)
+    if session is None or not auth.same(sent, auth.csrf_token(get_web(request).token(), session)):
         raise HTTPException(403, "CSRF token missing or wrong: reload the page and try again")
 
 

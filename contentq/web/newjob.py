@@ -8,6 +8,7 @@ images generate`'s core functions, with their checks; the other kinds are enqueu
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from contentq.errors import ContentqError
@@ -27,6 +28,15 @@ ALLOWED_PAYLOAD = {"rewrite": {"post_id"}, "publish": {"post_id"}, "imagegen": {
 
 POST_KINDS = (*THROUGH_CORE, "settle")
 """Kinds whose key is the id of the post they work on."""
+
+PAYLOAD_MAX_BYTES = 16 * 1024
+"""A job's payload as JSON: ids and options (a prompt at most), never content. Every jobs page carries the
+payloads of its jobs, so one huge payload would weigh on every page that lists it."""
+
+
+class PayloadTooLarge(ContentqError):
+    """A request within the body limit whose job payload is still too large to keep (413)."""
+
 
 PIPELINE_ONLY = {
     "call": "the web does not run arbitrary handlers ('call' jobs); enqueue a pipeline kind",
@@ -49,6 +59,7 @@ def create_job(
     Raises ContentqError (400) for a request that does not fit the kind, NotFoundError (404) for a missing post.
     """
     name = get_kind(kind).name
+    check_payload(payload)
     if name in PIPELINE_ONLY:
         raise ContentqError(PIPELINE_ONLY[name])
     if name not in POST_KINDS:
@@ -87,6 +98,19 @@ def create_job(
             )
         return {"id": job, "deduplicated": False}
     return request_image(rt, target, prompt=payload.get("prompt") or None, backend=payload.get("backend") or None)
+
+
+def check_payload(payload: dict[str, Any]) -> None:
+    """Refuses a payload that cannot be stored (a lone surrogate, which UTF-8 cannot hold) or is too large."""
+    try:
+        size = len(json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ContentqError("the payload holds an invalid character (a lone UTF-16 surrogate)") from None
+    if size > PAYLOAD_MAX_BYTES:
+        raise PayloadTooLarge(
+            f"the job payload is {size} bytes as JSON; at most {PAYLOAD_MAX_BYTES}: a job carries ids and options"
+            " (a post id, a source, a prompt), not content"
+        )
 
 
 def _post_of(kind: str, key: str | None, payload: dict[str, Any], post_id: int | None) -> int:

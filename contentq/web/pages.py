@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-from urllib.parse import quote
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from contentq.clock import iso
+from contentq.content.bidi import restore_bidi
+from contentq.content.media_types import FALLBACK, inline_type
 from contentq.errors import ContentqError, NotFoundError
 from contentq.runtime import queues, tracking
 from contentq.store.jobs import STATUSES
-from contentq.store.posts import STATES
+from contentq.store.posts import STATES, media_file
 from contentq.web import actions, auth, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 
@@ -23,8 +25,10 @@ JobId = Annotated[str, Path(min_length=1, max_length=200)]
 Text = Annotated[str | None, Query(max_length=200)]
 
 
-def back(to: str, msg: str) -> RedirectResponse:
-    return RedirectResponse(f"{to}?msg={quote(msg[:300])}", status_code=303)
+def back(request: Request, to: str, msg: str) -> RedirectResponse:
+    """Back to the page the form was on, with `msg` kept for it in the session (never in the URL)."""
+    auth.flash(get_web(request).runtime.store, getattr(request.state, "session", None), msg)
+    return RedirectResponse(to, status_code=303)
 
 
 @router.get("/login")
@@ -40,14 +44,19 @@ def login(request: Request, token: Annotated[str, Form(max_length=200)]) -> Resp
         return web.page(request, "login.html", status=401, nav="", error="wrong token")
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        auth.COOKIE, auth.session_value(current), httponly=True, samesite="strict",
-        secure=request.url.scheme == "https", path="/",
+        auth.COOKIE, auth.start_session(web.runtime.store, web.settings, current), httponly=True,
+        samesite="strict", secure=request.url.scheme == "https", path="/",
+        max_age=web.settings.web_session_max_hours * 3600,
     )  # fmt: skip
     return response
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    """Ends the session on the server (the cookie's value is dead from now on, wherever a copy of it is)."""
+    session = getattr(request.state, "session", None)
+    if session is not None:
+        auth.logout(get_web(request).runtime.store, session)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/")
     return response
@@ -62,7 +71,7 @@ def dashboard(request: Request, rt: RT) -> HTMLResponse:
 
 @router.post("/queues/{name}/{action}")
 def queue_action(
-    rt: RT, name: Annotated[str, Path(max_length=40)], action: Annotated[str, Path(max_length=10)]
+    request: Request, rt: RT, name: Annotated[str, Path(max_length=40)], action: Annotated[str, Path(max_length=10)]
 ) -> Response:
     if action == "pause":
         queues.pause(rt.redis, name)
@@ -70,7 +79,7 @@ def queue_action(
         queues.resume(rt.redis, name)
     else:
         raise NotFoundError(f"no queue action {action!r}: pause or resume")
-    return back("/", f"queue {name} {'paused' if action == 'pause' else 'resumed'}")
+    return back(request, "/", f"queue {name} {'paused' if action == 'pause' else 'resumed'}")
 
 
 @router.get("/jobs")
@@ -83,10 +92,11 @@ def jobs(
         rt, status=status, queue=queue, kind=kind, since=since, post_id=post_id, limit=limit, cursor=cursor
     )
     filters = {"status": status or "", "queue": queue or "", "kind": kind or "", "since": since or "",
-               "limit": limit}  # fmt: skip
+               "post_id": post_id or "", "limit": limit}  # fmt: skip
     return get_web(request).page(
-        request, "jobs.html", page=page, filters=filters, statuses=STATUSES, queues=views.queue_names()
-    )
+        request, "jobs.html", page=page, filters=filters, statuses=STATUSES, queues=views.queue_names(),
+        next_query=_next_query(filters, page["next_cursor"]),
+    )  # fmt: skip
 
 
 @router.get("/jobs/{job_id}")
@@ -95,15 +105,15 @@ def job(request: Request, rt: RT, job_id: JobId) -> HTMLResponse:
 
 
 @router.post("/jobs/{job_id}/retry")
-def retry(rt: RT, job_id: JobId) -> Response:
+def retry(request: Request, rt: RT, job_id: JobId) -> Response:
     row = tracking.retry(rt, job_id)
-    return back(f"/jobs/{job_id}", f"{job_id} queued again (run {row['generation']})")
+    return back(request, f"/jobs/{job_id}", f"{job_id} queued again (run {row['generation']})")
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel(rt: RT, job_id: JobId) -> Response:
+def cancel(request: Request, rt: RT, job_id: JobId) -> Response:
     tracking.cancel(rt, job_id)
-    return back(f"/jobs/{job_id}", f"{job_id} cancelled")
+    return back(request, f"/jobs/{job_id}", f"{job_id} cancelled")
 
 
 @router.get("/posts")
@@ -114,16 +124,28 @@ def posts(
 ) -> HTMLResponse:  # fmt: skip
     page = views.posts_page(rt, state=state, route=route, limit=limit, before=cursor)
     filters = {"state": state or "", "route": route or "", "limit": limit}
-    return get_web(request).page(request, "posts.html", page=page, filters=filters, states=STATES)
+    return get_web(request).page(
+        request, "posts.html", page=page, filters=filters, states=STATES,
+        next_query=_next_query(filters, page["next_cursor"]),
+    )  # fmt: skip
+
+
+def _next_query(filters: dict[str, Any], cursor: object) -> str:
+    """The next page's query string: every filter of this page (none dropped), then the cursor."""
+    return urlencode({k: v for k, v in filters.items() if v not in ("", None)} | {"cursor": cursor})
 
 
 @router.get("/posts/{post_id}")
 def post(request: Request, rt: RT, post_id: PostId) -> HTMLResponse:
-    return get_web(request).page(request, "post.html", nav="posts", **views.post_detail(rt, post_id))
+    detail = views.post_detail(rt, post_id)
+    return get_web(request).page(
+        request, "post.html", nav="posts", published=views.published_link(detail["post"].get("link")), **detail
+    )
 
 
 @router.post("/posts/{post_id}/{action}")
 def post_action(
+    request: Request,
     rt: RT,
     post_id: PostId,
     action: Annotated[str, Path(max_length=20)],
@@ -133,22 +155,23 @@ def post_action(
 ) -> Response:
     to = f"/posts/{post_id}"
     if action == "approve":
-        return back(to, f"post {post_id} approved, scheduled for {iso(actions.approve(rt, post_id))}")
+        return back(request, to, f"post {post_id} approved, scheduled for {iso(actions.approve(rt, post_id))}")
     if action == "reject":
         actions.reject(rt, post_id, reason)
-        return back(to, f"post {post_id} rejected")
+        return back(request, to, f"post {post_id} rejected")
     if action == "edit":
-        return back(to, actions.edit_post(rt, post_id, html or ""))
+        # The edit box showed bidi controls as ⟨U+202E⟩ (app._finalize): saved as the characters they stand for.
+        return back(request, to, actions.edit_post(rt, post_id, restore_bidi(html or "")))
     if action == "schedule":
         if not at:
             raise ContentqError("give a time: 'now', '+2h', '18:30' or '2025-06-01 18:30'")
         slot, note = actions.schedule_at(rt, post_id, at)
-        return back(to, f"post {post_id} scheduled for {iso(slot)}" + (f" ({note})" if note else ""))
+        return back(request, to, f"post {post_id} scheduled for {iso(slot)}" + (f" ({note})" if note else ""))
     if action == "unschedule":
         actions.unschedule(rt, post_id)
-        return back(to, f"post {post_id} unscheduled; it waits in awaiting_approval")
+        return back(request, to, f"post {post_id} unscheduled; it waits in awaiting_approval")
     if action == "publish":
-        return back(to, f"post {post_id} queued for publishing (job {actions.publish_post_now(rt, post_id)})")
+        return back(request, to, f"post {post_id} queued for publishing (job {actions.publish_post_now(rt, post_id)})")
     raise NotFoundError(f"no post action {action!r}")
 
 
@@ -163,27 +186,20 @@ def usage(request: Request, rt: RT, since: Text = "30d", route: Text = None) -> 
     return get_web(request).page(request, "usage.html", since=since or "", route=route or "", **data)
 
 
-INLINE_MEDIA = ("image", "video", "audio")
-"""Media types /media shows inline; any other is sent as an attachment."""
-
-SCRIPTABLE = ("image/svg+xml",)
-"""An image type that can carry script when opened on its own: an attachment too."""
-
-
 @router.get("/media/{media_id}")
 def media(rt: RT, media_id: PostId) -> FileResponse:
-    """A post's media file for the preview; only files inside CONTENTQ_HOME/media are ever served."""
-    row = rt.store.one("SELECT path, mime FROM media WHERE id = ?", (media_id,))
+    """A post's media file for the preview; only files inside CONTENTQ_HOME/media are ever served. Only an
+    allow-list of exact photo, video and audio types is shown inline; any other stored type (HTML, SVG, PDF,
+    a malformed one, none) is sent as an attachment of type application/octet-stream: a donor's file never
+    renders as a page of the panel's origin, and a stored value never reaches a header."""
+    row = media_file(rt.store, media_id)
     root = rt.settings.media_dir.resolve()
     if row is None or not row["path"]:
         raise NotFoundError(f"no media file {media_id}")
     path = (root / row["path"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise NotFoundError(f"no media file {media_id}")
-    mime = (row["mime"] or "").split(";")[0].strip().lower()
-    major, _, minor = mime.partition("/")
-    if major in INLINE_MEDIA and minor and mime not in SCRIPTABLE:
-        return FileResponse(path, media_type=mime)
-    # A donor's file of any other type (HTML, SVG, PDF …) is never rendered as this origin's page: download it.
-    # (Every response carries X-Content-Type-Options: nosniff, so the browser does not guess either.)
-    return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+    shown = inline_type(row["mime"])
+    if shown:
+        return FileResponse(path, media_type=shown)
+    return FileResponse(path, media_type=FALLBACK, filename=path.name)  # with app.MEDIA_CSP, like every /media

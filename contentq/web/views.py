@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from contentq.clock import iso, now, parse_duration
-from contentq.content.html import visible_len_utf16
+from contentq.content.html import safe_href, visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
 from contentq.integrations.breakers import llm_breaker_status
@@ -20,6 +21,7 @@ from contentq.runtime.queues import check_queue, queue_status
 from contentq.runtime.stopping import run_in_flight
 from contentq.schedule import describe, schedule_rows
 from contentq.settings import QUEUES
+from contentq.store.db import SQLITE_INT_MAX
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
 from contentq.store.posts import STATES, get_post, page_posts, post_media_rows
 
@@ -31,9 +33,21 @@ def parse_cursor(value: str | None) -> tuple[str, int] | None:
     if not value:
         return None
     stamp, sep, rowid = value.rpartition("~")
-    if not sep or not rowid.isdigit() or len(stamp) > 40:
+    # Checked before SQL: a row id beyond SQLite's INTEGER would overflow the query's binding (a 500).
+    if not sep or not (rowid.isascii() and rowid.isdigit()) or int(rowid) > SQLITE_INT_MAX or not _is_time(stamp):
         raise ContentqError(f"bad cursor {value[:60]!r}: pass the next_cursor of the previous page")
     return stamp, int(rowid)
+
+
+def _is_time(stamp: str) -> bool:
+    """A cursor's first half: the ISO time the previous page's last job was created at."""
+    if not stamp or len(stamp) > 40 or not stamp.isascii():
+        return False
+    try:
+        datetime.fromisoformat(stamp)
+    except ValueError:
+        return False
+    return True
 
 
 def jobs_page(
@@ -185,6 +199,16 @@ def usage_view(rt: Runtime, since: str | None, route: str | None) -> dict[str, A
     since_iso = iso(now() - parse_duration(since)) if since else None
     rows = usage_summary(rt.store, since=since_iso, route=route or None)
     return {"days": rows, "total": usage_totals(rows)}
+
+
+def published_link(link: str | None) -> dict[str, str | None]:
+    """A published post's link for its page: a web or Telegram link to click; the outbox publisher's folder
+    (a file:// URL, which a browser will not open from a page) as its path, to copy."""
+    if not link:
+        return {"href": None, "text": None}
+    if link.startswith("file://"):
+        return {"href": None, "text": "outbox: " + unquote(urlsplit(link).path)}
+    return {"href": safe_href(link), "text": link}
 
 
 def queue_names() -> tuple[str, ...]:
