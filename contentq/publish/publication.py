@@ -25,6 +25,7 @@ from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, settle_candidate
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.store import Store
+from contentq.store.backups import latest_restore
 from contentq.store.posts import transition
 
 log = logging.getLogger("contentq.publish")
@@ -245,6 +246,7 @@ class Publication:
         assert self.gateway is not None and self.target is not None
         self.parts = parts
         all_ids: list[int] = []
+        restored_from = self.restored_since()
         for index, part in enumerate(parts):
             key = (self.post_id, self.target_ref, self.round_no, index)
             random_ids = [
@@ -269,9 +271,25 @@ class Publication:
                     f"part {index + 1} cannot be told apart in {self.route.target}: sending it with the same "
                     "random ids (Telegram refuses them if it went out)",
                 )
+            restored = restored_from if row is None else None
+            if restored is not None:
+                # The record comes from a backup: this part may have gone out after the backup was taken,
+                # and that send is missing from the ledger. The channel decides, as for an uncertain send.
+                found = self.settle(part, restored, set(all_ids))
+                if found is not None:
+                    ledger.record_attempt(self.store, *key, part.kind, random_ids)
+                    ledger.record_sent(self.store, key, found)
+                    self.reporter.log(
+                        "settled",
+                        f"part {index + 1} was sent after the backup this database was restored from: messages {found}",
+                    )
+                    all_ids += found
+                    continue
             ledger.record_attempt(self.store, *key, part.kind, random_ids)
             first_attempt = ledger.send_row(self.store, *key)
             attempted_at = parse(first_attempt["created_at"]) if first_attempt else now()
+            if restored is not None:
+                attempted_at = min(attempted_at, restored)
             try:
                 ids = self.gateway.send(self.target, part, random_ids)
             except tg_errors.RandomIdDuplicateError:
@@ -303,6 +321,14 @@ class Publication:
             )
             all_ids += ids
         return all_ids
+
+    def restored_since(self) -> datetime | None:
+        """When the database was restored from a backup and this post comes from it: the newest time written in
+        the backup. A send after it is not in the ledger, but may be in the channel."""
+        restore = latest_restore(self.store)
+        if restore is None or not restore["newest_record_at"] or self.post["collected_at"] > restore["restored_at"]:
+            return None
+        return parse(restore["newest_record_at"])
 
     def settle(
         self, part: OutgoingPart, attempted_at: datetime, exclude: set[int], *, weak_ok: bool = False
