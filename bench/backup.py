@@ -333,11 +333,10 @@ print(commits, worst)
 """A writer committing a row every 10 ms until its stop file appears: its commits and its slowest one."""
 
 BACKUP = """
-import json, sqlite3, sys, time
+import json, re, sqlite3, sys, time
 from pathlib import Path
 from contentq.ops.backup import make_backup
 from contentq.settings import load_settings
-from contentq.store.db import open_store
 method, home, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 settings = load_settings(home=home)
 began = time.perf_counter()
@@ -354,25 +353,24 @@ if method == "stepped":  # the backup API a few pages at a time, as often recomm
     dst.close()
     from contentq.store.backups import check_copy
     ok = check_copy(out / "stepped.sqlite3").integrity == "ok"
-    print(json.dumps({"seconds": time.perf_counter() - began, "verified": ok, "restarts": restarts}))
+    figures = {"seconds": time.perf_counter() - began, "verified": ok, "restarts": restarts}
 else:
-    store = open_store(settings.db_path)
-    result = make_backup(settings, store, out, method=method, keep_daily=99, keep_weekly=99)
-    print(json.dumps({"seconds": result.seconds, "verified": result.verified, "size": result.size_bytes}))
+    result = make_backup(settings, out, method=method, keep_daily=99, keep_weekly=99)
+    figures = {"seconds": result.seconds, "verified": result.verified, "size": result.size_bytes, **result.phases}
+# VmHWM is this program's own peak (ru_maxrss would carry the forking parent's over exec)
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
+figures["peak_rss_mb"] = round(int(hwm.group(1)) / 1024, 1)
+print(json.dumps(figures))
 """
 
 
-def _run_measured(args: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]:
-    """Output JSON of a child and its peak RSS in MB (wait4: this child's own figure)."""
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(err.decode())
-    return json.loads(out), usage.ru_maxrss / 1024
+def _run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """The JSON a child prints."""
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr)
+    figures: dict[str, Any] = json.loads(done.stdout)
+    return figures
 
 
 @dataclass
@@ -401,12 +399,12 @@ def run_size(megabytes: int = 1024, methods: tuple[str, ...] = ("backup-api", "v
                 [sys.executable, "-c", WRITER, str(db), str(stop)], stdout=subprocess.PIPE, text=True
             )
             try:
-                data, rss = _run_measured([sys.executable, "-c", BACKUP, method, str(home), str(out)], env)
+                data = _run_child([sys.executable, "-c", BACKUP, method, str(home), str(out)], env)
             finally:
                 stop.touch()
                 written, _ = writer.communicate(timeout=60)
             commits, worst = written.split()
-            data.update(peak_rss_mb=round(rss, 1), seconds=round(float(data["seconds"]), 1))
+            data["seconds"] = round(float(data["seconds"]), 1)
             data.update(writer_commits=int(commits), writer_slowest_commit_ms=round(float(worst) * 1000, 1))
             result.methods[method] = data
             for leftover in out.iterdir():

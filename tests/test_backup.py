@@ -12,14 +12,15 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from shutil import _ntuple_diskusage as shutil_usage
 
 import pytest
 import time_machine
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from contentq.cli.app import app
 from contentq.clock import iso, now
@@ -52,6 +53,12 @@ def prt(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
     runtime.close()
 
 
+def refused(result: Result) -> str:
+    """The one-line message of a command that failed with a ContentqError (main() prints it as `error: …`)."""
+    assert isinstance(result.exception, ContentqError), result.output
+    return str(result.exception)
+
+
 def gunzipped(path: Path, into: Path) -> Path:
     with gzip.open(path, "rb") as src:
         into.write_bytes(src.read())
@@ -75,7 +82,7 @@ def _published_after_the_backup(prt: Runtime, text: str) -> tuple[int, Path, obj
     tg = fake(prt)
     post_id = add_post(prt, text, state="scheduled", scheduled_at=iso(now()))
     dispatch(prt)
-    result = backup_core.make_backup(prt.settings, prt.store)
+    result = backup_core.make_backup(prt.settings, store=prt.store)
     drain(prt, "publish")
     assert [m.html for m in tg.visible("@mychan")] == [text]
     prt.services.pop("telegram")  # Telegram outlives the processes
@@ -137,3 +144,293 @@ def _blind_once(tg: object):  # type: ignore[no-untyped-def]
         return real(target, limit)
 
     return recent
+
+
+# db backup --------------------------------------------------------------------------------------------------------
+
+
+def _fill(rt: Runtime, n: int) -> None:
+    for i in range(n):
+        add_post(rt, f"post {i} " + "text " * 50, state="published")
+
+
+def test_a_backup_while_another_connection_commits_is_one_verified_private_snapshot(rt: Runtime) -> None:
+    _fill(rt, 200)
+    stop = threading.Event()
+    written = [0]
+
+    def writer() -> None:  # another connection, as a worker process would be
+        store = open_store(rt.settings.db_path)
+        while not stop.is_set():
+            store.execute("INSERT INTO notifications (key, at, level, message) VALUES ('w', ?, 'info', 'x')", (iso(),))
+            written[0] += 1
+        store.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_for(lambda: written[0] > 20, what="the writer to commit")
+        result = backup_core.make_backup(rt.settings, store=rt.store)
+        during = written[0]
+    finally:
+        stop.set()
+        thread.join()
+    assert during > 20 and written[0] > during  # the writer went on
+    assert backup_core.NAME.match(result.path.name) and result.path.parent == rt.settings.home / "backups"
+    assert stat.S_IMODE(result.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(result.path.parent.stat().st_mode) == 0o700
+    assert [p.name for p in result.path.parent.iterdir()] == [result.path.name]  # no temporary file left
+    copy = gunzipped(result.path, rt.settings.home / "copy.db")
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("SELECT COUNT(*) FROM posts").fetchone() == (200,)
+        notified = conn.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]
+    assert result.verified and result.row_counts["posts"] == 200 and result.row_counts["notifications"] == notified
+    (record,) = list_backups(rt.store)
+    assert record["path"] == str(result.path) and record["verified"] and record["row_counts"] == result.row_counts
+    assert record["size_bytes"] == result.path.stat().st_size and record["taken_at"] == result.taken_at
+
+
+def test_a_copy_that_fails_its_check_is_not_kept_and_recorded_as_not_verified(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(rt, 3)
+    real_copy = backup_core.snapshot_copy
+
+    def torn(source: Path, dest: Path, busy_timeout_ms: int = 5000) -> dict[str, int]:
+        counts = real_copy(source, dest, busy_timeout_ms)
+        with sqlite3.connect(dest) as conn:
+            conn.execute("DELETE FROM posts WHERE id = 1")  # the copy no longer matches its snapshot
+        return counts
+
+    monkeypatch.setattr(backup_core, "snapshot_copy", torn)
+    with pytest.raises(ContentqError, match="row counts"):
+        backup_core.make_backup(rt.settings, store=rt.store)
+    assert list((rt.settings.home / "backups").iterdir()) == []
+    (record,) = list_backups(rt.store, include_removed=True)
+    assert not record["verified"] and record["removed_at"]
+    assert backup_core.last_good_backup(rt.store) is None
+
+
+def test_rotation_keeps_the_newest_of_each_of_the_last_days_and_weeks() -> None:
+    start = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)  # a Monday
+    taken = [start + timedelta(hours=12 * i) for i in range(60)]  # two a day for 30 days
+    backups = [(Path(backup_core.backup_name(at)), at) for at in taken]
+    keep, remove = backup_core.plan_rotation(backups, keep_daily=7, keep_weekly=4)
+    kept = sorted(at for p, at in backups if p in keep)
+    newest = taken[-1]
+    daily = [at for at in kept if (newest.date() - at.date()).days < 7]
+    assert len(daily) == 7 and all(at.hour == 15 for at in daily)  # the newest of each day
+    weeks = {at.isocalendar()[:2] for at in kept}
+    # Newest: Tuesday 1 December. Weeks 49 and 48 end inside the last 7 days (their newest are daily ones),
+    # weeks 47 and 46 add their Sundays.
+    assert len(weeks) == 4 and len(kept) == 7 + 2
+    assert [at for at in kept if at not in daily] == [datetime(2026, 11, d, 15, tzinfo=UTC) for d in (15, 22)]
+    for week in weeks:  # the newest of its week
+        assert max(at for at in kept if at.isocalendar()[:2] == week) == max(
+            at for at in taken if at.isocalendar()[:2] == week
+        )
+    assert len(keep) + len(remove) == 60
+    # Nothing to keep by the numbers: the newest stays all the same.
+    assert backup_core.plan_rotation(backups, 0, 0)[0] == [Path(backup_core.backup_name(newest))]
+
+
+def test_rotation_removes_only_backups_it_named(tmp_path: Path) -> None:
+    for day in range(1, 11):
+        (tmp_path / backup_core.backup_name(datetime(2026, 12, day, 2, 43, tzinfo=UTC))).write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "contentq-manual.sqlite3.gz").write_bytes(b"x")
+    keep, removed = backup_core.rotate(tmp_path, keep_daily=3, keep_weekly=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "contentq-20261208T024300Z.sqlite3.gz", "contentq-20261209T024300Z.sqlite3.gz",
+        "contentq-20261210T024300Z.sqlite3.gz", "contentq-manual.sqlite3.gz", "notes.txt",
+    ]  # fmt: skip
+    assert len(removed) == 7
+
+
+def test_the_backup_command_paths_options_and_json(rt: Runtime, tmp_path: Path) -> None:
+    _fill(rt, 2)
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    first = runner.invoke(app, ["db", "backup", str(folder), "--json"])
+    assert first.exit_code == 0, first.output
+    made = json.loads(first.output)
+    assert Path(made["path"]).parent == folder and made["verified"] and made["row_counts"]["posts"] == 2
+    second = runner.invoke(app, ["db", "backup", str(folder), "--keep", "1", "--keep-weekly", "0"])
+    assert second.exit_code == 0, second.output
+    assert "rotated away 1" in second.output and len(list(folder.iterdir())) == 1  # same day: the newer stays
+    named = runner.invoke(app, ["db", "backup", str(tmp_path / "before-upgrade.sqlite3.gz")])
+    assert named.exit_code == 0 and (tmp_path / "before-upgrade.sqlite3.gz").exists()
+    again = runner.invoke(app, ["db", "backup", str(tmp_path / "before-upgrade.sqlite3.gz")])
+    assert "never overwrites" in refused(again)
+    plain = runner.invoke(app, ["db", "backup", str(tmp_path / "copy.sqlite3")])
+    assert "ends in .gz" in refused(plain)
+    assert not (tmp_path / "copy.sqlite3").exists()
+    assert runner.invoke(app, ["db", "backup", "--keep", "-1"]).exit_code == 2
+
+
+def test_no_database_and_no_space_are_one_line_errors(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "nothing to back up" in refused(runner.invoke(app, ["db", "backup"]))
+    open_store(home / "contentq.db").close()
+    monkeypatch.setattr(
+        backup_core.shutil, "disk_usage", lambda _: shutil_usage(total=1 << 40, used=1 << 40, free=4096)
+    )
+    message = refused(runner.invoke(app, ["db", "backup"]))
+    assert "not enough space" in message and "4.0 KB free" in message
+    assert not list((home / "backups").iterdir())
+
+
+# db restore -------------------------------------------------------------------------------------------------------
+
+
+def _posts(settings: Settings) -> list[str]:
+    with closing(sqlite3.connect(settings.db_path)) as conn:
+        return [r[0] for r in conn.execute("SELECT text_html FROM posts ORDER BY id")]
+
+
+def _backup_of(rt: Runtime, *texts: str, to: Path | None = None) -> Path:
+    for text in texts:
+        add_post(rt, text, state="published")
+    return backup_core.make_backup(rt.settings, to, store=rt.store).path
+
+
+def _leftovers(home: Path) -> list[str]:
+    return sorted(p.name for p in home.iterdir() if p.name.startswith(".") or p.name.endswith(("-wal", "-shm")))
+
+
+def test_restore_is_refused_while_a_worker_runs_and_names_it(rt: Runtime) -> None:
+    backup = _backup_of(rt, "in the backup")
+    add_post(rt, "after the backup", state="published")
+    worker = start_worker(rt.settings, "publish")
+    try:
+        row = wait_for(lambda: rt.store.one("SELECT * FROM workers WHERE pid = ?", (worker.pid,)), what="the worker")
+        message = refused(runner.invoke(app, ["db", "restore", str(backup), "--yes"]))
+        assert f"worker {row['name']} (pid {worker.pid} on " in message and "supervisorctl stop" in message
+        assert _posts(rt.settings) == ["in the backup", "after the backup"]  # nothing touched
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    rt.close()
+    result = runner.invoke(app, ["db", "restore", str(backup), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert _posts(rt.settings) == ["in the backup"]
+
+
+def test_restore_is_refused_while_another_process_has_the_database_open(rt: Runtime) -> None:
+    backup = _backup_of(rt, "in the backup")
+    rt.close()
+    code = "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM posts'); print(1, flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(rt.settings.db_path)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline()
+        message = refused(runner.invoke(app, ["db", "restore", str(backup), "--yes"]))
+        assert "open in another process" in message and f"pid {holder.pid} (" in message
+        assert not any(p.name.startswith("contentq.db.replaced") for p in rt.settings.home.iterdir())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert runner.invoke(app, ["db", "restore", str(backup), "--yes"]).exit_code == 0
+
+
+def test_restore_checkpoints_the_old_database_keeps_it_and_leaves_no_stale_wal(rt: Runtime) -> None:
+    backup = _backup_of(rt, "in the backup")
+    rt.close()
+    # A process killed after its commit leaves the commit in the -wal file only.
+    code = (
+        "import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+        'c.execute("INSERT INTO posts (route, kind, text_html, collected_at, state, updated_at)'
+        " VALUES ('news', 'text', 'only in the wal', '', 'published', '')\"); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(rt.settings.db_path)], check=True)
+    wal = Path(f"{rt.settings.db_path}-wal")
+    assert wal.stat().st_size > 0
+    before = rt.settings.db_path.stat().st_ino
+    result = restore(rt.settings, backup, run_reconcile=False)
+    assert result.replaced is not None and result.replaced.stat().st_ino == before  # the old file, renamed
+    assert stat.S_IMODE(rt.settings.db_path.stat().st_mode) == 0o600
+    with closing(sqlite3.connect(result.replaced)) as kept:  # its last commit was written into it, not lost
+        assert [r[0] for r in kept.execute("SELECT text_html FROM posts")] == ["in the backup", "only in the wal"]
+    assert _posts(rt.settings) == ["in the backup"]
+    with closing(sqlite3.connect(rt.settings.db_path)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert _leftovers(rt.settings.home) == []
+
+
+def _damaged(backup: Path, folder: Path) -> Path:
+    raw = gunzipped(backup, folder / "raw.db")
+    data = bytearray(raw.read_bytes())
+    page = 4096
+    for offset in range(2 * page, len(data) - page, 3 * page):  # b-tree pages overwritten, the header kept
+        data[offset + 8 : offset + page] = os.urandom(page - 8)
+    out = folder / "damaged.sqlite3.gz"
+    out.write_bytes(gzip.compress(bytes(data)))
+    return out
+
+
+def _foreign(folder: Path) -> Path:
+    path = folder / "other.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE notes (x)")
+        conn.commit()
+    return path
+
+
+def _newer(backup: Path, folder: Path) -> Path:
+    raw = gunzipped(backup, folder / "newer.db")
+    with closing(sqlite3.connect(raw)) as conn:
+        conn.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('contentq', '9999', '')")
+        conn.commit()
+    return raw
+
+
+def test_restore_refuses_a_damaged_foreign_newer_or_truncated_copy_and_touches_nothing(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    backup = _backup_of(rt, *(f"post {i} " * 40 for i in range(60)))
+    add_post(rt, "the current database", state="published")
+    rt.close()
+    truncated = tmp_path / "truncated.sqlite3.gz"
+    truncated.write_bytes(backup.read_bytes()[: backup.stat().st_size // 2])
+    cases = {
+        _damaged(backup, tmp_path): "integrity",
+        _foreign(tmp_path): "not a contentq database (no posts, jobs, sends, _sqlite_migrations table)",
+        _newer(backup, tmp_path): "comes from a newer contentq (migrations 9999 are unknown here)",
+        truncated: "not a complete gzip file",
+        tmp_path / "missing.gz": "no such file",
+    }
+    for path, expected in cases.items():
+        message = refused(runner.invoke(app, ["db", "restore", str(path), "--yes"]))
+        assert expected in message, (path, message)
+        assert _posts(rt.settings)[-1] == "the current database"
+        assert _leftovers(rt.settings.home) == [] and len(list(rt.settings.home.glob("contentq.db*"))) == 1
+
+
+def test_restore_carries_the_backup_records_over_and_asks_before_replacing(rt: Runtime, tmp_path: Path) -> None:
+    first = _backup_of(rt, "one", to=tmp_path / "first.sqlite3.gz")
+    second = _backup_of(rt, "two")
+    rt.close()
+    declined = runner.invoke(app, ["db", "restore", str(first)], input="n\n")
+    assert declined.exit_code == 1 and _posts(rt.settings) == ["one", "two"]
+    done = runner.invoke(app, ["db", "restore", str(first), "--json"], input="y\n")
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.output[done.output.index("{") :])
+    # Both records were written after their copies were taken: the restored file has neither.
+    assert report["row_counts"]["posts"] == 1 and report["carried_backups"] == 2
+    store = open_store(rt.settings.db_path)
+    try:
+        assert {r["path"] for r in list_backups(store)} == {str(first), str(second)}
+        assert backup_core.last_good_backup(store)["path"] == str(second)  # type: ignore[index]
+        assert store.one("SELECT source, replaced FROM restores")["source"] == str(first)  # type: ignore[index]
+    finally:
+        store.close()
+
+
+def test_restore_of_a_plain_database_file_into_an_empty_home(rt: Runtime, tmp_path: Path) -> None:
+    backup = _backup_of(rt, "kept safe")
+    rt.close()
+    plain = gunzipped(backup, tmp_path / "plain.sqlite3")
+    other_home = tmp_path / "new-home"
+    settings = load_settings(home=other_home, redis_url=rt.settings.redis_url)
+    result = restore(settings, plain)
+    assert result.replaced is None and result.reconcile_error is None
+    assert _posts(settings) == ["kept safe"]

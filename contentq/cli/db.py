@@ -74,8 +74,7 @@ def backup(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy the live database (workers may run), verify the copy, gzip it (mode 0600) and rotate old backups."""
-    rt = runtime()
-    result = make_backup(rt.settings, rt.store, path, keep_daily=keep, keep_weekly=keep_weekly)
+    result = make_backup(runtime().settings, path, keep_daily=keep, keep_weekly=keep_weekly)
     if as_json:
         print_json(result.as_dict())
         return

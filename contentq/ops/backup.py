@@ -62,6 +62,8 @@ class BackupResult:
     integrity: str
     row_counts: dict[str, int]
     method: str = "backup-api"
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds of each step: copy, check, compress."""
     removed: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
 
@@ -170,18 +172,27 @@ def _space_error(where: Path, exc: BaseException) -> ContentqError:
 
 def make_backup(
     settings: Settings,
-    store: Store,
     given: Path | None = None,
     *,
+    store: Store | None = None,
     keep_daily: int | None = None,
     keep_weekly: int | None = None,
     method: str = "backup-api",
 ) -> BackupResult:
     """Copy, verify, compress, record, rotate. Raises ContentqError when the copy cannot be made or fails its check
-    (a failed check is recorded too, so the last *good* backup stays the one doctor reports)."""
+    (a failed check is recorded too, so the last *good* backup stays the one doctor reports). The records go
+    through `store`, or a connection of its own."""
     db = settings.db_path
     if not db.exists():
         raise ContentqError(f"no database at {db}: nothing to back up (check CONTENTQ_HOME)")
+    if store is None:
+        own = open_store(db, settings.db_busy_timeout_ms)
+        try:
+            return make_backup(
+                settings, given, store=own, keep_daily=keep_daily, keep_weekly=keep_weekly, method=method
+            )
+        finally:
+            own.close()
     started = time.monotonic()
     at = now()
     dest = target_path(settings, given, at)
@@ -202,7 +213,9 @@ def make_backup(
     copy = vacuum_copy if method == "vacuum-into" else snapshot_copy
     try:
         with _temporary_copy(folder, dest.name) as tmp:
+            phases = {"copy": time.monotonic()}
             counts = copy(db, tmp, settings.db_busy_timeout_ms)
+            phases["check"] = time.monotonic()
             checked = check_copy(tmp)
             verified = checked.integrity == "ok" and checked.counts == counts
             record: dict[str, Any] = {
@@ -212,7 +225,9 @@ def make_backup(
             if not verified:
                 record_backup(store, {**record, "seconds": round(time.monotonic() - started, 3), "removed_at": iso()})
                 raise ContentqError(_failed_check(checked, counts))
+            phases["compress"] = time.monotonic()
             size = compress(tmp, dest)
+            phases["end"] = time.monotonic()
     except OSError as exc:
         raise _space_error(folder, exc) from None
     except ContentqError:
@@ -224,6 +239,8 @@ def make_backup(
     seconds = round(time.monotonic() - started, 3)
     record_backup(store, {**record, "size_bytes": size, "seconds": seconds})
     result = BackupResult(dest, iso(at), size, int(record["db_bytes"]), seconds, True, "ok", checked.counts, method)
+    steps = list(phases)
+    result.phases = {a: round(phases[b] - phases[a], 2) for a, b in zip(steps, steps[1:], strict=False)}
     daily = settings.backup_keep_daily if keep_daily is None else keep_daily
     weekly = settings.backup_keep_weekly if keep_weekly is None else keep_weekly
     result.kept, result.removed = rotate(folder, daily, weekly, store)

@@ -131,7 +131,7 @@ def _unpack(source: Path, dest: Path) -> None:
 
 
 def _refusal(check: CopyCheck, source: Path) -> str:
-    if check.integrity.startswith("cannot be read"):
+    if check.integrity.startswith("not a database"):
         return f"{source} does not hold an SQLite database ({check.integrity}); give a file `db backup` made"
     if check.integrity != "ok":
         return f"{source} fails integrity_check ({check.integrity[:300]}); restore an older backup"

@@ -47,6 +47,7 @@ def snapshot_copy(source: Path, dest: Path, busy_timeout_ms: int = 5000) -> dict
     """Copy the live database `source` into `dest` (a new or empty file) with the backup API; returns the row
     counts of the main tables in the snapshot copied."""
     with closing(_connect(source, busy_timeout_ms)) as src, closing(sqlite3.connect(str(dest))) as dst:
+        _scratch(dst)
         src.execute("BEGIN")  # deferred: the snapshot is taken by the first read, the counts
         try:
             counts = row_counts(src)
@@ -54,6 +55,13 @@ def snapshot_copy(source: Path, dest: Path, busy_timeout_ms: int = 5000) -> dict
         finally:
             src.execute("COMMIT")
     return counts
+
+
+def _scratch(conn: sqlite3.Connection) -> None:
+    """The uncompressed copy is a scratch file (checked, compressed, then removed): no journal and no fsync. A
+    1 GB fsync at its end would stall the workers' own commits behind it (bench/backup.py: 2 s)."""
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
 
 
 def vacuum_copy(source: Path, dest: Path, busy_timeout_ms: int = 5000) -> dict[str, int]:
@@ -89,32 +97,32 @@ class CopyCheck:
 
 def check_copy(path: Path, *, quick: bool = False) -> CopyCheck:
     """integrity_check (or quick_check), row counts, and whether it looks like a contentq database."""
+    pragma = "quick_check" if quick else "integrity_check"
     try:
         with closing(_connect(path)) as conn:
-            pragma = "quick_check" if quick else "integrity_check"
-            problems = [r[0] for r in conn.execute(f"PRAGMA {pragma}(20)")]
-            integrity = "ok" if problems == ["ok"] else "; ".join(problems)
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            missing = [t for t in REQUIRED_TABLES if t not in tables]
-            if not tables & {"_sqlite_migrations", LEGACY_TABLE}:
-                missing.append("_sqlite_migrations")
-            counts = row_counts(conn)
-            unknown: list[str] = []
-            newest = None
-            if not missing and "_sqlite_migrations" in tables:
-                known = {m.key for m in MIGRATIONS}
-                applied = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (MIGRATION_SET,)
-                    )
-                ]
-                unknown = sorted(set(applied) - known)
-            if not missing:
-                newest = conn.execute(NEWEST_RECORD_SQL).fetchone()[0]
-    except sqlite3.DatabaseError as exc:  # not a database at all, or damaged beyond opening
-        return CopyCheck(f"cannot be read: {exc}", {}, list(REQUIRED_TABLES), [], None)
-    return CopyCheck(integrity, counts, missing, unknown, newest)
+            try:
+                problems = [r[0] for r in conn.execute(f"PRAGMA {pragma}(20)")]
+            except sqlite3.DatabaseError as exc:  # damaged beyond what the check itself can walk
+                return CopyCheck(f"{pragma} stopped: {exc}", {}, [], [], None)
+            if problems != ["ok"]:
+                return CopyCheck("; ".join(problems), {}, [], [], None)
+            return _contents(conn)
+    except sqlite3.DatabaseError as exc:  # not a database at all
+        return CopyCheck(f"not a database: {exc}", {}, list(REQUIRED_TABLES), [], None)
+
+
+def _contents(conn: sqlite3.Connection) -> CopyCheck:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = [t for t in REQUIRED_TABLES if t not in tables]
+    if not tables & {"_sqlite_migrations", LEGACY_TABLE}:
+        missing.append("_sqlite_migrations")
+    unknown: list[str] = []
+    if "_sqlite_migrations" in tables:
+        known = {m.key for m in MIGRATIONS}
+        rows = conn.execute("SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (MIGRATION_SET,))
+        unknown = sorted({r[0] for r in rows} - known)
+    newest = None if missing else conn.execute(NEWEST_RECORD_SQL).fetchone()[0]
+    return CopyCheck("ok", row_counts(conn), missing, unknown, newest)
 
 
 def checkpoint(path: Path, busy_timeout_ms: int = 5000) -> tuple[int, int, int]:
