@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import sqlite3
 import stat
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 import time_machine
 from typer.testing import CliRunner, Result
 
+from bench.backup import run_drill
 from contentq.cli.app import app
 from contentq.clock import iso, now
 from contentq.dispatch import dispatch
@@ -319,7 +321,10 @@ def test_restore_is_refused_while_a_worker_runs_and_names_it(rt: Runtime) -> Non
 def test_restore_is_refused_while_another_process_has_the_database_open(rt: Runtime) -> None:
     backup = _backup_of(rt, "in the backup")
     rt.close()
-    code = "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM posts'); print(1, flush=True); time.sleep(60)"
+    code = (
+        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); c.execute('SELECT 1 FROM posts');"
+        "print(1, flush=True); time.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code, str(rt.settings.db_path)], stdout=subprocess.PIPE)
     try:
         assert holder.stdout is not None and holder.stdout.readline()
@@ -434,3 +439,105 @@ def test_restore_of_a_plain_database_file_into_an_empty_home(rt: Runtime, tmp_pa
     result = restore(settings, plain)
     assert result.replaced is None and result.reconcile_error is None
     assert _posts(settings) == ["kept safe"]
+
+
+# The drill: a backup during a real multi-worker run, restored after it --------------------------------------------
+
+
+@pytest.mark.timeout(240)
+def test_a_backup_taken_during_a_three_worker_run_restores_with_every_post_once(tmp_path: Path) -> None:
+    """40 posts, 3 `contentq worker publish` processes, the fake Telegram shared through a file. `db backup` while
+    they publish; `db restore` refused while they run, done after; then reconcile and the workers again. Telegram
+    is made to forget the random ids it saw, so only the channel check keeps a post from going out twice."""
+    result = run_drill(posts=40, workers=3, backup_at=0.4, send_delay=0.3, forget_random_ids=True, tmp=tmp_path)
+    assert "worker drill-" in result.refused_while_running and "still running" in result.refused_while_running
+    assert result.restored_published < 40 and result.reconciled >= 40 - result.restored_published
+    assert result.found_in_channel + result.settled_attempts > 0, result.lines()
+    assert (result.once, result.twice, result.lost, result.not_published, result.ids_unknown) == (40, 0, 0, 0, 0), (
+        result.lines()
+    )
+
+
+# db check, doctor, alerts -----------------------------------------------------------------------------------------
+
+
+def _age_backups(store: object, hours: float) -> None:
+    """Move every backup record (and the database's making) `hours` into the past."""
+    then = iso(now() - timedelta(hours=hours))
+    store.execute("UPDATE backups SET taken_at = ?", (then,))  # type: ignore[attr-defined]
+    store.execute("UPDATE _sqlite_migrations SET applied_at = ?", (then,))  # type: ignore[attr-defined]
+
+
+def test_db_check_reports_integrity_wal_backup_age_and_free_space(rt: Runtime) -> None:
+    _fill(rt, 5)
+    rt.close()
+    result = runner.invoke(app, ["db", "check", "--json"])
+    assert result.exit_code == 0, result.output
+    probes = {p["check"]: p for p in json.loads(result.output)}
+    assert probes["integrity"]["status"] == "ok" and "integrity_check ok; 5 posts" in probes["integrity"]["detail"]
+    assert probes["wal"]["status"] == "ok"
+    assert probes["backup"]["status"] == "warn" and "no good backup" in probes["backup"]["detail"]
+    assert "crontab.example" in probes["backup"]["fix"]
+    assert probes["disk"]["status"] == "ok" and "free" in probes["disk"]["detail"]
+    assert runner.invoke(app, ["db", "backup"]).exit_code == 0
+    table = runner.invoke(app, ["db", "check", "--quick"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "quick_check ok" in table.output, table.output
+    assert re.search(r"last good backup \d+ s ago", table.output), table.output
+
+
+def test_db_check_fails_on_a_damaged_database(rt: Runtime) -> None:
+    _fill(rt, 80)
+    rt.close()
+    path = rt.settings.db_path
+    data = bytearray(path.read_bytes())
+    data[5 * 4096 + 8 : 6 * 4096] = os.urandom(4096 - 8)
+    path.write_bytes(bytes(data))
+    result = runner.invoke(app, ["db", "check", "--json"])
+    assert result.exit_code == 1
+    integrity = next(p for p in json.loads(result.output) if p["check"] == "integrity")
+    assert integrity["status"] == "fail" and "restore the last good backup" in integrity["fix"]
+    assert "nothing to back up" not in integrity["detail"]
+    assert "integrity" in refused(runner.invoke(app, ["db", "backup"]))  # a damaged database gives no "good" copy
+
+
+def test_doctor_and_alerts_warn_when_the_last_good_backup_is_too_old(rt: Runtime) -> None:
+    from contentq.ops.alerts import evaluate
+    from contentq.ops.doctor import run_doctor
+
+    def doctor_backup() -> dict[str, str]:
+        probe = next(p for p in run_doctor(rt.settings, read_user_crontab=lambda: "") if p.check == "backup")
+        return probe.as_dict()
+
+    def alert() -> object:
+        return next(c for c in evaluate(rt) if c.check == "backup age")
+
+    rt.store  # noqa: B018 - a new database: no backup yet, and no alert for that
+    assert doctor_backup()["status"] == "warn" and not alert().firing  # type: ignore[attr-defined]
+    backup_core.make_backup(rt.settings, store=rt.store)
+    assert doctor_backup()["status"] == "ok" and not alert().firing  # type: ignore[attr-defined]
+    _age_backups(rt.store, 47)
+    assert doctor_backup()["status"] == "ok"
+    _age_backups(rt.store, 49)
+    probe = doctor_backup()
+    assert probe["status"] == "warn" and "old (limit 48 h)" in probe["detail"] and "db backup" in probe["fix"]
+    fired = alert()
+    assert fired.firing and fired.value == 49.0 and "contentq db backup" in fired.message  # type: ignore[attr-defined]
+    # A backup whose file is gone does not count.
+    rt.store.execute("UPDATE backups SET taken_at = ?", (iso(),))
+    for path in (rt.settings.home / "backups").iterdir():
+        path.unlink()
+    assert "no good backup" in doctor_backup()["detail"] and alert().firing  # type: ignore[attr-defined]
+    # The limit is a setting.
+    relaxed = load_settings(home=rt.settings.home, backup_max_age_hours=72)
+    assert not next(
+        c for c in evaluate(Runtime(relaxed, store=rt.store, conn=rt.redis)) if c.check == "backup age"
+    ).firing
+
+
+def test_alerts_check_notifies_of_an_old_backup_once(rt: Runtime) -> None:
+    backup_core.make_backup(rt.settings, store=rt.store)
+    _age_backups(rt.store, 100)
+    result = runner.invoke(app, ["alerts", "check"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "ALERT: the last good backup is 4.2 days old (limit 48 h)" in result.output
+    sent = rt.store.query("SELECT * FROM notifications WHERE key = 'alert:backup'")
+    assert len(sent) == 1

@@ -43,8 +43,9 @@ NAME = re.compile(r"^contentq-(\d{8}T\d{6}Z)(?:-(\d+))?\.sqlite3\.gz$")
 """Backups that rotation manages: the names `db backup` gives. Any other file in the folder is left alone."""
 
 STAMP = "%Y%m%dT%H%M%SZ"
-GZIP_LEVEL = 6
-"""zlib's default: about as small as 9 on SQLite pages, several times faster (bench/backup.py)."""
+GZIP_LEVEL = 3
+"""Compression takes most of a backup's time: on SQLite pages of text, level 3 is about 4 times as fast as
+zlib's default 6 for a file about a quarter larger (docs/operations.md, the figures of bench/backup.py)."""
 CHUNK = 1 << 20
 MIN_FREE_BYTES = 1 << 30
 WAL_WARN_BYTES = 256 << 20
