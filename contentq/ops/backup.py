@@ -14,6 +14,7 @@ import gzip
 import os
 import re
 import shutil
+import sqlite3
 import time
 import zlib
 from collections.abc import Iterator
@@ -233,10 +234,13 @@ def make_backup(
         raise _space_error(folder, exc) from None
     except ContentqError:
         raise
-    except Exception as exc:  # sqlite3's "database or disk is full" and the like
-        if "full" in str(exc) or "disk" in str(exc):
+    except sqlite3.DatabaseError as exc:
+        if "full" in str(exc):  # "database or disk is full": the copy's folder
             raise _space_error(folder, exc) from None
-        raise
+        raise ContentqError(
+            f"the database could not be read for the copy ({exc}); run `contentq db check`, and keep the last good "
+            "backup"
+        ) from None
     seconds = round(time.monotonic() - started, 3)
     record_backup(store, {**record, "size_bytes": size, "seconds": seconds})
     result = BackupResult(dest, iso(at), size, int(record["db_bytes"]), seconds, True, "ok", checked.counts, method)
@@ -437,11 +441,8 @@ def check(settings: Settings, *, quick: bool = False) -> list[Probe]:
                             f"`fuser {db}`"))  # fmt: skip
     else:
         probes.append(Probe("wal", OK, f"{human_bytes(wal_bytes)} in the write-ahead log"))
-    store = open_store(db, settings.db_busy_timeout_ms)
-    try:
-        probes.append(backup_probe(settings, store))
-    finally:
-        store.close()
+    if checked.integrity == "ok":
+        probes.append(doctor_probe(settings))
     probes.append(disk_probe(settings))
     return probes
 
