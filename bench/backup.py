@@ -78,6 +78,8 @@ class DrillResult:
     settled_attempts: int = 0
     """Posts whose send was in flight at the backup (`attempting` in the ledger), settled from the channel."""
     run_seconds: float = 0.0
+    restore_seconds: float = 0.0
+    """`contentq db restore` as a command: start, checks, swap, migrations, reconcile."""
     after_restore_seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -87,8 +89,8 @@ class DrillResult:
             f"restore while the workers ran: refused ({self.refused_while_running[:100]}…)"
             if self.refused_while_running
             else "restore while the workers ran: NOT refused",
-            f"restored copy: {self.restored_published} published; reconcile acted on {self.reconciled} job(s); "
-            f"workers again: {self.after_restore_seconds:.1f} s",
+            f"restored copy: {self.restored_published} published; `db restore` {self.restore_seconds:.1f} s, its "
+            f"reconcile acted on {self.reconciled} job(s); workers again: {self.after_restore_seconds:.1f} s",
             f"sent after the backup: {self.found_in_channel} found in the channel, {self.settled_attempts} in flight "
             f"at the backup settled from the channel, {self.refused_resends} resends refused by Telegram; "
             f"message ids unknown: {self.ids_unknown}",
@@ -228,7 +230,9 @@ def run_drill(
             if forget_random_ids:
                 with closing(telegram_db(drill.tg_db)) as tg:
                     tg.execute("UPDATE messages SET random_id = -id")
+            began = time.monotonic()
             restored = drill.cli("db", "restore", str(backup), "--yes", "--json")
+            result.restore_seconds = time.monotonic() - began
             if restored.returncode:
                 raise RuntimeError(f"db restore failed: {restored.stdout}{restored.stderr}")
             report = json.loads(restored.stdout)
