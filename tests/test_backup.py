@@ -609,3 +609,22 @@ def test_the_rendered_litestream_program_replicates_and_a_restore_brings_the_pos
     result = restore(settings, restored)  # the drill's last step: into place, checked, reconciled
     assert result.counts["posts"] == 10 and result.reconcile_error is None
     assert len(_posts(settings)) == 10
+
+
+def test_restore_is_refused_while_a_listener_beats_and_says_to_reconcile_when_redis_is_away(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    from contentq.store.listeners import start_listener
+
+    backup = _backup_of(rt, "in the backup")
+    start_listener(rt.store, "listen-main", ["@donor"])  # this process, beating now
+    rt.close()
+    message = refused(runner.invoke(app, ["db", "restore", str(backup), "--yes"]))
+    assert f"listener listen-main (pid {os.getpid()} on " in message
+    store = open_store(rt.settings.db_path)
+    store.execute("UPDATE listeners SET state = 'stopped'")
+    store.close()
+    away = load_settings(home=rt.settings.home, redis_url="redis://127.0.0.1:1/0")
+    result = restore(away, backup)
+    assert _posts(away) == ["in the backup"]
+    assert result.reconcile_error is not None and "run `contentq queue reconcile`" in result.reconcile_error

@@ -213,6 +213,7 @@ def restore(settings: Settings, source: Path, *, run_reconcile: bool = True) -> 
     if run_reconcile:
         runtime = Runtime(settings)
         try:
+            runtime.redis  # noqa: B018 - connects (reconcile reads Redis only when SQLite holds pending jobs)
             result.reconciled = reconcile(runtime)
         except (ContentqError, redis.RedisError) as exc:
             result.reconcile_error = f"{exc}; run `contentq queue reconcile` once Redis is reachable"
