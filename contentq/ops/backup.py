@@ -69,6 +69,13 @@ class BackupResult:
     removed: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
 
+    def record(self) -> dict[str, Any]:
+        """The columns of its row in the `backups` table."""
+        return {
+            "taken_at": self.taken_at, "path": str(self.path), "db_bytes": self.db_bytes,
+            "verified": int(self.verified), "integrity": self.integrity, "row_counts": self.row_counts,
+        }  # fmt: skip
+
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = str(self.path)
@@ -198,57 +205,61 @@ def make_backup(
     started = time.monotonic()
     at = now()
     dest = target_path(settings, given, at)
-    folder = dest.parent
+    _make_folder(dest.parent, db)
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        result = _write_backup(settings, store, dest, at, method)
     except OSError as exc:
-        raise ContentqError(f"cannot create the backup folder {folder}: {exc.strerror or exc}") from None
-    db_bytes = db.stat().st_size
-    wal = Path(f"{db}-wal")
-    needed = db_bytes + (wal.stat().st_size if wal.exists() else 0)
-    free = shutil.disk_usage(folder).free
-    if free < needed * 1.2:  # the uncompressed copy, then the compressed file beside it
-        raise ContentqError(
-            f"not enough space in {folder}: {human_bytes(free)} free, the copy needs about {human_bytes(needed)} "
-            "while it is compressed; free space or give another folder"
-        )
-    copy = vacuum_copy if method == "vacuum-into" else snapshot_copy
-    try:
-        with _temporary_copy(folder, dest.name) as tmp:
-            phases = {"copy": time.monotonic()}
-            counts = copy(db, tmp, settings.db_busy_timeout_ms)
-            phases["check"] = time.monotonic()
-            checked = check_copy(tmp)
-            verified = checked.integrity == "ok" and checked.counts == counts
-            record: dict[str, Any] = {
-                "taken_at": iso(at), "path": str(dest), "db_bytes": tmp.stat().st_size, "verified": int(verified),
-                "integrity": checked.integrity, "row_counts": checked.counts,
-            }  # fmt: skip
-            if not verified:
-                record_backup(store, {**record, "seconds": round(time.monotonic() - started, 3), "removed_at": iso()})
-                raise ContentqError(_failed_check(checked, counts))
-            phases["compress"] = time.monotonic()
-            size = compress(tmp, dest)
-            phases["end"] = time.monotonic()
-    except OSError as exc:
-        raise _space_error(folder, exc) from None
-    except ContentqError:
-        raise
+        raise _space_error(dest.parent, exc) from None
     except sqlite3.DatabaseError as exc:
         if "full" in str(exc):  # "database or disk is full": the copy's folder
-            raise _space_error(folder, exc) from None
+            raise _space_error(dest.parent, exc) from None
         raise ContentqError(
             f"the database could not be read for the copy ({exc}); run `contentq db check`, and keep the last good "
             "backup"
         ) from None
-    seconds = round(time.monotonic() - started, 3)
-    record_backup(store, {**record, "size_bytes": size, "seconds": seconds})
-    result = BackupResult(dest, iso(at), size, int(record["db_bytes"]), seconds, True, "ok", checked.counts, method)
-    steps = list(phases)
-    result.phases = {a: round(phases[b] - phases[a], 2) for a, b in zip(steps, steps[1:], strict=False)}
+    result.seconds = round(time.monotonic() - started, 3)
+    record_backup(store, {**result.record(), "size_bytes": result.size_bytes, "seconds": result.seconds})
     daily = settings.backup_keep_daily if keep_daily is None else keep_daily
     weekly = settings.backup_keep_weekly if keep_weekly is None else keep_weekly
-    result.kept, result.removed = rotate(folder, daily, weekly, store)
+    result.kept, result.removed = rotate(dest.parent, daily, weekly, store)
+    return result
+
+
+def _make_folder(folder: Path, db: Path) -> None:
+    """The backup folder (private), with room for the uncompressed copy and the compressed file beside it."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ContentqError(f"cannot create the backup folder {folder}: {exc.strerror or exc}") from None
+    wal = Path(f"{db}-wal")
+    needed = db.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    free = shutil.disk_usage(folder).free
+    if free < needed * 1.2:
+        raise ContentqError(
+            f"not enough space in {folder}: {human_bytes(free)} free, the copy needs about {human_bytes(needed)} "
+            "while it is compressed; free space or give another folder"
+        )
+
+
+def _write_backup(settings: Settings, store: Store, dest: Path, at: datetime, method: str) -> BackupResult:
+    """Copy into a scratch file, check it, compress it to `dest`; a copy that fails its check is recorded and
+    raises."""
+    copy = vacuum_copy if method == "vacuum-into" else snapshot_copy
+    marks = [time.monotonic()]
+    with _temporary_copy(dest.parent, dest.name) as tmp:
+        counts = copy(settings.db_path, tmp, settings.db_busy_timeout_ms)
+        marks.append(time.monotonic())
+        checked = check_copy(tmp)
+        marks.append(time.monotonic())
+        result = BackupResult(dest, iso(at), 0, tmp.stat().st_size, 0.0, checked.integrity == "ok" and
+                              checked.counts == counts, checked.integrity, checked.counts, method)  # fmt: skip
+        if not result.verified:
+            record_backup(store, {**result.record(), "seconds": round(marks[-1] - marks[0], 3), "removed_at": iso()})
+            raise ContentqError(_failed_check(checked, counts))
+        result.size_bytes = compress(tmp, dest)
+        marks.append(time.monotonic())
+    steps = ("copy", "check", "compress")
+    result.phases = {step: round(b - a, 2) for step, a, b in zip(steps, marks[:-1], marks[1:], strict=True)}
     return result
 
 
