@@ -20,6 +20,7 @@ from contentq.logs import JobContextFilter, JsonFormatter, RedactingFormatter
 from contentq.ops import doctor
 from contentq.ops import supervisor as sv
 from contentq.ops.alerts import check_alerts
+from contentq.ops.backup import make_backup
 from contentq.redact import register_secret
 from contentq.runtime.context import JobContext, Runtime, set_process_runtime
 from contentq.runtime.queues import pause
@@ -193,14 +194,15 @@ def test_doctor_all_good(home: Path, llm_url: str) -> None:
                              tg_api_hash="0123456789abcdef")  # fmt: skip
     sv.write(settings, sv.default_output(settings))
     open_store(settings.db_path).close()
+    make_backup(settings)
     for path in (home, settings.db_path):  # what the contentq entry point's umask gives
         path.chmod(0o700 if path.is_dir() else 0o600)
     cron = (REPO / "crontab.example").read_text()
     probes = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: cron))
     statuses = {name: p.status for name, p in probes.items()}
-    assert statuses == {"config": "ok", "data directory": "ok", "permissions": "ok", "database": "ok", "redis": "ok",
-                        "workers": "warn", "telegram": "ok", "listener": "skip", "llm": "ok", "supervisor": "ok",
-                        "cron": "ok"}  # fmt: skip
+    assert statuses == {"config": "ok", "data directory": "ok", "permissions": "ok", "database": "ok", "backup": "ok",
+                        "redis": "ok", "workers": "warn", "telegram": "ok", "listener": "skip", "llm": "ok",
+                        "supervisor": "ok", "cron": "ok"}  # fmt: skip
     # A session readable by others, a stale supervisor config, an unreachable endpoint.
     session.chmod(0o644)
     changed = load_settings(home=home, openai_base_url="http://127.0.0.1:1/v1", openai_api_key="good-key-123",

@@ -100,7 +100,7 @@ class ContentqGroup(LazyGroup):
         ),
         "queue": LazyCommand("queue", "app", "Queues: status, pause, resume, reconcile."),
         "jobs": LazyCommand("jobs", "app", "Jobs: list, show, logs, retry, cancel."),
-        "db": LazyCommand("db", "app", "The SQLite database."),
+        "db": LazyCommand("db", "app", "The SQLite database: migrations, backups, restore, checks."),
         "redis": LazyCommand(
             "redis_server", "app", "Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset)."
         ),

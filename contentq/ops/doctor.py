@@ -16,6 +16,7 @@ from rq import Worker
 
 from contentq.errors import ContentqError
 from contentq.ops import supervisor as sv
+from contentq.ops.backup import doctor_probe as backup_probe
 from contentq.ops.probe import FAIL, OK, SKIP, WARN, Probe
 from contentq.redact import redact
 from contentq.routes import RoutesConfig, load_routes
@@ -33,6 +34,8 @@ SUPERVISOR_CANDIDATES = (
 """Where supervisor configs usually live (Debian, RHEL, Arch); CONTENTQ_HOME/supervisor/contentq.conf first."""
 
 CRON_CANDIDATES = ("/etc/cron.d/contentq*",)
+CRON_COMMANDS = ("collect", "dispatch", "reconcile", "purge", "alerts", "db backup")
+"""What crontab.example schedules: a crontab without one of them is reported."""
 
 MIN_FREE_BYTES = 1 << 30
 
@@ -304,11 +307,11 @@ def check_cron(read_user_crontab: Callable[[], str] = _user_crontab, extra_paths
         if not lines:
             continue
         joined = "\n".join(lines)
-        missing = [cmd for cmd in ("collect", "dispatch", "reconcile", "purge", "alerts") if cmd not in joined]
+        missing = [cmd for cmd in CRON_COMMANDS if cmd not in joined]
         if missing:
             return Probe("cron", WARN, f"{where} has contentq lines but none for: {', '.join(missing)}",
                          "compare it with crontab.example")  # fmt: skip
-        return Probe("cron", OK, f"{where}: collect, dispatch, reconcile, purge and alerts are scheduled")
+        return Probe("cron", OK, f"{where}: {', '.join(CRON_COMMANDS[:-1])} and {CRON_COMMANDS[-1]} are scheduled")
     return Probe(
         "cron",
         WARN,
@@ -332,6 +335,7 @@ def run_doctor(
             return [Probe("config", FAIL, str(exc), "fix the CONTENTQ_* variable named in the message")]
     config, routes = check_config(settings)
     probes = [config, check_home(settings), check_permissions(settings), check_database(settings)]
+    probes.append(backup_probe(settings))
     redis_probe, conn = check_redis(settings)
     probes += [redis_probe, check_workers(conn)]
     probes.append(check_telegram(settings, routes))

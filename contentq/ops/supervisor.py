@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from contentq.errors import ContentqError
+from contentq.ops import litestream
 from contentq.ops.output_file import write_file
 from contentq.runtime.redis import embedded_server
 from contentq.settings import Settings
@@ -41,6 +42,7 @@ START_RETRIES = 100
 so 100 tries span more than an hour: a Valkey that cannot start at once (a disk full, a slow AOF) comes back."""
 
 REDIS_PRIORITY = 100
+LITESTREAM_PRIORITY = 150
 WORKER_PRIORITY = 200
 WEB_PRIORITY = 300
 WEB_PROGRAM = f"{GROUP}-web"
@@ -276,6 +278,8 @@ def render(
                 comment=comment,
             )
         )
+    if settings.litestream_url:
+        programs.append(_litestream_program(settings, python, user, extra))
     programs.append(_listen_program(settings, exe, user, extra))
     env, more = _environment(settings, worker=True, extra_env=extra)
     notes += [n for n in more if n not in notes]
@@ -292,6 +296,7 @@ def render(
         )
     )
     names = ([f"{GROUP}-redis"] if uses_embedded_redis(settings) else []) + [g.program for g in groups]
+    names += [LITESTREAM_PROGRAM] if settings.litestream_url else []
     names.append(LISTEN_PROGRAM)
     names.append(WEB_PROGRAM)
     header = [
@@ -321,9 +326,31 @@ def _listen_program(settings: Settings, exe: str, user: str | None, extra: dict[
     )  # fmt: skip
 
 
+LITESTREAM_PROGRAM = f"{GROUP}-litestream"
+"""`litestream replicate` (with CONTENTQ_LITESTREAM_URL): the database streamed to its replica as it changes."""
+
+
+def _litestream_program(settings: Settings, python: str | None, user: str | None, extra: dict[str, str]) -> str:
+    binary = litestream.require_binary(python)
+    one_line("CONTENTQ_LITESTREAM_URL", settings.litestream_url or "")
+    env, _ = _environment(settings, worker=False, extra_env=extra)
+    return _program(
+        LITESTREAM_PROGRAM, litestream.replicate_command(settings, binary), settings, priority=LITESTREAM_PRIORITY,
+        stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
+        comment=f"continuous replication (CONTENTQ_LITESTREAM_URL) as {litestream.config_path(settings)} says",
+    )  # fmt: skip
+
+
+def write_side_files(settings: Settings) -> list[Path]:
+    """Files the programs read besides the config: litestream.yml when replication is on."""
+    return [litestream.write_config(settings)] if settings.litestream_url else []
+
+
 def write(settings: Settings, output: Path, **options: object) -> Path:
-    """Write the rendered config and create the log directory supervisor needs (it does not create it)."""
+    """Write the rendered config (and litestream.yml when replication is on) and create the log directory
+    supervisor needs (it does not create it)."""
     text = render(settings, **options)  # type: ignore[arg-type]
+    write_side_files(settings)
     logs_dir(settings).mkdir(parents=True, exist_ok=True)
     supervisor_dir(settings).mkdir(parents=True, exist_ok=True)
     return write_file(output, text)  # private: --env values may be credentials

@@ -18,13 +18,20 @@ from telethon import errors as tg_errors
 from contentq.clock import iso, now, parse
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import FatalJobError, Reschedule
-from contentq.integrations.telegram.gateway import Account, OutgoingPart, ResolvedChannel, TelegramGateway
+from contentq.integrations.telegram.gateway import (
+    Account,
+    FetchedMessage,
+    OutgoingPart,
+    ResolvedChannel,
+    TelegramGateway,
+)
 from contentq.publish import ledger
 from contentq.publish.render import Rendered
-from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, settle_candidates
+from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, scan_since, settle_candidates
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.store import Store
+from contentq.store.backups import latest_restore
 from contentq.store.posts import transition
 
 log = logging.getLogger("contentq.publish")
@@ -245,6 +252,7 @@ class Publication:
         assert self.gateway is not None and self.target is not None
         self.parts = parts
         all_ids: list[int] = []
+        restored = self.restored_from()
         for index, part in enumerate(parts):
             key = (self.post_id, self.target_ref, self.round_no, index)
             random_ids = [
@@ -255,8 +263,11 @@ class Publication:
             if row is not None and row["status"] == "sent":
                 all_ids += ledger.message_ids_of(row)
                 continue
+            # A part whose record comes from a backup (none, or one written before the restore) may have gone out
+            # after the backup was taken: it is looked for among everything the channel got since.
+            from_backup = restored is not None and (row is None or row["created_at"] <= restored[1])
             if row is not None and row["status"] == "attempting":
-                found = self.settle(part, parse(row["created_at"]), set(all_ids))
+                found = self.settle(part, parse(row["created_at"]), set(all_ids), since_restore=from_backup)
                 if found is not None:
                     ledger.record_sent(self.store, key, found)
                     self.reporter.log(
@@ -269,14 +280,28 @@ class Publication:
                     f"part {index + 1} cannot be told apart in {self.route.target}: sending it with the same "
                     "random ids (Telegram refuses them if it went out)",
                 )
+            if restored is not None and row is None:
+                # Its send, if it went out after the backup, is missing from the ledger: the channel decides.
+                found = self.settle(part, restored[0], set(all_ids), since_restore=True)
+                if found is not None:
+                    ledger.record_attempt(self.store, *key, part.kind, random_ids)
+                    ledger.record_sent(self.store, key, found)
+                    self.reporter.log(
+                        "settled",
+                        f"part {index + 1} was sent after the backup this database was restored from: messages {found}",
+                    )
+                    all_ids += found
+                    continue
             ledger.record_attempt(self.store, *key, part.kind, random_ids)
             first_attempt = ledger.send_row(self.store, *key)
             attempted_at = parse(first_attempt["created_at"]) if first_attempt else now()
+            if restored is not None and row is None:
+                attempted_at = min(attempted_at, restored[0])
             try:
                 ids = self.gateway.send(self.target, part, random_ids)
             except tg_errors.RandomIdDuplicateError:
                 # Telegram has these random ids already: the part went out. Find it, never send it again.
-                ids = self.settle(part, attempted_at, set(all_ids), weak_ok=True) or []
+                ids = self.settle(part, attempted_at, set(all_ids), weak_ok=True, since_restore=from_backup) or []
                 if ids:
                     self.reporter.log(
                         "settled",
@@ -304,12 +329,40 @@ class Publication:
             all_ids += ids
         return all_ids
 
-    def settle(
-        self, part: OutgoingPart, attempted_at: datetime, exclude: set[int], *, weak_ok: bool = False
-    ) -> list[int] | None:
-        """Look for an uncertain part in the target, ignoring every message already recorded for a send."""
+    def restored_from(self) -> tuple[datetime, str] | None:
+        """When the database was restored from a backup and this post comes from it: (the newest time written in
+        the backup, when it was restored). A send after the backup is not in the ledger, but is in the channel."""
+        restore = latest_restore(self.store)
+        if restore is None or not restore["newest_record_at"] or self.post["collected_at"] > restore["restored_at"]:
+            return None
+        return parse(restore["newest_record_at"]), str(restore["restored_at"])
+
+    def restored_scan(self, since: datetime) -> list[FetchedMessage]:
+        """The target's messages since the backup, read once per process: whatever the system sent before the
+        restore is in it, and what it sends after the restore is in the ledger, so it never needs a refresh."""
         assert self.gateway is not None and self.target is not None
-        recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
+        scans: dict[tuple[str, str], list[FetchedMessage]] = self.runtime.services.setdefault("restored_scans", {})
+        key = (self.target_ref, iso(since))
+        if key not in scans:
+            scans[key] = scan_since(self.gateway, self.target, since)
+        return scans[key]
+
+    def settle(
+        self,
+        part: OutgoingPart,
+        attempted_at: datetime,
+        exclude: set[int],
+        *,
+        weak_ok: bool = False,
+        since_restore: bool = False,
+    ) -> list[int] | None:
+        """Look for an uncertain part in the target, ignoring every message already recorded for a send. After a
+        restore, among everything the channel got since the backup (one scan per process and target)."""
+        assert self.gateway is not None and self.target is not None
+        if since_restore:
+            recent = self.restored_scan(attempted_at)
+        else:
+            recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
         exclude = exclude | ledger.recorded_message_ids(self.store, self.target_ref)
         return find_sent(recent, part, attempted_at, exclude, weak_ok=weak_ok)
 

@@ -515,6 +515,35 @@ def _cancel_keeps_current_job(db: Database) -> None:
     )
 
 
+@migration(140, "backups and restores: a record of each `db backup` and `db restore`")
+def _backups(db: Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE backups (
+            id INTEGER PRIMARY KEY,
+            taken_at TEXT NOT NULL,         -- when the snapshot was read: the copy holds what was committed then
+            path TEXT NOT NULL,
+            size_bytes INTEGER,             -- the compressed file
+            db_bytes INTEGER,               -- the database it holds
+            seconds REAL,                   -- copy, check and compression together
+            verified INTEGER NOT NULL,      -- integrity_check ok and the copy's row counts equal the snapshot's
+            integrity TEXT,
+            row_counts TEXT,                -- JSON {table: rows}
+            removed_at TEXT                 -- rotated away (or found missing)
+        );
+        CREATE INDEX backups_taken ON backups(taken_at);
+        CREATE TABLE restores (
+            id INTEGER PRIMARY KEY,
+            restored_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            replaced TEXT,                  -- where the database it replaced was kept
+            newest_record_at TEXT           -- the newest time written in the copy: anything after it may be missing
+        );
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

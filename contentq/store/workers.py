@@ -105,3 +105,10 @@ def forget_stopped(store: Store, older_than: timedelta) -> int:
     forgotten falls back to the time-based check of reconcile."""
     cursor = store.execute("DELETE FROM workers WHERE heartbeat_at < ?", (iso(now() - older_than),))
     return cursor.rowcount
+
+
+def live_workers(store: Store, ttl: float) -> list[dict[str, Any]]:
+    """Workers that beat within `ttl` and have not stopped (on this host: whose pid still exists)."""
+    stamp = now()
+    rows = store.query("SELECT * FROM workers WHERE stopped_at IS NULL ORDER BY name")
+    return [row for row in rows if is_alive(row, ttl, stamp)]
