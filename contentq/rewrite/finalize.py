@@ -71,11 +71,33 @@ def remove_links(runs: list[Run], permitted: Iterable[str]) -> tuple[list[Run], 
     return merge_runs(out), list(dict.fromkeys(removed))
 
 
+def _code_lines(lines: list[list[Run]]) -> set[int]:
+    """Indices of the lines inside a code block (`pre`): with code, or blank between two lines of one block."""
+    code = {index for index, line in enumerate(lines) if line and all(r.has("pre") for r in line)}
+    last_pre, blanks = None, []
+    for index, line in enumerate(lines):
+        if not line:
+            blanks.append(index)
+            continue
+        first = next((t for t in line[0].tags if t.name == "pre"), None)
+        if first is not None and first is last_pre:
+            code.update(blanks)
+        blanks = []
+        last_pre = next((t for t in line[-1].tags if t.name == "pre"), None)
+    return code
+
+
 def tidy(runs: list[Run]) -> list[Run]:
     """Collapse runs of spaces and of blank lines left by removals; trim line ends and the whole text."""
     lines = []
     blank = 0
-    for line in split_lines(runs):
+    source = split_lines(runs)
+    code = _code_lines(source)
+    for index, line in enumerate(source):
+        if index in code:  # a code block's lines, blank or indented, are kept as they are
+            lines.append(line)
+            blank = 0
+            continue
         cleaned = [
             r if r.has("code", "pre") else Run(_SPACE_BEFORE_PUNCT.sub(r"\1", _SPACES.sub(" ", r.text)), r.tags)
             for r in line
