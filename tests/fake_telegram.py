@@ -21,13 +21,16 @@ from typing import Any
 
 from telethon import errors
 
+from contentq.integrations.telegram.formatting import mention_ids
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
     ListenUpdate,
     MediaInfo,
+    OutgoingMedia,
     OutgoingPart,
     ResolvedChannel,
+    album_group,
 )
 from contentq.routes import normalize_channel_ref
 
@@ -43,6 +46,8 @@ class SentMessage:
     deleted: bool = False
     kind: str | None = None  # media kind, None for text
     grouped_id: int | None = None  # set on the items of an album
+    item: OutgoingMedia | None = None  # the media as sent: its kind and attributes (duration, spoiler, title …)
+    mentions: list[int] = field(default_factory=list)  # users mentioned by name (sent as mention entities)
 
 
 @dataclass
@@ -171,8 +176,12 @@ class FakeTelegram:
 
     def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
         self._maybe_fail("send", (target.ref, part.kind))
+        groups = {album_group(item.kind) for item in part.media}
+        if part.kind == "album" and (None in groups or len(groups) > 1):  # Telegram refuses such an album
+            raise errors.MediaInvalidError(request=None)
         if self.send_log is not None:
-            line = {"t": time.time(), "target": target.ref, "html": part.html, "kind": part.kind}
+            line = {"t": time.time(), "target": target.ref, "html": part.html, "kind": part.kind,
+                    "media": [item.kind for item in part.media]}  # fmt: skip
             with open(self.send_log, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line) + "\n")
         with self._lock:
@@ -197,6 +206,8 @@ class FakeTelegram:
                         now,
                         kind=item.kind if item else None,
                         grouped_id=grouped_id,
+                        item=item,
+                        mentions=mention_ids(html),
                     )
                 )
         self._maybe_fail_after("send")

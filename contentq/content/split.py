@@ -113,8 +113,9 @@ def grapheme_boundary(text: str, index: int) -> bool:
     while start > 0 and (_joins(text[start - 1]) or _joins(text[start])):
         start -= 1
     for cluster in _GRAPHEME.finditer(text, start):
-        if cluster.end() >= index:
-            return cluster.end() == index
+        end: int = cluster.end()
+        if end >= index:
+            return end == index
     return True
 
 
@@ -140,7 +141,7 @@ def _cut(text: str, pos: int, limit: int, atomic: list[tuple[int, int]], code: b
         return not code[i]
 
     def line(i: int) -> bool:  # a code line starts here, with text (not a blank line)
-        return code[i] and text[i - 1] == "\n" and text[i] != "\n"
+        return bool(code[i]) and text[i - 1] == "\n" and text[i] != "\n"
 
     def top_line(i: int) -> bool:  # … without indentation
         return line(i) and not text[i].isspace()
@@ -158,7 +159,7 @@ def _cut(text: str, pos: int, limit: int, atomic: list[tuple[int, int]], code: b
         (quarter, top_line),  # an unindented code line, even early: Telegram trims a message's leading spaces
         (half, after_blank),  # an indented code line after a blank line (a method, a block)
         (pos, lambda i: (prose(i) and text[i].isspace()) or line(i)),  # a word ends; any code line
-        (pos, lambda i: code[i] and text[i - 1] in " \t" and not text[i].isspace()),  # a long code line: a word
+        (pos, lambda i: bool(code[i]) and text[i - 1] in " \t" and not text[i].isspace()),  # a long code line: a word
     ]  # fmt: skip
     for floor, boundary in candidates:
         found = last(floor, boundary)
