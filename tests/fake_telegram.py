@@ -97,6 +97,7 @@ class FakeTelegram:
         forward_name: str | None = None,
         forward_link: str | None = None,
         date: datetime | None = None,
+        paid_stars: int | None = None,
     ) -> FetchedMessage:
         ref = normalize_channel_ref(ref)
         if ref not in self.channels:
@@ -104,7 +105,7 @@ class FakeTelegram:
         message = FetchedMessage(
             id=msg_id, date=date or datetime.now(UTC), html=html, grouped_id=grouped_id,
             is_forward=is_forward or bool(forward_name), media=media,
-            forward_name=forward_name, forward_link=forward_link,
+            forward_name=forward_name, forward_link=forward_link, paid_stars=paid_stars,
         )  # fmt: skip
         self.messages[ref].append(message)
         if media is not None:
