@@ -372,9 +372,7 @@ def test_collected_media_keep_their_kind_and_attributes_and_paid_media_is_filter
     tg.add_message("@donor_a", 7, "", paid_stars=0)  # no caption: still a post, filtered with its reason
     job = collect(rt)
     stored = {p["source_msg_id"]: p for p in posts(rt)}
-    media = {
-        i: rt.store.one("SELECT * FROM media WHERE post_id = ?", (p["id"],)) for i, p in stored.items() if i <= 5
-    }
+    media = {i: rt.store.one("SELECT * FROM media WHERE post_id = ?", (p["id"],)) for i, p in stored.items() if i <= 5}
     assert [stored[i]["kind"] for i in range(1, 6)] == ["video_note", "voice", "sticker", "photo", "audio"]
     assert (media[1]["duration"], media[1]["width"], media[1]["height"]) == (12, 384, 384)
     assert media[2]["duration"] == 7 and media[3]["emoji"] == "😂" and media[4]["spoiler"] == 1
@@ -398,3 +396,17 @@ def test_albums_of_one_second_are_told_apart_by_their_grouped_ids(rt, tg):
     stored = posts(rt)
     assert [json.loads(p["source_msg_ids"]) for p in stored] == [[1, 2], [3], [4]]
     assert [p["text_html"] for p in stored] == ["Москва", "Казань", "Сочи"]
+
+
+def test_a_route_taking_videos_still_takes_round_videos_and_gifs(rt, tg):
+    (rt.settings.home / "contentq.toml").write_text(
+        '[routes.news]\ntarget = "@mine"\nsources = ["@donor_a"]\nrewriter = "none"\n'
+        '[routes.news.filters]\nmedia_types = ["video"]\n'
+    )
+    tg.add_message("@donor_a", 1, "", media=MediaInfo("video_note", "video/mp4", 10, 240, 240, duration=5.0))
+    tg.add_message("@donor_a", 2, "Гифка", media=MediaInfo("animation", "video/mp4", 10, 320, 240, duration=2.0))
+    tg.add_message("@donor_a", 3, "Стикер", media=MediaInfo("sticker", "image/webp", 10, 512, 512))
+    collect(rt)
+    assert [(p["kind"], p["state"]) for p in posts(rt)] == [
+        ("video_note", "collected"), ("animation", "collected"), ("sticker", "filtered")]  # fmt: skip
+    assert posts(rt)[2]["state_reason"] == "media_types: sticker is not one of video, video_note, animation"

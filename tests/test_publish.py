@@ -626,3 +626,18 @@ def test_the_outbox_and_its_preview_show_each_media_kind(prt, home, tmp_path):
     assert "🎵 Кино — Группа крови · 4:45" in pages[5]
     spoiler = 'class="tg-spoiler tg-media-spoiler"'
     assert spoiler in pages[7] and spoiler not in pages[6]
+
+
+def test_a_mention_by_name_from_an_export_is_sent_as_a_mention(prt, tmp_path):
+    from contentq.collect import ForegroundContext
+    from contentq.imports import import_export
+    from tests.test_export import write_export
+
+    tg = fake(prt)
+    text = ["Спасибо ", {"type": "mention_name", "text": "Павлу", "user_id": 42}, " за помощь"]
+    import_export(ForegroundContext(prt), write_export(tmp_path / "e", [{"id": 1, "text": text}]), "@donor")
+    drain(prt, "rewrite")
+    dispatch(prt)
+    drain(prt, "publish")
+    (sent,) = tg.visible("@mychan")
+    assert sent.html == 'Спасибо <a href="tg://user?id=42">Павлу</a> за помощь' and sent.mentions == [42]
