@@ -45,6 +45,7 @@ class PreviewMedia:
     title: str | None = None
     performer: str | None = None
     emoji: str | None = None
+    mime: str | None = None
 
     @property
     def ratio(self) -> float:
@@ -196,9 +197,10 @@ def _media_element(item: PreviewMedia, src: str, size: str) -> str:
         return f'<video class="tg-photo tg-gif" src="{src}" autoplay loop muted playsinline{size}></video>'
     if item.kind in ("audio", "voice"):
         return f'<audio class="tg-audio" src="{src}" controls preload="none"></audio>'
-    if item.kind == "sticker" and not src.endswith(".tgs"):  # an animated .tgs sticker cannot be shown here
-        tag = "video autoplay loop muted playsinline" if src.endswith(".webm") else 'img alt=""'
-        return f'<{tag} class="tg-sticker" src="{src}">' + ("</video>" if tag.startswith("video") else "")
+    if item.kind == "sticker" and item.mime != "application/x-tgsticker":  # an animated .tgs one: not shown here
+        if (item.mime or "").startswith("video/"):
+            return f'<video class="tg-sticker" src="{src}" autoplay loop muted playsinline></video>'
+        return f'<img class="tg-sticker" src="{src}" alt="">'
     return ""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from contentq.clock import iso
 from contentq.content.html import visible_len_utf16
 from contentq.content.preview import PreviewMedia, PreviewPart, asset, render_preview
+from contentq.integrations.telegram.gateway import OutgoingMedia
 from contentq.publish.render import Rendered
 from contentq.routes import Route
 from contentq.settings import Settings
@@ -55,6 +56,14 @@ def preview_time(post: dict[str, Any]) -> str:
     return f"{stamp[:10]} {stamp[11:16]} UTC"
 
 
+def _preview_media(src: str, m: OutgoingMedia) -> PreviewMedia:
+    """A media as the preview shows it: what it is sent as, with its attributes."""
+    return PreviewMedia(
+        src, m.kind, m.width, m.height, name=m.name, duration=m.duration, spoiler=m.spoiler, title=m.title,
+        performer=m.performer, emoji=m.emoji, mime=m.mime,
+    )  # fmt: skip
+
+
 def preview_parts(rendered: Rendered, src: Callable[[dict[str, Any]], str]) -> list[PreviewPart]:
     """The rendered parts for the Telegram preview; `src` names each media row's file for the page."""
     by_path = {str(item["file"]): item for item in rendered.media}
@@ -63,20 +72,7 @@ def preview_parts(rendered: Rendered, src: Callable[[dict[str, Any]], str]) -> l
         items = []
         for m in part.media:
             row = by_path.get(str(m.path), {"file": m.path, "kind": m.kind})
-            items.append(
-                PreviewMedia(
-                    src(row),
-                    m.kind,
-                    m.width,
-                    m.height,
-                    name=m.name,
-                    duration=m.duration,
-                    spoiler=m.spoiler,
-                    title=m.title,
-                    performer=m.performer,
-                    emoji=m.emoji,
-                )  # fmt: skip
-            )
+            items.append(_preview_media(src(row), m))
         parts.append(PreviewPart(part.html, items))
     return parts
 
