@@ -279,3 +279,15 @@ def test_truncate_gives_one_valid_part_within_the_limit(html: str, limit: int) -
     assert visible_len_utf16(cut) <= limit or not html_to_text(html).strip()
     if was_cut:
         assert html_to_text(cut).endswith("…")
+
+
+@pytest.mark.parametrize("sequence", ["🇷🇺🇺🇦", "1️⃣", "👨‍👩‍👧"])
+def test_truncation_never_leaves_half_a_grapheme_cluster(sequence):
+    from contentq.content.html import truncate_html
+    from contentq.content.split import truncate
+
+    html = "Флаги:" + sequence * 900
+    for limit in range(1000, 1006):  # the rewriter's cut (truncate_html) and publishing's (truncate)
+        for cut, _ in (truncate(html, limit), truncate_html(html, limit)):
+            body = html_to_text(cut).rstrip("…").rstrip()
+            assert set(regex.findall(r"\X", body[len("Флаги:") :])) <= set(regex.findall(r"\X", sequence)), limit

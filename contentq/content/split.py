@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable
-from functools import cache
-
-import regex
 
 from contentq.content.html import (
     ELLIPSIS,
@@ -36,7 +33,7 @@ from contentq.content.html import (
     strip_runs,
     validate_html,
 )
-from contentq.content.utf16 import utf16_len, utf16_to_index
+from contentq.content.utf16 import grapheme_boundary, utf16_len, utf16_to_index
 from contentq.errors import ContentqError
 
 _SENTENCE_END = ".!?…"
@@ -48,12 +45,6 @@ CREDIT_FIELDS = frozenset({"name", "link"})
 
 CODE_CONTINUED = "…"
 """Starts a part that begins inside a code block on an indented line (on a line of its own, before the code)."""
-
-_GRAPHEME = regex.compile(r"\X")
-_JOINING = regex.compile(
-    r"[\p{GCB=Extend}\p{GCB=ZWJ}\p{GCB=SpacingMark}\p{GCB=Prepend}\p{GCB=Regional_Indicator}\p{GCB=CR}"
-    r"\p{GCB=L}\p{GCB=V}\p{GCB=T}\p{GCB=LV}\p{GCB=LVT}]"
-)
 
 
 class SplitError(ContentqError):
@@ -94,31 +85,6 @@ def _code_mask(runs: list[Run]) -> bytearray:
     return mask
 
 
-@cache
-def _joins(char: str) -> bool:
-    """Whether a character may join the one before or after it into one grapheme cluster (a combining mark, a
-    variation selector, ZWJ, a regional indicator, Hangul jamo, CR …); between two others there is always a
-    grapheme boundary."""
-    return _JOINING.match(char) is not None
-
-
-def grapheme_boundary(text: str, index: int) -> bool:
-    """Whether `index` falls between two grapheme clusters (user-perceived characters: a flag, a keycap 1️⃣, a
-    family emoji, a letter with its accents) of `text`, as Unicode defines them (the `regex` module's `\\X`)."""
-    if index <= 0 or index >= len(text):
-        return True
-    if not _joins(text[index - 1]) and not _joins(text[index]):
-        return True
-    start = index - 1  # back to a certain boundary: between two characters that join nothing
-    while start > 0 and (_joins(text[start - 1]) or _joins(text[start])):
-        start -= 1
-    for cluster in _GRAPHEME.finditer(text, start):
-        end: int = cluster.end()
-        if end >= index:
-            return end == index
-    return True
-
-
 def _cut(text: str, pos: int, limit: int, atomic: list[tuple[int, int]], code: bytearray) -> int:
     """Where the part starting at `pos` ends: a character index > pos, at most `limit` units further.
 
@@ -137,30 +103,36 @@ def _cut(text: str, pos: int, limit: int, atomic: list[tuple[int, int]], code: b
                 return index
         return None
 
-    def prose(i: int) -> bool:
-        return not code[i]
-
-    def line(i: int) -> bool:  # a code line starts here, with text (not a blank line)
-        return bool(code[i]) and text[i - 1] == "\n" and text[i] != "\n"
+    def line(i: int) -> bool:  # a code line with text starts here (characters tested first: the cheap part)
+        return text[i - 1] == "\n" and text[i] != "\n" and bool(code[i])
 
     def top_line(i: int) -> bool:  # … without indentation
-        return line(i) and not text[i].isspace()
+        return text[i - 1] == "\n" and not text[i].isspace() and bool(code[i])
 
     def after_blank(i: int) -> bool:  # … after a blank line
-        return line(i) and i - pos >= 2 and text[i - 2] == "\n"
+        return i - pos >= 2 and text[i - 2] == "\n" and line(i)
+
+    def prose_space(i: int) -> bool:
+        return text[i].isspace() and not code[i]
 
     half, quarter = pos + (fits - pos) // 2, pos + (fits - pos) // 4
+    in_code = code.find(1, pos, fits) != -1  # a code block in reach (most texts have none: skip its tests)
     candidates: list[tuple[int, Callable[[int], bool]]] = [
-        (half, lambda i: (prose(i) and text[i] == "\n" and text[i - 1] == "\n")
-         or (top_line(i) and after_blank(i))),  # a paragraph ends (in code: a blank line, then an unindented one)
-        (half, lambda i: (prose(i) and text[i] == "\n") or top_line(i)),  # a line ends
-        (half, lambda i: prose(i) and text[i].isspace() and (text[i - 1] in _SENTENCE_END or (
+        (half, lambda i: (text[i] == "\n" and text[i - 1] == "\n" and not code[i])
+         or (in_code and top_line(i) and after_blank(i))),  # a paragraph ends (in code: a blank line, then code)
+        (half, lambda i: (text[i] == "\n" and not code[i]) or (in_code and top_line(i))),  # a line ends
+        (half, lambda i: prose_space(i) and (text[i - 1] in _SENTENCE_END or (
             text[i - 1] in _CLOSERS and i - pos >= 2 and text[i - 2] in _SENTENCE_END))),  # a sentence ends
-        (quarter, top_line),  # an unindented code line, even early: Telegram trims a message's leading spaces
-        (half, after_blank),  # an indented code line after a blank line (a method, a block)
-        (pos, lambda i: (prose(i) and text[i].isspace()) or line(i)),  # a word ends; any code line
-        (pos, lambda i: bool(code[i]) and text[i - 1] in " \t" and not text[i].isspace()),  # a long code line: a word
     ]  # fmt: skip
+    if in_code:
+        candidates += [
+            (quarter, top_line),  # an unindented code line, even early: Telegram trims a message's leading spaces
+            (half, after_blank),  # an indented code line after a blank line (a method, a block)
+        ]
+    candidates += [
+        (pos, lambda i: prose_space(i) or line(i)),  # a word ends; any code line
+        (pos, lambda i: bool(code[i]) and text[i - 1] in " \t" and not text[i].isspace()),  # a long code line: a word
+    ]
     for floor, boundary in candidates:
         found = last(floor, boundary)
         if found is not None:
