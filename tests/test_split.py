@@ -291,3 +291,19 @@ def test_truncation_never_leaves_half_a_grapheme_cluster(sequence):
         for cut, _ in (truncate(html, limit), truncate_html(html, limit)):
             body = html_to_text(cut).rstrip("…").rstrip()
             assert set(regex.findall(r"\X", body[len("Флаги:") :])) <= set(regex.findall(r"\X", sequence)), limit
+
+
+_TRICKY = st.sampled_from(
+    ["a", " ", "\n", "\r", "\r\n", "🇷", "🇺", "🇦", "1", "\ufe0f", "\u20e3", "👨", "\u200d", "👩", "🏽", "e", "\u0301",
+     "\u0915", "\u094d", "\u0937", "\u093f", "\u0600", "ᄀ", "ᅡ", "ᆨ", "가", "각", "😀", "\u200b", "й"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(_TRICKY, max_size=40))
+def test_grapheme_boundaries_are_the_regex_modules(pieces: list[str]) -> None:
+    from contentq.content.utf16 import grapheme_boundary
+
+    text = "".join(pieces)
+    expected = {0, len(text), *(m.end() for m in regex.finditer(r"\X", text))}
+    assert {i for i in range(len(text) + 1) if grapheme_boundary(text, i)} == expected, [hex(ord(c)) for c in text]

@@ -12,6 +12,8 @@ _BREAK_CLASSES = ("CR", "LF", "Control", "Extend", "ZWJ", "SpacingMark", "Prepen
                   "LV", "LVT")  # fmt: skip
 _CLASS = {name: regex.compile(rf"\p{{Grapheme_Cluster_Break={name}}}") for name in _BREAK_CLASSES}
 _PICTOGRAPHIC = regex.compile(r"\p{Extended_Pictographic}")
+_CONSONANT = regex.compile(r"\p{Indic_Conjunct_Break=Consonant}")
+_CONJOINER = regex.compile(r"[\p{Indic_Conjunct_Break=Linker}\p{Indic_Conjunct_Break=Extend}]")
 
 
 def utf16_len(text: str) -> int:
@@ -47,6 +49,8 @@ def _may_join(before: str, after: str) -> bool:
     if second in ("Extend", "ZWJ", "SpacingMark") or first == "Prepend":
         return True
     if first == second == "Regional_Indicator":
+        return True
+    if _CONJOINER.match(before) and _CONSONANT.match(after):  # GB9c: a virama joins Indic consonants (क्ष)
         return True
     if first == "L":
         return second in ("L", "V", "LV", "LVT")
