@@ -397,6 +397,8 @@ class StubClient:
         """Users the session has seen (Telethon's entity cache); others raise ValueError like Telethon."""
         if isinstance(peer, tl.PeerUser) and peer.user_id in self.known_users:
             return tl.InputPeerUser(user_id=peer.user_id, access_hash=self.known_users[peer.user_id])
+        if isinstance(peer, tl.PeerUser) and peer.user_id == 7:  # users.getUsers asked, and refused
+            raise errors.UserIdInvalidError(request=None)
         raise ValueError(f"Could not find the input entity for {peer!r}")
 
     async def get_messages(
@@ -451,10 +453,13 @@ def test_gateway_keeps_the_media_spoiler_and_the_voice_length_through_upload_med
 
 def test_a_mention_by_name_is_sent_as_a_mention_entity_with_the_resolved_user(gateway):
     gw, stub = gateway
-    html = 'Спасибо <a href="tg://user?id=42">Павлу</a> и <a href="tg://user?id=99">Ивану</a>, <b>всем</b>'
+    html = (
+        'Спасибо <a href="tg://user?id=42">Павлу</a> и <a href="tg://user?id=99">Ивану</a>, <b>всем</b>'
+        '<a href="tg://user?id=7">!</a>'
+    )
     gw.send(CHANNEL, OutgoingPart(html=html), [31])
     request = stub.requests[-1]
-    assert request.message == "Спасибо Павлу и Ивану, всем"
+    assert request.message == "Спасибо Павлу и Ивану, всем!"
     mention, bold = request.entities  # Ivan cannot be resolved: his name is plain text, not a tg:// URL
     assert isinstance(mention, tl.InputMessageEntityMentionName) and (mention.offset, mention.length) == (8, 5)
     assert mention.user_id == tl.InputUser(user_id=42, access_hash=4242)

@@ -573,7 +573,7 @@ class TelethonGateway:
         for user_id in mention_ids(html):
             try:
                 users[user_id] = utils.get_input_user(await client.get_input_entity(tl.PeerUser(user_id)))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, errors.BadRequestError):  # not cached, and users.getUsers refused it
                 log.warning("user %s is mentioned by name but cannot be resolved: the name is sent as plain text",
                             user_id)  # fmt: skip
         return users
