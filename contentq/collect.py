@@ -30,6 +30,7 @@ from contentq.ingest import (
     Outcome,
     dedup_index,
     forget_dedup_index,
+    paid_reason,
     plural,
 )
 from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
@@ -297,6 +298,7 @@ def _candidate(ref: str, group: list[FetchedMessage]) -> Candidate:
         is_forward=any(m.is_forward for m in group),
         forward_name=next((m.forward_name for m in group if m.forward_name), None),
         forward_link=next((m.forward_link for m in group if m.forward_link), None),
+        skip_reason=next((paid_reason(m.paid_stars) for m in group if m.paid_stars is not None), None),
     )
 
 
@@ -309,7 +311,11 @@ def _download(runtime: Runtime, gateway: TelegramGateway, channel: ResolvedChann
             continue
         origin = f"{channel.ref}:{message.id}"
         mime = clean_media_type(info.mime or ("image/jpeg" if info.kind == "photo" else None), origin)
-        media = CandidateMedia(info.kind, mime, info.size, info.width, info.height, origin=origin)
+        media = CandidateMedia(
+            info.kind, mime, info.size, info.width, info.height, origin=origin, duration=info.duration,
+            spoiler=info.spoiler, title=info.title, performer=info.performer, file_name=info.file_name,
+            emoji=info.emoji,
+        )  # fmt: skip
         limit = runtime.settings.collect_max_media_mb * 1024 * 1024
         if info.size is not None and limit and info.size > limit:
             # Held in memory while downloading, and bound by the job timeout: a huge file would fail every retry.
@@ -409,7 +415,7 @@ def store_group(
     ids = [m.id for m in group]
     candidate = _candidate(ref, group)
     has_media = any(m.media is not None for m in group)
-    wanted = has_media or bool(candidate.html.strip())  # skip what has neither text nor media we keep
+    wanted = has_media or bool(candidate.html.strip()) or candidate.skip_reason is not None  # else nothing to keep
     not_downloaded = 0
     if has_media and ingestor.stored_as(store.conn, ref, ids) is None:
         candidate.media = _download(runtime, gateway, channel, group)

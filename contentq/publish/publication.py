@@ -395,10 +395,11 @@ def report_rendering(pub: Publication, rendered: Rendered, *, custom_emoji: bool
     """Say in the job log how the post is sent: caption moved, split, cut, custom emoji kept or replaced."""
     log = pub.reporter.log
     if rendered.caption_moved:
-        log(
-            "caption_moved",
-            f"text over the caption limit of {rendered.caption_limit}: media first, then the text as its own message",
-        )
+        why = (
+            f"a {rendered.captionless.replace('_', ' ')} carries no caption" if rendered.captionless
+            else f"text over the caption limit of {rendered.caption_limit}"
+        )  # fmt: skip
+        log("caption_moved", f"{why}: media first, then the text as its own message")
     if rendered.text_parts > 1:
         log("split", f"text over Telegram's limit: sent as {rendered.text_parts} messages of one batch")
     if rendered.truncated:

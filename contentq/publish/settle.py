@@ -46,7 +46,7 @@ def _fingerprint(info: MediaInfo, item: OutgoingMedia) -> bool | None:
         return None
     verdict: bool | None = None
     if info.file_name:
-        if info.file_name != item.path.name:
+        if info.file_name not in (item.name, item.path.name):  # the name it is sent under (older sends: the path's)
             return False
         verdict = True
     if info.size is not None:

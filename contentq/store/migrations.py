@@ -544,6 +544,22 @@ def _backups(db: Database) -> None:
     )
 
 
+@migration(129, "media: what a file is sent as (duration, spoiler, audio title and performer, name, sticker emoji)")
+def _media_attributes(db: Database) -> None:
+    # Without these a voice message went out with 0 s, a video as 1x1 of 0 s and a spoilered photo uncovered.
+    run_script(
+        db,
+        """
+        ALTER TABLE media ADD COLUMN duration REAL;
+        ALTER TABLE media ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE media ADD COLUMN title TEXT;
+        ALTER TABLE media ADD COLUMN performer TEXT;
+        ALTER TABLE media ADD COLUMN file_name TEXT;
+        ALTER TABLE media ADD COLUMN emoji TEXT
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
