@@ -223,6 +223,8 @@ def test_a_backlog_beyond_the_catch_up_is_not_skipped_by_live_messages(rt, tg, l
     tg.inject_message("@donor_a", 33, "story number 33 about things")
     wait_for(lambda: cursor(rt) == 33, what="the cursor moving with live messages again")
     assert each_message_once(rt) == list(range(1, 34))
+    # The cursor moves with the post's insert; its rewrite job is enqueued just after: wait for it, then none more.
+    wait_for(lambda: all(rewrite_jobs(rt, p["id"]) >= 1 for p in posts(rt)), what="every post's rewrite job")
     assert all(rewrite_jobs(rt, p["id"]) == 1 for p in posts(rt))
 
 

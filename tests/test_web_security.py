@@ -110,8 +110,10 @@ def test_a_hostile_export_is_stored_with_safe_types(
     report = import_export(ForegroundContext(rt), hostile_export(tmp_path / "export"), "@hostile")
     assert report.counts.collected == len(HOSTILE_TYPES)
     rows = rt.store.query("SELECT p.source_msg_id AS msg, m.mime FROM media m JOIN posts p ON p.id = m.post_id")
+    # 6 ("text/html\r\n"): the export reader trims a field's outer whitespace, leaving one valid type; it is stored
+    # as the donor named it and, not being a photo, video or audio type, only ever offered as a download.
     assert {r["msg"]: r["mime"] for r in rows} == {1: FALLBACK, 2: FALLBACK, 3: FALLBACK, 4: "image/svg+xml",
-                                                   5: FALLBACK, 6: FALLBACK}  # fmt: skip
+                                                   5: FALLBACK, 6: "text/html"}  # fmt: skip
     assert "@hostile:1: media type 'image/x,text/html' is not a single valid type" in caplog.text
     tc = client(rt)
     for media_id in [r["id"] for r in rt.store.query("SELECT id FROM media")]:
