@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from contentq.content.bidi import show_bidi
 from contentq.errors import ConflictError, ContentqError, NotFoundError, RedisUnavailableError
@@ -152,6 +153,15 @@ def _status_for(exc: Exception) -> int:
     return 400
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of the app takes on `path` (GET brings HEAD, as Starlette serves it)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     from contentq.web import api, pages
 
@@ -194,8 +204,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else "error"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route whose path matched; a path served by several
+            # routes (POST and DELETE /api/posts/{id}/schedule) takes them all.
+            allowed = allowed_methods(app, request.url.path)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed on {request.url.path}: it takes {', '.join(allowed)}"
         response = error_response(request, exc.status_code, detail)
-        response.headers.update(exc.headers or {})
+        response.headers.update(headers)
         return response
 
     @app.exception_handler(Exception)
