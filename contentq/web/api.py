@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Security
 from fastapi.responses import PlainTextResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sse_starlette import EventSourceResponse
 
 from contentq.clock import iso
@@ -24,8 +24,8 @@ from contentq.runtime import queues
 from contentq.runtime.bulk import JobFilter
 from contentq.web import actions, events, newjob, views
 from contentq.web import models as m
-from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
-from contentq.web.models import READ, WRITE, errors
+from contentq.web.deps import RT, csrf_guard, get_web
+from contentq.web.models import DURATION, ID_MAX, READ, WRITE, Body, errors
 
 BEARER = HTTPBearer(
     auto_error=False,  # the guard in app.py checks the token (or the session cookie) and answers 401
@@ -35,18 +35,15 @@ BEARER = HTTPBearer(
 
 router = APIRouter(prefix="/api", dependencies=[Depends(csrf_guard), Security(BEARER)])
 
-DURATION = r"^([1-9][0-9]{0,3}(\.[0-9]{1,2})?[smhd]?|[1-9][0-9]{0,2}(\.[0-9]{1,2})?w)$"
-"""A window as `clock.parse_duration` reads it (90s, 15m, 24h, 7d, 2w), within its 100-year limit."""
-
 JobId = Annotated[str, Path(min_length=1, max_length=200)]
-PostId = Annotated[int, Path(ge=1, le=INT_MAX)]
+PostId = Annotated[int, Path(ge=1, le=ID_MAX)]
 QueueName = Annotated[m.Queue, Path(description="A queue: " + ", ".join(queues.QUEUES))]
 Limit = Annotated[int, Query(ge=1, le=views.PAGE_MAX)]
 Text = Annotated[str | None, Query(max_length=200)]
 Window = Annotated[str | None, Query(pattern=DURATION, description="A window: 90s, 15m, 24h, 7d, 2w.")]
 
 
-class NewJob(BaseModel):
+class NewJob(Body):
     kind: Literal["collect", "rewrite", "publish", "settle", "generate", "imagegen", "noop"] = Field(
         description="collect, generate, noop take a key; rewrite, publish, imagegen, settle work on a post"
     )
@@ -55,24 +52,24 @@ class NewJob(BaseModel):
         description="What the job works on: a source, a route; for rewrite, publish, imagegen, settle the post id",
     )  # fmt: skip
     payload: dict[str, Any] = Field(default_factory=dict)
-    post_id: int | None = Field(None, ge=1, le=INT_MAX)
+    post_id: m.Id | None = None
     delay_s: float | None = Field(None, ge=0, le=3.15e9, description="Run it this many seconds from now.")
     queue: m.Queue | None = None
 
 
-class Reason(BaseModel):
+class Reason(Body):
     reason: str | None = Field(None, max_length=2000)
 
 
-class Edit(BaseModel):
+class Edit(Body):
     html: str = Field(max_length=200_000, description="The new text, Telegram HTML.")
 
 
-class At(BaseModel):
-    model_config = ConfigDict(str_strip_whitespace=True)
+class At(Body):
     at: str = Field(
-        min_length=1, max_length=100, description="'now', '+2h', '18:30', '2025-06-01 18:30' (route time) or ISO."
-    )
+        max_length=100, pattern=r"^\S(.*\S)?$",
+        description="'now', '+2h', '18:30', '2025-06-01 18:30' (route time) or ISO.",
+    )  # fmt: skip
 
 
 # -- jobs ---------------------------------------------------------------------------------------------
@@ -85,7 +82,7 @@ def list_jobs(
     queue: Annotated[m.Queue | None, Query()] = None,
     kind: Text = None,
     since: Window = None,
-    post_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
+    post_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     limit: Limit = 50,
     cursor: Annotated[str | None, Query(pattern=views.CURSOR, description="The next_cursor of the page before.")] = None,
 ) -> m.JobPage:
@@ -212,7 +209,7 @@ def list_posts(
     route: Text = None,
     search: Annotated[str | None, Query(max_length=200, description="Words the text must have (FTS5).")] = None,
     limit: Limit = 50,
-    cursor: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
 ) -> m.PostPage:
     return m.PostPage.model_validate(
         views.posts_page(rt, state=state, route=route, limit=limit, before=cursor, search=search)
@@ -326,7 +323,7 @@ def usage(rt: RT, since: Window = "30d", route: Text = None) -> m.Usage:
     "/metrics",
     response_class=PlainTextResponse,
     summary="Prometheus metrics (`contentq metrics`)",
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors(*READ)},
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors(*READ, json_route=False)},
 )
 def metrics(rt: RT) -> PlainTextResponse:
     return PlainTextResponse(exposition(rt), media_type="text/plain; version=0.0.4")
@@ -353,7 +350,7 @@ EVENTS_DOC = (
     response_class=EventSourceResponse,
     responses={
         200: {"description": EVENTS_DOC, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **errors(*READ, 400),
+        **errors(*READ, 400, json_route=False),
     },
 )
 async def live_events(

@@ -7,9 +7,10 @@ the API as it does in `--json`, and a client that does not know it ignores it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from contentq.settings import QUEUES
 from contentq.store.jobs import STATUSES
@@ -41,9 +42,36 @@ ERROR_TEXT = {
 }
 
 
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses` of an operation: its error codes, each with the Error model."""
-    return {code: {"model": Error, "description": ERROR_TEXT[code]} for code in codes}
+ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def errors(*codes: int, json_route: bool = True) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of an operation: its error codes, each with the Error model as JSON (also on an operation
+    whose success is text or an event stream: FastAPI would give its errors that media type)."""
+    extra: dict[str, Any] = {"model": Error} if json_route else {}
+    return {code: {**extra, "description": ERROR_TEXT[code], "content": ERROR_JSON} for code in codes}
+
+
+DURATION = r"^([1-9][0-9]{0,3}(\.[0-9]{1,2})?[smhd]?|[1-9][0-9]{0,2}(\.[0-9]{1,2})?w)$"
+"""A window as `clock.parse_duration` reads it (90s, 15m, 24h, 7d, 2w), within its 100-year limit."""
+
+ID_MAX = 2**53 - 1
+"""The largest id the API takes: exact in a JSON number everywhere (a double), and far beyond any row."""
+
+
+def _whole(value: Any) -> Any:
+    """JSON's 5.0 is the integer 5 (as JSON Schema counts it); anything else is left to the strict check."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Id = Annotated[int, Ge(1), Le(ID_MAX), BeforeValidator(_whole)]
+"""A post id in a body."""
+
+
+class Body(BaseModel):
+    """A request body: types as declared (no `0` for false, no `false` for a number)."""
+
+    model_config = ConfigDict(strict=True)
 
 
 READ = (401, 422, 503)
@@ -115,12 +143,11 @@ class CreatedJob(JobDetail):
     deduplicated: bool = Field(description="True when a queued or running job of the same key was returned.")
 
 
-class BulkRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BulkRequest(Body):
     queue: Queue | None = Field(None, description="Only this queue.")
     kind: str | None = Field(None, min_length=1, max_length=40, description="Only this job kind.")
-    since: str | None = Field(None, max_length=12, description="Only jobs created in this window (24h, 7d).")
-    older_than: str | None = Field(None, max_length=12, description="Only jobs created at least this long ago.")
+    since: str | None = Field(None, pattern=DURATION, description="Only jobs created in this window (24h, 7d).")
+    older_than: str | None = Field(None, pattern=DURATION, description="Only jobs created at least this long ago.")
     dry_run: bool = Field(False, description="Only count the jobs it would take (the confirmation's count).")
 
 
