@@ -261,7 +261,7 @@ def test_a_message_comes_from_the_server_once_never_from_the_url(rt: Runtime) ->
     done = browser.post("/queues/rewrite/pause", data={"csrf": csrf}, follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"] == "/"  # no message in the URL
     shown = browser.get("/", headers={"Accept": "text/html"}).text
-    assert '<p class="flash">queue rewrite paused</p>' in shown
+    assert '<p class="flash" role="status">queue rewrite paused</p>' in shown
     assert 'class="flash"' not in browser.get("/", headers={"Accept": "text/html"}).text  # once
 
 
