@@ -78,7 +78,16 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["short"] = lambda s, n=80: (s or "")[:n] + ("…" if s and len(s) > n else "")
+    env.filters["age"] = age
     return env
+
+
+def age(seconds: float) -> str:
+    """A duration as a person reads it: 40 s, 12 min, 5 h, 3 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 class Web:
