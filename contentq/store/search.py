@@ -39,9 +39,10 @@ def search_posts(
     route: str | None = None,
     limit: int = 50,
     before_id: int | None = None,
+    every_column: bool = False,
 ) -> tuple[list[dict[str, Any]], int | None, int]:
     """Posts whose original or rewritten text has every word of `text`, newest first, keyset-paginated on id
-    (as page_posts): (rows, next cursor, total)."""
+    (as page_posts): (rows, next cursor, total). The rows have a listing's columns, or all (`every_column`)."""
     query = match_query(text)
     if query is None:
         return [], None, 0
@@ -57,7 +58,7 @@ def search_posts(
         where.append("posts_fts.rowid < ?")
         params.append(before_id)
     rows = store.query(
-        f"SELECT {LISTED}" + joined + " AND ".join(where) + " ORDER BY posts_fts.rowid DESC LIMIT ?",
+        f"SELECT {'p.*' if every_column else LISTED}" + joined + " AND ".join(where) + " ORDER BY posts_fts.rowid DESC LIMIT ?",
         [*params, limit + 1],
     )
     more = len(rows) > limit
