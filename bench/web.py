@@ -175,7 +175,7 @@ def transitions_per_second(rt: Runtime, n: int = 2000) -> float:
     return n / (time.perf_counter() - started)
 
 
-WORDS = (
+WORDS = (  # noqa: SIM905 - a sentence of words reads better than a list of 80 strings
     "launch rocket weather friday market report revenue city council river bridge festival music school teacher"
     " train station airport energy price bank rate football match season player coach election vote minister"
     " запуск ракеты погода пятница рынок отчёт выручка город совет река мост фестиваль музыка школа учитель поезд"
@@ -195,7 +195,9 @@ def fill_search(rt: Runtime, posts: int, first_id: int) -> None:
     for n in range(first_id, first_id + posts):
         original = " ".join(rng.choices(WORDS, weights, k=rng.randint(40, 80)))
         rewrite = " ".join(rng.choices(WORDS, weights, k=rng.randint(40, 80)))
-        rows.append((n, "news", "@search", n, "text", f"<b>{original[:40]}</b> {original}", rewrite, stamp, "published", stamp))
+        rows.append(
+            (n, "news", "@search", n, "text", f"<b>{original[:40]}</b> {original}", rewrite, stamp, "published", stamp)
+        )
     with rt.store.transaction() as conn:
         conn.executemany(
             "INSERT INTO posts (id, route, source, source_msg_id, kind, text_html, rewrite_html, collected_at, state,"

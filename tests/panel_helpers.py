@@ -39,12 +39,18 @@ def seed(rt: Runtime) -> dict[str, int]:
     """Something on every page; returns the posts' ids by name."""
     write_config(
         rt.settings.home,
-        route_toml(extra='approval = true\nlong_text = "split"', sources='["@donor", "@other"]', schedule='slots = ["09:00", "18:00"]'),
+        route_toml(
+            extra='approval = true\nlong_text = "split"',
+            sources='["@donor", "@other"]',
+            schedule='slots = ["09:00", "18:00"]',
+        ),
     )
     ids = {state: add_post(rt, html, state=state, title=html[:30]) for state, html in TEXTS.items()}
     rt.store.execute("UPDATE posts SET link = 'https://t.me/mychan/7', published_at = ? WHERE id = ?",
                      (iso(), ids["published"]))  # fmt: skip
-    rt.store.execute("UPDATE posts SET scheduled_at = '2030-06-01T09:00:00.000+00:00' WHERE id = ?", (ids["scheduled"],))
+    rt.store.execute(
+        "UPDATE posts SET scheduled_at = '2030-06-01T09:00:00.000+00:00' WHERE id = ?", (ids["scheduled"],)
+    )
     ids["album"] = album = add_post(rt, LONG_CAPTION, state="awaiting_approval", kind="album", title="Launch day")
     for position, colour in enumerate([(220, 80, 60), (60, 140, 220), (90, 190, 110)]):
         media_id = add_media(rt, album, position=position, data=photo(900, 600 + 100 * position, colour))
@@ -61,7 +67,8 @@ def seed(rt: Runtime) -> dict[str, int]:
     _workers(rt)
     _sources(rt)
     rt.store.execute(
-        "INSERT INTO usage (at, post_id, route, model, tokens_in, tokens_out, cost) VALUES (?, ?, 'news', 'm', 900, 200, 0.01)",
+        "INSERT INTO usage (at, post_id, route, model, tokens_in, tokens_out, cost)"
+        " VALUES (?, ?, 'news', 'm', 900, 200, 0.01)",
         (iso(), ids["rewritten"]),
     )
     return ids
@@ -88,7 +95,9 @@ def _sources(rt: Runtime) -> None:
             " duplicate_count = 12, filtered_count = 3, last_collected_at = ? WHERE ref = '@donor'",
             (iso(),),
         )
-        conn.execute("UPDATE channels SET last_error = 'ChannelPrivateError: the channel is private' WHERE ref = '@other'")
+        conn.execute(
+            "UPDATE channels SET last_error = 'ChannelPrivateError: the channel is private' WHERE ref = '@other'"
+        )
         footer = Footer(frozenset({"subscribe"}), frozenset(), frozenset({"@donor"}), ("Subscribe: @donor",), 20)
         save_footer(conn, "@donor", footer)
     start_listener(rt.store, "listen", ["@donor"])

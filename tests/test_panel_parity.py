@@ -107,7 +107,9 @@ def test_a_job_that_changed_meanwhile_is_skipped_and_named_not_a_reason_to_stop(
     finally:
         bulk.tracking.retry = real_retry  # type: ignore[assignment]
     assert sorted(result.done) == sorted([jobs[0], jobs[2]])
-    assert result.skipped == [{"id": jobs[1], "error": f"job {jobs[1]} is queued; only failed or cancelled jobs can be retried"}]
+    assert result.skipped == [
+        {"id": jobs[1], "error": f"job {jobs[1]} is queued; only failed or cancelled jobs can be retried"}
+    ]
 
 
 # -- search ---------------------------------------------------------------------------------------------------
@@ -147,7 +149,13 @@ def test_the_search_index_follows_edits_and_deletions(rt: Runtime) -> None:
 
 @pytest.mark.parametrize(
     ("typed", "query"),
-    [("ракеты", '"ракеты"*'), ('say "hi"', '"say"* """hi"""*'), ("a", '"a"'), ("-- ()", None), ("x AND y", '"x" "AND"* "y"')],
+    [
+        ("ракеты", '"ракеты"*'),
+        ('say "hi"', '"say"* """hi"""*'),
+        ("a", '"a"'),
+        ("-- ()", None),
+        ("x AND y", '"x" "AND"* "y"'),
+    ],
 )
 def test_what_is_typed_is_quoted_words_never_fts_syntax(typed: str, query: str | None) -> None:
     assert match_query(typed) == query
@@ -162,7 +170,11 @@ def test_workers_are_listed_with_state_job_heartbeat_memory_and_jobs_done(rt: Ru
     rt.settings = monkey
     workers = {w["name"]: w for w in json_of(client(rt).get("/api/workers"))}
     alive, dead, stopped = workers["host.1234"], workers["host.999"], workers["host.42"]
-    assert alive["state"] == "alive" and alive["current_job"] == "noop-waiting" and alive["queues"] == ["publish", "rewrite"]
+    assert (
+        alive["state"] == "alive"
+        and alive["current_job"] == "noop-waiting"
+        and alive["queues"] == ["publish", "rewrite"]
+    )
     assert alive["memory_kb"] > 10_000 and alive["jobs_succeeded"] == 1 and alive["heartbeat_age_s"] < 60
     assert dead["state"] == "dead" and dead["memory_kb"] is None and dead["heartbeat_age_s"] > 86400
     assert stopped["state"] == "stopped" and stopped["stopped_at"]

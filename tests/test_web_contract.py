@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,7 +101,9 @@ def test_schemathesis_on_the_seeded_posts_and_jobs_finds_nothing(panel, tmp_path
     failed = rt.store.scalar("SELECT id FROM jobs WHERE status = 'failed' ORDER BY id LIMIT 1")
     post_paths = [p for p in PATHS if p.startswith("/api/posts/{post_id}")]
     job_paths = [p for p in PATHS if p.startswith("/api/jobs/{job_id}")]
-    pinned = CONFIG + f"""
+    pinned = (
+        CONFIG
+        + f"""
 [[operations]]
 include-path = {json.dumps(post_paths)}
 parameters = {{ post_id = {ids["awaiting_approval"]} }}
@@ -111,10 +112,11 @@ parameters = {{ post_id = {ids["awaiting_approval"]} }}
 include-path = {json.dumps(job_paths)}
 parameters = {{ job_id = "{failed}" }}
 """
+    )
+    only = [arg for path in post_paths + job_paths for arg in ("--include-path", path)]
     summary = schemathesis(
-        rt, url, tmp_path, pinned, *(arg for path in post_paths + job_paths for arg in ("--include-path", path)), "--max-examples", "25",
-        "--phases", "examples,coverage,fuzzing",
-    )  # fmt: skip
+        rt, url, tmp_path, pinned, *only, "--max-examples", "25", "--phases", "examples,coverage,fuzzing"
+    )
     print(summary)
 
 
@@ -147,7 +149,11 @@ def test_every_operation_documents_its_errors_with_the_one_error_model(rt: Runti
                 assert {"403", "413"} <= set(codes), (method, path)
             if "{post_id}" in path or "{job_id}" in path:
                 assert "404" in codes, (method, path)
-            if method == "post" and "{" in path and path.endswith(("/approve", "/reject", "/publish", "/retry", "/cancel")):
+            if (
+                method == "post"
+                and "{" in path
+                and path.endswith(("/approve", "/reject", "/publish", "/retry", "/cancel"))
+            ):
                 assert "409" in codes, (method, path)
     assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
 

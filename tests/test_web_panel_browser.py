@@ -126,8 +126,9 @@ def overflow(tab: Any) -> dict[str, Any]:
         tab.evaluate(
             """() => {
               const width = document.documentElement.clientWidth;
-              const out = [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > width + 1)
-                .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));
+              const out = [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > width + 1).slice(0, 5)
+                .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));
               return {scroll: document.documentElement.scrollWidth, width, out};
             }"""
         )
@@ -180,7 +181,8 @@ def test_on_a_phone_the_menu_folds_and_every_button_is_44_px_tall(phone: Any, pa
         phone.goto(path)
         heights = phone.evaluate(
             "() => [...document.querySelectorAll('button, .button, input:not([type=hidden]), select')]"
-            ".filter(e => e.offsetParent !== null).map(e => [e.textContent.trim() || e.name, e.getBoundingClientRect().height])"
+            ".filter(e => e.offsetParent !== null)"
+            ".map(e => [e.textContent.trim() || e.name, e.getBoundingClientRect().height])"
         )
         assert heights and all(h >= 44 for _, h in heights), (path, [x for x in heights if x[1] < 44])
 
@@ -240,7 +242,9 @@ def test_posts_are_found_by_their_words_in_either_text(desktop: Any, panel: Pane
     desktop.fill("input[name=search]", "ракеты пятниц")  # the original's words; the last one as a prefix
     desktop.keyboard.press("Enter")
     desktop.wait_for_url("**/posts?search=**")
-    found = [int(x) for x in desktop.locator("#posts tr[data-post]").evaluate_all("rows => rows.map(r => r.dataset.post)")]
+    found = [
+        int(x) for x in desktop.locator("#posts tr[data-post]").evaluate_all("rows => rows.map(r => r.dataset.post)")
+    ]
     assert found == [ids["awaiting_approval"]]
     desktop.goto("/posts?search=Friday+weather")
     found = desktop.locator("#posts tr[data-post]").evaluate_all("rows => rows.map(r => r.dataset.post)")

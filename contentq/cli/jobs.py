@@ -114,7 +114,9 @@ def retry(
     queue, kind and age: it says how many and asks first (--yes does not ask)."""
     rt = runtime()
     if sum((job_id is not None, all_, all_failed)) != 1:
-        raise ContentqError("give a job id, --all (with --status, --queue, --kind, --since, --older-than) or --all-failed")
+        raise ContentqError(
+            "give a job id, --all (with --status, --queue, --kind, --since, --older-than) or --all-failed"
+        )
     if all_:
         _bulk(JobFilter("retry", status, queue, kind, since, older_than), yes=yes)
         return

@@ -147,7 +147,8 @@ def album_svg(items: list[PreviewMedia]) -> str:
         label = f' aria-label="{_esc(m.kind)} {number} of {len(items)}"'
         if m.kind == "photo":
             body.append(
-                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"{label}><image class="tg-tile" href="{_esc(m.src)}"'
+                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"{label}>'
+                f'<image class="tg-tile" href="{_esc(m.src)}"'
                 f' x="{tile.x}" y="{tile.y}" width="{tile.width}" height="{tile.height}"'
                 ' preserveAspectRatio="xMidYMid slice"/></a>'
             )
@@ -167,7 +168,9 @@ def single_media(item: PreviewMedia) -> str:
     size = f' width="{item.width}" height="{item.height}"' if item.width and item.height else ""
     src = _esc(item.src)
     if item.kind == "photo":
-        return f'<a href="{src}" target="_blank" rel="noopener"><img class="tg-photo" src="{src}" alt="photo"{size}></a>'
+        return (
+            f'<a href="{src}" target="_blank" rel="noopener"><img class="tg-photo" src="{src}" alt="photo"{size}></a>'
+        )
     if item.kind == "video":
         return f'<video class="tg-photo" src="{src}" controls preload="metadata"{size}></video>'
     if item.kind in ("audio", "voice"):

@@ -60,7 +60,10 @@ def search_posts(
         where.append("posts_fts.rowid < ?")
         params.append(before_id)
     rows = store.query(
-        f"SELECT {'p.*' if every_column else LISTED}" + joined + " AND ".join(where) + " ORDER BY posts_fts.rowid DESC LIMIT ?",
+        f"SELECT {'p.*' if every_column else LISTED}"
+        + joined
+        + " AND ".join(where)
+        + " ORDER BY posts_fts.rowid DESC LIMIT ?",
         [*params, limit + 1],
     )
     more = len(rows) > limit

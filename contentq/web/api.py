@@ -84,7 +84,9 @@ def list_jobs(
     since: Window = None,
     post_id: Annotated[int | None, Query(ge=1, le=ID_MAX)] = None,
     limit: Limit = 50,
-    cursor: Annotated[str | None, Query(pattern=views.CURSOR, description="The next_cursor of the page before.")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=views.CURSOR, description="The next_cursor of the page before.")
+    ] = None,
 ) -> m.JobPage:
     return m.JobPage.model_validate(
         views.jobs_page(
@@ -174,9 +176,7 @@ def list_queues(rt: RT) -> list[m.QueueStatus]:
     return [m.QueueStatus.model_validate(q) for q in queues.queue_status(rt)]
 
 
-@router.post(
-    "/queues/{name}/pause", summary="Pause a queue: workers stop taking its jobs", responses=errors(*WRITE)
-)
+@router.post("/queues/{name}/pause", summary="Pause a queue: workers stop taking its jobs", responses=errors(*WRITE))
 def pause_queue(rt: RT, name: QueueName) -> m.QueueChange:
     return m.QueueChange(queue=name, paused=True, changed=queues.pause(rt.redis, name))
 

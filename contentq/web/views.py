@@ -8,14 +8,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from contentq.channels import list_sources
 from contentq.clock import iso, now, parse, parse_duration
 from contentq.content.html import safe_href, visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
-from contentq.channels import list_sources
 from contentq.integrations.breakers import llm_breaker_status
-from contentq.ops.listening import listener_probe
 from contentq.ops.alerts import evaluate
+from contentq.ops.listening import listener_probe
 from contentq.posts import post_json
 from contentq.rewrite.usage import usage_summary, usage_totals
 from contentq.runtime.config import route_of, routes_config
@@ -24,8 +24,8 @@ from contentq.runtime.queues import check_queue, queue_status
 from contentq.runtime.stopping import run_in_flight
 from contentq.schedule import describe, schedule_rows
 from contentq.settings import QUEUES
-from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
 from contentq.store.footers import learned_footers
+from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
 from contentq.store.listeners import get_listeners
 from contentq.store.posts import STATES, get_post, page_posts, post_media_rows
 from contentq.store.search import search_posts
@@ -271,6 +271,6 @@ def sources_view(rt: Runtime) -> list[dict[str, Any]]:
             listener = {"name": follower["name"], "state": follower["state"], "status": probe.status,
                         "detail": probe.detail, "heartbeat_at": follower["heartbeat_at"]}  # fmt: skip
         footer = footers.get(row["source"])
-        out.append({**row, "listener": listener,
-                    "footer": {k: footer[k] for k in ("lines", "sample", "learned_at")} if footer else None})  # fmt: skip
+        learned = {k: footer[k] for k in ("lines", "sample", "learned_at")} if footer else None
+        out.append({**row, "listener": listener, "footer": learned})
     return out
