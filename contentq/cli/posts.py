@@ -14,8 +14,10 @@ from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, details, ok, print_json, table, terminal_safe
 from contentq.content.html import html_to_text, visible_len_utf16
+from contentq.errors import ContentqError
 from contentq.posts import post_json
 from contentq.store.posts import STATES
+from contentq.store.search import search_posts
 
 app = typer_app(help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
 
@@ -30,12 +32,22 @@ def _snippet(row: dict[str, Any], width: int = 50) -> str:
 def list_(
     state: Annotated[str | None, typer.Option(help=f"Only posts in this state: {', '.join(STATES)}.")] = None,
     route: Annotated[str | None, typer.Option(help="Only posts of this route.")] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(help="Only posts whose original or rewritten text has these words (the last one as a prefix)."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 50,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """List posts, newest first (--wide adds the link)."""
-    rows = posts.list_posts(runtime(), state=state, route=route, limit=limit)
+    """List posts, newest first (--wide adds the link); --search finds them by their words (SQLite FTS5)."""
+    rt = runtime()
+    if search is not None and search.strip():
+        if state is not None and state not in STATES:
+            raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
+        rows = search_posts(rt.store, search, state=state, route=route, limit=limit, every_column=True)[0]
+    else:
+        rows = posts.list_posts(rt, state=state, route=route, limit=limit)
     if as_json:
         print_json([post_json(r) for r in rows])
         return

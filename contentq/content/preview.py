@@ -146,23 +146,27 @@ def _placeholder(tile: Tile, label: str) -> str:
 def album_svg(items: list[PreviewMedia]) -> str:
     tiles, height = mosaic(items)
     body = []
-    for tile in tiles:
+    for number, tile in enumerate(tiles, start=1):
         m = tile.media
+        # Each tile is a link with a name (a screen reader reads "photo 2 of 5"), in an SVG that is a group of
+        # links, not an image (an image holds nothing to press).
+        label = f' aria-label="{_esc(m.kind)} {number} of {len(items)}"'
         if m.kind == "photo":
             hidden = " tg-tile-spoiler" if m.spoiler else ""  # blurred, as Telegram shows a media spoiler
             body.append(
-                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"><image class="tg-tile{hidden}"'
-                f' href="{_esc(m.src)}" x="{tile.x}" y="{tile.y}" width="{tile.width}" height="{tile.height}"'
+                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"{label}>'
+                f'<image class="tg-tile{hidden}" href="{_esc(m.src)}"'
+                f' x="{tile.x}" y="{tile.y}" width="{tile.width}" height="{tile.height}"'
                 ' preserveAspectRatio="xMidYMid slice"/></a>'
             )
         else:
             body.append(
-                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener">'
+                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"{label}>'
                 + _placeholder(tile, m.name or m.kind)
                 + "</a>"
             )
     return (
-        f'<svg class="tg-album" viewBox="0 0 {BUBBLE_UNITS} {height}" data-items="{len(items)}" role="img"'
+        f'<svg class="tg-album" viewBox="0 0 {BUBBLE_UNITS} {height}" data-items="{len(items)}" role="group"'
         f' aria-label="album of {len(items)}">' + "".join(body) + "</svg>"
     )
 
@@ -188,7 +192,9 @@ def media_label(item: PreviewMedia) -> str:
 
 def _media_element(item: PreviewMedia, src: str, size: str) -> str:
     if item.kind == "photo":
-        return f'<a href="{src}" target="_blank" rel="noopener"><img class="tg-photo" src="{src}" alt=""{size}></a>'
+        return (
+            f'<a href="{src}" target="_blank" rel="noopener"><img class="tg-photo" src="{src}" alt="photo"{size}></a>'
+        )
     if item.kind == "video":
         return f'<video class="tg-photo" src="{src}" controls preload="metadata"{size}></video>'
     if item.kind == "video_note":

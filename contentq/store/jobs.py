@@ -205,3 +205,27 @@ def hourly_outcomes(store: Store, since: str) -> list[dict[str, Any]]:
         " GROUP BY hour ORDER BY hour",
         (since,),
     )
+
+
+def matching_job_ids(
+    store: Store,
+    *,
+    statuses: tuple[str, ...],
+    queue: str | None = None,
+    kind: str | None = None,
+    since: str | None = None,
+    before: str | None = None,
+    limit: int,
+) -> list[str]:
+    """Ids of the jobs in one of `statuses` (and of this queue and kind, created in [since, before)), oldest
+    first: what a bulk retry or cancel acts on."""
+    where, params = _filters(None, queue, kind, since, None)
+    where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+    params += list(statuses)
+    if before:
+        where.append("created_at < ?")
+        params.append(before)
+    rows = store.query(
+        f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at, rowid LIMIT ?", [*params, limit]
+    )
+    return [str(r["id"]) for r in rows]

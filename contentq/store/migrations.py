@@ -560,6 +560,29 @@ def _media_attributes(db: Database) -> None:
     )
 
 
+@migration(150, "posts: full-text search (FTS5) over the original and the rewritten text, kept by triggers")
+def _post_search(db: Database) -> None:
+    # An external-content FTS5 table: the text stays in `posts` only; the index follows every insert, delete and
+    # change of either text through triggers in the writing transaction, whatever process writes. The tokenizer
+    # folds case and diacritics (Cyrillic included); the HTML tags' names are indexed as words too.
+    db.execute(
+        "CREATE VIRTUAL TABLE posts_fts USING fts5(text_html, rewrite_html, content='posts', content_rowid='id',"
+        " tokenize='unicode61 remove_diacritics 2')"
+    )
+    forget = (
+        "INSERT INTO posts_fts (posts_fts, rowid, text_html, rewrite_html)"
+        " VALUES ('delete', OLD.id, OLD.text_html, OLD.rewrite_html);"
+    )
+    index = "INSERT INTO posts_fts (rowid, text_html, rewrite_html) VALUES (NEW.id, NEW.text_html, NEW.rewrite_html);"
+    for name, event, body in (
+        ("posts_fts_insert", "INSERT", index),
+        ("posts_fts_delete", "DELETE", forget),
+        ("posts_fts_update", "UPDATE OF text_html, rewrite_html", forget + " " + index),
+    ):  # trigger bodies hold ';': one statement each, not run_script
+        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON posts BEGIN {body} END")
+    db.execute("INSERT INTO posts_fts (posts_fts) VALUES ('rebuild')")
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
