@@ -31,6 +31,7 @@ from contentq.ingest import (
     forget_dedup_index,
     plural,
 )
+from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
 from contentq.media import store_bytes
 from contentq.redact import redact
@@ -142,7 +143,7 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
     counts = Counts()
     try:
         route = route_for_source(runtime, ref)
-        gateway = runtime.telegram
+        gateway = gateway_of(runtime)
         check_session(ctx, gateway, ref, counts)
         channel = _resolve(ctx, gateway, ref)
         report = _collect(ctx, gateway, route, channel, counts, progress)

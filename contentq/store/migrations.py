@@ -482,6 +482,30 @@ def _leaner_job_indexes(db: Database) -> None:
     )
 
 
+@migration(122, "post history: post_changes records old state, event, actor and reason; written by the lifecycle")
+def _post_history(db: Database) -> None:
+    # contentq.lifecycle now writes every row in the transaction of the move, with what the triggers could not
+    # know (who, why, by which event); the triggers would write each move twice. Rows from before keep their
+    # state and time, no event and no actor; their old state is the one of the post's row before.
+    run_script(
+        db,
+        """
+        DROP TRIGGER IF EXISTS post_changes_insert;
+        DROP TRIGGER IF EXISTS post_changes_update;
+        ALTER TABLE post_changes ADD COLUMN from_state TEXT;
+        ALTER TABLE post_changes ADD COLUMN event TEXT;
+        ALTER TABLE post_changes ADD COLUMN actor TEXT;
+        ALTER TABLE post_changes ADD COLUMN reason TEXT;
+        CREATE INDEX post_changes_post ON post_changes(post_id, id);
+        UPDATE post_changes SET from_state = (
+            SELECT before.state FROM post_changes AS before
+            WHERE before.post_id = post_changes.post_id AND before.id < post_changes.id
+            ORDER BY before.id DESC LIMIT 1
+        )
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -24,11 +24,13 @@ from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
+from contentq import actors, notify
 from contentq.errors import ContentqError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.web import auth
+from contentq.web.deps import actor_of
 
 log = logging.getLogger("contentq.web")
 
@@ -102,6 +104,7 @@ def _status_for(exc: Exception) -> int:
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     from contentq.web import api, pages
 
+    notify.install()  # the runtime's admin notifier (the runtime does not know contentq.notify)
     web = Web(settings, runtime)
     app = FastAPI(
         title="contentq",
@@ -170,7 +173,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             else:
                 response = Response(status_code=303, headers={"Location": "/login"})
         else:
-            response = await call_next(request)
+            with actors.acting_as(actor_of(request)):  # the request's moves of posts are recorded as its own
+                response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"

@@ -10,9 +10,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 
 from contentq.clock import iso
 from contentq.errors import ContentqError, NotFoundError
+from contentq.lifecycle import STATES
 from contentq.runtime import queues, tracking
 from contentq.store.jobs import STATUSES
-from contentq.store.posts import STATES
 from contentq.web import actions, auth, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 

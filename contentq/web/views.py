@@ -6,11 +6,13 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
+from contentq import lifecycle
 from contentq.clock import iso, now, parse_duration
 from contentq.content.html import visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
 from contentq.integrations.breakers import llm_breaker_status
+from contentq.lifecycle import STATES
 from contentq.ops.alerts import evaluate
 from contentq.posts import post_json
 from contentq.rewrite.usage import usage_summary, usage_totals
@@ -20,7 +22,7 @@ from contentq.runtime.queues import check_queue, queue_status
 from contentq.schedule import describe, schedule_rows
 from contentq.settings import QUEUES
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
-from contentq.store.posts import STATES, get_post, page_posts, post_media_rows
+from contentq.store.posts import get_post, page_posts, post_media_rows
 
 PAGE_MAX = 500
 
@@ -156,6 +158,7 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
         "post": post_json(post),
         "media": post_media_rows(rt.store, post_id),
         "sends": sends_of(rt.store, post_id),
+        "history": lifecycle.history(rt.store, post_id),
         "jobs": page_jobs(rt.store, post_id=post_id, limit=20)[0],
         "original_length": visible_len_utf16(post.get("text_html") or ""),
         "rewrite_length": visible_len_utf16(post.get("rewrite_html") or ""),

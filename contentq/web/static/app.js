@@ -40,6 +40,7 @@
   source.addEventListener("post", function (message) {
     var p = JSON.parse(message.data);
     setText('[data-post="' + p.id + '"]', "state", p.state, "st-");
-    note(p.updated_at.slice(11, 19) + " post " + p.id + " (" + p.route + "): " + p.state);
+    note(p.updated_at.slice(11, 19) + " post " + p.id + " (" + p.route + "): " + p.state +
+      (p.event ? " (" + p.event + " by " + p.actor + ")" : ""));
   });
 })();
