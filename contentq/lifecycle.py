@@ -5,7 +5,9 @@ holds) is a compare-and-set from the states the event may start from: the post m
 them, and the move is recorded in its history (`post_changes`: old state, new state, event, actor, reason) in
 the same transaction. An event the table does not know, or a start state it does not allow, raises
 `IllegalMove`; a post that is no longer where the caller expected (another process moved it first) is not
-moved, and `move` returns False. A post enters the table when it is stored (`enter_in`, from `NEW`).
+moved, and `move` returns False. A post enters the table when it is stored (`enter_in`, from `NEW`). A change
+made around the lifecycle (SQL typed by hand) still reaches the history, through a trigger, without an event or
+an actor: tests/test_lifecycle.py checks that no code of contentq makes one.
 
 The actor is whoever is acting (`contentq.actors`: the job, the CLI user, the web session, the listener).
 What follows a move (the image job, the approval notice, the slot, the dispatch, the admin's alert) is named

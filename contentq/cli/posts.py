@@ -116,11 +116,19 @@ def _history(rows: list[dict[str, Any]]) -> None:
 
 
 @app.command()
-def states(as_json: JsonOpt = False) -> None:
+def states(
+    as_json: JsonOpt = False,
+    mermaid: Annotated[
+        bool, typer.Option("--mermaid", help="Print a Mermaid state diagram (docs/pipeline.md's).")
+    ] = False,
+) -> None:
     """The states a post goes through and the moves between them, each named by its event; what follows a move."""
     machine = lifecycle.as_json()
     if as_json:
         print_json(machine)
+        return
+    if mermaid:
+        typer.echo(lifecycle.mermaid(), nl=False)
         return
     table(machine["states"], ["state", Col("meaning", fit="wrap")], title="states")
     moves = [{**m, "from": ", ".join(m["from"]), "then": ", ".join(m["then"])} for m in machine["moves"]]

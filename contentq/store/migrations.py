@@ -482,15 +482,16 @@ def _leaner_job_indexes(db: Database) -> None:
     )
 
 
-@migration(122, "post history: post_changes records old state, event, actor and reason; written by the lifecycle")
+@migration(122, "post history: post_changes records old state, event, actor and reason of every move")
 def _post_history(db: Database) -> None:
-    # contentq.lifecycle now writes every row in the transaction of the move, with what the triggers could not
-    # know (who, why, by which event); the triggers would write each move twice. Rows from before keep their
-    # state and time, no event and no actor; their old state is the one of the post's row before.
+    # contentq.lifecycle writes each move's row itself, in the move's transaction, with what a trigger cannot know
+    # (who, why, by which event), before it updates the post; it names the event of a new post's row (written by
+    # the insert trigger). The update trigger now adds a row only for a change the lifecycle did not record (SQL
+    # typed by hand): the feed still sees it, without event or actor. Rows from before keep their state and time,
+    # no event and no actor; their old state is the one of the post's row before.
     run_script(
         db,
         """
-        DROP TRIGGER IF EXISTS post_changes_insert;
         DROP TRIGGER IF EXISTS post_changes_update;
         ALTER TABLE post_changes ADD COLUMN from_state TEXT;
         ALTER TABLE post_changes ADD COLUMN event TEXT;
@@ -503,6 +504,19 @@ def _post_history(db: Database) -> None:
             ORDER BY before.id DESC LIMIT 1
         )
         """,
+    )
+    db.execute(
+        """
+        CREATE TRIGGER post_changes_update AFTER UPDATE OF state ON posts
+        WHEN NOT EXISTS (
+            SELECT 1 FROM post_changes WHERE id = (SELECT MAX(id) FROM post_changes)
+            AND post_id = NEW.id AND state = NEW.state AND at = NEW.updated_at AND event IS NOT NULL
+        )
+        BEGIN
+            INSERT INTO post_changes (post_id, from_state, state, at)
+            VALUES (NEW.id, OLD.state, NEW.state, NEW.updated_at);
+        END
+        """
     )
 
 

@@ -37,32 +37,32 @@ def change_state(
     if row is None or row[0] not in olds:
         return None
     stamp = iso()
+    # The history row first: the trigger on posts (migration 122) then sees the move recorded and adds none.
+    # Its AUTOINCREMENT id, given inside the writing transaction, follows commit order: the web feed's cursor.
+    conn.execute(
+        "INSERT INTO post_changes (post_id, from_state, state, event, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (post_id, row[0], target, event, actor, reason, stamp),
+    )
     values = {**fields, "state": target, "state_reason": reason, "updated_at": stamp}
     assignments = ", ".join(f"{column} = ?" for column in values)
     conn.execute(f"UPDATE posts SET {assignments} WHERE id = ? AND state = ?", [*values.values(), post_id, row[0]])
-    _record(conn, post_id, row[0], target, event, actor, reason, stamp)
     return str(row[0])
 
 
 def record_entry(conn: sqlite3.Connection, post_id: int, event: str, actor: str, reason: str | None) -> str | None:
-    """The first line of a post's history, in the transaction that inserted it: only `contentq.lifecycle` calls
-    this. Returns the state the post was stored in (None: no such post)."""
-    row = conn.execute("SELECT state, updated_at FROM posts WHERE id = ?", (post_id,)).fetchone()
+    """Say how a post entered, in the transaction that inserted it (whose trigger wrote its first history row):
+    only `contentq.lifecycle` calls this. Returns the state the post was stored in (None: no such row)."""
+    row = conn.execute(
+        "SELECT id, state FROM post_changes WHERE post_id = ? AND from_state IS NULL AND event IS NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (post_id,),
+    ).fetchone()
     if row is None:
         return None
-    _record(conn, post_id, None, str(row[0]), event, actor, reason, str(row[1] or iso()))
-    return str(row[0])
-
-
-def _record(
-    conn: sqlite3.Connection, post_id: int, old: str | None, new: str, event: str, actor: str, reason: str | None,
-    at: str,
-) -> None:  # fmt: skip
-    # Its AUTOINCREMENT id, given inside the writing transaction, follows commit order: the web feed's cursor.
     conn.execute(
-        "INSERT INTO post_changes (post_id, from_state, state, event, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (post_id, old, new, event, actor, reason, at),
+        "UPDATE post_changes SET event = ?, actor = ?, reason = ? WHERE id = ?", (event, actor, reason, row[0])
     )
+    return str(row[1])
 
 
 def post_history(store: Store, post_id: int) -> list[dict[str, Any]]:
@@ -118,8 +118,9 @@ def page_posts(
 def posts_changed_after(store: Store, change_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """Post state changes after `change_id` in commit order, oldest first: the live post feed of the web panel.
 
-    `post_changes` (the posts' history) is written in the transaction of each move (`change_state`), so its ids
-    follow commit order whatever clock the writer read. A change of a post purged since is left out.
+    `post_changes` (the posts' history) is written in the transaction of each move (`change_state`, or the
+    triggers of migrations 112 and 122 for a new post and a change made by hand), so its ids follow commit order
+    whatever clock the writer read. A change of a post purged since is left out.
     """
     return store.query(
         "SELECT c.id AS change_id, p.id, p.route, c.state, p.state_reason, c.at AS updated_at, c.from_state, c.event,"
