@@ -341,6 +341,21 @@ def test_a_hostile_run_records_only_moves_of_the_table_each_with_its_actor(
     reasons = {h["event"]: h["reason"] for h in lifecycle.history(rt.store, refused)}
     assert "this request is refused" in reasons["rewrite_failed"]
 
+    # Where the history is read: `posts show`, the panel's post page, the live feed.
+    shown = runner.invoke(app, ["posts", "show", str(refused)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "history" in shown.output
+    assert "rewrite_failed" in shown.output and "approved" in shown.output and "web:token@" in shown.output
+    as_json = json.loads(runner.invoke(app, ["posts", "show", str(refused), "--json"]).output)
+    assert [h["event"] for h in as_json["history"]] == [e for e, _ in events]
+    page = tc.get(f"/posts/{refused}", headers={"Accept": "text/html"}).text
+    assert 'id="history"' in page and "unscheduled" in page and "web:token@" in page
+    after_jobs = f"{rt.store.scalar('SELECT MAX(id) FROM job_events')}|0"  # every post change, no job event
+    changes = rt.store.scalar("SELECT COUNT(*) FROM post_changes")
+    with tc.stream("GET", "/api/events", params={"max_events": changes}, headers={"Last-Event-ID": after_jobs}) as got:
+        feed = [json.loads(line[6:]) for line in got.iter_lines() if line.startswith("data: ")]
+    assert len(feed) == changes
+    assert [(p["event"], p["actor"]) for p in feed if p["id"] == refused] == events
+
 
 @pytest.mark.timeout(180)
 def test_a_worker_killed_mid_publication_leaves_a_lawful_history(home: Path, tmp_path: Path) -> None:
