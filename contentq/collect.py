@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Protocol
 import tenacity
 from telethon import errors
 
+from contentq import pipeline
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
 from contentq.content.refs import normalize_channel_ref
@@ -436,7 +437,7 @@ def store_group(
 
 
 def _enqueue_rewrite(ctx: CollectContext, post_id: int) -> None:
-    ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+    pipeline.follow_up(ctx.runtime, post_id, "collected")  # the rewrite job (lifecycle.MOVES)
 
 
 def enqueue_missing_rewrites(ctx: CollectContext, source: str) -> int:

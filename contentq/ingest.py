@@ -344,6 +344,8 @@ def _insert_post(
         f"INSERT INTO posts ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
     )
     post_id = int(cursor.lastrowid or 0)
-    lifecycle.enter_in(conn, post_id, state, reason)  # its event is named after the state it enters
+    # Its event is named after the state it enters; collect and import run the follow-ups of `collected` (its
+    # rewrite job) once their transaction is committed.
+    lifecycle.enter_in(conn, post_id, state, reason, then=True)
     _insert_media(conn, post_id, candidate.media, 0, stamp)
     return post_id

@@ -69,7 +69,8 @@ MOVES: dict[str, Move] = {
     m.event: m
     for m in [
         # intake
-        Move("collected", (NEW,), "collected", "stored from a donor (collect, listen, an export)"),
+        Move("collected", (NEW,), "collected", "stored from a donor (collect, listen, an export)",
+             then=("rewrite_job",)),
         Move("duplicate", (NEW,), "duplicate", "stored as a copy of a post already kept (dedup, late album items)"),
         Move("filtered", (NEW, "rewriting"), "filtered",
              "left out by the route's filters, or by the rewriter (an ad, off-topic)"),
@@ -124,7 +125,7 @@ FOLLOW_UPS: dict[str, str] = {
     "`scheduled`; `image_failed` when a required image was not asked for, `unschedulable` without a slot",
     "approval_notice": "the admin is told the post awaits approval",
     "dispatch": "handed to the publish queue when its slot is within the dispatch horizon (90 s)",
-    "rewrite_job": "a rewrite job for the new text",
+    "rewrite_job": "a rewrite job for the post's (new) text",
     "tell_admin": "the admin is told why it failed",
 }
 """What a move's `then` may name, run by `contentq.pipeline` after the move is committed."""
@@ -201,9 +202,14 @@ def move(
         return move_in(conn, post_id, event, reason=reason, only_from=only_from, then=then, **fields)
 
 
-def enter_in(conn: sqlite3.Connection, post_id: int, event: str, reason: str | None = None) -> None:
-    """Record how a post just inserted (in the caller's transaction) entered the table: its first history row."""
+def enter_in(
+    conn: sqlite3.Connection, post_id: int, event: str, reason: str | None = None, *, then: bool = False
+) -> None:
+    """Record how a post just inserted (in the caller's transaction) entered the table: its first history row.
+    An entry with follow-ups needs `then=True`: the caller runs them after its transaction (pipeline.follow_up)."""
     move = spec(event)
+    if move.then and not then:
+        raise IllegalMove(f"{event!r} is followed by {', '.join(move.then)}: its caller must run them")
     if NEW not in move.sources:
         raise IllegalMove(f"{event!r} moves a stored post; a new post enters by {', '.join(entry_events())}")
     state = record_entry(conn, post_id, event, actors.current(), _reason(reason))

@@ -105,7 +105,9 @@ class ContentqGroup(LazyGroup):
             "redis_server", "app", "Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset)."
         ),
         "sources": LazyCommand("collect", "sources_app", "Donor channels: list, resolve."),
-        "posts": LazyCommand("posts", "app", "Posts: list, show, approve, reject, edit."),
+        "posts": LazyCommand(
+            "posts", "app", "Posts: list, show, approve, reject, edit; the states a post goes through."
+        ),
         "schedule": LazyCommand(
             "schedule", "app", "The publishing schedule: `schedule list`, `schedule POST_ID --at TIME`."
         ),
