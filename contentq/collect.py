@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Protocol
 import tenacity
 from telethon import errors
 
+from contentq import pipeline
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
 from contentq.content.media_types import clean_media_type
@@ -33,6 +34,7 @@ from contentq.ingest import (
     paid_reason,
     plural,
 )
+from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
 from contentq.media import store_bytes
 from contentq.redact import redact
@@ -145,7 +147,7 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
     counts = Counts()
     try:
         route = route_for_source(runtime, ref)
-        gateway = runtime.telegram
+        gateway = gateway_of(runtime)
         check_session(ctx, gateway, ref, counts)
         channel = _resolve(ctx, gateway, ref)
         report = _collect(ctx, gateway, route, channel, counts, progress)
@@ -444,7 +446,7 @@ def store_group(
 
 
 def _enqueue_rewrite(ctx: CollectContext, post_id: int) -> None:
-    ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+    pipeline.follow_up(ctx.runtime, post_id, "collected")  # the rewrite job (lifecycle.MOVES)
 
 
 def enqueue_missing_rewrites(ctx: CollectContext, source: str) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contentq import pipeline
 from contentq.channels import advance, ensure_channel
 from contentq.collect import CollectContext
 from contentq.content.media_types import clean_media_type
@@ -154,5 +155,5 @@ def import_export(
         raise
     ctx.log("imported", f"{export.path}: " + "; ".join(report.lines()), **report.as_dict())
     for post_id in accepted:
-        ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+        pipeline.follow_up(ctx.runtime, post_id, "collected")  # the rewrite job (lifecycle.MOVES)
     return report

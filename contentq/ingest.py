@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from contentq import lifecycle
 from contentq.clock import iso
 from contentq.content.ads import link_places
 from contentq.content.filters import PostFacts, RouteFilter, timeout_warning
@@ -388,5 +389,8 @@ def _insert_post(
         f"INSERT INTO posts ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
     )
     post_id = int(cursor.lastrowid or 0)
+    # Its event is named after the state it enters; collect and import run the follow-ups of `collected` (its
+    # rewrite job) once their transaction is committed.
+    lifecycle.enter_in(conn, post_id, state, reason, then=True)
     _insert_media(conn, post_id, candidate.media, 0, stamp)
     return post_id

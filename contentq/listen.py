@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from contentq import actors
 from contentq.channels import resolve_channel
 from contentq.clock import iso, now
 from contentq.collect import (
@@ -41,6 +42,7 @@ from contentq.content.refs import normalize_channel_ref
 from contentq.donor_changes import Change, apply_delete, apply_edit
 from contentq.errors import ContentqError, Reschedule
 from contentq.ingest import Counts, Ingestor, Outcome, dedup_index
+from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
 from contentq.redact import redact
 from contentq.routes import Route
@@ -140,7 +142,11 @@ class Listener:
     # the loop --------------------------------------------------------------------------------------
 
     def run(self) -> Counts:
-        store, gateway = self.runtime.store, self.runtime.telegram
+        with actors.acting_as(f"listen:{self.name}"):  # the posts it moves are recorded as the listener's
+            return self._run()
+
+    def _run(self) -> Counts:
+        store, gateway = self.runtime.store, gateway_of(self.runtime)
         start_listener(store, self.name, self.refs)
         try:
             check_session(self.ctx, gateway, ", ".join(self.refs), self.counts)
@@ -159,7 +165,7 @@ class Listener:
         dedup.refresh(self.runtime.store.conn)  # the first load is long: before taking updates
         for ref in self.refs:
             route = route_for_source(self.runtime, ref)
-            channel = resolve_channel(self.runtime.store, self.runtime.telegram, ref)
+            channel = resolve_channel(self.runtime.store, gateway_of(self.runtime), ref)
             ingestor = Ingestor(route, dedup)
             ingestor.use_footer(ref, load_footer(self.runtime.store.conn, ref))
             self.sources[channel.id] = Source(channel, route, ingestor)
@@ -238,7 +244,7 @@ class Listener:
         ids = [m.id for m in group]
         move = self._cursor_may_move(source, ids)
         try:
-            outcome, _ = store_group(self.ctx, source.ingestor, self.runtime.telegram, source.channel, group,
+            outcome, _ = store_group(self.ctx, source.ingestor, gateway_of(self.runtime), source.channel, group,
                                      self.counts, move_cursor=move)  # fmt: skip
         except (ConnectionError, OSError) as exc:
             # A media download failed: the cursor stays before these messages (and before every later one

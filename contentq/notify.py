@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from contentq.clock import iso, now
 from contentq.redact import redact
+from contentq.runtime.context import Runtime, provide
 from contentq.store import Store
-
-if TYPE_CHECKING:
-    from contentq.runtime.context import Runtime
 
 log = logging.getLogger("contentq.notify")
 
@@ -67,13 +65,23 @@ class Notifier:
         return True
 
 
-def build_notifier(runtime: Runtime) -> Notifier:
-    backend: NotifierBackend = LogBackend()
+def admin_backend(runtime: Runtime) -> NotifierBackend:
+    """The admin chat on Telegram when CONTENTQ_TG_ADMIN_CHAT is set, else the log."""
     if runtime.settings.tg_admin_chat:
         try:
             from contentq.integrations.telegram.notifier import telegram_backend
         except ImportError:
             pass
         else:
-            backend = telegram_backend(runtime)
-    return Notifier(runtime.store, backend, runtime.settings.notify_throttle_seconds)
+            return telegram_backend(runtime)
+    return LogBackend()
+
+
+def build_notifier(runtime: Runtime) -> Notifier:
+    return Notifier(runtime.store, admin_backend(runtime), runtime.settings.notify_throttle_seconds)
+
+
+def install() -> None:
+    """Give the runtime its notifier (`Runtime.notifier`): the runtime does not know this module. Called once by
+    each entry point (the CLI, the web app, the tests)."""
+    provide("notifier", build_notifier)

@@ -12,17 +12,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from contentq import pipeline
+from contentq import lifecycle, pipeline
 from contentq.clock import iso
 from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
 from contentq.errors import ContentqError
+from contentq.lifecycle import STATES
 from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import in_zone, resolve_at
 from contentq.store import posts as store_posts
-from contentq.store.posts import STATES, get_post
+from contentq.store.posts import get_post
 
 EDITABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
 """States whose text can still be edited."""
@@ -55,9 +56,11 @@ class PostDetails:
     """The post's rows in the sends ledger, every round."""
     original: str
     """The text the rewrite was made from (for a generated post: what the LLM was asked to write about)."""
+    history: list[dict[str, Any]]
+    """Its moves, oldest first: at, from_state, state, event, actor, reason (lifecycle.history)."""
 
     def as_json(self) -> dict[str, Any]:
-        return {**post_json(self.post), "media": self.media, "sends": self.sends}
+        return {**post_json(self.post), "media": self.media, "sends": self.sends, "history": self.history}
 
 
 def post_details(runtime: Runtime, post_id: int) -> PostDetails:
@@ -69,7 +72,8 @@ def post_details(runtime: Runtime, post_id: int) -> PostDetails:
     if (post["source"] or "").startswith("generate:"):
         route = routes_config(runtime).routes.get(post["route"])
         original = f"(written by the LLM on the topic: {route.generate.topic if route and route.generate else '?'})"
-    return PostDetails(post, media, sends_of(runtime.store, post_id), original)
+    history = lifecycle.history(runtime.store, post_id)
+    return PostDetails(post, media, sends_of(runtime.store, post_id), original, history)
 
 
 def approve(runtime: Runtime, post_id: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from contentq import __version__
+from contentq import __version__, actors
 from contentq.cli import typer_app
 from contentq.cli.lazy import LazyCommand, LazyGroup, reset_runtime
 from contentq.clock import iso
@@ -105,7 +105,9 @@ class ContentqGroup(LazyGroup):
             "redis_server", "app", "Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset)."
         ),
         "sources": LazyCommand("collect", "sources_app", "Donor channels: list, resolve."),
-        "posts": LazyCommand("posts", "app", "Posts: list, show, approve, reject, edit."),
+        "posts": LazyCommand(
+            "posts", "app", "Posts: list, show, approve, reject, edit; the states a post goes through."
+        ),
         "schedule": LazyCommand(
             "schedule", "app", "The publishing schedule: `schedule list`, `schedule POST_ID --at TIME`."
         ),
@@ -155,6 +157,7 @@ def main_options(
 ) -> None:
     """Flags here win over CONTENTQ_* environment variables and .env."""
     _state["debug"] = debug
+    actors.set_process_actor(actors.cli())  # what a command moves is recorded as this OS user's
     from contentq.logs import setup_logging
     from contentq.settings import get_settings, set_overrides
 

@@ -15,6 +15,7 @@ from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, details, err_console, error, ok, plain, print_json, summary, table
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, Reschedule
+from contentq.integrations.telegram.access import gateway_of
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
@@ -77,7 +78,7 @@ def login(
         value, origin = load_session_string(settings)
         if value is None:
             raise ContentqError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
-        gateway = rt.telegram
+        gateway = gateway_of(rt)
         try:
             gateway.ensure_ready()
             account = gateway.account()
@@ -137,7 +138,7 @@ def sources_resolve(
     """Resolve donor channels once through Telegram and cache their id and access hash."""
     rt = runtime()
     refs = _selected_sources(rt, sources)
-    gateway = rt.telegram
+    gateway = gateway_of(rt)
     gateway.ensure_ready()
     rows = []
     for ref in refs:
@@ -190,7 +191,7 @@ def collect(
             table(rows, ["source", "job", "status", ("already", "already queued")], title="collect jobs")
         return
     try:  # before any progress bar: without a session, its error is all there is to show
-        check_session(ForegroundContext(rt), rt.telegram, ", ".join(refs), Counts())
+        check_session(ForegroundContext(rt), gateway_of(rt), ", ".join(refs), Counts())
     except CollectFailed as exc:
         error(str(exc))
         raise typer.Exit(1) from None

@@ -21,7 +21,7 @@ import redis
 
 from contentq.clock import iso, now, parse
 from contentq.integrations.breakers import breaker_states, is_open
-from contentq.notify import Notifier
+from contentq.notify import Notifier, admin_backend
 from contentq.ops.backup import backup_age
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import paused_queues
@@ -162,7 +162,7 @@ def check_alerts(runtime: Runtime, *, notify: bool = True) -> list[Check]:
     """Evaluate and notify the admin about firing checks, at most once per alert window per check."""
     checks = evaluate(runtime)
     if notify:
-        notifier = Notifier(runtime.store, runtime.notifier.backend, runtime.settings.alert_window_seconds)
+        notifier = Notifier(runtime.store, admin_backend(runtime), runtime.settings.alert_window_seconds)
         for check in checks:
             if check.firing:
                 check.notified = notifier.notify(check.key, f"contentq alert: {check.message}", level="error")

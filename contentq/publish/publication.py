@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 from telethon import errors as tg_errors
 
+from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import FatalJobError, Reschedule
@@ -32,7 +33,6 @@ from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 from contentq.store.backups import latest_restore
-from contentq.store.posts import transition
 
 log = logging.getLogger("contentq.publish")
 
@@ -113,8 +113,7 @@ class Publication:
             problem = self.cancel_batch(reason)
             if problem:
                 reason = f"{reason}; {problem}"
-        transition(self.store, self.post_id, ("publishing", "scheduled", "failed"), "failed",
-                   state_reason=f"publish: {reason}"[:500], unreachable_tries=0)  # fmt: skip
+        lifecycle.move(self.store, self.post_id, "publish_failed", reason=f"publish: {reason}", unreachable_tries=0)
         self.reporter.log("publish_failed", reason, level="error")
         self.reporter.notify(
             f"publish-failed:{self.post_id}",
@@ -210,7 +209,7 @@ class Publication:
     def back_to_scheduled(self, reason: str) -> None:
         """Nothing of this round is out: the post waits as `scheduled` (its job stays queued)."""
         if not self.outstanding():
-            transition(self.store, self.post_id, "publishing", "scheduled", state_reason=reason[:500])
+            lifecycle.move(self.store, self.post_id, "publish_postponed", reason=reason)
 
     def flood_wait(self, exc: Exception) -> Exception:
         seconds = float(getattr(exc, "seconds", 0) or 0)
@@ -382,10 +381,7 @@ def is_critical(exc: BaseException) -> bool:
 
 
 def start(pub: Publication) -> bool:
-    moved = transition(
-        pub.store, pub.post_id, ("scheduled", "publishing", "failed"), "publishing",
-        target=pub.route.target, state_reason=None,
-    )  # fmt: skip
+    moved = lifecycle.move(pub.store, pub.post_id, "publish_started", target=pub.route.target)
     if not moved:
         pub.reporter.log("skipped", f"post {pub.post_id} changed state meanwhile")
     return moved
@@ -420,12 +416,13 @@ def finish(pub: Publication, message_ids: list[int] | None, link: str | None) ->
     if absent:  # missing from an export, or over CONTENTQ_COLLECT_MAX_MEDIA_MB: said on the post, not silent
         remarks.append(f"{absent} donor media file(s) were never stored (missing from the export or too large)"
                        " and were left out")  # fmt: skip
-    moved = transition(
-        pub.store, pub.post_id, "publishing", "published",
-        published_at=iso(), message_ids=json.dumps(message_ids) if message_ids is not None else None,
-        link=link, unreachable_tries=0, state_reason="; ".join(pub.notes + remarks)[:500] or None,
-        **({"truncated": 1} if pub.rendered is not None and pub.rendered.truncated else {}),
-    )  # fmt: skip
+    fields: dict[str, Any] = {
+        "published_at": iso(), "message_ids": json.dumps(message_ids) if message_ids is not None else None,
+        "link": link, "unreachable_tries": 0,
+    }  # fmt: skip
+    if pub.rendered is not None and pub.rendered.truncated:
+        fields["truncated"] = 1
+    moved = lifecycle.move(pub.store, pub.post_id, "published", reason="; ".join(pub.notes + remarks) or None, **fields)
     if not moved:
         pub.reporter.log("discarded", "the post left 'publishing' while it was published", level="warning")
     pub.reporter.log("published", f"post {pub.post_id} → {pub.route.target}: {link}", message_ids=message_ids)

@@ -22,6 +22,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from contentq import actors
 from contentq.clock import iso, now
 from contentq.errors import DatabaseUnavailableError, FatalJobError, JobStopped, Reschedule, RetryableError
 from contentq.redact import RedactedError, redact, redact_data
@@ -58,7 +59,8 @@ def settle_failed_job(runtime: Runtime, row: dict[str, Any], reason: str) -> Non
     if not hook:
         return
     try:
-        resolve_handler(hook)(runtime, row, reason)
+        with actors.acting_as(actors.job(row["id"])):  # the hook acts for the job, whoever noticed its end
+            resolve_handler(hook)(runtime, row, reason)
     except Exception as exc:  # noqa: BLE001 - the job is failed either way; the admin must hear of the post
         log.warning("job %s: settling its post failed: %s", row["id"], _error_text(exc))
         with contextlib.suppress(Exception):
@@ -253,7 +255,8 @@ def run_tracked(job_id: str) -> Any:
         return current
 
     try:
-        with running(store, job_id, rq_id):
+        with running(store, job_id, rq_id), actors.acting_as(actors.job(job_id)):
+            # what the handler moves is recorded as this job's
             result = run_waiting_out_the_database(store, lambda: handler(ctx, **payload))
     except JobStopped as stop:
         # Cancelled, it stopped at a safe point. The record says cancelled already, unless the stop came from

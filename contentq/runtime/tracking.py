@@ -15,7 +15,7 @@ import math
 import re
 import sqlite3
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 from rq import Queue, Retry
@@ -29,8 +29,24 @@ from contentq.runtime.kinds import get_kind
 from contentq.runtime.stopping import run_in_flight
 from contentq.store.jobs import ACTIVE, active_for_key, add_event, get_job, insert_unless_active
 
-if TYPE_CHECKING:  # a type only: JobContext.enqueue_child (in runtime.context) calls enqueue
-    from contentq.runtime.context import Runtime
+if TYPE_CHECKING:
+    from contentq.settings import Settings
+    from contentq.store import Store
+
+
+class Runtime(Protocol):
+    """What enqueueing needs of contentq.runtime.context.Runtime, which imports this module (JobContext's
+    enqueue_child): a Protocol here keeps the two modules out of an import circle."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
 
 log = logging.getLogger("contentq.jobs")
 

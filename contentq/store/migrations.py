@@ -515,6 +515,44 @@ def _cancel_keeps_current_job(db: Database) -> None:
     )
 
 
+@migration(122, "post history: post_changes records old state, event, actor and reason of every move")
+def _post_history(db: Database) -> None:
+    # contentq.lifecycle writes each move's row itself, in the move's transaction, with what a trigger cannot know
+    # (who, why, by which event), before it updates the post; it names the event of a new post's row (written by
+    # the insert trigger). The update trigger now adds a row only for a change the lifecycle did not record (SQL
+    # typed by hand): the feed still sees it, without event or actor. Rows from before keep their state and time,
+    # no event and no actor; their old state is the one of the post's row before.
+    run_script(
+        db,
+        """
+        DROP TRIGGER IF EXISTS post_changes_update;
+        ALTER TABLE post_changes ADD COLUMN from_state TEXT;
+        ALTER TABLE post_changes ADD COLUMN event TEXT;
+        ALTER TABLE post_changes ADD COLUMN actor TEXT;
+        ALTER TABLE post_changes ADD COLUMN reason TEXT;
+        CREATE INDEX post_changes_post ON post_changes(post_id, id);
+        UPDATE post_changes SET from_state = (
+            SELECT before.state FROM post_changes AS before
+            WHERE before.post_id = post_changes.post_id AND before.id < post_changes.id
+            ORDER BY before.id DESC LIMIT 1
+        )
+        """,
+    )
+    db.execute(
+        """
+        CREATE TRIGGER post_changes_update AFTER UPDATE OF state ON posts
+        WHEN NOT EXISTS (
+            SELECT 1 FROM post_changes WHERE id = (SELECT MAX(id) FROM post_changes)
+            AND post_id = NEW.id AND state = NEW.state AND at = NEW.updated_at AND event IS NOT NULL
+        )
+        BEGIN
+            INSERT INTO post_changes (post_id, from_state, state, at)
+            VALUES (NEW.id, OLD.state, NEW.state, NEW.updated_at);
+        END
+        """
+    )
+
+
 @migration(140, "backups and restores: a record of each `db backup` and `db restore`")
 def _backups(db: Database) -> None:
     run_script(

@@ -26,12 +26,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from contentq import actors, notify
 from contentq.content.bidi import show_bidi
 from contentq.errors import ConflictError, ContentqError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.web import auth
+from contentq.web.deps import actor_of
 from contentq.web.limits import BodyLimit
 from contentq.web.newjob import PayloadTooLarge
 
@@ -178,6 +180,7 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     from contentq.web import api, pages
 
+    notify.install()  # the runtime's admin notifier (the runtime does not know contentq.notify)
     web = Web(settings, runtime)
     app = FastAPI(
         title="contentq",
@@ -253,7 +256,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             else:
                 response = Response(status_code=303, headers={"Location": "/login"})
         else:
-            response = await call_next(request)
+            with actors.acting_as(actor_of(request)):  # the request's moves of posts are recorded as its own
+                response = await call_next(request)
         if path.startswith("/media/"):
             response.headers["Content-Security-Policy"] = MEDIA_CSP
         response.headers.setdefault("Content-Security-Policy", CSP)

@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from contentq.lifecycle import STATES
 from contentq.settings import QUEUES
 from contentq.store.jobs import STATUSES
-from contentq.store.posts import STATES
 
 
 class Out(BaseModel):

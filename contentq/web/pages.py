@@ -13,10 +13,11 @@ from contentq.clock import iso
 from contentq.content.bidi import restore_bidi
 from contentq.content.media_types import FALLBACK, inline_type
 from contentq.errors import ContentqError, NotFoundError
+from contentq.lifecycle import STATES
 from contentq.runtime import bulk, queues
 from contentq.runtime.bulk import JobFilter
 from contentq.store.jobs import STATUSES
-from contentq.store.posts import STATES, media_file
+from contentq.store.posts import media_file
 from contentq.web import actions, auth, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 

@@ -8,12 +8,14 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from contentq import lifecycle
 from contentq.channels import list_sources
 from contentq.clock import iso, now, parse, parse_duration
 from contentq.content.html import safe_href, visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
 from contentq.integrations.breakers import llm_breaker_status
+from contentq.lifecycle import STATES
 from contentq.ops.alerts import evaluate
 from contentq.ops.listening import listener_probe
 from contentq.posts import post_json
@@ -27,7 +29,7 @@ from contentq.settings import QUEUES
 from contentq.store.footers import learned_footers
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
 from contentq.store.listeners import get_listeners
-from contentq.store.posts import STATES, get_post, page_posts, post_media_rows
+from contentq.store.posts import get_post, page_posts, post_media_rows
 from contentq.store.search import search_posts
 from contentq.store.workers import HOST, is_alive, jobs_finished_by, list_workers
 
@@ -183,6 +185,7 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
         "post": post_json(post),
         "media": post_media_rows(rt.store, post_id),
         "sends": sends_of(rt.store, post_id),
+        "history": lifecycle.history(rt.store, post_id),
         "jobs": page_jobs(rt.store, post_id=post_id, limit=20)[0],
         "original_length": visible_len_utf16(post.get("text_html") or ""),
         "rewrite_length": visible_len_utf16(post.get("rewrite_html") or ""),

@@ -71,7 +71,8 @@ document.documentElement.classList.add("js");
 
   function onPost(p) {
     setText('[data-post="' + p.id + '"]', "state", p.state, "st-");
-    note(p.updated_at.slice(11, 19) + " post " + p.id + " (" + p.route + "): " + p.state);
+    note(p.updated_at.slice(11, 19) + " post " + p.id + " (" + p.route + "): " + p.state +
+      (p.event ? " (" + p.event + " by " + p.actor + ")" : ""));
   }
 
   function deliver(kind, data) {
