@@ -7,7 +7,7 @@ the API as it does in `--json`, and a client that does not know it ignores it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -83,7 +83,7 @@ WRITE = (*READ, 403, 413)
 
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 Queue = Literal[QUEUES]  # type: ignore[valid-type]
-PostState = Literal[STATES]  # type: ignore[valid-type]
+PostState: TypeAlias = Literal[tuple(STATES)]  # type: ignore[valid-type]
 
 
 class Job(Out):
