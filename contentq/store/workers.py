@@ -105,3 +105,16 @@ def forget_stopped(store: Store, older_than: timedelta) -> int:
     forgotten falls back to the time-based check of reconcile."""
     cursor = store.execute("DELETE FROM workers WHERE heartbeat_at < ?", (iso(now() - older_than),))
     return cursor.rowcount
+
+
+def list_workers(store: Store) -> list[dict[str, Any]]:
+    """Every worker row, the newest start first (alive or not: see is_alive)."""
+    return store.query("SELECT * FROM workers ORDER BY started_at DESC, name")
+
+
+def live_workers(store: Store, ttl: float) -> list[dict[str, Any]]:
+    """The workers alive now by their heartbeats (stopped ones and those silent past `ttl` are left out)."""
+    stamp = now()
+    fresh = iso(stamp - timedelta(seconds=ttl))
+    rows = store.query("SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?", (fresh,))
+    return [row for row in rows if is_alive(row, ttl, stamp)]
