@@ -23,6 +23,9 @@ from contentq.settings import QUEUES, Settings, load_settings
 from tests.conftest import REPO, wait_for
 
 SUPERVISORD = Path(sys.executable).with_name("supervisord")
+
+SOURCES = '[routes.tech]\ntarget = "@mine"\nsources = ["@donor"]\nrewriter = "clean"\npublisher = "outbox"\n'
+"""A route that reads a donor: the listener has work."""
 SUPERVISORCTL = Path(sys.executable).with_name("supervisorctl")
 
 
@@ -34,6 +37,7 @@ def _parse(text: str) -> configparser.RawConfigParser:
 
 def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONTENTQ_REDIS_URL")
+    (home / "contentq.toml").write_text(SOURCES)
     settings = load_settings(home=home, rewrite_concurrency=3, publish_concurrency=4,
                              maintenance_timeout=900)  # fmt: skip
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
@@ -70,6 +74,14 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     assert web["command"] == "/venv/bin/python -m contentq web"
     assert int(web["priority"]) > int(rewrite["priority"])
     assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in web["environment"]
+
+
+def test_the_listener_is_rendered_only_when_a_route_has_sources(home: Path) -> None:
+    generated = '\n[routes.tech.generate]\ntopic = "news"\ntimes = ["09:00"]\n'  # a route without donors
+    (home / "contentq.toml").write_text(SOURCES.replace('sources = ["@donor"]\n', "") + generated)
+    assert "contentq-listen" not in sv.render(load_settings(home=home))
+    (home / "contentq.toml").write_text(SOURCES)
+    assert "contentq-listen" in _parse(sv.render(load_settings(home=home)))["group:contentq"]["programs"]
 
 
 def test_external_redis_means_no_redis_program_and_no_password_in_the_file(home: Path) -> None:
@@ -149,6 +161,7 @@ def _stop_supervisord(conf: Path, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.timeout(180)
 def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_path: Path) -> None:
+    (home / "contentq.toml").write_text(SOURCES)  # the listener too (not logged in: it waits, RUNNING)
     settings = load_settings(home=home, worker_maintenance_interval=1)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
@@ -190,8 +203,8 @@ def test_supervisord_runs_the_embedded_valkey_first(
     server = EmbeddedServer(settings.redis_dir)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        # Valkey, telegram, rewrite, imagegen, maintenance, listen, web
-        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 7, timeout=60,
+        # Valkey, telegram, rewrite, imagegen, maintenance, web (no route reads a donor: no listener)
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 6, timeout=60,
                  what=f"Valkey and the workers RUNNING (log: {home / 'logs'})")  # fmt: skip
         assert "contentq-redis" in _states(conf)
         # RUNNING means "up for startsecs"; the interpreter may still be importing before it starts Valkey.

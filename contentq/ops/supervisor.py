@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from contentq.errors import ContentqError
 from contentq.ops.output_file import write_file
+from contentq.routes import load_routes
 from contentq.runtime.redis import embedded_server
 from contentq.settings import Settings
 
@@ -283,7 +284,9 @@ def render(
                 comment=comment,
             )
         )
-    programs.append(_listen_program(settings, exe, user, extra))
+    listens = listen_needed(settings)
+    if listens:
+        programs.append(_listen_program(settings, exe, user, extra))
     env, more = _environment(settings, worker=True, extra_env=extra)
     notes += [n for n in more if n not in notes]
     programs.append(
@@ -298,8 +301,7 @@ def render(
             comment="the admin panel and JSON API on 127.0.0.1:8700 (`contentq web token` prints the login token)",
         )
     )
-    names = [g.program for g in groups]
-    names.append(LISTEN_PROGRAM)
+    names = [g.program for g in groups] + ([LISTEN_PROGRAM] if listens else [])
     names.append(WEB_PROGRAM)
     header = [
         "; contentq workers for supervisor, rendered from settings by `contentq supervisor render`.",
@@ -319,12 +321,22 @@ LISTEN_PROGRAM = f"{GROUP}-listen"
 """`contentq listen`: one process per Telegram session, taking donor posts as they arrive."""
 
 
+def listen_needed(settings: Settings) -> bool:
+    """A route reads donor channels, so `contentq listen` has work (a routes file that cannot be read: rendered,
+    the listener says what is wrong). Without a login the listener waits and says so, never exits."""
+    try:
+        return bool(load_routes(settings.config_path).sources())
+    except ContentqError:
+        return True
+
+
 def _listen_program(settings: Settings, exe: str, user: str | None, extra: dict[str, str]) -> str:
     env, _ = _environment(settings, worker=True, extra_env=extra)
     return _program(
         LISTEN_PROGRAM, [exe, "-m", "contentq", "listen"], settings, priority=WORKER_PRIORITY,
         stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
-        comment="real-time collection: one listener per Telegram session (cron collect stays as the safety net)",
+        comment="real-time collection: one listener per Telegram session (cron collect stays as the safety net);"
+        " rendered when a route has sources; until `contentq login` it waits (health: not logged in)",
     )  # fmt: skip
 
 
