@@ -93,7 +93,7 @@ def retry(
     all_failed: Annotated[bool, typer.Option("--all-failed", help="Retry every failed job.")] = False,
     queue: Annotated[str | None, typer.Option(help="With --all-failed: only this queue.")] = None,
 ) -> None:
-    """Run a failed or cancelled job again; the restart is logged on the job."""
+    """Run a failed or cancelled job again, or a waiting one (rescheduled, retrying later) now; logged on the job."""
     rt = runtime()
     if all_failed == (job_id is not None):
         raise ContentqError("give a job id or --all-failed (not both)")
@@ -109,7 +109,10 @@ def retry(
             problems += 1  # one job changing under us must not stop the others
             error(str(exc))
             continue
-        ok(f"{jid} queued again (run {row['generation']})")
+        if str(row.get("retry_reason") or "").startswith("tried now"):
+            ok(f"{jid} runs now, its wait cut short (run {row['generation']})")
+        else:
+            ok(f"{jid} queued again (run {row['generation']})")
     if not ids:
         console.print("[dim]no failed jobs[/dim]")
     if problems:

@@ -127,7 +127,7 @@ def stats(
     rows = [*llm["by_route_model"], {"route": "total", "model": "", **llm["total"]}] if llm["by_route_model"] else []
     for row in rows:
         row["cost"] = f"{row['cost']:.4f}"
-    table(rows, ["route", "model", "calls", "tokens_in", "tokens_out", "cost"], title=f"LLM usage {window}",
+    table(rows, ["route", "model", "calls", "failed", "tokens_in", "tokens_out", "cost"], title=f"LLM usage {window}",
           empty="no LLM calls in the window", wide=wide)  # fmt: skip
 
 

@@ -153,13 +153,15 @@ class ContentqCollector(Collector):
 
         usage = store.one(
             "SELECT COALESCE(SUM(tokens_in), 0) AS i, COALESCE(SUM(tokens_out), 0) AS o,"
-            " COALESCE(SUM(cost), 0) AS c, COUNT(*) AS n FROM usage"
-        ) or {"i": 0, "o": 0, "c": 0, "n": 0}
+            " COALESCE(SUM(cost), 0) AS c, COUNT(*) AS n, COALESCE(SUM(error IS NOT NULL), 0) AS f FROM usage"
+        ) or {"i": 0, "o": 0, "c": 0, "n": 0, "f": 0}
         tokens = CounterMetricFamily("contentq_llm_tokens", "LLM tokens used.", labels=["direction"])
         tokens.add_metric(["in"], usage["i"])
         tokens.add_metric(["out"], usage["o"])
         yield tokens
-        yield CounterMetricFamily("contentq_llm_requests", "LLM requests recorded.", value=usage["n"])
+        yield CounterMetricFamily("contentq_llm_requests", "LLM requests recorded (failed ones included).",
+                                  value=usage["n"])  # fmt: skip
+        yield CounterMetricFamily("contentq_llm_failed_requests", "LLM requests that failed.", value=usage["f"])
         yield CounterMetricFamily(
             "contentq_llm_cost", "Estimated LLM cost (the price settings' currency).", value=usage["c"]
         )

@@ -515,6 +515,12 @@ def _cancel_keeps_current_job(db: Database) -> None:
     )
 
 
+@migration(131, "usage: failed LLM requests recorded too (their error), so usage and stats count them")
+def _usage_errors(db: Database) -> None:
+    # A row per HTTP request to the LLM: tokens and cost when it answered, the error (and no tokens) when not.
+    db.execute("ALTER TABLE usage ADD COLUMN error TEXT")
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
