@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, WideOpt, runtime
-from contentq.cli.render import Col, console, details, error, ok, print_json, table
+from contentq.cli.render import Col, console, details, error, ok, plain, print_json, table, terminal_safe
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
 from contentq.runtime import tracking
@@ -79,12 +80,24 @@ def show(job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOp
 def logs(
     job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOpt = False, wide: WideOpt = False
 ) -> None:
-    """Show a job's event log."""
+    """Show a job's event log; tracebacks follow the table, line by line as Python printed them."""
     events = job_events(runtime().store, job_id)
     if as_json:
         print_json(events)
         return
-    table(events, ["at", "level", "event", Col("message", fit="wrap")], title=f"events of {job_id}", wide=wide)
+    rows, traces = [], []
+    for number, event in enumerate(events, 1):
+        # A multi-line message (an error and its traceback): its first line in the table, the rest below it, where
+        # a narrow column cannot fold each frame into pieces.
+        first, _, rest = (event["message"] or "").partition("\n")
+        if rest.strip():
+            traces.append((number, event, rest))
+            first += f" (traceback [{number}] below)"
+        rows.append({**event, "n": number, "message": first})
+    table(rows, ["n", "at", "level", "event", Col("message", fit="wrap")], title=f"events of {job_id}", wide=wide)
+    for number, event, rest in traces:
+        console.print(f"\n[bold][{number}] {plain(event['event'])} at {plain(event['at'])}[/bold]", highlight=False)
+        console.print(Text(terminal_safe(rest.strip("\n"))), soft_wrap=True, highlight=False)
 
 
 @app.command()
