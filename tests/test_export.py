@@ -279,3 +279,14 @@ def test_a_post_whose_photo_is_missing_from_the_export_says_so_when_published(rt
     assert "1 donor media file(s) were never stored" in missing["state_reason"]
     result = CliRunner().invoke(app, ["posts", "show", str(missing["id"])], env={"COLUMNS": "200"})
     assert "photo (donor, no file: left out when published)" in result.output
+
+
+def test_an_export_of_one_message_says_one_message(routes, tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(ASSETS / "export_basic", folder)
+    data = json.loads((folder / "result.json").read_text())
+    data["messages"] = [m for m in data["messages"] if m["id"] == 2]
+    (folder / "result.json").write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["import", str(folder), "--source", "@donor_export"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ": 1 message, 1 post" in result.output and "1 messages" not in result.output

@@ -323,3 +323,20 @@ def test_doctor_warns_on_a_readable_env_file_and_data(home: Path) -> None:
     assert probe.status == "warn" and str(home) in probe.detail and "go-rwx" in probe.fix
     home.chmod(0o700)
     assert doctor.check_permissions(load_settings(home=home)).status == "ok"
+
+
+def test_doctor_names_the_servers_real_version(home: Path) -> None:
+    """Valkey answers `redis_version:7.2.4` (for clients' sake) whatever its release: the binary knows better."""
+    import re
+    import subprocess
+
+    from contentq.runtime.redis import find_server_binary
+
+    binary = find_server_binary()
+    assert binary is not None
+    real = re.search(r"v=(\S+)", subprocess.run([binary, "--version"], capture_output=True, text=True).stdout)
+    assert real is not None
+    result = runner.invoke(app, ["doctor", "--json"])
+    probe = next(p for p in json.loads(result.output) if p["check"] == "redis")
+    assert probe["status"] == "ok" and probe["detail"].endswith(f"(Valkey {real.group(1)})"), probe
+    assert doctor.server_version({"redis_version": "7.0.15"}) == "Redis 7.0.15"

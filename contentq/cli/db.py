@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from contentq.cli import typer_app
-from contentq.cli.common import runtime
-from contentq.cli.render import ok, print_json, table
+from contentq.cli.common import WideOpt, runtime
+from contentq.cli.render import Col, ColumnSpec, ok, print_json, table
 from contentq.store.db import open_store
 from contentq.store.migrations import apply_migrations, migration_status
 
@@ -19,6 +19,7 @@ app = typer_app(help="The SQLite database.", no_args_is_help=True)
 def migrate(
     list_only: Annotated[bool, typer.Option("--list", help="List migrations and whether they are applied.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Apply pending schema migrations (opening the database does this too)."""
     settings = runtime().settings
@@ -30,7 +31,8 @@ def migrate(
             if as_json:
                 print_json(rows)
             else:
-                table(rows, ["number", "name", "applied_at"], title=str(settings.db_path))
+                columns: list[ColumnSpec] = ["number", ("applied_at", "applied"), Col("name", fit="ellipsis")]
+                table(rows, columns, title=str(settings.db_path), wide=wide)
             return
         with store.translate_errors():
             done = apply_migrations(store.db)

@@ -134,6 +134,14 @@ def check_database(settings: Settings) -> Probe:
         store.close()
 
 
+def server_version(info: dict[str, Any]) -> str:
+    """The server's own name and version: Valkey reports `redis_version` 7.2.4 (the Redis it is compatible with)
+    whatever its release, and its real version in `valkey_version`."""
+    if info.get("valkey_version"):
+        return f"Valkey {info['valkey_version']}"
+    return f"Redis {info.get('redis_version', '?')}"
+
+
 def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
     if not settings.redis_url and not embedded_server(settings).ping():
         # Not a failure: every command that needs it starts it (and supervisor runs it in production).
@@ -142,7 +150,7 @@ def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
         return Probe("redis", WARN, detail, "`contentq redis start` starts it now"), None
     try:
         conn = connect(settings, start_embedded=False)
-        version = conn.info("server").get("redis_version", "?")
+        version = server_version(conn.info("server"))
     except (ContentqError, redis.RedisError) as exc:
         fix = (
             "start Redis or fix CONTENTQ_REDIS_URL (unset it to use the embedded server)"
@@ -153,7 +161,7 @@ def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
         if isinstance(exc, ContentqError):  # its message ends with "; <what to do>": say that once, as the fix
             detail = detail.rpartition("; ")[0] or detail
         return Probe("redis", FAIL, detail, fix), None
-    return Probe("redis", OK, f"{describe_redis(settings)} (version {version})"), conn
+    return Probe("redis", OK, f"{describe_redis(settings)} ({version})"), conn
 
 
 def _live_workers(settings: Settings) -> tuple[list[dict[str, Any]], int] | None:
