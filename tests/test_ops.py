@@ -112,6 +112,29 @@ def test_alerts_command(art: Runtime) -> None:
     assert [r["key"] for r in notifications(art)] == ["alert:queue:rewrite"]
 
 
+def test_notifications_command_lists_what_was_sent(art: Runtime) -> None:
+    """The command the docs name (`contentq notifications`): the record of every alert, with the repeats held."""
+    add_job(art, "f-1", "rewrite", "failed", iso())
+    add_job(art, "f-2", "publish", "failed", iso())
+    check_alerts(art)
+    check_alerts(art)  # the same alert again inside the window: held back, counted
+    art.notifier.notify("rewrite-invalid-output:7:2", "retrying rewrite of post 7: " + "a long reason " * 10)
+    env = {"CONTENTQ_HOME": str(art.settings.home), "COLUMNS": "80"}
+    listed = json.loads(runner.invoke(app, ["notifications", "--json"], env=env).output)
+    assert [(n["key"], n["level"], n["suppressed"]) for n in listed] == [
+        ("rewrite-invalid-output:7:2", "warning", 0),
+        ("alert:failures", "error", 1),
+    ]
+    table = runner.invoke(app, ["notifications"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "2 jobs failed" in table.output and "retrying rewrite of post 7" in table.output
+    assert max(len(line) for line in table.output.splitlines()) <= 80
+    only_errors = json.loads(runner.invoke(app, ["notifications", "--level", "error", "--json"], env=env).output)
+    assert [n["key"] for n in only_errors] == ["alert:failures"]
+    old = runner.invoke(app, ["notifications", "--since", "all", "--json"], env=env)
+    assert len(json.loads(old.output)) == 2
+
+
 # Doctor and health ------------------------------------------------------------------------------------------
 
 

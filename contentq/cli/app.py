@@ -115,6 +115,11 @@ class ContentqGroup(LazyGroup):
         ),
         "supervisor": LazyCommand("ops", "supervisor_app", "Supervisor config for the workers."),
         "alerts": LazyCommand("ops", "alerts_app", "Alerts to the admin (run `alerts check` from cron)."),
+        "notifications": LazyCommand(
+            "notifications",
+            "notifications",
+            "Admin notifications sent, newest first: when, level, key, message; repeats held back within the throttle.",
+        ),
         "metrics": LazyCommand("ops", "metrics_app", "Prometheus metrics: an HTTP endpoint or a textfile."),
         "web": LazyCommand(
             "web", "app", "The admin panel in the browser and the JSON API (`contentq web`; `contentq web token`)."
