@@ -66,7 +66,7 @@ def test_a_killed_worker_fails_health_within_the_ttl_though_redis_still_lists_it
     doctor = json.loads(runner.invoke(app, ["doctor", "--json"]).output)
     probe = next(p for p in doctor if p["check"] == "workers")
     assert probe["status"] == "warn" and "no worker is running" in probe["detail"]
-    assert "Redis still lists 1 dead one(s)" in probe["detail"]
+    assert "Redis still lists 1 dead one(s) (`contentq queue reconcile` removes them)" in probe["detail"]
 
 
 @pytest.mark.timeout(120)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -164,9 +165,9 @@ def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
     return Probe("redis", OK, f"{describe_redis(settings)} ({version})"), conn
 
 
-def _live_workers(settings: Settings) -> tuple[list[dict[str, Any]], int] | None:
-    """The live workers by their heartbeats in SQLite, and how many dead ones Redis still lists; None when
-    there is no database to read them from."""
+def _live_workers(settings: Settings, conn: redis.Redis | None = None) -> tuple[list[dict[str, Any]], int] | None:
+    """The live workers by their heartbeats in SQLite, and (given Redis) how many dead ones Redis still lists;
+    None when there is no database to read them from."""
     if not settings.db_path.exists():
         return None
     try:
@@ -176,12 +177,9 @@ def _live_workers(settings: Settings) -> tuple[list[dict[str, Any]], int] | None
     try:
         live = alive_workers(store, settings.worker_heartbeat_ttl)
         dead = 0
-        try:
-            conn = connect(settings, start_embedded=False)
-            dead = len(dead_registrations(store, conn, settings.worker_heartbeat_ttl))
-            conn.close()
-        except (ContentqError, redis.RedisError):
-            pass  # the Redis check says why
+        if conn is not None:
+            with contextlib.suppress(redis.RedisError):  # the Redis check says why
+                dead = len(dead_registrations(store, conn, settings.worker_heartbeat_ttl))
         return live, dead
     finally:
         store.close()
@@ -195,11 +193,12 @@ def check_workers(settings: Settings, conn: redis.Redis | None) -> Probe:
     which keeps a killed worker for 8 minutes."""
     if conn is None:
         return Probe("workers", SKIP, "Redis is not reachable")
-    found = _live_workers(settings)
+    found = _live_workers(settings, conn)
     if found is None:
         return Probe("workers", WARN, "no worker has run yet (no database)", START_WORKERS)
     live, dead = found
-    stale = f"; Redis still lists {dead} dead one(s), removed by the live workers within a minute" if dead else ""
+    who = "the live workers remove them within a minute" if live else "`contentq queue reconcile` removes them"
+    stale = f"; Redis still lists {dead} dead one(s) ({who})" if dead else ""
     missing = missing_queues(live)
     if not live:
         return Probe("workers", WARN, f"no worker is running{stale}", START_WORKERS)
