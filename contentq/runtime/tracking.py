@@ -250,7 +250,7 @@ def _try_now(runtime: Runtime, row: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     if done is None:
         raise ContentqError(f"job {row['id']} changed while retrying it; look at `contentq jobs show {row['id']}`")
-    with contextlib.suppress(NoSuchJobError, redis.RedisError):
+    with contextlib.suppress(NoSuchJobError, InvalidJobOperation, redis.RedisError):
         Job.fetch(row["rq_id"], connection=runtime.redis).cancel()  # the stale delayed run would only be skipped
     return done
 
