@@ -351,7 +351,7 @@ def _collect(
     newest_first = cursor == 0  # see TelegramGateway.fetch_messages: else the oldest page after the cursor
     messages = gateway.fetch_messages(channel, min_id=cursor, limit=limit)
     ctx.log(
-        "fetched", f"{len(messages)} messages newer than {cursor}" + (" (first run)" if first_run else "")
+        "fetched", f"{plural(len(messages), 'message')} newer than {cursor}" + (" (first run)" if first_run else "")
         + ("; more remain, the next run goes on" if not newest_first and len(messages) >= limit else ""),
         cursor=cursor, limit=limit,
     )  # fmt: skip

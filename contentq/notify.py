@@ -39,14 +39,15 @@ class Notifier:
         self.backend = backend
         self.throttle = timedelta(seconds=throttle_seconds)
 
-    def notify(self, key: str, message: str, level: str = "warning") -> bool:
-        """Send unless the same key was delivered within the throttle window; True when sent."""
+    def notify(self, key: str, message: str, level: str = "warning", *, once: bool = False) -> bool:
+        """Send unless the same key was delivered within the throttle window (with `once`: ever, for an alert
+        per episode whose key names the episode); True when sent."""
         message = redact(message)
         stamp = now()
         with self.store.transaction() as conn:
             last = conn.execute(
                 "SELECT id FROM notifications WHERE key = ? AND delivered = 1 AND at > ? ORDER BY id DESC LIMIT 1",
-                (key, iso(stamp - self.throttle)),
+                (key, "" if once else iso(stamp - self.throttle)),
             ).fetchone()
             if last is not None:
                 conn.execute("UPDATE notifications SET suppressed = suppressed + 1 WHERE id = ?", (last[0],))

@@ -312,12 +312,27 @@ def refuse_if_parts_out(store: Store, post_id: int, action: str) -> None:
         )
 
 
+def not_schedulable(post_id: int, state: str) -> str:
+    """Why a post in `state` cannot be given a publishing time, and what to do instead."""
+    if state in ("collected", "rewriting"):
+        return (
+            f"post {post_id} is {state}: it has no rewrite yet, so there is nothing to publish. Once rewritten it is "
+            f"scheduled by its route's rules and can then be moved (`contentq rewrite {post_id}` queues its rewrite "
+            "now; a worker on the rewrite queue runs it)"
+        )
+    if state == "publishing":
+        return f"post {post_id} is being published right now; `contentq posts show {post_id}` shows how it went"
+    if state == "published":
+        return f"post {post_id} is published already; `contentq posts show {post_id}` shows where"
+    return f"post {post_id} is {state}: it is not to be published (`contentq posts show {post_id}` says why)"
+
+
 def reschedule_at(runtime: Runtime, post_id: int, at: datetime) -> datetime:
     """Put a post (not yet published) at a fixed time, whatever its slot rules say."""
     post = get_post(runtime.store, post_id)
     refuse_if_parts_out(runtime.store, post_id, "rescheduled")
     if post["state"] not in lifecycle.sources_of("rescheduled"):
-        raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be scheduled")
+        raise ContentqError(not_schedulable(post_id, post["state"]))
     if post["state"] == "rewritten" and post["rewrite_html"] is None:
         raise ContentqError(f"post {post_id} has no rewrite yet")
     cancel_publish_job(runtime, post_id)

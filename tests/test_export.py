@@ -416,3 +416,14 @@ def test_every_media_kind_is_imported_as_what_it_is_with_its_attributes(routes, 
     assert paid["state"] == "filtered" and paid["state_reason"].startswith("paid media (50 stars)")
     assert rows[8] == []
     assert report.counts.filtered == 1 and "paid media (50 stars)" in " ".join(report.lines())
+
+
+def test_an_export_of_one_message_says_one_message(routes, tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(ASSETS / "export_basic", folder)
+    data = json.loads((folder / "result.json").read_text())
+    data["messages"] = [m for m in data["messages"] if m["id"] == 2]
+    (folder / "result.json").write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["import", str(folder), "--source", "@donor_export"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ": 1 message, 1 post" in result.output and "1 messages" not in result.output

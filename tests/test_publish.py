@@ -641,3 +641,26 @@ def test_a_mention_by_name_from_an_export_is_sent_as_a_mention(prt, tmp_path):
     drain(prt, "publish")
     (sent,) = tg.visible("@mychan")
     assert sent.html == 'Спасибо <a href="tg://user?id=42">Павлу</a> за помощь' and sent.mentions == [42]
+
+
+def test_a_dry_run_never_overwrites_what_the_outbox_publisher_published(prt, home):
+    write_config(home, route_toml(extra='publisher = "outbox"'))
+    fake(prt)
+    post_id = scheduled_post(prt, "As <b>published</b>")
+    dispatch(prt)
+    drain(prt, "publish")
+    folder = prt.settings.outbox_dir / "news" / str(post_id)
+    published = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert json.loads(published["meta.json"])["dry_run"] is False
+    prt.store.execute("UPDATE posts SET rewrite_html = 'Edited <i>afterwards</i>' WHERE id = ?", (post_id,))
+
+    result = CliRunner().invoke(app, ["publish", str(post_id), "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == published  # untouched
+    beside = folder.with_name(f"{post_id}.dry-run")
+    assert str(beside) in result.output.replace("\n", "")
+    meta = json.loads((beside / "meta.json").read_text())
+    assert meta["dry_run"] is True and "afterwards" in meta["html"]
+    # A second dry run replaces the first one, still beside the published folder.
+    assert CliRunner().invoke(app, ["publish", str(post_id), "--dry-run"]).exit_code == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == published

@@ -75,7 +75,7 @@ class ContentqGroup(LazyGroup):
         "usage": LazyCommand(
             "rewrite",
             "usage",
-            "LLM usage per day (UTC) and route: calls, posts, tokens in and out, estimated cost.",
+            "LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost.",
         ),
         "purge": LazyCommand(
             "ops", "purge", "Remove what is past retention, in small batches that never block the workers."
@@ -93,7 +93,7 @@ class ContentqGroup(LazyGroup):
         "health": LazyCommand(
             "ops",
             "health",
-            "Probe for monitoring: Redis, the database and the workers; exits 1 when one is down.",
+            "Probe for monitoring: Redis, the database, the workers and the listeners; exits 1 when one is down.",
         ),
         "demo": LazyCommand(
             "ops", "demo", "Run the pipeline end to end with no credentials, publishing to the outbox folder."
@@ -117,6 +117,11 @@ class ContentqGroup(LazyGroup):
         ),
         "supervisor": LazyCommand("ops", "supervisor_app", "Supervisor config for the workers."),
         "alerts": LazyCommand("ops", "alerts_app", "Alerts to the admin (run `alerts check` from cron)."),
+        "notifications": LazyCommand(
+            "notifications",
+            "notifications",
+            "Admin notifications sent, newest first: when, level, key, message; repeats held back within the throttle.",
+        ),
         "metrics": LazyCommand("ops", "metrics_app", "Prometheus metrics: an HTTP endpoint or a textfile."),
         "web": LazyCommand(
             "web", "app", "The admin panel in the browser and the JSON API (`contentq web`; `contentq web token`)."

@@ -216,8 +216,10 @@ def collect(
     if as_json:
         print_json(results)
     else:  # every source failed: the errors above are the output
+        from contentq.ingest import plural
+
         for report in reports:
-            summary(f"collected {report.source}: {report.fetched} messages fetched, cursor {report.cursor}",
+            summary(f"collected {report.source}: {plural(report.fetched, 'message')} fetched, cursor {report.cursor}",
                     report.lines())  # fmt: skip
     if failed:
         raise typer.Exit(1)
@@ -237,6 +239,7 @@ def import_(
     """Import a channel export through dedup and filters; all or nothing. Accepted posts go to rewrite."""
     from contentq.collect import ForegroundContext
     from contentq.imports import import_export
+    from contentq.ingest import plural
 
     rt = runtime()
     ctx = ForegroundContext(rt)
@@ -246,6 +249,6 @@ def import_(
         print_json(report.as_dict())
         return
     summary(
-        f"imported {path} as {report.source} into route {report.route}: {report.messages} messages, "
-        f"{report.posts} posts", report.lines(),
+        f"imported {path} as {report.source} into route {report.route}: {plural(report.messages, 'message')}, "
+        f"{plural(report.posts, 'post')}", report.lines(),
     )  # fmt: skip

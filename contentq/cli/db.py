@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from contentq.cli import typer_app
-from contentq.cli.common import JsonOpt, runtime
-from contentq.cli.render import ok, print_json, probe_table, table
+from contentq.cli.common import JsonOpt, WideOpt, runtime
+from contentq.cli.render import Col, ColumnSpec, ok, print_json, probe_table, table
 from contentq.media import human_bytes
 from contentq.ops.backup import check as check_core
 from contentq.ops.backup import make_backup
@@ -24,6 +24,7 @@ app = typer_app(help="The SQLite database: migrations, backups, restore, checks.
 def migrate(
     list_only: Annotated[bool, typer.Option("--list", help="List migrations and whether they are applied.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    wide: WideOpt = False,
 ) -> None:
     """Apply pending schema migrations (opening the database does this too)."""
     settings = runtime().settings
@@ -35,7 +36,8 @@ def migrate(
             if as_json:
                 print_json(rows)
             else:
-                table(rows, ["number", "name", "applied_at"], title=str(settings.db_path))
+                columns: list[ColumnSpec] = ["number", ("applied_at", "applied"), Col("name", fit="ellipsis")]
+                table(rows, columns, title=str(settings.db_path), wide=wide)
             return
         with store.translate_errors():
             done = apply_migrations(store.db)

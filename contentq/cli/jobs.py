@@ -6,10 +6,11 @@ from dataclasses import replace
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, WideOpt, runtime
-from contentq.cli.render import Col, console, details, error, ok, print_json, table
+from contentq.cli.render import Col, console, details, error, ok, plain, print_json, table, terminal_safe
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
 from contentq.runtime import tracking
@@ -81,12 +82,24 @@ def show(job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOp
 def logs(
     job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOpt = False, wide: WideOpt = False
 ) -> None:
-    """Show a job's event log."""
+    """Show a job's event log; tracebacks follow the table, line by line as Python printed them."""
     events = job_events(runtime().store, job_id)
     if as_json:
         print_json(events)
         return
-    table(events, ["at", "level", "event", Col("message", fit="wrap")], title=f"events of {job_id}", wide=wide)
+    rows, traces = [], []
+    for number, event in enumerate(events, 1):
+        # A multi-line message (an error and its traceback): its first line in the table, the rest below it, where
+        # a narrow column cannot fold each frame into pieces.
+        first, _, rest = (event["message"] or "").partition("\n")
+        if rest.strip():
+            traces.append((number, event, rest))
+            first += f" (traceback [{number}] below)"
+        rows.append({**event, "n": number, "message": first})
+    table(rows, ["n", "at", "level", "event", Col("message", fit="wrap")], title=f"events of {job_id}", wide=wide)
+    for number, event, rest in traces:
+        console.print(f"\n[bold][{number}] {plain(event['event'])} at {plain(event['at'])}[/bold]", highlight=False)
+        console.print(Text(terminal_safe(rest.strip("\n"))), soft_wrap=True, highlight=False)
 
 
 FilterOpts = {
@@ -110,8 +123,8 @@ def retry(
     older_than: Annotated[str | None, FilterOpts["older_than"]] = None,
     yes: Annotated[bool, FilterOpts["yes"]] = False,
 ) -> None:
-    """Run a failed or cancelled job again; the restart is logged on the job. --all takes every job of a status,
-    queue, kind and age: it says how many and asks first (--yes does not ask)."""
+    """Run a failed or cancelled job again, or a waiting one (rescheduled, retrying later) now; logged on the job.
+    --all takes every job of a status, queue, kind and age: it says how many and asks first (--yes does not ask)."""
     rt = runtime()
     if sum((job_id is not None, all_, all_failed)) != 1:
         raise ContentqError(
@@ -132,7 +145,10 @@ def retry(
             problems += 1  # one job changing under us must not stop the others
             error(str(exc))
             continue
-        ok(f"{jid} queued again (run {row['generation']})")
+        if str(row.get("retry_reason") or "").startswith("tried now"):
+            ok(f"{jid} runs now, its wait cut short (run {row['generation']})")
+        else:
+            ok(f"{jid} queued again (run {row['generation']})")
     if not ids:
         console.print("[dim]no failed jobs[/dim]")
     if problems:

@@ -16,12 +16,22 @@ from typing import Any
 from rq import get_current_job
 
 from contentq import lifecycle, pipeline
-from contentq.errors import ConfigError, FatalJobError, JobStopped, Reschedule
-from contentq.integrations.llm import ContextTooLongError, LLMFatalError, ProviderHoldError
+from contentq.clock import iso, now, parse
+from contentq.errors import ConfigError, FatalJobError, JobError, JobStopped, Reschedule
+from contentq.integrations.llm import (
+    BreakerOpenError,
+    ContextTooLongError,
+    LLMFatalError,
+    LLMWaitError,
+    ProviderHoldError,
+)
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
+from contentq.rewrite.usage import last_answered_at
+from contentq.routes import Route
 from contentq.runtime.context import JobContext, Runtime
+from contentq.store.jobs import first_event_since_restart
 from contentq.store.posts import get_post
 
 
@@ -82,6 +92,51 @@ def _record_fatal(ctx: JobContext, post_id: int, exc: FatalJobError) -> None:
         ctx.notify(f"rewrite-failed:{post_id}", f"rewrite of post {post_id} failed: {reason}", level="error")
 
 
+class LLMOutageError(FatalJobError):
+    """The LLM endpoint stayed unavailable past the route's llm_patience: the post fails rather than waits on."""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _patience(ctx: JobContext, post_id: int, route: Route, wait: LLMWaitError) -> JobError:
+    """The error to raise for a wait on the LLM: the wait itself (capped at what is left of the route's patience),
+    or, once the post has waited llm_patience since its first wait, a fatal error with the post failed and the
+    admin told once per outage (the outage is named by the endpoint's last answer)."""
+    first = first_event_since_restart(ctx.store, ctx.job_id, "llm_waiting")
+    patience = route.llm_patience_seconds
+    if first is None:
+        ctx.log("llm_waiting", f"{wait.reason}; the post fails after waiting {route.llm_patience} (llm_patience)",
+                level="warning")  # fmt: skip
+        first = iso()
+    waited = (now() - parse(first)).total_seconds()
+    if waited < patience:
+        wait.delay = max(1.0, min(wait.delay, patience - waited))
+        return wait
+    reason = (
+        f"the LLM endpoint has not answered for {_duration(waited)} (route {route.name} waits {route.llm_patience}, "
+        f"llm_patience): {wait.reason}"
+    )
+    _fail_post(ctx, post_id, reason)
+    ctx.log("llm_outage", reason, level="error")
+    since = last_answered_at(ctx.store)
+    when = since[:16].replace("T", " ") + " UTC" if since else "contentq began"
+    ctx.notify(
+        f"llm-outage:{since or 'never'}",
+        f"the LLM endpoint has not answered since {when}: rewrites that waited longer than their route's "
+        f"llm_patience fail (post {post_id} of route {route.name} first). Once it answers: "
+        f"`contentq jobs retry --all-failed --queue rewrite`. Last error: {wait.reason}",
+        level="error",
+        once=True,
+    )
+    return LLMOutageError(f"{reason}; `contentq jobs retry {ctx.job_id}` once the endpoint answers")
+
+
 def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     started = job_started()
     store = ctx.store
@@ -103,7 +158,13 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         _record_fatal(ctx, post_id, exc)
         raise
     if isinstance(rewriter, LLMRewriter):
-        rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
+        try:
+            rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
+        except BreakerOpenError as wait:
+            if not ctx.tried_now():
+                raise _patience(ctx, post_id, route, wait) from None
+            ctx.log("trial", "tried now by the operator: one request goes through the open circuit breaker")
+            rewriter.client.allow_trial()
 
     ctx.checkpoint("before the rewrite began")
     if not lifecycle.move(store, post_id, "rewrite_started"):
@@ -125,6 +186,8 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         lifecycle.move(store, post_id, "rewrite_postponed", reason=f"waiting: {exc}")
         if isinstance(exc, ProviderHoldError):
             ctx.notify("llm-hold", f"LLM calls paused: {exc}", level="error")
+        if isinstance(exc, LLMWaitError):
+            raise _patience(ctx, post_id, route, exc) from None
         raise
     except FatalJobError as exc:  # refused, too long, invalid output three times, request refused
         _record_fatal(ctx, post_id, exc)

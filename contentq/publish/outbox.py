@@ -77,11 +77,23 @@ def preview_parts(rendered: Rendered, src: Callable[[dict[str, Any]], str]) -> l
     return parts
 
 
+def _published_in(folder: Path) -> bool:
+    """The outbox publisher's own folder of a published post (its meta.json says it was no dry run)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("dry_run") is False
+
+
 def write_outbox(
     settings: Settings, post: dict[str, Any], route: Route, rendered: Rendered, *, dry_run: bool = False
 ) -> Path:
-    """Write the post's folder and return it."""
+    """Write the post's folder and return it. A dry run never replaces what the outbox publisher published: for
+    a post published there, it goes to `<id>.dry-run` beside it."""
     folder = settings.outbox_dir / route.name / str(post["id"])
+    if dry_run and _published_in(folder):
+        folder = folder.with_name(f"{post['id']}.dry-run")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{post['id']}-"))
     try:

@@ -30,7 +30,7 @@ log = logging.getLogger("contentq")
 class Alerts(Protocol):
     """What the runtime and the cores need of the admin notifier (contentq.notify.Notifier is one)."""
 
-    def notify(self, key: str, message: str, level: str = "warning") -> bool: ...
+    def notify(self, key: str, message: str, level: str = "warning", *, once: bool = False) -> bool: ...
 
 
 Factory = Callable[["Runtime"], Any]
@@ -165,8 +165,15 @@ class JobContext:
             extra={"job_id": self.job_id, "post_id": self.post_id, "queue": self.queue, "event": event},
         )
 
-    def notify(self, key: str, message: str, level: str = "warning") -> bool:
-        return self.runtime.notifier.notify(key, message, level=level)
+    def notify(self, key: str, message: str, level: str = "warning", *, once: bool = False) -> bool:
+        return self.runtime.notifier.notify(key, message, level=level, once=once)
+
+    def tried_now(self) -> bool:
+        """This run was asked for by the operator while the job waited (`contentq jobs retry` of a rescheduled
+        job): a wait that is not over (an open circuit breaker's cool-down) is not waited out this once."""
+        from contentq.store.jobs import event_before_start
+
+        return event_before_start(self.store, self.job_id) == "tried_now"
 
     def checkpoint(self, where: str = "") -> None:
         """A safe point: raises JobStopped when the operator cancelled this run (contentq.runtime.stopping)."""

@@ -621,6 +621,12 @@ def _post_search(db: Database) -> None:
     db.execute("INSERT INTO posts_fts (posts_fts) VALUES ('rebuild')")
 
 
+@migration(131, "usage: failed LLM requests recorded too (their error), so usage and stats count them")
+def _usage_errors(db: Database) -> None:
+    # A row per HTTP request to the LLM: tokens and cost when it answered, the error (and no tokens) when not.
+    db.execute("ALTER TABLE usage ADD COLUMN error TEXT")
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -107,16 +107,17 @@ def forget_stopped(store: Store, older_than: timedelta) -> int:
     return cursor.rowcount
 
 
-def live_workers(store: Store, ttl: float) -> list[dict[str, Any]]:
-    """Workers that beat within `ttl` and have not stopped (on this host: whose pid still exists)."""
-    stamp = now()
-    rows = store.query("SELECT * FROM workers WHERE stopped_at IS NULL ORDER BY name")
-    return [row for row in rows if is_alive(row, ttl, stamp)]
-
-
 def list_workers(store: Store) -> list[dict[str, Any]]:
     """Every worker that registered and was not forgotten: running ones first, the latest beat first."""
     return store.query("SELECT * FROM workers ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC, name")
+
+
+def live_workers(store: Store, ttl: float) -> list[dict[str, Any]]:
+    """The workers alive now by their heartbeats (stopped ones and those silent past `ttl` are left out)."""
+    stamp = now()
+    fresh = iso(stamp - timedelta(seconds=ttl))
+    rows = store.query("SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?", (fresh,))
+    return [row for row in rows if is_alive(row, ttl, stamp)]
 
 
 def jobs_finished_by(store: Store, since: str) -> dict[str, dict[str, int]]:
