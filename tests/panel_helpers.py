@@ -59,12 +59,12 @@ def seed(rt: Runtime) -> dict[str, int]:
         failed_job(rt, f"broken-{n}", error=f"Traceback (most recent call last):\n  boom {n}\nRuntimeError: boom {n}")
     enqueue(rt, "noop", "waiting")
     finished = enqueue(rt, "noop", "done")["id"]
+    _workers(rt)  # before the job it ran finished: a worker's jobs end after its start (jobs done counts from it)
     rt.store.execute(
         "UPDATE jobs SET status = 'succeeded', attempts = 1, worker = 'host.1234', started_at = ?, finished_at = ?,"
         " duration_ms = 42 WHERE id = ?",
         (iso(), iso(), finished),
     )
-    _workers(rt)
     _sources(rt)
     rt.store.execute(
         "INSERT INTO usage (at, post_id, route, model, tokens_in, tokens_out, cost)"
