@@ -17,11 +17,13 @@ from contentq.clock import iso
 from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
 from contentq.errors import ContentqError
+from contentq.publish.fanout import delivery_summary, platform_ids
 from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import in_zone, resolve_at
 from contentq.store import posts as store_posts
+from contentq.store.deliveries import deliveries_of, deliveries_of_posts
 from contentq.store.posts import STATES, get_post
 
 EDITABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
@@ -44,7 +46,21 @@ def list_posts(
     """Posts, newest first, optionally of one state and one route."""
     if state is not None and state not in STATES:
         raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
-    return store_posts.list_posts(runtime.store, state=state, route=route, limit=limit)
+    rows = store_posts.list_posts(runtime.store, state=state, route=route, limit=limit)
+    by_post = deliveries_of_posts(runtime.store, [r["id"] for r in rows])
+    for row in rows:
+        if by_post.get(row["id"]):
+            row["deliveries"] = delivery_summary(by_post[row["id"]])
+    return rows
+
+
+def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivery as shown by `posts show --json` and the API: its ids decoded."""
+    return {
+        "id": row["id"], "destination": row["destination"], "state": row["state"], "reason": row["state_reason"],
+        "due_at": row["due_at"], "published_at": row["published_at"], "link": row["link"],
+        "ids": platform_ids(row), "notes": row["notes"],
+    }  # fmt: skip
 
 
 @dataclass
@@ -55,9 +71,14 @@ class PostDetails:
     """The post's rows in the sends ledger, every round."""
     original: str
     """The text the rewrite was made from (for a generated post: what the LLM was asked to write about)."""
+    deliveries: list[dict[str, Any]]
+    """One per destination of a route with `destinations` (docs/destinations.md); [] otherwise."""
 
     def as_json(self) -> dict[str, Any]:
-        return {**post_json(self.post), "media": self.media, "sends": self.sends}
+        return {
+            **post_json(self.post), "media": self.media, "sends": self.sends,
+            "deliveries": [delivery_json(d) for d in self.deliveries],
+        }  # fmt: skip
 
 
 def post_details(runtime: Runtime, post_id: int) -> PostDetails:
@@ -69,7 +90,7 @@ def post_details(runtime: Runtime, post_id: int) -> PostDetails:
     if (post["source"] or "").startswith("generate:"):
         route = routes_config(runtime).routes.get(post["route"])
         original = f"(written by the LLM on the topic: {route.generate.topic if route and route.generate else '?'})"
-    return PostDetails(post, media, sends_of(runtime.store, post_id), original)
+    return PostDetails(post, media, sends_of(runtime.store, post_id), original, deliveries_of(runtime.store, post_id))
 
 
 def approve(runtime: Runtime, post_id: int) -> dict[str, Any]:

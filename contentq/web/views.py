@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -178,6 +179,23 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
         "rewrite_length": visible_len_utf16(post.get("rewrite_html") or ""),
         "preview_html": html,
         "preview_notes": notes,
+        **_destinations(rt, post),
+    }
+
+
+def _destinations(rt: Runtime, post: dict[str, Any]) -> dict[str, Any]:
+    """A post of a route with destinations: its deliveries, and each destination's version (docs/destinations.md)."""
+    from contentq.posts import delivery_json
+    from contentq.publish.preview_destinations import destination_versions, render_versions
+    from contentq.store.deliveries import deliveries_of
+
+    route = routes_config(rt).routes.get(post["route"])
+    versions = destination_versions(rt.store, rt.settings, post, route) if route and route.destinations else []
+    by_name = {Path(m["path"]).name: m["id"] for m in post_media_rows(rt.store, post["id"]) if m.get("path")}
+    return {
+        "deliveries": [delivery_json(d) for d in deliveries_of(rt.store, post["id"])],
+        "destinations": versions,
+        "destinations_html": render_versions(versions, lambda name: f"/media/{by_name.get(name, 0)}"),
     }
 
 
