@@ -3,8 +3,9 @@ SQLite file, so that what the platform saw survives the worker processes killed 
 itself: a new server on the same file carries on).
 
 Faults are scripted in the file too (`script`), so a test can arm them for worker processes: `status` answers
-the next N calls of an endpoint with an error, `hang_before` / `hang_after` make the next call sleep before or
-after its effect is committed (writing a marker file first, so the test knows when to kill the worker).
+the next N calls of an endpoint with an error, `pass` lets N calls through untouched (to aim a later fault),
+`hang_before` makes the next call sleep and then drop the request (no effect), `hang_after` makes it sleep after
+its effect is committed (both write a marker file first, so the test knows when to kill the worker).
 """
 
 from __future__ import annotations
@@ -156,8 +157,9 @@ class FakePlatform:
                 if fault["seconds"] is not None:  # a rate limit reset this far ahead
                     headers["x-rate-limit-reset"] = str(int(time.time() + fault["seconds"]))
                 raise Reply(int(fault["status"]), json.loads(fault["body"] or "{}"), headers)
-            if fault is not None and fault["kind"] == "hang_before":
+            if fault is not None and fault["kind"] == "hang_before":  # the request is lost: no effect at all
                 self._hang(fault)
+                raise Reply(503, {"title": "Service Unavailable", "status": 503, "detail": "the request was dropped"})
             result = self.route(request, conn)
             if fault is not None and fault["kind"] == "hang_after":
                 self._hang(fault)
