@@ -11,6 +11,7 @@ its effect is committed (both write a marker file first, so the test knows when 
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -77,8 +78,11 @@ class FakePlatform:
 
     SCHEMA = ""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, latency: float = 0.0) -> None:
         self.path = path
+        self.latency = latency
+        """Each POST takes up to this many seconds, half before its effect and half after (widens the window a
+        random kill of the client can hit, as the chaos bench wants)."""
         with self.connect() as conn:
             conn.executescript(FAULTS + self.SCHEMA)
         self.server: ThreadingHTTPServer | None = None
@@ -160,7 +164,11 @@ class FakePlatform:
             if fault is not None and fault["kind"] == "hang_before":  # the request is lost: no effect at all
                 self._hang(fault)
                 raise Reply(503, {"title": "Service Unavailable", "status": 503, "detail": "the request was dropped"})
+            if self.latency and request.method == "POST":
+                time.sleep(random.uniform(0, self.latency / 2))
             result = self.route(request, conn)
+            if self.latency and request.method == "POST":
+                time.sleep(random.uniform(0, self.latency / 2))
             if fault is not None and fault["kind"] == "hang_after":
                 self._hang(fault)
             return result

@@ -58,8 +58,8 @@ def ts(seconds: float) -> str:
 class FakeInstagram(FakePlatform):
     SCHEMA = SCHEMA
 
-    def __init__(self, path: Path, *, quota_total: int = 100) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, *, quota_total: int = 100, latency: float = 0.0) -> None:
+        super().__init__(path, latency=latency)
         conn = self.connect()
         conn.execute("INSERT OR IGNORE INTO config (key, value) VALUES ('quota_total', ?)", (str(quota_total),))
         conn.close()

@@ -60,8 +60,8 @@ def tco(url: str) -> str:
 class FakeX(FakePlatform):
     SCHEMA = SCHEMA
 
-    def __init__(self, path: Path, credentials: OAuth1Credentials = CREDENTIALS) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, credentials: OAuth1Credentials = CREDENTIALS, *, latency: float = 0.0) -> None:
+        super().__init__(path, latency=latency)
         self.credentials = credentials
 
     def endpoint(self, request: Request) -> str:
