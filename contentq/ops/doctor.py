@@ -339,6 +339,9 @@ def run_doctor(
 
     probes += check_listeners(settings, when_none=True)
     probes.append(check_llm(settings, routes, llm_timeout))
+    from contentq.ops.destinations_check import check_destinations
+
+    probes += check_destinations(settings, routes)  # X and Instagram accounts, the public media URL
     probes.append(check_supervisor(settings, supervisor_config))
     probes.append(check_cron(read_user_crontab))
     if conn is not None:

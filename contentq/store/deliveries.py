@@ -238,3 +238,13 @@ def bucket_level(store: Store, key: str) -> tuple[float, float] | None:
     """(tokens, unix time of the last refill) of an account's bucket; None when it was never used."""
     row = store.one("SELECT tokens, updated_at FROM rate_buckets WHERE key = ?", (key,))
     return None if row is None else (float(row["tokens"]), float(row["updated_at"]))
+
+
+def waiting_deliveries(store: Store, platform: str, account: str) -> tuple[int, str | None]:
+    """Deliveries to this account not sent yet: how many, and the earliest slot among them."""
+    row = store.one(
+        "SELECT COUNT(*) AS n, MIN(due_at) AS due FROM deliveries WHERE platform = ? AND account = ?"
+        " AND state = 'scheduled'",
+        (platform, account),
+    )
+    return (int(row["n"]), row["due"]) if row else (0, None)
