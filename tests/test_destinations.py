@@ -221,3 +221,23 @@ def test_posts_show_and_list_and_the_json_list_the_deliveries(drt: Runtime) -> N
     ]
     listed = runner.invoke(app, ["posts", "list"], env={"COLUMNS": "200"})
     assert "telegram:@mychan published, telegram:@second published" in listed.output
+
+
+def test_the_api_and_the_post_page_show_the_deliveries_and_each_destinations_version(drt: Runtime) -> None:
+    from tests.web_helpers import client
+
+    tg = fake(drt)
+    tg.add_channel("@second", 7654321)
+    post_id = scheduled(drt, 'Hello <a href="https://example.com">world</a>')
+    publish(drt, post_id)
+    tc = client(drt)
+    data = tc.get(f"/api/posts/{post_id}").json()
+    assert [(d["destination"], d["state"]) for d in data["deliveries"]] == [
+        ("telegram:@mychan", "published"),
+        ("telegram:@second", "published"),
+    ]
+    assert data["deliveries"][1]["link"].startswith("https://t.me/second/")
+    assert [v["destination"] for v in data["destinations"]] == ["telegram:@mychan", "telegram:@second"]
+    page = tc.get(f"/posts/{post_id}")
+    assert page.status_code == 200
+    assert 'data-delivery="telegram:@second"' in page.text and data["deliveries"][1]["link"] in page.text

@@ -156,7 +156,7 @@ def deliver_x(run: DeliveryRun) -> dict[str, Any]:
         client = x_client(run.runtime, run.destination.account)
         if part_row(run.store, run.delivery_id, run.round_no, 0) is None:  # a fresh delivery: it takes a token
             limit = routes_config(run.runtime).x_account(run.destination.account).limit
-            run.take_token(limit.burst, limit.per_hour)
+            run.take_token(limit.burst, limit.per_hour, count=len(plan.tweets))  # a request per tweet
         if not run.start():
             return {"delivery_id": run.delivery_id, "skipped": "state changed"}
         ids = _send_thread(run, client, plan)

@@ -106,9 +106,10 @@ class DeliveryRun:
 
     # Limits ------------------------------------------------------------------------------------------
 
-    def take_token(self, burst: int, per_hour: float) -> None:
-        """One send from the account's token bucket, or a wait until one is free (raised as Reschedule)."""
-        wait = take_token(self.store, self.destination.key, burst, per_hour / 3600.0)
+    def take_token(self, burst: int, per_hour: float, count: int = 1) -> None:
+        """`count` sends (a thread's tweets) from the account's token bucket, or a wait until they are free
+        (raised as Reschedule)."""
+        wait = take_token(self.store, self.destination.key, burst, per_hour / 3600.0, count=count)
         if wait > 0:
             raise self.wait(wait, f"rate limit of {self.destination.key} ({burst} at once, {per_hour:g} an hour)")
 

@@ -213,19 +213,23 @@ def stranded_deliveries(store: Store) -> list[dict[str, Any]]:
 # Token buckets per destination account -----------------------------------------------------------------
 
 
-def take_token(store: Store, key: str, burst: int, per_second: float, now_s: float | None = None) -> float:
-    """Take one send from the account's bucket: 0 when granted, else the seconds until a token is free.
+def take_token(
+    store: Store, key: str, burst: int, per_second: float, now_s: float | None = None, count: int = 1
+) -> float:
+    """Take `count` sends (at most `burst`) from the account's bucket: 0 when granted, else the seconds until
+    that many tokens are there.
 
     Kept in SQLite, not Redis: a Redis flush must not hand out a fresh burst the platform would refuse."""
     current = time.time() if now_s is None else now_s
     with store.transaction() as conn:
         row = conn.execute("SELECT tokens, updated_at FROM rate_buckets WHERE key = ?", (key,)).fetchone()
         tokens = float(burst) if row is None else min(float(burst), row[0] + max(0.0, current - row[1]) * per_second)
-        if tokens >= 1.0:
-            tokens -= 1.0
+        need = float(max(1, min(count, burst)))
+        if tokens >= need:
+            tokens -= need
             wait = 0.0
         else:
-            wait = (1.0 - tokens) / per_second
+            wait = (need - tokens) / per_second
         conn.execute(
             "INSERT INTO rate_buckets (key, tokens, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
             " tokens = excluded.tokens, updated_at = excluded.updated_at",
