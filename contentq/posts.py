@@ -124,6 +124,7 @@ def text_to_edit(runtime: Runtime, post_id: int) -> str:
     if post["state"] not in EDITABLE:
         raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be edited")
     pipeline.refuse_if_parts_out(runtime.store, post_id, "edited")
+    refuse_if_delivered(runtime, post_id)
     return str(post["rewrite_html"] if post["rewrite_html"] is not None else post["text_html"] or "")
 
 
@@ -140,6 +141,7 @@ def save_text(runtime: Runtime, post_id: int, html: str) -> dict[str, Any]:
         )
     store, settings = runtime.store, runtime.settings
     post = get_post(store, post_id)
+    refuse_if_delivered(runtime, post_id)
     has_media = bool(store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ?", (post_id,)))
     limit = settings.text_limit
     length = visible_len_utf16(html)
@@ -169,3 +171,13 @@ def save_text(runtime: Runtime, post_id: int, html: str) -> dict[str, Any]:
     if length > limit:
         note += f" (over Telegram's {limit}: sent as {len(split_html(html, limit))} messages)"
     return {"post_id": post_id, "length": length, "note": note}
+
+
+def refuse_if_delivered(runtime: Runtime, post_id: int) -> None:
+    """A post already out on one of its destinations is not edited: its versions would no longer match."""
+    out = [d["destination"] for d in deliveries_of(runtime.store, post_id) if d["state"] in ("published", "publishing")]
+    if out:
+        raise ContentqError(
+            f"post {post_id} cannot be edited: it is out (or going out) on {', '.join(out)}. Retry its failed "
+            f"deliveries as they are (`contentq jobs list --kind deliver`), or reject it and write a new post"
+        )

@@ -241,3 +241,27 @@ def test_the_api_and_the_post_page_show_the_deliveries_and_each_destinations_ver
     page = tc.get(f"/posts/{post_id}")
     assert page.status_code == 200
     assert 'data-delivery="telegram:@second"' in page.text and data["deliveries"][1]["link"] in page.text
+
+
+def test_a_post_out_on_a_destination_is_not_edited(drt: Runtime) -> None:
+    from contentq.errors import ContentqError
+    from contentq.posts import save_text, text_to_edit
+
+    tg = fake(drt)
+    tg.add_channel("@second", 7654321)
+    post_id = scheduled(drt)
+    original_send = tg.send
+
+    def refuse_second(target, part, random_ids):  # type: ignore[no-untyped-def]
+        if target.ref == "@second":
+            raise errors.ChatWriteForbiddenError(request=None)
+        return original_send(target, part, random_ids)
+
+    tg.send = refuse_second  # type: ignore[method-assign]
+    publish(drt, post_id)
+    assert get_post(drt.store, post_id)["state"] == "failed"  # editable by its state, but @mychan has it
+    with pytest.raises(ContentqError, match="it is out .* on telegram:@mychan"):
+        text_to_edit(drt, post_id)
+    with pytest.raises(ContentqError, match="cannot be edited"):
+        save_text(drt, post_id, "Another text")
+    assert get_post(drt.store, post_id)["rewrite_html"] == "Hello <b>both</b>"

@@ -193,7 +193,9 @@ def _destinations(rt: Runtime, post: dict[str, Any]) -> dict[str, Any]:
     versions = destination_versions(rt.store, rt.settings, post, route) if route and route.destinations else []
     by_name = {Path(m["path"]).name: m["id"] for m in post_media_rows(rt.store, post["id"]) if m.get("path")}
     return {
-        "deliveries": [delivery_json(d) for d in deliveries_of(rt.store, post["id"])],
+        "deliveries": [
+            {**d, "link": safe_href(d["link"])} for d in map(delivery_json, deliveries_of(rt.store, post["id"]))
+        ],
         "destinations": versions,
         "destinations_html": render_versions(versions, lambda name: f"/media/{by_name.get(name, 0)}"),
     }
