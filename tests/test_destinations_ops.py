@@ -176,3 +176,15 @@ def test_a_delivery_stranded_by_a_dead_process_is_settled_by_the_reconcile(world
         assert reconcile(rt) == []
     finally:
         rt.close()
+
+
+def test_a_route_publishing_only_to_x_does_not_need_a_telegram_login(home: Path) -> None:
+    from contentq.ops.doctor import telegram_need
+    from contentq.ops.probe import WARN
+    from contentq.routes import parse_routes
+
+    routes = parse_routes({"routes": {"x_only": {"sources": ["@donor"], "destinations": ["x:main"]}}})
+    level, why = telegram_need(load_settings(home=home), routes)
+    assert level == WARN and "collect" in why  # its sources still need Telegram to be collected, not to publish
+    both = parse_routes({"routes": {"r": {"sources": ["@donor"], "destinations": ["x:main", "telegram:@c"]}}})
+    assert telegram_need(load_settings(home=home), both)[0] == FAIL
