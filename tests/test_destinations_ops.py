@@ -77,6 +77,12 @@ def test_the_token_bucket_holds_back_the_send_over_its_burst_and_queue_status_sh
         assert limits["waiting"] == 1 and parse(limits["next_free"]) > now()
         shown = runner.invoke(app, ["queue", "status"], env={"COLUMNS": "200"})
         assert "destination limits" in shown.output and "x:main" in shown.output
+        from tests.web_helpers import client
+
+        tc = client(rt)
+        (panel,) = tc.get("/api/dashboard").json()["destination_limits"]
+        assert panel["destination"] == "x:main" and panel["waiting"] == 1
+        assert 'data-destination="x:main"' in tc.get("/").text
 
         drain(rt, "publish", timeout=30)
         assert len(world["x"].tweets()) == 3

@@ -118,7 +118,15 @@ def dashboard(rt: Runtime) -> dict[str, Any]:
         "llm_breaker": llm_breaker_status(rt),
         "alerts": alerts,
         "hours": charts(rt),
+        "destination_limits": _destination_limits(rt),
     }
+
+
+def _destination_limits(rt: Runtime) -> list[dict[str, Any]]:
+    """Each X and Instagram account's token bucket and next free time (docs/destinations.md)."""
+    from contentq.publish.limits import destination_limits
+
+    return destination_limits(rt)
 
 
 def posts_page(rt: Runtime, *, state: str | None, route: str | None, limit: int, before: int | None) -> dict[str, Any]:
