@@ -265,3 +265,19 @@ def test_a_post_out_on_a_destination_is_not_edited(drt: Runtime) -> None:
     with pytest.raises(ContentqError, match="cannot be edited"):
         save_text(drt, post_id, "Another text")
     assert get_post(drt.store, post_id)["rewrite_html"] == "Hello <b>both</b>"
+
+
+def test_publishing_a_failed_post_again_sends_only_its_failed_deliveries(drt: Runtime) -> None:
+    from contentq.publish.core import publish_now
+
+    tg = fake(drt)
+    tg.add_channel("@second", 7654321)
+    tg.fail_next("send", None, errors.ChatWriteForbiddenError(request=None))  # the second channel refuses once
+    post_id = scheduled(drt)
+    publish(drt, post_id)
+    assert get_post(drt.store, post_id)["state"] == "failed"
+    assert len(tg.visible("@mychan")) + len(tg.visible("@second")) == 1
+    publish_now(drt, post_id)  # `contentq publish ID`: the post's publish job runs again
+    drain(drt, "publish")
+    assert (len(tg.visible("@mychan")), len(tg.visible("@second"))) == (1, 1)
+    assert get_post(drt.store, post_id)["state"] == "published"

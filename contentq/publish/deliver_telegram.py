@@ -15,7 +15,6 @@ from telethon import errors as tg_errors
 
 from contentq.channels import resolve_channel
 from contentq.clock import now, parse
-from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, DatabaseLockedError, FatalJobError, RedisUnavailableError, Reschedule
 from contentq.publish import PublishError, deliveries, ledger
 from contentq.publish.delivery_run import DeliveryRun, fail_delivery
@@ -36,10 +35,6 @@ class DeliveryPublication(Publication):
     """The Telegram publication of one delivery (see the module doc)."""
 
     run: DeliveryRun | None = None
-
-    @property
-    def target_ref(self) -> str:
-        return normalize_channel_ref(self.route.target)
 
     def _run(self) -> DeliveryRun:
         assert self.run is not None

@@ -5,7 +5,8 @@ each destination has its delivery (created once, `scheduled` at the post's slot)
 still has to go out to its own `deliver` job. Each delivery then lives on its own (`contentq.publish.deliver`):
 a failed X delivery never holds back or repeats the Telegram one. The post follows its deliveries
 (`settle_post`): `published` once every one is, `failed` once all have ended and one failed.
-Retrying the post's publish job sends the failed deliveries again, never those already published.
+Each run of the post's publish job (`jobs retry`, `contentq publish`, a new time) sends its failed deliveries
+again, never those already published.
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ def fan_out(
     """Make and hand out the post's deliveries (see the module doc); returns what each one is doing."""
     store = runtime.store
     post_id = int(post["id"])
-    restarting = post["state"] == "failed"
     if not transition(
         store, post_id, ("scheduled", "publishing", "failed"), "publishing", target=route.target, state_reason=None
     ):
@@ -63,8 +63,8 @@ def fan_out(
     out: list[dict[str, Any]] = []
     for dest in route.destination_list:
         row = insert_delivery(store, post_id, dest.key, dest.platform, dest.account, "scheduled", due, "created")
-        if row["state"] == "failed" and restarting:
-            deliveries.move(store, row["id"], "restarted", due_at=iso())
+        if row["state"] == "failed":  # the post is published again (jobs retry, publish, a new time): this too
+            deliveries.move(store, row["id"], "restarted", due_at=due)
             row = get_delivery(store, row["id"])
         job: dict[str, Any] | None = None
         if row["state"] in ("scheduled", "publishing"):
