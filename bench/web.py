@@ -4,10 +4,14 @@ Measures, against `contentq web`'s app on uvicorn (a real HTTP server, one proce
 - p50/p95 latency of the jobs page (`GET /jobs`, HTML) and of `GET /api/jobs?status=failed` (target p95 ≤ 150 ms);
 - the delay from a job's state change (the jobs row and its event written as a worker writes them) to the SSE
   event reaching a client of `GET /api/events` (target p95 ≤ 1 s);
-- the same for a post's state change (`transition`; the post_changes trigger writes the feed's row), and the
-  cost of that trigger: `transition` calls per second with it.
+- the same for a post's state change (a lifecycle move: it writes the post and its history row, the feed's),
+  and what a move costs: moves per second (each with its history row);
+- issue 25: text search (`GET /api/posts?search=`, SQLite FTS5) over --search-posts posts of 40-80 words
+  (target p95 ≤ 100 ms), and a bulk retry of --bulk failed jobs from the panel in one request (the confirmation
+  form's POST /jobs/bulk; target ≤ 5 s), on a real (embedded) Redis, as a retry pushes each job to RQ.
 
     python bench/web.py [--jobs 100000] [--posts 20000] [--requests 200] [--changes 100]
+                        [--search-posts 100000] [--bulk 1000]
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ if str(REPO) not in sys.path:
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
+from contentq import lifecycle  # noqa: E402
 from contentq.clock import iso  # noqa: E402
 from contentq.ops.stats import percentile  # noqa: E402
 from contentq.runtime.context import Runtime  # noqa: E402
+from contentq.runtime.redis import EmbeddedServer  # noqa: E402
 from contentq.settings import load_settings  # noqa: E402
 from contentq.store.jobs import add_event  # noqa: E402
-from contentq.store.posts import transition  # noqa: E402
 from contentq.web.app import create_app  # noqa: E402
 from contentq.web.auth import load_token  # noqa: E402
 
@@ -154,20 +159,78 @@ def sse_post_delays(rt: Runtime, base: str, token: str, changes: int) -> list[fl
     ready.wait(10)
     time.sleep(0.5)
     for post_id in targets:
-        transition(rt.store, post_id, "awaiting_approval", "scheduled")
+        lifecycle.move(rt.store, post_id, "approved", then=True)  # the bench measures the feed, not the dispatch
         sent[post_id] = time.perf_counter()
         time.sleep(random.uniform(0.05, 0.3))
     thread.join(timeout=15)
     return [(got[p] - sent[p]) * 1000 for p in targets if p in got]
 
 
-def transitions_per_second(rt: Runtime, n: int = 2000) -> float:
-    """State changes of one post back and forth: each one also writes its post_changes row (the trigger)."""
+def moves_per_second(rt: Runtime, n: int = 2000) -> float:
+    """Moves of one post back and forth (publishing ⇄ scheduled): each one also writes its history row."""
     post_id = int(rt.store.scalar("SELECT id FROM posts WHERE state = 'published' LIMIT 1") or 0)
+    rt.store.execute("UPDATE posts SET state = 'scheduled' WHERE id = ?", (post_id,))  # a bench's own set-up
     started = time.perf_counter()
     for i in range(n):
-        transition(rt.store, post_id, ("published", "failed"), "failed" if i % 2 == 0 else "published")
+        lifecycle.move(rt.store, post_id, "publish_started" if i % 2 == 0 else "publish_postponed")
     return n / (time.perf_counter() - started)
+
+
+WORDS = (  # noqa: SIM905 - a sentence of words reads better than a list of 80 strings
+    "launch rocket weather friday market report revenue city council river bridge festival music school teacher"
+    " train station airport energy price bank rate football match season player coach election vote minister"
+    " запуск ракеты погода пятница рынок отчёт выручка город совет река мост фестиваль музыка школа учитель поезд"
+    " вокзал аэропорт энергия цена банк ставка футбол матч сезон игрок тренер выборы голос министр"
+).split()
+SEARCHES = ["ракеты", "festival music", "weath", "bank rate", "министр выборы", "zeppelin"]
+"""Common words, two words, a prefix, Cyrillic, and a word no post has."""
+
+
+def fill_search(rt: Runtime, posts: int, first_id: int) -> None:
+    """`posts` posts of 40-80 words (a Zipf-like mix: a few words in most posts, most words in few), original
+    and rewrite; the FTS5 triggers index them as they are inserted, as ingest and rewrite would."""
+    rng = random.Random(25)
+    weights = [1 / (n + 1) for n in range(len(WORDS))]
+    stamp = iso()
+    rows = []
+    for n in range(first_id, first_id + posts):
+        original = " ".join(rng.choices(WORDS, weights, k=rng.randint(40, 80)))
+        rewrite = " ".join(rng.choices(WORDS, weights, k=rng.randint(40, 80)))
+        rows.append(
+            (n, "news", "@search", n, "text", f"<b>{original[:40]}</b> {original}", rewrite, stamp, "published", stamp)
+        )
+    with rt.store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO posts (id, route, source, source_msg_id, kind, text_html, rewrite_html, collected_at, state,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def fill_failed(rt: Runtime, jobs: int) -> None:
+    """`jobs` failed noop jobs of the maintenance queue (the bulk retry's filter picks exactly these)."""
+    stamp = iso()
+    with rt.store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO jobs (id, rq_id, kind, queue, key, status, generation, attempts, max_attempts, created_at,"
+            " updated_at, finished_at, error) VALUES (?, ?, 'noop', 'maintenance', ?, 'failed', 1, 1, 1, ?, ?, ?,"
+            " 'boom')",
+            [(f"noop-bulk{n}", f"noop-bulk{n}-g1", f"bulk{n}", stamp, stamp, stamp) for n in range(jobs)],
+        )
+
+
+def bulk_retry(client: httpx.Client, rt: Runtime) -> tuple[float, str]:
+    """The panel's confirmation form, submitted once: every failed job of the maintenance queue retried."""
+    started = time.perf_counter()
+    response = client.post(
+        "/jobs/bulk", data={"action": "retry", "status": "failed", "queue": "maintenance", "kind": "noop"},
+        headers={"Accept": "text/html"},
+    )  # fmt: skip
+    took = time.perf_counter() - started
+    assert response.status_code == 303, response.text[:300]
+    left = rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE queue = 'maintenance' AND status = 'failed'")
+    queued = rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE queue = 'maintenance' AND status = 'queued'")
+    return took, f"{queued} queued again, {left} still failed"
 
 
 def main() -> None:
@@ -176,14 +239,25 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--search-posts", type=int, default=100_000)
+    parser.add_argument("--bulk", type=int, default=1000)
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="contentq-bench-web-"))
-    settings = load_settings(home=home, redis_url="redis://127.0.0.1:1/0")  # the measured paths never touch Redis
+    redis_server = EmbeddedServer(home / "redis")  # a bulk retry pushes every job to RQ
+    redis_server.start()
+    settings = load_settings(home=home, redis_url=redis_server.url)
     rt = Runtime(settings)
     started = time.perf_counter()
     fill(rt, args.jobs, args.posts)
     print(f"filled {args.jobs} jobs, {args.posts} posts in {time.perf_counter() - started:.1f} s ({home})")
+    started = time.perf_counter()
+    fill_search(rt, args.search_posts, args.posts + 1)
+    fill_failed(rt, args.bulk)
+    rt.store.execute("ANALYZE")
+    total = rt.store.scalar("SELECT COUNT(*) FROM posts")
+    print(f"filled {args.search_posts} posts of 40-80 words (FTS5-indexed; {total} posts in all) and {args.bulk}"
+          f" failed jobs in {time.perf_counter() - started:.1f} s")  # fmt: skip
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -206,13 +280,30 @@ def main() -> None:
         results["posts page (GET /posts)"] = timed(
             client, "/posts", args.requests // 2, headers={"Accept": "text/html"}
         )
+        for words in SEARCHES:
+            found = client.get("/api/posts", params={"search": words}).json()["total"]
+            results[f"search {words!r} ({found} match)"] = timed(
+                client, "/api/posts", args.requests // 2, params={"search": words}
+            )
+        searched = [v for k, v in results.items() if k.startswith("search ")]
+        results["search, all of the above"] = [x for values in searched for x in values]
+        results["search 'festival music', state=failed (0 match)"] = timed(
+            client, "/api/posts", args.requests // 2, params={"search": "festival music", "state": "failed"}
+        )
+        results["posts page with a search (HTML)"] = timed(
+            client, "/posts", args.requests // 2, params={"search": "festival music"}, headers={"Accept": "text/html"}
+        )
+        took, outcome = bulk_retry(client, rt)
     results["job state change → SSE event"] = sse_delays(rt, base, token, args.changes)
     results["post state change → SSE event"] = sse_post_delays(rt, base, token, args.changes)
     server.should_exit = True
     for name, values in results.items():
         p50, p95 = percentile(values, 50), percentile(values, 95)
         print(f"{name:40s} n={len(values):4d}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  max {max(values):7.1f} ms")
-    print(f"post transitions (with the post_changes trigger): {transitions_per_second(rt):.0f}/s")
+    print(f"post moves (each with its history row): {moves_per_second(rt):.0f}/s")
+    print(f"bulk retry of {args.bulk} failed jobs from the panel (one POST /jobs/bulk): {took:.2f} s ({outcome})")
+    rt.close()
+    redis_server.stop()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any, NoReturn, Protocol
 import tenacity
 from telethon import errors
 
+from contentq import pipeline
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
 from contentq.content.media_types import clean_media_type
@@ -30,8 +31,10 @@ from contentq.ingest import (
     Outcome,
     dedup_index,
     forget_dedup_index,
+    paid_reason,
     plural,
 )
+from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
 from contentq.media import store_bytes
 from contentq.redact import redact
@@ -144,7 +147,7 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
     counts = Counts()
     try:
         route = route_for_source(runtime, ref)
-        gateway = runtime.telegram
+        gateway = gateway_of(runtime)
         check_session(ctx, gateway, ref, counts)
         channel = _resolve(ctx, gateway, ref)
         report = _collect(ctx, gateway, route, channel, counts, progress)
@@ -297,6 +300,7 @@ def _candidate(ref: str, group: list[FetchedMessage]) -> Candidate:
         is_forward=any(m.is_forward for m in group),
         forward_name=next((m.forward_name for m in group if m.forward_name), None),
         forward_link=next((m.forward_link for m in group if m.forward_link), None),
+        skip_reason=next((paid_reason(m.paid_stars) for m in group if m.paid_stars is not None), None),
     )
 
 
@@ -309,7 +313,11 @@ def _download(runtime: Runtime, gateway: TelegramGateway, channel: ResolvedChann
             continue
         origin = f"{channel.ref}:{message.id}"
         mime = clean_media_type(info.mime or ("image/jpeg" if info.kind == "photo" else None), origin)
-        media = CandidateMedia(info.kind, mime, info.size, info.width, info.height, origin=origin)
+        media = CandidateMedia(
+            info.kind, mime, info.size, info.width, info.height, origin=origin, duration=info.duration,
+            spoiler=info.spoiler, title=info.title, performer=info.performer, file_name=info.file_name,
+            emoji=info.emoji,
+        )  # fmt: skip
         limit = runtime.settings.collect_max_media_mb * 1024 * 1024
         if info.size is not None and limit and info.size > limit:
             # Held in memory while downloading, and bound by the job timeout: a huge file would fail every retry.
@@ -343,7 +351,7 @@ def _collect(
     newest_first = cursor == 0  # see TelegramGateway.fetch_messages: else the oldest page after the cursor
     messages = gateway.fetch_messages(channel, min_id=cursor, limit=limit)
     ctx.log(
-        "fetched", f"{len(messages)} messages newer than {cursor}" + (" (first run)" if first_run else "")
+        "fetched", f"{plural(len(messages), 'message')} newer than {cursor}" + (" (first run)" if first_run else "")
         + ("; more remain, the next run goes on" if not newest_first and len(messages) >= limit else ""),
         cursor=cursor, limit=limit,
     )  # fmt: skip
@@ -409,7 +417,7 @@ def store_group(
     ids = [m.id for m in group]
     candidate = _candidate(ref, group)
     has_media = any(m.media is not None for m in group)
-    wanted = has_media or bool(candidate.html.strip())  # skip what has neither text nor media we keep
+    wanted = has_media or bool(candidate.html.strip()) or candidate.skip_reason is not None  # else nothing to keep
     not_downloaded = 0
     if has_media and ingestor.stored_as(store.conn, ref, ids) is None:
         candidate.media = _download(runtime, gateway, channel, group)
@@ -438,7 +446,7 @@ def store_group(
 
 
 def _enqueue_rewrite(ctx: CollectContext, post_id: int) -> None:
-    ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+    pipeline.follow_up(ctx.runtime, post_id, "collected")  # the rewrite job (lifecycle.MOVES)
 
 
 def enqueue_missing_rewrites(ctx: CollectContext, source: str) -> int:

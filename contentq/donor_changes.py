@@ -25,18 +25,20 @@ from typing import Any
 
 from telethon import errors as tg_errors
 
+from contentq import lifecycle, pipeline
 from contentq.clock import iso, now, parse
 from contentq.collect import CollectContext, _candidate
 from contentq.errors import Reschedule
 from contentq.ingest import CandidateMedia, Ingestor
+from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage
 from contentq.runtime.context import JobContext
-from contentq.store.posts import get_post, transition
+from contentq.store.posts import get_post
 
-NOT_PUBLISHED = ("collected", "rewriting", "rewritten", "awaiting_approval", "scheduled")
+NOT_PUBLISHED = lifecycle.sources_of("donor_deleted")
 """States a post leaves for `cancelled` when the donor deletes it."""
 
-REWRITE_AGAIN = ("rewriting", "rewritten", "awaiting_approval", "scheduled")
+REWRITE_AGAIN = lifecycle.sources_of("donor_edited")
 """States a donor edit sends back to `collected` for a new rewrite (a running rewrite finds it gone and
 runs again: jobs/rewrite.py)."""
 
@@ -81,6 +83,7 @@ def apply_edit(ctx: CollectContext, ingestor: Ingestor, source: str, message: Fe
     html, removed = ingestor.body(candidate)
     stamp = iso()
     enqueue: tuple[str, str, dict[str, Any], int] | None = None
+    rewrite_again = False
     with store.transaction() as conn:
         rows = _posts_of(conn, source, [message.id])
         if not rows:
@@ -96,11 +99,10 @@ def apply_edit(ctx: CollectContext, ingestor: Ingestor, source: str, message: Fe
         text = {"text_html": html, "original_html": candidate.html if removed else None, "donor_edited_at": stamp,
                 "updated_at": stamp}  # fmt: skip
         if state in REWRITE_AGAIN:
-            text |= {"state": "collected", "rewrite_html": None, "title": None, "image_prompt": None,
-                     "scheduled_at": None, "dispatched_at": None,
-                     "state_reason": f"the donor edited it (was {state}): rewritten again"}  # fmt: skip
+            text |= {"rewrite_html": None, "title": None, "image_prompt": None, "scheduled_at": None,
+                     "dispatched_at": None}  # fmt: skip
             action = "rewrite"
-            enqueue = ("rewrite", str(post_id), {"post_id": post_id}, post_id)
+            rewrite_again = True
         elif state in ("collected", "duplicate", "filtered", "failed"):
             action = "updated"
         elif state in ("publishing", "published") and route.on_donor_edit == "edit_published":
@@ -119,6 +121,11 @@ def apply_edit(ctx: CollectContext, ingestor: Ingestor, source: str, message: Fe
             return Change(post_id, "left", f"the post is {state}")
         assignments = ", ".join(f"{column} = ?" for column in text)
         conn.execute(f"UPDATE posts SET {assignments} WHERE id = ?", [*text.values(), post_id])
+        if rewrite_again:
+            lifecycle.move_in(conn, post_id, "donor_edited", then=True,
+                              reason=f"the donor edited it (was {state}): rewritten again")  # fmt: skip
+    if rewrite_again:
+        pipeline.follow_up(ctx.runtime, post_id, "donor_edited")  # the rewrite job, after the commit
     if enqueue is not None:
         kind, key, payload, pid = enqueue
         ctx.enqueue_child(kind, key, payload, post_id=pid)
@@ -141,10 +148,7 @@ def apply_delete(ctx: CollectContext, route_delete: str, source: str, msg_ids: l
                 continue
             reason = f"deleted by the donor ({source} message {', '.join(str(i) for i in sorted(own))})"
             if state in NOT_PUBLISHED:
-                conn.execute(
-                    "UPDATE posts SET state = 'cancelled', state_reason = ?, updated_at = ? WHERE id = ?",
-                    (reason, iso(), post_id),
-                )
+                lifecycle.move_in(conn, post_id, "donor_deleted", reason=reason)
                 changes.append(Change(post_id, "cancelled", reason))
             elif state in ("publishing", "published") and route_delete == "delete_published":
                 jobs.append(post_id)
@@ -211,7 +215,7 @@ def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: flo
             return _skip(ctx, edit_id, f"the rewriter skipped the edited text: {result.skip_reason}")
         html = result.html
         _set_edit(ctx, edit_id, "rewritten", html=html)
-    gateway = ctx.runtime.telegram
+    gateway = gateway_of(ctx.runtime)
     from contentq.channels import resolve_channel
 
     gateway.ensure_ready()
@@ -261,13 +265,13 @@ def delete_published(ctx: JobContext, post_id: int) -> dict[str, Any]:
         "SELECT message_ids FROM sends WHERE post_id = ? AND status = 'sent'", (post_id,)
     ) for i in json.loads(s["message_ids"] or "[]")]  # fmt: skip
     if route.publisher == "telegram" and ids:
-        gateway = ctx.runtime.telegram
+        gateway = gateway_of(ctx.runtime)
         gateway.ensure_ready()
         target = resolve_channel(ctx.store, gateway, post["target"] or route.target, role="target")
         gateway.delete_messages(target, ids)
         ctx.store.execute("UPDATE sends SET status = 'deleted', updated_at = ? WHERE post_id = ? AND status = 'sent'",
                           (iso(), post_id))  # fmt: skip
     reason = f"deleted from {route.target} ({len(ids)} message(s)) after the donor deleted it"
-    transition(ctx.store, post_id, "published", "cancelled", state_reason=reason)
+    lifecycle.move(ctx.store, post_id, "withdrawn", reason=reason)
     ctx.log("deleted", reason)
     return {"post_id": post_id, "deleted": ids}

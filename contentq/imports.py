@@ -12,12 +12,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contentq import pipeline
 from contentq.channels import advance, ensure_channel
 from contentq.collect import CollectContext
 from contentq.content.media_types import clean_media_type
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError
-from contentq.ingest import Candidate, CandidateMedia, Counts, Ingestor, dedup_index, forget_dedup_index, plural
+from contentq.ingest import (
+    Candidate,
+    CandidateMedia,
+    Counts,
+    Ingestor,
+    dedup_index,
+    forget_dedup_index,
+    paid_reason,
+    plural,
+)
 from contentq.integrations.export import ExportMessage, export_groups, read_export
 from contentq.media import store_file
 from contentq.routes import Route, load_routes
@@ -75,7 +85,11 @@ def _candidate(ref: str, group: list[ExportMessage], media_dir: Path) -> Candida
         if item is None:
             continue
         mime = clean_media_type(item.mime, f"{ref}:{message.id}")
-        entry = CandidateMedia(item.kind, mime, item.size, item.width, item.height, origin=f"{ref}:{message.id}")
+        entry = CandidateMedia(
+            item.kind, mime, item.size, item.width, item.height, origin=f"{ref}:{message.id}",
+            duration=item.duration, spoiler=item.spoiler, title=item.title, performer=item.performer,
+            file_name=item.file_name, emoji=item.emoji,
+        )  # fmt: skip
         if item.path is not None:
             stored = store_file(media_dir, item.path, mime=mime)
             entry.sha256, entry.relpath, entry.size = stored.sha256, stored.relpath, stored.size
@@ -89,6 +103,7 @@ def _candidate(ref: str, group: list[ExportMessage], media_dir: Path) -> Candida
         is_forward=any(m.is_forward for m in group),
         forward_name=next((m.forward_name for m in group if m.forward_name), None),
         media=media,
+        skip_reason=next((paid_reason(m.paid_stars) for m in group if m.paid_stars is not None), None),
     )
 
 
@@ -100,16 +115,15 @@ def import_export(
     ref = normalize_channel_ref(source)
     route = _route(ctx, ref, route_name)
     export = read_export(path)
-    kept = [m for m in export.messages if m.html.strip() or m.media is not None]
+    kept = [m for m in export.messages if m.html.strip() or m.media is not None or m.paid_stars is not None]
     groups = export_groups(kept)
     report = ImportReport(ref, route.name, len(export.messages), len(groups), export.service_skipped,
                           export.missing_files)  # fmt: skip
     for message in export.messages:
-        if not message.html.strip() and message.media is None:
+        if not message.html.strip() and message.media is None and message.paid_stars is None:
             kind = message.unsupported or "empty message"
             report.skipped[kind] = report.skipped.get(kind, 0) + 1
-    if export.service_skipped:
-        report.skipped["service message"] = export.service_skipped
+    report.skipped.update(export.skipped)  # service messages; "unsupported" ones: media Telegram Desktop did not know
     store = runtime.store
     ingestor = Ingestor(route, dedup_index(runtime))
     ingestor.index.refresh(store.conn)  # the first load is long: do it before taking the write lock
@@ -141,5 +155,5 @@ def import_export(
         raise
     ctx.log("imported", f"{export.path}: " + "; ".join(report.lines()), **report.as_dict())
     for post_id in accepted:
-        ctx.enqueue_child("rewrite", str(post_id), {"post_id": post_id}, post_id=post_id)
+        pipeline.follow_up(ctx.runtime, post_id, "collected")  # the rewrite job (lifecycle.MOVES)
     return report

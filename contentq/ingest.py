@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from contentq import lifecycle
 from contentq.clock import iso
 from contentq.content.ads import link_places
 from contentq.content.filters import PostFacts, RouteFilter, timeout_warning
@@ -58,7 +59,7 @@ ATTACHABLE_STATES = ("collected", "duplicate", "filtered")
 
 @dataclass
 class CandidateMedia:
-    kind: str  # photo | video | document | audio | voice | sticker
+    kind: str  # photo | video | video_note | animation | document | audio | voice | sticker
     mime: str | None = None
     size: int | None = None
     width: int | None = None
@@ -66,6 +67,12 @@ class CandidateMedia:
     sha256: str | None = None
     relpath: str | None = None  # relative to the media dir; None when the file is not available
     origin: str | None = None  # '<source>:<message id>' it came from
+    duration: float | None = None  # seconds
+    spoiler: bool = False
+    title: str | None = None  # an audio file's title and performer
+    performer: str | None = None
+    file_name: str | None = None
+    emoji: str | None = None  # a sticker's emoji
 
     def dedup_key(self) -> str:
         """The media's part of the content hash: its bytes' hash, or, for a missing file, where it came from.
@@ -92,6 +99,7 @@ class Candidate:
     forward_name: str | None = None  # the origin of a forward, for a route's forward_credit
     forward_link: str | None = None
     media: list[CandidateMedia] = field(default_factory=list)
+    skip_reason: str | None = None  # content that cannot be reposted (paid media): stored as filtered with this
 
     @property
     def kind(self) -> str:
@@ -179,6 +187,12 @@ def _by_count(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
+def paid_reason(stars: int | None) -> str:
+    """The reason a paid-media post is stored as filtered (collect and import)."""
+    price = f" ({stars} stars)" if stars else ""
+    return f"paid media{price}: its content is sold by the donor and cannot be reposted"
+
+
 def plural(count: int, noun: str) -> str:
     """'1 poll', '2 service messages'."""
     if count == 1:
@@ -257,7 +271,7 @@ class Ingestor:
         elif removed and not html.strip() and not candidate.media:
             state, reason = "filtered", FOOTER_ONLY
         else:
-            reason = self.filter.check(self._facts(candidate, html, text))
+            reason = candidate.skip_reason or self.filter.check(self._facts(candidate, html, text))
             state = "filtered" if reason else "collected"
             if reason is None and self.filter.timed_out:  # kept, with the warning on the post
                 reason = timeout_warning(self.filter.timed_out)
@@ -323,10 +337,12 @@ def _insert_media(
 ) -> None:
     for position, media in enumerate(media_list, start=start):
         conn.execute(
-            "INSERT INTO media (post_id, position, origin, kind, sha256, path, mime, size, width, height, created_at)"
-            " VALUES (?, ?, 'donor', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO media (post_id, position, origin, kind, sha256, path, mime, size, width, height, duration,"
+            " spoiler, title, performer, file_name, emoji, created_at)"
+            " VALUES (?, ?, 'donor', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (post_id, position, media.kind, media.sha256, media.relpath, media.mime, media.size, media.width,
-             media.height, stamp),
+             media.height, media.duration, int(media.spoiler), media.title, media.performer, media.file_name,
+             media.emoji, stamp),
         )  # fmt: skip
 
 
@@ -373,5 +389,8 @@ def _insert_post(
         f"INSERT INTO posts ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})", list(row.values())
     )
     post_id = int(cursor.lastrowid or 0)
+    # Its event is named after the state it enters; collect and import run the follow-ups of `collected` (its
+    # rewrite job) once their transaction is committed.
+    lifecycle.enter_in(conn, post_id, state, reason, then=True)
     _insert_media(conn, post_id, candidate.media, 0, stamp)
     return post_id

@@ -20,12 +20,15 @@ gap.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from contentq import actors
 from contentq.channels import resolve_channel
 from contentq.clock import iso, now
 from contentq.collect import (
@@ -41,10 +44,12 @@ from contentq.content.refs import normalize_channel_ref
 from contentq.donor_changes import Change, apply_delete, apply_edit
 from contentq.errors import ContentqError, Reschedule
 from contentq.ingest import Counts, Ingestor, Outcome, dedup_index
+from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
 from contentq.redact import redact
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
+from contentq.settings import Settings
 from contentq.store.footers import load_footer
 from contentq.store.listeners import beat, start_listener
 
@@ -140,7 +145,11 @@ class Listener:
     # the loop --------------------------------------------------------------------------------------
 
     def run(self) -> Counts:
-        store, gateway = self.runtime.store, self.runtime.telegram
+        with actors.acting_as(f"listen:{self.name}"):  # the posts it moves are recorded as the listener's
+            return self._run()
+
+    def _run(self) -> Counts:
+        store, gateway = self.runtime.store, gateway_of(self.runtime)
         start_listener(store, self.name, self.refs)
         try:
             check_session(self.ctx, gateway, ", ".join(self.refs), self.counts)
@@ -159,7 +168,7 @@ class Listener:
         dedup.refresh(self.runtime.store.conn)  # the first load is long: before taking updates
         for ref in self.refs:
             route = route_for_source(self.runtime, ref)
-            channel = resolve_channel(self.runtime.store, self.runtime.telegram, ref)
+            channel = resolve_channel(self.runtime.store, gateway_of(self.runtime), ref)
             ingestor = Ingestor(route, dedup)
             ingestor.use_footer(ref, load_footer(self.runtime.store.conn, ref))
             self.sources[channel.id] = Source(channel, route, ingestor)
@@ -238,7 +247,7 @@ class Listener:
         ids = [m.id for m in group]
         move = self._cursor_may_move(source, ids)
         try:
-            outcome, _ = store_group(self.ctx, source.ingestor, self.runtime.telegram, source.channel, group,
+            outcome, _ = store_group(self.ctx, source.ingestor, gateway_of(self.runtime), source.channel, group,
                                      self.counts, move_cursor=move)  # fmt: skip
         except (ConnectionError, OSError) as exc:
             # A media download failed: the cursor stays before these messages (and before every later one
@@ -374,3 +383,132 @@ def _lag(update: ListenUpdate) -> float | None:
         date = date.replace(tzinfo=UTC)
     received = datetime.fromtimestamp(update.received_at, UTC) if update.received_at else now()
     return round(max(0.0, (received - date).total_seconds()), 3)
+
+
+# the program under supervisor: waits for a login instead of exiting ------------------------------------
+
+RETRY_FIRST_S = 5.0
+"""After a start that could not go live (no login, Telegram unreachable, an error): the first wait."""
+
+RETRY_MAX_S = 300.0
+"""The longest wait between two starts; a login (the session file or .env changing) is noticed within a second."""
+
+
+def login_problem(settings: Settings) -> str | None:
+    """What keeps a listener from logging in that only the operator can fix, seen without asking Telegram; None
+    when API keys and a session are there (a stand-in gateway needs neither)."""
+    if settings.tg_gateway:
+        return None
+    if settings.tg_api_id is None or settings.tg_api_hash is None:
+        return "CONTENTQ_TG_API_ID / CONTENTQ_TG_API_HASH are not set"
+    if settings.tg_session is not None and settings.tg_session.get_secret_value().strip():
+        return None
+    path = settings.session_path
+    try:
+        if path.stat().st_size > 0:
+            return None
+    except OSError:
+        pass
+    return f"no Telegram session ({path} is missing)"
+
+
+def _fingerprint(settings: Settings) -> tuple[float, ...]:
+    """Modification times of what a login changes: the session file and the .env files."""
+    stamps = []
+    for path in (settings.session_path, settings.home / ".env", Path(".env")):
+        try:
+            stamps.append(path.stat().st_mtime)
+        except OSError:
+            stamps.append(0.0)
+    return tuple(stamps)
+
+
+class ListenService:
+    """`contentq listen` as supervisor runs it: a listener that cannot start (not logged in, Telegram
+    unreachable, an error) never exits, which would be a restart every second or two; it records why in its
+    heartbeat row (health and doctor show it, with the fix), waits (5 s, doubling up to 5 minutes; at once when
+    the session file or .env changes, as `contentq login` does) and starts again with the settings read anew."""
+
+    def __init__(
+        self,
+        load_settings: Callable[[], Settings],
+        sources: Callable[[Runtime], list[str]],
+        *,
+        name: str = "listen",
+        first_wait: float = RETRY_FIRST_S,
+        max_wait: float = RETRY_MAX_S,
+        make_runtime: Callable[[Settings], Runtime] = Runtime,
+    ) -> None:
+        self.load_settings = load_settings
+        self.sources = sources
+        self.name = name
+        self.first_wait = first_wait
+        self.max_wait = max_wait
+        self.make_runtime = make_runtime
+        self.counts = Counts()
+        self._stop = threading.Event()
+        self._listener: Listener | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        listener = self._listener
+        if listener is not None:
+            listener.stop()
+
+    def run(self) -> Counts:
+        delay = self.first_wait
+        problem_since: str | None = None
+        while not self._stop.is_set():
+            runtime = self.make_runtime(self.load_settings())
+            try:
+                problem = login_problem(runtime.settings)
+                state = "not_logged_in"
+                if problem is None:
+                    state, problem = self._listen(runtime)
+                    if problem is None:
+                        return self.counts  # stopped on request
+                problem_since = problem_since or iso()
+                self._wait(runtime, state, problem, problem_since, delay)
+            finally:
+                self._listener = None
+                runtime.close()
+            delay = min(delay * 2, self.max_wait)
+        return self.counts
+
+    def _listen(self, runtime: Runtime) -> tuple[str, str | None]:
+        """Run a listener until stopped: (state, None); or until it fails: the state to show and why."""
+        try:
+            listener = Listener(runtime, self.sources(runtime), name=self.name)
+            self._listener = listener
+            if self._stop.is_set():
+                return "stopped", None
+            counts = listener.run()
+        except CollectFailed as exc:  # the session check: not authorized, or Telegram unreachable
+            reason = redact(str(exc))
+            return ("not_logged_in" if "not authorized" in reason else "waiting"), reason
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback; never a crash loop
+            log.exception("listener %s stopped by an error", self.name)
+            return "waiting", redact(f"{type(exc).__name__}: {exc}")
+        self.counts = counts
+        if self._stop.is_set():
+            return "stopped", None
+        return "waiting", "the live updates ended"
+
+    def _wait(self, runtime: Runtime, state: str, problem: str, since: str, delay: float) -> None:
+        store, settings = runtime.store, runtime.settings
+        fix = "run `contentq login`" if state == "not_logged_in" else "see this log"
+        log.warning("listener %s not listening: %s; %s; trying again in %g s (or at once after a login)",
+                    self.name, problem, fix, delay)  # fmt: skip
+        start_listener(store, self.name, [])
+        beat(store, self.name, state=state, disconnect_reason=problem[:300], disconnected_since=since)
+        seen = _fingerprint(settings)
+        deadline = time.monotonic() + delay
+        last_beat = time.monotonic()
+        while not self._stop.wait(1.0) and time.monotonic() < deadline:
+            if _fingerprint(settings) != seen:
+                return  # a login (or an edit of .env): try now
+            if time.monotonic() - last_beat >= settings.listen_heartbeat:
+                last_beat = time.monotonic()
+                beat(store, self.name)
+        if self._stop.is_set():
+            beat(store, self.name, state="stopped")

@@ -20,10 +20,17 @@ class StoredFile:
         return media_dir / self.relpath
 
 
+_TELEGRAM_TYPES = {"application/x-tgsticker": ".tgs", "audio/ogg": ".ogg"}
+"""Types Telegram uses that `mimetypes` does not name as Telegram does (an animated sticker, a voice message)."""
+
+
 def extension_for(mime: str | None, default: str = ".bin") -> str:
     if not mime:
         return default
-    ext = mimetypes.guess_extension(mime.split(";")[0].strip())
+    mime = mime.split(";")[0].strip().lower()
+    if mime in _TELEGRAM_TYPES:
+        return _TELEGRAM_TYPES[mime]
+    ext = mimetypes.guess_extension(mime)
     return {".jpe": ".jpg", ".jpeg": ".jpg"}.get(ext or "", ext or default)
 
 

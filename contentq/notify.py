@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from contentq.clock import iso, now
 from contentq.redact import redact
+from contentq.runtime.context import Runtime, provide
 from contentq.store import Store
-
-if TYPE_CHECKING:
-    from contentq.runtime.context import Runtime
 
 log = logging.getLogger("contentq.notify")
 
@@ -41,14 +39,15 @@ class Notifier:
         self.backend = backend
         self.throttle = timedelta(seconds=throttle_seconds)
 
-    def notify(self, key: str, message: str, level: str = "warning") -> bool:
-        """Send unless the same key was delivered within the throttle window; True when sent."""
+    def notify(self, key: str, message: str, level: str = "warning", *, once: bool = False) -> bool:
+        """Send unless the same key was delivered within the throttle window (with `once`: ever, for an alert
+        per episode whose key names the episode); True when sent."""
         message = redact(message)
         stamp = now()
         with self.store.transaction() as conn:
             last = conn.execute(
                 "SELECT id FROM notifications WHERE key = ? AND delivered = 1 AND at > ? ORDER BY id DESC LIMIT 1",
-                (key, iso(stamp - self.throttle)),
+                (key, "" if once else iso(stamp - self.throttle)),
             ).fetchone()
             if last is not None:
                 conn.execute("UPDATE notifications SET suppressed = suppressed + 1 WHERE id = ?", (last[0],))
@@ -67,13 +66,23 @@ class Notifier:
         return True
 
 
-def build_notifier(runtime: Runtime) -> Notifier:
-    backend: NotifierBackend = LogBackend()
+def admin_backend(runtime: Runtime) -> NotifierBackend:
+    """The admin chat on Telegram when CONTENTQ_TG_ADMIN_CHAT is set, else the log."""
     if runtime.settings.tg_admin_chat:
         try:
             from contentq.integrations.telegram.notifier import telegram_backend
         except ImportError:
             pass
         else:
-            backend = telegram_backend(runtime)
-    return Notifier(runtime.store, backend, runtime.settings.notify_throttle_seconds)
+            return telegram_backend(runtime)
+    return LogBackend()
+
+
+def build_notifier(runtime: Runtime) -> Notifier:
+    return Notifier(runtime.store, admin_backend(runtime), runtime.settings.notify_throttle_seconds)
+
+
+def install() -> None:
+    """Give the runtime its notifier (`Runtime.notifier`): the runtime does not know this module. Called once by
+    each entry point (the CLI, the web app, the tests)."""
+    provide("notifier", build_notifier)

@@ -12,11 +12,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from contentq import pipeline
+from contentq import lifecycle, pipeline
 from contentq.clock import iso
 from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
 from contentq.errors import ContentqError
+from contentq.lifecycle import STATES
 from contentq.publish.fanout import delivery_summary, platform_ids
 from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
@@ -24,7 +25,7 @@ from contentq.runtime.context import Runtime
 from contentq.schedule import in_zone, resolve_at
 from contentq.store import posts as store_posts
 from contentq.store.deliveries import deliveries_of, deliveries_of_posts
-from contentq.store.posts import STATES, get_post
+from contentq.store.posts import get_post
 
 EDITABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
 """States whose text can still be edited."""
@@ -73,11 +74,13 @@ class PostDetails:
     """The text the rewrite was made from (for a generated post: what the LLM was asked to write about)."""
     deliveries: list[dict[str, Any]]
     """One per destination of a route with `destinations` (docs/destinations.md); [] otherwise."""
+    history: list[dict[str, Any]]
+    """Its moves, oldest first: at, from_state, state, event, actor, reason (lifecycle.history)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
             **post_json(self.post), "media": self.media, "sends": self.sends,
-            "deliveries": [delivery_json(d) for d in self.deliveries],
+            "deliveries": [delivery_json(d) for d in self.deliveries], "history": self.history,
         }  # fmt: skip
 
 
@@ -90,7 +93,10 @@ def post_details(runtime: Runtime, post_id: int) -> PostDetails:
     if (post["source"] or "").startswith("generate:"):
         route = routes_config(runtime).routes.get(post["route"])
         original = f"(written by the LLM on the topic: {route.generate.topic if route and route.generate else '?'})"
-    return PostDetails(post, media, sends_of(runtime.store, post_id), original, deliveries_of(runtime.store, post_id))
+    history = lifecycle.history(runtime.store, post_id)
+    return PostDetails(
+        post, media, sends_of(runtime.store, post_id), original, deliveries_of(runtime.store, post_id), history
+    )
 
 
 def approve(runtime: Runtime, post_id: int) -> dict[str, Any]:

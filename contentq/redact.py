@@ -21,11 +21,13 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 
 # Things that look like credentials even when nobody registered them: (pattern, keep group 1 and 2 around it).
+# A credential never holds a backtick or angle brackets: "`Authorization: Bearer <token>`" in a help text is a
+# placeholder, and the backtick that closes the quoted header is not part of a token either.
 _PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|token)?\s*)[^\s'\",}]+"),
+    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*+['\"]?+(?:bearer|basic|token)?+\s*+)(?!<)[^\s'\",}`<>]+"),
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/\-]{6,}=*"),
-    re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*+['\"]?+)(?!<)[^\s'\",}`<>&]+"),
     re.compile(r"(?i)(\b(?:password|passwd|secret|token)=)[^\s'\",}&]+"),  # query strings, env lines
     re.compile(r"(?i)(\"(?:password|passwd|secret|token|api_?key)\"\s*:\s*\")[^\"]+"),  # JSON
     re.compile(r"(://[^:/@\s]*:)[^@\s/]+(@)"),  # a password in a URL

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contentq.clock import parse_duration
 from contentq.content.refs import normalize_channel_ref
-from contentq.errors import ConfigError
+from contentq.errors import ConfigError, ContentqError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -61,7 +62,10 @@ class Filters(_Strict):
     regexes: list[str] = []
     min_length: Annotated[int, Field(ge=0, le=TEXT_MAX)] = 0
     max_length: Annotated[int | None, Field(ge=0, le=TEXT_MAX)] = None
-    media_types: list[Literal["text", "photo", "video", "document", "album", "audio", "voice", "sticker"]] | None = None
+    media_types: (
+        list[Literal["text", "photo", "video", "video_note", "animation", "document", "album", "audio", "voice",
+                     "sticker"]] | None
+    ) = None  # fmt: skip
     skip_forwards: bool = False
     skip_ads: bool = False
 
@@ -73,6 +77,14 @@ class Filters(_Strict):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+        return value
+
+    @field_validator("media_types")
+    @classmethod
+    def _video_kinds(cls, value: list[str] | None) -> list[str] | None:
+        # Round videos and GIFs were "video" before they were told apart: a route that takes videos takes them too.
+        if value is not None and "video" in value:
+            value = [*value, *(k for k in ("video_note", "animation") if k not in value)]
         return value
 
     @model_validator(mode="after")
@@ -239,6 +251,9 @@ class Route(_Strict):
     generate: Generate | None = None
     clean: Clean = Field(default_factory=Clean)
     llm: LLMChecks = Field(default_factory=LLMChecks)
+    llm_patience: str = "6h"
+    """How long a post may wait for an LLM endpoint that does not answer (an open circuit breaker, long
+    rate-limit waits) before it fails with the reason and the admin is told once: 90m, 6h, 2d."""
     long_text: Literal["split", "truncate"] = "split"
     """A text over Telegram's limit: several messages of one batch (split), or cut with an ellipsis (truncate)."""
     number_parts: bool = False
@@ -253,6 +268,21 @@ class Route(_Strict):
     on_donor_delete: Literal["cancel", "delete_published"] = "cancel"
     """A donor deletion seen by `contentq listen`: cancel the post if not yet published (cancel), and also
     delete our published message (delete_published)."""
+
+    @field_validator("llm_patience")
+    @classmethod
+    def _patience(cls, value: str) -> str:
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except ContentqError as exc:
+            raise ValueError(str(exc)) from None
+        if seconds <= 0:
+            raise ValueError(f"{value!r}: give a duration above zero, such as 6h")
+        return value
+
+    @property
+    def llm_patience_seconds(self) -> float:
+        return parse_duration(self.llm_patience).total_seconds()
 
     @field_validator("forward_credit")
     @classmethod

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.rewrite.base import RewriteTask
 from contentq.rewrite.output import InvalidOutputError, ModelRefusalError
@@ -155,11 +156,13 @@ def rule_post(runtime: Runtime, route: Route, due: datetime) -> dict[str, Any]:
     source = SOURCE_PREFIX + route.name
     stamp = iso()
     with runtime.store.transaction() as conn:
-        conn.execute(
+        cursor = conn.execute(
             "INSERT OR IGNORE INTO posts (route, source, source_msg_id, kind, text_html, collected_at, state,"
             " rewriter, target, updated_at) VALUES (?, ?, ?, 'text', '', ?, 'rewriting', 'generate', ?, ?)",
             (route.name, source, int(due.timestamp()), stamp, route.target, stamp),
         )
+        if cursor.rowcount:
+            lifecycle.enter_in(conn, int(cursor.lastrowid or 0), "due", f"due at {iso(due)}")
         post_id = conn.execute(
             "SELECT id FROM posts WHERE source = ? AND source_msg_id = ?", (source, int(due.timestamp()))
         ).fetchone()[0]

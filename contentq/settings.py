@@ -215,6 +215,21 @@ class Settings(BaseSettings):
         168, ge=1, le=24 * 365, description="A panel login ends this long after it began, used or not."
     )
 
+    # Backups and replication.
+    backup_dir: Path | None = Field(None, description="Where `db backup` writes; default CONTENTQ_HOME/backups.")
+    backup_keep_daily: int = Field(
+        7, ge=0, le=3650, description="Rotation keeps the newest backup of each of this many last days with one."
+    )
+    backup_keep_weekly: int = Field(
+        4, ge=0, le=520, description="…and the newest of each of this many last ISO weeks with one."
+    )
+    backup_max_age_hours: int = Field(
+        48, ge=1, le=24 * 3650, description="doctor, db check and alerts warn when the last good backup is older."
+    )
+    litestream_url: str | None = Field(
+        None, description="Litestream replica (file:///path or s3://bucket/path): `supervisor render` adds the program."
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -234,6 +249,19 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL with a scheme, e.g. https://host/v1 or redis://host:6379/0")
         return value.strip()
 
+    @field_validator("litestream_url", mode="after")
+    @classmethod
+    def _replica_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        scheme, sep, rest = value.partition("://")
+        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme):
+            raise ValueError("must be a replica URL, e.g. file:///var/backups/contentq or s3://bucket/contentq")
+        if scheme.lower() == "file" and not rest.startswith("/"):
+            raise ValueError("a file:// replica needs an absolute path: file:///var/backups/contentq")
+        return value
+
     @field_validator("log_level", mode="after")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -246,6 +274,10 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "contentq.db"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.backup_dir.expanduser() if self.backup_dir is not None else self.home / "backups"
 
     @property
     def media_dir(self) -> Path:
@@ -309,7 +341,7 @@ def load_settings(**overrides: Any) -> Settings:
     for secret in (settings.openai_api_key, settings.tg_api_hash, settings.tg_session):
         if secret is not None:
             register_secret(secret.get_secret_value())
-    for url in (settings.openai_base_url, settings.redis_url):  # a password in a URL is a secret too
+    for url in (settings.openai_base_url, settings.redis_url, settings.litestream_url):  # a URL's password too
         register_url(url)
     _register_account_secrets(env_files)
     return settings

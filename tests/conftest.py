@@ -14,13 +14,15 @@ import pytest
 import redis
 import time_machine
 
-from contentq import pipeline
+from contentq import actors, notify, pipeline
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.redis import EmbeddedServer
 from contentq.settings import Settings, get_settings, load_settings
 from tests.rewrite_helpers import make_rt, write_routes
 
 REPO = Path(__file__).resolve().parent.parent
+
+notify.install()  # what the CLI and the web app do for their runtimes; tests build runtimes of their own too
 
 _CLEAR = [k for k in os.environ if k.startswith("CONTENTQ_")]
 for _k in _CLEAR:  # the developer's own settings must not leak into tests
@@ -35,6 +37,7 @@ def _no_leaking_global_flags() -> Iterator[None]:
     before = {k: v for k, v in os.environ.items() if k.startswith("CONTENTQ_")}
     yield
     settings_module._overrides.clear()
+    actors.set_process_actor(None)  # a CLI command run in-process names the OS user for the process
     for key in [k for k in os.environ if k.startswith("CONTENTQ_")]:
         if key not in before:
             del os.environ[key]

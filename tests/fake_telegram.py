@@ -21,13 +21,16 @@ from typing import Any
 
 from telethon import errors
 
+from contentq.integrations.telegram.formatting import mention_ids
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
     ListenUpdate,
     MediaInfo,
+    OutgoingMedia,
     OutgoingPart,
     ResolvedChannel,
+    album_group,
 )
 from contentq.routes import normalize_channel_ref
 
@@ -43,6 +46,8 @@ class SentMessage:
     deleted: bool = False
     kind: str | None = None  # media kind, None for text
     grouped_id: int | None = None  # set on the items of an album
+    item: OutgoingMedia | None = None  # the media as sent: its kind and attributes (duration, spoiler, title …)
+    mentions: list[int] = field(default_factory=list)  # users mentioned by name (sent as mention entities)
 
 
 @dataclass
@@ -92,6 +97,7 @@ class FakeTelegram:
         forward_name: str | None = None,
         forward_link: str | None = None,
         date: datetime | None = None,
+        paid_stars: int | None = None,
     ) -> FetchedMessage:
         ref = normalize_channel_ref(ref)
         if ref not in self.channels:
@@ -99,7 +105,7 @@ class FakeTelegram:
         message = FetchedMessage(
             id=msg_id, date=date or datetime.now(UTC), html=html, grouped_id=grouped_id,
             is_forward=is_forward or bool(forward_name), media=media,
-            forward_name=forward_name, forward_link=forward_link,
+            forward_name=forward_name, forward_link=forward_link, paid_stars=paid_stars,
         )  # fmt: skip
         self.messages[ref].append(message)
         if media is not None:
@@ -171,8 +177,12 @@ class FakeTelegram:
 
     def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
         self._maybe_fail("send", (target.ref, part.kind))
+        groups = {album_group(item.kind) for item in part.media}
+        if part.kind == "album" and (None in groups or len(groups) > 1):  # Telegram refuses such an album
+            raise errors.MediaInvalidError(request=None)
         if self.send_log is not None:
-            line = {"t": time.time(), "target": target.ref, "html": part.html, "kind": part.kind}
+            line = {"t": time.time(), "target": target.ref, "html": part.html, "kind": part.kind,
+                    "media": [item.kind for item in part.media]}  # fmt: skip
             with open(self.send_log, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line) + "\n")
         with self._lock:
@@ -197,6 +207,8 @@ class FakeTelegram:
                         now,
                         kind=item.kind if item else None,
                         grouped_id=grouped_id,
+                        item=item,
+                        mentions=mention_ids(html),
                     )
                 )
         self._maybe_fail_after("send")

@@ -97,3 +97,18 @@ def in_steps(ctx: JobContext, log: str, gate: str, finish: str, **payload: Any) 
 def _note(log: str, what: str, run: str) -> None:
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"{what} {run} {time.time():.6f}\n")
+
+
+def deep_failure(ctx: JobContext, depth: int = 300, **payload: Any) -> None:
+    """Fails at the bottom of a deep call chain: a traceback longer than any stored whole (two functions taking
+    turns: Python folds a frame repeated over and over into one line)."""
+
+    def down(n: int) -> None:
+        if n == 0:
+            raise ValueError("the real cause, at the bottom")
+        across(n - 1)
+
+    def across(n: int) -> None:
+        down(n)
+
+    down(depth)

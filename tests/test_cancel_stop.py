@@ -76,7 +76,7 @@ def long_job(rt: Runtime, tmp_path: Path) -> tuple[str, Path, Path, Path]:
 def test_cancel_stops_the_running_job_and_retry_waits_until_it_has(rt, settings, tmp_path, two_workers):
     job_id, log, gate, finish = long_job(rt, tmp_path)
     api = client(rt)
-    cancelled = api.delete(f"/api/jobs/{job_id}")
+    cancelled = api.post(f"/api/jobs/{job_id}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["job"]["status"] == "cancelled"
 
     # Run 1 is inside a step (waiting for `gate`): it has not stopped, so Retry is refused everywhere.

@@ -81,19 +81,21 @@ def test_unreachable_redis_is_one_line_and_exit_1(rt, monkeypatch):
     assert "hunter2secret" not in result.stderr
 
 
-def test_locked_database_is_one_line_and_exit_1(rt, monkeypatch):
+def test_locked_database_says_it_waits_then_gives_up_with_exit_1(rt, monkeypatch):
     row = enqueue(rt, "call", "locked", handler="tests.jobfuncs:ok")
     holder = sqlite3.connect(str(rt.settings.db_path), isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         monkeypatch.setenv("CONTENTQ_DB_BUSY_TIMEOUT_MS", "200")
+        monkeypatch.setenv("CONTENTQ_DB_WAIT_SECONDS", "1")
         result = cli("jobs", "cancel", row["id"])
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert result.returncode == 1
-    (line,) = result.stderr.strip().splitlines()
-    assert "is locked by another process" in line
+    waiting, error = result.stderr.strip().splitlines()
+    assert "is busy (held by another process); waiting" in waiting
+    assert error.startswith("error: ") and "is busy (held by another process); gave up after 1 s" in error
 
 
 def test_every_command_has_help_text():

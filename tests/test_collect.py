@@ -358,3 +358,55 @@ def test_a_forwarded_posts_origin_is_stored_for_the_forward_credit(rt, tg):
         1, "Origin News", "https://t.me/origin_news/42",
     )  # fmt: skip
     assert (own["is_forward"], own["forward_name"], own["forward_link"]) == (0, None, None)
+
+
+def test_collected_media_keep_their_kind_and_attributes_and_paid_media_is_filtered(rt, tg):
+    tg.add_message("@donor_a", 1, "", media=MediaInfo("video_note", "video/mp4", 1000, 384, 384, duration=12.0))
+    tg.add_message("@donor_a", 2, "Голосовое", media=MediaInfo("voice", "audio/ogg", 500, duration=7.0))
+    tg.add_message("@donor_a", 3, "", media=MediaInfo("sticker", "image/webp", 300, 512, 512, emoji="😂"))
+    tg.add_message("@donor_a", 4, "Спойлер", media=MediaInfo("photo", "image/jpeg", 900, 800, 600, spoiler=True))
+    song = MediaInfo("audio", "audio/mpeg", 4000, file_name="song.mp3", duration=285.0, title="Группа крови",
+                     performer="Кино")  # fmt: skip
+    tg.add_message("@donor_a", 5, "Песня", media=song)
+    tg.add_message("@donor_a", 6, "Платное фото за звёзды", paid_stars=50)
+    tg.add_message("@donor_a", 7, "", paid_stars=0)  # no caption: still a post, filtered with its reason
+    job = collect(rt)
+    stored = {p["source_msg_id"]: p for p in posts(rt)}
+    media = {i: rt.store.one("SELECT * FROM media WHERE post_id = ?", (p["id"],)) for i, p in stored.items() if i <= 5}
+    assert [stored[i]["kind"] for i in range(1, 6)] == ["video_note", "voice", "sticker", "photo", "audio"]
+    assert (media[1]["duration"], media[1]["width"], media[1]["height"]) == (12, 384, 384)
+    assert media[2]["duration"] == 7 and media[3]["emoji"] == "😂" and media[4]["spoiler"] == 1
+    assert (media[5]["title"], media[5]["performer"], media[5]["file_name"]) == ("Группа крови", "Кино", "song.mp3")
+    for i in (6, 7):
+        assert stored[i]["state"] == "filtered" and stored[i]["state_reason"].startswith("paid media")
+    assert "(50 stars)" in stored[6]["state_reason"]
+    assert json.loads(job["result"])["filtered"] == 2
+
+
+def test_albums_of_one_second_are_told_apart_by_their_grouped_ids(rt, tg):
+    from datetime import UTC, datetime
+
+    second = datetime(2024, 6, 1, 7, 0, tzinfo=UTC)
+    photo = MediaInfo("photo", "image/jpeg", 100, 16, 12)
+    tg.add_message("@donor_a", 1, "Москва", media=photo, grouped_id=501, date=second)
+    tg.add_message("@donor_a", 2, "", media=photo, grouped_id=501, date=second, data=b"moscow 2")
+    tg.add_message("@donor_a", 3, "Казань", media=photo, grouped_id=502, date=second)
+    tg.add_message("@donor_a", 4, "Сочи", media=photo, date=second, forward_name="РИА Новости")
+    collect(rt)
+    stored = posts(rt)
+    assert [json.loads(p["source_msg_ids"]) for p in stored] == [[1, 2], [3], [4]]
+    assert [p["text_html"] for p in stored] == ["Москва", "Казань", "Сочи"]
+
+
+def test_a_route_taking_videos_still_takes_round_videos_and_gifs(rt, tg):
+    (rt.settings.home / "contentq.toml").write_text(
+        '[routes.news]\ntarget = "@mine"\nsources = ["@donor_a"]\nrewriter = "none"\n'
+        '[routes.news.filters]\nmedia_types = ["video"]\n'
+    )
+    tg.add_message("@donor_a", 1, "", media=MediaInfo("video_note", "video/mp4", 10, 240, 240, duration=5.0))
+    tg.add_message("@donor_a", 2, "Гифка", media=MediaInfo("animation", "video/mp4", 10, 320, 240, duration=2.0))
+    tg.add_message("@donor_a", 3, "Стикер", media=MediaInfo("sticker", "image/webp", 10, 512, 512))
+    collect(rt)
+    assert [(p["kind"], p["state"]) for p in posts(rt)] == [
+        ("video_note", "collected"), ("animation", "collected"), ("sticker", "filtered")]  # fmt: skip
+    assert posts(rt)[2]["state_reason"] == "media_types: sticker is not one of video, video_note, animation"

@@ -4,6 +4,7 @@ X and Instagram have their own files (test_x.py, test_instagram.py, test_destina
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from telethon import errors
 from typer.testing import CliRunner
 
+from contentq import lifecycle
 from contentq.cli.app import app
 from contentq.clock import iso, now
 from contentq.errors import ConfigError
@@ -176,6 +178,49 @@ def test_a_failed_delivery_neither_holds_back_nor_repeats_the_other_and_jobs_ret
     assert {d["state"] for d in deliveries_of(drt.store, post_id)} == {"published"}
     assert get_post(drt.store, post_id)["state"] == "published"
 
+    # The post moved through the lifecycle only, each move by the job that made it; the deliveries name theirs.
+    moves = [(h["from_state"], h["event"], h["state"], h["actor"]) for h in lifecycle.history(drt.store, post_id)][1:]
+    assert [m[:3] for m in moves] == [
+        ("scheduled", "fanned_out", "publishing"),
+        ("publishing", "delivery_failed", "failed"),
+        ("failed", "redelivery_started", "publishing"),
+        ("publishing", "delivered", "published"),
+    ]
+    publish_job = drt.store.scalar("SELECT id FROM jobs WHERE kind = 'publish' AND post_id = ?", (post_id,))
+    assert moves[0][3] == f"job:{publish_job}" and moves[1][3] == moves[2][3] == f"job:{failed_job['id']}"
+    assert all(lifecycle.allowed(h) for h in lifecycle.history(drt.store, post_id)[1:])
+    second = delivery_history(drt.store, rows["telegram:@second"]["id"])
+    assert [(h["event"], h["actor"]) for h in second] == [
+        ("created", f"job:{publish_job}"),
+        ("started", f"job:{failed_job['id']}"),
+        ("failed", f"job:{failed_job['id']}"),
+        ("started", f"job:{failed_job['id']}"),
+        ("published", f"job:{failed_job['id']}"),
+    ]
+
+
+def _delivery_events_named(tree: ast.Module) -> set[str]:
+    """The events of every `move_delivery(store, id, "event", …)` call with a literal event."""
+    named: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and len(node.args) > 2:
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            event = node.args[2]
+            if name == "move_delivery" and isinstance(event, ast.Constant) and isinstance(event.value, str):
+                named.add(event.value)
+    return named
+
+
+def test_every_delivery_event_named_in_the_code_is_in_its_table_and_every_move_is_made() -> None:
+    root = Path(__file__).resolve().parents[1] / "contentq"
+    named: set[str] = set()
+    for path in root.rglob("*.py"):
+        named |= _delivery_events_named(ast.parse(path.read_text(encoding="utf-8")))
+    assert named - set(deliveries.MOVES) == set()
+    # `created` is the insert's own history row (store/deliveries.insert_delivery, from publish/fanout).
+    assert set(deliveries.MOVES) - named == {"created"}
+    assert '"created"' in (root / "publish" / "fanout.py").read_text(encoding="utf-8")
+
 
 def test_a_rejected_post_cancels_the_deliveries_still_to_go(drt: Runtime) -> None:
     fake(drt).add_channel("@second", 7654321)
@@ -200,8 +245,8 @@ def test_the_delivery_table_refuses_a_move_it_does_not_declare(drt: Runtime) -> 
     publish(drt, post_id)
     row = by_destination(drt, post_id)["telegram:@mychan"]
     with pytest.raises(deliveries.IllegalMove, match="cannot start from published"):
-        deliveries.move(drt.store, row["id"], "failed", only_from="published")
-    assert deliveries.move(drt.store, row["id"], "failed") is False  # published: not where 'failed' starts from
+        deliveries.move_delivery(drt.store, row["id"], "failed", only_from="published")
+    assert deliveries.move_delivery(drt.store, row["id"], "failed") is False  # published: 'failed' starts elsewhere
 
 
 def test_posts_show_and_list_and_the_json_list_the_deliveries(drt: Runtime) -> None:
@@ -241,6 +286,11 @@ def test_the_api_and_the_post_page_show_the_deliveries_and_each_destinations_ver
     page = tc.get(f"/posts/{post_id}")
     assert page.status_code == 200
     assert 'data-delivery="telegram:@second"' in page.text and data["deliveries"][1]["link"] in page.text
+    # The contract (checked on the way out, and by Schemathesis) declares them.
+    schemas = tc.get("/api/openapi.json").json()["components"]["schemas"]
+    assert {"deliveries", "destinations", "destinations_html"} <= set(schemas["PostDetail"]["required"])
+    assert set(schemas["Delivery"]["properties"]["state"]["enum"]) == set(deliveries.STATES)
+    assert "destination_limits" in schemas["Dashboard"]["required"]
 
 
 def test_a_post_out_on_a_destination_is_not_edited(drt: Runtime) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from contentq import actors, lifecycle
 from contentq.cli.app import app
 from contentq.collect import ForegroundContext
 from contentq.imports import import_export
@@ -26,6 +27,7 @@ from tests.fake_instagram import FakeInstagram
 from tests.fake_telegram import FakeTelegram
 from tests.fake_x import FakeX, weight
 from tests.publish_helpers import write_config
+from tests.test_lifecycle import history_problems
 
 SOURCE = "@techdigest_demo"
 LONG_PARAGRAPH = (
@@ -95,7 +97,8 @@ def world(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 def test_the_sample_export_goes_out_once_on_telegram_x_and_instagram(world: dict, tmp_path: Path) -> None:
     rt, x, ig, tg = world["rt"], world["x"], world["ig"], world["tg"]
     path, long_text = export_with_a_long_post(tmp_path)
-    report = import_export(ForegroundContext(rt), path, SOURCE, route_name="multi")
+    with actors.acting_as(actors.cli()):  # as `contentq import` does
+        report = import_export(ForegroundContext(rt), path, SOURCE, route_name="multi")
     assert report.posts == 10  # 9 posts of the sample (an album of 3 is one) and the long one
     drain(rt, "rewrite", "collect", "imagegen", "maintenance", timeout=60)
     drain(rt, "publish", timeout=120)
@@ -139,6 +142,11 @@ def test_the_sample_export_goes_out_once_on_telegram_x_and_instagram(world: dict
     album_tweet = next(t for t in threads if t["id"] == int(json.loads(
         next(d for d in deliveries_of(rt.store, album["id"]) if d["platform"] == "x")["platform_ids"])[0]))  # fmt: skip
     assert len(album_tweet["media"].split(",")) == 3
+
+    # Every post moved through the lifecycle only: lawful moves, each by a named actor, ending where the post is.
+    assert history_problems(rt.settings.db_path) == []
+    events = [h["event"] for h in lifecycle.history(rt.store, album["id"])]
+    assert events[-2:] == ["fanned_out", "delivered"]
 
     shown = CliRunner().invoke(app, ["posts", "show", str(album["id"])], env={"COLUMNS": "220"})
     assert shown.exit_code == 0, shown.output

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from contentq import lifecycle
 from contentq.clock import iso, now
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
@@ -106,3 +107,7 @@ def test_a_worker_killed_mid_request_leaves_the_post_once_on_every_destination(
     assert [m["caption"] for m in platforms["ig"].media()] == ["Killed while it was sent"]
     assert [m["html"] for m in visible(platforms["tg_db"], "@chan")] == ["Killed while it was sent"]
     assert {d["state"] for d in deliveries_of(rt.store, post_id)} == {"published"}
+    # The post moved through the lifecycle only, by the jobs (the one that settled the killed delivery included).
+    moves = lifecycle.history(rt.store, post_id)[1:]  # after add_post's own entry
+    assert [m["event"] for m in moves] == ["fanned_out", "delivered"]
+    assert all(lifecycle.allowed(m) and m["actor"].startswith("job:") for m in moves)

@@ -279,3 +279,151 @@ def test_a_post_whose_photo_is_missing_from_the_export_says_so_when_published(rt
     assert "1 donor media file(s) were never stored" in missing["state_reason"]
     result = CliRunner().invoke(app, ["posts", "show", str(missing["id"])], env={"COLUMNS": "200"})
     assert "photo (donor, no file: left out when published)" in result.output
+
+
+# -- media kinds, albums, unsupported messages (issue 29) -------------------------------------------------
+
+
+def write_export(folder: Path, messages: list[dict], files: dict[str, bytes] | None = None) -> Path:
+    """A Telegram Desktop export in `folder`: these messages ("type", "date" filled in when left out) and files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in (files or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    full = []
+    for message in messages:
+        if message.get("type") == "unsupported":
+            full.append(message)  # Telegram Desktop writes only its id and type
+            continue
+        stamp = message.pop("unix", 1717225200 + message["id"] * 60)
+        full.append({"type": "message", "date": "2024-06-01T07:00:00", "date_unixtime": str(stamp), **message})
+    path = folder / "result.json"
+    path.write_text(json.dumps({"name": "Donor", "type": "public_channel", "id": 1, "messages": full}))
+    return path
+
+
+def test_an_unsupported_message_is_skipped_and_counted_not_fatal(routes, tmp_path):
+    path = write_export(tmp_path / "e", [
+        {"id": 1, "text": "Before"},
+        {"id": 2, "type": "unsupported"},
+        {"id": 3, "text": "After"},
+        {"id": 4, "type": "unsupported"},
+    ])  # fmt: skip
+    report = run_import(routes, path)
+    assert report.counts.collected == 2 and [p["text_html"] for p in posts(routes)] == ["Before", "After"]
+    assert report.skipped == {"unsupported message": 2}
+    assert "skipped 2 unsupported messages" in report.lines()
+    assert routes.store.one("SELECT * FROM channels WHERE ref = '@donor_export'")["last_message_id"] == 3
+    result = CliRunner().invoke(app, ["import", str(path), "--source", "@somebody", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{") :])
+    assert data["skipped"] == {"unsupported message": 2} and "skipped 2 unsupported messages" in data["summary"]
+
+
+def photo(message_id: int, text: object = "", unix: int = 1717225200, **extra: object) -> dict:
+    return {"id": message_id, "photo": f"photos/p{message_id}.jpg", "width": 16, "height": 12, "text": text,
+            "unix": unix, **extra}  # fmt: skip
+
+
+def photo_files(*ids: int) -> dict[str, bytes]:
+    return {f"photos/p{i}.jpg": f"jpeg {i}".encode() for i in ids}
+
+
+def test_photos_of_one_second_with_their_own_captions_are_posts_of_their_own(routes, tmp_path):
+    path = write_export(tmp_path / "e", [
+        photo(1, "Москва: солнечно, +21"), photo(2, "Казань: дождь, +15"), photo(3, "Сочи: жара, +30"),
+    ], photo_files(1, 2, 3))  # fmt: skip
+    report = run_import(routes, path)
+    assert report.posts == 3 and report.counts.collected == 3
+    stored = posts(routes)
+    assert [p["text_html"] for p in stored] == ["Москва: солнечно, +21", "Казань: дождь, +15", "Сочи: жара, +30"]
+    assert [p["kind"] for p in stored] == ["photo"] * 3
+    assert [len(media_of(routes, p["id"])) for p in stored] == [1, 1, 1]
+
+
+def test_an_album_takes_only_the_captionless_items_after_its_caption(routes, tmp_path):
+    path = write_export(tmp_path / "e", [
+        photo(1, "Альбом"), photo(2), photo(3),  # one album: a caption, then items without text
+        photo(4, "Ещё пост"), photo(5),  # a second caption opens a second album
+    ], photo_files(1, 2, 3, 4, 5))  # fmt: skip
+    run_import(routes, path)
+    stored = posts(routes)
+    assert [json.loads(p["source_msg_ids"]) for p in stored] == [[1, 2, 3], [4, 5]]
+    assert [p["text_html"] for p in stored] == ["Альбом", "Ещё пост"]
+
+
+def test_forwarded_posts_of_one_second_are_never_merged_across_origins(routes, tmp_path):
+    path = write_export(tmp_path / "e", [
+        photo(1, "Новость от РИА", forwarded_from="РИА Новости"),
+        photo(2, "Новость от ТАСС", forwarded_from="ТАСС"),
+        photo(3, "", forwarded_from="Коммерсант"),  # no text of its own, but from another origin
+        photo(4, "Два фото", forwarded_from="ТАСС"), photo(5, "", forwarded_from="ТАСС"),  # one album of one origin
+    ], photo_files(1, 2, 3, 4, 5))  # fmt: skip
+    run_import(routes, path)
+    stored = posts(routes)
+    assert [json.loads(p["source_msg_ids"]) for p in stored] == [[1], [2], [3], [4, 5]]
+    assert [(p["text_html"], p["forward_name"]) for p in stored] == [
+        ("Новость от РИА", "РИА Новости"), ("Новость от ТАСС", "ТАСС"), ("", "Коммерсант"), ("Два фото", "ТАСС"),
+    ]  # fmt: skip
+
+
+MEDIA_EXPORT = [
+    {"id": 1, "file": "stickers/s.webp", "media_type": "sticker", "sticker_emoji": "😂", "width": 512, "height": 512,
+     "text": ""},
+    {"id": 2, "file": "round_video_messages/r.mp4", "media_type": "video_message", "mime_type": "video/mp4",
+     "duration_seconds": 12, "width": 384, "height": 384, "text": ""},
+    {"id": 3, "file": "voice_messages/v.ogg", "media_type": "voice_message", "mime_type": "audio/ogg",
+     "duration_seconds": 7, "text": "Голосовое"},
+    {"id": 4, "file": "video_files/g.mp4", "media_type": "animation", "mime_type": "video/mp4", "width": 320,
+     "height": 240, "duration_seconds": 3, "text": "Гифка"},
+    {"id": 5, "file": "files/song.mp3", "file_name": "song.mp3", "media_type": "audio_file", "mime_type": "audio/mpeg",
+     "performer": "Кино", "title": "Группа крови", "duration_seconds": 285, "text": "Песня"},
+    {"id": 6, "file": "video_files/v.mp4", "media_type": "video_file", "mime_type": "video/mp4", "width": 1280,
+     "height": 720, "duration_seconds": 95, "text": "Видео"},
+    {"id": 7, "photo": "photos/spoiler.jpg", "width": 800, "height": 600, "media_spoiler": True, "text": "Спойлер"},
+    {"id": 8, "paid_stars_amount": 50, "text": "Платный пост: фото за звёзды"},
+    {"id": 9, "file": "files/report.pdf", "file_name": "Отчёт 2024.pdf", "mime_type": "application/pdf",
+     "text": "Отчёт"},
+]  # fmt: skip
+MEDIA_FILES = {
+    "stickers/s.webp": b"RIFF webp", "round_video_messages/r.mp4": b"round", "voice_messages/v.ogg": b"OggS",
+    "video_files/g.mp4": b"gif as mp4", "files/song.mp3": b"ID3 song", "video_files/v.mp4": b"video",
+    "photos/spoiler.jpg": b"jpeg spoiler", "files/report.pdf": b"%PDF",
+}  # fmt: skip
+
+
+def media_export(folder: Path) -> Path:
+    return write_export(folder, [dict(m, unix=1717225200) for m in MEDIA_EXPORT], MEDIA_FILES)
+
+
+def test_every_media_kind_is_imported_as_what_it_is_with_its_attributes(routes, tmp_path):
+    report = run_import(routes, media_export(tmp_path / "e"))
+    stored = posts(routes)
+    assert len(stored) == 9  # none merged: no kind here shares an album with the one before it
+    rows = {p["source_msg_id"]: media_of(routes, p["id"]) for p in stored}
+    assert [rows[i][0]["kind"] for i in (1, 2, 3, 4, 5, 6, 7, 9)] == [
+        "sticker", "video_note", "voice", "animation", "audio", "video", "photo", "document"]  # fmt: skip
+    sticker, round_video, voice, gif, audio, video, spoiler, pdf = (rows[i][0] for i in (1, 2, 3, 4, 5, 6, 7, 9))
+    assert (sticker["mime"], sticker["emoji"], sticker["width"]) == ("image/webp", "😂", 512)
+    assert (round_video["duration"], round_video["width"], round_video["height"]) == (12, 384, 384)
+    assert voice["duration"] == 7 and gif["duration"] == 3
+    assert (audio["title"], audio["performer"], audio["duration"], audio["file_name"]) == (
+        "Группа крови", "Кино", 285, "song.mp3")  # fmt: skip
+    assert (video["width"], video["height"], video["duration"]) == (1280, 720, 95)
+    assert spoiler["spoiler"] == 1 and sticker["spoiler"] == 0
+    assert pdf["file_name"] == "Отчёт 2024.pdf"
+    paid = next(p for p in stored if p["source_msg_id"] == 8)
+    assert paid["state"] == "filtered" and paid["state_reason"].startswith("paid media (50 stars)")
+    assert rows[8] == []
+    assert report.counts.filtered == 1 and "paid media (50 stars)" in " ".join(report.lines())
+
+
+def test_an_export_of_one_message_says_one_message(routes, tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(ASSETS / "export_basic", folder)
+    data = json.loads((folder / "result.json").read_text())
+    data["messages"] = [m for m in data["messages"] if m["id"] == 2]
+    (folder / "result.json").write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["import", str(folder), "--source", "@donor_export"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert ": 1 message, 1 post" in result.output and "1 messages" not in result.output

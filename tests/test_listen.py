@@ -16,11 +16,13 @@ import contentq.collect
 import contentq.listen
 from contentq.clock import iso
 from contentq.integrations.telegram.gateway import MediaInfo
-from contentq.listen import Listener
-from contentq.ops.doctor import FAIL, OK
+from contentq.listen import Listener, ListenService
+from contentq.ops.doctor import FAIL, OK, WARN, run_health
 from contentq.ops.listening import check_listeners
+from contentq.ops.probe import Probe
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
+from contentq.settings import Settings, load_settings
 from tests.conftest import drain, wait_for
 from tests.fake_telegram import FakeTelegram
 
@@ -223,6 +225,8 @@ def test_a_backlog_beyond_the_catch_up_is_not_skipped_by_live_messages(rt, tg, l
     tg.inject_message("@donor_a", 33, "story number 33 about things")
     wait_for(lambda: cursor(rt) == 33, what="the cursor moving with live messages again")
     assert each_message_once(rt) == list(range(1, 34))
+    # The cursor moves with the post's insert; its rewrite job is enqueued just after: wait for it, then none more.
+    wait_for(lambda: all(rewrite_jobs(rt, p["id"]) >= 1 for p in posts(rt)), what="every post's rewrite job")
     assert all(rewrite_jobs(rt, p["id"]) == 1 for p in posts(rt))
 
 
@@ -354,3 +358,58 @@ def test_telethon_events_become_updates_of_the_listened_channels_only():
     service = tl.MessageService(id=8, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC),
                                 action=tl.MessageActionChatEditTitle("x"))  # fmt: skip
     assert to_update("new", -1000000001234, [service], wanted) is None
+
+
+# the program under supervisor: never a crash loop ----------------------------------------------------------
+
+
+def _listener_probe(rt: Runtime) -> Probe:
+    found = [p for p in check_listeners(rt.settings) if p.check == "listener listen"]
+    return found[0] if found else Probe("listener listen", "none", "no row yet")
+
+
+def test_the_listener_waits_for_a_login_then_starts_by_itself_without_exiting(rt, tg, monkeypatch):
+    configure(rt)
+    home = rt.settings.home
+    monkeypatch.chdir(home)
+    tg.authorized = False  # a session file that Telegram no longer accepts comes second
+
+    def fresh() -> Settings:
+        # The settings a restart would read: .env is read anew each time.
+        return load_settings(home=home, worker_heartbeat_ttl=3, listen_heartbeat=1)
+
+    def with_fake(settings: Settings) -> Runtime:
+        own = Runtime(settings)
+        own.services["telegram"] = tg
+        return own
+
+    service = ListenService(fresh, lambda own: ["@donor_a"], first_wait=0.5, max_wait=2, make_runtime=with_fake)
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    try:
+        # 1. No API keys: the state says so, with the fix, and health shows a warning (not a failure).
+        wait_for(lambda: _listener_probe(rt).status == WARN, what="the listener waiting for a login")
+        probe = _listener_probe(rt)
+        assert probe.detail.startswith("not logged in: CONTENTQ_TG_API_ID") and "contentq login" in probe.fix
+        health = {p.check: p for p in run_health(rt.settings, workers=False)}
+        assert health["listener listen"].status == WARN and "not logged in" in health["listener listen"].detail
+        assert thread.is_alive()
+
+        # 2. Keys and a session file that Telegram refuses: still waiting, now with Telegram's reason.
+        (home / ".env").write_text("CONTENTQ_TG_API_ID=12345\nCONTENTQ_TG_API_HASH=0123456789abcdef\n")
+        rt.settings.session_path.write_text("1AAAA-not-a-real-session\n")
+        wait_for(lambda: "not authorized" in _listener_probe(rt).detail, 20, what="the refused session shown")
+        assert _listener_probe(rt).status == WARN and thread.is_alive()
+
+        # 3. The login goes through: the listener connects by itself, in the same process.
+        tg.authorized = True
+        rt.settings.session_path.write_text("1AAAA-a-fresh-login\n")
+        wait_for(lambda: _listener_probe(rt).status == OK, 20, what="the listener connected after the login")
+        tg.inject_message("@donor_a", 7, "live after the login")
+        wait_for(lambda: len(posts(rt)) == 1, what="a live post after the login")
+    finally:
+        service.stop()
+        tg.stop_listening()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert _listener_probe(rt).detail.startswith("stopped")

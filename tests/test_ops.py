@@ -20,6 +20,7 @@ from contentq.logs import JobContextFilter, JsonFormatter, RedactingFormatter
 from contentq.ops import doctor
 from contentq.ops import supervisor as sv
 from contentq.ops.alerts import check_alerts
+from contentq.ops.backup import make_backup
 from contentq.redact import register_secret
 from contentq.runtime.context import JobContext, Runtime, set_process_runtime
 from contentq.runtime.queues import pause
@@ -112,6 +113,29 @@ def test_alerts_command(art: Runtime) -> None:
     assert [r["key"] for r in notifications(art)] == ["alert:queue:rewrite"]
 
 
+def test_notifications_command_lists_what_was_sent(art: Runtime) -> None:
+    """The command the docs name (`contentq notifications`): the record of every alert, with the repeats held."""
+    add_job(art, "f-1", "rewrite", "failed", iso())
+    add_job(art, "f-2", "publish", "failed", iso())
+    check_alerts(art)
+    check_alerts(art)  # the same alert again inside the window: held back, counted
+    art.notifier.notify("rewrite-invalid-output:7:2", "retrying rewrite of post 7: " + "a long reason " * 10)
+    env = {"CONTENTQ_HOME": str(art.settings.home), "COLUMNS": "80"}
+    listed = json.loads(runner.invoke(app, ["notifications", "--json"], env=env).output)
+    assert [(n["key"], n["level"], n["suppressed"]) for n in listed] == [
+        ("rewrite-invalid-output:7:2", "warning", 0),
+        ("alert:failures", "error", 1),
+    ]
+    table = runner.invoke(app, ["notifications"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "2 jobs failed" in table.output and "retrying rewrite of post 7" in table.output
+    assert max(len(line) for line in table.output.splitlines()) <= 80
+    only_errors = json.loads(runner.invoke(app, ["notifications", "--level", "error", "--json"], env=env).output)
+    assert [n["key"] for n in only_errors] == ["alert:failures"]
+    old = runner.invoke(app, ["notifications", "--since", "all", "--json"], env=env)
+    assert len(json.loads(old.output)) == 2
+
+
 # Doctor and health ------------------------------------------------------------------------------------------
 
 
@@ -193,14 +217,15 @@ def test_doctor_all_good(home: Path, llm_url: str) -> None:
                              tg_api_hash="0123456789abcdef")  # fmt: skip
     sv.write(settings, sv.default_output(settings))
     open_store(settings.db_path).close()
+    make_backup(settings)
     for path in (home, settings.db_path):  # what the contentq entry point's umask gives
         path.chmod(0o700 if path.is_dir() else 0o600)
     cron = (REPO / "crontab.example").read_text()
     probes = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: cron))
     statuses = {name: p.status for name, p in probes.items()}
-    assert statuses == {"config": "ok", "data directory": "ok", "permissions": "ok", "database": "ok", "redis": "ok",
-                        "workers": "warn", "telegram": "ok", "listener": "skip", "llm": "ok", "supervisor": "ok",
-                        "cron": "ok"}  # fmt: skip
+    assert statuses == {"config": "ok", "data directory": "ok", "permissions": "ok", "database": "ok", "backup": "ok",
+                        "redis": "ok", "workers": "warn", "telegram": "ok", "listener": "skip", "llm": "ok",
+                        "supervisor": "ok", "cron": "ok"}  # fmt: skip
     # A session readable by others, a stale supervisor config, an unreachable endpoint.
     session.chmod(0o644)
     changed = load_settings(home=home, openai_base_url="http://127.0.0.1:1/v1", openai_api_key="good-key-123",
@@ -323,3 +348,20 @@ def test_doctor_warns_on_a_readable_env_file_and_data(home: Path) -> None:
     assert probe.status == "warn" and str(home) in probe.detail and "go-rwx" in probe.fix
     home.chmod(0o700)
     assert doctor.check_permissions(load_settings(home=home)).status == "ok"
+
+
+def test_doctor_names_the_servers_real_version(home: Path) -> None:
+    """Valkey answers `redis_version:7.2.4` (for clients' sake) whatever its release: the binary knows better."""
+    import re
+    import subprocess
+
+    from contentq.runtime.redis import find_server_binary
+
+    binary = find_server_binary()
+    assert binary is not None
+    real = re.search(r"v=(\S+)", subprocess.run([binary, "--version"], capture_output=True, text=True).stdout)
+    assert real is not None
+    result = runner.invoke(app, ["doctor", "--json"])
+    probe = next(p for p in json.loads(result.output) if p["check"] == "redis")
+    assert probe["status"] == "ok" and probe["detail"].endswith(f"(Valkey {real.group(1)})"), probe
+    assert doctor.server_version({"redis_version": "7.0.15"}) == "Redis 7.0.15"

@@ -22,7 +22,7 @@ def test_five_photos_make_a_two_over_three_mosaic_filling_the_width() -> None:
 
 def test_a_single_photo_is_shown_at_bubble_width_not_as_a_thumbnail() -> None:
     page = render_preview([PreviewPart("hi", [PreviewMedia("/m/1", "photo", 1280, 720)])], channel="@c", time_label="t")
-    assert '<img class="tg-photo" src="/m/1" alt="" width="1280" height="720">' in page
+    assert '<img class="tg-photo" src="/m/1" alt="photo" width="1280" height="720">' in page
     assert "tg-album" not in page
 
 

@@ -537,3 +537,130 @@ def test_an_outbox_write_failing_on_the_last_attempt_fails_the_post(prt, home, m
     assert post["state"] == "failed" and "No space left on device" in post["state_reason"]
     (note,) = notifications(prt, f"publish-failed:{post_id}")
     assert "outbox" in note["message"]
+
+
+# -- media kinds (issue 29) ------------------------------------------------------------------------------
+
+
+def import_media_kinds(rt: Runtime, tmp_path: Path) -> None:
+    """tests/test_export.py's export of every media kind imported into @donor and rewritten (`rewriter = "none"`)."""
+    from contentq.collect import ForegroundContext
+    from contentq.imports import import_export
+    from tests.test_export import media_export
+
+    import_export(ForegroundContext(rt), media_export(tmp_path / "export"), "@donor")
+    drain(rt, "rewrite")
+
+
+def test_every_media_kind_is_sent_as_what_it_is_with_its_attributes(prt, tmp_path):
+    tg = fake(prt)
+    import_media_kinds(prt, tmp_path)
+    dispatch(prt)
+    drain(prt, "publish")
+    sent = {m.kind: m for m in tg.visible("@mychan")}
+    assert sorted(sent) == ["animation", "audio", "document", "photo", "sticker", "video", "video_note", "voice"]
+    items = {kind: m.item for kind, m in sent.items()}
+    assert all(item is not None for item in items.values())
+    assert items["sticker"].emoji == "😂" and items["sticker"].mime == "image/webp"  # type: ignore[union-attr]
+    assert (items["video_note"].duration, items["video_note"].width) == (12, 384)  # type: ignore[union-attr]
+    assert items["voice"].duration == 7 and sent["voice"].html == "Голосовое"  # type: ignore[union-attr]
+    assert sent["animation"].html == "Гифка" and items["animation"].duration == 3  # type: ignore[union-attr]
+    audio = items["audio"]
+    assert audio is not None and (audio.title, audio.performer, audio.duration, audio.name) == (
+        "Группа крови", "Кино", 285, "song.mp3")  # fmt: skip
+    video = items["video"]
+    assert video is not None and (video.width, video.height, video.duration) == (1280, 720, 95)
+    assert items["photo"].spoiler is True and sent["photo"].html == "Спойлер"  # type: ignore[union-attr]
+    assert items["document"].name == "Отчёт 2024.pdf"  # type: ignore[union-attr]
+    assert not any("Платный пост" in m.html for m in tg.visible("@mychan"))  # paid media: not reposted
+    paid = prt.store.one("SELECT * FROM posts WHERE source_msg_id = 8")
+    assert paid["state"] == "filtered" and "paid media" in paid["state_reason"]
+
+
+def test_a_sticker_with_text_goes_as_the_sticker_then_the_text(prt):
+    tg = fake(prt)
+    post_id = scheduled_post(prt, "Подпись канала", kind="sticker")
+    add_media(prt, post_id, "sticker")
+    dispatch(prt)
+    drain(prt, "publish")
+    sticker, text = tg.visible("@mychan")
+    assert (sticker.kind, sticker.html) == ("sticker", "") and (text.kind, text.html) == (None, "Подпись канала")
+    job = publish_job(prt, post_id)
+    moved = [e for e in job_events(prt.store, job["id"]) if e["event"] == "caption_moved"]
+    assert moved and moved[0]["message"].startswith("a sticker carries no caption")
+
+
+def test_media_that_cannot_share_an_album_go_as_messages_of_their_own_in_order(prt):
+    tg = fake(prt)
+    post_id = scheduled_post(prt, "Подборка", kind="album")
+    for position, kind in enumerate(["photo", "video", "voice", "photo", "animation", "video_note"]):
+        add_media(prt, post_id, kind, position=position)
+    dispatch(prt)
+    drain(prt, "publish")
+    assert sends_calls(tg) == [("@mychan", "album"), ("@mychan", "media"), ("@mychan", "media"), ("@mychan", "media"),
+                               ("@mychan", "media")]  # fmt: skip
+    visible = tg.visible("@mychan")
+    assert [m.kind for m in visible] == ["photo", "video", "voice", "photo", "animation", "video_note"]
+    assert visible[0].html == "Подборка" and all(m.html == "" for m in visible[1:])
+    assert get_post(prt.store, post_id)["state"] == "published"
+
+
+def test_the_outbox_and_its_preview_show_each_media_kind(prt, home, tmp_path):
+    write_config(home, route_toml(extra='publisher = "outbox"'))
+    fake(prt)
+    import_media_kinds(prt, tmp_path)
+    dispatch(prt)
+    drain(prt, "publish")
+    folders = {}
+    for post in prt.store.query("SELECT * FROM posts WHERE state = 'published'"):
+        folders[post["source_msg_id"]] = prt.settings.outbox_dir / "news" / str(post["id"])
+    meta = {i: json.loads((f / "meta.json").read_text()) for i, f in folders.items()}
+    assert meta[1]["media"][0]["kind"] == "sticker" and meta[1]["media"][0]["emoji"] == "😂"
+    assert meta[2]["media"][0]["kind"] == "video_note" and meta[2]["media"][0]["duration"] == 12
+    assert meta[7]["media"][0]["spoiler"] is True and meta[6]["media"][0]["spoiler"] is False
+    pages = {i: (f / "post.html").read_text() for i, f in folders.items()}
+    assert 'data-kind="sticker"' in pages[1] and "sticker 😂" in pages[1]
+    assert "round video · 0:12" in pages[2] and 'class="tg-round"' in pages[2]
+    assert "🎤 voice message · 0:07" in pages[3]
+    assert "GIF · 0:03" in pages[4] and "autoplay loop muted" in pages[4]
+    assert "🎵 Кино — Группа крови · 4:45" in pages[5]
+    spoiler = 'class="tg-spoiler tg-media-spoiler"'
+    assert spoiler in pages[7] and spoiler not in pages[6]
+
+
+def test_a_mention_by_name_from_an_export_is_sent_as_a_mention(prt, tmp_path):
+    from contentq.collect import ForegroundContext
+    from contentq.imports import import_export
+    from tests.test_export import write_export
+
+    tg = fake(prt)
+    text = ["Спасибо ", {"type": "mention_name", "text": "Павлу", "user_id": 42}, " за помощь"]
+    import_export(ForegroundContext(prt), write_export(tmp_path / "e", [{"id": 1, "text": text}]), "@donor")
+    drain(prt, "rewrite")
+    dispatch(prt)
+    drain(prt, "publish")
+    (sent,) = tg.visible("@mychan")
+    assert sent.html == 'Спасибо <a href="tg://user?id=42">Павлу</a> за помощь' and sent.mentions == [42]
+
+
+def test_a_dry_run_never_overwrites_what_the_outbox_publisher_published(prt, home):
+    write_config(home, route_toml(extra='publisher = "outbox"'))
+    fake(prt)
+    post_id = scheduled_post(prt, "As <b>published</b>")
+    dispatch(prt)
+    drain(prt, "publish")
+    folder = prt.settings.outbox_dir / "news" / str(post_id)
+    published = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert json.loads(published["meta.json"])["dry_run"] is False
+    prt.store.execute("UPDATE posts SET rewrite_html = 'Edited <i>afterwards</i>' WHERE id = ?", (post_id,))
+
+    result = CliRunner().invoke(app, ["publish", str(post_id), "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == published  # untouched
+    beside = folder.with_name(f"{post_id}.dry-run")
+    assert str(beside) in result.output.replace("\n", "")
+    meta = json.loads((beside / "meta.json").read_text())
+    assert meta["dry_run"] is True and "afterwards" in meta["html"]
+    # A second dry run replaces the first one, still beside the published folder.
+    assert CliRunner().invoke(app, ["publish", str(post_id), "--dry-run"]).exit_code == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == published

@@ -303,3 +303,52 @@ def test_the_telethon_adapter_reads_a_forwarded_messages_origin():
         tl.Message(id=6, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC), message="x", fwd_from=hidden)
     )
     assert fetched is not None and (fetched.forward_name, fetched.forward_link) == ("Hidden Person", None)
+
+
+def write_export(folder: Path, messages: list[dict]) -> Path:
+    """A Telegram Desktop export of these messages (ids, dates and "type" filled in when left out)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    full = []
+    for number, message in enumerate(messages, start=1):
+        stamp = 1717225200 + number * 60
+        full.append({"id": number, "type": "message", "date": iso(now())[:19], "date_unixtime": str(stamp), **message})
+    path = folder / "result.json"
+    path.write_text(json.dumps({"name": "Donor", "type": "public_channel", "messages": full}, ensure_ascii=False))
+    return path
+
+
+def test_code_blocks_reach_telegram_with_their_blank_lines_and_indentation(prt, tmp_path):
+    """`<pre>import json\\n\\n\\nclass A</pre>` keeps both blank lines through the rewrite; a long Python block is
+    sent in parts cut at line ends, each line with its indentation as Telegram receives it (leading whitespace of
+    a message is trimmed: a part going on at an indented line starts with '…')."""
+    from contentq.content.split import CODE_CONTINUED
+    from contentq.integrations.telegram.formatting import html_to_entities
+
+    tg = fake(prt)
+    short = "import json\n\n\nclass A"
+    long = "import json\n\n\nclass Config:\n" + "".join(
+        f"    def value_{n}(self) -> int:\n        if self.ready:\n            return {n}\n        return 0\n\n"
+        for n in range(90)
+    )
+    path = write_export(tmp_path / "export", [
+        {"text": [{"type": "pre", "text": short, "language": "python"}]},
+        {"text": ["Код:\n", {"type": "pre", "text": long.rstrip("\n"), "language": "python"}]},
+    ])  # fmt: skip
+    import_export(ForegroundContext(prt), path, "@long_donor")
+    drain(prt, "rewrite")
+    drain(prt, "publish")
+    first, *rest = tg.visible("@mychan")
+    assert first.html == f'<pre><code class="language-python">{short}</code></pre>'
+    assert len(rest) >= 2
+    received = []
+    for number, message in enumerate(rest):
+        text, entities = html_to_entities(message.html)  # what goes into the request: its ends trimmed
+        pre = next(e for e in entities if type(e).__name__ == "MessageEntityPre")
+        if number:
+            assert text.startswith(CODE_CONTINUED + "\n    def value_"), text[:40]
+        received.append(text[pre.offset : pre.offset + pre.length])
+    lines = long.rstrip("\n").split("\n")
+    for chunk in received:
+        start = lines.index(chunk.split("\n")[0])
+        assert lines[start : start + chunk.count("\n") + 1] == chunk.split("\n")
+    assert sum(chunk.count("\n") + 1 for chunk in received) + len(received) - 1 == len(lines)  # blank line per cut

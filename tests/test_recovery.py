@@ -413,7 +413,7 @@ def test_a_transient_retry_is_one_warning_line_and_its_traceback_goes_to_the_job
     job = get_job(rt.store, row["id"])
     assert (job["status"], job["attempts"], job["error"]) == ("failed", 3, "RuntimeError: boom on attempt 3")
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
-    assert [(r.levelname, r.getMessage().split(" in ")[0]) for r in retries] == [
+    assert [(r.levelname, r.getMessage().split(" (ran ")[0]) for r in retries] == [
         ("WARNING", f"{row['id']} retrying")
     ] * 2
     assert all(r.getMessage().endswith(f"RuntimeError: boom on attempt {n}; retry in 1 s ({3 - n} left)")

@@ -337,3 +337,25 @@ def test_first_free_finds_what_the_plain_scan_finds(asap, offsets, gap, per_day,
                      max_per_day=per_day, min_gap_minutes=gap)  # fmt: skip
     taken = sorted(start + timedelta(minutes=m) for m in offsets)
     assert first_free(sched, taken, start) == _first_free_by_scan(sched, taken, start)
+
+
+@pytest.mark.parametrize(
+    ("state", "says"),
+    [
+        ("collected", "has no rewrite yet, so there is nothing to publish"),
+        ("rewriting", "has no rewrite yet"),
+        ("published", "is published already"),
+        ("filtered", "is not to be published"),
+    ],
+)
+def test_schedule_says_why_a_post_cannot_get_a_time_and_what_to_do(rt, home, state, says):
+    write_config(home, route_toml(schedule='slots = ["09:00"]'))
+    post_id = add_post(rt, state=state)
+    result = CliRunner().invoke(app, ["schedule", str(post_id), "--at", "+2h"])
+    assert result.exit_code == 1
+    message = str(result.exception)
+    assert message.startswith(f"post {post_id} is") and says in message, message
+    assert "only posts not yet published" not in message
+    if state == "collected":
+        assert f"`contentq rewrite {post_id}`" in message
+    assert get_post(rt.store, post_id)["state"] == state

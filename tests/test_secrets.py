@@ -167,3 +167,24 @@ def test_redact_masks_every_known_shape() -> None:
     assert "https://user:***@example.com/v1" in masked  # where it was stays readable
     json_text = json.dumps({"url": "https://u:pw12345@h/"})
     assert "pw12345" not in redact(json_text)
+
+
+def test_a_placeholder_in_a_help_text_is_not_taken_for_a_credential() -> None:
+    help_text = "not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it)"
+    assert redact(help_text) == help_text
+    assert redact("set api_key=<your key> in .env") == "set api_key=<your key> in .env"
+    # Real values are still masked, and the backtick closing a quoted header stays.
+    assert redact("`Authorization: Bearer abcdef123456` sent") == "`Authorization: Bearer ***` sent"
+    assert redact("Authorization:Bearer q1w2e3r4t5") == "Authorization:Bearer ***"
+    assert redact('{"Authorization": "Basic dXNlcjpwYXNz"}') == '{"Authorization": "Basic ***"}'
+    assert redact("api_key=s3cr3tvalue&x=1") == "api_key=***&x=1"
+
+
+def test_the_api_says_how_to_log_in_word_for_word(rt: Runtime) -> None:
+    from tests.web_helpers import client
+
+    response = client(rt, token=False).get("/api/jobs")
+    assert response.status_code == 401
+    assert response.json()["error"] == (
+        "not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it)"
+    )

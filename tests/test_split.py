@@ -4,11 +4,13 @@ property-based tests over generated formatted HTML, numbering, custom emoji and 
 from __future__ import annotations
 
 import pytest
+import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contentq.content.html import html_to_text, parse_html, validate_html, visible_len_utf16
+from contentq.content.html import escape_text, html_to_text, parse_html, validate_html, visible_len_utf16
 from contentq.content.split import (
+    CODE_CONTINUED,
     SplitError,
     check_credit_template,
     credit_html,
@@ -72,6 +74,78 @@ def test_a_custom_emoji_and_a_surrogate_pair_are_never_cut():
     assert_valid(emoji, parts, 5)
 
 
+def clusters(html: str) -> list[str]:
+    return regex.findall(r"\X", html_to_text(html))
+
+
+@pytest.mark.parametrize("number", [False, True])
+def test_a_cut_never_splits_a_flag_so_no_later_flag_pairs_wrongly(number):
+    html = "Флаги:" + "🇷🇺🇺🇦" * 600
+    parts = split_html(html, 4096, number=number)
+    assert len(parts) == 2
+    for part in parts:
+        body = part.rsplit("\n\n", 1)[0] if number else part
+        assert set(clusters(body)) <= {"🇷🇺", "🇺🇦", *"Флаги:"}, body[-12:]
+    assert "".join(p.rsplit("\n\n", 1)[0] if number else p for p in parts) == html
+
+
+@pytest.mark.parametrize(("limit", "number"), [(4096, False), (4096, True), (4097, False), (100, False), (101, True)])
+def test_a_cut_never_splits_a_keycap(limit, number):
+    html = "1️⃣" * 1500  # '1', U+FE0F, U+20E3: one grapheme cluster of 3 UTF-16 units
+    parts = split_html(html, limit, number=number)
+    for part in parts:
+        body = part.rsplit("\n\n", 1)[0] if number else part
+        assert set(clusters(body)) == {"1️⃣"}, [hex(ord(c)) for c in body[-4:]]
+        assert visible_len_utf16(part) <= limit
+    assert sum(len(clusters(p.rsplit("\n\n", 1)[0] if number else p)) for p in parts) == 1500
+
+
+def test_emoji_sequences_stay_whole_at_hard_cuts():
+    for sequence in ("👨‍👩‍👧", "👍🏽", "🏳️‍🌈", "e\u0301\u0302", "🇺🇦"):
+        html = sequence * 200
+        for limit in (8, 10, 33):  # a family is 8 UTF-16 units
+            for part in split_html(html, limit):
+                assert set(clusters(part)) == {sequence}, (sequence, limit, part)
+
+
+PYTHON = (
+    "import json\n\n\nclass Config:\n    \"\"\"Settings.\"\"\"\n\n"
+    + "".join(f"    def value_{n}(self) -> int:\n        if self.ready:\n            return {n}\n        return 0\n\n"
+              for n in range(120))
+)  # fmt: skip
+
+
+def test_a_long_code_block_is_cut_at_line_ends_with_its_indentation_kept():
+    from contentq.integrations.telegram.formatting import html_to_entities
+
+    html = f'Код:\n<pre><code class="language-python">{escape_text(PYTHON)}</code></pre>\nКонец.'
+    parts = split_html(html, 1000)
+    assert len(parts) > 3
+    lines = PYTHON.split("\n")
+    for number, part in enumerate(parts):
+        text, entities = html_to_entities(part)  # what Telegram gets (its leading whitespace trimmed)
+        assert validate_html(part) == [] and visible_len_utf16(part) <= 1000
+        if number:  # a part that goes on inside the class: marked, so the first line keeps its 4 spaces
+            assert text.startswith(CODE_CONTINUED + "\n    def "), text[:30]
+            code = text[len(CODE_CONTINUED) + 1 :]
+            assert entities[0].offset == len(CODE_CONTINUED) + 1
+        else:
+            code = text.split("\n", 1)[1]
+        code = code.split("\nКонец.")[0]
+        chunk = code.split("\n")
+        start = lines.index(chunk[0]) if number else 0
+        assert lines[start : start + len(chunk)] == chunk  # whole lines, indentation and blank lines as sent
+
+
+def test_a_code_block_prefers_to_go_on_at_an_unindented_line():
+    code = "".join(f"def f{n}():\n    x = {n}\n    return x\n" for n in range(200))
+    parts = split_html(f"<pre>{escape_text(code)}</pre>", 500)
+    assert len(parts) > 1
+    for part in parts[1:]:
+        assert part.startswith("<pre>def f"), part[:20]
+    assert "\n".join(html_to_text(p) for p in parts) == code.rstrip("\n")
+
+
 def test_a_word_longer_than_the_limit_is_cut_hard():
     parts = split_html("a" * 25, 10)
     assert parts == ["a" * 10, "a" * 10, "a" * 5]
@@ -120,7 +194,15 @@ def test_forward_credit_template():
 _WORDS = st.sampled_from(
     ["word", "Слово", "a", "end.", "Why?", "«quote»", "x" * 30, "😀", "👍🏽", "e\u0301", "👨‍👩‍👧", "&", "<", "1/2", "—"]
 )
-_SPACES = st.sampled_from([" ", " ", " ", "\n", "\n\n", "  ", "\t"])
+_SPACES = st.sampled_from([" ", " ", " ", "\n", "\n\n", "  ", "\t", "\n    "])
+
+
+def _unmarked(parts: list[str]) -> list[str]:
+    """The parts without the mark of a part that goes on inside a code block, as plain-text HTML."""
+    texts = [html_to_text(p) for p in parts]
+    mark = CODE_CONTINUED + "\n"
+    return [escape_text(t[len(mark) :] if t.startswith(mark) and t[len(mark) : len(mark) + 1] in " \t" else t)
+            for t in texts]  # fmt: skip
 
 
 @st.composite
@@ -156,7 +238,7 @@ def test_any_formatted_html_splits_into_valid_parts_that_join_back(html: str, li
         assert visible_len_utf16(part) <= limit, (html, part)
     if number and len(parts) > 1:
         parts = [p.rsplit("\n\n", 1)[0] for p in parts]
-    assert joins_back(html, parts), (html, parts)
+    assert joins_back(html, _unmarked(parts)), (html, parts)
     if parse_html(html).text.strip():
         assert parts
 
@@ -197,3 +279,31 @@ def test_truncate_gives_one_valid_part_within_the_limit(html: str, limit: int) -
     assert visible_len_utf16(cut) <= limit or not html_to_text(html).strip()
     if was_cut:
         assert html_to_text(cut).endswith("…")
+
+
+@pytest.mark.parametrize("sequence", ["🇷🇺🇺🇦", "1️⃣", "👨‍👩‍👧"])
+def test_truncation_never_leaves_half_a_grapheme_cluster(sequence):
+    from contentq.content.html import truncate_html
+    from contentq.content.split import truncate
+
+    html = "Флаги:" + sequence * 900
+    for limit in range(1000, 1006):  # the rewriter's cut (truncate_html) and publishing's (truncate)
+        for cut, _ in (truncate(html, limit), truncate_html(html, limit)):
+            body = html_to_text(cut).rstrip("…").rstrip()
+            assert set(regex.findall(r"\X", body[len("Флаги:") :])) <= set(regex.findall(r"\X", sequence)), limit
+
+
+_TRICKY = st.sampled_from(
+    ["a", " ", "\n", "\r", "\r\n", "🇷", "🇺", "🇦", "1", "\ufe0f", "\u20e3", "👨", "\u200d", "👩", "🏽", "e", "\u0301",
+     "\u0915", "\u094d", "\u0937", "\u093f", "\u0600", "ᄀ", "ᅡ", "ᆨ", "가", "각", "😀", "\u200b", "й"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(_TRICKY, max_size=40))
+def test_grapheme_boundaries_are_the_regex_modules(pieces: list[str]) -> None:
+    from contentq.content.utf16 import grapheme_boundary
+
+    text = "".join(pieces)
+    expected = {0, len(text), *(m.end() for m in regex.finditer(r"\X", text))}
+    assert {i for i in range(len(text) + 1) if grapheme_boundary(text, i)} == expected, [hex(ord(c)) for c in text]

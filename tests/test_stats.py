@@ -88,16 +88,24 @@ def test_all_time_includes_old_jobs(seeded: Runtime) -> None:
     rewrite = next(j for j in data["jobs"] if j["kind"] == "rewrite")
     assert rewrite["count"] == 5 and rewrite["failed"] == 2 and rewrite["failure_rate"] == 0.4
     assert rewrite["p95_ms"] == 5000.0
-    assert data["llm"]["total"] == {"calls": 3, "tokens_in": 1300, "tokens_out": 1150, "cost": 0.503}
+    assert data["llm"]["total"] == {"calls": 3, "failed": 0, "tokens_in": 1300, "tokens_out": 1150, "cost": 0.503}
 
 
 def test_posts_per_state_and_route_and_llm_usage(seeded: Runtime) -> None:
     data = collect_stats(seeded, timedelta(hours=24))
     posts = {(p["route"], p["state"]): (p["total"], p["in_window"]) for p in data["posts"]}
     assert posts == {("news", "published"): (2, 1), ("news", "failed"): (1, 1), ("tech", "scheduled"): (1, 1)}
-    assert data["llm"]["total"] == {"calls": 2, "tokens_in": 300, "tokens_out": 150, "cost": 0.003}
+    assert data["llm"]["total"] == {"calls": 2, "failed": 0, "tokens_in": 300, "tokens_out": 150, "cost": 0.003}
     assert data["llm"]["by_route_model"] == [
-        {"route": "news", "model": "gpt-4o-mini", "calls": 2, "tokens_in": 300, "tokens_out": 150, "cost": 0.003}
+        {
+            "route": "news",
+            "model": "gpt-4o-mini",
+            "calls": 2,
+            "failed": 0,
+            "tokens_in": 300,
+            "tokens_out": 150,
+            "cost": 0.003,
+        }
     ]
 
 

@@ -23,6 +23,9 @@ from contentq.settings import QUEUES, Settings, load_settings
 from tests.conftest import REPO, wait_for
 
 SUPERVISORD = Path(sys.executable).with_name("supervisord")
+
+SOURCES = '[routes.tech]\ntarget = "@mine"\nsources = ["@donor"]\nrewriter = "clean"\npublisher = "outbox"\n'
+"""A route that reads a donor: the listener has work."""
 SUPERVISORCTL = Path(sys.executable).with_name("supervisorctl")
 
 
@@ -34,11 +37,12 @@ def _parse(text: str) -> configparser.RawConfigParser:
 
 def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONTENTQ_REDIS_URL")
+    (home / "contentq.toml").write_text(SOURCES)
     settings = load_settings(home=home, rewrite_concurrency=3, publish_concurrency=4,
                              maintenance_timeout=900)  # fmt: skip
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
-    assert programs == ["contentq-redis", "contentq-telegram", "contentq-rewrite", "contentq-imagegen",
+    assert programs == ["contentq-telegram", "contentq-rewrite", "contentq-imagegen",
                         "contentq-maintenance", "contentq-listen", "contentq-web"]  # fmt: skip
     listen = conf["program:contentq-listen"]
     assert listen["command"] == "/venv/bin/python -m contentq listen" and "numprocs" not in listen
@@ -53,10 +57,14 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     assert telegram["command"].endswith("worker publish collect")
     assert int(telegram["stopwaitsecs"]) > max(settings.publish_timeout, settings.collect_timeout)
     assert int(conf["program:contentq-maintenance"]["stopwaitsecs"]) > 900
-    # The embedded Valkey starts first; workers are pointed at its socket instead of starting their own.
+    # The embedded Valkey, a group of its own, starts first and stops last; it outwaits the slowest worker's stop,
+    # and only `redis serve` gets the TERM (it shuts Valkey down once the workers are gone).
     redis_prog = conf["program:contentq-redis"]
     assert redis_prog["command"].endswith("-m contentq redis serve")
-    assert int(redis_prog["priority"]) < int(rewrite["priority"])
+    assert int(redis_prog["priority"]) < int(conf["group:contentq"]["priority"]) <= int(rewrite["priority"])
+    assert int(redis_prog["stopwaitsecs"]) > max(int(conf[s]["stopwaitsecs"]) for s in conf if "contentq-" in s
+                                                 and s != "program:contentq-redis")  # fmt: skip
+    assert redis_prog["stopasgroup"] == "false" and redis_prog["killasgroup"] == "true"
     assert "CONTENTQ_REDIS_URL" not in redis_prog["environment"]
     assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in rewrite["environment"]
     assert f'CONTENTQ_HOME="{home}"' in rewrite["environment"]
@@ -66,6 +74,14 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     assert web["command"] == "/venv/bin/python -m contentq web"
     assert int(web["priority"]) > int(rewrite["priority"])
     assert f'CONTENTQ_REDIS_URL="unix://{EmbeddedServer(settings.redis_dir).socket}"' in web["environment"]
+
+
+def test_the_listener_is_rendered_only_when_a_route_has_sources(home: Path) -> None:
+    generated = '\n[routes.tech.generate]\ntopic = "news"\ntimes = ["09:00"]\n'  # a route without donors
+    (home / "contentq.toml").write_text(SOURCES.replace('sources = ["@donor"]\n', "") + generated)
+    assert "contentq-listen" not in sv.render(load_settings(home=home))
+    (home / "contentq.toml").write_text(SOURCES)
+    assert "contentq-listen" in _parse(sv.render(load_settings(home=home)))["group:contentq"]["programs"]
 
 
 def test_external_redis_means_no_redis_program_and_no_password_in_the_file(home: Path) -> None:
@@ -108,12 +124,17 @@ def _ctl(conf: Path, *args: str) -> str:
 
 
 def _states(conf: Path) -> dict[str, str]:
+    """Every contentq program's state: the contentq group's, and the embedded Valkey's (a group of its own)."""
     states = {}
-    for line in _ctl(conf, "status", "contentq:*").splitlines():
+    for line in _ctl(conf, "status").splitlines():
         parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith("contentq:"):
+        if len(parts) >= 2 and parts[0].startswith("contentq"):
             states[parts[0]] = parts[1]
     return states
+
+
+def _ppid(pid: int | None) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _run_supervisord(settings: Settings, tmp_path: Path) -> tuple[Path, subprocess.Popen[bytes]]:
@@ -140,6 +161,7 @@ def _stop_supervisord(conf: Path, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.timeout(180)
 def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_path: Path) -> None:
+    (home / "contentq.toml").write_text(SOURCES)  # the listener too (not logged in: it waits, RUNNING)
     settings = load_settings(home=home, worker_maintenance_interval=1)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
@@ -181,14 +203,14 @@ def test_supervisord_runs_the_embedded_valkey_first(
     server = EmbeddedServer(settings.redis_dir)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        # Valkey, telegram, rewrite, imagegen, maintenance, listen, web
-        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 7, timeout=60,
+        # Valkey, telegram, rewrite, imagegen, maintenance, web (no route reads a donor: no listener)
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 6, timeout=60,
                  what=f"Valkey and the workers RUNNING (log: {home / 'logs'})")  # fmt: skip
-        assert "contentq:contentq-redis" in _states(conf)
-        # RUNNING means "up for startsecs"; the interpreter may still be importing before it execs Valkey.
+        assert "contentq-redis" in _states(conf)
+        # RUNNING means "up for startsecs"; the interpreter may still be importing before it starts Valkey.
         wait_for(server.ping, 60, what="the supervised Valkey answering")
-        # The server is supervisor's child, not a daemon a worker started on its own.
-        assert _ctl(conf, "pid", "contentq:contentq-redis").strip() == str(server.pid())
+        # The server is the child of supervisor's `redis serve`, not a daemon a worker started on its own.
+        assert _ppid(server.pid()) == int(_ctl(conf, "pid", "contentq-redis").strip())
         conn = connect(load_settings(home=home, redis_url=server.url))
         wait_for(lambda: len(Worker.all(connection=conn)) == 4, 30, what="4 workers on the embedded Valkey")
 
@@ -209,9 +231,58 @@ def test_supervisord_runs_the_embedded_valkey_first(
             rt.close()
         wait_for(lambda: set(_states(conf).values()) == {"RUNNING"}, 30, what="every program RUNNING again")
         assert {name: _ctl(conf, "pid", name).strip() for name in workers_before} == workers_before
-        _ctl(conf, "stop", "contentq:*")
+        _ctl(conf, "stop", "all")
         assert set(_states(conf).values()) == {"STOPPED"}
         assert not server.ping()
+    finally:
+        _stop_supervisord(conf, proc)
+        server.stop()
+
+
+def _worker_logs(home: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in sorted((home / "logs").glob("contentq-*-*.log")))
+
+
+def _registered(settings: Settings, server: EmbeddedServer) -> list[str]:
+    """The workers Redis lists, read from the embedded Valkey's append-only file (started on its own)."""
+    server.start()
+    try:
+        return [w.name for w in Worker.all(connection=connect(load_settings(home=settings.home, redis_url=server.url)))]
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(300)
+def test_stop_all_and_shutdown_stop_valkey_last_so_every_worker_unregisters(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CONTENTQ_REDIS_URL")
+    settings = load_settings(home=home, rewrite_concurrency=1)
+    server = EmbeddedServer(settings.redis_dir)
+    conf, proc = _run_supervisord(settings, tmp_path)
+    try:
+        wait_for(lambda: server.ping(), 60, what="the supervised Valkey answering")
+        conn = connect(load_settings(home=home, redis_url=server.url))
+        wait_for(lambda: len(Worker.all(connection=conn)) == 4, 60, what="4 workers registered")
+        conn.close()
+
+        # `stop all` signals every program at once (supervisor's stopAllProcesses does not wait between
+        # priorities): Valkey must outlive the workers by itself.
+        _ctl(conf, "stop", "all")
+        assert set(_states(conf).values()) == {"STOPPED"}
+        assert "without unregistering" not in _worker_logs(home)
+        assert _registered(settings, server) == []
+
+        # `shutdown` stops the groups in reverse priority order, waiting for each.
+        _ctl(conf, "start", "all")
+        wait_for(lambda: server.ping(), 60, what="Valkey again")
+        conn = connect(load_settings(home=home, redis_url=server.url))
+        wait_for(lambda: len(Worker.all(connection=conn)) == 4, 60, what="4 workers registered again")
+        conn.close()
+        _stop_supervisord(conf, proc)
+        assert proc.returncode == 0
+        assert "without unregistering" not in _worker_logs(home)
+        assert _registered(settings, server) == []
     finally:
         _stop_supervisord(conf, proc)
         server.stop()

@@ -163,3 +163,13 @@ def test_doctor_at_80_columns_keeps_paths_whole(home: Path) -> None:
     assert_row(result.output, "database", "warn", f"{short}/contentq.db")
     assert f"{short}/contentq.toml" in result.output
     assert_row(result.output, "telegram", "skip")  # no route here needs Telegram
+
+
+def test_db_migrate_list_fits_80_columns(home: Path) -> None:
+    run("db", "migrate")
+    out = run("db", "migrate", "--list")
+    assert_fits(out)
+    for migration in as_json("db", "migrate", "--list"):
+        assert_row(out, migration["number"], short_time(migration["applied_at"]))
+    assert "initial schema" in out and "…" in out  # long names shortened; --wide or --json shows them whole
+    assert "notifications" in run("db", "migrate", "--list", "--wide")

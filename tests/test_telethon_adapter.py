@@ -28,6 +28,7 @@ from contentq.integrations.telegram.client import (
     media_info,
     sent_message_ids,
     to_fetched,
+    uploaded_media,
     write_session,
 )
 from contentq.integrations.telegram.gateway import OutgoingMedia, OutgoingPart, ResolvedChannel
@@ -145,6 +146,92 @@ def test_document_kinds():
     assert sticker is not None and sticker.kind == "sticker"
     named = media_info(doc(tl.DocumentAttributeFilename(file_name="report.pdf")))
     assert named is not None and (named.kind, named.file_name, named.size) == ("document", "report.pdf", 42)
+
+
+def test_collected_media_keep_their_kind_length_title_and_spoiler():
+    def doc(*attributes: Any, mime: str = "video/mp4", **flags: Any) -> tl.Message:
+        document = tl.Document(id=1, access_hash=1, file_reference=b"", date=None, mime_type=mime, size=42, dc_id=2,
+                               attributes=list(attributes))  # fmt: skip
+        return tl.Message(id=1, peer_id=tl.PeerChannel(1), date=None, message="",
+                          media=tl.MessageMediaDocument(document=document, **flags))  # fmt: skip
+
+    round_video = media_info(
+        doc(tl.DocumentAttributeVideo(duration=12.5, w=384, h=384, round_message=True), round=True)
+    )
+    assert round_video is not None and (round_video.kind, round_video.duration, round_video.width) == (
+        "video_note", 12.5, 384)  # fmt: skip
+    gif = media_info(doc(tl.DocumentAttributeVideo(duration=3, w=320, h=240), tl.DocumentAttributeAnimated(),
+                         tl.DocumentAttributeFilename(file_name="giphy.mp4")))  # fmt: skip
+    assert gif is not None and (gif.kind, gif.duration, gif.file_name) == ("animation", 3.0, "giphy.mp4")
+    voice = media_info(doc(tl.DocumentAttributeAudio(duration=7, voice=True), mime="audio/ogg"))
+    assert voice is not None and (voice.kind, voice.duration) == ("voice", 7.0)
+    song = media_info(doc(tl.DocumentAttributeAudio(duration=285, title="Группа крови", performer="Кино"),
+                          mime="audio/mpeg"))  # fmt: skip
+    assert song is not None and (song.kind, song.title, song.performer, song.duration) == (
+        "audio", "Группа крови", "Кино", 285.0)  # fmt: skip
+    video_sticker = media_info(doc(tl.DocumentAttributeVideo(duration=2, w=512, h=512),
+                                   tl.DocumentAttributeSticker(alt="🔥", stickerset=tl.InputStickerSetEmpty()),
+                                   mime="video/webm"))  # fmt: skip
+    assert video_sticker is not None and (video_sticker.kind, video_sticker.emoji) == ("sticker", "🔥")
+    hidden = media_info(doc(tl.DocumentAttributeVideo(duration=9, w=640, h=360), spoiler=True))
+    assert hidden is not None and hidden.kind == "video" and hidden.spoiler
+    photo = photo_message(3)
+    photo.media.spoiler = True
+    spoiler_photo = media_info(photo)
+    assert spoiler_photo is not None and spoiler_photo.kind == "photo" and spoiler_photo.spoiler
+
+
+def test_paid_media_is_fetched_with_its_price_not_as_a_bare_text_post():
+    paid = tl.Message(
+        id=4, peer_id=tl.PeerChannel(1), date=datetime(2024, 3, 1, tzinfo=UTC), message="Фото за звёзды",
+        media=tl.MessageMediaPaidMedia(stars_amount=50, extended_media=[]),
+    )  # fmt: skip
+    fetched = to_fetched(paid)
+    assert fetched is not None and fetched.paid_stars == 50 and fetched.media is None
+    silent = tl.Message(id=5, peer_id=tl.PeerChannel(1), date=None, message="",
+                        media=tl.MessageMediaPaidMedia(stars_amount=10, extended_media=[]))  # fmt: skip
+    fetched = to_fetched(silent)
+    assert fetched is not None and fetched.paid_stars == 10  # kept, to be filtered with its reason
+
+
+UPLOADED = tl.InputFile(id=1, parts=1, name="x", md5_checksum="")
+
+
+def attribute(media: Any, kind: type) -> Any:
+    return next(a for a in media.attributes if isinstance(a, kind))
+
+
+def test_each_media_kind_is_uploaded_with_the_attributes_telegram_shows(tmp_path):
+    def upload(kind: Any, **kw: Any) -> Any:
+        media = uploaded_media(OutgoingMedia(tmp_path / f"f.{kind}", kind, **kw), UPLOADED)
+        bytes(media)  # serialisable as MTProto
+        return media
+
+    sticker = upload("sticker", mime="image/webp", emoji="😂", width=512, height=512)
+    assert isinstance(sticker, tl.InputMediaUploadedDocument) and sticker.mime_type == "image/webp"
+    assert attribute(sticker, tl.DocumentAttributeSticker).alt == "😂" and not sticker.force_file
+    round_video = upload("video_note", mime="video/mp4", duration=12, width=384, height=384)
+    video_attr = attribute(round_video, tl.DocumentAttributeVideo)
+    assert video_attr.round_message and (video_attr.duration, video_attr.w, video_attr.h) == (12, 384, 384)
+    voice = upload("voice", mime="audio/ogg", duration=7)
+    assert (
+        attribute(voice, tl.DocumentAttributeAudio).voice and attribute(voice, tl.DocumentAttributeAudio).duration == 7
+    )
+    gif = upload("animation", mime="video/mp4", duration=3, width=320, height=240)
+    assert attribute(gif, tl.DocumentAttributeAnimated) and gif.nosound_video
+    assert not attribute(gif, tl.DocumentAttributeVideo).round_message
+    song = upload("audio", mime="audio/mpeg", duration=285, title="Группа крови", performer="Кино", file_name="s.mp3")
+    audio_attr = attribute(song, tl.DocumentAttributeAudio)
+    assert (audio_attr.voice, audio_attr.title, audio_attr.performer, audio_attr.duration) == (
+        None, "Группа крови", "Кино", 285)  # fmt: skip
+    assert attribute(song, tl.DocumentAttributeFilename).file_name == "s.mp3"
+    video = upload("video", mime="video/mp4", duration=95, width=1280, height=720)
+    video_attr = attribute(video, tl.DocumentAttributeVideo)  # not Telethon's 1x1 of 0 s without hachoir
+    assert (video_attr.w, video_attr.h, video_attr.duration, video_attr.supports_streaming) == (1280, 720, 95, True)
+    document = upload("document", mime="application/pdf", file_name="Отчёт.pdf")
+    assert document.force_file and attribute(document, tl.DocumentAttributeFilename).file_name == "Отчёт.pdf"
+    assert upload("photo", spoiler=True).spoiler is True and upload("photo").spoiler is None
+    assert upload("video", spoiler=True, duration=5, width=2, height=2).spoiler is True
 
 
 def test_spoilers_and_formatting_aliases_survive_both_directions():
@@ -273,6 +360,7 @@ class StubClient:
         self.requests: list[Any] = []
         self.fail: list[BaseException] = []
         self.sent_text: list[tuple[Any, str]] = []
+        self.known_users: dict[int, int] = {42: 4242}  # user id → access hash
 
     def is_connected(self) -> bool:
         return self.connected
@@ -296,12 +384,22 @@ class StubClient:
         if isinstance(request, functions.messages.UploadMediaRequest):
             photo = tl.Photo(id=len(self.requests), access_hash=3, file_reference=b"f", date=None, dc_id=2, sizes=[])
             return tl.MessageMediaPhoto(photo=photo)
+        if isinstance(request, functions.messages.EditMessageRequest):
+            return tl.Updates(updates=[], users=[], chats=[], date=datetime.now(UTC), seq=0)
         random_ids = [m.random_id for m in request.multi_media] if hasattr(request, "multi_media") else [
             request.random_id]  # fmt: skip
         return tl.Updates(
             updates=[tl.UpdateMessageID(id=900 + i, random_id=r) for i, r in enumerate(random_ids)],
             users=[], chats=[], date=datetime.now(UTC), seq=0,
         )  # fmt: skip
+
+    async def get_input_entity(self, peer: Any) -> Any:
+        """Users the session has seen (Telethon's entity cache); others raise ValueError like Telethon."""
+        if isinstance(peer, tl.PeerUser) and peer.user_id in self.known_users:
+            return tl.InputPeerUser(user_id=peer.user_id, access_hash=self.known_users[peer.user_id])
+        if isinstance(peer, tl.PeerUser) and peer.user_id == 7:  # users.getUsers asked, and refused
+            raise errors.UserIdInvalidError(request=None)
+        raise ValueError(f"Could not find the input entity for {peer!r}")
 
     async def get_messages(
         self, peer: Any, limit: int | None = None, min_id: int = 0, ids: Any = None, reverse: bool = False
@@ -335,6 +433,43 @@ def test_gateway_sends_an_album_through_upload_media_then_one_send_multi_media(g
     final = stub.requests[-1]
     assert final.peer == PEER and [m.random_id for m in final.multi_media] == [101, 102, 103]
     assert all(isinstance(m.media, tl.InputMediaPhoto) for m in final.multi_media)
+
+
+def test_gateway_keeps_the_media_spoiler_and_the_voice_length_through_upload_media(gateway, tmp_path):
+    gw, stub = gateway
+    picture, voice = tmp_path / "p.jpg", tmp_path / "v.ogg"
+    picture.write_bytes(b"jpeg")
+    voice.write_bytes(b"OggS")
+    gw.send(CHANNEL, OutgoingPart(html="Под спойлером", media=[OutgoingMedia(picture, "photo", spoiler=True)]), [7])
+    upload, send = stub.requests[-2:]
+    assert isinstance(upload.media, tl.InputMediaUploadedPhoto) and upload.media.spoiler is True
+    assert isinstance(send, functions.messages.SendMediaRequest)
+    assert isinstance(send.media, tl.InputMediaPhoto) and send.media.spoiler is True  # Telegram's answer had none
+    gw.send(CHANNEL, OutgoingPart(media=[OutgoingMedia(voice, "voice", mime="audio/ogg", duration=7)]), [8])
+    upload = stub.requests[-2]
+    audio = attribute(upload.media, tl.DocumentAttributeAudio)
+    assert audio.voice and audio.duration == 7 and upload.media.mime_type == "audio/ogg"
+
+
+def test_a_mention_by_name_is_sent_as_a_mention_entity_with_the_resolved_user(gateway):
+    gw, stub = gateway
+    html = (
+        'Спасибо <a href="tg://user?id=42">Павлу</a> и <a href="tg://user?id=99">Ивану</a>, <b>всем</b>'
+        '<a href="tg://user?id=7">!</a>'
+    )
+    gw.send(CHANNEL, OutgoingPart(html=html), [31])
+    request = stub.requests[-1]
+    assert request.message == "Спасибо Павлу и Ивану, всем!"
+    mention, bold = request.entities  # Ivan cannot be resolved: his name is plain text, not a tg:// URL
+    assert isinstance(mention, tl.InputMessageEntityMentionName) and (mention.offset, mention.length) == (8, 5)
+    assert mention.user_id == tl.InputUser(user_id=42, access_hash=4242)
+    assert isinstance(bold, tl.MessageEntityBold)
+    bytes(request)  # serialisable as MTProto
+    assert not any(isinstance(e, tl.MessageEntityTextUrl) for e in request.entities)
+    gw.edit_message(CHANNEL, 900, html)  # an edit (a donor's change) sends the same entity
+    edit = stub.requests[-1]
+    assert isinstance(edit, functions.messages.EditMessageRequest)
+    assert [type(e) for e in edit.entities] == [tl.InputMessageEntityMentionName, tl.MessageEntityBold]
 
 
 def test_gateway_passes_telegram_errors_through_unchanged(gateway):

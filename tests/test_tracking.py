@@ -266,7 +266,7 @@ def test_retry_failed_job_makes_a_new_generation(rt):
     again = retry(rt, row["id"])
     assert again["generation"] == 2 and again["status"] == "queued"
     assert "restarted" in events(rt, row["id"])
-    with pytest.raises(ContentqError, match="only failed or cancelled"):
+    with pytest.raises(ContentqError, match="is queued and runs as soon as a worker of queue maintenance is free"):
         retry(rt, row["id"])
 
 

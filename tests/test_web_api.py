@@ -38,10 +38,10 @@ def test_jobs_endpoints_list_show_create_retry_cancel(rt: Runtime) -> None:
     retried = tc.post(f"/api/jobs/{failed}/retry").json()
     assert retried["job"]["status"] == "queued" and retried["job"]["generation"] == 2
     assert retried["events"][-1]["event"] == "restarted"
-    cancelled = tc.delete(f"/api/jobs/{new_id}").json()
+    cancelled = tc.post(f"/api/jobs/{new_id}/cancel").json()
     assert cancelled["job"]["status"] == "cancelled"
-    again = tc.delete(f"/api/jobs/{new_id}")
-    assert again.status_code == 400 and "already cancelled" in again.json()["error"]
+    again = tc.post(f"/api/jobs/{new_id}/cancel")  # the job's state refuses it: a conflict, not a bad request
+    assert again.status_code == 409 and "already cancelled" in again.json()["error"]
 
 
 def test_queue_pause_resume_and_status(rt: Runtime) -> None:
@@ -53,8 +53,8 @@ def test_queue_pause_resume_and_status(rt: Runtime) -> None:
     assert next(r for r in tc.get("/api/queues").json() if r["queue"] == "rewrite")["paused"] is True
     assert tc.post("/api/queues/rewrite/resume").json()["changed"] is True
     assert "rewrite" not in paused_queues(rt.redis)
-    bad = tc.post("/api/queues/nope/pause")
-    assert bad.status_code == 400 and "unknown queue 'nope'" in bad.json()["error"]
+    bad = tc.post("/api/queues/nope/pause")  # not one of the queues the document lists
+    assert bad.status_code == 422 and "name" in bad.json()["error"] and "'publish'" in bad.json()["error"]
 
 
 def test_post_endpoints_approve_reject_edit_schedule_unschedule_publish(rt: Runtime) -> None:
@@ -85,7 +85,7 @@ def test_post_endpoints_approve_reject_edit_schedule_unschedule_publish(rt: Runt
     rejected = tc.post(f"/api/posts/{other}/reject", json={"reason": "off topic"}).json()
     assert rejected["state"] == "rejected" and rejected["state_reason"] == "off topic"
     again = tc.post(f"/api/posts/{other}/approve")
-    assert again.status_code == 400 and "not awaiting approval" in again.json()["error"]
+    assert again.status_code == 409 and "not awaiting approval" in again.json()["error"]
 
 
 def test_schedule_stats_usage_metrics_dashboard_docs(rt: Runtime) -> None:
@@ -103,7 +103,7 @@ def test_schedule_stats_usage_metrics_dashboard_docs(rt: Runtime) -> None:
     stats = tc.get("/api/stats", params={"since": "24h"}).json()
     assert stats["llm"]["total"]["tokens_in"] == 100 and stats["jobs"][0]["failed"] == 1
     usage = tc.get("/api/usage").json()
-    assert usage["total"] == {"calls": 1, "tokens_in": 100, "tokens_out": 20, "cost": 0.5}
+    assert usage["total"] == {"calls": 1, "failed": 0, "tokens_in": 100, "tokens_out": 20, "cost": 0.5}
     metrics = tc.get("/api/metrics")
     assert metrics.status_code == 200 and "contentq_" in metrics.text
     dash = tc.get("/api/dashboard").json()
@@ -189,17 +189,18 @@ def test_bad_input_gets_a_4xx_json_error(rt: Runtime) -> None:
     tc = client(rt)
     cases = [
         ("GET", "/api/jobs/nope", 404, "no job 'nope'"),
-        ("GET", "/api/jobs?status=weird", 400, "unknown status 'weird'"),
-        ("GET", "/api/jobs?queue=weird", 400, "unknown queue"),
-        ("GET", "/api/jobs?cursor=garbage", 400, "bad cursor"),
+        # A value outside what the document declares (an enum, a pattern, a range) is a 422, named
+        ("GET", "/api/jobs?status=weird", 422, "status: Input should be 'queued'"),
+        ("GET", "/api/jobs?queue=weird", 422, "queue"),
+        ("GET", "/api/jobs?cursor=garbage", 422, "cursor"),
         ("GET", "/api/jobs?limit=0", 422, "limit"),
-        ("GET", "/api/jobs?since=yesterday", 400, ""),
+        ("GET", "/api/jobs?since=yesterday", 422, "since"),
         ("GET", "/api/posts/99", 404, "no post 99"),
         ("GET", f"/api/posts/{2**70}", 422, "post_id"),
-        ("GET", "/api/posts?state=weird", 400, "unknown state"),
+        ("GET", "/api/posts?state=weird", 422, "state"),
         ("POST", "/api/jobs/nope/retry", 404, "no job"),
         ("POST", "/api/posts/99/approve", 404, "no post 99"),
-        ("GET", "/api/stats?since=-5h", 400, ""),
+        ("GET", "/api/stats?since=-5h", 422, "since"),
         ("GET", "/api/nothing-here", 404, ""),
     ]
     for method, url, status, text in cases:
@@ -340,7 +341,7 @@ def test_post_jobs_need_an_existing_post_keyed_by_its_id(rt: Runtime) -> None:
     assert rewrite.status_code == 201 and rewrite.json()["job"]["key"] == str(fresh)
     assert tc.post("/api/jobs", json={"kind": "rewrite", "post_id": fresh}).json()["deduplicated"] is True
     done = tc.post("/api/jobs", json={"kind": "rewrite", "post_id": post_id})
-    assert done.status_code == 400 and "post is scheduled" in json_of(done)["error"]
+    assert done.status_code == 409 and "post is scheduled" in json_of(done)["error"]
 
 
 def test_media_of_a_non_media_type_is_a_download_not_a_page(rt: Runtime) -> None:

@@ -110,8 +110,10 @@ def test_a_hostile_export_is_stored_with_safe_types(
     report = import_export(ForegroundContext(rt), hostile_export(tmp_path / "export"), "@hostile")
     assert report.counts.collected == len(HOSTILE_TYPES)
     rows = rt.store.query("SELECT p.source_msg_id AS msg, m.mime FROM media m JOIN posts p ON p.id = m.post_id")
+    # 6 ("text/html\r\n"): the export reader trims a field's outer whitespace, leaving one valid type; it is stored
+    # as the donor named it and, not being a photo, video or audio type, only ever offered as a download.
     assert {r["msg"]: r["mime"] for r in rows} == {1: FALLBACK, 2: FALLBACK, 3: FALLBACK, 4: "image/svg+xml",
-                                                   5: FALLBACK, 6: FALLBACK}  # fmt: skip
+                                                   5: FALLBACK, 6: "text/html"}  # fmt: skip
     assert "@hostile:1: media type 'image/x,text/html' is not a single valid type" in caplog.text
     tc = client(rt)
     for media_id in [r["id"] for r in rt.store.query("SELECT id FROM media")]:
@@ -126,10 +128,10 @@ def test_a_hostile_export_is_stored_with_safe_types(
 @pytest.mark.parametrize(
     "cursor", ["2099-01-01~99999999999999999999999", f"2099-01-01~{2**63}", "~1", "\x00~1", "2099-01-01~²", "x~1"]
 )
-def test_a_cursor_beyond_sqlite_or_malformed_is_a_400_on_the_api_and_the_page(rt: Runtime, cursor: str) -> None:
+def test_a_cursor_beyond_sqlite_or_malformed_is_a_4xx_on_the_api_and_the_page(rt: Runtime, cursor: str) -> None:
     tc = client(rt)
-    api = tc.get("/api/jobs", params={"cursor": cursor})
-    assert api.status_code == 400 and "bad cursor" in json_of(api)["error"], api.text
+    api = tc.get("/api/jobs", params={"cursor": cursor})  # outside the pattern the document declares: 422
+    assert api.status_code == 422 and "cursor" in json_of(api)["error"], api.text
     page = tc.get("/jobs", params={"cursor": cursor}, headers={"Accept": "text/html"})
     assert page.status_code == 400 and "bad cursor" in page.text and "<h1>Error 400</h1>" in page.text
 
@@ -261,7 +263,7 @@ def test_a_message_comes_from_the_server_once_never_from_the_url(rt: Runtime) ->
     done = browser.post("/queues/rewrite/pause", data={"csrf": csrf}, follow_redirects=False)
     assert done.status_code == 303 and done.headers["location"] == "/"  # no message in the URL
     shown = browser.get("/", headers={"Accept": "text/html"}).text
-    assert '<p class="flash">queue rewrite paused</p>' in shown
+    assert '<p class="flash" role="status">queue rewrite paused</p>' in shown
     assert 'class="flash"' not in browser.get("/", headers={"Accept": "text/html"}).text  # once
 
 

@@ -86,7 +86,11 @@ def _try_it_out(page: Any, operation: str, fill: dict[str, str] | None = None) -
     block.locator(".opblock-summary").first.click()
     block.locator("button.try-out__btn").click()
     for name, value in (fill or {}).items():
-        block.locator(f'tr[data-param-name="{name}"] input').fill(value)
+        field = block.locator(f'tr[data-param-name="{name}"]')
+        if field.locator("select").count():  # an enum (the queue's name): Swagger UI offers its values
+            field.locator("select").select_option(value)
+        else:
+            field.locator("input").fill(value)
     block.locator("button.execute").click()
     status = block.locator(".live-responses-table td.response-col_status:not(.col_header)").first
     sync_api.expect(status).to_have_text(re.compile(r"^\d{3}"), timeout=10_000)

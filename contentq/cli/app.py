@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from contentq import __version__
+from contentq import __version__, actors
 from contentq.cli import typer_app
 from contentq.cli.lazy import LazyCommand, LazyGroup, reset_runtime
 from contentq.clock import iso
@@ -75,7 +75,7 @@ class ContentqGroup(LazyGroup):
         "usage": LazyCommand(
             "rewrite",
             "usage",
-            "LLM usage per day (UTC) and route: calls, posts, tokens in and out, estimated cost.",
+            "LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost.",
         ),
         "purge": LazyCommand(
             "ops", "purge", "Remove what is past retention, in small batches that never block the workers."
@@ -93,19 +93,21 @@ class ContentqGroup(LazyGroup):
         "health": LazyCommand(
             "ops",
             "health",
-            "Probe for monitoring: Redis, the database and the workers; exits 1 when one is down.",
+            "Probe for monitoring: Redis, the database, the workers and the listeners; exits 1 when one is down.",
         ),
         "demo": LazyCommand(
             "ops", "demo", "Run the pipeline end to end with no credentials, publishing to the outbox folder."
         ),
         "queue": LazyCommand("queue", "app", "Queues: status, pause, resume, reconcile."),
         "jobs": LazyCommand("jobs", "app", "Jobs: list, show, logs, retry, cancel."),
-        "db": LazyCommand("db", "app", "The SQLite database."),
+        "db": LazyCommand("db", "app", "The SQLite database: migrations, backups, restore, checks."),
         "redis": LazyCommand(
             "redis_server", "app", "Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset)."
         ),
         "sources": LazyCommand("collect", "sources_app", "Donor channels: list, resolve."),
-        "posts": LazyCommand("posts", "app", "Posts: list, show, approve, reject, edit."),
+        "posts": LazyCommand(
+            "posts", "app", "Posts: list, show, approve, reject, edit; the states a post goes through."
+        ),
         "schedule": LazyCommand(
             "schedule", "app", "The publishing schedule: `schedule list`, `schedule POST_ID --at TIME`."
         ),
@@ -115,6 +117,11 @@ class ContentqGroup(LazyGroup):
         ),
         "supervisor": LazyCommand("ops", "supervisor_app", "Supervisor config for the workers."),
         "alerts": LazyCommand("ops", "alerts_app", "Alerts to the admin (run `alerts check` from cron)."),
+        "notifications": LazyCommand(
+            "notifications",
+            "notifications",
+            "Admin notifications sent, newest first: when, level, key, message; repeats held back within the throttle.",
+        ),
         "metrics": LazyCommand("ops", "metrics_app", "Prometheus metrics: an HTTP endpoint or a textfile."),
         "web": LazyCommand(
             "web", "app", "The admin panel in the browser and the JSON API (`contentq web`; `contentq web token`)."
@@ -155,6 +162,7 @@ def main_options(
 ) -> None:
     """Flags here win over CONTENTQ_* environment variables and .env."""
     _state["debug"] = debug
+    actors.set_process_actor(actors.cli())  # what a command moves is recorded as this OS user's
     from contentq.logs import setup_logging
     from contentq.settings import get_settings, set_overrides
 

@@ -15,6 +15,7 @@ from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, details, err_console, error, ok, plain, print_json, summary, table
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, Reschedule
+from contentq.integrations.telegram.access import gateway_of
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
@@ -77,7 +78,7 @@ def login(
         value, origin = load_session_string(settings)
         if value is None:
             raise ContentqError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
-        gateway = rt.telegram
+        gateway = gateway_of(rt)
         try:
             gateway.ensure_ready()
             account = gateway.account()
@@ -137,7 +138,7 @@ def sources_resolve(
     """Resolve donor channels once through Telegram and cache their id and access hash."""
     rt = runtime()
     refs = _selected_sources(rt, sources)
-    gateway = rt.telegram
+    gateway = gateway_of(rt)
     gateway.ensure_ready()
     rows = []
     for ref in refs:
@@ -190,7 +191,7 @@ def collect(
             table(rows, ["source", "job", "status", ("already", "already queued")], title="collect jobs")
         return
     try:  # before any progress bar: without a session, its error is all there is to show
-        check_session(ForegroundContext(rt), rt.telegram, ", ".join(refs), Counts())
+        check_session(ForegroundContext(rt), gateway_of(rt), ", ".join(refs), Counts())
     except CollectFailed as exc:
         error(str(exc))
         raise typer.Exit(1) from None
@@ -215,8 +216,10 @@ def collect(
     if as_json:
         print_json(results)
     else:  # every source failed: the errors above are the output
+        from contentq.ingest import plural
+
         for report in reports:
-            summary(f"collected {report.source}: {report.fetched} messages fetched, cursor {report.cursor}",
+            summary(f"collected {report.source}: {plural(report.fetched, 'message')} fetched, cursor {report.cursor}",
                     report.lines())  # fmt: skip
     if failed:
         raise typer.Exit(1)
@@ -236,6 +239,7 @@ def import_(
     """Import a channel export through dedup and filters; all or nothing. Accepted posts go to rewrite."""
     from contentq.collect import ForegroundContext
     from contentq.imports import import_export
+    from contentq.ingest import plural
 
     rt = runtime()
     ctx = ForegroundContext(rt)
@@ -245,6 +249,6 @@ def import_(
         print_json(report.as_dict())
         return
     summary(
-        f"imported {path} as {report.source} into route {report.route}: {report.messages} messages, "
-        f"{report.posts} posts", report.lines(),
+        f"imported {path} as {report.source} into route {report.route}: {plural(report.messages, 'message')}, "
+        f"{plural(report.posts, 'post')}", report.lines(),
     )  # fmt: skip

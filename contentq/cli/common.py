@@ -7,9 +7,12 @@ from typing import Annotated
 
 import typer
 
+from contentq import notify
 from contentq.runtime.context import Runtime
 from contentq.settings import get_settings
 from contentq.store.db import SQLITE_INT_MAX
+
+notify.install()  # every command that builds a runtime imports this module: its runtime gets the admin notifier
 
 __all__ = ["SQLITE_INT_MAX"]  # re-exported: every CLI module bounds ids with it
 

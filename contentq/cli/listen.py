@@ -13,6 +13,7 @@ from contentq.cli.collect import _selected_sources
 from contentq.cli.common import runtime
 from contentq.cli.render import err_console, summary
 from contentq.routes import load_routes
+from contentq.settings import Settings, get_settings
 
 
 def listen(
@@ -23,8 +24,9 @@ def listen(
 ) -> None:
     """Collect donor posts as they arrive (and follow their edits and deletions) until stopped (TERM, Ctrl-C).
 
-    Catches up from each source's cursor on start and after every reconnect; cron `collect` may keep running."""
-    from contentq.listen import Listener
+    Catches up from each source's cursor on start and after every reconnect; cron `collect` may keep running.
+    Not logged in yet (or Telegram unreachable), it waits and says why in `contentq health`, never exits."""
+    from contentq.listen import ListenService
 
     rt = runtime()
     stopping = threading.Event()
@@ -37,12 +39,19 @@ def listen(
         while not stopping.wait(1.0):
             pass
         return
-    listener = Listener(rt, _selected_sources(rt, sources), name=name)
+    _selected_sources(rt, sources)  # a source named wrong is an error now, not a wait
+    service = ListenService(_fresh_settings, lambda own: _selected_sources(own, sources), name=name)
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        listener.stop()
+        service.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    counts = listener.run()
+    counts = service.run()
     summary(f"listener {name} stopped", counts.lines())
+
+
+def _fresh_settings() -> Settings:
+    """The settings read anew: a listener waiting for a login sees the API keys `.env` gained meanwhile."""
+    get_settings.cache_clear()
+    return get_settings()

@@ -9,21 +9,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, WideOpt, finite, runtime
-from contentq.cli.render import Col, console, ok, print_json, table, terminal_safe
+from contentq.cli.render import Col, console, ok, print_json, probe_table, table
 from contentq.clock import parse_duration
 from contentq.errors import ConfigError, ContentqError
 from contentq.media import human_bytes
 from contentq.ops import alerts as alerts_core
 from contentq.ops import doctor as doctor_core
+from contentq.ops import litestream as litestream_core
 from contentq.ops import supervisor as supervisor_core
-from contentq.ops.probe import FAIL, OK, Probe
+from contentq.ops.probe import FAIL
 from contentq.ops.purge import purge as purge_core
 from contentq.ops.stats import collect_stats, parse_since
-from contentq.redact import redact
 from contentq.settings import QUEUES, Settings
 
 supervisor_app = typer_app(help="Supervisor config for the workers.", no_args_is_help=True)
@@ -61,10 +60,17 @@ def supervisor_render(
     settings = runtime().settings
     options = {"python": python, "user": user, "standalone": standalone, "extra_env": _env_pairs(env)}
     if output is None:
-        sys.stdout.write(supervisor_core.render(settings, **options))  # type: ignore[arg-type]
+        text = supervisor_core.render(settings, **options)  # type: ignore[arg-type]
+        for side in supervisor_core.write_side_files(settings):  # the printed programs read them
+            typer.echo(f"wrote {side}", err=True)
+        sys.stdout.write(text)
         return
     path = supervisor_core.write(settings, output, **options)
     ok(f"wrote {path}; logs go to {supervisor_core.logs_dir(settings)}")
+    if settings.litestream_url:
+        typer.echo(
+            f"litestream replicates {settings.db_path} to the replica {litestream_core.config_path(settings)} names"
+        )
     if standalone:
         typer.echo(f"start: supervisord -c {path}    status: supervisorctl -c {path} status 'contentq:*'")
     else:
@@ -127,7 +133,7 @@ def stats(
     rows = [*llm["by_route_model"], {"route": "total", "model": "", **llm["total"]}] if llm["by_route_model"] else []
     for row in rows:
         row["cost"] = f"{row['cost']:.4f}"
-    table(rows, ["route", "model", "calls", "tokens_in", "tokens_out", "cost"], title=f"LLM usage {window}",
+    table(rows, ["route", "model", "calls", "failed", "tokens_in", "tokens_out", "cost"], title=f"LLM usage {window}",
           empty="no LLM calls in the window", wide=wide)  # fmt: skip
 
 
@@ -138,7 +144,7 @@ def alerts_check(
     ] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check failures, queue sizes, waiting times and the LLM breaker against the alert_* settings."""
+    """Check failures, queue sizes, waiting times, the LLM breaker and the last backup's age against settings."""
     checks = alerts_core.check_alerts(runtime(), notify=notify)
     if as_json:
         print_json([c.as_dict() for c in checks])
@@ -192,23 +198,6 @@ def metrics_dump(
     ok(f"wrote {metrics_core.dump(rt, path)}")
 
 
-_STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
-
-
-def _probe_table(probes: list[Probe], title: str) -> None:
-    # The fix under its detail, in one column that wraps at spaces: a path or a command stays whole at 80 columns.
-    rows = [
-        {
-            "check": p.check,
-            "status": Text(p.status, style=_STATUS_STYLE.get(p.status, "")),
-            "detail": Text(terminal_safe(redact(p.detail)))
-            + (Text("\nfix: ", style="bold") + Text(terminal_safe(redact(p.fix))) if p.fix else Text("")),
-        }
-        for p in probes
-    ]
-    table(rows, ["check", "status", Col("detail", "detail and fix", fit="wrap")], title=title)
-
-
 def doctor(
     supervisor_config: Annotated[
         Path | None, typer.Option("--supervisor-config", help="Installed supervisor config to compare.")
@@ -220,7 +209,8 @@ def doctor(
 ) -> None:
     """Check the whole setup and print ok/warn/fail with the fix for each; exits 1 when a check fails.
 
-    Settings and routes, data directory, database, Redis, workers, Telegram, the LLM endpoint, supervisor, cron.
+    Settings and routes, data directory, database, backups, Redis, workers, Telegram, the LLM endpoint,
+    supervisor, cron.
     """
     try:
         settings: Settings | None = runtime().settings
@@ -230,7 +220,7 @@ def doctor(
     if as_json:
         print_json([p.as_dict() for p in probes])
     else:
-        _probe_table(probes, "contentq doctor")
+        probe_table(probes, "contentq doctor")
     if any(p.status == FAIL for p in probes):
         raise typer.Exit(1)
 
@@ -243,9 +233,11 @@ def health(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Probe for monitoring: Redis, the database and the workers; exits 1 when one is down."""
+    """Probe for monitoring: Redis, the database, the workers and the listeners; exits 1 when one is down.
+
+    A warning (a listener not logged in to Telegram yet) is shown with its fix and does not fail."""
     probes = doctor_core.run_health(runtime().settings, workers=workers, queues=list(queue or []) or None)
-    healthy = all(p.status == OK for p in probes)
+    healthy = not any(p.status == FAIL for p in probes)
     if as_json:
         print_json({"healthy": healthy, "probes": [p.as_dict() for p in probes]})
     else:

@@ -1,4 +1,4 @@
-"""`contentq posts`: list, show, approve, reject, edit."""
+"""`contentq posts`: list, show, approve, reject, edit, and the states a post goes through."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from contentq import posts
+from contentq import lifecycle, posts
 from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, details, ok, print_json, table, terminal_safe
 from contentq.content.html import html_to_text, visible_len_utf16
+from contentq.errors import ContentqError
+from contentq.lifecycle import STATES
 from contentq.posts import delivery_json, post_json
-from contentq.store.posts import STATES
+from contentq.store.search import search_posts
 
-app = typer_app(help="Posts: list, show, approve, reject, edit.", no_args_is_help=True)
+app = typer_app(help="Posts: list, show, approve, reject, edit; the states a post goes through.", no_args_is_help=True)
 
 
 def _snippet(row: dict[str, Any], width: int = 50) -> str:
@@ -28,14 +30,24 @@ def _snippet(row: dict[str, Any], width: int = 50) -> str:
 
 @app.command("list")
 def list_(
-    state: Annotated[str | None, typer.Option(help=f"Only posts in this state: {', '.join(STATES)}.")] = None,
+    state: Annotated[str | None, typer.Option(help=f"Only posts in this state: {', '.join(lifecycle.STATES)}.")] = None,
     route: Annotated[str | None, typer.Option(help="Only posts of this route.")] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(help="Only posts whose original or rewritten text has these words (the last one as a prefix)."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1, max=LIMIT_MAX)] = 50,
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """List posts, newest first (--wide adds the link)."""
-    rows = posts.list_posts(runtime(), state=state, route=route, limit=limit)
+    """List posts, newest first (--wide adds the link); --search finds them by their words (SQLite FTS5)."""
+    rt = runtime()
+    if search is not None and search.strip():
+        if state is not None and state not in STATES:
+            raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
+        rows = search_posts(rt.store, search, state=state, route=route, limit=limit, every_column=True)[0]
+    else:
+        rows = posts.list_posts(rt, state=state, route=route, limit=limit)
     if as_json:
         print_json([post_json(r) for r in rows])
         return
@@ -114,6 +126,38 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
             row["why"] = "; ".join(x for x in (row["reason"], row["notes"]) if x) or None
         table(rows, ["destination", "state", ("when", "when (UTC)"), "link", Col("why", fit="wrap")],
               title="deliveries")  # fmt: skip
+    _history(shown.history)
+
+
+def _history(rows: list[dict[str, Any]]) -> None:
+    """Every move of the post: when, by which event, from which state to which, who, why."""
+    for r in rows:
+        r["move"] = f"{r['from_state'] or lifecycle.NEW} → {r['state']}"
+        r["event"] = r["event"] or "(before history)"  # rows older than the lifecycle's record
+    table(rows, [("at", "at (UTC)"), "event", "move", "actor", Col("reason", fit="wrap")], title="history",
+          empty="no recorded moves")  # fmt: skip
+
+
+@app.command()
+def states(
+    as_json: JsonOpt = False,
+    mermaid: Annotated[
+        bool, typer.Option("--mermaid", help="Print a Mermaid state diagram (docs/pipeline.md's).")
+    ] = False,
+) -> None:
+    """The states a post goes through and the moves between them, each named by its event; what follows a move."""
+    machine = lifecycle.as_json()
+    if as_json:
+        print_json(machine)
+        return
+    if mermaid:
+        typer.echo(lifecycle.mermaid(), nl=False)
+        return
+    table(machine["states"], ["state", Col("meaning", fit="wrap")], title="states")
+    moves = [{**m, "from": ", ".join(m["from"]), "then": ", ".join(m["then"])} for m in machine["moves"]]
+    table(moves, ["event", Col("from", fit="wrap"), "to", Col("then", fit="wrap"), Col("meaning", fit="wrap")],
+          title=f"moves ({lifecycle.NEW}: before the post is stored)")  # fmt: skip
+    table(machine["follow_ups"], ["name", Col("does", fit="wrap")], title="follow-ups (what a move's `then` names)")
 
 
 @app.command()

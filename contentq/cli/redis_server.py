@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import typer
 
 from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, runtime
 from contentq.cli.render import console, details, ok, print_json
 from contentq.errors import ContentqError
 from contentq.runtime.redis import EmbeddedServer, describe_redis, embedded_server
+from contentq.settings import Settings
 
 app = typer_app(
     help="Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset).",
@@ -16,11 +17,15 @@ app = typer_app(
 )
 
 
-def _server() -> EmbeddedServer:
+def _server_settings() -> Settings:
     settings = runtime().settings
     if settings.redis_url:
         raise ContentqError(f"CONTENTQ_REDIS_URL is set ({describe_redis(settings)}); the embedded server is not used")
-    return embedded_server(settings)
+    return settings
+
+
+def _server() -> EmbeddedServer:
+    return embedded_server(_server_settings())
 
 
 @app.command()
@@ -62,13 +67,9 @@ def status(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def serve() -> None:
-    """Run the embedded server in the foreground (for supervisor)."""
-    server = _server()
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    if server.ping():
-        # A CLI command started it in the background; supervisor takes it over (data persists in the AOF).
-        server.stop()
-    if server.socket.exists():
-        server.socket.unlink()
-    args = server.server_args(daemonize=False)
-    os.execv(args[0], args)
+    """Run the embedded server in the foreground (for supervisor); asked to stop, it stops after the workers."""
+    from contentq.ops.redis_serve import serve as serve_core
+
+    code = serve_core(_server_settings())
+    if code:
+        raise typer.Exit(code)

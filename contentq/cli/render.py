@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich import box
 from rich.cells import cell_len
@@ -17,6 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from contentq.redact import redact
+
+if TYPE_CHECKING:
+    from contentq.ops.probe import Probe
 
 PIPE_WIDTH = 160
 """Piped output (cron logs, `| less`) gets room for whole tables instead of rich's 80-column default."""
@@ -272,3 +275,21 @@ def error(message: object) -> None:
     """The one `error:` line; the message is plain text and never parsed as markup."""
     line = " ".join(str(message).splitlines())  # one line, whatever an exception's text holds
     err_console.print(f"[bold red]error:[/bold red] {plain(line)}", highlight=False, soft_wrap=True)
+
+
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+
+
+def probe_table(probes: list[Probe], title: str) -> None:
+    """Probes as a table: the fix under its detail (doctor, `db check`)."""
+    # The fix under its detail, in one column that wraps at spaces: a path or a command stays whole at 80 columns.
+    rows = [
+        {
+            "check": p.check,
+            "status": Text(p.status, style=_STATUS_STYLE.get(p.status, "")),
+            "detail": Text(terminal_safe(redact(p.detail)))
+            + (Text("\nfix: ", style="bold") + Text(terminal_safe(redact(p.fix))) if p.fix else Text("")),
+        }
+        for p in probes
+    ]
+    table(rows, ["check", "status", Col("detail", "detail and fix", fit="wrap")], title=title)

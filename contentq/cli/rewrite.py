@@ -43,7 +43,7 @@ def usage(
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """LLM usage per day (UTC) and route: calls, posts, tokens in and out, estimated cost."""
+    """LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost."""
     since_iso = iso(now() - parse_duration(since))
     rows = usage_summary(runtime().store, since=since_iso, route=route)
     totals = usage_totals(rows)
@@ -56,7 +56,7 @@ def usage(
         rows.append({"day": "total", "route": "", **totals, "posts": None, "cost_usd": f"{totals['cost']:.4f}"})
     table(
         rows,
-        ["day", "route", "calls", "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
+        ["day", "route", "calls", "failed", "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
         title=f"LLM usage since {since}",
         empty=f"no LLM calls in the last {since}",
         wide=wide,

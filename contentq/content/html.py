@@ -13,12 +13,11 @@ tg-spoiler, a href, code (class="language-…" inside pre), pre, blockquote (exp
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from contentq.content.utf16 import utf16_len, utf16_to_index
+from contentq.content.utf16 import grapheme_boundary, utf16_len, utf16_to_index
 
 SUPPORTED_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre",
@@ -511,12 +510,7 @@ def _safe_index(text: str, index: int, atomic: list[tuple[int, int]]) -> int:
     for start, end in atomic:
         if start < index < end:
             index = start
-    while 0 < index < len(text) and (
-        unicodedata.combining(text[index])
-        or text[index] in "\u200d\ufe0f\ufe0e"
-        or text[index - 1] == "\u200d"
-        or 0x1F3FB <= ord(text[index]) <= 0x1F3FF  # skin tone modifier
-    ):
+    while 0 < index < len(text) and not grapheme_boundary(text, index):  # flags, keycaps, ZWJ sequences, accents
         index -= 1
     return index
 

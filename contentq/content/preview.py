@@ -36,10 +36,16 @@ _ENTITY = re.compile(r"(?<![\w#@$])(?:#[^\W\d_][\w]*|#\d+[^\W\d][\w]*|@[A-Za-z][
 @dataclass(frozen=True)
 class PreviewMedia:
     src: str
-    kind: str = "photo"  # photo | video | document | audio | voice
+    kind: str = "photo"  # photo | video | video_note | animation | document | audio | voice | sticker
     width: int | None = None
     height: int | None = None
     name: str = ""
+    duration: float | None = None
+    spoiler: bool = False
+    title: str | None = None
+    performer: str | None = None
+    emoji: str | None = None
+    mime: str | None = None
 
     @property
     def ratio(self) -> float:
@@ -140,36 +146,83 @@ def _placeholder(tile: Tile, label: str) -> str:
 def album_svg(items: list[PreviewMedia]) -> str:
     tiles, height = mosaic(items)
     body = []
-    for tile in tiles:
+    for number, tile in enumerate(tiles, start=1):
         m = tile.media
+        # Each tile is a link with a name (a screen reader reads "photo 2 of 5"), in an SVG that is a group of
+        # links, not an image (an image holds nothing to press).
+        label = f' aria-label="{_esc(m.kind)} {number} of {len(items)}"'
         if m.kind == "photo":
+            hidden = " tg-tile-spoiler" if m.spoiler else ""  # blurred, as Telegram shows a media spoiler
             body.append(
-                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"><image class="tg-tile" href="{_esc(m.src)}"'
+                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"{label}>'
+                f'<image class="tg-tile{hidden}" href="{_esc(m.src)}"'
                 f' x="{tile.x}" y="{tile.y}" width="{tile.width}" height="{tile.height}"'
                 ' preserveAspectRatio="xMidYMid slice"/></a>'
             )
         else:
             body.append(
-                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener">'
+                f'<a href="{_esc(m.src)}" target="_blank" rel="noopener"{label}>'
                 + _placeholder(tile, m.name or m.kind)
                 + "</a>"
             )
     return (
-        f'<svg class="tg-album" viewBox="0 0 {BUBBLE_UNITS} {height}" data-items="{len(items)}" role="img"'
+        f'<svg class="tg-album" viewBox="0 0 {BUBBLE_UNITS} {height}" data-items="{len(items)}" role="group"'
         f' aria-label="album of {len(items)}">' + "".join(body) + "</svg>"
     )
 
 
-def single_media(item: PreviewMedia) -> str:
-    size = f' width="{item.width}" height="{item.height}"' if item.width and item.height else ""
-    src = _esc(item.src)
+def _length(seconds: float | None) -> str:
+    """' · 1:07' for a known length."""
+    if not seconds:
+        return ""
+    whole = round(seconds)
+    return f" · {whole // 60}:{whole % 60:02d}"
+
+
+def media_label(item: PreviewMedia) -> str:
+    """What the media is sent as, in words: 'round video · 0:12', 'voice message · 0:07', 'GIF', 'sticker 😀'."""
+    if item.kind == "audio":
+        track = " — ".join(p for p in (item.performer, item.title) if p) or item.name or "audio"
+        return f"🎵 {track}{_length(item.duration)}"
+    words = {"video": "video", "video_note": "round video", "animation": "GIF", "voice": "🎤 voice message",
+             "sticker": f"sticker {item.emoji or ''}".strip(), "document": f"📄 {item.name or 'document'}"}  # fmt: skip
+    label = words.get(item.kind, item.kind) + ("" if item.kind in ("sticker", "document") else _length(item.duration))
+    return label + (" · under a spoiler" if item.spoiler else "")
+
+
+def _media_element(item: PreviewMedia, src: str, size: str) -> str:
     if item.kind == "photo":
-        return f'<a href="{src}" target="_blank" rel="noopener"><img class="tg-photo" src="{src}" alt=""{size}></a>'
+        return (
+            f'<a href="{src}" target="_blank" rel="noopener"><img class="tg-photo" src="{src}" alt="photo"{size}></a>'
+        )
     if item.kind == "video":
         return f'<video class="tg-photo" src="{src}" controls preload="metadata"{size}></video>'
+    if item.kind == "video_note":
+        return f'<video class="tg-round" src="{src}" controls preload="metadata"></video>'
+    if item.kind == "animation":
+        return f'<video class="tg-photo tg-gif" src="{src}" autoplay loop muted playsinline{size}></video>'
     if item.kind in ("audio", "voice"):
         return f'<audio class="tg-audio" src="{src}" controls preload="none"></audio>'
-    return f'<a class="tg-document" href="{src}" target="_blank" rel="noopener">📄 {_esc(item.name or "document")}</a>'
+    if item.kind == "sticker" and item.mime != "application/x-tgsticker":  # an animated .tgs one: not shown here
+        if (item.mime or "").startswith("video/"):
+            return f'<video class="tg-sticker" src="{src}" autoplay loop muted playsinline></video>'
+        return f'<img class="tg-sticker" src="{src}" alt="">'
+    return ""
+
+
+def single_media(item: PreviewMedia) -> str:
+    """One media as Telegram shows it, with what it is sent as in words below it (not for a plain photo)."""
+    size = f' width="{item.width}" height="{item.height}"' if item.width and item.height else ""
+    src = _esc(item.src)
+    element = _media_element(item, src, size)
+    if item.kind == "document" or not element:
+        element = f'<a class="tg-document" href="{src}" target="_blank" rel="noopener">{_esc(media_label(item))}</a>'
+    elif item.kind != "photo" or item.spoiler:
+        element += f'<div class="tg-media-kind">{_esc(media_label(item))}</div>'
+    if item.spoiler:  # blurred until clicked, as Telegram shows a media spoiler
+        hint = "media spoiler: click to show"
+        element = f'<div class="tg-spoiler tg-media-spoiler" tabindex="0" title="{hint}">{element}</div>'
+    return f'<div class="tg-single" data-kind="{_esc(item.kind)}">{element}</div>'
 
 
 # -- text -------------------------------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """Long Telegram HTML as several messages: split at paragraph, line, sentence, then word boundaries.
 
 Each part is at most `limit` visible UTF-16 units (what Telegram counts). A cut never falls inside a
-link, a custom emoji or inline code when another place will do, nor inside a surrogate pair, a
-combining sequence or a ZWJ emoji sequence. Formatting that spans a cut (bold, a blockquote, a code
+link, a custom emoji or inline code when another place will do, nor inside a grapheme cluster (a flag, a
+keycap, a ZWJ family, a letter with its accents: Unicode's extended grapheme clusters, the `regex` module's
+`\\X`) unless one cluster is longer than the limit. Formatting that spans a cut (bold, a blockquote, a code
 block) is closed at the end of one part and opened again at the start of the next: parts are rendered
 from runs (see content/html.py), so each one is well-formed on its own. The whitespace at a cut is
 dropped (Telegram trims a message's ends anyway); every other character of the text is kept, in order.
+A code block is cut only at a line end, preferably before an unindented line, and its whitespace is kept as
+it is; a part that has to start on an indented code line starts with "…" on a line of its own, so Telegram's
+trim does not take the indentation.
 
 Also here: the other publish-time text decisions that travel with splitting — the "1/3" numbering, the
 `forward_credit` template, and custom emoji turned into their plain fallback for an account that cannot
@@ -20,7 +24,6 @@ from collections.abc import Callable
 from contentq.content.html import (
     ELLIPSIS,
     Run,
-    _safe_index,
     drop_tags,
     escape_attr,
     escape_text,
@@ -30,7 +33,7 @@ from contentq.content.html import (
     strip_runs,
     validate_html,
 )
-from contentq.content.utf16 import utf16_len, utf16_to_index
+from contentq.content.utf16 import grapheme_boundary, utf16_len, utf16_to_index
 from contentq.errors import ContentqError
 
 _SENTENCE_END = ".!?…"
@@ -39,6 +42,9 @@ _ATOMIC = frozenset({"a", "tg-emoji"})
 """Entities kept whole when the cut can go elsewhere (inline code too, but not a code block: it may be long)."""
 
 CREDIT_FIELDS = frozenset({"name", "link"})
+
+CODE_CONTINUED = "…"
+"""Starts a part that begins inside a code block on an indented line (on a line of its own, before the code)."""
 
 
 class SplitError(ContentqError):
@@ -71,14 +77,25 @@ def _slice(runs: list[Run], start: int, end: int) -> list[Run]:
     return out
 
 
-def _cut(text: str, pos: int, limit: int, atomic: list[tuple[int, int]]) -> int:
-    """Where the part starting at `pos` ends: a character index > pos, at most `limit` units further."""
+def _code_mask(runs: list[Run]) -> bytearray:
+    """1 for each character inside a code block (`pre`), whose whitespace is kept as it is."""
+    mask = bytearray()
+    for run in runs:
+        mask.extend((b"\x01" if run.has("pre") else b"\x00") * len(run.text))
+    return mask
+
+
+def _cut(text: str, pos: int, limit: int, atomic: list[tuple[int, int]], code: bytearray) -> int:
+    """Where the part starting at `pos` ends: a character index > pos, at most `limit` units further.
+
+    In prose the cut goes at whitespace (dropped); in a code block at the start of a line (the next part begins
+    with that line, its indentation kept), an unindented line preferred to an indented one."""
     fits = pos + utf16_to_index(text[pos:], limit)
     if fits <= pos:
         raise SplitError(f"a limit of {limit} UTF-16 units cannot hold a single character here")
 
     def clean(index: int) -> bool:
-        return not any(start < index < end for start, end in atomic) and _safe_index(text, index, []) == index
+        return not any(start < index < end for start, end in atomic) and grapheme_boundary(text, index)
 
     def last(floor: int, boundary: Callable[[int], bool]) -> int | None:
         for index in range(fits, floor, -1):
@@ -86,42 +103,84 @@ def _cut(text: str, pos: int, limit: int, atomic: list[tuple[int, int]]) -> int:
                 return index
         return None
 
-    half = pos + (fits - pos) // 2
+    def line(i: int) -> bool:  # a code line with text starts here (characters tested first: the cheap part)
+        return text[i - 1] == "\n" and text[i] != "\n" and bool(code[i])
+
+    def top_line(i: int) -> bool:  # … without indentation
+        return text[i - 1] == "\n" and not text[i].isspace() and bool(code[i])
+
+    def after_blank(i: int) -> bool:  # … after a blank line
+        return i - pos >= 2 and text[i - 2] == "\n" and line(i)
+
+    def prose_space(i: int) -> bool:
+        return text[i].isspace() and not code[i]
+
+    half, quarter = pos + (fits - pos) // 2, pos + (fits - pos) // 4
+    in_code = code.find(1, pos, fits) != -1  # a code block in reach (most texts have none: skip its tests)
     candidates: list[tuple[int, Callable[[int], bool]]] = [
-        (half, lambda i: text[i] == "\n" and text[i - 1] == "\n"),  # a paragraph ends
-        (half, lambda i: text[i] == "\n"),  # a line ends
-        (half, lambda i: text[i].isspace() and (text[i - 1] in _SENTENCE_END or (
+        (half, lambda i: (text[i] == "\n" and text[i - 1] == "\n" and not code[i])
+         or (in_code and top_line(i) and after_blank(i))),  # a paragraph ends (in code: a blank line, then code)
+        (half, lambda i: (text[i] == "\n" and not code[i]) or (in_code and top_line(i))),  # a line ends
+        (half, lambda i: prose_space(i) and (text[i - 1] in _SENTENCE_END or (
             text[i - 1] in _CLOSERS and i - pos >= 2 and text[i - 2] in _SENTENCE_END))),  # a sentence ends
-        (pos, lambda i: text[i].isspace()),  # a word ends
     ]  # fmt: skip
+    if in_code:
+        candidates += [
+            (quarter, top_line),  # an unindented code line, even early: Telegram trims a message's leading spaces
+            (half, after_blank),  # an indented code line after a blank line (a method, a block)
+        ]
+    candidates += [
+        (pos, lambda i: prose_space(i) or line(i)),  # a word ends; any code line
+        (pos, lambda i: bool(code[i]) and text[i - 1] in " \t" and not text[i].isspace()),  # a long code line: a word
+    ]
     for floor, boundary in candidates:
         found = last(floor, boundary)
         if found is not None:
             return found
     # No boundary: a hard cut, outside entities and grapheme clusters when that leaves something.
-    index = _safe_index(text, fits, atomic)
-    if index <= pos:
-        index = _safe_index(text, fits, [])
-    return index if index > pos else fits
+    for outside in (True, False):
+        for index in range(fits, pos, -1):
+            if grapheme_boundary(text, index) and not (outside and any(s < index < e for s, e in atomic)):
+                return index
+    return fits  # one grapheme cluster longer than the limit (cut between its code points)
+
+
+def _continued(runs: list[Run], text: str, pos: int, code: bytearray) -> list[Run]:
+    """The mark that starts a part beginning inside a code block on an indented line: Telegram trims a message's
+    leading whitespace, so without text before it the line would lose its indentation."""
+    if not (code[pos] and text[pos] in " \t" and text[pos - 1] == "\n"):
+        return []
+    position = 0
+    for run in runs:
+        if position + len(run.text) > pos:
+            tags = tuple(t for t in run.tags if t.name not in ("pre", "code") and t.name not in _ATOMIC)
+            return [Run(CODE_CONTINUED + "\n", tags)]
+        position += len(run.text)
+    return []
 
 
 def split_runs(runs: list[Run], limit: int) -> list[list[Run]]:
-    """The runs as parts of at most `limit` visible UTF-16 units each; whitespace at the cuts is dropped."""
+    """The runs as parts of at most `limit` visible UTF-16 units each; whitespace at the cuts is dropped, except
+    inside code blocks, which are cut at line ends with every line's indentation kept."""
     if limit < 1:
         raise SplitError(f"cannot split text into parts of {limit} characters")
     runs = merge_runs(runs)
     text = "".join(r.text for r in runs)
     atomic = _atomic_spans(runs)
+    code = _code_mask(runs)
+    mark = utf16_len(CODE_CONTINUED + "\n")
     parts: list[list[Run]] = []
     pos = len(text) - len(text.lstrip())
     while pos < len(text):
+        lead = _continued(runs, text, pos, code) if parts and limit > 2 * mark else []
+        room = limit - (mark if lead else 0)
         rest = text[pos:]
-        end = len(text) if utf16_len(rest.rstrip()) <= limit else _cut(text, pos, limit, atomic)
-        part = strip_runs(_slice(runs, pos, end)) if text[pos:end].strip() else []
+        end = len(text) if utf16_len(rest.rstrip()) <= room else _cut(text, pos, room, atomic, code)
+        part = strip_runs(lead + _slice(runs, pos, end)) if text[pos:end].strip() else []
         if part:
             parts.append(part)
         pos = end
-        while pos < len(text) and text[pos].isspace():
+        while pos < len(text) and text[pos].isspace() and not code[pos]:
             pos += 1
     return parts
 

@@ -1,9 +1,10 @@
 """Telegram Desktop channel export (`result.json`) read and checked: messages, their text as Telegram HTML,
 their media files, and the albums they form (`contentq.imports` stores them as posts).
 
-The whole file is read and checked first (a malformed message is named in the error). Album items are
-consecutive media messages with the same timestamp (exports have no grouped_id). Service messages are
-skipped.
+The whole file is read and checked first (a malformed message is named in the error). Exports have no
+grouped_id: an album is a media message followed by media messages of the same second, of kinds that share
+an album, without text of their own and from the same origin (see `export_groups`). Service messages and
+the messages Telegram Desktop marks "unsupported" (media it does not know) are skipped and counted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 import reprlib
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from telethon.tl import types as tl
 from contentq.content.utf16 import utf16_len
 from contentq.errors import ContentqError
 from contentq.integrations.telegram.formatting import entities_to_html
+from contentq.integrations.telegram.gateway import album_group
 
 ALBUM_MAX = 10
 """Telegram albums hold 2–10 items."""
@@ -31,12 +33,19 @@ _PLACEHOLDER = re.compile(r"^\(File .*\)$", re.DOTALL)  # "(File not included. C
 
 _MEDIA_KINDS = {
     "video_file": "video",
-    "animation": "video",
-    "video_message": "video",
+    "animation": "animation",
+    "video_message": "video_note",
     "audio_file": "audio",
     "voice_message": "voice",
     "sticker": "sticker",
 }
+"""Telegram Desktop's `media_type` → what the file is sent as."""
+
+_STICKER_MIME = {".webp": "image/webp", ".tgs": "application/x-tgsticker", ".webm": "video/webm"}
+"""Telegram Desktop writes no `mime_type` for stickers (older versions): the file's extension tells."""
+
+SKIPPED_SERVICE = "service message"
+SKIPPED_UNSUPPORTED = "unsupported message"
 
 MAX_EXPORT_BYTES = 1024 * 1024 * 1024
 """A larger result.json is refused (it is read whole into memory; a channel's export is far smaller)."""
@@ -58,6 +67,12 @@ class ExportMedia:
     size: int | None = None
     width: int | None = None
     height: int | None = None
+    duration: float | None = None  # `duration_seconds`
+    spoiler: bool = False  # `media_spoiler`
+    title: str | None = None  # an audio file's `title` and `performer`
+    performer: str | None = None
+    file_name: str | None = None
+    emoji: str | None = None  # a sticker's `sticker_emoji`
 
 
 @dataclass
@@ -70,6 +85,7 @@ class ExportMessage:
     forward_name: str | None = None  # "forwarded_from": the origin's name (exports carry no link to it)
     media: ExportMedia | None = None
     unsupported: str | None = None  # a poll, location … that contentq does not repost (see _unsupported)
+    paid_stars: int | None = None  # paid media (`paid_stars_amount`): its media is not in the export
 
 
 _UNSUPPORTED = {"poll": "poll", "location_information": "location", "contact_information": "contact",
@@ -86,7 +102,11 @@ class Export:
     path: Path
     name: str
     messages: list[ExportMessage]
-    service_skipped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # messages that are not posts, by kind
+
+    @property
+    def service_skipped(self) -> int:
+        return self.skipped.get(SKIPPED_SERVICE, 0)
 
     @property
     def missing_files(self) -> int:
@@ -165,21 +185,22 @@ def read_export(path: Path) -> Export:
         hint = " (a whole-account export: export the one channel instead)" if whole_account else ""
         raise ExportError(f"{path}: not a Telegram Desktop channel export, there is no 'messages' list{hint}")
     messages: list[ExportMessage] = []
-    service = 0
+    skipped: dict[str, int] = {}
     seen: set[int] = set()
     for index, raw in enumerate(data["messages"]):
         message = _read_message(path, index, raw, seen)
-        if message is None:
-            service += 1
+        if isinstance(message, str):
+            skipped[message] = skipped.get(message, 0) + 1
         else:
             messages.append(message)
     name = data.get("name")
     name = _checked(str(path), name, "the channel name") if isinstance(name, str) else ""
-    return Export(path=path, name=name, messages=messages, service_skipped=service)
+    return Export(path=path, name=name, messages=messages, skipped=skipped)
 
 
-def _read_message(path: Path, index: int, raw: Any, seen: set[int] | None = None) -> ExportMessage | None:
-    """One message of the export (None for a service message); `seen` collects ids to refuse a repeated one."""
+def _read_message(path: Path, index: int, raw: Any, seen: set[int] | None = None) -> ExportMessage | str:
+    """One message of the export, or why it is skipped (SKIPPED_SERVICE, SKIPPED_UNSUPPORTED); `seen` collects
+    ids to refuse a repeated one."""
     where = f"{path}: message #{index + 1}"
     if not isinstance(raw, dict):
         raise ExportError(f"{where} is not an object")
@@ -198,9 +219,11 @@ def _read_message(path: Path, index: int, raw: Any, seen: set[int] | None = None
     where = f"{path}: message {msg_id}"
     kind = raw.get("type", "message")
     if kind == "service":
-        return None
+        return SKIPPED_SERVICE
+    if kind == "unsupported":  # media Telegram Desktop does not know: it writes only the id (no date, no text)
+        return SKIPPED_UNSUPPORTED
     if kind != "message":
-        raise ExportError(f"{where}: unknown type {_show(kind)} (expected 'message' or 'service')")
+        raise ExportError(f"{where}: unknown type {_show(kind)} (expected 'message', 'service' or 'unsupported')")
     date, stamp = _read_date(where, raw)
     return ExportMessage(
         id=msg_id,
@@ -211,6 +234,7 @@ def _read_message(path: Path, index: int, raw: Any, seen: set[int] | None = None
         forward_name=_forward_name(where, raw.get("forwarded_from")),
         media=_read_media(path.parent, where, raw),
         unsupported=_unsupported(raw),
+        paid_stars=_number(where, raw, "paid_stars_amount"),
     )
 
 
@@ -254,21 +278,42 @@ def _number(where: str, raw: dict[str, Any], key: str) -> int | None:
     return value
 
 
+def _seconds(where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 2**31:
+        raise ExportError(f"{where}: 'duration_seconds' is not a number of seconds ({_show(value)})")
+    return float(value)
+
+
+def _text_field(where: str, raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return _checked(where, value.strip(), repr(key))[:256]
+
+
 def _read_media(folder: Path, where: str, raw: dict[str, Any]) -> ExportMedia | None:
     width, height = _number(where, raw, "width"), _number(where, raw, "height")
+    spoiler = raw.get("media_spoiler") in (True, 1, "true")
     if "photo" in raw:
         return ExportMedia(
             "photo", _media_path(folder, where, raw["photo"], "photo"), "image/jpeg",
-            _number(where, raw, "photo_file_size"), width, height,
+            _number(where, raw, "photo_file_size"), width, height, spoiler=spoiler,
         )  # fmt: skip
     if "file" in raw:
         media_type = raw.get("media_type")
         kind = _MEDIA_KINDS.get(media_type, "document") if isinstance(media_type, str) else "document"
-        mime = raw.get("mime_type")
+        path = _media_path(folder, where, raw["file"], "file")
+        mime = _text_field(where, raw, "mime_type")
+        if mime is None and kind == "sticker":
+            suffix = Path(raw["file"]).suffix.lower() if isinstance(raw["file"], str) else ""
+            mime = _STICKER_MIME.get(suffix)
         return ExportMedia(
-            kind, _media_path(folder, where, raw["file"], "file"),
-            _checked(where, mime, "'mime_type'") if isinstance(mime, str) else None, _number(where, raw, "file_size"),
-            width, height,
+            kind, path, mime, _number(where, raw, "file_size"), width, height,
+            duration=_seconds(where, raw.get("duration_seconds")), spoiler=spoiler,
+            title=_text_field(where, raw, "title"), performer=_text_field(where, raw, "performer"),
+            file_name=_text_field(where, raw, "file_name"), emoji=_text_field(where, raw, "sticker_emoji"),
         )  # fmt: skip
     return None
 
@@ -358,19 +403,33 @@ def text_to_html(value: Any, where: str = "message") -> str:
 # -- albums ------------------------------------------------------------------------------------------
 
 
+def _joins_album(album: list[ExportMessage], message: ExportMessage) -> bool:
+    """Whether `message` is one more item of the album `album` opened (see export_groups)."""
+    first = album[0]
+    if message.media is None or first.media is None or any(m.media is None for m in album):
+        return False
+    group = album_group(first.media.kind)
+    return (
+        not message.html.strip()  # an item with its own text is a post of its own
+        and message.stamp == first.stamp
+        and len(album) < ALBUM_MAX
+        and group is not None
+        and album_group(message.media.kind) == group
+        and (message.is_forward, message.forward_name) == (first.is_forward, first.forward_name)
+        and message.paid_stars is None
+        and first.paid_stars is None
+    )
+
+
 def export_groups(messages: list[ExportMessage]) -> list[list[ExportMessage]]:
-    """Posts: consecutive media messages with the same timestamp form one album (at most 10 items)."""
+    """Posts, from an export (which has no grouped_id): a media message opens an album that the next media
+    messages join when they are of the same second, without text of their own (a second caption means a
+    second post), of kinds that share an album (photos and videos; documents; audio) and, for forwards, from
+    the same origin; at most 10 items. Everything else is a post of its own."""
     groups: list[list[ExportMessage]] = []
     for message in messages:
-        last = groups[-1] if groups else None
-        if (
-            last is not None
-            and message.media is not None
-            and all(m.media is not None for m in last)
-            and last[0].stamp == message.stamp
-            and len(last) < ALBUM_MAX
-        ):
-            last.append(message)
+        if groups and _joins_album(groups[-1], message):
+            groups[-1].append(message)
         else:
             groups.append([message])
     return groups

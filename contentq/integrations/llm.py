@@ -15,7 +15,7 @@ import math
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -52,6 +52,10 @@ LOG_CHARS = 4000
 RETRY_AFTER_CAP = 3600.0
 """The longest Retry-After honoured. A longer one (99999999999 s would park a post until the year 5195)
 is taken as a provider that is down: the shared breaker is opened and the job comes back after this."""
+
+
+FailedCall = Callable[[str], None]
+"""Told of every HTTP request to the endpoint that failed (its description), to count it in the usage."""
 
 
 class EventLog(Protocol):
@@ -292,6 +296,12 @@ class LLMClient:
         state = breaker_state(self.settings, self._conn)
         return state["cooldown_s"] or 0.0
 
+    def allow_trial(self) -> None:
+        """Let the next request through an open breaker (a trial: it closes the breaker or opens it again), for a
+        job the operator asked to try now (`contentq jobs retry`) while the cool-down runs."""
+        with contextlib.suppress(redis.RedisError):
+            self.breaker.half_open()
+
     def check_breaker(self) -> None:
         """Raise BreakerOpenError while the breaker is open and its cool-down runs."""
         state = breaker_state(self.settings, self._conn)
@@ -316,9 +326,11 @@ class LLMClient:
         response_format: dict[str, Any] | None = None,
         log: EventLog | None = None,
         deadline: float | None = None,
+        on_failure: FailedCall | None = None,
     ) -> Completion:
         """One chat completion. `deadline` (a `time.monotonic()` instant, e.g. the job's timeout less a
-        margin) bounds every HTTP try and wait, so the caller is never killed in the middle of a call."""
+        margin) bounds every HTTP try and wait, so the caller is never killed in the middle of a call;
+        `on_failure` hears of each HTTP try that failed."""
         fits, needed = self.fits(messages)
         if not fits:
             raise ContextTooLongError(
@@ -349,7 +361,7 @@ class LLMClient:
                     {"role": m.get("role"), "content": str(m.get("content") or "")[:LOG_CHARS]} for m in messages
                 ],
             )
-        response = self._call_with_retries(request, log, deadline)
+        response = self._call_with_retries(request, log, deadline, on_failure)
         choice = response.choices[0] if response.choices else None
         message = choice.message if choice is not None else None
         content = message.content if message is not None else None
@@ -375,7 +387,9 @@ class LLMClient:
             )
         return completion
 
-    def _call_with_retries(self, request: dict[str, Any], log: EventLog | None, deadline: float | None) -> Any:
+    def _call_with_retries(
+        self, request: dict[str, Any], log: EventLog | None, deadline: float | None, on_failure: FailedCall | None
+    ) -> Any:
         """Up to `openai_call_attempts` HTTP tries on transient errors (tenacity), all of them before `deadline`.
 
         Waits between tries are short (Retry-After up to `openai_retry_after_max`, else 1, 2, 4 … s); each
@@ -433,7 +447,7 @@ class LLMClient:
                             "no time left in the job for another LLM request (CONTENTQ_REWRITE_TIMEOUT); "
                             "the job is retried"
                         )
-                    return self._attempt(request, timeout)
+                    return self._attempt(request, timeout, on_failure)
         except openai.APIStatusError as exc:  # not transient (transient ones end in give_up)
             raise _fatal(exc, self.model) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -468,10 +482,19 @@ class LLMClient:
                     raise MalformedResponseError("the answer is not valid Unicode (a lone surrogate)")
         return response
 
-    def _attempt(self, request: dict[str, Any], timeout: float) -> Any:
+    def _attempt(self, request: dict[str, Any], timeout: float, on_failure: FailedCall | None = None) -> Any:
         """One HTTP request through the breaker."""
+
+        def counted(**kwargs: Any) -> Any:
+            try:
+                return self._create_checked(**kwargs)
+            except (openai.APIError, MalformedResponseError) as exc:
+                if on_failure is not None:
+                    on_failure(_describe(exc))
+                raise
+
         try:
-            return self.breaker.call(self._create_checked, **request, timeout=timeout)
+            return self.breaker.call(counted, **request, timeout=timeout)
         except pybreaker.CircuitBreakerError:
             cooldown = max(1.0, self.cooldown_remaining() or float(self.settings.breaker_reset_timeout))
             raise BreakerOpenError(

@@ -1,38 +1,26 @@
 """The `generate` job (queue rewrite, key = route name): an auto-posting rule's original post.
 
-Creates the due time's post (once), has the LLM write it, then hands it on like a rewritten post: image
-generation when the route adds images, then `pipeline.on_rewritten` (approval or the next free slot).
+Creates the due time's post (once), has the LLM write it, then hands it on like a rewritten post: the
+`rewritten` move's follow-ups (contentq.pipeline) ask for its image when the route adds one, then hold it for
+approval or give it the next free slot.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from contentq import pipeline
+from contentq import lifecycle, pipeline
 from contentq.clock import parse
 from contentq.errors import ConfigError, FatalJobError, JobStopped, Reschedule
 from contentq.rules import record_outcome, rule_post, write_original
 from contentq.runtime.config import route_of
 from contentq.runtime.context import JobContext, Runtime
-from contentq.runtime.kinds import KINDS
-from contentq.store.posts import get_post, transition
-
-
-def _follow_ups(ctx: JobContext, post_id: int) -> dict[str, Any]:
-    post = get_post(ctx.store, post_id)
-    route = route_of(ctx.runtime, post["route"])
-    out: dict[str, Any] = {"post_id": post_id}
-    wants_image = route.images != "none" and (bool(post["image_prompt"]) or route.image_backend == "card")
-    has_job = ctx.store.scalar("SELECT 1 FROM jobs WHERE kind = 'imagegen' AND key = ?", (str(post_id),))
-    if wants_image and "imagegen" in KINDS and not has_job:
-        out["imagegen_job"] = ctx.enqueue_child("imagegen", str(post_id), {"post_id": post_id}, post_id=post_id)["id"]
-    out["state"] = pipeline.on_rewritten(ctx.runtime, post_id)
-    return out
+from contentq.store.posts import get_post
 
 
 def _record_failure(ctx: JobContext, route: str, post_id: int, reason: str) -> None:
     record_outcome(ctx.runtime, route, error=reason)
-    pipeline.fail_post(ctx.runtime, post_id, "rewriting", f"generate: {reason}")
+    pipeline.advance(ctx.runtime, post_id, "write_failed", reason=f"generate: {reason}")
 
 
 def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
@@ -52,7 +40,7 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
         ctx.store.execute("UPDATE jobs SET post_id = ? WHERE id = ?", (post_id, ctx.job_id))
     if post["state"] == "rewritten":
         ctx.log("resumed", f"post {post_id} was written by an earlier run; continuing after it")
-        return _follow_ups(ctx, post_id)
+        return {"post_id": post_id, **pipeline.follow_up(ctx.runtime, post_id, "rewritten", resumed=True)}
     if post["state"] != "rewriting":
         ctx.log("skipped", f"the post of {due} is already {post['state']} (post {post_id})")
         return {"post_id": post_id, "skipped": post["state"]}
@@ -61,7 +49,7 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     try:
         written = write_original(ctx.runtime, route_cfg, post_id, due_at, ctx)
     except JobStopped:  # cancelled between two model calls: the operator does not want this post
-        transition(ctx.store, post_id, "rewriting", "cancelled", state_reason="generate stopped: its job was cancelled")
+        lifecycle.move(ctx.store, post_id, "write_stopped", reason="generate stopped: its job was cancelled")
         raise
     except Reschedule:  # the LLM asks for a wait: not a failure
         raise
@@ -72,28 +60,29 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     except Exception as exc:
         record_outcome(ctx.runtime, route, error=f"{type(exc).__name__}: {exc}")
         if ctx.is_last_attempt:
-            pipeline.fail_post(ctx.runtime, post_id, "rewriting", f"generate: {exc}")
+            pipeline.advance(ctx.runtime, post_id, "write_failed", reason=f"generate: {exc}")
         raise
 
     if "skip" in written:
-        transition(ctx.store, post_id, "rewriting", "cancelled", state_reason=f"generate: {written['skip']}"[:500])
+        lifecycle.move(ctx.store, post_id, "nothing_written", reason=f"generate: {written['skip']}")
         record_outcome(ctx.runtime, route, error=f"the model wrote nothing: {written['skip']}")
         ctx.log("skipped", written["skip"], level="warning")
         return {"post_id": post_id, "state": "cancelled", "reason": written["skip"]}
-    moved = transition(
-        ctx.store, post_id, "rewriting", "rewritten",
+    moved = lifecycle.move(
+        ctx.store, post_id, "rewritten", then=True,
         rewrite_html=written["html"], title=written["title"], image_prompt=written["image_prompt"],
-        truncated=int(written["truncated"]), rewriter="generate", state_reason=None,
+        truncated=int(written["truncated"]), rewriter="generate",
     )  # fmt: skip
     if not moved:
         return {"post_id": post_id, "skipped": get_post(ctx.store, post_id)["state"]}
     record_outcome(ctx.runtime, route, error=None)
     ctx.log("generated", f"post {post_id}: {len(written['html'])} characters", title=written["title"])
-    return {"tokens_in": written["tokens_in"], "tokens_out": written["tokens_out"], **_follow_ups(ctx, post_id)}
+    then = pipeline.follow_up(ctx.runtime, post_id, "rewritten")  # its image, then approval or a slot
+    return {"tokens_in": written["tokens_in"], "tokens_out": written["tokens_out"], "post_id": post_id, **then}
 
 
 def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
     """The generate job ended failed (a timeout, its worker's death): its post, still `rewriting`, is failed
     with the reason and the admin told, unless the job already failed it."""
     if job["post_id"] is not None:
-        pipeline.fail_post(runtime, int(job["post_id"]), "rewriting", f"generate: {reason}")
+        pipeline.advance(runtime, int(job["post_id"]), "write_failed", reason=f"generate: {reason}")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from contentq import lifecycle
 from contentq.errors import FatalJobError, NotFoundError
 from contentq.publish.core import publish_post
 from contentq.publish.settle_failed import SETTLE_FROM, settle_publication
 from contentq.runtime.context import JobContext, Runtime
 from contentq.runtime.tracking import enqueue
-from contentq.store.posts import get_post, transition
+from contentq.store.posts import get_post
 
 
 def run(ctx: JobContext, post_id: int | None = None, now: bool = False, **_: Any) -> dict[str, Any]:
@@ -50,6 +51,6 @@ def on_settle_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None
     post_id = job["post_id"]
     first = json.loads(job["payload"] or "{}").get("reason", "the publish job failed")
     why = f"{first}; settling it failed too ({reason}): check the channel before `contentq jobs retry`"
-    if post_id is not None and transition(runtime.store, int(post_id), SETTLE_FROM, "failed",
-                                          state_reason=f"publish: {why}"[:500]):  # fmt: skip
+    if post_id is not None and lifecycle.move(runtime.store, int(post_id), "publish_failed",
+                                              reason=f"publish: {why}", only_from=SETTLE_FROM):  # fmt: skip
         runtime.notifier.notify(f"publish-failed:{post_id}", f"publishing post {post_id} failed: {why}", "error")

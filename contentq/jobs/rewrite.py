@@ -1,10 +1,10 @@
 """The `rewrite` job (queue rewrite, key = post id): collected → rewriting → rewritten, then what follows.
 
-Outcomes: rewritten (then imagegen when the route adds images, then `pipeline.on_rewritten`); filtered
-when the model says the post is an ad or off-topic, or the clean rewriter leaves nothing of it; failed, with
-the admin told, when retrying cannot help (context window, refused request, invalid output three times);
-re-enqueued for later without using a retry while the LLM circuit breaker is open or the endpoint asks for a
-long wait.
+Outcomes: rewritten (the lifecycle's follow-ups then run: imagegen when the route adds images, then approval
+or a slot, see contentq.pipeline); filtered when the model says the post is an ad or off-topic, or the clean
+rewriter leaves nothing of it; failed, with the admin told, when retrying cannot help (context window, refused
+request, invalid output three times); re-enqueued for later without using a retry while the LLM circuit breaker
+is open or the endpoint asks for a long wait.
 """
 
 from __future__ import annotations
@@ -15,20 +15,24 @@ from typing import Any
 
 from rq import get_current_job
 
-from contentq import pipeline
-from contentq.errors import ConfigError, FatalJobError, JobStopped, Reschedule
-from contentq.integrations.llm import ContextTooLongError, LLMFatalError, ProviderHoldError
+from contentq import lifecycle, pipeline
+from contentq.clock import iso, now, parse
+from contentq.errors import ConfigError, FatalJobError, JobError, JobStopped, Reschedule
+from contentq.integrations.llm import (
+    BreakerOpenError,
+    ContextTooLongError,
+    LLMFatalError,
+    LLMWaitError,
+    ProviderHoldError,
+)
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
+from contentq.rewrite.usage import last_answered_at
 from contentq.routes import Route
 from contentq.runtime.context import JobContext, Runtime
-from contentq.runtime.kinds import KINDS
-from contentq.store.posts import get_post, transition
-
-START_STATES = ("collected", "rewriting", "failed")
-"""A post is rewritten from these: 'rewriting' is a run that crashed mid-way, 'failed' (only without a
-rewrite) an earlier failed rewrite that is retried."""
+from contentq.store.jobs import first_event_since_restart
+from contentq.store.posts import get_post
 
 
 def job_deadline(ctx: JobContext, started: float) -> float:
@@ -54,11 +58,12 @@ def job_started() -> float:
 
 
 def _rewritable(post: dict[str, Any]) -> bool:
+    """'rewriting' is a run that stopped mid-way; 'failed' (only without a rewrite) a failed rewrite tried again."""
     return post["state"] in ("collected", "rewriting") or (post["state"] == "failed" and post["rewrite_html"] is None)
 
 
 def _fail_post(ctx: JobContext, post_id: int, reason: str) -> None:
-    transition(ctx.store, post_id, ("rewriting", "collected"), "failed", state_reason=f"rewrite: {reason}"[:500])
+    lifecycle.move(ctx.store, post_id, "rewrite_failed", reason=f"rewrite: {reason}")
 
 
 _FATAL_EVENTS: list[tuple[type[FatalJobError], str]] = [
@@ -87,15 +92,49 @@ def _record_fatal(ctx: JobContext, post_id: int, exc: FatalJobError) -> None:
         ctx.notify(f"rewrite-failed:{post_id}", f"rewrite of post {post_id} failed: {reason}", level="error")
 
 
-def _follow_ups(ctx: JobContext, post_id: int, route: Route, image_prompt: str | None) -> dict[str, Any]:
-    """Image generation when the route wants one, then the pipeline's next step (approval or schedule)."""
-    out: dict[str, Any] = {}
-    wants_image = route.images != "none" and (bool(image_prompt) or route.image_backend == "card")
-    if wants_image and "imagegen" in KINDS:
-        child = ctx.enqueue_child("imagegen", str(post_id), {"post_id": post_id}, post_id=post_id)
-        out["imagegen_job"] = child["id"]
-    out["state"] = pipeline.on_rewritten(ctx.runtime, post_id)
-    return out
+class LLMOutageError(FatalJobError):
+    """The LLM endpoint stayed unavailable past the route's llm_patience: the post fails rather than waits on."""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _patience(ctx: JobContext, post_id: int, route: Route, wait: LLMWaitError) -> JobError:
+    """The error to raise for a wait on the LLM: the wait itself (capped at what is left of the route's patience),
+    or, once the post has waited llm_patience since its first wait, a fatal error with the post failed and the
+    admin told once per outage (the outage is named by the endpoint's last answer)."""
+    first = first_event_since_restart(ctx.store, ctx.job_id, "llm_waiting")
+    patience = route.llm_patience_seconds
+    if first is None:
+        ctx.log("llm_waiting", f"{wait.reason}; the post fails after waiting {route.llm_patience} (llm_patience)",
+                level="warning")  # fmt: skip
+        first = iso()
+    waited = (now() - parse(first)).total_seconds()
+    if waited < patience:
+        wait.delay = max(1.0, min(wait.delay, patience - waited))
+        return wait
+    reason = (
+        f"the LLM endpoint has not answered for {_duration(waited)} (route {route.name} waits {route.llm_patience}, "
+        f"llm_patience): {wait.reason}"
+    )
+    _fail_post(ctx, post_id, reason)
+    ctx.log("llm_outage", reason, level="error")
+    since = last_answered_at(ctx.store)
+    when = since[:16].replace("T", " ") + " UTC" if since else "contentq began"
+    ctx.notify(
+        f"llm-outage:{since or 'never'}",
+        f"the LLM endpoint has not answered since {when}: rewrites that waited longer than their route's "
+        f"llm_patience fail (post {post_id} of route {route.name} first). Once it answers: "
+        f"`contentq jobs retry --all-failed --queue rewrite`. Last error: {wait.reason}",
+        level="error",
+        once=True,
+    )
+    return LLMOutageError(f"{reason}; `contentq jobs retry {ctx.job_id}` once the endpoint answers")
 
 
 def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
@@ -106,12 +145,8 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     if state == "rewritten":
         # A previous run got this far and stopped before finishing: only the steps after it are missing.
         ctx.log("resumed", "post already rewritten; running the steps after the rewrite")
-        route = load_route(ctx.settings, post["route"])  # ConfigError: fatal
-        has_image_job = store.scalar("SELECT 1 FROM jobs WHERE kind = 'imagegen' AND key = ?", (str(post_id),))
-        prompt = None if has_image_job else post["image_prompt"]
-        if has_image_job:
-            route = route.model_copy(update={"images": "none"})
-        return {"post_id": post_id, **_follow_ups(ctx, post_id, route, prompt)}
+        load_route(ctx.settings, post["route"])  # ConfigError: fatal
+        return {"post_id": post_id, **pipeline.follow_up(ctx.runtime, post_id, "rewritten", resumed=True)}
     if not _rewritable(post):
         ctx.log("skipped", f"post {post_id} is {state}: nothing to rewrite")
         return {"post_id": post_id, "skipped": state}
@@ -123,10 +158,16 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         _record_fatal(ctx, post_id, exc)
         raise
     if isinstance(rewriter, LLMRewriter):
-        rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
+        try:
+            rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
+        except BreakerOpenError as wait:
+            if not ctx.tried_now():
+                raise _patience(ctx, post_id, route, wait) from None
+            ctx.log("trial", "tried now by the operator: one request goes through the open circuit breaker")
+            rewriter.client.allow_trial()
 
     ctx.checkpoint("before the rewrite began")
-    if not transition(store, post_id, START_STATES, "rewriting", state_reason=None):
+    if not lifecycle.move(store, post_id, "rewrite_started"):
         ctx.log("skipped", f"post {post_id} changed state meanwhile")
         return {"post_id": post_id, "skipped": get_post(store, post_id)["state"]}
 
@@ -139,13 +180,14 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     try:
         result = rewriter.rewrite(task, ctx)
     except JobStopped:  # cancelled between two model calls: the post is where it was before this run
-        back = state if state in ("collected", "failed") else "collected"
-        transition(store, post_id, "rewriting", back, state_reason="rewrite stopped: its job was cancelled")
+        lifecycle.move(store, post_id, "rewrite_stopped", reason="rewrite stopped: its job was cancelled")
         raise
     except Reschedule as exc:  # the endpoint asks for a wait, or the breaker is open
-        transition(store, post_id, "rewriting", "collected", state_reason=f"waiting: {exc}"[:500])
+        lifecycle.move(store, post_id, "rewrite_postponed", reason=f"waiting: {exc}")
         if isinstance(exc, ProviderHoldError):
             ctx.notify("llm-hold", f"LLM calls paused: {exc}", level="error")
+        if isinstance(exc, LLMWaitError):
+            raise _patience(ctx, post_id, route, exc) from None
         raise
     except FatalJobError as exc:  # refused, too long, invalid output three times, request refused
         _record_fatal(ctx, post_id, exc)
@@ -154,7 +196,7 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         if ctx.is_last_attempt:
             _fail_post(ctx, post_id, str(exc))
         else:
-            transition(store, post_id, "rewriting", "collected", state_reason=f"retrying: {exc}"[:500])
+            lifecycle.move(store, post_id, "rewrite_postponed", reason=f"retrying: {exc}")
         raise
 
     summary: dict[str, Any] = {
@@ -166,14 +208,14 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         "cost": round(result.cost, 6),
     }
     if result.skipped:
-        transition(store, post_id, "rewriting", "filtered", state_reason=f"rewrite: {result.skip_reason}"[:500])
+        lifecycle.move(store, post_id, "filtered", reason=f"rewrite: {result.skip_reason}")
         who = "the model" if result.rewriter == "llm" else f"the {result.rewriter} rewriter"
         ctx.log("filtered", f"{who} skipped the post: {result.skip_reason}")
         return {**summary, "state": "filtered", "reason": result.skip_reason}
-    moved = transition(
-        store, post_id, "rewriting", "rewritten",
+    moved = lifecycle.move(
+        store, post_id, "rewritten", then=True,
         rewrite_html=result.html, title=result.title, image_prompt=result.image_prompt,
-        truncated=int(result.truncated), rewriter=result.rewriter, state_reason=None,
+        truncated=int(result.truncated), rewriter=result.rewriter,
     )  # fmt: skip
     if not moved:
         now_state = get_post(store, post_id)["state"]
@@ -182,7 +224,8 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         ctx.log("discarded", f"post {post_id} left 'rewriting' while it was rewritten (cancelled?)", level="warning")
         return {**summary, "skipped": now_state}
     ctx.log("rewritten", f"{len(result.html)} characters" + (", truncated" if result.truncated else ""))
-    return {**summary, "truncated": result.truncated, **_follow_ups(ctx, post_id, route, result.image_prompt)}
+    then = pipeline.follow_up(ctx.runtime, post_id, "rewritten")  # its image, then approval or a slot
+    return {**summary, "truncated": result.truncated, **then}
 
 
 def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
@@ -191,6 +234,5 @@ def on_failed(runtime: Runtime, job: dict[str, Any], reason: str) -> None:
     post_id = job["post_id"]
     if post_id is None:
         return
-    if transition(runtime.store, int(post_id), ("rewriting", "collected"), "failed",
-                  state_reason=f"rewrite: {reason}"[:500]):  # fmt: skip
+    if lifecycle.move(runtime.store, int(post_id), "rewrite_failed", reason=f"rewrite: {reason}"):
         runtime.notifier.notify(f"rewrite-failed:{post_id}", f"rewrite of post {post_id} failed: {reason}", "error")

@@ -4,7 +4,8 @@ Checks, with thresholds from settings:
 - failed jobs in the last `alert_window_seconds` reach `alert_failure_threshold`;
 - a queue holds more than `alert_queue_limit` jobs ready to run;
 - the oldest ready job of a (not paused) queue has waited more than `alert_max_wait_seconds`;
-- a circuit breaker (the LLM's) is open.
+- a circuit breaker (the LLM's) is open;
+- the last good backup is older than `backup_max_age_hours` (or there is none, once the database is older).
 
 Each alert has its own notification key, and the notifier is throttled to the alert window, so a condition
 that persists is reported once per window, not on every cron run.
@@ -20,7 +21,8 @@ import redis
 
 from contentq.clock import iso, now, parse
 from contentq.integrations.breakers import breaker_states, is_open
-from contentq.notify import Notifier
+from contentq.notify import Notifier, admin_backend
+from contentq.ops.backup import backup_age
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import paused_queues
 from contentq.settings import QUEUES
@@ -125,6 +127,7 @@ def evaluate(runtime: Runtime) -> list[Check]:
             )
         )
 
+    checks.append(_backup_check(runtime))
     for name, state in sorted(breaker_states(runtime).items()):
         checks.append(
             Check(
@@ -142,11 +145,24 @@ def evaluate(runtime: Runtime) -> list[Check]:
     return checks
 
 
+def _backup_check(runtime: Runtime) -> Check:
+    info = backup_age(runtime.settings, runtime.store)
+    hours = None if info.age_seconds is None else round(info.age_seconds / 3600, 1)
+    return Check(
+        check="backup age",
+        firing=info.too_old,
+        value=hours if hours is not None else "none",
+        threshold=f"{runtime.settings.backup_max_age_hours} h",
+        message=f"{info.message}; run `contentq db backup` and check its cron line (crontab.example)",
+        key="alert:backup",
+    )
+
+
 def check_alerts(runtime: Runtime, *, notify: bool = True) -> list[Check]:
     """Evaluate and notify the admin about firing checks, at most once per alert window per check."""
     checks = evaluate(runtime)
     if notify:
-        notifier = Notifier(runtime.store, runtime.notifier.backend, runtime.settings.alert_window_seconds)
+        notifier = Notifier(runtime.store, admin_backend(runtime), runtime.settings.alert_window_seconds)
         for check in checks:
             if check.firing:
                 check.notified = notifier.notify(check.key, f"contentq alert: {check.message}", level="error")

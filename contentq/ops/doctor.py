@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -10,17 +11,19 @@ import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
-from rq import Worker
 
 from contentq.errors import ContentqError
 from contentq.ops import supervisor as sv
+from contentq.ops.backup import doctor_probe as backup_probe
 from contentq.ops.probe import FAIL, OK, SKIP, WARN, Probe
 from contentq.redact import redact
 from contentq.routes import RoutesConfig, load_routes
+from contentq.runtime.liveness import alive_workers, dead_registrations, missing_queues
 from contentq.runtime.redis import connect, describe_redis, embedded_server
-from contentq.settings import QUEUES, Settings, load_settings
+from contentq.settings import Settings, load_settings
 from contentq.store.db import open_store
 from contentq.store.migrations import migration_status
 
@@ -33,6 +36,8 @@ SUPERVISOR_CANDIDATES = (
 """Where supervisor configs usually live (Debian, RHEL, Arch); CONTENTQ_HOME/supervisor/contentq.conf first."""
 
 CRON_CANDIDATES = ("/etc/cron.d/contentq*",)
+CRON_COMMANDS = ("collect", "dispatch", "reconcile", "purge", "alerts", "db backup")
+"""What crontab.example schedules: a crontab without one of them is reported."""
 
 MIN_FREE_BYTES = 1 << 30
 
@@ -133,6 +138,14 @@ def check_database(settings: Settings) -> Probe:
         store.close()
 
 
+def server_version(info: dict[str, Any]) -> str:
+    """The server's own name and version: Valkey reports `redis_version` 7.2.4 (the Redis it is compatible with)
+    whatever its release, and its real version in `valkey_version`."""
+    if info.get("valkey_version"):
+        return f"Valkey {info['valkey_version']}"
+    return f"Redis {info.get('redis_version', '?')}"
+
+
 def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
     if not settings.redis_url and not embedded_server(settings).ping():
         # Not a failure: every command that needs it starts it (and supervisor runs it in production).
@@ -141,7 +154,7 @@ def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
         return Probe("redis", WARN, detail, "`contentq redis start` starts it now"), None
     try:
         conn = connect(settings, start_embedded=False)
-        version = conn.info("server").get("redis_version", "?")
+        version = server_version(conn.info("server"))
     except (ContentqError, redis.RedisError) as exc:
         fix = (
             "start Redis or fix CONTENTQ_REDIS_URL (unset it to use the embedded server)"
@@ -152,21 +165,50 @@ def check_redis(settings: Settings) -> tuple[Probe, redis.Redis | None]:
         if isinstance(exc, ContentqError):  # its message ends with "; <what to do>": say that once, as the fix
             detail = detail.rpartition("; ")[0] or detail
         return Probe("redis", FAIL, detail, fix), None
-    return Probe("redis", OK, f"{describe_redis(settings)} (version {version})"), conn
+    return Probe("redis", OK, f"{describe_redis(settings)} ({version})"), conn
 
 
-def check_workers(conn: redis.Redis | None) -> Probe:
+def _live_workers(settings: Settings, conn: redis.Redis | None = None) -> tuple[list[dict[str, Any]], int] | None:
+    """The live workers by their heartbeats in SQLite, and (given Redis) how many dead ones Redis still lists;
+    None when there is no database to read them from."""
+    if not settings.db_path.exists():
+        return None
+    try:
+        store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
+    except Exception:  # noqa: BLE001 - the database check reports why
+        return None
+    try:
+        live = alive_workers(store, settings.worker_heartbeat_ttl)
+        dead = 0
+        if conn is not None:
+            with contextlib.suppress(redis.RedisError):  # the Redis check says why
+                dead = len(dead_registrations(store, conn, settings.worker_heartbeat_ttl))
+        return live, dead
+    finally:
+        store.close()
+
+
+START_WORKERS = "start them: `supervisorctl start 'contentq:*'` (or `contentq worker` in a terminal)"
+
+
+def check_workers(settings: Settings, conn: redis.Redis | None) -> Probe:
+    """Live workers by contentq's own heartbeats (dead after CONTENTQ_WORKER_HEARTBEAT_TTL), not by RQ's list,
+    which keeps a killed worker for 8 minutes."""
     if conn is None:
         return Probe("workers", SKIP, "Redis is not reachable")
-    workers = Worker.all(connection=conn)
-    missing = [q for q in QUEUES if not any(q in w.queue_names() for w in workers)]
-    if not workers:
-        return Probe("workers", WARN, "no worker is running",
-                     "start them: `supervisorctl start 'contentq:*'` (or `contentq worker` in a terminal)")  # fmt: skip
+    found = _live_workers(settings, conn)
+    if found is None:
+        return Probe("workers", WARN, "no worker has run yet (no database)", START_WORKERS)
+    live, dead = found
+    who = "the live workers remove them within a minute" if live else "`contentq queue reconcile` removes them"
+    stale = f"; Redis still lists {dead} dead one(s) ({who})" if dead else ""
+    missing = missing_queues(live)
+    if not live:
+        return Probe("workers", WARN, f"no worker is running{stale}", START_WORKERS)
     if missing:
-        return Probe("workers", WARN, f"{len(workers)} worker(s); none on {', '.join(missing)}",
+        return Probe("workers", WARN, f"{len(live)} live worker(s); none on {', '.join(missing)}{stale}",
                      "check `supervisorctl status 'contentq:*'`")  # fmt: skip
-    return Probe("workers", OK, f"{len(workers)} worker(s) cover every queue")
+    return Probe("workers", OK, f"{len(live)} live worker(s) cover every queue{stale}")
 
 
 def telegram_need(settings: Settings, routes: RoutesConfig | None) -> tuple[str, str]:
@@ -305,11 +347,11 @@ def check_cron(read_user_crontab: Callable[[], str] = _user_crontab, extra_paths
         if not lines:
             continue
         joined = "\n".join(lines)
-        missing = [cmd for cmd in ("collect", "dispatch", "reconcile", "purge", "alerts") if cmd not in joined]
+        missing = [cmd for cmd in CRON_COMMANDS if cmd not in joined]
         if missing:
             return Probe("cron", WARN, f"{where} has contentq lines but none for: {', '.join(missing)}",
                          "compare it with crontab.example")  # fmt: skip
-        return Probe("cron", OK, f"{where}: collect, dispatch, reconcile, purge and alerts are scheduled")
+        return Probe("cron", OK, f"{where}: {', '.join(CRON_COMMANDS[:-1])} and {CRON_COMMANDS[-1]} are scheduled")
     return Probe(
         "cron",
         WARN,
@@ -333,8 +375,9 @@ def run_doctor(
             return [Probe("config", FAIL, str(exc), "fix the CONTENTQ_* variable named in the message")]
     config, routes = check_config(settings)
     probes = [config, check_home(settings), check_permissions(settings), check_database(settings)]
+    probes.append(backup_probe(settings))
     redis_probe, conn = check_redis(settings)
-    probes += [redis_probe, check_workers(conn)]
+    probes += [redis_probe, check_workers(settings, conn)]
     probes.append(check_telegram(settings, routes))
     from contentq.ops.listening import check_listeners  # imports this module
 
@@ -366,28 +409,40 @@ def _probe_database(settings: Settings) -> Probe:
     return Probe("database", OK, str(settings.db_path))
 
 
+def _health_workers(settings: Settings, queues: list[str] | None) -> Probe:
+    """Fails when a queue has no worker whose heartbeat in SQLite is younger than the TTL."""
+    found = _live_workers(settings)
+    live = found[0] if found else []
+    missing = missing_queues(live, queues)
+    ttl = settings.worker_heartbeat_ttl
+    if missing:
+        return Probe("workers", FAIL, f"no live worker on {', '.join(missing)} (none beat in the last {ttl} s)",
+                     "supervisorctl status 'contentq:*'")  # fmt: skip
+    return Probe("workers", OK, f"{len(live)} live worker(s)")
+
+
 def run_health(settings: Settings, *, workers: bool = True, queues: list[str] | None = None) -> list[Probe]:
-    """Redis answers, the database opens and is not locked, and (optionally) every queue has a live worker."""
+    """Redis answers, the database opens and is not locked, and (optionally) every queue has a live worker; then
+    the listeners. Healthy when no probe fails (a warning is shown, not failed)."""
     redis_probe, conn = check_redis(settings)
+    if redis_probe.status == WARN:  # the embedded Valkey not running: a failure for monitoring
+        redis_probe = Probe(redis_probe.check, FAIL, redis_probe.detail, redis_probe.fix)
     probes = [redis_probe, _probe_database(settings)]
     if workers:
         if conn is None:
             probes.append(Probe("workers", FAIL, "Redis is not reachable"))
         else:
-            live = Worker.all(connection=conn)
-            wanted = queues or list(QUEUES)
-            missing = [q for q in wanted if not any(q in w.queue_names() for w in live)]
-            if missing:
-                probes.append(Probe("workers", FAIL, f"no live worker on {', '.join(missing)}",
-                                    "supervisorctl status 'contentq:*'"))  # fmt: skip
-            else:
-                probes.append(Probe("workers", OK, f"{len(live)} live worker(s)"))
+            probes.append(_health_workers(settings, queues))
     if conn is not None:
         conn.close()
     if probes[1].status == OK:  # the database opens: the listeners' heartbeats can be read
         from contentq.ops.listening import check_listeners
 
         # health fails on a listener that is not running or disconnected past CONTENTQ_LISTEN_ALERT_AFTER;
-        # a short disconnect or a deliberate stop is shown, not failed
-        probes += [p if p.status != WARN else Probe(p.check, OK, p.detail, p.fix) for p in check_listeners(settings)]
+        # a short disconnect or a deliberate stop is shown, not failed; "not logged in" stays a warning (with
+        # the fix), which does not fail health either: outbox routes and imports work without Telegram
+        probes += [
+            p if p.status != WARN or p.detail.startswith("not logged in") else Probe(p.check, OK, p.detail, p.fix)
+            for p in check_listeners(settings)
+        ]
     return probes

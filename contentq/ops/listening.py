@@ -22,6 +22,8 @@ def _age(value: str | None) -> float | None:
 def listener_probe(row: dict[str, Any], settings: Settings) -> Probe:
     name = f"listener {row['name']}"
     beat_age = _age(row["heartbeat_at"]) or 0.0
+    if row["state"] in WAITING and beat_age <= max(30.0, MISSED_BEATS * settings.listen_heartbeat):
+        return _waiting_probe(name, row, settings)
     if row["state"] == "stopped":
         return Probe(name, WARN, f"stopped (last heartbeat {beat_age:.0f} s ago)",
                      "supervisorctl start contentq:contentq-listen")  # fmt: skip
@@ -42,6 +44,27 @@ def listener_probe(row: dict[str, Any], settings: Settings) -> Probe:
            else "no update yet")
     )  # fmt: skip
     return Probe(name, OK, detail)
+
+
+WAITING = ("not_logged_in", "waiting")
+"""States of a listener process that runs but cannot listen (contentq.listen.ListenService): it tries again."""
+
+LOGIN_FIX = (
+    "`contentq login` (with CONTENTQ_TG_API_ID and CONTENTQ_TG_API_HASH in .env): the listener notices the login "
+    "and starts by itself"
+)
+
+
+def _waiting_probe(name: str, row: dict[str, Any], settings: Settings) -> Probe:
+    """Not logged in: a warning (outbox routes and imports work without Telegram). Unable to start for another
+    reason (Telegram unreachable, an error): a warning, a failure once it lasts CONTENTQ_LISTEN_ALERT_AFTER."""
+    reason = row["disconnect_reason"] or "no reason given"
+    if row["state"] == "not_logged_in":
+        return Probe(name, WARN, f"not logged in: {reason}", LOGIN_FIX)
+    down = _age(row["disconnected_since"]) or 0.0
+    status = FAIL if down >= settings.listen_alert_after else WARN
+    return Probe(name, status, f"not listening for {down:.0f} s, trying again: {reason}",
+                 "see the listener's log (supervisor: logs/contentq-listen.log)")  # fmt: skip
 
 
 def check_listeners(settings: Settings, *, when_none: bool = False) -> list[Probe]:

@@ -17,7 +17,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
-from rq import Queue, Worker
+from rq import Queue
 
 from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError
@@ -25,6 +25,7 @@ from contentq.integrations.breakers import STATES as BREAKER_STATES
 from contentq.integrations.breakers import breaker_states
 from contentq.ops.output_file import write_file
 from contentq.runtime.context import Runtime
+from contentq.runtime.liveness import alive_workers, workers_per_queue
 from contentq.runtime.queues import paused_queues
 from contentq.settings import QUEUES
 
@@ -152,13 +153,15 @@ class ContentqCollector(Collector):
 
         usage = store.one(
             "SELECT COALESCE(SUM(tokens_in), 0) AS i, COALESCE(SUM(tokens_out), 0) AS o,"
-            " COALESCE(SUM(cost), 0) AS c, COUNT(*) AS n FROM usage"
-        ) or {"i": 0, "o": 0, "c": 0, "n": 0}
+            " COALESCE(SUM(cost), 0) AS c, COUNT(*) AS n, COALESCE(SUM(error IS NOT NULL), 0) AS f FROM usage"
+        ) or {"i": 0, "o": 0, "c": 0, "n": 0, "f": 0}
         tokens = CounterMetricFamily("contentq_llm_tokens", "LLM tokens used.", labels=["direction"])
         tokens.add_metric(["in"], usage["i"])
         tokens.add_metric(["out"], usage["o"])
         yield tokens
-        yield CounterMetricFamily("contentq_llm_requests", "LLM requests recorded.", value=usage["n"])
+        yield CounterMetricFamily("contentq_llm_requests", "LLM requests recorded (failed ones included).",
+                                  value=usage["n"])  # fmt: skip
+        yield CounterMetricFamily("contentq_llm_failed_requests", "LLM requests that failed.", value=usage["f"])
         yield CounterMetricFamily(
             "contentq_llm_cost", "Estimated LLM cost (the price settings' currency).", value=usage["c"]
         )
@@ -171,7 +174,7 @@ class ContentqCollector(Collector):
             conn = self.runtime.redis
             conn.ping()
             paused = paused_queues(conn)
-            workers = Worker.all(connection=conn)
+            workers = workers_per_queue(alive_workers(self.runtime.store, self.runtime.settings.worker_heartbeat_ttl))
             lengths = {q: Queue(q, connection=conn).count for q in QUEUES}
             breakers = breaker_states(self.runtime)
         except (redis.RedisError, ContentqError) as exc:
@@ -187,7 +190,7 @@ class ContentqCollector(Collector):
         for queue in QUEUES:
             length.add_metric([queue], lengths[queue])
             pause.add_metric([queue], 1 if queue in paused else 0)
-            busy.add_metric([queue], sum(1 for w in workers if queue in w.queue_names()))
+            busy.add_metric([queue], workers[queue])
         yield length
         yield pause
         yield busy

@@ -103,7 +103,8 @@ def llm_stats(runtime: Runtime, since_iso: str | None) -> dict[str, Any]:
     where, params = ("WHERE at >= ?", [since_iso]) if since_iso else ("", [])
     rows = runtime.store.query(
         "SELECT COALESCE(route, '') AS route, COALESCE(model, '') AS model, COUNT(*) AS calls,"
-        " SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out, SUM(cost) AS cost"
+        " SUM(error IS NOT NULL) AS failed, SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out,"
+        " SUM(cost) AS cost"
         f" FROM usage {where} GROUP BY route, model ORDER BY route, model",
         params,
     )
@@ -111,6 +112,7 @@ def llm_stats(runtime: Runtime, since_iso: str | None) -> dict[str, Any]:
         r["cost"] = round(float(r["cost"] or 0), 6)
     total = {
         "calls": sum(r["calls"] for r in rows),
+        "failed": sum(int(r["failed"] or 0) for r in rows),
         "tokens_in": sum(int(r["tokens_in"] or 0) for r in rows),
         "tokens_out": sum(int(r["tokens_out"] or 0) for r in rows),
         "cost": round(sum(r["cost"] for r in rows), 6),

@@ -2,9 +2,11 @@
 
 One `[group:contentq]` holds one program per worker group. Telegram-bound queues (publish, collect) share one
 program with a single process: a Telegram session must not be used by two processes at once. The other queues
-get `numprocs` from their concurrency setting. With CONTENTQ_REDIS_URL unset, the embedded Valkey is a program of
-its own that starts first (lower priority number), and the workers are pointed at its socket so that they never
-start a second server themselves.
+get `numprocs` from their concurrency setting. With CONTENTQ_REDIS_URL unset, the embedded Valkey is a program
+outside that group (a group of its own) with a lower priority: supervisor starts it first and, on `shutdown`,
+stops it after the whole contentq group; on `stop all`, which signals every program at once, `contentq redis
+serve` itself keeps Valkey up until the workers have unregistered. The workers are pointed at its socket so
+that they never start a second server themselves.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from contentq.errors import ContentqError
+from contentq.ops import litestream
 from contentq.ops.output_file import write_file
+from contentq.routes import load_routes
 from contentq.runtime.redis import embedded_server
 from contentq.settings import Settings
 
@@ -41,6 +45,10 @@ START_RETRIES = 100
 so 100 tries span more than an hour: a Valkey that cannot start at once (a disk full, a slow AOF) comes back."""
 
 REDIS_PRIORITY = 100
+LITESTREAM_PRIORITY = 150
+
+REDIS_PROGRAM = f"{GROUP}-redis"
+"""The embedded Valkey: not in the contentq group (`supervisorctl status contentq-redis`)."""
 WORKER_PRIORITY = 200
 WEB_PRIORITY = 300
 WEB_PROGRAM = f"{GROUP}-web"
@@ -165,6 +173,7 @@ def _program(
     numprocs: int | None = None,
     user: str | None = None,
     comment: str = "",
+    stop_as_group: bool = True,
 ) -> str:
     log = logs_dir(settings)
     lines = [f"[program:{name}]"]
@@ -186,7 +195,7 @@ def _program(
         f"startretries={START_RETRIES}",
         "stopsignal=TERM",
         f"stopwaitsecs={stopwaitsecs}",
-        "stopasgroup=true",
+        f"stopasgroup={str(stop_as_group).lower()}",
         "killasgroup=true",
         f"stdout_logfile={logfile}",
         "stdout_logfile_maxbytes=10MB",
@@ -247,14 +256,16 @@ def render(
         notes += more
         programs.append(
             _program(
-                f"{GROUP}-redis",
+                REDIS_PROGRAM,
                 [exe, "-m", "contentq", "redis", "serve"],
                 settings,
                 priority=REDIS_PRIORITY,
-                stopwaitsecs=60,
+                stopwaitsecs=max(g.stopwaitsecs for g in groups) + STOP_GRACE_SECONDS,
                 environment=env,
                 user=user,
-                comment="the embedded Valkey (CONTENTQ_REDIS_URL is unset); starts before the workers",
+                comment="the embedded Valkey (CONTENTQ_REDIS_URL is unset), a group of its own: started first,"
+                " stopped last (it waits for the workers to unregister; TERM to `redis serve` only, not to Valkey)",
+                stop_as_group=False,
             )
         )
     for group in groups:
@@ -276,7 +287,11 @@ def render(
                 comment=comment,
             )
         )
-    programs.append(_listen_program(settings, exe, user, extra))
+    if settings.litestream_url:
+        programs.append(_litestream_program(settings, python, user, extra))
+    listens = listen_needed(settings)
+    if listens:
+        programs.append(_listen_program(settings, exe, user, extra))
     env, more = _environment(settings, worker=True, extra_env=extra)
     notes += [n for n in more if n not in notes]
     programs.append(
@@ -291,19 +306,20 @@ def render(
             comment="the admin panel and JSON API on 127.0.0.1:8700 (`contentq web token` prints the login token)",
         )
     )
-    names = ([f"{GROUP}-redis"] if uses_embedded_redis(settings) else []) + [g.program for g in groups]
-    names.append(LISTEN_PROGRAM)
+    names = [g.program for g in groups]
+    names += [LITESTREAM_PROGRAM] if settings.litestream_url else []
+    names += [LISTEN_PROGRAM] if listens else []
     names.append(WEB_PROGRAM)
     header = [
         "; contentq workers for supervisor, rendered from settings by `contentq supervisor render`.",
         "; Re-render after changing concurrency or timeouts, then: supervisorctl reread && supervisorctl update",
-        "; Status: supervisorctl status 'contentq:*'",
+        "; Status: supervisorctl status 'contentq:*'" + (f" {REDIS_PROGRAM}" if uses_embedded_redis(settings) else ""),
     ]
     header += [f"; NOTE: {n}" for n in dict.fromkeys(notes)]
     parts = ["\n".join(header) + "\n\n"]
     if standalone:
         parts.append(_standalone_header(settings))
-    parts.append(f"[group:{GROUP}]\nprograms={','.join(names)}\n\n")
+    parts.append(f"[group:{GROUP}]\nprograms={','.join(names)}\npriority={WORKER_PRIORITY}\n\n")
     parts.append("\n".join(programs))
     return "".join(parts)
 
@@ -312,18 +328,50 @@ LISTEN_PROGRAM = f"{GROUP}-listen"
 """`contentq listen`: one process per Telegram session, taking donor posts as they arrive."""
 
 
+def listen_needed(settings: Settings) -> bool:
+    """A route reads donor channels, so `contentq listen` has work (a routes file that cannot be read: rendered,
+    the listener says what is wrong). Without a login the listener waits and says so, never exits."""
+    try:
+        return bool(load_routes(settings.config_path).sources())
+    except ContentqError:
+        return True
+
+
 def _listen_program(settings: Settings, exe: str, user: str | None, extra: dict[str, str]) -> str:
     env, _ = _environment(settings, worker=True, extra_env=extra)
     return _program(
         LISTEN_PROGRAM, [exe, "-m", "contentq", "listen"], settings, priority=WORKER_PRIORITY,
         stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
-        comment="real-time collection: one listener per Telegram session (cron collect stays as the safety net)",
+        comment="real-time collection: one listener per Telegram session (cron collect stays as the safety net);"
+        " rendered when a route has sources; until `contentq login` it waits (health: not logged in)",
     )  # fmt: skip
 
 
+LITESTREAM_PROGRAM = f"{GROUP}-litestream"
+"""`litestream replicate` (with CONTENTQ_LITESTREAM_URL): the database streamed to its replica as it changes."""
+
+
+def _litestream_program(settings: Settings, python: str | None, user: str | None, extra: dict[str, str]) -> str:
+    binary = litestream.require_binary(python)
+    one_line("CONTENTQ_LITESTREAM_URL", settings.litestream_url or "")
+    env, _ = _environment(settings, worker=False, extra_env=extra)
+    return _program(
+        LITESTREAM_PROGRAM, litestream.replicate_command(settings, binary), settings, priority=LITESTREAM_PRIORITY,
+        stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
+        comment=f"continuous replication (CONTENTQ_LITESTREAM_URL) as {litestream.config_path(settings)} says",
+    )  # fmt: skip
+
+
+def write_side_files(settings: Settings) -> list[Path]:
+    """Files the programs read besides the config: litestream.yml when replication is on."""
+    return [litestream.write_config(settings)] if settings.litestream_url else []
+
+
 def write(settings: Settings, output: Path, **options: object) -> Path:
-    """Write the rendered config and create the log directory supervisor needs (it does not create it)."""
+    """Write the rendered config (and litestream.yml when replication is on) and create the log directory
+    supervisor needs (it does not create it)."""
     text = render(settings, **options)  # type: ignore[arg-type]
+    write_side_files(settings)
     logs_dir(settings).mkdir(parents=True, exist_ok=True)
     supervisor_dir(settings).mkdir(parents=True, exist_ok=True)
     return write_file(output, text)  # private: --env values may be credentials

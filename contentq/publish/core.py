@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contentq import pipeline
+from contentq import lifecycle, pipeline
 from contentq.clock import iso, now, parse
 from contentq.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
 from contentq.errors import ContentqError, FatalJobError, NotFoundError, Reschedule
@@ -20,7 +20,7 @@ from contentq.routes import Route
 from contentq.runtime.config import route_of
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
-from contentq.store.posts import get_post, transition
+from contentq.store.posts import get_post
 
 DUE_TOLERANCE_SECONDS = 0.0
 
@@ -65,7 +65,7 @@ def publish_post(
     try:
         route = (route_loader or route_of)(runtime, post["route"])
     except ContentqError as exc:
-        transition(store, post_id, ("scheduled", "publishing", "failed"), "failed", state_reason=f"publish: {exc}")
+        lifecycle.move(store, post_id, "publish_failed", reason=f"publish: {exc}")
         raise FatalJobError(str(exc)) from None
 
     if route.destinations:  # one delivery per destination, each with its own job (publish/fanout.py)
@@ -89,7 +89,7 @@ def dry_run(runtime: Runtime, post_id: int) -> Path:
     return folder
 
 
-PUBLISHABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
+PUBLISHABLE = lifecycle.sources_of("publish_requested")
 """States `contentq publish ID` publishes from (skipping the slot and approval)."""
 
 
@@ -107,7 +107,7 @@ def publish_now(
     if post["state"] not in PUBLISHABLE or post["rewrite_html"] is None and post["state"] == "rewritten":
         raise ContentqError(f"post {post_id} is {post['state']}; it cannot be published (yet)")
     cancel_publish_job(runtime, post_id)
-    if pipeline.schedule_post(runtime, post_id, from_states=PUBLISHABLE, at=now(), dispatch=False) is None:
+    if pipeline.schedule_post(runtime, post_id, event="publish_requested", at=now()) is None:
         raise ContentqError(f"post {post_id} changed meanwhile; look at `contentq posts show {post_id}`")
     if not in_process:
         job = dispatch_post(runtime, post_id)

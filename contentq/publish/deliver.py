@@ -34,7 +34,7 @@ def load_run(
     if delivery["state"] in ("published", "cancelled"):
         return {"delivery_id": delivery_id, "skipped": f"already {delivery['state']}", "link": delivery["link"]}
     if post["state"] in CLOSED_POST_STATES:
-        deliveries.move(store, delivery_id, "cancelled", reason=f"its post was {post['state']}")
+        deliveries.move_delivery(store, delivery_id, "cancelled", reason=f"its post was {post['state']}")
         reporter.log("skipped", f"post {post['id']} is {post['state']}: delivery {delivery['destination']} cancelled")
         return {"delivery_id": delivery_id, "skipped": post["state"]}
     try:

@@ -272,7 +272,7 @@ def settle_instagram(run: DeliveryRun, reason: str) -> dict[str, Any]:
     try:
         plan = plan_for(run)
         client = instagram_client(run.runtime, run.destination.account)
-        deliveries.move(run.store, run.delivery_id, "started")
+        deliveries.move_delivery(run.store, run.delivery_id, "started")
         resumed = _resume(run, client, plan)
     except Exception as exc:
         run.fail(f"{reason}; Instagram could not be checked ({type(exc).__name__}: {exc})")

@@ -16,6 +16,7 @@ from telethon import errors as tg_errors
 from contentq.channels import resolve_channel
 from contentq.clock import now, parse
 from contentq.errors import ContentqError, DatabaseLockedError, FatalJobError, RedisUnavailableError, Reschedule
+from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError, deliveries, ledger
 from contentq.publish.delivery_run import DeliveryRun, fail_delivery
 from contentq.publish.fanout import settle_post
@@ -58,7 +59,7 @@ class DeliveryPublication(Publication):
 
     def back_to_scheduled(self, reason: str) -> None:
         if not self.outstanding():
-            deliveries.move(self.store, self._run().delivery_id, "postponed", reason=reason)
+            deliveries.move_delivery(self.store, self._run().delivery_id, "postponed", reason=reason)
 
     def unreachable(self, exc: BaseException) -> Exception:
         settings = self.runtime.settings
@@ -94,7 +95,7 @@ def deliver_telegram(run: DeliveryRun) -> dict[str, Any]:
     runtime, store = run.runtime, run.store
     pub = _publication(run)
     try:
-        pub.gateway = gateway = runtime.telegram
+        pub.gateway = gateway = gateway_of(runtime)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
         pub.target = resolve_channel(store, gateway, pub.route.target, role="target")
@@ -146,7 +147,7 @@ def settle_telegram(run: DeliveryRun, reason: str) -> dict[str, Any]:
     runtime = run.runtime
     pub = _publication(run)
     try:
-        pub.gateway = gateway = runtime.telegram
+        pub.gateway = gateway = gateway_of(runtime)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
         pub.target = resolve_channel(run.store, gateway, pub.route.target, role="target")
@@ -160,7 +161,7 @@ def settle_telegram(run: DeliveryRun, reason: str) -> dict[str, Any]:
     if ids is None:
         pub.fail(f"{reason}; the post is not (completely) in {pub.route.target}")
         return {"delivery_id": run.delivery_id, "state": "failed", "reason": reason}
-    deliveries.move(run.store, run.delivery_id, "started")  # finish moves a delivery from publishing
+    deliveries.move_delivery(run.store, run.delivery_id, "started")  # finish moves a delivery from publishing
     run.reporter.log("settled", f"every part is in {pub.route.target}: delivered ({reason})")
     result = run.finish(ids, message_link(pub.target, ids[0]) if ids else None)
     settle_post(runtime, run.post_id, run.reporter)

@@ -204,7 +204,7 @@ def settle_x(run: DeliveryRun, reason: str) -> dict[str, Any]:
     if ids and out == len(plan.tweets):
         from contentq.publish import deliveries
 
-        deliveries.move(store, run.delivery_id, "started")
+        deliveries.move_delivery(store, run.delivery_id, "started")
         run.reporter.log("settled", f"{run.name}: every tweet is on the account ({reason})")
         return {**run.finish(ids, _link(client, ids[0])), "state": "published"}
     run.fail(f"{reason}; {out} of {len(plan.tweets)} tweet(s) are out (recorded): `contentq jobs retry` the "

@@ -2,14 +2,14 @@
 
 A route with `destinations` publishes each post as one delivery per destination (docs/destinations.md). Each
 delivery has its own state, slot (`due_at`), job (`deliver`), retries and record of what the platform returned.
-This table is the only way a delivery changes state: `move` is a compare-and-set from the states the event may
-start from, recorded in `delivery_changes` (old state, new state, event, reason) in the same transaction. An
+This table is the only way a delivery changes state: `move_delivery` is a compare-and-set from the states the event may
+start from, recorded in `delivery_changes` (old state, new state, event, actor, reason) in the same transaction. An
 event the table does not know, or a start state it does not allow, raises `IllegalMove`; a delivery that is no
-longer where the caller expected (another process moved it) is not moved and `move` returns False.
+longer where the caller expected (another process moved it) is not moved and `move_delivery` returns False.
 
-The post follows its deliveries (`contentq.publish.fanout.settle_post`): `published` once every delivery is,
-`failed` once every delivery has ended and one of them failed; a delivery that fails never holds back or
-repeats another.
+The post follows its deliveries (`contentq.publish.fanout.settle_post`), moved by `contentq.lifecycle` like every
+post: `published` once every delivery is (event `delivered`), `failed` once every delivery has ended and one of
+them failed (`delivery_failed`); a delivery that fails never holds back or repeats another.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from contentq import actors
 from contentq.errors import ContentqError
 from contentq.store import Store
 from contentq.store.deliveries import change_delivery_state
@@ -85,7 +86,7 @@ def _sources(event: str, only_from: str | Iterable[str] | None) -> tuple[str, ..
     return wanted
 
 
-def move(
+def move_delivery(
     store: Store,
     delivery_id: int,
     event: str,
@@ -100,7 +101,9 @@ def move(
         raise IllegalMove("the state and its reason are the move's own: pass `reason`, not a column")
     sources = _sources(event, only_from)
     with store.transaction() as conn:
-        old = change_delivery_state(conn, delivery_id, sources, spec(event).target, fields, event=event, reason=reason)
+        old = change_delivery_state(
+            conn, delivery_id, sources, spec(event).target, fields, event=event, actor=actors.current(), reason=reason
+        )
     return old is not None
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from contentq import lifecycle
 from contentq.clock import iso, now
 from contentq.errors import FatalJobError, Reschedule
 from contentq.publish import deliveries
@@ -23,7 +24,6 @@ from contentq.routes import Destination, Route, parse_destination
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 from contentq.store.deliveries import take_token
-from contentq.store.posts import transition
 
 log = logging.getLogger("contentq.publish")
 
@@ -72,8 +72,8 @@ class DeliveryRun:
 
     def start(self) -> bool:
         """The delivery is being sent (its post too, when a failed delivery is sent again)."""
-        transition(self.store, self.post_id, ("failed", "scheduled"), "publishing", state_reason=None)
-        moved = deliveries.move(self.store, self.delivery_id, "started")
+        lifecycle.move(self.store, self.post_id, "redelivery_started")
+        moved = deliveries.move_delivery(self.store, self.delivery_id, "started")
         if not moved:
             self.reporter.log("skipped", f"delivery {self.name} of post {self.post_id} changed state meanwhile")
         return moved
@@ -81,7 +81,9 @@ class DeliveryRun:
     def wait(self, delay: float, reason: str) -> Reschedule:
         """It waits `delay` seconds (its slot moves there, the reason is shown); no try is used."""
         due = now() + timedelta(seconds=delay)
-        deliveries.move(self.store, self.delivery_id, "postponed", reason=f"waiting: {reason}", due_at=iso(due))
+        deliveries.move_delivery(
+            self.store, self.delivery_id, "postponed", reason=f"waiting: {reason}", due_at=iso(due)
+        )
         self.reporter.log("waiting", f"{self.name}: {reason}; again at {iso(due)}", level="warning", seconds=delay)
         return Reschedule(delay, f"{self.name}: {reason}")
 
@@ -90,7 +92,7 @@ class DeliveryRun:
         return fail_delivery(self.runtime, self.delivery, self.reporter, reason, notes=self._notes())
 
     def finish(self, ids: list[Any], link: str | None) -> dict[str, Any]:
-        moved = deliveries.move(
+        moved = deliveries.move_delivery(
             self.store, self.delivery_id, "published", published_at=iso(), platform_ids=json.dumps(ids), link=link,
             notes=self._notes(), unreachable_tries=0,
         )  # fmt: skip
@@ -119,7 +121,7 @@ def fail_delivery(
 ) -> FatalJobError:
     """Fail the delivery (if it is still on its way), tell the admin, settle its post."""
     name, post_id = delivery["destination"], int(delivery["post_id"])
-    if deliveries.move(runtime.store, int(delivery["id"]), "failed", reason=reason, notes=notes):
+    if deliveries.move_delivery(runtime.store, int(delivery["id"]), "failed", reason=reason, notes=notes):
         reporter.log("delivery_failed", f"{name}: {reason}", level="error")
         reporter.notify(
             f"delivery-failed:{delivery['id']}",

@@ -9,6 +9,7 @@ from telethon import errors as tg_errors
 from contentq.channels import resolve_channel
 from contentq.clock import now
 from contentq.errors import ContentqError, DatabaseLockedError, FatalJobError, RedisUnavailableError, Reschedule
+from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError
 from contentq.publish.outbox import write_outbox
 from contentq.publish.publication import Publication, finish, is_critical, report_rendering, start, telegram_account
@@ -45,7 +46,7 @@ def publish_to_outbox(pub: Publication) -> dict[str, Any]:
 def publish_to_telegram(pub: Publication) -> dict[str, Any]:
     runtime, settings, store = pub.runtime, pub.runtime.settings, pub.store
     try:
-        pub.gateway = gateway = runtime.telegram
+        pub.gateway = gateway = gateway_of(runtime)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
         pub.target = resolve_channel(store, gateway, pub.route.target, role="target")

@@ -1,10 +1,11 @@
 """A route with `destinations`: the post's publish job fans it out into one delivery per destination.
 
-The publish job of such a post no longer sends anything itself: it moves the post to `publishing`, makes sure
-each destination has its delivery (created once, `scheduled` at the post's slot) and hands each delivery that
-still has to go out to its own `deliver` job. Each delivery then lives on its own (`contentq.publish.deliver`):
-a failed X delivery never holds back or repeats the Telegram one. The post follows its deliveries
-(`settle_post`): `published` once every one is, `failed` once all have ended and one failed.
+The publish job of such a post no longer sends anything itself: it moves the post to `publishing` (lifecycle
+event `fanned_out`), makes sure each destination has its delivery (created once, `scheduled` at the post's slot)
+and hands each delivery that still has to go out to its own `deliver` job. Each delivery then lives on its own
+(`contentq.publish.deliver`): a failed X delivery never holds back or repeats the Telegram one. The post follows
+its deliveries (`settle_post`), through the lifecycle like every post: `published` once every one is
+(`delivered`), `failed` once all have ended and one failed (`delivery_failed`).
 Each run of the post's publish job (`jobs retry`, `contentq publish`, a new time) sends its failed deliveries
 again, never those already published.
 """
@@ -15,13 +16,14 @@ import json
 import logging
 from typing import Any, Protocol
 
+from contentq import actors, lifecycle
 from contentq.clock import iso, now, parse
 from contentq.publish import deliveries
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.deliveries import active_deliver_job, deliveries_of, get_delivery, insert_delivery
-from contentq.store.posts import get_post, transition
+from contentq.store.posts import get_post
 
 log = logging.getLogger("contentq.publish")
 
@@ -54,17 +56,17 @@ def fan_out(
     """Make and hand out the post's deliveries (see the module doc); returns what each one is doing."""
     store = runtime.store
     post_id = int(post["id"])
-    if not transition(
-        store, post_id, ("scheduled", "publishing", "failed"), "publishing", target=route.target, state_reason=None
-    ):
+    if not lifecycle.move(store, post_id, "fanned_out", target=route.target):
         reporter.log("skipped", f"post {post_id} changed state meanwhile")
         return {"post_id": post_id, "skipped": "state changed"}
     due = post["scheduled_at"] or iso()
     out: list[dict[str, Any]] = []
     for dest in route.destination_list:
-        row = insert_delivery(store, post_id, dest.key, dest.platform, dest.account, "scheduled", due, "created")
+        row = insert_delivery(
+            store, post_id, dest.key, dest.platform, dest.account, "scheduled", due, "created", actors.current()
+        )
         if row["state"] == "failed":  # the post is published again (jobs retry, publish, a new time): this too
-            deliveries.move(store, row["id"], "restarted", due_at=due)
+            deliveries.move_delivery(store, row["id"], "restarted", due_at=due)
             row = get_delivery(store, row["id"])
         job: dict[str, Any] | None = None
         if row["state"] in ("scheduled", "publishing"):
@@ -94,9 +96,9 @@ def settle_post(runtime: Runtime, post_id: int, reporter: Reporter | None = None
         primary = _primary(rows)
         notes = "; ".join(f"{r['destination']}: {r['notes']}" for r in rows if r["notes"])
         ids = primary["platform_ids"] if primary["platform"] == "telegram" else None
-        moved = transition(
-            store, post_id, "publishing", "published", published_at=iso(), link=primary["link"],
-            message_ids=ids, state_reason=notes[:500] or None, unreachable_tries=0,
+        moved = lifecycle.move(
+            store, post_id, "delivered", reason=notes or None, published_at=iso(), link=primary["link"],
+            message_ids=ids, unreachable_tries=0,
         )  # fmt: skip
         if moved and reporter is not None:
             links = ", ".join(f"{r['destination']} {r['link'] or '(no link)'}" for r in rows)
@@ -106,9 +108,7 @@ def settle_post(runtime: Runtime, post_id: int, reporter: Reporter | None = None
         failed = [f"{r['destination']}: {r['state_reason'] or 'failed'}" for r in rows if r["state"] == "failed"]
         out = [r["destination"] for r in rows if r["state"] == "published"]
         reason = "; ".join(failed) + (f" (published on {', '.join(out)})" if out else "")
-        moved = transition(
-            store, post_id, ("publishing", "scheduled"), "failed", state_reason=f"publish: {reason}"[:500]
-        )
+        moved = lifecycle.move(store, post_id, "delivery_failed", reason=f"publish: {reason}")
         if moved:
             message = (
                 f"post {post_id}: delivery failed — {reason}. Fix the cause, then `contentq jobs retry` the failed "
@@ -148,6 +148,6 @@ def settle_fanout(runtime: Runtime, post_id: int, reason: str, reporter: Reporte
     rows = deliveries_of(runtime.store, post_id)
     if any(r["state"] in ("scheduled", "publishing") and active_deliver_job(runtime.store, r["id"]) for r in rows):
         return "publishing"
-    transition(runtime.store, post_id, ("publishing", "scheduled"), "failed", state_reason=f"publish: {reason}"[:500])
+    lifecycle.move(runtime.store, post_id, "fan_out_failed", reason=f"publish: {reason}")
     reporter.notify(f"publish-failed:{post_id}", f"publishing post {post_id} failed: {reason}", level="error")
     return "failed"

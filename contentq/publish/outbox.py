@@ -19,6 +19,7 @@ from typing import Any
 from contentq.clock import iso
 from contentq.content.html import visible_len_utf16
 from contentq.content.preview import PreviewMedia, PreviewPart, asset, render_preview
+from contentq.integrations.telegram.gateway import OutgoingMedia
 from contentq.publish.render import Rendered
 from contentq.routes import Route
 from contentq.settings import Settings
@@ -45,10 +46,22 @@ body {{ font-family: system-ui, sans-serif; background: #e5ebf1; margin: 2rem; }
 """
 
 
+_ATTRIBUTES = ("width", "height", "duration", "title", "performer", "file_name", "emoji")
+"""What a media is sent with, in meta.json when known; `spoiler` is always there."""
+
+
 def preview_time(post: dict[str, Any]) -> str:
     """The time on the bubbles: the post's slot (or publication) in UTC, else now."""
     stamp = post.get("published_at") or post.get("scheduled_at") or iso()
     return f"{stamp[:10]} {stamp[11:16]} UTC"
+
+
+def _preview_media(src: str, m: OutgoingMedia) -> PreviewMedia:
+    """A media as the preview shows it: what it is sent as, with its attributes."""
+    return PreviewMedia(
+        src, m.kind, m.width, m.height, name=m.name, duration=m.duration, spoiler=m.spoiler, title=m.title,
+        performer=m.performer, emoji=m.emoji, mime=m.mime,
+    )  # fmt: skip
 
 
 def preview_parts(rendered: Rendered, src: Callable[[dict[str, Any]], str]) -> list[PreviewPart]:
@@ -59,18 +72,28 @@ def preview_parts(rendered: Rendered, src: Callable[[dict[str, Any]], str]) -> l
         items = []
         for m in part.media:
             row = by_path.get(str(m.path), {"file": m.path, "kind": m.kind})
-            items.append(
-                PreviewMedia(src(row), m.kind, row.get("width"), row.get("height"), name=Path(str(m.path)).name)
-            )
+            items.append(_preview_media(src(row), m))
         parts.append(PreviewPart(part.html, items))
     return parts
+
+
+def _published_in(folder: Path) -> bool:
+    """The outbox publisher's own folder of a published post (its meta.json says it was no dry run)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("dry_run") is False
 
 
 def write_outbox(
     settings: Settings, post: dict[str, Any], route: Route, rendered: Rendered, *, dry_run: bool = False
 ) -> Path:
-    """Write the post's folder and return it."""
+    """Write the post's folder and return it. A dry run never replaces what the outbox publisher published: for
+    a post published there, it goes to `<id>.dry-run` beside it."""
     folder = settings.outbox_dir / route.name / str(post["id"])
+    if dry_run and _published_in(folder):
+        folder = folder.with_name(f"{post['id']}.dry-run")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{post['id']}-"))
     try:
@@ -84,11 +107,13 @@ def write_outbox(
             media_meta.append(
                 {
                     "file": name,
-                    "kind": item["kind"],
+                    "kind": item["kind"],  # what it is sent as: photo, video, video_note, animation, voice, sticker …
                     "mime": item.get("mime"),
                     "size": item.get("size"),
                     "sha256": item.get("sha256"),
                     "origin": item.get("origin"),
+                    "spoiler": bool(item.get("spoiler")),
+                    **{key: item[key] for key in _ATTRIBUTES if item.get(key)},
                 }
             )
         parts_meta = []

@@ -15,17 +15,24 @@ from typing import Any, Protocol, cast
 
 from telethon import errors as tg_errors
 
+from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import FatalJobError, Reschedule
-from contentq.integrations.telegram.gateway import Account, OutgoingPart, ResolvedChannel, TelegramGateway
+from contentq.integrations.telegram.gateway import (
+    Account,
+    FetchedMessage,
+    OutgoingPart,
+    ResolvedChannel,
+    TelegramGateway,
+)
 from contentq.publish import ledger
 from contentq.publish.render import Rendered
-from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, settle_candidates
+from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, scan_since, settle_candidates
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.store import Store
-from contentq.store.posts import transition
+from contentq.store.backups import latest_restore
 
 log = logging.getLogger("contentq.publish")
 
@@ -106,8 +113,7 @@ class Publication:
             problem = self.cancel_batch(reason)
             if problem:
                 reason = f"{reason}; {problem}"
-        transition(self.store, self.post_id, ("publishing", "scheduled", "failed"), "failed",
-                   state_reason=f"publish: {reason}"[:500], unreachable_tries=0)  # fmt: skip
+        lifecycle.move(self.store, self.post_id, "publish_failed", reason=f"publish: {reason}", unreachable_tries=0)
         self.reporter.log("publish_failed", reason, level="error")
         self.reporter.notify(
             f"publish-failed:{self.post_id}",
@@ -203,7 +209,7 @@ class Publication:
     def back_to_scheduled(self, reason: str) -> None:
         """Nothing of this round is out: the post waits as `scheduled` (its job stays queued)."""
         if not self.outstanding():
-            transition(self.store, self.post_id, "publishing", "scheduled", state_reason=reason[:500])
+            lifecycle.move(self.store, self.post_id, "publish_postponed", reason=reason)
 
     def flood_wait(self, exc: Exception) -> Exception:
         seconds = float(getattr(exc, "seconds", 0) or 0)
@@ -245,6 +251,7 @@ class Publication:
         assert self.gateway is not None and self.target is not None
         self.parts = parts
         all_ids: list[int] = []
+        restored = self.restored_from()
         for index, part in enumerate(parts):
             key = (self.post_id, self.target_ref, self.round_no, index)
             random_ids = [
@@ -255,8 +262,11 @@ class Publication:
             if row is not None and row["status"] == "sent":
                 all_ids += ledger.message_ids_of(row)
                 continue
+            # A part whose record comes from a backup (none, or one written before the restore) may have gone out
+            # after the backup was taken: it is looked for among everything the channel got since.
+            from_backup = restored is not None and (row is None or row["created_at"] <= restored[1])
             if row is not None and row["status"] == "attempting":
-                found = self.settle(part, parse(row["created_at"]), set(all_ids))
+                found = self.settle(part, parse(row["created_at"]), set(all_ids), since_restore=from_backup)
                 if found is not None:
                     ledger.record_sent(self.store, key, found)
                     self.reporter.log(
@@ -269,14 +279,28 @@ class Publication:
                     f"part {index + 1} cannot be told apart in {self.route.target}: sending it with the same "
                     "random ids (Telegram refuses them if it went out)",
                 )
+            if restored is not None and row is None:
+                # Its send, if it went out after the backup, is missing from the ledger: the channel decides.
+                found = self.settle(part, restored[0], set(all_ids), since_restore=True)
+                if found is not None:
+                    ledger.record_attempt(self.store, *key, part.kind, random_ids)
+                    ledger.record_sent(self.store, key, found)
+                    self.reporter.log(
+                        "settled",
+                        f"part {index + 1} was sent after the backup this database was restored from: messages {found}",
+                    )
+                    all_ids += found
+                    continue
             ledger.record_attempt(self.store, *key, part.kind, random_ids)
             first_attempt = ledger.send_row(self.store, *key)
             attempted_at = parse(first_attempt["created_at"]) if first_attempt else now()
+            if restored is not None and row is None:
+                attempted_at = min(attempted_at, restored[0])
             try:
                 ids = self.gateway.send(self.target, part, random_ids)
             except tg_errors.RandomIdDuplicateError:
                 # Telegram has these random ids already: the part went out. Find it, never send it again.
-                ids = self.settle(part, attempted_at, set(all_ids), weak_ok=True) or []
+                ids = self.settle(part, attempted_at, set(all_ids), weak_ok=True, since_restore=from_backup) or []
                 if ids:
                     self.reporter.log(
                         "settled",
@@ -304,12 +328,40 @@ class Publication:
             all_ids += ids
         return all_ids
 
-    def settle(
-        self, part: OutgoingPart, attempted_at: datetime, exclude: set[int], *, weak_ok: bool = False
-    ) -> list[int] | None:
-        """Look for an uncertain part in the target, ignoring every message already recorded for a send."""
+    def restored_from(self) -> tuple[datetime, str] | None:
+        """When the database was restored from a backup and this post comes from it: (the newest time written in
+        the backup, when it was restored). A send after the backup is not in the ledger, but is in the channel."""
+        restore = latest_restore(self.store)
+        if restore is None or not restore["newest_record_at"] or self.post["collected_at"] > restore["restored_at"]:
+            return None
+        return parse(restore["newest_record_at"]), str(restore["restored_at"])
+
+    def restored_scan(self, since: datetime) -> list[FetchedMessage]:
+        """The target's messages since the backup, read once per process: whatever the system sent before the
+        restore is in it, and what it sends after the restore is in the ledger, so it never needs a refresh."""
         assert self.gateway is not None and self.target is not None
-        recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
+        scans: dict[tuple[str, str], list[FetchedMessage]] = self.runtime.services.setdefault("restored_scans", {})
+        key = (self.target_ref, iso(since))
+        if key not in scans:
+            scans[key] = scan_since(self.gateway, self.target, since)
+        return scans[key]
+
+    def settle(
+        self,
+        part: OutgoingPart,
+        attempted_at: datetime,
+        exclude: set[int],
+        *,
+        weak_ok: bool = False,
+        since_restore: bool = False,
+    ) -> list[int] | None:
+        """Look for an uncertain part in the target, ignoring every message already recorded for a send. After a
+        restore, among everything the channel got since the backup (one scan per process and target)."""
+        assert self.gateway is not None and self.target is not None
+        if since_restore:
+            recent = self.restored_scan(attempted_at)
+        else:
+            recent = self.gateway.recent_messages(self.target, SETTLE_LOOKBACK)
         exclude = exclude | ledger.recorded_message_ids(self.store, self.target_ref)
         return find_sent(recent, part, attempted_at, exclude, weak_ok=weak_ok)
 
@@ -329,10 +381,7 @@ def is_critical(exc: BaseException) -> bool:
 
 
 def start(pub: Publication) -> bool:
-    moved = transition(
-        pub.store, pub.post_id, ("scheduled", "publishing", "failed"), "publishing",
-        target=pub.route.target, state_reason=None,
-    )  # fmt: skip
+    moved = lifecycle.move(pub.store, pub.post_id, "publish_started", target=pub.route.target)
     if not moved:
         pub.reporter.log("skipped", f"post {pub.post_id} changed state meanwhile")
     return moved
@@ -342,10 +391,11 @@ def report_rendering(pub: Publication, rendered: Rendered, *, custom_emoji: bool
     """Say in the job log how the post is sent: caption moved, split, cut, custom emoji kept or replaced."""
     log = pub.reporter.log
     if rendered.caption_moved:
-        log(
-            "caption_moved",
-            f"text over the caption limit of {rendered.caption_limit}: media first, then the text as its own message",
-        )
+        why = (
+            f"a {rendered.captionless.replace('_', ' ')} carries no caption" if rendered.captionless
+            else f"text over the caption limit of {rendered.caption_limit}"
+        )  # fmt: skip
+        log("caption_moved", f"{why}: media first, then the text as its own message")
     if rendered.text_parts > 1:
         log("split", f"text over Telegram's limit: sent as {rendered.text_parts} messages of one batch")
     if rendered.truncated:
@@ -366,12 +416,13 @@ def finish(pub: Publication, message_ids: list[int] | None, link: str | None) ->
     if absent:  # missing from an export, or over CONTENTQ_COLLECT_MAX_MEDIA_MB: said on the post, not silent
         remarks.append(f"{absent} donor media file(s) were never stored (missing from the export or too large)"
                        " and were left out")  # fmt: skip
-    moved = transition(
-        pub.store, pub.post_id, "publishing", "published",
-        published_at=iso(), message_ids=json.dumps(message_ids) if message_ids is not None else None,
-        link=link, unreachable_tries=0, state_reason="; ".join(pub.notes + remarks)[:500] or None,
-        **({"truncated": 1} if pub.rendered is not None and pub.rendered.truncated else {}),
-    )  # fmt: skip
+    fields: dict[str, Any] = {
+        "published_at": iso(), "message_ids": json.dumps(message_ids) if message_ids is not None else None,
+        "link": link, "unreachable_tries": 0,
+    }  # fmt: skip
+    if pub.rendered is not None and pub.rendered.truncated:
+        fields["truncated"] = 1
+    moved = lifecycle.move(pub.store, pub.post_id, "published", reason="; ".join(pub.notes + remarks) or None, **fields)
     if not moved:
         pub.reporter.log("discarded", "the post left 'publishing' while it was published", level="warning")
     pub.reporter.log("published", f"post {pub.post_id} → {pub.route.target}: {link}", message_ids=message_ids)

@@ -1,9 +1,12 @@
 """Rendering a post into the parts it is sent as.
 
-A text post is one message; media go as one media message or one album (2–10 items, a single send); a
-caption longer than the limit (CONTENTQ_CAPTION_LIMIT, 2048 for a Premium account) makes the media go
-first without caption and the text follow as its own message. Long text is split (or cut, under the
-route's `long_text = "truncate"`).
+A text post is one message; media go as one media message or one album (2–10 items, a single send), each
+as what it is (a sticker, a round video, a voice message, a GIF, an audio file with its title …). Media that
+cannot share an album (stickers, round videos, voice messages, GIFs; documents and audio only among their
+own kind) go as messages of their own, in order. A caption longer than the limit (CONTENTQ_CAPTION_LIMIT,
+2048 for a Premium account), or on a sticker or round video (Telegram shows none), makes the media go first
+without caption and the text follow as its own message. Long text is split (or cut, under the route's
+`long_text = "truncate"`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from typing import Any
 
 from contentq.content.html import visible_len_utf16
 from contentq.content.split import SplitError, credit_html, custom_emoji_count, plain_emoji, split_html, truncate
-from contentq.integrations.telegram.gateway import Account, OutgoingMedia, OutgoingPart, ResolvedChannel
+from contentq.integrations.telegram.gateway import (
+    Account,
+    OutgoingMedia,
+    OutgoingPart,
+    ResolvedChannel,
+    album_group,
+    media_kind,
+)
 from contentq.publish import PublishError
 from contentq.routes import Route
 from contentq.settings import Settings
@@ -26,7 +36,8 @@ ALBUM_MAX = 10
 PREMIUM_CAPTION_LIMIT = 2048
 """Captions a Premium account may send."""
 
-MEDIA_KINDS = {"photo": "photo", "video": "video", "document": "document", "audio": "audio", "voice": "voice"}
+CAPTIONLESS = frozenset({"sticker", "video_note"})
+"""Kinds Telegram shows without a caption: a post's text goes as its own message after them."""
 
 
 @dataclass
@@ -36,6 +47,8 @@ class Rendered:
     media: list[dict[str, Any]] = field(default_factory=list)
     caption_limit: int = 1024
     caption_moved: bool = False
+    captionless: str | None = None
+    """The kind (sticker, video_note) whose message cannot carry the text: it went as its own message."""
     long_text: str = "split"
     truncated: bool = False
     """Cut with an ellipsis (`long_text = "truncate"`)."""
@@ -71,6 +84,29 @@ def post_media(store: Store, settings: Settings, post_id: int) -> list[dict[str,
     return rows
 
 
+def outgoing_media(row: dict[str, Any]) -> OutgoingMedia:
+    """A media row (with its `file`) as what is sent."""
+    return OutgoingMedia(
+        path=Path(row["file"]), kind=media_kind(row.get("kind")), mime=row.get("mime"), width=row.get("width"),
+        height=row.get("height"), duration=row.get("duration"), spoiler=bool(row.get("spoiler")),
+        title=row.get("title"), performer=row.get("performer"), file_name=row.get("file_name"), emoji=row.get("emoji"),
+    )  # fmt: skip
+
+
+def media_chunks(items: list[OutgoingMedia]) -> list[list[OutgoingMedia]]:
+    """The sends media need, in order: runs of items that may share an album (at most ALBUM_MAX), every other
+    item alone."""
+    chunks: list[list[OutgoingMedia]] = []
+    for item in items:
+        group = album_group(item.kind)
+        last = chunks[-1] if chunks else None
+        if last is not None and group is not None and album_group(last[0].kind) == group and len(last) < ALBUM_MAX:
+            last.append(item)
+        else:
+            chunks.append([item])
+    return chunks
+
+
 def render(
     post: dict[str, Any],
     media: list[dict[str, Any]],
@@ -99,13 +135,14 @@ def render(
     length = visible_len_utf16(html)
     if not media and not html:
         raise PublishError(f"post {post['id']} has neither text nor media; edit it with `contentq posts edit`")
-    items = [OutgoingMedia(path=Path(m["file"]), kind=MEDIA_KINDS.get(m["kind"], "document")) for m in media]  # type: ignore[arg-type]
-    chunks = [items[i : i + ALBUM_MAX] for i in range(0, len(items), ALBUM_MAX)]
-    if media and length <= caption_limit:
+    chunks = media_chunks([outgoing_media(m) for m in media])
+    captionless = next((c[0].kind for c in chunks[:1] if c[0].kind in CAPTIONLESS), None)
+    if media and (length <= caption_limit and captionless is None or not html):
         rendered.parts = [OutgoingPart(html=html if i == 0 else "", media=chunk) for i, chunk in enumerate(chunks)]
         return rendered
     # The text is a message of its own (after the media, if any): split, or cut under `truncate`.
     rendered.caption_moved = bool(media)
+    rendered.captionless = captionless if length <= caption_limit else None
     if long_text == "truncate":
         cut, rendered.truncated = truncate(html, text_limit)
         texts = [cut]

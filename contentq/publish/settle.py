@@ -11,13 +11,23 @@ import re
 from datetime import datetime, timedelta
 
 from contentq.content.html import html_to_text
-from contentq.integrations.telegram.gateway import FetchedMessage, MediaInfo, OutgoingMedia, OutgoingPart
+from contentq.integrations.telegram.gateway import (
+    FetchedMessage,
+    MediaInfo,
+    OutgoingMedia,
+    OutgoingPart,
+    ResolvedChannel,
+    TelegramGateway,
+)
 
 SETTLE_LOOKBACK = 100
 """Recent messages of the target looked at to settle an uncertain send."""
 
 SETTLE_CLOCK_SLACK = timedelta(seconds=120)
 """A message dated this much before the attempt still counts (clock skew between us and Telegram)."""
+
+RESTORE_SCAN_MAX = 3000
+"""After a restore, the most recent messages of a target read to find what went out since the backup."""
 
 
 _SPACE = re.compile(r"\s+")
@@ -36,7 +46,7 @@ def _fingerprint(info: MediaInfo, item: OutgoingMedia) -> bool | None:
         return None
     verdict: bool | None = None
     if info.file_name:
-        if info.file_name != item.path.name:
+        if info.file_name not in (item.name, item.path.name):  # the name it is sent under (older sends: the path's)
             return False
         verdict = True
     if info.size is not None:
@@ -48,6 +58,17 @@ def _fingerprint(info: MediaInfo, item: OutgoingMedia) -> bool | None:
             return False
         verdict = True
     return verdict
+
+
+def scan_since(gateway: TelegramGateway, target: ResolvedChannel, since: datetime) -> list[FetchedMessage]:
+    """The target's newest messages back to `since` (newest first), in growing reads of at most RESTORE_SCAN_MAX."""
+    limit = SETTLE_LOOKBACK
+    while True:
+        recent = gateway.recent_messages(target, limit)
+        reached = not recent or recent[-1].date < since - SETTLE_CLOCK_SLACK
+        if reached or len(recent) < limit or limit >= RESTORE_SCAN_MAX:
+            return recent
+        limit = min(limit * 4, RESTORE_SCAN_MAX)
 
 
 def settle_candidates(

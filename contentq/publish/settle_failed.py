@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from contentq import lifecycle
 from contentq.channels import resolve_channel
 from contentq.clock import parse
 from contentq.errors import ContentqError
+from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError, ledger
 from contentq.publish.fanout import settle_fanout
 from contentq.publish.publication import Publication, Reporter, finish, telegram_account
 from contentq.publish.render import caption_limit_for, message_link, post_media, render
 from contentq.runtime.config import route_of
 from contentq.runtime.context import Runtime
-from contentq.store.posts import get_post, transition
+from contentq.store.posts import get_post
 
 SETTLE_FROM = ("publishing", "scheduled")
 """States a failed publish job can leave a post in."""
@@ -38,7 +40,7 @@ def settle_publication(
         route = route_of(runtime, post["route"])
     except ContentqError as exc:
         reason = f"{reason}; its route cannot be loaded: {exc}"
-        transition(runtime.store, post_id, SETTLE_FROM, "failed", state_reason=f"publish: {reason}"[:500])
+        lifecycle.move(runtime.store, post_id, "publish_failed", reason=f"publish: {reason}", only_from=SETTLE_FROM)
         reporter.notify(f"publish-failed:{post_id}", f"publishing post {post_id} failed: {reason}", level="error")
         return {"post_id": post_id, "state": "failed", "reason": reason}
     if route.destinations:  # its deliveries settle themselves; the post follows them
@@ -49,7 +51,7 @@ def settle_publication(
         return {"post_id": post_id, "state": "failed", "reason": reason}
     settings = runtime.settings
     try:
-        pub.gateway = gateway = runtime.telegram
+        pub.gateway = gateway = gateway_of(runtime)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
         pub.target = resolve_channel(runtime.store, gateway, route.target, role="target")
@@ -74,7 +76,7 @@ def settle_publication(
         pub.fail(f"{reason}; the post is not (completely) in {route.target}")
         return {"post_id": post_id, "state": "failed", "reason": reason}
     assert pub.target is not None
-    transition(runtime.store, post_id, "scheduled", "publishing")  # _finish moves a post from publishing
+    lifecycle.move(runtime.store, post_id, "publish_started", only_from="scheduled")  # finish moves from publishing
     reporter.log("settled", f"every part of post {post_id} is in {route.target}: it was published ({reason})")
     return {**finish(pub, ids, message_link(pub.target, ids[0]) if ids else None), "state": "published"}
 

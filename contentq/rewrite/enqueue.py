@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from contentq import lifecycle
 from contentq.errors import NotFoundError
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
-from contentq.store.posts import transition
 
 
 def enqueue_rewrites(
@@ -40,7 +40,7 @@ def enqueue_rewrites(
             continue
         state = post["state"]
         if state == "failed" and post["rewrite_html"] is None:
-            transition(store, post_id, "failed", "collected", state_reason="rewrite requested again")
+            lifecycle.move(store, post_id, "rewrite_requested", reason="rewrite requested again")
             state = "collected"
         if state not in ("collected", "rewriting"):
             rows.append({"post": post_id, "job": None, "result": f"skipped: post is {state}"})

@@ -14,6 +14,7 @@ from contentq.integrations.llm import (
     MalformedResponseError,
     json_schema_format,
 )
+from contentq.redact import redact
 from contentq.rewrite.base import Reporter, RewriteResult, RewriteTask
 from contentq.rewrite.checks import check_answer, checked_html
 from contentq.rewrite.finalize import Finalized, finalize_html
@@ -92,8 +93,9 @@ class LLMRewriter:
                 )
             try:
                 completion = self.client.complete(
-                    messages, response_format=response_format, log=reporter, deadline=task.deadline
-                )
+                    messages, response_format=response_format, log=reporter, deadline=task.deadline,
+                    on_failure=lambda error: self._failed_call(task, error),
+                )  # fmt: skip
             except MalformedResponseError as exc:
                 # Not a model answer at all (an HTML page, broken JSON, invalid Unicode): ask the same again.
                 self._invalid(task, reporter, attempt, exc, None)
@@ -125,6 +127,13 @@ class LLMRewriter:
                 return result
             return self._result(output, final, result, reporter)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed_call(self, task: RewriteTask, error: str) -> None:
+        """A request that got no answer counts in the usage (`contentq usage`, `stats`): tokens 0, its error."""
+        record_usage(
+            self.store, self.settings, post_id=task.post_id, route=task.route.name, job_id=task.job_id,
+            model=self.client.model, tokens_in=0, tokens_out=0, error=redact(error),
+        )  # fmt: skip
 
     def _invalid(
         self, task: RewriteTask, reporter: Reporter, attempt: int, exc: Exception, content: str | None

@@ -24,21 +24,30 @@ def record_usage(
     model: str,
     tokens_in: int,
     tokens_out: int,
+    error: str | None = None,
 ) -> float:
+    """One request to the LLM: what it cost, or (with `error`, no tokens) why it failed."""
     cost = estimate_cost(settings, tokens_in, tokens_out)
     with store.transaction() as conn:
         conn.execute(
-            "INSERT INTO usage (at, post_id, route, job_id, model, tokens_in, tokens_out, cost)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (iso(), post_id, route, job_id, model, tokens_in, tokens_out, cost),
+            "INSERT INTO usage (at, post_id, route, job_id, model, tokens_in, tokens_out, cost, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (iso(), post_id, route, job_id, model, tokens_in, tokens_out, cost, error[:500] if error else None),
         )
     return cost
 
 
+def last_answered_at(store: Store) -> str | None:
+    """When the LLM last answered a request (None: never), which names an outage: the requests failing since."""
+    value = store.scalar("SELECT MAX(at) FROM usage WHERE error IS NULL")
+    return str(value) if value else None
+
+
 def post_usage(store: Store, post_id: int) -> dict[str, Any]:
     row = store.one(
-        "SELECT COUNT(*) AS calls, COALESCE(SUM(tokens_in), 0) AS tokens_in,"
-        " COALESCE(SUM(tokens_out), 0) AS tokens_out, COALESCE(SUM(cost), 0) AS cost"
+        "SELECT COUNT(*) AS calls, COALESCE(SUM(error IS NOT NULL), 0) AS failed,"
+        " COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out,"
+        " COALESCE(SUM(cost), 0) AS cost"
         " FROM usage WHERE post_id = ?",
         (post_id,),
     )
@@ -47,7 +56,8 @@ def post_usage(store: Store, post_id: int) -> dict[str, Any]:
 
 
 def usage_summary(store: Store, *, since: str | None = None, route: str | None = None) -> list[dict[str, Any]]:
-    """One row per (day, route): calls, posts, tokens in and out, cost; days in UTC, oldest first."""
+    """One row per (day, route): calls (failed ones included), failed, posts, tokens in and out, cost; days in UTC,
+    oldest first."""
     where, params = [], []
     if since:
         where.append("at >= ?")
@@ -57,6 +67,7 @@ def usage_summary(store: Store, *, since: str | None = None, route: str | None =
         params.append(route)
     sql = (
         "SELECT substr(at, 1, 10) AS day, COALESCE(route, '') AS route, COUNT(*) AS calls,"
+        " SUM(error IS NOT NULL) AS failed,"
         " COUNT(DISTINCT post_id) AS posts, SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out,"
         " ROUND(SUM(cost), 6) AS cost FROM usage"
         + (" WHERE " + " AND ".join(where) if where else "")
@@ -68,6 +79,7 @@ def usage_summary(store: Store, *, since: str | None = None, route: str | None =
 def usage_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "calls": sum(r["calls"] for r in rows),
+        "failed": sum(r["failed"] or 0 for r in rows),
         "tokens_in": sum(r["tokens_in"] or 0 for r in rows),
         "tokens_out": sum(r["tokens_out"] or 0 for r in rows),
         "cost": round(sum(r["cost"] or 0 for r in rows), 6),

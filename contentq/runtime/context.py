@@ -1,4 +1,10 @@
-"""The per-process runtime (settings, store, Redis) and the context handed to every job."""
+"""The per-process runtime (settings, store, Redis) and the context handed to every job.
+
+The runtime knows no core and no Telegram: what it needs from above (the admin notifier, `Runtime.notifier`)
+is built by a factory the layer above registers with `provide` (contentq.notify.install, called by the CLI,
+the web app and the tests); integrations such as the Telegram gateway are kept in `services` by whoever builds
+them (contentq.integrations.telegram.access).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,32 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
+from contentq.errors import ContentqError
 from contentq.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from contentq.integrations.telegram.gateway import TelegramGateway
-    from contentq.notify import Notifier
     from contentq.store import Store
 
 log = logging.getLogger("contentq")
+
+
+class Alerts(Protocol):
+    """What the runtime and the cores need of the admin notifier (contentq.notify.Notifier is one)."""
+
+    def notify(self, key: str, message: str, level: str = "warning", *, once: bool = False) -> bool: ...
+
+
+Factory = Callable[["Runtime"], Any]
+_factories: dict[str, Factory] = {}
+
+
+def provide(name: str, factory: Factory) -> None:
+    """Register how a service the runtime must not know is built (`notifier`: contentq.notify.install)."""
+    _factories[name] = factory
 
 
 class Runtime:
@@ -34,18 +53,14 @@ class Runtime:
         # Integrations built once per process (the Telegram client, the LLM client …); tests put fakes here.
         self.services: dict[str, Any] = {}
 
-    def service(self, name: str, factory: Callable[[Runtime], Any]) -> Any:
-        """The process's instance of an integration, built by `factory` on first use."""
+    def service(self, name: str, factory: Factory | None = None) -> Any:
+        """The process's instance of a service, built on first use by `factory` or the one `provide` registered."""
         if name not in self.services:
-            self.services[name] = factory(self)
+            make = factory or _factories.get(name)
+            if make is None:
+                raise ContentqError(f"no {name!r} service: the process's entry point did not provide one (a bug)")
+            self.services[name] = make(self)
         return self.services[name]
-
-    @property
-    def telegram(self) -> TelegramGateway:
-        from contentq.integrations.telegram.client import build_gateway
-
-        gateway: TelegramGateway = self.service("telegram", build_gateway)
-        return gateway
 
     @property
     def store(self) -> Store:
@@ -75,11 +90,10 @@ class Runtime:
             self._conn = connect(self.settings)
         return self._conn
 
-    @cached_property
-    def notifier(self) -> Notifier:
-        from contentq.notify import build_notifier
-
-        return build_notifier(self)
+    @property
+    def notifier(self) -> Alerts:
+        alerts: Alerts = self.service("notifier")
+        return alerts
 
     def close(self) -> None:
         for service in self.services.values():
@@ -151,8 +165,15 @@ class JobContext:
             extra={"job_id": self.job_id, "post_id": self.post_id, "queue": self.queue, "event": event},
         )
 
-    def notify(self, key: str, message: str, level: str = "warning") -> bool:
-        return self.runtime.notifier.notify(key, message, level=level)
+    def notify(self, key: str, message: str, level: str = "warning", *, once: bool = False) -> bool:
+        return self.runtime.notifier.notify(key, message, level=level, once=once)
+
+    def tried_now(self) -> bool:
+        """This run was asked for by the operator while the job waited (`contentq jobs retry` of a rescheduled
+        job): a wait that is not over (an open circuit breaker's cool-down) is not waited out this once."""
+        from contentq.store.jobs import event_before_start
+
+        return event_before_start(self.store, self.job_id) == "tried_now"
 
     def checkpoint(self, where: str = "") -> None:
         """A safe point: raises JobStopped when the operator cancelled this run (contentq.runtime.stopping)."""

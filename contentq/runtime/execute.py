@@ -22,6 +22,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from contentq import actors
 from contentq.clock import iso, now
 from contentq.errors import DatabaseUnavailableError, FatalJobError, JobStopped, Reschedule, RetryableError
 from contentq.redact import RedactedError, redact, redact_data
@@ -36,6 +37,30 @@ from contentq.store.workers import release_job_in
 log = logging.getLogger("contentq.jobs")
 
 MAX_ERROR = 2000
+
+MAX_TRACE = 16_000
+"""A traceback is stored whole up to this many characters (deep ones, such as a recursion, are longer)."""
+
+
+def trace_tail(text: str, limit: int = MAX_TRACE) -> str:
+    """A traceback as the job's event keeps it: whole, or, when longer than `limit`, its end (the last frames
+    and the error, which say what happened) from a line boundary, after its first line and a line saying how
+    many were left out. Never cut inside a line."""
+    if len(text) <= limit:
+        return text
+    lines = text.splitlines()
+    head = lines[:1] if lines and lines[0].startswith("Traceback") else []
+    kept: list[str] = []
+    size = sum(len(line) + 1 for line in head) + 60  # room for the note
+    for line in reversed(lines[len(head) :]):
+        if size + len(line) + 1 > limit:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    if not kept:  # one huge line (an error message): its end
+        return "\n".join([*head, lines[-1][-(limit - 60) :]])
+    left_out = len(lines) - len(head) - len(kept)
+    return "\n".join([*head, f"  … {left_out} line(s) left out …", *reversed(kept)])
 
 
 @cache
@@ -58,7 +83,8 @@ def settle_failed_job(runtime: Runtime, row: dict[str, Any], reason: str) -> Non
     if not hook:
         return
     try:
-        resolve_handler(hook)(runtime, row, reason)
+        with actors.acting_as(actors.job(row["id"])):  # the hook acts for the job, whoever noticed its end
+            resolve_handler(hook)(runtime, row, reason)
     except Exception as exc:  # noqa: BLE001 - the job is failed either way; the admin must hear of the post
         log.warning("job %s: settling its post failed: %s", row["id"], _error_text(exc))
         with contextlib.suppress(Exception):
@@ -111,6 +137,10 @@ def run_waiting_out_the_database(store: Any, call: Callable[[], Any]) -> Any:
     finally:
         if resume is not None:
             resume()
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
 
 
 HOLD_SECONDS = 2.0
@@ -166,7 +196,7 @@ def _end_stale_run(
             )
         add_event(conn, job_id, event, message, data={"duration_ms": round(ms, 1)})
         release_job_in(conn, worker, job_id)
-    log.info("%s %s in %.1f ms", job_id, event, ms, extra={"job_id": job_id, "status": event})
+    log.info("%s %s (ran %.1f ms)", job_id, event, ms, extra={"job_id": job_id, "status": event})
 
 
 def run_tracked(job_id: str) -> Any:
@@ -240,20 +270,25 @@ def run_tracked(job_id: str) -> Any:
                 if not current:  # this run has ended: a retry of the cancelled job may start now
                     release_job_in(conn, worker, job_id)
         level = {"failed": logging.ERROR, "retrying": logging.WARNING}.get(event, logging.INFO)
+        shown = event if current else "discarded"
+        # The duration is the run's: "succeeded in 12 ms", but "retrying (ran 3060.6 ms): …; retry in 2 s".
+        head = "%s %s in %.1f ms" if shown == "succeeded" else "%s %s (ran %.1f ms)"
+        told = level > logging.INFO or event == "rescheduling"
         log.log(
             level if current else logging.INFO,
-            "%s %s in %.1f ms" + (": %s" if level > logging.INFO else ""),
+            head + (": %s" if told else ""),
             job_id,
-            event if current else "discarded",
+            shown,
             duration_ms,
-            *([message.splitlines()[0] if message else ""] if level > logging.INFO else []),
+            *([message.splitlines()[0] if message else ""] if told else []),
             extra={"job_id": job_id, "post_id": row["post_id"], "queue": row["queue"], "kind": row["kind"],
                    "status": status, "duration_ms": round(duration_ms, 1)},
         )  # fmt: skip
         return current
 
     try:
-        with running(store, job_id, rq_id):
+        with running(store, job_id, rq_id), actors.acting_as(actors.job(job_id)):
+            # what the handler moves is recorded as this job's
             result = run_waiting_out_the_database(store, lambda: handler(ctx, **payload))
     except JobStopped as stop:
         # Cancelled, it stopped at a safe point. The record says cancelled already, unless the stop came from
@@ -264,7 +299,8 @@ def run_tracked(job_id: str) -> Any:
     except Reschedule as outcome:
         outcome.reason = redact(outcome.reason)
         # A reschedule is not a failed try: count it apart so `jobs list` shows tries against the retry budget.
-        if finish("in_progress", "rescheduling", outcome.reason, reschedules=row["reschedules"] + 1):
+        again = f"{outcome.reason}; runs again in {_seconds(outcome.delay)}"
+        if finish("in_progress", "rescheduling", again, reschedules=row["reschedules"] + 1):
             new_generation(
                 runtime, job_id, event="rescheduled", reason=outcome.reason,
                 delay_seconds=outcome.delay, expect=("in_progress",), expect_rq_id=row["rq_id"],
@@ -279,7 +315,7 @@ def run_tracked(job_id: str) -> Any:
         raise RedactedError(exc, traceback.format_exc()) from None  # RQ keeps this text for days
     except Exception as exc:
         error = _error_text(exc)
-        trace = redact(traceback.format_exc())[-MAX_ERROR:]
+        trace = trace_tail(redact(traceback.format_exc()))
         if retries_left > 0 and rq_job is not None:
             if isinstance(exc, RetryableError) and exc.defer is not None:
                 defer_next_retry(rq_job, exc.defer)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from rq import Queue, Worker
+from rq import Queue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from contentq.clock import now, parse
 from contentq.errors import ConfigError
 from contentq.runtime.context import Runtime
+from contentq.runtime.liveness import alive_workers, workers_per_queue
 from contentq.settings import QUEUES
 
 PAUSED_KEY = "contentq:paused"
@@ -54,7 +55,8 @@ def queue_status(runtime: Runtime) -> list[dict[str, Any]]:
             (stamp.isoformat(),),
         )
     }
-    workers = Worker.all(connection=conn)
+    # Live by contentq's heartbeats: RQ lists a killed worker for 8 minutes more.
+    workers = workers_per_queue(alive_workers(store, runtime.settings.worker_heartbeat_ttl))
     table = []
     for name in QUEUES:
         queue = Queue(name, connection=conn)
@@ -67,7 +69,7 @@ def queue_status(runtime: Runtime) -> list[dict[str, Any]]:
                 "scheduled": counts.get((name, "scheduled"), 0),
                 "failed": counts.get((name, "failed"), 0),
                 "paused": name in paused,
-                "workers": sum(1 for w in workers if name in w.queue_names()),
+                "workers": workers[name],
                 "oldest_queued_s": round(age, 1) if age is not None else None,
                 "redis": {
                     "queued": queue.count,

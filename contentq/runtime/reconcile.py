@@ -19,6 +19,7 @@ from rq.queue import Queue
 from contentq.clock import iso, now, parse
 from contentq.runtime.context import Runtime
 from contentq.runtime.execute import settle_failed_job
+from contentq.runtime.liveness import forget_dead_registrations
 from contentq.runtime.stopping import run_in_flight
 from contentq.runtime.tracking import new_generation, tries_left
 from contentq.store.deliveries import stranded_deliveries
@@ -195,8 +196,11 @@ def settle_stranded_deliveries(runtime: Runtime, *, dry_run: bool = False) -> li
 
 
 def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
-    """Returns one entry per job acted on: id, what was found, what was done."""
+    """Returns one entry per job acted on: id, what was found, what was done. RQ's registrations of dead
+    workers are removed too (they would be listed for 8 minutes more)."""
     actions = recover_abandoned(runtime, dry_run=dry_run)
+    if not dry_run:
+        forget_dead_registrations(runtime)
     rows = runtime.store.query("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at")
     stamp = now()
     for row in rows:

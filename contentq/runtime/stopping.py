@@ -20,18 +20,31 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import redis
 from rq.worker import Worker
 
 from contentq.errors import JobStopped, RedisUnavailableError
+from contentq.settings import Settings
 from contentq.store.db import Store
 from contentq.store.jobs import run_is_current
 from contentq.store.workers import holders, is_alive, release_job
 
-if TYPE_CHECKING:
-    from contentq.runtime.context import Runtime
+
+class Runtime(Protocol):
+    """What this module needs of contentq.runtime.context.Runtime (tracking, which the context imports, imports
+    this module: a Protocol keeps them out of an import circle)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
 
 log = logging.getLogger("contentq.jobs")
 

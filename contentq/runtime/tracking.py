@@ -15,7 +15,7 @@ import math
 import re
 import sqlite3
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 from rq import Queue, Retry
@@ -29,8 +29,24 @@ from contentq.runtime.kinds import get_kind
 from contentq.runtime.stopping import run_in_flight
 from contentq.store.jobs import ACTIVE, active_for_key, add_event, get_job, insert_unless_active
 
-if TYPE_CHECKING:  # a type only: JobContext.enqueue_child (in runtime.context) calls enqueue
-    from contentq.runtime.context import Runtime
+if TYPE_CHECKING:
+    from contentq.settings import Settings
+    from contentq.store import Store
+
+
+class Runtime(Protocol):
+    """What enqueueing needs of contentq.runtime.context.Runtime, which imports this module (JobContext's
+    enqueue_child): a Protocol here keeps the two modules out of an import circle."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
 
 log = logging.getLogger("contentq.jobs")
 
@@ -206,11 +222,16 @@ def tries_left(row: dict[str, Any]) -> int:
 
 
 def retry(runtime: Runtime, job_id: str) -> dict[str, Any]:
-    """Run a failed or cancelled job again (a new generation with fresh retries); refused (ConflictError) while
+    """Run a failed or cancelled job again (a new generation with fresh retries), or a waiting one now (a job
+    rescheduled or retrying later: its wait is cut short, tries as they were); refused (ConflictError) while
     the run that was cancelled has not stopped yet."""
     row = get_job(runtime.store, job_id)
+    if row["status"] == "queued" and row["next_retry_at"]:
+        return _try_now(runtime, row)
+    if row["status"] == "queued":
+        raise ContentqError(f"job {job_id} is queued and runs as soon as a worker of queue {row['queue']} is free")
     if row["status"] in ACTIVE:
-        raise ContentqError(f"job {job_id} is {row['status']}; only failed or cancelled jobs can be retried")
+        raise ContentqError(f"job {job_id} is running; retry it once it has ended (or cancel it first)")
     if row["status"] == "succeeded":
         raise ContentqError(f"job {job_id} succeeded; there is nothing to retry")
     holder = run_in_flight(runtime, job_id) if row["status"] == "cancelled" else None
@@ -232,6 +253,21 @@ def retry(runtime: Runtime, job_id: str) -> dict[str, Any]:
     )  # fmt: skip
     if done is None:
         raise ContentqError(f"job {job_id} changed while retrying it; look at `contentq jobs show {job_id}`")
+    return done
+
+
+def _try_now(runtime: Runtime, row: dict[str, Any]) -> dict[str, Any]:
+    """A waiting job queued again to run at once (event 'tried_now': a job may skip a wait that is not over,
+    such as an open circuit breaker's cool-down, see JobContext.tried_now); its delayed RQ job is dropped."""
+    was = row["retry_reason"] or "waiting"
+    done = new_generation(
+        runtime, row["id"], event="tried_now", reason=f"tried now by the operator (was waiting: {was})"[:500],
+        expect=("queued",), expect_rq_id=row["rq_id"], retries=max(0, tries_left(row) - 1), at_front=True,
+    )  # fmt: skip
+    if done is None:
+        raise ContentqError(f"job {row['id']} changed while retrying it; look at `contentq jobs show {row['id']}`")
+    with contextlib.suppress(NoSuchJobError, InvalidJobOperation, redis.RedisError):
+        Job.fetch(row["rq_id"], connection=runtime.redis).cancel()  # the stale delayed run would only be skipped
     return done
 
 

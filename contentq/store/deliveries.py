@@ -41,9 +41,17 @@ def deliveries_of_posts(store: Store, post_ids: Iterable[int]) -> dict[int, list
 
 
 def insert_delivery(
-    store: Store, post_id: int, destination: str, platform: str, account: str, state: str, due_at: str, event: str
+    store: Store,
+    post_id: int,
+    destination: str,
+    platform: str,
+    account: str,
+    state: str,
+    due_at: str,
+    event: str,
+    actor: str,
 ) -> dict[str, Any]:
-    """The post's delivery to `destination`, created (with its first history row) unless it exists."""
+    """The post's delivery to `destination`, created (with its first history row, by `actor`) unless it exists."""
     stamp = iso()
     with store.transaction() as conn:
         cursor = conn.execute(
@@ -53,8 +61,9 @@ def insert_delivery(
         )
         if cursor.rowcount == 1:
             conn.execute(
-                "INSERT INTO delivery_changes (delivery_id, old_state, new_state, event, at) VALUES (?, NULL, ?, ?, ?)",
-                (cursor.lastrowid, state, event, stamp),
+                "INSERT INTO delivery_changes (delivery_id, old_state, new_state, event, actor, at)"
+                " VALUES (?, NULL, ?, ?, ?, ?)",
+                (cursor.lastrowid, state, event, actor, stamp),
             )
     row = store.one("SELECT * FROM deliveries WHERE post_id = ? AND destination = ?", (post_id, destination))
     assert row is not None
@@ -69,6 +78,7 @@ def change_delivery_state(
     fields: dict[str, Any],
     *,
     event: str,
+    actor: str,
     reason: str | None,
 ) -> str | None:
     """Move the delivery from one of `sources` to `target` (setting `fields` and the reason) inside the caller's
@@ -82,8 +92,9 @@ def change_delivery_state(
     assignments = ", ".join(f"{column} = ?" for column in values)
     conn.execute(f"UPDATE deliveries SET {assignments} WHERE id = ?", [*values.values(), delivery_id])
     conn.execute(
-        "INSERT INTO delivery_changes (delivery_id, old_state, new_state, event, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
-        (delivery_id, found[0], target, event, values["state_reason"], stamp),
+        "INSERT INTO delivery_changes (delivery_id, old_state, new_state, event, actor, reason, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (delivery_id, found[0], target, event, actor, values["state_reason"], stamp),
     )
     return str(found[0])
 

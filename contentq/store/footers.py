@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from contentq.clock import iso
 from contentq.content.footer import MIN_SAMPLE, WINDOW, Footer, learn
+from contentq.store.db import Store
 
 
 def load_footer(conn: sqlite3.Connection, source: str) -> Footer | None:
@@ -53,3 +55,9 @@ def refresh_footer(conn: sqlite3.Connection, source: str, new_posts: list[str]) 
         return load_footer(conn, source)
     save_footer(conn, source, footer)
     return footer
+
+
+def learned_footers(store: Store) -> dict[str, dict[str, Any]]:
+    """Per source: the footer lines learned (as they read), the sample they were learned from, and when."""
+    rows = store.query("SELECT source, lines, sample, learned_at FROM source_footers")
+    return {r["source"]: {**r, "lines": json.loads(r["lines"] or "[]")} for r in rows}

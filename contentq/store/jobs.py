@@ -137,6 +137,27 @@ def list_jobs(
     return store.query(sql, params)
 
 
+def event_before_start(store: Store, job_id: str) -> str | None:
+    """The event that queued the running generation of a job: the one before its latest 'started'."""
+    value = store.scalar(
+        "SELECT event FROM job_events WHERE job_id = ? AND event <> 'started' AND id < (SELECT MAX(id) FROM"
+        " job_events WHERE job_id = ? AND event = 'started') ORDER BY id DESC LIMIT 1",
+        (job_id, job_id),
+    )
+    return str(value) if value is not None else None
+
+
+def first_event_since_restart(store: Store, job_id: str, event: str) -> str | None:
+    """When `event` was first logged on the job since the operator last restarted it (`jobs retry` of a failed
+    or cancelled job); None when it was not."""
+    value = store.scalar(
+        "SELECT MIN(at) FROM job_events WHERE job_id = ? AND event = ? AND id > COALESCE((SELECT MAX(id) FROM"
+        " job_events WHERE job_id = ? AND event = 'restarted'), 0)",
+        (job_id, event, job_id),
+    )
+    return str(value) if value is not None else None
+
+
 def job_events(store: Store, job_id: str) -> list[dict[str, Any]]:
     get_job(store, job_id)
     return store.query("SELECT * FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
@@ -205,3 +226,27 @@ def hourly_outcomes(store: Store, since: str) -> list[dict[str, Any]]:
         " GROUP BY hour ORDER BY hour",
         (since,),
     )
+
+
+def matching_job_ids(
+    store: Store,
+    *,
+    statuses: tuple[str, ...],
+    queue: str | None = None,
+    kind: str | None = None,
+    since: str | None = None,
+    before: str | None = None,
+    limit: int,
+) -> list[str]:
+    """Ids of the jobs in one of `statuses` (and of this queue and kind, created in [since, before)), oldest
+    first: what a bulk retry or cancel acts on."""
+    where, params = _filters(None, queue, kind, since, None)
+    where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+    params += list(statuses)
+    if before:
+        where.append("created_at < ?")
+        params.append(before)
+    rows = store.query(
+        f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at, rowid LIMIT ?", [*params, limit]
+    )
+    return [str(r["id"]) for r in rows]

@@ -515,6 +515,118 @@ def _cancel_keeps_current_job(db: Database) -> None:
     )
 
 
+@migration(122, "post history: post_changes records old state, event, actor and reason of every move")
+def _post_history(db: Database) -> None:
+    # contentq.lifecycle writes each move's row itself, in the move's transaction, with what a trigger cannot know
+    # (who, why, by which event), before it updates the post; it names the event of a new post's row (written by
+    # the insert trigger). The update trigger now adds a row only for a change the lifecycle did not record (SQL
+    # typed by hand): the feed still sees it, without event or actor. Rows from before keep their state and time,
+    # no event and no actor; their old state is the one of the post's row before.
+    run_script(
+        db,
+        """
+        DROP TRIGGER IF EXISTS post_changes_update;
+        ALTER TABLE post_changes ADD COLUMN from_state TEXT;
+        ALTER TABLE post_changes ADD COLUMN event TEXT;
+        ALTER TABLE post_changes ADD COLUMN actor TEXT;
+        ALTER TABLE post_changes ADD COLUMN reason TEXT;
+        CREATE INDEX post_changes_post ON post_changes(post_id, id);
+        UPDATE post_changes SET from_state = (
+            SELECT before.state FROM post_changes AS before
+            WHERE before.post_id = post_changes.post_id AND before.id < post_changes.id
+            ORDER BY before.id DESC LIMIT 1
+        )
+        """,
+    )
+    db.execute(
+        """
+        CREATE TRIGGER post_changes_update AFTER UPDATE OF state ON posts
+        WHEN NOT EXISTS (
+            SELECT 1 FROM post_changes WHERE id = (SELECT MAX(id) FROM post_changes)
+            AND post_id = NEW.id AND state = NEW.state AND at = NEW.updated_at AND event IS NOT NULL
+        )
+        BEGIN
+            INSERT INTO post_changes (post_id, from_state, state, at)
+            VALUES (NEW.id, OLD.state, NEW.state, NEW.updated_at);
+        END
+        """
+    )
+
+
+@migration(140, "backups and restores: a record of each `db backup` and `db restore`")
+def _backups(db: Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE backups (
+            id INTEGER PRIMARY KEY,
+            taken_at TEXT NOT NULL,         -- when the snapshot was read: the copy holds what was committed then
+            path TEXT NOT NULL,
+            size_bytes INTEGER,             -- the compressed file
+            db_bytes INTEGER,               -- the database it holds
+            seconds REAL,                   -- copy, check and compression together
+            verified INTEGER NOT NULL,      -- integrity_check ok and the copy's row counts equal the snapshot's
+            integrity TEXT,
+            row_counts TEXT,                -- JSON {table: rows}
+            removed_at TEXT                 -- rotated away (or found missing)
+        );
+        CREATE INDEX backups_taken ON backups(taken_at);
+        CREATE TABLE restores (
+            id INTEGER PRIMARY KEY,
+            restored_at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            replaced TEXT,                  -- where the database it replaced was kept
+            newest_record_at TEXT           -- the newest time written in the copy: anything after it may be missing
+        );
+        """,
+    )
+
+
+@migration(129, "media: what a file is sent as (duration, spoiler, audio title and performer, name, sticker emoji)")
+def _media_attributes(db: Database) -> None:
+    # Without these a voice message went out with 0 s, a video as 1x1 of 0 s and a spoilered photo uncovered.
+    run_script(
+        db,
+        """
+        ALTER TABLE media ADD COLUMN duration REAL;
+        ALTER TABLE media ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE media ADD COLUMN title TEXT;
+        ALTER TABLE media ADD COLUMN performer TEXT;
+        ALTER TABLE media ADD COLUMN file_name TEXT;
+        ALTER TABLE media ADD COLUMN emoji TEXT
+        """,
+    )
+
+
+@migration(150, "posts: full-text search (FTS5) over the original and the rewritten text, kept by triggers")
+def _post_search(db: Database) -> None:
+    # An external-content FTS5 table: the text stays in `posts` only; the index follows every insert, delete and
+    # change of either text through triggers in the writing transaction, whatever process writes. The tokenizer
+    # folds case and diacritics (Cyrillic included); the HTML tags' names are indexed as words too.
+    db.execute(
+        "CREATE VIRTUAL TABLE posts_fts USING fts5(text_html, rewrite_html, content='posts', content_rowid='id',"
+        " tokenize='unicode61 remove_diacritics 2')"
+    )
+    forget = (
+        "INSERT INTO posts_fts (posts_fts, rowid, text_html, rewrite_html)"
+        " VALUES ('delete', OLD.id, OLD.text_html, OLD.rewrite_html);"
+    )
+    index = "INSERT INTO posts_fts (rowid, text_html, rewrite_html) VALUES (NEW.id, NEW.text_html, NEW.rewrite_html);"
+    for name, event, body in (
+        ("posts_fts_insert", "INSERT", index),
+        ("posts_fts_delete", "DELETE", forget),
+        ("posts_fts_update", "UPDATE OF text_html, rewrite_html", forget + " " + index),
+    ):  # trigger bodies hold ';': one statement each, not run_script
+        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON posts BEGIN {body} END")
+    db.execute("INSERT INTO posts_fts (posts_fts) VALUES ('rebuild')")
+
+
+@migration(131, "usage: failed LLM requests recorded too (their error), so usage and stats count them")
+def _usage_errors(db: Database) -> None:
+    # A row per HTTP request to the LLM: tokens and cost when it answered, the error (and no tokens) when not.
+    db.execute("ALTER TABLE usage ADD COLUMN error TEXT")
+
+
 @migration(160, "deliveries: one per post and destination (X, Instagram, Telegram), their parts and history; buckets")
 def _deliveries(db: Database) -> None:
     # A post fans out into deliveries when its route names `destinations` (docs/destinations.md). Each delivery
@@ -561,6 +673,7 @@ def _deliveries(db: Database) -> None:
             old_state TEXT,
             new_state TEXT NOT NULL,
             event TEXT NOT NULL,
+            actor TEXT,                     -- who moved it (contentq.actors: job:ID, cli:USER, web:SESSION)
             reason TEXT,
             at TEXT NOT NULL
         );

@@ -1,29 +1,14 @@
-"""Posts and their state machine; every state change is a compare-and-set."""
+"""Posts: reading them, and the SQL of their moves and history (the state machine is `contentq.lifecycle`)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from contentq.clock import iso
 from contentq.errors import NotFoundError
-from contentq.redact import redact
 from contentq.store.db import Store
-
-STATES = (
-    "collected",
-    "rewriting",
-    "rewritten",
-    "awaiting_approval",
-    "scheduled",
-    "publishing",
-    "published",
-    "duplicate",
-    "filtered",
-    "failed",
-    "cancelled",
-    "rejected",
-)
 
 
 def get_post(store: Store, post_id: int) -> dict[str, Any]:
@@ -33,22 +18,74 @@ def get_post(store: Store, post_id: int) -> dict[str, Any]:
     return row
 
 
-def transition(store: Store, post_id: int, from_states: str | Iterable[str], to_state: str, **fields: Any) -> bool:
-    """Move a post to `to_state` only if it is in one of `from_states`; True when this call moved it."""
-    if to_state not in STATES:
-        raise ValueError(f"unknown post state {to_state!r}")
-    olds = [from_states] if isinstance(from_states, str) else list(from_states)
-    if isinstance(fields.get("state_reason"), str):  # reasons quote provider errors: the sink masks secrets
-        fields["state_reason"] = redact(fields["state_reason"])
-    fields = {**fields, "state": to_state, "updated_at": iso()}
-    assignments = ", ".join(f"{column} = ?" for column in fields)
-    placeholders = ", ".join("?" for _ in olds)
-    with store.transaction() as conn:
-        cursor = conn.execute(
-            f"UPDATE posts SET {assignments} WHERE id = ? AND state IN ({placeholders})",
-            [*fields.values(), post_id, *olds],
-        )
-        return cursor.rowcount == 1
+def change_state(
+    conn: sqlite3.Connection,
+    post_id: int,
+    sources: Iterable[str],
+    target: str,
+    fields: dict[str, Any],
+    *,
+    event: str,
+    actor: str,
+    reason: str | None,
+) -> str | None:
+    """The SQL of one move, inside the caller's write transaction: only `contentq.lifecycle` calls this
+    (tests/test_lifecycle.py checks). If the post is in one of `sources`, it takes `target` and `fields`, and
+    the move is added to its history; returns the state it left, or None when it was in none of them."""
+    olds = list(sources)
+    row = conn.execute("SELECT state FROM posts WHERE id = ?", (post_id,)).fetchone()
+    if row is None or row[0] not in olds:
+        return None
+    stamp = iso()
+    # The history row first: the trigger on posts (migration 122) then sees the move recorded and adds none.
+    # Its AUTOINCREMENT id, given inside the writing transaction, follows commit order: the web feed's cursor.
+    conn.execute(
+        "INSERT INTO post_changes (post_id, from_state, state, event, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (post_id, row[0], target, event, actor, reason, stamp),
+    )
+    values = {**fields, "state": target, "state_reason": reason, "updated_at": stamp}
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    conn.execute(f"UPDATE posts SET {assignments} WHERE id = ? AND state = ?", [*values.values(), post_id, row[0]])
+    return str(row[0])
+
+
+def record_entry(conn: sqlite3.Connection, post_id: int, event: str, actor: str, reason: str | None) -> str | None:
+    """Say how a post entered, in the transaction that inserted it (whose trigger wrote its first history row):
+    only `contentq.lifecycle` calls this. Returns the state the post was stored in (None: no such row)."""
+    row = conn.execute(
+        "SELECT id, state FROM post_changes WHERE post_id = ? AND from_state IS NULL AND event IS NULL"
+        " ORDER BY id DESC LIMIT 1",
+        (post_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    conn.execute(
+        "UPDATE post_changes SET event = ?, actor = ?, reason = ? WHERE id = ?", (event, actor, reason, row[0])
+    )
+    return str(row[1])
+
+
+def post_history(store: Store, post_id: int) -> list[dict[str, Any]]:
+    """Every recorded move of the post, oldest first (rows from before migration 122 have no event or actor)."""
+    return store.query(
+        "SELECT id, at, from_state, state, event, actor, reason FROM post_changes WHERE post_id = ? ORDER BY id",
+        (post_id,),
+    )
+
+
+def has_generated_image(store: Store, post_id: int) -> bool:
+    return bool(
+        store.scalar("SELECT 1 FROM media WHERE post_id = ? AND origin = 'generated' AND path IS NOT NULL", (post_id,))
+    )
+
+
+def image_job_status(store: Store, post_id: int) -> str | None:
+    """The status of the post's newest imagegen job (None: it has none)."""
+    status = store.scalar(
+        "SELECT status FROM jobs WHERE kind = 'imagegen' AND key = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+        (str(post_id),),
+    )
+    return None if status is None else str(status)
 
 
 def page_posts(
@@ -81,11 +118,13 @@ def page_posts(
 def posts_changed_after(store: Store, change_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """Post state changes after `change_id` in commit order, oldest first: the live post feed of the web panel.
 
-    `post_changes` is filled by triggers on posts in the writing transaction (migration 112), so its ids follow
-    commit order whatever clock the writer read. A change of a post purged since is left out.
+    `post_changes` (the posts' history) is written in the transaction of each move (`change_state`, or the
+    triggers of migrations 112 and 122 for a new post and a change made by hand), so its ids follow commit order
+    whatever clock the writer read. A change of a post purged since is left out.
     """
     return store.query(
-        "SELECT c.id AS change_id, p.id, p.route, c.state, p.state_reason, c.at AS updated_at"
+        "SELECT c.id AS change_id, p.id, p.route, c.state, p.state_reason, c.at AS updated_at, c.from_state, c.event,"
+        " c.actor, c.reason"
         " FROM post_changes AS c JOIN posts AS p ON p.id = c.post_id WHERE c.id > ? ORDER BY c.id LIMIT ?",
         (change_id, limit),
     )

@@ -105,3 +105,27 @@ def forget_stopped(store: Store, older_than: timedelta) -> int:
     forgotten falls back to the time-based check of reconcile."""
     cursor = store.execute("DELETE FROM workers WHERE heartbeat_at < ?", (iso(now() - older_than),))
     return cursor.rowcount
+
+
+def list_workers(store: Store) -> list[dict[str, Any]]:
+    """Every worker that registered and was not forgotten: running ones first, the latest beat first."""
+    return store.query("SELECT * FROM workers ORDER BY stopped_at IS NOT NULL, heartbeat_at DESC, name")
+
+
+def live_workers(store: Store, ttl: float) -> list[dict[str, Any]]:
+    """The workers alive now by their heartbeats (stopped ones and those silent past `ttl` are left out)."""
+    stamp = now()
+    fresh = iso(stamp - timedelta(seconds=ttl))
+    rows = store.query("SELECT * FROM workers WHERE stopped_at IS NULL AND heartbeat_at >= ?", (fresh,))
+    return [row for row in rows if is_alive(row, ttl, stamp)]
+
+
+def jobs_finished_by(store: Store, since: str) -> dict[str, dict[str, int]]:
+    """Per worker: jobs it ran that finished at or after `since`, succeeded and failed (a job run again later
+    counts for the worker of its last run only: `jobs.worker` names that one)."""
+    rows = store.query(
+        "SELECT worker, SUM(status = 'succeeded') AS succeeded, SUM(status = 'failed') AS failed FROM jobs"
+        " WHERE finished_at >= ? AND worker IS NOT NULL GROUP BY worker",
+        (since,),
+    )
+    return {r["worker"]: {"succeeded": int(r["succeeded"] or 0), "failed": int(r["failed"] or 0)} for r in rows}

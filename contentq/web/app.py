@@ -23,13 +23,17 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
 
+from contentq import actors, notify
 from contentq.content.bidi import show_bidi
 from contentq.errors import ConflictError, ContentqError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.web import auth
+from contentq.web.deps import actor_of
 from contentq.web.limits import BodyLimit
 from contentq.web.newjob import PayloadTooLarge
 
@@ -76,7 +80,16 @@ def templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["short"] = lambda s, n=80: (s or "")[:n] + ("…" if s and len(s) > n else "")
+    env.filters["age"] = age
     return env
+
+
+def age(seconds: float) -> str:
+    """A duration as a person reads it: 40 s, 12 min, 5 h, 3 d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 class Web:
@@ -152,9 +165,22 @@ def _status_for(exc: Exception) -> int:
     return 400
 
 
+METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route of the app takes on this request's path (asked of the router itself)."""
+    return [
+        method
+        for method in METHODS
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)
+    ]
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     from contentq.web import api, pages
 
+    notify.install()  # the runtime's admin notifier (the runtime does not know contentq.notify)
     web = Web(settings, runtime)
     app = FastAPI(
         title="contentq",
@@ -194,8 +220,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else "error"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 400 and detail == "There was an error parsing the body":  # FastAPI's own
+            return error_response(request, 422, "bad request: the body is not valid JSON (UTF-8)")
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route whose path matched; a path served by several
+            # routes (POST and DELETE /api/posts/{id}/schedule) takes them all.
+            allowed = allowed_methods(app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed on {request.url.path}: it takes {', '.join(allowed)}"
         response = error_response(request, exc.status_code, detail)
-        response.headers.update(exc.headers or {})
+        response.headers.update(headers)
         return response
 
     @app.exception_handler(Exception)
@@ -221,7 +256,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             else:
                 response = Response(status_code=303, headers={"Location": "/login"})
         else:
-            response = await call_next(request)
+            with actors.acting_as(actor_of(request)):  # the request's moves of posts are recorded as its own
+                response = await call_next(request)
         if path.startswith("/media/"):
             response.headers["Content-Security-Policy"] = MEDIA_CSP
         response.headers.setdefault("Content-Security-Policy", CSP)

@@ -1,20 +1,35 @@
-"""Request plumbing shared by the API and the pages: the runtime, and the CSRF check on state changes."""
+"""Request plumbing shared by the API and the pages: the runtime, who is acting, and the CSRF check."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
 
 from contentq.runtime.context import Runtime
+from contentq.settings import Settings
 from contentq.store.db import SQLITE_INT_MAX
 from contentq.web import auth
 
-if TYPE_CHECKING:  # app.py builds the routers that use these dependencies
-    from contentq.web.app import Web
-
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 INT_MAX = SQLITE_INT_MAX
+
+
+class Web(Protocol):
+    """What the handlers use of contentq.web.app.Web (a Protocol: app.py imports the routers that import this)."""
+
+    runtime: Runtime
+    settings: Settings
+
+    def token(self) -> str: ...
+
+    def authenticate(self, request: Request, *, touch: bool = True) -> tuple[str | None, auth.Session | None]: ...
+
+    def stream_ended(self, request: Request) -> Callable[[], Awaitable[bool]]: ...
+
+    def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse: ...
 
 
 def get_web(request: Request) -> Web:
@@ -24,6 +39,14 @@ def get_web(request: Request) -> Web:
 
 def get_runtime(request: Request) -> Runtime:
     return get_web(request).runtime
+
+
+def actor_of(request: Request) -> str:
+    """Who a request acts as, recorded with every post it moves: `web:<how it logged in>@<client address>`
+    (`session`: the browser's cookie; `token`: the API's bearer token)."""
+    how = {"cookie": "session", "bearer": "token"}.get(getattr(request.state, "auth", None) or "", "anonymous")
+    client = request.client.host if request.client is not None else "unknown"
+    return f"web:{how}@{client}"
 
 
 async def csrf_guard(request: Request) -> None:

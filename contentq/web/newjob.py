@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from contentq.errors import ContentqError
+from contentq.errors import ConflictError, ContentqError
 from contentq.images.service import request_image
 from contentq.publish.core import publish_now
 from contentq.rewrite.enqueue import enqueue_rewrites
@@ -20,6 +20,7 @@ from contentq.runtime.context import Runtime
 from contentq.runtime.kinds import get_kind
 from contentq.store.db import SQLITE_INT_MAX
 from contentq.store.posts import get_post
+from contentq.web.actions import in_state
 
 THROUGH_CORE = ("rewrite", "publish", "imagegen")
 """Kinds enqueued by their CLI command's core: its checks apply, and delay_s / queue do not."""
@@ -56,7 +57,8 @@ def create_job(
 ) -> dict[str, Any]:
     """Enqueue one job; returns its jobs row (with `deduplicated` when an active job of its key was returned).
 
-    Raises ContentqError (400) for a request that does not fit the kind, NotFoundError (404) for a missing post.
+    Raises ContentqError (400) for a request that does not fit the kind, NotFoundError (404) for a missing post,
+    ConflictError (409) when the post's state does not allow the job.
     """
     name = get_kind(kind).name
     check_payload(payload)
@@ -88,10 +90,10 @@ def create_job(
     if name == "rewrite":
         row = enqueue_rewrites(rt, [target])[0]
         if row["job"] is None:
-            raise ContentqError(f"post {target} was not queued for a rewrite: {row['result']}")
+            raise ConflictError(f"post {target} was not queued for a rewrite: {row['result']}")
         return {"id": row["job"], "deduplicated": row["result"] == "already queued"}
     if name == "publish":
-        job = publish_now(rt, target)["job"]
+        job = in_state(publish_now, rt, target)["job"]
         if job is None:
             raise ContentqError(
                 f"post {target} is scheduled to publish now, but no job was made; run `contentq dispatch`"

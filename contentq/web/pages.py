@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import replace
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
@@ -12,9 +13,11 @@ from contentq.clock import iso
 from contentq.content.bidi import restore_bidi
 from contentq.content.media_types import FALLBACK, inline_type
 from contentq.errors import ContentqError, NotFoundError
-from contentq.runtime import queues, tracking
+from contentq.lifecycle import STATES
+from contentq.runtime import bulk, queues
+from contentq.runtime.bulk import JobFilter
 from contentq.store.jobs import STATUSES
-from contentq.store.posts import STATES, media_file
+from contentq.store.posts import media_file
 from contentq.web import actions, auth, views
 from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
 
@@ -99,6 +102,54 @@ def jobs(
     )  # fmt: skip
 
 
+Action = Annotated[Literal["retry", "cancel"], Query()]
+
+
+def _bulk_spec(
+    action: str, status: str | None, queue: str | None, kind: str | None, since: str | None, older: str | None,
+    created_before: str | None = None,
+) -> JobFilter:  # fmt: skip
+    status = status or bulk.STATUSES_FOR.get(action, ("failed",))[0]
+    return JobFilter(action, status, queue or None, kind or None, since or None, older or None,  # type: ignore[arg-type]
+                     created_before or None)  # fmt: skip
+
+
+@router.get("/jobs/bulk")
+def bulk_confirm(
+    request: Request, rt: RT, action: Action = "retry", status: Text = None, queue: Text = None, kind: Text = None,
+    since: Text = None, older_than: Text = None,
+) -> HTMLResponse:  # fmt: skip
+    """Retry or cancel every job of a filter: first this page, with the count and the filter to adjust, then one
+    POST that does them all (jobs created after this page was shown are left out: the count is what it says)."""
+    spec = _bulk_spec(action, status, queue, kind, since, older_than)
+    as_of = iso()
+    result = actions.bulk(rt, replace(spec, created_before=as_of), dry_run=True)
+    return get_web(request).page(
+        request, "bulk.html", nav="jobs", spec=spec, what=spec.describe(), result=result, as_of=as_of,
+        statuses=bulk.STATUSES_FOR[action], queues=views.queue_names(),
+    )  # fmt: skip
+
+
+@router.post("/jobs/bulk")
+def bulk_run(
+    request: Request, rt: RT, action: Annotated[Literal["retry", "cancel"], Form()],
+    status: Annotated[str, Form(max_length=20)], queue: Annotated[str | None, Form(max_length=40)] = None,
+    kind: Annotated[str | None, Form(max_length=40)] = None, since: Annotated[str | None, Form(max_length=12)] = None,
+    older_than: Annotated[str | None, Form(max_length=12)] = None,
+    created_before: Annotated[str | None, Form(max_length=40)] = None,
+) -> Response:  # fmt: skip
+    spec = _bulk_spec(action, status, queue, kind, since, older_than, created_before)
+    result = actions.bulk(rt, spec)
+    did = "queued again" if action == "retry" else "cancelled"
+    msg = f"{result['done']} {spec.status} job(s) {did}"
+    if result["skipped"]:
+        msg += f"; {len(result['skipped'])} skipped (changed meanwhile; the first: {result['skipped'][0]['error']})"
+    if result["more"]:
+        msg += f"; more than {bulk.BULK_MAX} matched: do it again for the rest"
+    filters = {"status": spec.status, "queue": spec.queue or "", "kind": spec.kind or ""}
+    return back(request, "/jobs?" + urlencode({k: v for k, v in filters.items() if v}), msg)
+
+
 @router.get("/jobs/{job_id}")
 def job(request: Request, rt: RT, job_id: JobId) -> HTMLResponse:
     return get_web(request).page(request, "job.html", nav="jobs", **views.job_detail(rt, job_id))
@@ -106,24 +157,24 @@ def job(request: Request, rt: RT, job_id: JobId) -> HTMLResponse:
 
 @router.post("/jobs/{job_id}/retry")
 def retry(request: Request, rt: RT, job_id: JobId) -> Response:
-    row = tracking.retry(rt, job_id)
+    row = actions.retry_job(rt, job_id)
     return back(request, f"/jobs/{job_id}", f"{job_id} queued again (run {row['generation']})")
 
 
 @router.post("/jobs/{job_id}/cancel")
 def cancel(request: Request, rt: RT, job_id: JobId) -> Response:
-    tracking.cancel(rt, job_id)
+    actions.cancel_job(rt, job_id)
     return back(request, f"/jobs/{job_id}", f"{job_id} cancelled")
 
 
 @router.get("/posts")
 def posts(
-    request: Request, rt: RT, state: Text = None, route: Text = None,
+    request: Request, rt: RT, state: Text = None, route: Text = None, search: Text = None,
     limit: Annotated[int, Query(ge=1, le=views.PAGE_MAX)] = 50,
     cursor: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
 ) -> HTMLResponse:  # fmt: skip
-    page = views.posts_page(rt, state=state, route=route, limit=limit, before=cursor)
-    filters = {"state": state or "", "route": route or "", "limit": limit}
+    page = views.posts_page(rt, state=state, route=route, limit=limit, before=cursor, search=search)
+    filters = {"search": search or "", "state": state or "", "route": route or "", "limit": limit}
     return get_web(request).page(
         request, "posts.html", page=page, filters=filters, states=STATES,
         next_query=_next_query(filters, page["next_cursor"]),
@@ -173,6 +224,16 @@ def post_action(
     if action == "publish":
         return back(request, to, f"post {post_id} queued for publishing (job {actions.publish_post_now(rt, post_id)})")
     raise NotFoundError(f"no post action {action!r}")
+
+
+@router.get("/workers")
+def workers(request: Request, rt: RT) -> HTMLResponse:
+    return get_web(request).page(request, "workers.html", workers=views.workers_view(rt))
+
+
+@router.get("/sources")
+def sources(request: Request, rt: RT) -> HTMLResponse:
+    return get_web(request).page(request, "sources.html", sources=views.sources_view(rt))
 
 
 @router.get("/schedule")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from contentq.clock import iso, now, parse_duration
+from contentq import lifecycle
+from contentq.channels import list_sources
+from contentq.clock import iso, now, parse, parse_duration
 from contentq.content.html import safe_href, visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
 from contentq.integrations.breakers import llm_breaker_status
+from contentq.lifecycle import STATES
 from contentq.ops.alerts import evaluate
+from contentq.ops.listening import listener_probe
 from contentq.posts import post_json
 from contentq.rewrite.usage import usage_summary, usage_totals
 from contentq.runtime.config import route_of, routes_config
@@ -22,33 +27,31 @@ from contentq.runtime.queues import check_queue, queue_status
 from contentq.runtime.stopping import run_in_flight
 from contentq.schedule import describe, schedule_rows
 from contentq.settings import QUEUES
-from contentq.store.db import SQLITE_INT_MAX
+from contentq.store.footers import learned_footers
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
-from contentq.store.posts import STATES, get_post, page_posts, post_media_rows
+from contentq.store.listeners import get_listeners
+from contentq.store.posts import get_post, page_posts, post_media_rows
+from contentq.store.search import search_posts
+from contentq.store.workers import HOST, is_alive, jobs_finished_by, list_workers
 
 PAGE_MAX = 500
+
+
+CURSOR = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(\+00:00|Z)?~[0-9]{1,18}$"
+"""A jobs page cursor as a page hands it out: '<created_at>~<rowid>'. The time is only a position in the
+created_at order (compared as text, as the column is), so any value of this form is a place to start from; the
+row id's 18 digits stay within SQLite's INTEGER."""
 
 
 def parse_cursor(value: str | None) -> tuple[str, int] | None:
     """A jobs page cursor: '<created_at>~<rowid>' as the previous page handed it out."""
     if not value:
         return None
-    stamp, sep, rowid = value.rpartition("~")
     # Checked before SQL: a row id beyond SQLite's INTEGER would overflow the query's binding (a 500).
-    if not sep or not (rowid.isascii() and rowid.isdigit()) or int(rowid) > SQLITE_INT_MAX or not _is_time(stamp):
+    if not value.isascii() or not re.fullmatch(CURSOR, value):
         raise ContentqError(f"bad cursor {value[:60]!r}: pass the next_cursor of the previous page")
+    stamp, _, rowid = value.rpartition("~")
     return stamp, int(rowid)
-
-
-def _is_time(stamp: str) -> bool:
-    """A cursor's first half: the ISO time the previous page's last job was created at."""
-    if not stamp or len(stamp) > 40 or not stamp.isascii():
-        return False
-    try:
-        datetime.fromisoformat(stamp)
-    except ValueError:
-        return False
-    return True
 
 
 def jobs_page(
@@ -129,12 +132,21 @@ def _destination_limits(rt: Runtime) -> list[dict[str, Any]]:
     return destination_limits(rt)
 
 
-def posts_page(rt: Runtime, *, state: str | None, route: str | None, limit: int, before: int | None) -> dict[str, Any]:
+def posts_page(
+    rt: Runtime, *, state: str | None, route: str | None, limit: int, before: int | None, search: str | None = None
+) -> dict[str, Any]:
+    """A page of posts, newest first; with `search`, only those whose original or rewritten text has its words
+    (SQLite FTS5: `posts list --search`)."""
     if state and state not in STATES:
         raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
-    rows, following, total = page_posts(
-        rt.store, state=state or None, route=route or None, limit=limit, before_id=before
-    )
+    if search and search.strip():
+        rows, following, total = search_posts(
+            rt.store, search, state=state or None, route=route or None, limit=limit, before_id=before
+        )
+    else:
+        rows, following, total = page_posts(
+            rt.store, state=state or None, route=route or None, limit=limit, before_id=before
+        )
     return {"items": rows, "total": total, "next_cursor": following}
 
 
@@ -182,6 +194,7 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
         "post": post_json(post),
         "media": post_media_rows(rt.store, post_id),
         "sends": sends_of(rt.store, post_id),
+        "history": lifecycle.history(rt.store, post_id),
         "jobs": page_jobs(rt.store, post_id=post_id, limit=20)[0],
         "original_length": visible_len_utf16(post.get("text_html") or ""),
         "rewrite_length": visible_len_utf16(post.get("rewrite_html") or ""),
@@ -241,3 +254,54 @@ def published_link(link: str | None) -> dict[str, str | None]:
 
 def queue_names() -> tuple[str, ...]:
     return QUEUES
+
+
+def workers_view(rt: Runtime) -> list[dict[str, Any]]:
+    """Every worker contentq knows (its `workers` table: registration and heartbeats, Redis or not): state,
+    queues, current job, heartbeat age, memory (a process on this host), jobs done since it started."""
+    rows = list_workers(rt.store)
+    stamp = now()
+    ttl = rt.settings.worker_heartbeat_ttl
+    done = jobs_finished_by(rt.store, min(r["started_at"] for r in rows)) if rows else {}
+    out = []
+    for row in rows:
+        state = "stopped" if row["stopped_at"] else ("alive" if is_alive(row, ttl, stamp) else "dead")
+        counts = done.get(row["name"], {})
+        out.append(
+            {**row, "queues": [q for q in (row["queues"] or "").split(",") if q], "state": state,
+             "heartbeat_age_s": round(max(0.0, (stamp - parse(row["heartbeat_at"])).total_seconds()), 1),
+             "memory_kb": resident_kb(int(row["pid"])) if state == "alive" and row["host"] == HOST else None,
+             "jobs_succeeded": counts.get("succeeded", 0), "jobs_failed": counts.get("failed", 0)}
+        )  # fmt: skip
+    return out
+
+
+def resident_kb(pid: int) -> int | None:
+    """A process's resident memory from /proc (Linux); None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def sources_view(rt: Runtime) -> list[dict[str, Any]]:
+    """Per donor channel (`contentq sources list`): route, last collect, cursor, counts, error; the listener that
+    follows it, with `contentq health`'s verdict; the footer learned from its posts."""
+    listeners = get_listeners(rt.store)
+    footers = learned_footers(rt.store)
+    out = []
+    for row in list_sources(rt):
+        follower = next((lst for lst in listeners if row["source"] in lst["sources"]), None)
+        listener = None
+        if follower is not None:
+            probe = listener_probe(follower, rt.settings)
+            listener = {"name": follower["name"], "state": follower["state"], "status": probe.status,
+                        "detail": probe.detail, "heartbeat_at": follower["heartbeat_at"]}  # fmt: skip
+        footer = footers.get(row["source"])
+        learned = {k: footer[k] for k in ("lines", "sample", "learned_at")} if footer else None
+        out.append({**row, "listener": listener, "footer": learned})
+    return out

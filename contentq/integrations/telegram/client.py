@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mimetypes
 import os
 import pkgutil
 import queue
 import stat
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -30,7 +31,7 @@ from telethon.tl import types as tl
 
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ConfigError, ContentqError
-from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities
+from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities, mention_ids, mention_user_id
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
@@ -196,29 +197,52 @@ def _largest_photo_size(photo: Any) -> tuple[int | None, int | None, int | None]
     return best
 
 
+def _document_kind(media: Any, attributes: dict[type, Any]) -> MediaKind:
+    video = attributes.get(tl.DocumentAttributeVideo)
+    audio = attributes.get(tl.DocumentAttributeAudio)
+    if tl.DocumentAttributeSticker in attributes:  # a video sticker has a video attribute too
+        return "sticker"
+    if video is not None and (video.round_message or media.round):
+        return "video_note"
+    if tl.DocumentAttributeAnimated in attributes:
+        return "animation"
+    if video is not None:
+        return "video"
+    if audio is not None:
+        return "voice" if audio.voice or media.voice else "audio"
+    return "document"
+
+
 def media_info(message: Any) -> MediaInfo | None:
-    """What contentq keeps of a message's media; None for no media or kinds it does not repost."""
+    """What contentq keeps of a message's media: its kind as Telegram shows it (a sticker, a round video, a voice
+    message, a GIF …) and what it is sent again with (size, length, title, spoiler); None for no media or kinds
+    it does not repost."""
     media = getattr(message, "media", None)
     if isinstance(media, tl.MessageMediaPhoto) and isinstance(media.photo, tl.Photo):
         w, h, size = _largest_photo_size(media.photo)
-        return MediaInfo("photo", "image/jpeg", size, w, h)
+        return MediaInfo("photo", "image/jpeg", size, w, h, spoiler=bool(media.spoiler))
     if isinstance(media, tl.MessageMediaDocument) and isinstance(media.document, tl.Document):
         doc = media.document
-        kind: MediaKind = "document"
-        w = h = None
-        name = None
-        for attr in doc.attributes:
-            if isinstance(attr, tl.DocumentAttributeSticker):
-                kind = "sticker"
-            elif isinstance(attr, tl.DocumentAttributeVideo) and kind == "document":
-                kind, w, h = "video", attr.w, attr.h
-            elif isinstance(attr, tl.DocumentAttributeAudio) and kind == "document":
-                kind = "voice" if attr.voice else "audio"
-            elif isinstance(attr, tl.DocumentAttributeImageSize):
-                w, h = attr.w, attr.h
-            elif isinstance(attr, tl.DocumentAttributeFilename):
-                name = attr.file_name
-        return MediaInfo(kind, doc.mime_type, doc.size, w, h, name)
+        found = {type(attr): attr for attr in doc.attributes}
+        video, audio = found.get(tl.DocumentAttributeVideo), found.get(tl.DocumentAttributeAudio)
+        image, sticker = found.get(tl.DocumentAttributeImageSize), found.get(tl.DocumentAttributeSticker)
+        named = found.get(tl.DocumentAttributeFilename)
+        w, h = (video.w, video.h) if video else (image.w, image.h) if image else (None, None)
+        duration = video.duration if video else audio.duration if audio else None
+        return MediaInfo(
+            _document_kind(media, found), doc.mime_type, doc.size, w, h, named.file_name if named else None,
+            duration=float(duration) if duration is not None else None, spoiler=bool(media.spoiler),
+            title=audio.title if audio else None, performer=audio.performer if audio else None,
+            emoji=(sticker.alt or None) if sticker else None,
+        )  # fmt: skip
+    return None
+
+
+def paid_stars(message: Any) -> int | None:
+    """The price of a paid-media message in stars (0 when not told); None for any other message."""
+    media = getattr(message, "media", None)
+    if isinstance(media, tl.MessageMediaPaidMedia):
+        return int(media.stars_amount or 0)
     return None
 
 
@@ -248,8 +272,9 @@ def to_fetched(message: Any) -> FetchedMessage | None:
     if not isinstance(message, tl.Message):
         return None
     media = media_info(message)
+    paid = paid_stars(message)
     html = entities_to_html(message.message or "", message.entities)
-    if not html.strip() and media is None:
+    if not html.strip() and media is None and paid is None:
         return None
     origin = forward_origin(message)
     return FetchedMessage(
@@ -262,32 +287,99 @@ def to_fetched(message: Any) -> FetchedMessage | None:
         views=message.views,
         forward_name=origin[0],
         forward_link=origin[1],
+        paid_stars=paid,
     )
 
 
+_DEFAULT_MIME = {"video": "video/mp4", "video_note": "video/mp4", "animation": "video/mp4", "voice": "audio/ogg",
+                 "audio": "audio/mpeg", "sticker": "image/webp"}  # fmt: skip
+
+
+def _video(item: OutgoingMedia, *, round_message: bool = False) -> Any:
+    return tl.DocumentAttributeVideo(
+        duration=float(item.duration or 0), w=item.width or 1, h=item.height or item.width or 1,
+        round_message=round_message or None, supports_streaming=True,
+    )  # fmt: skip
+
+
+def document_attributes(item: OutgoingMedia) -> tuple[list[Any], str]:
+    """The attributes and MIME type a file is sent with, by what it is: contentq's stored kind, size, length,
+    title and name (Telethon reads them from the file only with `hachoir`, which contentq does not need)."""
+    mime = item.mime or _DEFAULT_MIME.get(item.kind) or mimetypes.guess_type(item.path.name)[0]
+    mime = mime or "application/octet-stream"
+    name = tl.DocumentAttributeFilename(file_name=item.name)
+    seconds = round(item.duration or 0)
+    if item.kind == "video":
+        return [_video(item), name], mime
+    if item.kind == "video_note":
+        return [_video(item, round_message=True)], mime
+    if item.kind == "animation":
+        moving = _video(item) if mime.startswith("video/") else tl.DocumentAttributeImageSize(
+            w=item.width or 1, h=item.height or 1)  # fmt: skip
+        return [moving, tl.DocumentAttributeAnimated(), name], mime
+    if item.kind == "voice":
+        return [tl.DocumentAttributeAudio(duration=seconds, voice=True)], mime
+    if item.kind == "audio":
+        return [tl.DocumentAttributeAudio(duration=seconds, title=item.title, performer=item.performer), name], mime
+    if item.kind == "sticker":
+        sticker = tl.DocumentAttributeSticker(alt=item.emoji or "", stickerset=tl.InputStickerSetEmpty())
+        extra = [_video(item)] if mime.startswith("video/") else []
+        if mime == "image/webp" and item.width and item.height:
+            extra = [tl.DocumentAttributeImageSize(w=item.width, h=item.height)]
+        return [sticker, *extra, name], mime
+    return [name], mime
+
+
 def uploaded_media(item: OutgoingMedia, file: Any) -> Any:
-    """The InputMedia for an uploaded file of the given kind."""
+    """The InputMedia for an uploaded file, sent as what it is (a sticker, a round video, a voice message …) and
+    under its media spoiler when it had one."""
+    spoiler = True if item.spoiler and item.kind in ("photo", "video", "animation") else None
     if item.kind == "photo":
-        return tl.InputMediaUploadedPhoto(file=file)
-    attributes, mime = utils.get_attributes(
-        str(item.path), force_document=item.kind == "document", voice_note=item.kind == "voice",
-        supports_streaming=item.kind == "video",
-    )  # fmt: skip
+        return tl.InputMediaUploadedPhoto(file=file, spoiler=spoiler)
+    attributes, mime = document_attributes(item)
     return tl.InputMediaUploadedDocument(
-        file=file, mime_type=mime or "application/octet-stream", attributes=attributes,
-        force_file=item.kind == "document",
+        file=file, mime_type=mime, attributes=attributes, force_file=item.kind == "document" or None,
+        nosound_video=item.kind == "animation" or None, spoiler=spoiler,
     )  # fmt: skip
 
 
-def build_send_request(peer: Any, part: OutgoingPart, random_ids: list[int], media: list[Any]) -> Any:
+def registered_media(answer: Any, item: OutgoingMedia) -> Any:
+    """The InputMedia to send for what uploadMedia answered, keeping the media spoiler (the answer may not
+    carry it)."""
+    media = utils.get_input_media(answer)
+    if item.spoiler and item.kind in ("photo", "video", "animation"):
+        media.spoiler = True
+    return media
+
+
+def mention_entities(entities: list[Any], users: Mapping[int, Any]) -> list[Any]:
+    """A mention by name (`<a href="tg://user?id=N">`, read as a text link) as the entity Telegram shows as a
+    mention: InputMessageEntityMentionName with the user resolved (`users`: id → InputUser). A user the account
+    cannot resolve leaves the name as plain text: a tg://user link would show as a bare URL."""
+    out = []
+    for entity in entities:
+        user_id = mention_user_id(entity.url) if isinstance(entity, tl.MessageEntityTextUrl) else None
+        if user_id is None:
+            out.append(entity)
+        elif user_id in users:
+            out.append(tl.InputMessageEntityMentionName(offset=entity.offset, length=entity.length,
+                                                        user_id=users[user_id]))  # fmt: skip
+    return out
+
+
+def build_send_request(
+    peer: Any, part: OutgoingPart, random_ids: list[int], media: list[Any], users: Mapping[int, Any] | None = None
+) -> Any:
     """The raw request for one part: SendMessage (text), SendMedia (one item), SendMultiMedia (album).
 
-    The caption (or text) goes with the first item; each item carries its own random id.
+    The caption (or text) goes with the first item; each item carries its own random id. `users`: the resolved
+    users of the part's mentions by name (see mention_entities).
     """
     expected = max(1, len(part.media))
     if len(random_ids) != expected or len(media) != len(part.media):
         raise ValueError(f"a {part.kind} part needs {expected} random id(s) and its media, got {len(random_ids)}")
     text, entities = html_to_entities(part.html)
+    entities = mention_entities(entities, users or {})
     if part.kind == "text":
         return functions.messages.SendMessageRequest(
             peer=peer, message=text, entities=entities or None, random_id=random_ids[0]
@@ -462,7 +554,8 @@ class TelethonGateway:
         async def send(client: Any) -> list[int]:
             peer = input_peer(target)
             media = [await self._prepare_media(client, peer, item) for item in part.media]
-            result = await client(build_send_request(peer, part, random_ids, media))
+            users = await self._mentioned_users(client, part.html)
+            result = await client(build_send_request(peer, part, random_ids, media, users))
             return sent_message_ids(result, random_ids)
 
         return self._run(send, self.settings.tg_timeout * (TRANSFER_TIMEOUT_FACTOR if part.media else 1))
@@ -471,7 +564,19 @@ class TelethonGateway:
         """Upload a file and register it with Telegram (uploadMedia), as albums require."""
         uploaded = await client.upload_file(str(item.path))
         answer = await client(functions.messages.UploadMediaRequest(peer=peer, media=uploaded_media(item, uploaded)))
-        return utils.get_input_media(answer)
+        return registered_media(answer, item)
+
+    async def _mentioned_users(self, client: Any, html: str) -> dict[int, Any]:
+        """The InputUser of each user mentioned by name, as far as the session knows them (Telethon caches the
+        users that came with collected messages); the others are left out (their names go as plain text)."""
+        users: dict[int, Any] = {}
+        for user_id in mention_ids(html):
+            try:
+                users[user_id] = utils.get_input_user(await client.get_input_entity(tl.PeerUser(user_id)))
+            except (ValueError, TypeError, errors.BadRequestError):  # not cached, and users.getUsers refused it
+                log.warning("user %s is mentioned by name but cannot be resolved: the name is sent as plain text",
+                            user_id)  # fmt: skip
+        return users
 
     def delete_messages(self, target: ResolvedChannel, message_ids: list[int]) -> None:
         async def delete(client: Any) -> None:
@@ -497,6 +602,7 @@ class TelethonGateway:
     def edit_message(self, target: ResolvedChannel, message_id: int, html: str) -> None:
         async def edit(client: Any) -> None:
             text, entities = html_to_entities(html)
+            entities = mention_entities(entities, await self._mentioned_users(client, html))
             request = functions.messages.EditMessageRequest(
                 peer=input_peer(target), id=message_id, message=text, entities=entities or None
             )

@@ -10,6 +10,7 @@ a code block as an indented `<pre>\\n    <code class='language-…'>` with a str
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from html import escape
 from typing import Any
@@ -120,6 +121,23 @@ class _Parser(HTMLToTelegramParser):
         entity = self._building_entities.pop(_SPOILER, None)
         if entity is not None:
             self.entities.append(entity)
+
+
+_MENTION = re.compile(r"tg://user\?id=([0-9]{1,19})", re.ASCII)
+
+
+def mention_user_id(url: str | None) -> int | None:
+    """The user id of a `tg://user?id=N` link: how a mention by name (MessageEntityMentionName, for a user without
+    a username) is written in Telegram HTML; None for any other link."""
+    match = _MENTION.fullmatch(url or "")
+    return int(match.group(1)) if match else None
+
+
+def mention_ids(html: str) -> list[int]:
+    """The users mentioned by name in Telegram HTML, in order, each once."""
+    _, entities = html_to_entities(html)
+    found = (mention_user_id(e.url) for e in entities if isinstance(e, tl.MessageEntityTextUrl))
+    return list(dict.fromkeys(user_id for user_id in found if user_id is not None))
 
 
 def html_to_entities(html: str) -> tuple[str, list[Any]]:

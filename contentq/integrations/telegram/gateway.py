@@ -13,7 +13,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-MediaKind = Literal["photo", "video", "document", "audio", "voice", "sticker"]
+MediaKind = Literal["photo", "video", "video_note", "animation", "document", "audio", "voice", "sticker"]
+"""What a media is sent as: video_note is a round video message, animation a GIF (an MP4 without sound)."""
+
+MEDIA_KINDS: tuple[MediaKind, ...] = ("photo", "video", "video_note", "animation", "document", "audio", "voice",
+                                      "sticker")  # fmt: skip
+
+_ALBUM_GROUPS = {"photo": "visual", "video": "visual", "document": "document", "audio": "audio"}
+
+
+def album_group(kind: str) -> str | None:
+    """Which media may share an album: photos with videos, documents with documents, audio with audio; stickers,
+    round videos, voice messages and GIFs never (None)."""
+    return _ALBUM_GROUPS.get(kind)
+
+
+def media_kind(kind: str | None) -> MediaKind:
+    """A stored kind as a MediaKind; anything unknown goes as a document (a file)."""
+    return next((k for k in MEDIA_KINDS if k == kind), "document")
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,11 @@ class MediaInfo:
     width: int | None = None
     height: int | None = None
     file_name: str | None = None
+    duration: float | None = None  # seconds, of a video, round video, GIF, voice or audio
+    spoiler: bool = False  # hidden under a media spoiler until tapped
+    title: str | None = None  # an audio file's title …
+    performer: str | None = None  # … and performer
+    emoji: str | None = None  # a sticker's emoji
 
 
 @dataclass(frozen=True)
@@ -52,12 +74,30 @@ class FetchedMessage:
     """A forwarded message's origin: the channel's or author's name, when Telegram tells it."""
     forward_link: str | None = None
     """… and a link to the original post (t.me/name/123, t.me/c/id/123), when it is a channel post."""
+    paid_stars: int | None = None
+    """Paid media (its price in stars; 0 when unknown): its content cannot be reposted, the post is filtered."""
 
 
 @dataclass(frozen=True)
 class OutgoingMedia:
+    """One file to send and what it is sent as (the attributes Telegram shows: size, length, title …)."""
+
     path: Path
     kind: MediaKind
+    mime: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+    spoiler: bool = False
+    title: str | None = None
+    performer: str | None = None
+    file_name: str | None = None  # the name a document is shown with (the stored file is named by its hash)
+    emoji: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The file name it is sent under."""
+        return self.file_name or f"{self.kind}{self.path.suffix}"
 
 
 @dataclass

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from contentq.runtime.context import Runtime
+from contentq.integrations.telegram.access import Services, gateway_of
+from contentq.settings import Settings
+
+
+class Runtime(Services, Protocol):
+    """What the backend needs of contentq.runtime.context.Runtime (integrations import no runtime)."""
+
+    settings: Settings
+
 
 _ICONS = {"error": "⛔", "warning": "⚠️", "info": "ℹ️"}
 
@@ -19,7 +26,7 @@ class TelegramBackend:
 
     def send(self, message: str, level: str) -> None:
         # The gateway is looked up at send time: tests and workers swap it in runtime.services.
-        self.runtime.telegram.send_admin(self.chat, f"{_ICONS.get(level, '•')} contentq: {message}")
+        gateway_of(self.runtime).send_admin(self.chat, f"{_ICONS.get(level, '•')} contentq: {message}")
 
 
 def telegram_backend(runtime: Runtime) -> TelegramBackend:

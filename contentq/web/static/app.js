@@ -1,3 +1,16 @@
+// The menu: on a narrow screen the pages' links fold behind the Menu button (without JavaScript they stay
+// shown, wrapped: the class "js" is what folds them).
+document.documentElement.classList.add("js");
+(function () {
+  var toggle = document.querySelector(".menu-toggle");
+  var header = document.getElementById("top");
+  if (!toggle || !header) return;
+  toggle.addEventListener("click", function () {
+    var open = header.classList.toggle("open");
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+})();
+
 // Live updates: job events and post state changes update what the page shows, without a reload.
 // One live connection per browser, shared by its tabs (a browser allows 6 connections per host over HTTP/1.1:
 // a connection per tab left the 7th tab without any). In order of preference:
@@ -43,7 +56,11 @@
     var log = document.querySelector('#events[data-job="' + id + '"]');
     if (log) {
       var row = log.insertRow(-1);
-      [e.at.slice(0, 19), e.level, e.event, e.message].forEach(function (v) { row.insertCell(-1).textContent = v; });
+      [e.at.slice(0, 19), e.level, e.event, e.message].forEach(function (v, i) {
+        var cell = row.insertCell(-1);
+        cell.textContent = v;
+        if (i === 1) cell.className = "opt";  // the level: hidden on a phone, as in the rows the page came with
+      });
     }
     if (e.event === "stopped" || e.event === "discarded") {  // a cancelled run has ended: Retry is allowed now
       document.querySelectorAll('[data-after-stop="' + id + '"]').forEach(function (el) { el.hidden = false; });
@@ -54,7 +71,8 @@
 
   function onPost(p) {
     setText('[data-post="' + p.id + '"]', "state", p.state, "st-");
-    note(p.updated_at.slice(11, 19) + " post " + p.id + " (" + p.route + "): " + p.state);
+    note(p.updated_at.slice(11, 19) + " post " + p.id + " (" + p.route + "): " + p.state +
+      (p.event ? " (" + p.event + " by " + p.actor + ")" : ""));
   }
 
   function deliver(kind, data) {

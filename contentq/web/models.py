@@ -1,0 +1,380 @@
+"""The API's contract: the body model of every answer, and the one error model of every 4xx and 503.
+
+Answers are checked against these models on the way out (FastAPI's response_model), so the OpenAPI document
+and what the API sends cannot drift apart. Models allow extra fields: a column added to a table shows up in
+the API as it does in `--json`, and a client that does not know it ignores it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias
+
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from contentq.lifecycle import STATES
+from contentq.publish.deliveries import STATES as DELIVERY_STATES
+from contentq.settings import QUEUES
+from contentq.store.jobs import STATUSES
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(BaseModel):
+    """Every refused request (4xx) and every unavailable dependency (503): one sentence that says what is wrong
+    and what to do."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str = Field(description="What is wrong and what to do next.", examples=["no job 'publish-9'"])
+
+
+ERROR_TEXT = {
+    400: "Bad request: a value the server cannot use (a filter, a time, a text).",
+    401: "Not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it).",
+    403: "CSRF token missing or wrong (a browser session's state-changing request).",
+    404: "No such job, post or queue.",
+    405: "Method not allowed here: the `Allow` header lists the methods this path takes.",
+    409: "Conflict: the state of the job or post does not allow this now (or it is busy); `error` says why.",
+    413: "Request body too large (CONTENTQ_WEB_MAX_BODY_KB) or job payload over 16 KiB.",
+    422: "Malformed request: a parameter or body field out of its declared type, range or pattern.",
+    503: "Redis or the database is unavailable; try again once it is back.",
+}
+
+
+ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def errors(*codes: int, json_route: bool = True) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of an operation: its error codes, each with the Error model as JSON (also on an operation
+    whose success is text or an event stream: FastAPI would give its errors that media type)."""
+    extra: dict[str, Any] = {"model": Error} if json_route else {}
+    return {code: {**extra, "description": ERROR_TEXT[code], "content": ERROR_JSON} for code in codes}
+
+
+DURATION = r"^([1-9][0-9]{0,3}(\.[0-9]{1,2})?[smhd]?|[1-9][0-9]{0,2}(\.[0-9]{1,2})?w)$"
+"""A window as `clock.parse_duration` reads it (90s, 15m, 24h, 7d, 2w), within its 100-year limit."""
+
+ID_MAX = 2**53 - 1
+"""The largest id the API takes: exact in a JSON number everywhere (a double), and far beyond any row."""
+
+
+def _whole(value: Any) -> Any:
+    """JSON's 5.0 is the integer 5 (as JSON Schema counts it); anything else is left to the strict check."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Id = Annotated[int, Ge(1), Le(ID_MAX), BeforeValidator(_whole)]
+"""A post id in a body."""
+
+
+class Body(BaseModel):
+    """A request body: types as declared (no `0` for false, no `false` for a number)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+READ = (401, 422, 503)
+"""Every operation: not logged in, a malformed parameter, Redis or the database down."""
+WRITE = (*READ, 403, 413)
+"""Every state-changing operation also: CSRF (a browser session), a body too large."""
+
+# -- jobs -------------------------------------------------------------------------------------------------
+
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+Queue = Literal[QUEUES]  # type: ignore[valid-type]
+PostState: TypeAlias = Literal[tuple(STATES)]  # type: ignore[valid-type]
+DeliveryState: TypeAlias = Literal[tuple(DELIVERY_STATES)]  # type: ignore[valid-type]
+
+
+class Job(Out):
+    id: str
+    kind: str
+    queue: str
+    key: str
+    status: str
+    payload: Any = None
+    result: Any = None
+    post_id: int | None = None
+    parent_id: str | None = None
+    rq_id: str | None = None
+    generation: int
+    attempts: int
+    max_attempts: int
+    reschedules: int | None = None
+    next_retry_at: str | None = None
+    retry_reason: str | None = None
+    error: str | None = None
+    worker: str | None = None
+    created_at: str
+    enqueued_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: float | None = None
+    updated_at: str
+
+
+class JobPage(Out):
+    items: list[Job]
+    total: int = Field(description="How many jobs match the filters (all pages).")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one.")
+
+
+class JobEvent(Out):
+    id: int
+    job_id: str
+    at: str
+    level: str
+    event: str
+    message: str
+    data: str | None = None
+
+
+class JobDetail(Out):
+    job: Job
+    stopping_on: str | None = Field(
+        description="A cancelled job whose run has not stopped yet: the worker it runs on (retry waits for it)."
+    )
+    events: list[JobEvent]
+    parent: Job | None
+    children: list[Job]
+
+
+class CreatedJob(JobDetail):
+    deduplicated: bool = Field(description="True when a queued or running job of the same key was returned.")
+
+
+class BulkRequest(Body):
+    queue: Queue | None = Field(None, description="Only this queue.")
+    kind: str | None = Field(None, min_length=1, max_length=40, description="Only this job kind.")
+    since: str | None = Field(None, pattern=DURATION, description="Only jobs created in this window (24h, 7d).")
+    older_than: str | None = Field(None, pattern=DURATION, description="Only jobs created at least this long ago.")
+    dry_run: bool = Field(False, description="Only count the jobs it would take (the confirmation's count).")
+
+
+class BulkRetry(BulkRequest):
+    status: Literal["failed", "cancelled"] = "failed"
+
+
+class BulkCancel(BulkRequest):
+    status: Literal["queued", "in_progress"] = "queued"
+
+
+class Skipped(Out):
+    id: str
+    error: str
+
+
+class BulkResult(Out):
+    action: Literal["retry", "cancel"]
+    matched: int = Field(description="Jobs that matched (at most 10,000 per request: see `more`).")
+    done: int = Field(description="Jobs retried or cancelled (0 for a dry run).")
+    ids: list[str]
+    skipped: list[Skipped] = Field(description="Jobs that changed meanwhile, each with the reason.")
+    more: bool = Field(description="More than 10,000 matched: send it again for the rest.")
+
+
+# -- queues and workers ---------------------------------------------------------------------------------
+
+
+class QueueStatus(Out):
+    queue: str
+    queued: int
+    in_progress: int
+    scheduled: int
+    failed: int
+    paused: bool
+    workers: int
+    oldest_queued_s: float | None
+    redis: dict[str, int]
+
+
+class QueueChange(Out):
+    queue: str
+    paused: bool
+    changed: bool
+
+
+class Worker(Out):
+    name: str
+    host: str
+    pid: int
+    queues: list[str]
+    state: Literal["alive", "dead", "stopped"]
+    current_job: str | None
+    started_at: str
+    heartbeat_at: str
+    heartbeat_age_s: float
+    stopped_at: str | None
+    memory_kb: int | None = Field(description="Resident memory of the worker process (this host only).")
+    jobs_succeeded: int = Field(description="Jobs it ran that succeeded since it started.")
+    jobs_failed: int = Field(description="Jobs it ran that failed since it started.")
+
+
+# -- posts and sources ------------------------------------------------------------------------------------
+
+
+class PostSummary(Out):
+    id: int
+    route: str
+    state: str
+    state_reason: str | None = None
+    kind: str
+    title: str | None = None
+    snippet: str | None = None
+    scheduled_at: str | None = None
+    published_at: str | None = None
+    link: str | None = None
+    updated_at: str
+
+
+class PostPage(Out):
+    items: list[PostSummary]
+    total: int
+    next_cursor: int | None
+
+
+class Post(Out):
+    id: int
+    route: str
+    state: str
+    kind: str
+    text_html: str
+    rewrite_html: str | None = None
+    state_reason: str | None = None
+    scheduled_at: str | None = None
+    published_at: str | None = None
+    link: str | None = None
+    updated_at: str
+
+
+class Delivery(Out):
+    """A post's delivery to one destination of its route (docs/destinations.md)."""
+
+    id: int
+    destination: str = Field(description="`platform:account`.", examples=["telegram:@my_channel", "x:main"])
+    state: DeliveryState
+    reason: str | None = Field(description="Why it is in its state: what it waits for, why it failed.")
+    due_at: str | None = Field(description="Its slot: the post's, later while it waits for a limit.")
+    published_at: str | None
+    link: str | None = Field(description="The tweet, Instagram post or Telegram message (an http(s) link).")
+    ids: list[int | str] = Field(description="What the platform returned: tweet ids, the media id, message ids.")
+    notes: str | None = Field(description="How the post was adapted for it (a thread, images left out …).")
+
+
+class DestinationVersion(Out):
+    """What one destination is sent: X's tweets, Instagram's caption and images (docs/destinations.md)."""
+
+    destination: str
+    platform: Literal["telegram", "x", "instagram"]
+    notes: list[str]
+    tweets: list[dict[str, Any]] | None = Field(None, description="X: each tweet's text, weight and image files.")
+    caption: str | None = Field(None, description="Instagram: the caption.")
+    length: int | None = Field(None, description="Instagram: the caption's length in UTF-16 units.")
+    images: list[str] | None = Field(None, description="Instagram: the image files, in order.")
+    card: bool | None = Field(None, description="Instagram: an image card is made from the text (no images).")
+
+
+class PostDetail(Out):
+    post: Post
+    media: list[dict[str, Any]]
+    sends: list[dict[str, Any]]
+    jobs: list[Job]
+    original_length: int
+    rewrite_length: int
+    preview_html: str = Field(description="The Telegram preview (the publisher's own render), as HTML.")
+    preview_notes: list[str]
+    deliveries: list[Delivery] = Field(description="One per destination of a route with `destinations`, else [].")
+    destinations: list[DestinationVersion] = Field(description="Each destination's version of the post.")
+    destinations_html: str = Field(description="The destinations' versions, as HTML.")
+
+
+class Approved(Out):
+    id: int
+    state: str
+    scheduled_at: str
+
+
+class Scheduled(Approved):
+    note: str | None
+
+
+class Edited(Out):
+    id: int
+    message: str
+
+
+class PublishQueued(Out):
+    id: int
+    job: str
+
+
+class Listener(Out):
+    name: str
+    state: str
+    status: str = Field(description="ok, warn or fail, as `contentq health` says.")
+    detail: str
+    heartbeat_at: str
+
+
+class LearnedFooter(Out):
+    lines: list[str]
+    sample: int
+    learned_at: str
+
+
+class Source(Out):
+    source: str
+    route: str | None
+    id: int | None
+    title: str | None
+    last_message_id: int = Field(description="The collect cursor: the last message id taken.")
+    last_run: str | None = Field(description="When its last collect ended well.")
+    collected: int
+    duplicates: int
+    filtered: int
+    error: str | None = Field(description="The error of its last collect, if it failed.")
+    listener: Listener | None = Field(description="The `contentq listen` process following it, if any.")
+    footer: LearnedFooter | None = Field(description="The donor footer learned from its posts, if any.")
+
+
+# -- the rest ---------------------------------------------------------------------------------------------
+
+
+class ScheduleView(Out):
+    posts: list[dict[str, Any]]
+    routes: list[dict[str, Any]]
+
+
+class Usage(Out):
+    days: list[dict[str, Any]]
+    total: dict[str, Any]
+
+
+class Stats(Out):
+    since: str | None
+    generated_at: str
+    jobs: Any
+    posts: Any
+    llm: Any
+
+
+class DestinationLimit(Out):
+    """An X or Instagram account's token bucket (docs/destinations.md): sends free now and the next free time."""
+
+    destination: str = Field(examples=["x:main"])
+    tokens: float | None = Field(description="Sends the bucket holds now (None: the account has no table).")
+    burst: int | None
+    per_hour: float | None
+    next_free: str | None = Field(description="`now`, or when the next send is free (UTC).")
+    waiting: int = Field(description="Its deliveries waiting (`scheduled`).")
+    next_due: str | None = Field(description="The earliest slot among them.")
+
+
+class Dashboard(Out):
+    queues: list[QueueStatus]
+    llm_breaker: dict[str, Any]
+    alerts: list[dict[str, Any]]
+    hours: list[dict[str, Any]]
+    destination_limits: list[DestinationLimit]
