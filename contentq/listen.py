@@ -123,6 +123,9 @@ class Listener:
     def __init__(self, runtime: Runtime, sources: list[str], *, name: str = "listen", tick: float = TICK_S,
                  on_stored: Stored | None = None, hold_retry: float = HOLD_RETRY_S) -> None:  # fmt: skip
         self.runtime = runtime
+        # A long-running process, like a worker: it waits out a busy database or a full disk for as long as it
+        # takes (one WARNING), rather than giving up after the CLI's CONTENTQ_DB_WAIT_SECONDS and exiting.
+        runtime.store.wait.limit = None
         self.refs = list(dict.fromkeys(normalize_channel_ref(s) for s in sources))
         self.name = name
         self.tick = tick

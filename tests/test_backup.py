@@ -628,3 +628,15 @@ def test_restore_is_refused_while_a_listener_beats_and_says_to_reconcile_when_re
     result = restore(away, backup)
     assert _posts(away) == ["in the backup"]
     assert result.reconcile_error is not None and "run `contentq queue reconcile`" in result.reconcile_error
+
+
+def test_a_restore_ends_the_panel_logins_of_the_backup(rt: Runtime) -> None:
+    from contentq.store.web_sessions import add_session
+
+    add_session(rt.store, "a-session-logged-out-after-the-backup", "mac", iso())
+    backup = _backup_of(rt, "in the backup")
+    rt.close()
+    result = restore(rt.settings, backup, run_reconcile=False)
+    assert result.sessions_ended == 1
+    with closing(sqlite3.connect(rt.settings.db_path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM web_sessions").fetchone() == (0,)

@@ -11,7 +11,7 @@ from typing import Any
 
 from contentq import lifecycle, pipeline
 from contentq.clock import parse
-from contentq.errors import ConfigError, FatalJobError, JobStopped, Reschedule
+from contentq.errors import ConfigError, DatabaseUnavailableError, FatalJobError, JobStopped, Reschedule
 from contentq.rules import record_outcome, rule_post, write_original
 from contentq.runtime.config import route_of
 from contentq.runtime.context import JobContext, Runtime
@@ -51,7 +51,7 @@ def run(ctx: JobContext, route: str, due: str, **_: Any) -> dict[str, Any]:
     except JobStopped:  # cancelled between two model calls: the operator does not want this post
         lifecycle.move(ctx.store, post_id, "write_stopped", reason="generate stopped: its job was cancelled")
         raise
-    except Reschedule:  # the LLM asks for a wait: not a failure
+    except (Reschedule, DatabaseUnavailableError):  # a wait, not a failure (the runner waits out the database)
         raise
     except FatalJobError as exc:  # refused request, bad configuration, unusable answer
         ctx.notify(f"generate-failed:{route}", f"auto-post of route {route} failed: {exc}", level="error")

@@ -17,7 +17,7 @@ from rq import get_current_job
 
 from contentq import lifecycle, pipeline
 from contentq.clock import iso, now, parse
-from contentq.errors import ConfigError, FatalJobError, JobError, JobStopped, Reschedule
+from contentq.errors import ConfigError, DatabaseUnavailableError, FatalJobError, JobError, JobStopped, Reschedule
 from contentq.integrations.llm import (
     BreakerOpenError,
     ContextTooLongError,
@@ -192,6 +192,8 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     except FatalJobError as exc:  # refused, too long, invalid output three times, request refused
         _record_fatal(ctx, post_id, exc)
         raise
+    except DatabaseUnavailableError:
+        raise  # the machine's trouble: the job runner waits it out and runs this job again, no try spent
     except Exception as exc:
         if ctx.is_last_attempt:
             _fail_post(ctx, post_id, str(exc))

@@ -41,6 +41,7 @@ from contentq.store.backups import (
 )
 from contentq.store.db import open_store
 from contentq.store.listeners import get_listeners
+from contentq.store.web_sessions import end_all_sessions
 from contentq.store.workers import HOST, live_workers
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -55,6 +56,8 @@ class RestoreResult:
     counts: dict[str, int]
     newest_record_at: str | None
     carried_backups: int = 0
+    sessions_ended: int = 0
+    """Panel logins of the backup, ended: one logged out after the backup must not come back."""
     reconciled: list[dict[str, Any]] = field(default_factory=list)
     reconcile_error: str | None = None
 
@@ -63,6 +66,7 @@ class RestoreResult:
             "source": str(self.source), "database": str(self.database),
             "replaced": str(self.replaced) if self.replaced else None, "row_counts": self.counts,
             "newest_record_at": self.newest_record_at, "carried_backups": self.carried_backups,
+            "sessions_ended": self.sessions_ended,
             "reconciled": self.reconciled, "reconcile_error": self.reconcile_error,
         }  # fmt: skip
 
@@ -208,6 +212,8 @@ def restore(settings: Settings, source: Path, *, run_reconcile: bool = True) -> 
         if replaced is not None:
             result.carried_backups = carry_over_backups(store, all_backup_records(replaced))
         record_restore(store, str(source), str(replaced) if replaced else None, checked.newest_record_at)
+        # A panel login ended after the backup was taken (a logout, a rotated token) must stay ended.
+        result.sessions_ended = end_all_sessions(store)
     finally:
         store.close()
     if run_reconcile:

@@ -8,7 +8,7 @@ from telethon import errors as tg_errors
 
 from contentq.channels import resolve_channel
 from contentq.clock import now
-from contentq.errors import ContentqError, DatabaseLockedError, FatalJobError, RedisUnavailableError, Reschedule
+from contentq.errors import ContentqError, DatabaseUnavailableError, FatalJobError, RedisUnavailableError, Reschedule
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError
 from contentq.publish.outbox import write_outbox
@@ -56,7 +56,8 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
             route=pub.route, custom_emoji=account.premium,
         )  # fmt: skip
         pub.parts = rendered.parts
-        if not pub.outstanding():  # a fresh publication (not the continuation of a stopped one)
+        fresh = not pub.outstanding()  # not the continuation of a publication that a crash cut short
+        if fresh:
             wait = reserve_send(
                 runtime, pub.target_ref, account.id, len(rendered.parts), f"{pub.post_id}:{now().timestamp()}"
             )
@@ -64,8 +65,9 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
                 pub.back_to_scheduled("waiting for the rate limit")
                 raise Reschedule(wait, f"rate limit: next send to {pub.route.target} allowed in {wait:.1f} s")
         # The last safe point: once a part is attempted the batch goes out whole (never half a post), and the
-        # ledger keeps each part exactly-once whatever happens to the job.
-        checkpoint("before the first part was sent")
+        # ledger keeps each part exactly-once whatever happens to the job. A continuation is past it already.
+        if fresh:
+            checkpoint("before the first part was sent")
         if not start(pub):
             return {"post_id": pub.post_id, "skipped": "state changed"}
         report_rendering(pub, rendered, custom_emoji=account.premium)
@@ -76,8 +78,8 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
         raise pub.fail(str(exc)) from None
     except FatalJobError:
         raise  # already recorded by pub.fail (a cancelled batch, a refused part)
-    except (DatabaseLockedError, RedisUnavailableError):
-        raise  # transient: retried
+    except (DatabaseUnavailableError, RedisUnavailableError):
+        raise  # the machine's trouble: waited out by the job runner (a database) or retried (Redis)
     except ContentqError as exc:  # no Telegram session, an invalid one …: retrying cannot help
         raise pub.fail(str(exc)) from None
     except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:

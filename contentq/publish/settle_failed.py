@@ -13,7 +13,7 @@ from typing import Any
 from contentq import lifecycle
 from contentq.channels import resolve_channel
 from contentq.clock import parse
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, DatabaseUnavailableError
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError, ledger
 from contentq.publish.fanout import settle_fanout
@@ -38,6 +38,8 @@ def settle_publication(
         return {"post_id": post_id, "state": post["state"]}
     try:
         route = route_of(runtime, post["route"])
+    except DatabaseUnavailableError:
+        raise
     except ContentqError as exc:
         reason = f"{reason}; its route cannot be loaded: {exc}"
         lifecycle.move(runtime.store, post_id, "publish_failed", reason=f"publish: {reason}", only_from=SETTLE_FROM)
@@ -66,6 +68,8 @@ def settle_publication(
     except PublishError as exc:
         pub.fail(f"{reason}; {exc}")
         return {"post_id": post_id, "state": "failed", "reason": reason}
+    except DatabaseUnavailableError:
+        raise  # the machine's trouble: waited out by the job runner, then the channel is looked at again
     except Exception as exc:
         if not last_attempt:
             raise  # the channel could not be looked at: the settle job tries again

@@ -78,7 +78,9 @@ class Runtime:
                     )  # fmt: skip
                     # After the database was held for a while, no worker could beat: give them a heartbeat
                     # TTL to beat again before the reconcile takes them for dead (store/workers.py).
-                    store.wait.on_clear = lambda lasted: grace_after_stall(store)
+                    store.wait.on_clear = lambda lasted: grace_after_stall(
+                        store, lasted, self.settings.worker_heartbeat_ttl
+                    )
                     self._store = store
         return self._store
 

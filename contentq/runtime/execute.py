@@ -130,6 +130,9 @@ def run_waiting_out_the_database(store: Any, call: Callable[[], Any]) -> Any:
                 waited = True
                 time.sleep(delay)
                 delay = min(delay * 2, INFRA_BACKOFF_CAP)
+                if resume is not None:  # the run again has the time that was left: a hang still times out
+                    resume()
+                    resume = None
                 continue
             if waited:
                 wait.ok()
@@ -251,24 +254,31 @@ def run_tracked(job_id: str) -> Any:
         values["updated_at"] = stamp
         assignments = ", ".join(f"{k} = ?" for k in values)
         update = f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'in_progress' AND rq_id = ?"
-        if status == "succeeded":  # one statement: its event comes from the trigger job_succeeded (migration 61)
-            current = store.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
-            if not current:
-                late = f"{event} after the job was cancelled or superseded: {message}"
-                _end_stale_run(store, job_id, worker, "discarded", late, duration_ms)
-        else:
+
+        def write() -> bool:
+            if status == "succeeded":  # one statement: its event comes from the trigger job_succeeded (migration 61)
+                done = store.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
+                if not done:
+                    late = f"{event} after the job was cancelled or superseded: {message}"
+                    _end_stale_run(store, job_id, worker, "discarded", late, duration_ms)
+                return done
             with store.transaction() as conn:
-                current = conn.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
+                done = conn.execute(update, [*values.values(), job_id, row["rq_id"]]).rowcount == 1
                 add_event(
                     conn,
                     job_id,
-                    event if current else "discarded",
-                    message if current else f"{event} after the job was cancelled or superseded: {message}",
+                    event if done else "discarded",
+                    message if done else f"{event} after the job was cancelled or superseded: {message}",
                     level="error" if status == "failed" else "info",
                     data={"duration_ms": round(duration_ms, 1)},
                 )
-                if not current:  # this run has ended: a retry of the cancelled job may start now
+                if not done:  # this run has ended: a retry of the cancelled job may start now
                     release_job_in(conn, worker, job_id)
+            return done
+
+        # The end's own write waits out a full disk at its COMMIT too (all or nothing, so written again safely):
+        # else RQ would count the run as failed and spend a try.
+        current: bool = run_waiting_out_the_database(store, write)
         level = {"failed": logging.ERROR, "retrying": logging.WARNING}.get(event, logging.INFO)
         shown = event if current else "discarded"
         # The duration is the run's: "succeeded in 12 ms", but "retrying (ran 3060.6 ms): …; retry in 2 s".

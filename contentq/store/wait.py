@@ -131,6 +131,8 @@ class DatabaseWait:
                     waited = self.failed(cause)
                     waited_here = True
                     if self.limit is not None and waited >= self.limit:
+                        with self._lock:
+                            self._since = None  # over: the next refusal starts (and tells of) a new wait
                         raise self.give_up(cause, waited) from None
                     if resume is None and self.pause is not None:
                         resume = self.pause()

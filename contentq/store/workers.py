@@ -29,13 +29,18 @@ def beat(store: Store, name: str) -> None:
     store.execute("UPDATE workers SET heartbeat_at = ? WHERE name = ?", (iso(), name))
 
 
-def grace_after_stall(store: Store) -> int:
-    """After the database could take no write for a while (another process held it, a full disk), every worker's
-    beat is as old as the stall: date them now, so none is taken for dead before it could beat again. A worker
-    that really died meanwhile is found a heartbeat TTL later (at once on this host: its pid is gone)."""
-    stamp = iso()
+def grace_after_stall(store: Store, lasted: float, ttl: float) -> int:
+    """After the database could take no write for `lasted` seconds (another process held it, a full disk), the
+    beats of the workers that were alive when it began are as old as the stall: date them now, so none is taken
+    for dead before it could beat again. Workers already silent then are left as they are (a dead one stays dead);
+    a short wait (under a second) changes nothing."""
+    if lasted < 1.0:
+        return 0
+    stamp = now()
+    alive_then = iso(stamp - timedelta(seconds=lasted + ttl))
     cursor = store.execute(
-        "UPDATE workers SET heartbeat_at = ? WHERE stopped_at IS NULL AND heartbeat_at < ?", (stamp, stamp)
+        "UPDATE workers SET heartbeat_at = ? WHERE stopped_at IS NULL AND heartbeat_at >= ? AND heartbeat_at < ?",
+        (iso(stamp), alive_then, iso(stamp)),
     )
     return cursor.rowcount
 

@@ -28,7 +28,7 @@ from starlette.types import Scope
 
 from contentq import actors, notify
 from contentq.content.bidi import show_bidi
-from contentq.errors import ConflictError, ContentqError, NotFoundError, RedisUnavailableError
+from contentq.errors import ConflictError, ContentqError, DatabaseUnavailableError, NotFoundError, RedisUnavailableError
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
@@ -160,7 +160,7 @@ def _status_for(exc: Exception) -> int:
         return 404
     if isinstance(exc, ConflictError):
         return 409
-    if isinstance(exc, RedisUnavailableError | redis.RedisError):
+    if isinstance(exc, RedisUnavailableError | redis.RedisError | DatabaseUnavailableError):
         return 503
     return 400
 
