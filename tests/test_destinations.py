@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from contentq import lifecycle
 from contentq.cli.app import app
 from contentq.clock import iso, now
-from contentq.errors import ConfigError
+from contentq.errors import ConfigError, DatabaseFullError
 from contentq.publish import deliveries
 from contentq.redact import redact
 from contentq.routes import load_routes, parse_destination
@@ -331,3 +331,31 @@ def test_publishing_a_failed_post_again_sends_only_its_failed_deliveries(drt: Ru
     drain(drt, "publish")
     assert (len(tg.visible("@mychan")), len(tg.visible("@second"))) == (1, 1)
     assert get_post(drt.store, post_id)["state"] == "published"
+
+
+def test_a_moment_of_full_disk_mid_delivery_costs_it_nothing(drt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The message is out and recorded; the job's log line after it meets a full disk for a moment: the job runs
+    # again (no try spent) and finds it recorded; nothing is sent twice, taken back or failed.
+    from contentq.store import jobs as store_jobs
+
+    tg = fake(drt)
+    tg.add_channel("@second", 7654321)
+    post_id = scheduled(drt)
+    real = store_jobs.log_event
+    refused: list[str] = []
+
+    def log_event(store, job_id, event, message="", **kw):  # type: ignore[no-untyped-def]
+        if event == "sent" and not refused:
+            refused.append(job_id)
+            raise DatabaseFullError("the disk holding the database is full")
+        return real(store, job_id, event, message, **kw)
+
+    monkeypatch.setattr(store_jobs, "log_event", log_event)
+    publish(drt, post_id)
+    assert refused
+    assert {d["state"] for d in deliveries_of(drt.store, post_id)} == {"published"}
+    assert get_post(drt.store, post_id)["state"] == "published"
+    assert (len(tg.visible("@mychan")), len(tg.visible("@second"))) == (1, 1)
+    assert not [m for m in tg.sent if m.deleted]
+    jobs = drt.store.query("SELECT status, attempts FROM jobs WHERE kind = 'deliver' AND post_id = ?", (post_id,))
+    assert [(j["status"], j["attempts"]) for j in jobs] == [("succeeded", 1), ("succeeded", 1)]

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from contentq.clock import iso, now, parse
+from contentq.errors import DatabaseFullError
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue
 from contentq.runtime.worker import run_worker
@@ -219,3 +220,30 @@ def test_window_opening_is_computed_from_the_oldest_post_of_the_window(igrt: Run
     assert opens is not None and abs((opens - (now() + timedelta(hours=1))).total_seconds()) < 5
     opens = window_opens(client, usage=3, total=2, duration=86400)  # two must leave: the second oldest, in 19 h
     assert opens is not None and abs((opens - (now() + timedelta(hours=19))).total_seconds()) < 5
+
+
+def test_a_moment_of_full_disk_after_media_publish_costs_the_delivery_nothing(
+    igrt: Runtime, fig: FakeInstagram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # media_publish answered, then the job's log line meets a full disk for a moment: the job runs again (no try
+    # spent), finds the container published and records it; the post is published once, not failed.
+    from contentq.store import jobs as store_jobs
+
+    post_id = scheduled(igrt, "Published while the disk was full for a moment.")
+    real = store_jobs.log_event
+    refused: list[str] = []
+
+    def log_event(store, job_id, event, message="", **kw):  # type: ignore[no-untyped-def]
+        if event == "sent" and not refused:
+            refused.append(job_id)
+            raise DatabaseFullError("the disk holding the database is full")
+        return real(store, job_id, event, message, **kw)
+
+    monkeypatch.setattr(store_jobs, "log_event", log_event)
+    publish(igrt, post_id)
+    assert refused
+    row = delivery(igrt, post_id, "instagram:brand")
+    assert row["state"] == "published", row["state_reason"]
+    assert len(fig.media()) == 1 and get_post(igrt.store, post_id)["state"] == "published"
+    job = igrt.store.one("SELECT status, attempts FROM jobs WHERE kind = 'deliver' AND post_id = ?", (post_id,))
+    assert job is not None and (job["status"], job["attempts"]) == ("succeeded", 1)

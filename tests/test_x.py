@@ -14,6 +14,7 @@ import time_machine
 
 from contentq.clock import iso, now, parse
 from contentq.content.xtext import split_thread, weighted_length
+from contentq.errors import DatabaseFullError
 from contentq.integrations.oauth1 import signature
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue, retry
@@ -291,3 +292,34 @@ def test_jobs_retry_continues_a_half_sent_thread_without_repeating_a_tweet(xrt: 
     assert len(tweets) == 3 and len({t["sent_text"] for t in tweets}) == 3
     assert [t["reply_to"] for t in tweets] == [None, str(tweets[0]["id"]), str(tweets[1]["id"])]
     assert delivery(xrt, post_id, "x:main")["state"] == "published"
+
+
+def test_a_moment_of_full_disk_mid_thread_costs_the_delivery_nothing(
+    xrt: Runtime, fx: FakeX, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tweet 1 is out and recorded; the job's log line after it meets a full disk for a moment. That is the
+    # machine's trouble (as for a Telegram publish, test_db_busy.py): the job runs again and sends the rest, each
+    # tweet once; it must not fail the delivery or the post, nor spend a try.
+    from contentq.store import jobs as store_jobs
+
+    post_id = scheduled(xrt, "\n\n".join(f"Paragraph {i}: " + "word " * 50 for i in range(3)))
+    real = store_jobs.log_event
+    refused: list[str] = []
+
+    def log_event(store, job_id, event, message="", **kw):  # type: ignore[no-untyped-def]
+        if event == "sent" and not refused:
+            refused.append(job_id)
+            raise DatabaseFullError("the disk holding the database is full")
+        return real(store, job_id, event, message, **kw)
+
+    monkeypatch.setattr(store_jobs, "log_event", log_event)
+    publish(xrt, post_id)
+    assert refused
+    row = delivery(xrt, post_id, "x:main")
+    assert row["state"] == "published", row["state_reason"]
+    assert get_post(xrt.store, post_id)["state"] == "published"
+    tweets = fx.tweets()
+    assert len(tweets) == 3 and len({t["sent_text"] for t in tweets}) == 3  # each once
+    assert [t["reply_to"] for t in tweets] == [None, str(tweets[0]["id"]), str(tweets[1]["id"])]
+    job = get_job(xrt.store, deliver_job(xrt, post_id, "x:main")["id"])
+    assert (job["status"], job["attempts"]) == ("succeeded", 1)

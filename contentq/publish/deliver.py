@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from contentq.clock import now, parse
-from contentq.errors import ContentqError, FatalJobError, NotFoundError, Reschedule
+from contentq.errors import ContentqError, DatabaseUnavailableError, FatalJobError, NotFoundError, Reschedule
 from contentq.publish import deliveries
 from contentq.publish.deliver_instagram import deliver_instagram, settle_instagram
 from contentq.publish.deliver_telegram import deliver_telegram, settle_telegram
@@ -39,6 +39,8 @@ def load_run(
         return {"delivery_id": delivery_id, "skipped": post["state"]}
     try:
         route = route_of(runtime, post["route"])
+    except DatabaseUnavailableError:
+        raise
     except ContentqError as exc:
         raise fail_delivery(runtime, delivery, reporter, f"its route cannot be loaded: {exc}") from None
     return DeliveryRun(runtime, post, route, delivery, reporter, last_attempt=last_attempt)

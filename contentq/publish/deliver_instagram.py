@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contentq.clock import iso, now, parse
-from contentq.errors import ContentqError, FatalJobError, Reschedule
+from contentq.errors import ContentqError, DatabaseUnavailableError, FatalJobError, Reschedule
 from contentq.images.card import CardRenderer, card_text_for_post
 from contentq.integrations.instagram import (
     InstagramAuthFailed,
@@ -262,6 +262,8 @@ def deliver_instagram(run: DeliveryRun) -> dict[str, Any]:
         raise
     except InstagramUnavailable:
         raise
+    except DatabaseUnavailableError:
+        raise  # the machine's trouble: the job runner waits it out and runs the job again, no try spent
     except ContentqError as exc:
         raise run.fail(str(exc)) from None
 
@@ -274,6 +276,8 @@ def settle_instagram(run: DeliveryRun, reason: str) -> dict[str, Any]:
         client = instagram_client(run.runtime, run.destination.account)
         deliveries.move_delivery(run.store, run.delivery_id, "started")
         resumed = _resume(run, client, plan)
+    except DatabaseUnavailableError:
+        raise  # waited out by the job runner, then the container is looked at again
     except Exception as exc:
         run.fail(f"{reason}; Instagram could not be checked ({type(exc).__name__}: {exc})")
         return {"delivery_id": run.delivery_id, "state": "failed", "reason": reason}

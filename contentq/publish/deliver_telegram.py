@@ -15,7 +15,7 @@ from telethon import errors as tg_errors
 
 from contentq.channels import resolve_channel
 from contentq.clock import now, parse
-from contentq.errors import ContentqError, DatabaseLockedError, FatalJobError, RedisUnavailableError, Reschedule
+from contentq.errors import ContentqError, DatabaseUnavailableError, FatalJobError, RedisUnavailableError, Reschedule
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError, deliveries, ledger
 from contentq.publish.delivery_run import DeliveryRun, fail_delivery
@@ -101,11 +101,12 @@ def deliver_telegram(run: DeliveryRun) -> dict[str, Any]:
         pub.target = resolve_channel(store, gateway, pub.route.target, role="target")
         rendered = _render(pub, premium=account.premium, caption_limit=caption_limit_for(runtime.settings, account))
         pub.parts = rendered.parts
-        if not pub.outstanding():  # a fresh round, not the continuation of a stopped one
+        fresh = not pub.outstanding()  # a fresh round, not the continuation of one a crash cut short
+        if fresh:
             wait = reserve_send(runtime, pub.target_ref, account.id, len(rendered.parts), f"d{run.delivery_id}:{now()}")
             if wait > 0:
                 raise run.wait(wait, f"rate limit: next send to {pub.route.target} allowed in {wait:.1f} s")
-        checkpoint("before the first part was sent")
+            checkpoint("before the first part was sent")  # a continuation is past it already
         if not run.start():
             return {"delivery_id": run.delivery_id, "skipped": "state changed"}
         report_rendering(pub, rendered, custom_emoji=account.premium)
@@ -116,8 +117,8 @@ def deliver_telegram(run: DeliveryRun) -> dict[str, Any]:
         raise pub.fail(str(exc)) from None
     except FatalJobError:
         raise
-    except (DatabaseLockedError, RedisUnavailableError):
-        raise
+    except (DatabaseUnavailableError, RedisUnavailableError):
+        raise  # the machine's trouble: waited out by the job runner (a database) or retried (Redis)
     except ContentqError as exc:
         raise pub.fail(str(exc)) from None
     except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:
@@ -154,6 +155,8 @@ def settle_telegram(run: DeliveryRun, reason: str) -> dict[str, Any]:
         rendered = _render(pub, premium=account.premium, caption_limit=caption_limit_for(runtime.settings, account))
         pub.parts = rendered.parts
         ids = _parts_out(pub)
+    except DatabaseUnavailableError:
+        raise  # waited out by the job runner, then the channel is looked at again
     except Exception as exc:
         pub.gateway = pub.target = None
         pub.fail(f"{reason}; the channel could not be checked ({type(exc).__name__}: {exc})")

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contentq.clock import parse
-from contentq.errors import ContentqError, FatalJobError, Reschedule
+from contentq.errors import ContentqError, DatabaseUnavailableError, FatalJobError, Reschedule
 from contentq.integrations.oauth1 import OAuth1Credentials
 from contentq.integrations.x import XAuthFailed, XClient, XRateLimited, XRefused, XUnavailable
 from contentq.publish import PublishError
@@ -170,6 +170,8 @@ def deliver_x(run: DeliveryRun) -> dict[str, Any]:
         raise
     except XUnavailable:
         raise  # tried again; a tweet that may have gone out is looked for first
+    except DatabaseUnavailableError:
+        raise  # the machine's trouble: the job runner waits it out and runs the job again, no try spent
     except ContentqError as exc:
         raise run.fail(str(exc)) from None
     return run.finish(ids, _link(client, ids[0]) if ids else None)
@@ -198,6 +200,8 @@ def settle_x(run: DeliveryRun, reason: str) -> dict[str, Any]:
             out += 1
             ids.append(found)
             previous = found
+    except DatabaseUnavailableError:
+        raise  # waited out by the job runner, then the account is looked at again
     except Exception as exc:
         run.fail(f"{reason}; X could not be checked ({type(exc).__name__}: {exc})")
         return {"delivery_id": run.delivery_id, "state": "failed", "reason": reason}
