@@ -9,6 +9,10 @@ worker to its job running again (target: ≤ heartbeat TTL + 10 s).
 
     python bench/chaos.py [--posts 100] [--workers 3] [--kill-every 2] [--send-delay 1] [--heartbeat-ttl 30]
 
+With `--destinations` the route publishes each post to Telegram, X and Instagram (docs/destinations.md): fake X
+and Instagram servers whose state lives in SQLite files (tests/fake_x.py, tests/fake_instagram.py) take the posts
+over real HTTP, each request spread over --send-delay seconds, and every post must be on each of them once.
+
 With `--hold-db SECONDS` the run is a different trial: no kills, no Valkey chaos; once a third of the posts are
 out, another process holds the database (`BEGIN EXCLUSIVE`, as a careless `sqlite3` session would) for that long.
 Every post must still go out once, no job may fail or spend a try, and each worker must say so once: one WARNING
@@ -62,6 +66,24 @@ rewriter = "none"
 asap = true
 """
 
+DESTINATION_ROUTES = """
+[routes.chaos]
+destinations = ["telegram:@chaos", "x:main", "instagram:brand"]
+sources = ["@donor"]
+rewriter = "none"
+[routes.chaos.schedule]
+asap = true
+[routes.chaos.instagram]
+public_media_url = "{media}"
+[accounts.x.main]
+api_base = "{x}"
+limit = {{ burst = 100000, per_hour = 1000000 }}
+[accounts.instagram.brand]
+user_id = "17841400000000001"
+api_base = "{ig}"
+limit = {{ burst = 100000, per_hour = 1000000 }}
+"""
+
 
 @dataclass
 class Result:
@@ -86,6 +108,8 @@ class Result:
     """Jobs that used more than one try (attempts > 1)."""
     busy_lines: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per worker: (WARNINGs that the database is busy, lines that it is free again)."""
+    destinations: dict[str, dict[str, int]] = field(default_factory=dict)
+    """With --destinations: per destination, posts found there once, twice (or more), not at all."""
 
     def lines(self) -> list[str]:
         out = [
@@ -101,6 +125,8 @@ class Result:
             )
             for name, (warned, cleared) in sorted(self.busy_lines.items()):
                 out.append(f"  {name}: {warned} busy WARNING, {cleared} 'free again' line")
+        for name, counts in self.destinations.items():
+            out.append(f"  {name}: once {counts['once']}, twice {counts['twice']}, lost {counts['lost']}")
         if self.recoveries:
             out.append(
                 f"kill of a busy worker → its job running again: p50 {statistics.median(self.recoveries):.1f} s, "
@@ -114,12 +140,22 @@ class Result:
         held_ok = not self.held or (
             not (self.jobs_failed or self.jobs_retried) and all(c == (1, 1) for c in self.busy_lines.values())
         )
-        return self.once == self.posts and not (self.twice or self.lost or self.stuck) and held_ok
+        destinations_ok = all(
+            c["once"] == self.posts and not (c["twice"] or c["lost"]) for c in self.destinations.values()
+        )
+        return self.once == self.posts and not (self.twice or self.lost or self.stuck) and held_ok and destinations_ok
 
 
 class Chaos:
     def __init__(
-        self, tmp: Path, workers: int, heartbeat_ttl: int, reconcile_interval: int, seed: int, send_delay: float
+        self,
+        tmp: Path,
+        workers: int,
+        heartbeat_ttl: int,
+        reconcile_interval: int,
+        seed: int,
+        send_delay: float,
+        destinations: bool = False,
     ) -> None:
         self.tmp = tmp
         self.count = workers
@@ -128,6 +164,9 @@ class Chaos:
         self.home = tmp / "home"
         self.home.mkdir()
         (self.home / "contentq.toml").write_text(ROUTES)
+        self.platforms: dict[str, Any] = {}
+        if destinations:
+            self.start_platforms(send_delay)
         self.tg_db = tmp / "telegram.db"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTQ_")}
         self.env.update(
@@ -149,9 +188,33 @@ class Chaos:
             home=self.home, redis_url=self.server.url, publish_min_interval=0, publish_account_budget=0,
             publish_backoff_base=1.0, worker_heartbeat_ttl=heartbeat_ttl,
         )  # fmt: skip
+        if destinations:
+            from tests.destination_helpers import IG_ENV, X_ENV
+
+            self.env.update(X_ENV, **IG_ENV, CONTENTQ_INSTAGRAM_POLL_SECONDS="0.2")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.serial = 0
         self.kills: list[tuple[float, str, str]] = []  # (time, worker, job it was running)
+
+    def start_platforms(self, latency: float) -> None:
+        """Fake X and Instagram whose state lives in files (they outlive the workers), and the public media server."""
+        from tests.destination_helpers import StaticServer
+        from tests.fake_instagram import FakeInstagram
+        from tests.fake_x import FakeX
+
+        x = FakeX(self.tmp / "x.db", latency=latency)
+        ig = FakeInstagram(self.tmp / "instagram.db", quota_total=1_000_000, latency=latency)
+        media = StaticServer(self.home / "media")
+        x.start()
+        ig.start()
+        self.platforms = {"x": x, "instagram": ig, "media": media}
+        (self.home / "contentq.toml").write_text(
+            DESTINATION_ROUTES.format(media=media.url, x=x.base_url, ig=ig.base_url)
+        )
+
+    def stop_platforms(self) -> None:
+        for platform in self.platforms.values():
+            platform.stop()
 
     def start_worker(self) -> None:
         self.serial += 1
@@ -205,10 +268,11 @@ def run_chaos(
     send_delay: float = 1.0,
     tmp: Path | None = None,
     hold_db: float = 0.0,
+    destinations: bool = False,
 ) -> Result:
-    """Run the chaos and check the channel; `limit` bounds the whole run."""
+    """Run the chaos and check the channel (and, with `destinations`, X and Instagram); `limit` bounds the run."""
     with tempfile.TemporaryDirectory(dir=tmp) as folder:
-        chaos = Chaos(Path(folder), workers, heartbeat_ttl, reconcile_interval, seed, send_delay)
+        chaos = Chaos(Path(folder), workers, heartbeat_ttl, reconcile_interval, seed, send_delay, destinations)
         holder: subprocess.Popen[bytes] | None = None
         if hold_db:
             chaos.env["CONTENTQ_LOG_LEVEL"] = "INFO"  # the line that says the database is free again is INFO
@@ -275,6 +339,8 @@ def run_chaos(
                 holder.wait()
             chaos.stop()
             chaos.server.stop()
+            platforms = dict(chaos.platforms)
+            chaos.stop_platforms()
         # The checks: the channel against the posts.
         messages = visible(chaos.tg_db, "@chaos")
         counts = {text: 0 for text in html.values()}
@@ -289,6 +355,16 @@ def run_chaos(
             result.lost += n == 0 and states[post_id] in ("published", "failed")
             result.stuck += states[post_id] not in ("published", "failed")
             result.failed += states[post_id] == "failed"
+        if platforms:
+            seen = {
+                "x:main": [t["sent_text"] for t in platforms["x"].tweets() if t["reply_to"] is None],
+                "instagram:brand": [m["caption"] for m in platforms["instagram"].media()],
+            }
+            for name, texts in seen.items():
+                found = [texts.count(text) for text in html.values()]
+                result.destinations[name] = {
+                    "once": found.count(1), "twice": sum(1 for n in found if n > 1), "lost": found.count(0),
+                }  # fmt: skip
         if hold_db:
             result.jobs_failed = rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE status = 'failed'")
             result.jobs_retried = rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE attempts > 1")
@@ -322,6 +398,8 @@ def main() -> None:
     parser.add_argument("--send-delay", type=float, default=1.0, help="Seconds one send to the fake Telegram takes.")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
+    parser.add_argument("--destinations", action="store_true",
+                        help="Publish to Telegram, X and Instagram (file-backed fakes over HTTP).")  # fmt: skip
     parser.add_argument("--hold-db", type=float, default=0.0,
                         help="Instead of kills: hold the database from another process this many seconds.")  # fmt: skip
     args = parser.parse_args()
@@ -329,7 +407,7 @@ def main() -> None:
     result = run_chaos(
         args.posts, args.workers, kill_every=args.kill_every, heartbeat_ttl=args.heartbeat_ttl,
         reconcile_interval=args.reconcile_interval, limit=args.limit, seed=args.seed, send_delay=args.send_delay,
-        hold_db=args.hold_db,
+        hold_db=args.hold_db, destinations=args.destinations,
     )  # fmt: skip
     for line in result.lines():
         print(line)

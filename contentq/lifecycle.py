@@ -64,6 +64,7 @@ _REWRITE_AGAIN = ("rewriting", "rewritten", "awaiting_approval", "scheduled")
 _NOT_PUBLISHED = ("collected", *_REWRITE_AGAIN)
 _OPERATOR_CAN_MOVE = ("rewritten", "awaiting_approval", "scheduled", "failed")
 _PUBLISH_FROM = ("scheduled", "publishing", "failed")
+_ON_ITS_WAY = ("publishing", "scheduled")
 
 MOVES: dict[str, Move] = {
     m.event: m
@@ -115,6 +116,16 @@ MOVES: dict[str, Move] = {
              "the send waits: rate limit, FLOOD_WAIT, Telegram unreachable"),
         Move("published", ("publishing",), "published", "every part is in the channel"),
         Move("publish_failed", _PUBLISH_FROM, "failed", "publishing failed for good; what went out was taken back"),
+        # publish to a route's destinations (docs/destinations.md): one delivery each, the post follows them
+        Move("fanned_out", _PUBLISH_FROM, "publishing",
+             "its publish job handed each destination's delivery to a deliver job (again: the failed ones only)"),
+        Move("redelivery_started", ("scheduled", "failed"), "publishing",
+             "a deliver job started sending one of its deliveries (again, after `jobs retry` on it)"),
+        Move("delivered", ("publishing",), "published", "every delivery is out on its destination"),
+        Move("delivery_failed", _ON_ITS_WAY, "failed",
+             "every delivery has ended and one failed; what went out on the others stays and is not sent again"),
+        Move("fan_out_failed", _ON_ITS_WAY, "failed",
+             "its publish job failed before every delivery had a deliver job; retrying it hands them out"),
         # the donor deleted it
         Move("donor_deleted", _NOT_PUBLISHED, "cancelled", "the donor deleted it before it was published"),
         Move("withdrawn", ("published",), "cancelled",

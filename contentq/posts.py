@@ -18,11 +18,13 @@ from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
 from contentq.errors import ContentqError
 from contentq.lifecycle import STATES
+from contentq.publish.fanout import delivery_summary, platform_ids
 from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import in_zone, resolve_at
 from contentq.store import posts as store_posts
+from contentq.store.deliveries import deliveries_of, deliveries_of_posts
 from contentq.store.posts import get_post
 
 EDITABLE = ("rewritten", "awaiting_approval", "scheduled", "failed")
@@ -45,7 +47,21 @@ def list_posts(
     """Posts, newest first, optionally of one state and one route."""
     if state is not None and state not in STATES:
         raise ContentqError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
-    return store_posts.list_posts(runtime.store, state=state, route=route, limit=limit)
+    rows = store_posts.list_posts(runtime.store, state=state, route=route, limit=limit)
+    by_post = deliveries_of_posts(runtime.store, [r["id"] for r in rows])
+    for row in rows:
+        if by_post.get(row["id"]):
+            row["deliveries"] = delivery_summary(by_post[row["id"]])
+    return rows
+
+
+def delivery_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivery as shown by `posts show --json` and the API: its ids decoded."""
+    return {
+        "id": row["id"], "destination": row["destination"], "state": row["state"], "reason": row["state_reason"],
+        "due_at": row["due_at"], "published_at": row["published_at"], "link": row["link"],
+        "ids": platform_ids(row), "notes": row["notes"],
+    }  # fmt: skip
 
 
 @dataclass
@@ -56,11 +72,16 @@ class PostDetails:
     """The post's rows in the sends ledger, every round."""
     original: str
     """The text the rewrite was made from (for a generated post: what the LLM was asked to write about)."""
+    deliveries: list[dict[str, Any]]
+    """One per destination of a route with `destinations` (docs/destinations.md); [] otherwise."""
     history: list[dict[str, Any]]
     """Its moves, oldest first: at, from_state, state, event, actor, reason (lifecycle.history)."""
 
     def as_json(self) -> dict[str, Any]:
-        return {**post_json(self.post), "media": self.media, "sends": self.sends, "history": self.history}
+        return {
+            **post_json(self.post), "media": self.media, "sends": self.sends,
+            "deliveries": [delivery_json(d) for d in self.deliveries], "history": self.history,
+        }  # fmt: skip
 
 
 def post_details(runtime: Runtime, post_id: int) -> PostDetails:
@@ -73,7 +94,9 @@ def post_details(runtime: Runtime, post_id: int) -> PostDetails:
         route = routes_config(runtime).routes.get(post["route"])
         original = f"(written by the LLM on the topic: {route.generate.topic if route and route.generate else '?'})"
     history = lifecycle.history(runtime.store, post_id)
-    return PostDetails(post, media, sends_of(runtime.store, post_id), original, history)
+    return PostDetails(
+        post, media, sends_of(runtime.store, post_id), original, deliveries_of(runtime.store, post_id), history
+    )
 
 
 def approve(runtime: Runtime, post_id: int) -> dict[str, Any]:
@@ -107,6 +130,7 @@ def text_to_edit(runtime: Runtime, post_id: int) -> str:
     if post["state"] not in EDITABLE:
         raise ContentqError(f"post {post_id} is {post['state']}; only posts not yet published can be edited")
     pipeline.refuse_if_parts_out(runtime.store, post_id, "edited")
+    refuse_if_delivered(runtime, post_id)
     return str(post["rewrite_html"] if post["rewrite_html"] is not None else post["text_html"] or "")
 
 
@@ -123,6 +147,7 @@ def save_text(runtime: Runtime, post_id: int, html: str) -> dict[str, Any]:
         )
     store, settings = runtime.store, runtime.settings
     post = get_post(store, post_id)
+    refuse_if_delivered(runtime, post_id)
     has_media = bool(store.scalar("SELECT COUNT(*) FROM media WHERE post_id = ?", (post_id,)))
     limit = settings.text_limit
     length = visible_len_utf16(html)
@@ -152,3 +177,13 @@ def save_text(runtime: Runtime, post_id: int, html: str) -> dict[str, Any]:
     if length > limit:
         note += f" (over Telegram's {limit}: sent as {len(split_html(html, limit))} messages)"
     return {"post_id": post_id, "length": length, "note": note}
+
+
+def refuse_if_delivered(runtime: Runtime, post_id: int) -> None:
+    """A post already out on one of its destinations is not edited: its versions would no longer match."""
+    out = [d["destination"] for d in deliveries_of(runtime.store, post_id) if d["state"] in ("published", "publishing")]
+    if out:
+        raise ContentqError(
+            f"post {post_id} cannot be edited: it is out (or going out) on {', '.join(out)}. Retry its failed "
+            f"deliveries as they are (`contentq jobs list --kind deliver`), or reject it and write a new post"
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -154,9 +155,87 @@ class LLMChecks(_Strict):
         return value
 
 
+PLATFORMS = ("telegram", "x", "instagram")
+"""Where a route can publish: a Telegram channel, an X account, an Instagram (professional) account."""
+
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One place a post goes: `telegram:@channel`, `x:main`, `instagram:brand` (the account's configured name)."""
+
+    platform: str
+    account: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.account}"
+
+
+def parse_destination(value: str) -> Destination:
+    """`platform:account` as written on a route; raises ValueError saying what is wrong."""
+    platform, sep, account = value.strip().partition(":")
+    platform = platform.lower()
+    if not sep or not account.strip():
+        raise ValueError(
+            f"destination {value!r}: write platform:account, e.g. 'telegram:@my_channel', 'x:main', 'instagram:brand'"
+        )
+    if platform not in PLATFORMS:
+        raise ValueError(f"destination {value!r}: unknown platform {platform!r} (use {', '.join(PLATFORMS)})")
+    account = account.strip()
+    if platform == "telegram":
+        ref = normalize_channel_ref(account)
+        if not ref.lstrip("@"):
+            raise ValueError(f"destination {value!r}: give the channel as @username or a numeric id")
+        return Destination(platform, ref)
+    if not _ACCOUNT_NAME.match(account):
+        raise ValueError(
+            f"destination {value!r}: an account name is letters, digits and '_' (it names the .env variables "
+            f"CONTENTQ_{platform.upper()}_<NAME>_…)"
+        )
+    return Destination(platform, account.lower())
+
+
+class XOptions(_Strict):
+    """How a route's posts are adapted for X (docs/destinations.md)."""
+
+    images: Literal["spread", "first4"] = "spread"
+    """More than 4 images: spread over the thread's tweets (4 each), or the first 4 and the rest left out."""
+    numbering: bool = True
+    """A thread's tweets end with " 1/3", " 2/3" …"""
+    mentions: Literal["link", "keep"] = "link"
+    """A Telegram @channel is no X handle: written as t.me/channel (link), or left as it is (keep)."""
+
+
+class InstagramOptions(_Strict):
+    """How a route's posts are adapted for Instagram (docs/destinations.md)."""
+
+    links: Literal["bio", "drop"] = "bio"
+    """Captions have no clickable links: a link's text is kept and `link_text` added once (bio), or links go."""
+    link_text: Annotated[str, Field(max_length=200)] = "Link in bio"
+    public_media_url: str | None = None
+    """The public https base that serves CONTENTQ_HOME/media: Instagram fetches the images from there."""
+    mentions: Literal["link", "keep"] = "link"
+
+    @field_validator("public_media_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s]+", value.strip()):
+            raise ValueError("public_media_url must be an http(s) URL, e.g. https://media.example.com/contentq")
+        return value.strip().rstrip("/")
+
+
 class Route(_Strict):
     name: str = ""
-    target: str = Field(min_length=1)
+    target: str = ""
+    """The Telegram channel of a route without `destinations`; with them, the first Telegram destination's."""
+    destinations: list[str] = []
+    """Where each post goes, each as its own delivery: ["telegram:@chan", "x:main", "instagram:brand"]."""
+    x: XOptions = Field(default_factory=XOptions)
+    instagram: InstagramOptions = Field(default_factory=InstagramOptions)
     sources: list[str] = []
     rewriter: Literal["llm", "clean", "none"] = "llm"
     publisher: Literal["telegram", "outbox"] = "telegram"
@@ -223,12 +302,40 @@ class Route(_Strict):
                     raise ValueError(f"bad regex {pattern[3:]!r}: {exc}") from None
         return value
 
-    @field_validator("target", mode="after")
+    @field_validator("destinations", mode="after")
     @classmethod
-    def _target_named(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("give the target channel (@username or numeric id)")
-        return value
+    def _destinations_parse(cls, value: list[str]) -> list[str]:
+        keys = [parse_destination(d).key for d in value]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"destination {twice[0]} is listed twice")
+        return keys
+
+    @model_validator(mode="after")
+    def _target_named(self) -> Route:
+        if self.destinations:
+            if self.publisher == "outbox":
+                raise ValueError(
+                    'publisher = "outbox" is for routes without destinations; preview a destinations route '
+                    "with `contentq publish ID --dry-run`"
+                )
+            telegram = [d for d in self.destination_list if d.platform == "telegram"]
+            if not self.target.strip():
+                self.target = telegram[0].account if telegram else self.destinations[0]
+            if any(d.platform == "instagram" for d in self.destination_list) and not self.instagram.public_media_url:
+                raise ValueError(
+                    "instagram: Instagram fetches images from a public URL: set public_media_url (a https base "
+                    "that serves CONTENTQ_HOME/media) in [routes.NAME.instagram]; see docs/destinations.md"
+                )
+        elif not self.target.strip():
+            raise ValueError(
+                'target: give the target channel (@username or numeric id), or destinations = ["telegram:@chan", …]'
+            )
+        return self
+
+    @property
+    def destination_list(self) -> list[Destination]:
+        return [parse_destination(d) for d in self.destinations]
 
     @field_validator("sources", mode="after")
     @classmethod
@@ -244,9 +351,55 @@ class Route(_Strict):
         return self
 
 
+class BucketLimit(_Strict):
+    """A token bucket: `burst` sends at once at most, refilled at `per_hour` sends an hour."""
+
+    burst: Annotated[int, Field(ge=1, le=100_000)]
+    per_hour: Annotated[float, Field(gt=0, le=1_000_000)]
+
+
+X_DEFAULT_LIMIT = BucketLimit(burst=200, per_hour=100)
+"""POST /2/tweets: 200 requests per 15 min and 300 per 3 hours per user (X API v2 rate limits)."""
+
+INSTAGRAM_DEFAULT_LIMIT = BucketLimit(burst=25, per_hour=100 / 24)
+"""25 an hour at most, 100 per rolling 24 h (content_publishing_limit; the quota itself is read before publishing)."""
+
+
+class XAccount(_Strict):
+    """An X account: secrets in .env (CONTENTQ_X_<NAME>_CONSUMER_KEY …), the rest here (all optional)."""
+
+    api_base: str = "https://api.x.com"
+    limit: BucketLimit = Field(default_factory=lambda: X_DEFAULT_LIMIT)
+
+
+class InstagramAccount(_Strict):
+    """An Instagram professional account: its IG user id here, its access token in .env."""
+
+    user_id: Annotated[str, Field(pattern=r"^[0-9]{1,30}$")]
+    api_base: str = "https://graph.facebook.com/v21.0"
+    limit: BucketLimit = Field(default_factory=lambda: INSTAGRAM_DEFAULT_LIMIT)
+
+
+class Accounts(_Strict):
+    x: dict[str, XAccount] = {}
+    instagram: dict[str, InstagramAccount] = {}
+
+
 class RoutesConfig(BaseModel):
     path: Path | None = None
     routes: dict[str, Route] = {}
+    accounts: Accounts = Field(default_factory=Accounts)
+
+    def x_account(self, name: str) -> XAccount:
+        return self.accounts.x.get(name) or XAccount()
+
+    def instagram_account(self, name: str) -> InstagramAccount:
+        try:
+            return self.accounts.instagram[name]
+        except KeyError:
+            raise ConfigError(
+                f"no Instagram account {name!r}: add [accounts.instagram.{name}] with its user_id to contentq.toml"
+            ) from None
 
     def get(self, name: str) -> Route:
         try:
@@ -276,9 +429,13 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig:
     where = str(path) if path else "contentq.toml"
-    unknown = sorted(str(key) for key in data if key != "routes")
+    unknown = sorted(str(key) for key in data if key not in ("routes", "accounts"))
     if unknown:  # a misspelt [route.x] or [routs.x] would otherwise leave the routes silently empty
-        raise ConfigError(f"{where}: unknown top-level table(s) {', '.join(unknown)}; routes go in [routes.NAME]")
+        raise ConfigError(
+            f"{where}: unknown top-level table(s) {', '.join(unknown)}; routes go in [routes.NAME], "
+            "destination accounts in [accounts.x.NAME] and [accounts.instagram.NAME]"
+        )
+    accounts = _parse_accounts(where, data.get("accounts", {}))
     raw_routes = data.get("routes", {})
     if not isinstance(raw_routes, dict):
         raise ConfigError(f"{where}: [routes] must be a table of routes, e.g. [routes.news]")
@@ -295,7 +452,30 @@ def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig
             raise ConfigError(f"{where}: route {name!r}: {field}{msg}") from None
         routes[name] = route
     _refuse_shared_sources(where, routes)
-    return RoutesConfig(path=path, routes=routes)
+    _refuse_unknown_accounts(where, routes, accounts)
+    return RoutesConfig(path=path, routes=routes, accounts=accounts)
+
+
+def _parse_accounts(where: str, raw: Any) -> Accounts:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [accounts] must be a table, e.g. [accounts.x.main]")
+    try:
+        return Accounts(**raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: accounts.{_format_loc(err['loc'])}: {msg}") from None
+
+
+def _refuse_unknown_accounts(where: str, routes: dict[str, Route], accounts: Accounts) -> None:
+    """An Instagram destination needs its account's user id; found when the file is read, not at the first post."""
+    for name, route in routes.items():
+        for dest in route.destination_list:
+            if dest.platform == "instagram" and dest.account not in accounts.instagram:
+                raise ConfigError(
+                    f"{where}: route {name!r} publishes to {dest.key}: add [accounts.instagram.{dest.account}] "
+                    "with its user_id (the IG user id; its token goes in .env, see docs/destinations.md)"
+                )
 
 
 def _refuse_shared_sources(where: str, routes: dict[str, Route]) -> None:

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     flood_notify_threshold: int = Field(
         300, ge=0, le=7 * DAY, description="Flood waits longer than this notify the admin."
     )
+    destination_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds one request to X or Instagram may take (docs/destinations.md)."
+    )
+    instagram_poll_seconds: float = Field(
+        2.0, ge=0, le=600, description="Instagram: seconds between two looks at a container being processed."
+    )
     caption_limit: Annotated[int, Field(ge=1, le=4096)] = 1024
     text_limit: Annotated[int, Field(ge=1, le=4096)] = 4096
 
@@ -337,7 +343,62 @@ def load_settings(**overrides: Any) -> Settings:
             register_secret(secret.get_secret_value())
     for url in (settings.openai_base_url, settings.redis_url, settings.litestream_url):  # a URL's password too
         register_url(url)
+    _register_account_secrets(env_files)
     return settings
+
+
+# Destination accounts (docs/destinations.md): their secrets live only in the environment or .env, one variable
+# per account and field, CONTENTQ_<PLATFORM>_<ACCOUNT>_<FIELD>, e.g. CONTENTQ_X_MAIN_ACCESS_TOKEN.
+ACCOUNT_SECRETS: dict[str, tuple[str, ...]] = {
+    "x": ("consumer_key", "consumer_secret", "access_token", "access_token_secret"),
+    "instagram": ("access_token",),
+}
+_ACCOUNT_SECRET_NAME = re.compile(
+    r"^CONTENTQ_(?:X|INSTAGRAM)_[A-Z0-9_]+_(?:CONSUMER_KEY|CONSUMER_SECRET|ACCESS_TOKEN|ACCESS_TOKEN_SECRET)$"
+)
+
+
+def account_variable(platform: str, account: str, field: str) -> str:
+    return f"CONTENTQ_{platform.upper()}_{account.upper()}_{field.upper()}"
+
+
+def _env_files(home: Path) -> list[Path]:
+    """The .env files settings read, lowest precedence first (./.env wins over CONTENTQ_HOME/.env)."""
+    return [home / ".env", Path(".env")]
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    from dotenv import dotenv_values  # python-dotenv: what pydantic-settings reads .env with
+
+    try:
+        if not path.is_file():
+            return {}
+        return {k: v for k, v in dotenv_values(path, encoding="utf-8").items() if v is not None}
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def account_secret(settings: Settings, platform: str, account: str, field: str) -> str | None:
+    """A destination account's secret: the environment, else ./.env, else CONTENTQ_HOME/.env; None when unset."""
+    name = account_variable(platform, account, field)
+    value = os.environ.get(name)
+    if value is None:
+        for env_file in reversed(_env_files(settings.home)):
+            value = _dotenv(env_file).get(name)
+            if value is not None:
+                break
+    if value is not None and value.strip():
+        register_secret(value.strip())
+        return value.strip()
+    return None
+
+
+def _register_account_secrets(env_files: tuple[str, ...]) -> None:
+    """Every destination secret set anywhere is known to the redaction before anything is printed or stored."""
+    found = {k: v for k, v in os.environ.items() if _ACCOUNT_SECRET_NAME.match(k)}
+    for env_file in env_files:
+        found.update({k: v for k, v in _dotenv(Path(env_file).expanduser()).items() if _ACCOUNT_SECRET_NAME.match(k)})
+    register_secret(*(value.strip() for value in found.values()))
 
 
 def _shown(given: Any) -> str:

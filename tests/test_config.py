@@ -56,7 +56,7 @@ def test_example_files_are_valid(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('[routes.news]\nsources = ["@a"]\n', "route 'news': target: Field required"),
+        ('[routes.news]\nsources = ["@a"]\n', "route 'news': target: give the target channel"),
         ('[routes.news]\ntarget = "@t"\nsources = ["@a"]\nrewriter = "gpt"\n', "route 'news': rewriter:"),
         (
             '[routes.news]\ntarget = "@t"\nsources = ["@a"]\n[routes.news.schedule]\nslots = ["25:00"]\n',

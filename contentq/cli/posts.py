@@ -16,7 +16,7 @@ from contentq.cli.render import Col, console, details, ok, print_json, table, te
 from contentq.content.html import html_to_text, visible_len_utf16
 from contentq.errors import ContentqError
 from contentq.lifecycle import STATES
-from contentq.posts import post_json
+from contentq.posts import delivery_json, post_json
 from contentq.store.search import search_posts
 
 app = typer_app(help="Posts: list, show, approve, reject, edit; the states a post goes through.", no_args_is_help=True)
@@ -56,8 +56,11 @@ def list_(
         r["when"] = r["published_at"] or r["scheduled_at"]
     # Why a post was filtered or is a duplicate (with its similarity): shown whenever some post has one.
     reason = [Col("state_reason", "reason", fit="ellipsis")] if any(r.get("state_reason") for r in rows) else []
-    table(rows, ["id", "route", "state", "kind", Col("text", fit="ellipsis"), *reason, ("when", "when (UTC)"),
-                 Col("link", wide=True)], title="posts", empty="no posts match", wide=wide)  # fmt: skip
+    # Posts of routes with destinations: where each of its deliveries stands.
+    deliveries = [Col("deliveries", fit="wrap")] if any(r.get("deliveries") for r in rows) else []
+    table(rows, ["id", "route", "state", "kind", Col("text", fit="ellipsis"), *reason, *deliveries,
+                 ("when", "when (UTC)"), Col("link", wide=True)], title="posts", empty="no posts match",
+          wide=wide)  # fmt: skip
 
 
 @app.command()
@@ -116,6 +119,13 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
     console.print(side)
     if sends:
         table(sends, ["round", "part", "kind", "status", "message_ids", Col("error", fit="wrap")], title="sends")
+    if shown.deliveries:
+        rows = [delivery_json(d) for d in shown.deliveries]
+        for row in rows:
+            row["when"] = row["published_at"] or row["due_at"]
+            row["why"] = "; ".join(x for x in (row["reason"], row["notes"]) if x) or None
+        table(rows, ["destination", "state", ("when", "when (UTC)"), "link", Col("why", fit="wrap")],
+              title="deliveries")  # fmt: skip
     _history(shown.history)
 
 

@@ -44,6 +44,10 @@ def publish(
     if not now_:
         ok(f"post {post_id} queued for publishing (job {result['job'] or '?'}); a worker on the publish queue sends it")
         return
+    if "deliveries" in result:  # a route with destinations: each delivery has its own job
+        jobs = ", ".join(f"{d['destination']} ({d['job'] or d['state']})" for d in result["deliveries"])
+        ok(f"post {post_id} handed to its deliveries: {jobs}; a worker on the publish queue sends them")
+        return
     ok(f"post {post_id} published: {result.get('link')}")
 
 

@@ -10,6 +10,7 @@ from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, ok, print_json, table
 from contentq.integrations.breakers import status_extras
+from contentq.publish.limits import destination_limits
 from contentq.runtime import queues
 from contentq.runtime.reconcile import reconcile as reconcile_jobs
 
@@ -32,8 +33,9 @@ def status(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
     rt = runtime()
     rows = queues.queue_status(rt)
     extra = status_extras(rt)
+    limits = destination_limits(rt)
     if as_json:
-        print_json({"queues": rows, **extra})
+        print_json({"queues": rows, **extra, **({"destinations": limits} if limits else {})})
         return
     for row in rows:
         row["oldest"] = _age(row["oldest_queued_s"])
@@ -45,6 +47,9 @@ def status(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
         title="contentq queues",
         wide=wide,
     )  # fmt: skip
+    if limits:  # X and Instagram accounts: their token bucket, and the deliveries waiting for them
+        table(limits, ["destination", "tokens", "burst", ("per_hour", "per hour"), ("next_free", "next free (UTC)"),
+                       "waiting", ("next_due", "next due (UTC)")], title="destination limits", wide=wide)  # fmt: skip
     for name, value in extra.items():
         typer.echo(f"{name}: {value}")
 

@@ -216,7 +216,8 @@ def telegram_need(settings: Settings, routes: RoutesConfig | None) -> tuple[str,
     publisher "telegram", or admin notifications); WARN when routes only have sources, since `collect` needs it
     but imports and the outbox publisher do not (the demo's home, README steps 1-4); SKIP otherwise."""
     all_routes = list(routes.routes.values()) if routes else []
-    publishing = [r.name for r in all_routes if r.publisher == "telegram"]
+    publishing = [r.name for r in all_routes if r.publisher == "telegram"
+                  and (not r.destinations or any(d.platform == "telegram" for d in r.destination_list))]  # fmt: skip
     if publishing:
         return FAIL, f"route(s) {', '.join(publishing)} publish to Telegram"
     if settings.tg_admin_chat:
@@ -382,6 +383,9 @@ def run_doctor(
 
     probes += check_listeners(settings, when_none=True)
     probes.append(check_llm(settings, routes, llm_timeout))
+    from contentq.ops.destinations_check import check_destinations
+
+    probes += check_destinations(settings, routes)  # X and Instagram accounts, the public media URL
     probes.append(check_supervisor(settings, supervisor_config))
     probes.append(check_cron(read_user_crontab))
     if conn is not None:

@@ -11,7 +11,9 @@ from contentq.clock import iso, now, parse
 from contentq.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
 from contentq.errors import ContentqError, FatalJobError, NotFoundError, Reschedule
 from contentq.publish.drivers import publish_to_outbox, publish_to_telegram
-from contentq.publish.outbox import write_outbox
+from contentq.publish.fanout import fan_out
+from contentq.publish.outbox import write_outbox, write_versions
+from contentq.publish.preview_destinations import destination_versions
 from contentq.publish.publication import LogReporter, Publication, Reporter
 from contentq.publish.render import post_media, render
 from contentq.routes import Route
@@ -66,6 +68,8 @@ def publish_post(
         lifecycle.move(store, post_id, "publish_failed", reason=f"publish: {exc}")
         raise FatalJobError(str(exc)) from None
 
+    if route.destinations:  # one delivery per destination, each with its own job (publish/fanout.py)
+        return fan_out(runtime, post, route, reporter, job_id=getattr(reporter, "job_id", None))
     pub = Publication(runtime, post, route, reporter, last_attempt=last_attempt, round_no=post["publish_round"])
     if route.publisher == "outbox":
         return publish_to_outbox(pub)
@@ -79,7 +83,10 @@ def dry_run(runtime: Runtime, post_id: int) -> Path:
     settings = runtime.settings
     media = post_media(runtime.store, settings, post_id)
     rendered = render(post, media, caption_limit=settings.caption_limit, text_limit=settings.text_limit, route=route)
-    return write_outbox(settings, post, route, rendered, dry_run=True)
+    folder = write_outbox(settings, post, route, rendered, dry_run=True)
+    if route.destinations:  # each destination's version beside the Telegram preview
+        write_versions(folder, destination_versions(runtime.store, settings, post, route), media)
+    return folder
 
 
 PUBLISHABLE = lifecycle.sources_of("publish_requested")

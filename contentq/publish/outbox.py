@@ -177,3 +177,20 @@ def write_outbox(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def write_versions(folder: Path, versions: list[dict[str, Any]], media: list[dict[str, Any]]) -> None:
+    """Each destination's version (X's thread, Instagram's caption …) beside the Telegram preview:
+    `destinations.html` (with the images it names) and `destinations.json`."""
+    from contentq.publish.preview_destinations import file_names, versions_page
+
+    wanted = file_names(versions)
+    for item in media:
+        source = Path(item["file"])
+        if source.name in wanted:
+            shutil.copyfile(source, folder / source.name)
+    (folder / "destinations.json").write_text(
+        json.dumps(versions, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    page = versions_page(f"{folder.name}: each destination's version", versions, lambda name: name)
+    (folder / "destinations.html").write_text(page, encoding="utf-8")

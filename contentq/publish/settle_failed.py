@@ -16,6 +16,7 @@ from contentq.clock import parse
 from contentq.errors import ContentqError, DatabaseUnavailableError
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError, ledger
+from contentq.publish.fanout import settle_fanout
 from contentq.publish.publication import Publication, Reporter, finish, telegram_account
 from contentq.publish.render import caption_limit_for, message_link, post_media, render
 from contentq.runtime.config import route_of
@@ -44,6 +45,8 @@ def settle_publication(
         lifecycle.move(runtime.store, post_id, "publish_failed", reason=f"publish: {reason}", only_from=SETTLE_FROM)
         reporter.notify(f"publish-failed:{post_id}", f"publishing post {post_id} failed: {reason}", level="error")
         return {"post_id": post_id, "state": "failed", "reason": reason}
+    if route.destinations:  # its deliveries settle themselves; the post follows them
+        return {"post_id": post_id, "state": settle_fanout(runtime, post_id, reason, reporter)}
     pub = Publication(runtime, post, route, reporter, last_attempt=True, round_no=post["publish_round"])
     if route.publisher == "outbox":  # nothing to look at: the outbox write either happened or not
         pub.fail(reason, cancel=False)

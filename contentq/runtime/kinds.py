@@ -27,6 +27,9 @@ KINDS: dict[str, Kind] = {
         Kind("rewrite", "contentq.jobs.rewrite:run", "rewrite", "contentq.jobs.rewrite:on_failed"),
         Kind("publish", "contentq.jobs.publish:run", "publish", "contentq.jobs.publish:on_failed"),
         Kind("settle", "contentq.jobs.publish:settle", "publish", "contentq.jobs.publish:on_settle_failed"),
+        # One delivery of a post to one of its route's destinations (docs/destinations.md).
+        Kind("deliver", "contentq.jobs.deliver:run", "publish", "contentq.jobs.deliver:on_failed"),
+        Kind("settle_delivery", "contentq.jobs.deliver:settle", "publish", "contentq.jobs.deliver:on_settle_failed"),
         Kind("generate", "contentq.jobs.generate:run", "rewrite", "contentq.jobs.generate:on_failed"),
         Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen", "contentq.jobs.imagegen:on_failed"),
         Kind("donor_change", "contentq.jobs.donor_change:run", "publish"),  # contentq listen: edits, deletions

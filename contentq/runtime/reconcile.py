@@ -22,6 +22,7 @@ from contentq.runtime.execute import settle_failed_job
 from contentq.runtime.liveness import forget_dead_registrations
 from contentq.runtime.stopping import run_in_flight
 from contentq.runtime.tracking import new_generation, tries_left
+from contentq.store.deliveries import stranded_deliveries
 from contentq.store.jobs import add_event
 from contentq.store.workers import worker_state
 
@@ -178,6 +179,22 @@ def settle_stranded_posts(runtime: Runtime, *, dry_run: bool = False) -> list[di
     return actions
 
 
+def settle_stranded_deliveries(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Deliveries left `publishing` by a deliver job that ended without settling them (its process died between
+    the two): its kind's hook runs now (a settle_delivery job looks at the destination). Idempotent."""
+    actions: list[dict[str, Any]] = []
+    for row in stranded_deliveries(runtime.store):
+        if row["status"] == "cancelled" and run_in_flight(runtime, row["id"]) is not None:
+            continue
+        found = f"delivery {row['delivery_id']} is publishing, but its deliver job ended {row['status']}"
+        if not dry_run:
+            log.warning("job %s: %s; settling it now", row["id"], found)
+            settle_failed_job(runtime, row, row["error"] or f"job {row['id']} {row['status']}")
+        action = "its delivery settled"
+        actions.append({"job": row["id"], "found": found, "action": action if not dry_run else f"would be {action}"})
+    return actions
+
+
 def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]]:
     """Returns one entry per job acted on: id, what was found, what was done. RQ's registrations of dead
     workers are removed too (they would be listed for 8 minutes more)."""
@@ -226,4 +243,6 @@ def reconcile(runtime: Runtime, *, dry_run: bool = False) -> list[dict[str, Any]
                 continue
             log.warning("job %s: %s; %s", row["id"], found, action)
         actions.append({"job": row["id"], "found": found, "action": action if not dry_run else f"would be {action}"})
-    return actions + settle_stranded_posts(runtime, dry_run=dry_run)
+    return (
+        actions + settle_stranded_posts(runtime, dry_run=dry_run) + settle_stranded_deliveries(runtime, dry_run=dry_run)
+    )

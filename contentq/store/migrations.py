@@ -627,6 +627,66 @@ def _usage_errors(db: Database) -> None:
     db.execute("ALTER TABLE usage ADD COLUMN error TEXT")
 
 
+@migration(160, "deliveries: one per post and destination (X, Instagram, Telegram), their parts and history; buckets")
+def _deliveries(db: Database) -> None:
+    # A post fans out into deliveries when its route names `destinations` (docs/destinations.md). Each delivery
+    # has its own state (publish/deliveries.py declares the moves), slot, job and what the platform returned;
+    # each part (a tweet of a thread, an Instagram container or publish) is recorded before its request leaves.
+    run_script(
+        db,
+        """
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+            destination TEXT NOT NULL,      -- 'telegram:@chan', 'x:main', 'instagram:brand'
+            platform TEXT NOT NULL,
+            account TEXT NOT NULL,
+            state TEXT NOT NULL,
+            state_reason TEXT,
+            due_at TEXT,                    -- its slot: the post's, later while it waits (a limit, a quota)
+            round INTEGER NOT NULL DEFAULT 0,
+            unreachable_tries INTEGER NOT NULL DEFAULT 0,
+            platform_ids TEXT,              -- JSON list: tweet ids, the Instagram media id, Telegram message ids
+            link TEXT,
+            notes TEXT,                     -- how it was adapted (a thread, images left out, a caption cut)
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            published_at TEXT,
+            UNIQUE (post_id, destination)
+        );
+        CREATE INDEX deliveries_state ON deliveries(state, due_at);
+        CREATE TABLE delivery_parts (
+            delivery_id INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+            round INTEGER NOT NULL,
+            part INTEGER NOT NULL,
+            status TEXT NOT NULL,           -- attempting (recorded before the call), sent, failed
+            platform_id TEXT,               -- the tweet id, the container id, the published media id
+            detail TEXT,                    -- JSON: what the part needs again after a crash (container ids …)
+            attempted_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            error TEXT,
+            PRIMARY KEY (delivery_id, round, part)
+        );
+        CREATE TABLE delivery_changes (
+            id INTEGER PRIMARY KEY,
+            delivery_id INTEGER NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+            old_state TEXT,
+            new_state TEXT NOT NULL,
+            event TEXT NOT NULL,
+            actor TEXT,                     -- who moved it (contentq.actors: job:ID, cli:USER, web:SESSION)
+            reason TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX delivery_changes_delivery ON delivery_changes(delivery_id, id);
+        CREATE TABLE rate_buckets (
+            key TEXT PRIMARY KEY,           -- 'x:main', 'instagram:brand'
+            tokens REAL NOT NULL,
+            updated_at REAL NOT NULL        -- unix time of the last refill
+        )
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -13,6 +13,7 @@ from annotated_types import Ge, Le
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from contentq.lifecycle import STATES
+from contentq.publish.deliveries import STATES as DELIVERY_STATES
 from contentq.settings import QUEUES
 from contentq.store.jobs import STATUSES
 
@@ -84,6 +85,7 @@ WRITE = (*READ, 403, 413)
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 Queue = Literal[QUEUES]  # type: ignore[valid-type]
 PostState: TypeAlias = Literal[tuple(STATES)]  # type: ignore[valid-type]
+DeliveryState: TypeAlias = Literal[tuple(DELIVERY_STATES)]  # type: ignore[valid-type]
 
 
 class Job(Out):
@@ -247,6 +249,33 @@ class Post(Out):
     updated_at: str
 
 
+class Delivery(Out):
+    """A post's delivery to one destination of its route (docs/destinations.md)."""
+
+    id: int
+    destination: str = Field(description="`platform:account`.", examples=["telegram:@my_channel", "x:main"])
+    state: DeliveryState
+    reason: str | None = Field(description="Why it is in its state: what it waits for, why it failed.")
+    due_at: str | None = Field(description="Its slot: the post's, later while it waits for a limit.")
+    published_at: str | None
+    link: str | None = Field(description="The tweet, Instagram post or Telegram message (an http(s) link).")
+    ids: list[int | str] = Field(description="What the platform returned: tweet ids, the media id, message ids.")
+    notes: str | None = Field(description="How the post was adapted for it (a thread, images left out …).")
+
+
+class DestinationVersion(Out):
+    """What one destination is sent: X's tweets, Instagram's caption and images (docs/destinations.md)."""
+
+    destination: str
+    platform: Literal["telegram", "x", "instagram"]
+    notes: list[str]
+    tweets: list[dict[str, Any]] | None = Field(None, description="X: each tweet's text, weight and image files.")
+    caption: str | None = Field(None, description="Instagram: the caption.")
+    length: int | None = Field(None, description="Instagram: the caption's length in UTF-16 units.")
+    images: list[str] | None = Field(None, description="Instagram: the image files, in order.")
+    card: bool | None = Field(None, description="Instagram: an image card is made from the text (no images).")
+
+
 class PostDetail(Out):
     post: Post
     media: list[dict[str, Any]]
@@ -256,6 +285,9 @@ class PostDetail(Out):
     rewrite_length: int
     preview_html: str = Field(description="The Telegram preview (the publisher's own render), as HTML.")
     preview_notes: list[str]
+    deliveries: list[Delivery] = Field(description="One per destination of a route with `destinations`, else [].")
+    destinations: list[DestinationVersion] = Field(description="Each destination's version of the post.")
+    destinations_html: str = Field(description="The destinations' versions, as HTML.")
 
 
 class Approved(Out):
@@ -328,8 +360,21 @@ class Stats(Out):
     llm: Any
 
 
+class DestinationLimit(Out):
+    """An X or Instagram account's token bucket (docs/destinations.md): sends free now and the next free time."""
+
+    destination: str = Field(examples=["x:main"])
+    tokens: float | None = Field(description="Sends the bucket holds now (None: the account has no table).")
+    burst: int | None
+    per_hour: float | None
+    next_free: str | None = Field(description="`now`, or when the next send is free (UTC).")
+    waiting: int = Field(description="Its deliveries waiting (`scheduled`).")
+    next_due: str | None = Field(description="The earliest slot among them.")
+
+
 class Dashboard(Out):
     queues: list[QueueStatus]
     llm_breaker: dict[str, Any]
     alerts: list[dict[str, Any]]
     hours: list[dict[str, Any]]
+    destination_limits: list[DestinationLimit]

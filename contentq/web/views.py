@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -120,7 +121,15 @@ def dashboard(rt: Runtime) -> dict[str, Any]:
         "llm_breaker": llm_breaker_status(rt),
         "alerts": alerts,
         "hours": charts(rt),
+        "destination_limits": _destination_limits(rt),
     }
+
+
+def _destination_limits(rt: Runtime) -> list[dict[str, Any]]:
+    """Each X and Instagram account's token bucket and next free time (docs/destinations.md)."""
+    from contentq.publish.limits import destination_limits
+
+    return destination_limits(rt)
 
 
 def posts_page(
@@ -191,6 +200,25 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
         "rewrite_length": visible_len_utf16(post.get("rewrite_html") or ""),
         "preview_html": html,
         "preview_notes": notes,
+        **_destinations(rt, post),
+    }
+
+
+def _destinations(rt: Runtime, post: dict[str, Any]) -> dict[str, Any]:
+    """A post of a route with destinations: its deliveries, and each destination's version (docs/destinations.md)."""
+    from contentq.posts import delivery_json
+    from contentq.publish.preview_destinations import destination_versions, render_versions
+    from contentq.store.deliveries import deliveries_of
+
+    route = routes_config(rt).routes.get(post["route"])
+    versions = destination_versions(rt.store, rt.settings, post, route) if route and route.destinations else []
+    by_name = {Path(m["path"]).name: m["id"] for m in post_media_rows(rt.store, post["id"]) if m.get("path")}
+    return {
+        "deliveries": [
+            {**d, "link": safe_href(d["link"])} for d in map(delivery_json, deliveries_of(rt.store, post["id"]))
+        ],
+        "destinations": versions,
+        "destinations_html": render_versions(versions, lambda name: f"/media/{by_name.get(name, 0)}"),
     }
 
 
