@@ -80,8 +80,11 @@ def posts(rt) -> list[dict]:
 
 
 def settled(rt, count: int) -> list[dict]:
-    """Wait until `count` posts exist and the listener stored nothing more for a moment."""
+    """Wait until `count` posts exist, and each collected one has its rewrite job: the lifecycle enqueues it as the
+    move's follow-up, just after the post's insert is committed."""
     wait_for(lambda: len(posts(rt)) >= count, what=f"{count} posts")
+    wait_for(lambda: all(rewrite_jobs(rt, p["id"]) for p in posts(rt) if p["state"] == "collected"),
+             what="the rewrite job of every collected post")  # fmt: skip
     return posts(rt)
 
 
