@@ -11,16 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from telethon import errors as tg_errors
-
 from contentq.channels import resolve_channel
 from contentq.clock import now, parse
-from contentq.errors import ContentqError, DatabaseUnavailableError, FatalJobError, RedisUnavailableError, Reschedule
+from contentq.errors import DatabaseUnavailableError, FatalJobError, Reschedule
 from contentq.integrations.telegram.access import gateway_of
-from contentq.publish import PublishError, deliveries, ledger
+from contentq.publish import deliveries, ledger
 from contentq.publish.delivery_run import DeliveryRun, fail_delivery
 from contentq.publish.fanout import settle_post
-from contentq.publish.publication import Publication, is_critical, report_rendering, telegram_account
+from contentq.publish.publication import Publication, report_rendering, send_failure, telegram_account
 from contentq.publish.ratelimit import reserve_send
 from contentq.publish.render import Rendered, caption_limit_for, message_link, post_media, render
 from contentq.runtime.stopping import checkpoint
@@ -111,30 +109,11 @@ def deliver_telegram(run: DeliveryRun) -> dict[str, Any]:
             return {"delivery_id": run.delivery_id, "skipped": "state changed"}
         report_rendering(pub, rendered, custom_emoji=account.premium)
         ids = pub.send_parts(rendered.parts)
-    except Reschedule:
-        raise
-    except PublishError as exc:
-        raise pub.fail(str(exc)) from None
-    except FatalJobError:
-        raise
-    except (DatabaseUnavailableError, RedisUnavailableError):
-        raise  # the machine's trouble: waited out by the job runner (a database) or retried (Redis)
-    except ContentqError as exc:
-        raise pub.fail(str(exc)) from None
-    except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:
-        raise pub.flood_wait(exc) from None
-    except (ConnectionError, OSError) as exc:
-        raise pub.unreachable(exc) from None
-    except tg_errors.RPCError as exc:
-        if is_critical(exc):
-            raise pub.fail(f"Telegram refused the post: {type(exc).__name__}: {exc}") from None
-        if pub.last_attempt:
-            raise pub.fail(f"{type(exc).__name__}: {exc}") from None
-        raise
     except Exception as exc:
-        if pub.last_attempt:
-            raise pub.fail(f"{type(exc).__name__}: {exc}") from None
-        raise
+        failure = send_failure(pub, exc)
+        if failure is None:
+            raise
+        raise failure from None
     assert pub.target is not None
     if pub.rendered is not None:
         run.notes.extend(pub.rendered.notes)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from telethon import errors as tg_errors
-
 from contentq.channels import resolve_channel
 from contentq.clock import now
-from contentq.errors import ContentqError, DatabaseUnavailableError, FatalJobError, RedisUnavailableError, Reschedule
+from contentq.errors import Reschedule
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError
 from contentq.publish.outbox import write_outbox
-from contentq.publish.publication import Publication, finish, is_critical, report_rendering, start, telegram_account
+from contentq.publish.publication import Publication, finish, report_rendering, send_failure, start, telegram_account
 from contentq.publish.ratelimit import reserve_send
 from contentq.publish.render import caption_limit_for, message_link, post_media, render
 from contentq.runtime.stopping import checkpoint
@@ -72,30 +70,11 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
             return {"post_id": pub.post_id, "skipped": "state changed"}
         report_rendering(pub, rendered, custom_emoji=account.premium)
         ids = pub.send_parts(rendered.parts)
-    except Reschedule:
-        raise
-    except PublishError as exc:
-        raise pub.fail(str(exc)) from None
-    except FatalJobError:
-        raise  # already recorded by pub.fail (a cancelled batch, a refused part)
-    except (DatabaseUnavailableError, RedisUnavailableError):
-        raise  # the machine's trouble: waited out by the job runner (a database) or retried (Redis)
-    except ContentqError as exc:  # no Telegram session, an invalid one …: retrying cannot help
-        raise pub.fail(str(exc)) from None
-    except (tg_errors.FloodWaitError, tg_errors.FloodError) as exc:
-        raise pub.flood_wait(exc) from None
-    except (ConnectionError, OSError) as exc:
-        raise pub.unreachable(exc) from None
-    except tg_errors.RPCError as exc:
-        if is_critical(exc):
-            raise pub.fail(f"Telegram refused the post: {type(exc).__name__}: {exc}") from None
-        if pub.last_attempt:
-            raise pub.fail(f"{type(exc).__name__}: {exc}") from None
-        raise
     except Exception as exc:
-        if pub.last_attempt:
-            raise pub.fail(f"{type(exc).__name__}: {exc}") from None
-        raise
+        failure = send_failure(pub, exc)
+        if failure is None:
+            raise
+        raise failure from None
     assert pub.target is not None
     link = message_link(pub.target, ids[0]) if ids else None
     return finish(pub, ids, link)

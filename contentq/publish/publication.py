@@ -18,7 +18,13 @@ from telethon import errors as tg_errors
 from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.content.refs import normalize_channel_ref
-from contentq.errors import FatalJobError, Reschedule
+from contentq.errors import (
+    ContentqError,
+    DatabaseUnavailableError,
+    FatalJobError,
+    RedisUnavailableError,
+    Reschedule,
+)
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
@@ -26,7 +32,7 @@ from contentq.integrations.telegram.gateway import (
     ResolvedChannel,
     TelegramGateway,
 )
-from contentq.publish import ledger
+from contentq.publish import PublishError, ledger
 from contentq.publish.render import Rendered
 from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, scan_since, settle_candidates
 from contentq.routes import Route
@@ -378,6 +384,25 @@ def is_critical(exc: BaseException) -> bool:
             tg_errors.AuthKeyError,
         ),
     )
+
+
+def send_failure(pub: Publication, exc: Exception) -> Exception | None:
+    """What a Telegram publication raises for an error of its send (the publish job's and a Telegram delivery's
+    one mapping): the post failed, a flood wait, Telegram unreachable; None to let the error itself through (a
+    wait of any kind, an error pub.fail recorded already, the machine's trouble, a try that may still succeed)."""
+    if isinstance(exc, PublishError):
+        return pub.fail(str(exc))
+    if isinstance(exc, Reschedule | FatalJobError | DatabaseUnavailableError | RedisUnavailableError):
+        return None  # waited out or retried by the job runner; a fatal one is recorded by pub.fail already
+    if isinstance(exc, ContentqError):  # no Telegram session, an invalid one …: retrying cannot help
+        return pub.fail(str(exc))
+    if isinstance(exc, tg_errors.FloodWaitError | tg_errors.FloodError):
+        return pub.flood_wait(exc)
+    if isinstance(exc, ConnectionError | OSError):
+        return pub.unreachable(exc)
+    if isinstance(exc, tg_errors.RPCError) and is_critical(exc):
+        return pub.fail(f"Telegram refused the post: {type(exc).__name__}: {exc}")
+    return pub.fail(f"{type(exc).__name__}: {exc}") if pub.last_attempt else None
 
 
 def start(pub: Publication) -> bool:
