@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 from contentq.clock import iso
 from contentq.content.refs import normalize_channel_ref
 from contentq.integrations.telegram.gateway import ResolvedChannel, TelegramGateway
+from contentq.integrations.telegram.profiles import MAIN_ACCOUNT
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.store import Store
+from contentq.store.tg_accounts import account_channel, save_account_channel
 
 if TYPE_CHECKING:  # contentq.ingest pulls in dedup (numpy): not for every CLI start
     from contentq.ingest import Counts
@@ -24,16 +26,12 @@ def ensure_channel(conn: sqlite3.Connection, ref: str, role: str = "source") -> 
     conn.execute("INSERT OR IGNORE INTO channels (ref, role, updated_at) VALUES (?, ?, ?)", (ref, role, iso()))
 
 
-def cached_channel(store: Store, ref: str) -> ResolvedChannel | None:
-    """The resolved channel from the cache, or None when it was never resolved."""
-    row = get_channel(store, ref)
-    if row is None or row["tg_id"] is None:
+def cached_channel(store: Store, ref: str, account: str = MAIN_ACCOUNT) -> ResolvedChannel | None:
+    """The channel as `account` resolved it (an access hash is valid for that account only), or None."""
+    ref = normalize_channel_ref(ref)
+    row = account_channel(store, account, ref)
+    if row is None:
         return None
-    return _from_row(row)
-
-
-def _from_row(row: dict[str, Any]) -> ResolvedChannel:
-    ref = row["ref"]
     return ResolvedChannel(
         ref=ref,
         id=row["tg_id"],
@@ -44,11 +42,12 @@ def _from_row(row: dict[str, Any]) -> ResolvedChannel:
 
 
 def resolve_channel(
-    store: Store, gateway: TelegramGateway, ref: str, *, role: str = "source", refresh: bool = False
-) -> ResolvedChannel:
-    """The channel's id and access hash: from the cache, or resolved once through Telegram and cached."""
+    store: Store, gateway: TelegramGateway, ref: str, *, role: str = "source", refresh: bool = False,
+    account: str = MAIN_ACCOUNT,
+) -> ResolvedChannel:  # fmt: skip
+    """The channel's id and `account`'s access hash: from the cache, or resolved once through Telegram and cached."""
     ref = normalize_channel_ref(ref)
-    if not refresh and (cached := cached_channel(store, ref)) is not None:
+    if not refresh and (cached := cached_channel(store, ref, account)) is not None:
         return cached
     channel = gateway.resolve(ref)
     stamp = iso()
@@ -58,6 +57,7 @@ def resolve_channel(
             "UPDATE channels SET tg_id = ?, access_hash = ?, title = ?, resolved_at = ?, updated_at = ? WHERE ref = ?",
             (channel.id, channel.access_hash, channel.title, stamp, stamp, ref),
         )
+        save_account_channel(conn, account, ref, channel.id, channel.access_hash, channel.title)
     return ResolvedChannel(ref, channel.id, channel.access_hash, channel.title, channel.username)
 
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, Protocol
 import tenacity
 from telethon import errors
 
-from contentq import pipeline
+from contentq import accounts, pipeline
 from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
 from contentq.content.media_types import clean_media_type
@@ -35,7 +35,8 @@ from contentq.ingest import (
     plural,
 )
 from contentq.integrations.telegram.access import gateway_of
-from contentq.integrations.telegram.gateway import FetchedMessage, ResolvedChannel, TelegramGateway
+from contentq.integrations.telegram.gateway import FetchedMessage, NotLoggedInError, ResolvedChannel, TelegramGateway
+from contentq.integrations.telegram.profiles import MAIN_ACCOUNT
 from contentq.media import store_bytes
 from contentq.redact import redact
 from contentq.routes import Route, load_routes
@@ -141,18 +142,37 @@ def route_for_source(runtime: Runtime, ref: str) -> Route:
 
 
 def collect_source(ctx: CollectContext, source: str, *, progress: Progress | None = None) -> CollectReport:
-    """Collect new posts of one donor channel; raises Reschedule on a long flood wait."""
+    """Collect new posts of one donor channel with the account that reads it, or, while that one is logged out,
+    banned or cannot read the donor, with the route's fallback accounts in order; raises Reschedule on a long
+    flood wait, and while no account can read it (the route's collection waits, the reason on the job)."""
     runtime = ctx.runtime
     ref = normalize_channel_ref(source)
     counts = Counts()
+    account = ""
     try:
         route = route_for_source(runtime, ref)
-        gateway = gateway_of(runtime)
-        check_session(ctx, gateway, ref, counts)
-        channel = _resolve(ctx, gateway, ref)
-        report = _collect(ctx, gateway, route, channel, counts, progress)
+        candidates = accounts.readers_of(runtime.store, route, ref)
+        refused: list[str] = []
+        for account in candidates:
+            reason = accounts.pause_reason(runtime, account)
+            if reason is None and (left := accounts.flood_left(runtime, account, "read")) > 0:
+                reason = f"account {account!r} waits out a FLOOD_WAIT for {left:.0f} s more"
+            if reason is not None:
+                refused.append(reason)
+                continue
+            try:
+                report = _collect_with(ctx, account, route, ref, counts, progress, last=account == candidates[-1])
+            except _TryAnother as other:
+                refused.append(other.reason)
+                ctx.log("fallback", f"{other.reason}; trying the next account", level="warning")
+                continue
+            break
+        else:
+            raise accounts.paused(runtime, candidates[0], f"no account can read {ref} now: {'; '.join(refused)}")
     except (errors.FloodWaitError, errors.FloodPremiumWaitError) as exc:
         counts.flood_waits += 1
+        if account:
+            accounts.report_flood(runtime, account, exc.seconds, "read")
         reschedule_after_flood_wait(ctx, ref, int(exc.seconds), counts)
     except Exception as exc:
         mark_run(runtime.store, ref, error=redact(f"{type(exc).__name__}: {exc}")[:500])
@@ -163,9 +183,39 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
     return report
 
 
-def check_session(ctx: CollectContext, gateway: TelegramGateway, ref: str, counts: Counts) -> None:
+class _TryAnother(Exception):  # noqa: N818 - an outcome of one account's try, not an error
+    """This account cannot collect the source now (logged out, banned, cannot read it): the next one may."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _collect_with(ctx: CollectContext, account: str, route: Route, ref: str, counts: Counts,
+                  progress: Progress | None, *, last: bool) -> CollectReport:  # fmt: skip
+    runtime = ctx.runtime
+    gateway = gateway_of(runtime, account)
+    try:
+        check_session(ctx, gateway, ref, counts, account=account)
+        channel = _resolve(ctx, gateway, ref, account, fallback=not last)
+        report = _collect(ctx, gateway, route, channel, counts, progress)
+    except Exception as exc:
+        problem = accounts.classify(exc)
+        if problem is None:
+            raise
+        raise _TryAnother(accounts.report_problem(runtime, account, problem)) from None
+    if account != route.reader_named(ref) and account in route.fallback_accounts:
+        ctx.log("fallback", f"collected {ref} with fallback account {account!r}")
+    accounts.report_ok(runtime, account)
+    return report
+
+
+def check_session(
+    ctx: CollectContext, gateway: TelegramGateway, ref: str, counts: Counts, *, account: str = MAIN_ACCOUNT
+) -> None:
     """Connected and authorized; on a network error reconnects up to MAX_RECONNECTS times (tenacity), then
-    fails and tells the admin. A session that is not authorized fails at once."""
+    fails and tells the admin. A session that is not authorized (or an account banned) raises that error as it
+    is, for the caller to report against the account (`accounts.classify`)."""
 
     def log_reconnect(state: tenacity.RetryCallState) -> None:
         counts.reconnects += 1
@@ -188,27 +238,19 @@ def check_session(ctx: CollectContext, gateway: TelegramGateway, ref: str, count
                 if attempt.retry_state.attempt_number > 1:
                     gateway.reconnect()
                 gateway.ensure_ready()
-    except (errors.UnauthorizedError, errors.AuthKeyError) as exc:
-        _unauthorized(ctx, ref, exc)
-    except ContentqError as exc:  # no session, no API credentials: the operator must act
+    except (errors.UnauthorizedError, errors.AuthKeyError, NotLoggedInError):
+        raise  # the account's own trouble: the caller reports it and may try another account
+    except ContentqError as exc:  # no API credentials: the operator must act
         ctx.notify("telegram-session", f"collect from {ref} failed: {exc}", level="error")
         raise CollectFailed(str(exc)) from None
     except OSError as exc:
+        accounts.report_unreachable(ctx.runtime, account, exc)
         message = (
-            f"collect from {ref} failed: the Telegram session is down after {MAX_RECONNECTS} reconnects ({exc}); "
-            "check the network, then `contentq login --status`"
+            f"collect from {ref} failed: Telegram account {account!r} is unreachable after {MAX_RECONNECTS} "
+            f"reconnects ({exc}); check the network and its proxy, then `contentq accounts list --check`"
         )
         ctx.notify("telegram-session", message, level="error")
         raise CollectFailed(message) from None
-
-
-def _unauthorized(ctx: CollectContext, ref: str, exc: BaseException) -> NoReturn:
-    message = (
-        f"collect from {ref} failed: the Telegram session is not authorized ({type(exc).__name__}); "
-        "run `contentq login`"
-    )
-    ctx.notify("telegram-session", message, level="error")
-    raise CollectFailed(message)
 
 
 _UNREADABLE = (
@@ -219,14 +261,17 @@ _UNREADABLE = (
 )
 
 
-def _resolve(ctx: CollectContext, gateway: TelegramGateway, ref: str) -> ResolvedChannel:
+def _resolve(ctx: CollectContext, gateway: TelegramGateway, ref: str, account: str = MAIN_ACCOUNT, *,
+             fallback: bool = False) -> ResolvedChannel:  # fmt: skip
     try:
-        return resolve_channel(ctx.runtime.store, gateway, ref)
+        return resolve_channel(ctx.runtime.store, gateway, ref, account=account)
     except _UNREADABLE as exc:
         message = (
-            f"cannot read {ref} ({type(exc).__name__}): check the name in contentq.toml, "
-            "or join the channel with the logged-in account"
+            f"cannot read {ref} ({type(exc).__name__}) with account {account!r}: check the name in contentq.toml, "
+            "or join the channel with that account"
         )
+        if fallback:  # another account of the route may read it
+            raise _TryAnother(message) from None
         ctx.notify(f"collect-source:{ref}", message, level="error")
         raise CollectFailed(message) from None
 

@@ -26,6 +26,7 @@ from typing import Any
 from telethon import errors as tg_errors
 
 from contentq import lifecycle, pipeline
+from contentq.accounts import poster_of
 from contentq.clock import iso, now, parse
 from contentq.collect import CollectContext, _candidate
 from contentq.errors import Reschedule
@@ -215,11 +216,13 @@ def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: flo
             return _skip(ctx, edit_id, f"the rewriter skipped the edited text: {result.skip_reason}")
         html = result.html
         _set_edit(ctx, edit_id, "rewritten", html=html)
-    gateway = gateway_of(ctx.runtime)
     from contentq.channels import resolve_channel
 
+    target_ref = post["target"] or route.target
+    account = poster_of(ctx.store, route, target_ref)  # the account that posted it may edit it
+    gateway = gateway_of(ctx.runtime, account)
     gateway.ensure_ready()
-    target = resolve_channel(ctx.store, gateway, post["target"] or route.target, role="target")
+    target = resolve_channel(ctx.store, gateway, target_ref, role="target", account=account)
     media = post_media(ctx.store, ctx.settings, post_id)
     rendered = render({**post, "rewrite_html": html}, media, route=route, text_limit=ctx.settings.text_limit,
                       caption_limit=caption_limit_for(ctx.settings, gateway.account()))  # fmt: skip
@@ -265,9 +268,11 @@ def delete_published(ctx: JobContext, post_id: int) -> dict[str, Any]:
         "SELECT message_ids FROM sends WHERE post_id = ? AND status = 'sent'", (post_id,)
     ) for i in json.loads(s["message_ids"] or "[]")]  # fmt: skip
     if route.publisher == "telegram" and ids:
-        gateway = gateway_of(ctx.runtime)
+        target_ref = post["target"] or route.target
+        account = poster_of(ctx.store, route, target_ref)
+        gateway = gateway_of(ctx.runtime, account)
         gateway.ensure_ready()
-        target = resolve_channel(ctx.store, gateway, post["target"] or route.target, role="target")
+        target = resolve_channel(ctx.store, gateway, target_ref, role="target", account=account)
         gateway.delete_messages(target, ids)
         ctx.store.execute("UPDATE sends SET status = 'deleted', updated_at = ? WHERE post_id = ? AND status = 'sent'",
                           (iso(), post_id))  # fmt: skip

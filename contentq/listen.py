@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from contentq import actors
+from contentq import accounts, actors
 from contentq.channels import resolve_channel
 from contentq.clock import iso, now
 from contentq.collect import (
@@ -44,8 +44,9 @@ from contentq.content.refs import normalize_channel_ref
 from contentq.donor_changes import Change, apply_delete, apply_edit
 from contentq.errors import ContentqError, Reschedule
 from contentq.ingest import Counts, Ingestor, Outcome, dedup_index
-from contentq.integrations.telegram.access import gateway_of
+from contentq.integrations.telegram.access import gateway_of, load_profile
 from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
+from contentq.integrations.telegram.profiles import MAIN_ACCOUNT
 from contentq.redact import redact
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
@@ -119,10 +120,16 @@ Stored = Callable[[str, list[FetchedMessage], Outcome | None, float], None]
 """Called after each group is stored: (source, messages, outcome, received_at); benches measure with it."""
 
 
+class AccountDown(CollectFailed):
+    """The listener's account is logged out or banned: reported (the admin told once); the listener waits."""
+
+
 class Listener:
     def __init__(self, runtime: Runtime, sources: list[str], *, name: str = "listen", tick: float = TICK_S,
-                 on_stored: Stored | None = None, hold_retry: float = HOLD_RETRY_S) -> None:  # fmt: skip
+                 on_stored: Stored | None = None, hold_retry: float = HOLD_RETRY_S,
+                 account: str | None = None) -> None:  # fmt: skip
         self.runtime = runtime
+        self.account = account or accounts.default_account(runtime.store)
         # A long-running process, like a worker: it waits out a busy database or a full disk for as long as it
         # takes (one WARNING), rather than giving up after the CLI's CONTENTQ_DB_WAIT_SECONDS and exiting.
         runtime.store.wait.limit = None
@@ -152,15 +159,22 @@ class Listener:
             return self._run()
 
     def _run(self) -> Counts:
-        store, gateway = self.runtime.store, gateway_of(self.runtime)
+        store, gateway = self.runtime.store, gateway_of(self.runtime, self.account)
         start_listener(store, self.name, self.refs)
         try:
-            check_session(self.ctx, gateway, ", ".join(self.refs), self.counts)
-            self._resolve_sources()
-            for update in gateway.listen([s.channel for s in self.sources.values()], tick=self.tick):
-                self.handle(update)
-                if self._stopping:
-                    break
+            try:
+                check_session(self.ctx, gateway, ", ".join(self.refs), self.counts, account=self.account)
+                accounts.report_ok(self.runtime, self.account)
+                self._resolve_sources()
+                for update in gateway.listen([s.channel for s in self.sources.values()], tick=self.tick):
+                    self.handle(update)
+                    if self._stopping:
+                        break
+            except Exception as exc:
+                problem = accounts.classify(exc)
+                if problem is None:
+                    raise
+                raise AccountDown(accounts.report_problem(self.runtime, self.account, problem)) from None
             self.flush(force=True)
         finally:
             beat(store, self.name, state="stopped")
@@ -171,7 +185,8 @@ class Listener:
         dedup.refresh(self.runtime.store.conn)  # the first load is long: before taking updates
         for ref in self.refs:
             route = route_for_source(self.runtime, ref)
-            channel = resolve_channel(self.runtime.store, gateway_of(self.runtime), ref)
+            channel = resolve_channel(self.runtime.store, gateway_of(self.runtime, self.account), ref,
+                                      account=self.account)  # fmt: skip
             ingestor = Ingestor(route, dedup)
             ingestor.use_footer(ref, load_footer(self.runtime.store.conn, ref))
             self.sources[channel.id] = Source(channel, route, ingestor)
@@ -250,8 +265,9 @@ class Listener:
         ids = [m.id for m in group]
         move = self._cursor_may_move(source, ids)
         try:
-            outcome, _ = store_group(self.ctx, source.ingestor, gateway_of(self.runtime), source.channel, group,
-                                     self.counts, move_cursor=move)  # fmt: skip
+            gateway = gateway_of(self.runtime, self.account)
+            outcome, _ = store_group(self.ctx, source.ingestor, gateway, source.channel, group, self.counts,
+                                     move_cursor=move)  # fmt: skip
         except (ConnectionError, OSError) as exc:
             # A media download failed: the cursor stays before these messages (and before every later one
             # until they are stored), so the listener's retry, a catch-up or cron collect fetches them.
@@ -356,6 +372,8 @@ class Listener:
 
     def _heartbeat(self) -> None:
         settings = self.runtime.settings
+        if self.connected:
+            accounts.report_ok(self.runtime, self.account)  # at most once a minute
         if self.disconnected_since is not None and not self.alerted:
             down = time.monotonic() - self.disconnected_since
             if down >= settings.listen_alert_after:
@@ -397,16 +415,16 @@ RETRY_MAX_S = 300.0
 """The longest wait between two starts; a login (the session file or .env changing) is noticed within a second."""
 
 
-def login_problem(settings: Settings) -> str | None:
+def login_problem(settings: Settings, session_path: Path | None = None, *, env_session: bool = True) -> str | None:
     """What keeps a listener from logging in that only the operator can fix, seen without asking Telegram; None
     when API keys and a session are there (a stand-in gateway needs neither)."""
     if settings.tg_gateway:
         return None
     if settings.tg_api_id is None or settings.tg_api_hash is None:
         return "CONTENTQ_TG_API_ID / CONTENTQ_TG_API_HASH are not set"
-    if settings.tg_session is not None and settings.tg_session.get_secret_value().strip():
+    if env_session and settings.tg_session is not None and settings.tg_session.get_secret_value().strip():
         return None
-    path = settings.session_path
+    path = session_path or settings.session_path
     try:
         if path.stat().st_size > 0:
             return None
@@ -415,10 +433,10 @@ def login_problem(settings: Settings) -> str | None:
     return f"no Telegram session ({path} is missing)"
 
 
-def _fingerprint(settings: Settings) -> tuple[float, ...]:
+def _fingerprint(settings: Settings, session_path: Path | None = None) -> tuple[float, ...]:
     """Modification times of what a login changes: the session file and the .env files."""
     stamps = []
-    for path in (settings.session_path, settings.home / ".env", Path(".env")):
+    for path in (session_path or settings.session_path, settings.home / ".env", Path(".env")):
         try:
             stamps.append(path.stat().st_mtime)
         except OSError:
@@ -441,7 +459,9 @@ class ListenService:
         first_wait: float = RETRY_FIRST_S,
         max_wait: float = RETRY_MAX_S,
         make_runtime: Callable[[Settings], Runtime] = Runtime,
+        account: str | None = None,
     ) -> None:
+        self.account = account
         self.load_settings = load_settings
         self.sources = sources
         self.name = name
@@ -464,7 +484,8 @@ class ListenService:
         while not self._stop.is_set():
             runtime = self.make_runtime(self.load_settings())
             try:
-                problem = login_problem(runtime.settings)
+                session = self._session_path(runtime)
+                problem = login_problem(runtime.settings, session, env_session=session == runtime.settings.session_path)
                 state = "not_logged_in"
                 if problem is None:
                     state, problem = self._listen(runtime)
@@ -481,11 +502,13 @@ class ListenService:
     def _listen(self, runtime: Runtime) -> tuple[str, str | None]:
         """Run a listener until stopped: (state, None); or until it fails: the state to show and why."""
         try:
-            listener = Listener(runtime, self.sources(runtime), name=self.name)
+            listener = Listener(runtime, self.sources(runtime), name=self.name, account=self.account)
             self._listener = listener
             if self._stop.is_set():
                 return "stopped", None
             counts = listener.run()
+        except AccountDown as exc:  # logged out or banned: reported against the account, the admin told once
+            return "not_logged_in", redact(str(exc))
         except CollectFailed as exc:  # the session check: not authorized, or Telegram unreachable
             reason = redact(str(exc))
             return ("not_logged_in" if "not authorized" in reason else "waiting"), reason
@@ -497,18 +520,29 @@ class ListenService:
             return "stopped", None
         return "waiting", "the live updates ended"
 
+    def _session_path(self, runtime: Runtime) -> Path:
+        """The session file of the listener's account (a login writes it: the wait ends then)."""
+        try:
+            account = self.account or accounts.default_account(runtime.store)
+            return load_profile(runtime.store, runtime.settings, account).session_path
+        except ContentqError:
+            return runtime.settings.session_path
+
     def _wait(self, runtime: Runtime, state: str, problem: str, since: str, delay: float) -> None:
         store, settings = runtime.store, runtime.settings
-        fix = "run `contentq login`" if state == "not_logged_in" else "see this log"
+        login = "contentq login" if not self.account or self.account == MAIN_ACCOUNT else (
+            f"contentq accounts login {self.account}")  # fmt: skip
+        fix = f"run `{login}`" if state == "not_logged_in" else "see this log"
         log.warning("listener %s not listening: %s; %s; trying again in %g s (or at once after a login)",
                     self.name, problem, fix, delay)  # fmt: skip
         start_listener(store, self.name, [])
         beat(store, self.name, state=state, disconnect_reason=problem[:300], disconnected_since=since)
-        seen = _fingerprint(settings)
+        session = self._session_path(runtime)
+        seen = _fingerprint(settings, session)
         deadline = time.monotonic() + delay
         last_beat = time.monotonic()
         while not self._stop.wait(1.0) and time.monotonic() < deadline:
-            if _fingerprint(settings) != seen:
+            if _fingerprint(settings, session) != seen:
                 return  # a login (or an edit of .env): try now
             if time.monotonic() - last_beat >= settings.listen_heartbeat:
                 last_beat = time.monotonic()

@@ -160,6 +160,18 @@ PLATFORMS = ("telegram", "x", "instagram")
 
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 
+TELEGRAM_ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+"""A Telegram account's name (`contentq accounts add NAME`): what routes name in account, read_account …"""
+
+
+def _check_telegram_account(value: str) -> str:
+    if value and not TELEGRAM_ACCOUNT_NAME.match(value):
+        raise ValueError(
+            f"account {value!r}: a Telegram account name is lower-case letters, digits, '-' or '_' "
+            "(see `contentq accounts list`)"
+        )
+    return value
+
 
 @dataclass(frozen=True)
 class Destination:
@@ -268,6 +280,66 @@ class Route(_Strict):
     on_donor_delete: Literal["cancel", "delete_published"] = "cancel"
     """A donor deletion seen by `contentq listen`: cancel the post if not yet published (cancel), and also
     delete our published message (delete_published)."""
+    account: str = ""
+    """The Telegram account that reads the sources and posts to the Telegram target(s) (docs/accounts.md);
+    empty: the only account there is (with several: `main`)."""
+    read_account: str = ""
+    """The account that reads the sources, when it is not `account`."""
+    post_account: str = ""
+    """The account that posts to the Telegram target(s), when it is not `account`."""
+    source_accounts: dict[str, str] = {}
+    """One source read by another account: {"@donor" = "reader2"}."""
+    target_accounts: dict[str, str] = {}
+    """One Telegram target posted to by another account: {"@my_channel" = "poster2"}."""
+    fallback_accounts: list[str] = []
+    """Accounts that collect a source, in this order, while its reader is logged out, banned or cannot read it."""
+
+    @field_validator("account", "read_account", "post_account")
+    @classmethod
+    def _account_name(cls, value: str) -> str:
+        return _check_telegram_account(value.strip())
+
+    @field_validator("fallback_accounts")
+    @classmethod
+    def _fallback_names(cls, value: list[str]) -> list[str]:
+        return [_check_telegram_account(v.strip()) for v in value if v.strip()]
+
+    @field_validator("source_accounts", "target_accounts")
+    @classmethod
+    def _per_channel_accounts(cls, value: dict[str, str]) -> dict[str, str]:
+        return {normalize_channel_ref(ref): _check_telegram_account(name.strip()) for ref, name in value.items()}
+
+    @model_validator(mode="after")
+    def _accounts_name_channels(self) -> Route:
+        sources = {normalize_channel_ref(s) for s in self.sources}
+        stray = sorted(set(self.source_accounts) - sources)
+        if stray:
+            raise ValueError(f"source_accounts: {stray[0]} is not one of the route's sources")
+        targets = set(self.telegram_targets())
+        stray = sorted(set(self.target_accounts) - targets)
+        if stray:
+            raise ValueError(f"target_accounts: {stray[0]} is not one of the route's Telegram targets")
+        return self
+
+    def telegram_targets(self) -> list[str]:
+        """The Telegram channels this route posts to: its destinations' or its target."""
+        if self.destinations:
+            return [d.account for d in self.destination_list if d.platform == "telegram"]
+        return [normalize_channel_ref(self.target)] if self.target.strip() else []
+
+    def reader_named(self, source: str) -> str | None:
+        """The account named to read `source`; None: the default account."""
+        return self.source_accounts.get(normalize_channel_ref(source)) or self.read_account or self.account or None
+
+    def poster_named(self, target: str) -> str | None:
+        """The account named to post to `target`; None: the default account."""
+        return self.target_accounts.get(normalize_channel_ref(target)) or self.post_account or self.account or None
+
+    def accounts_named(self) -> set[str]:
+        """Every Telegram account this route names (empty names: the default account)."""
+        names = {self.account, self.read_account, self.post_account, *self.source_accounts.values(),
+                 *self.target_accounts.values(), *self.fallback_accounts}  # fmt: skip
+        return {n for n in names if n}
 
     @field_validator("llm_patience")
     @classmethod

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     tg_timeout: Annotated[int, Field(ge=1, le=3600)] = 60
     tg_flood_sleep_threshold: Annotated[int, Field(ge=0, le=DAY)] = 60
     tg_admin_chat: str | None = Field(None, description="Chat (id or @username) that receives admin alerts.")
+    tg_account_recheck: int = Field(
+        300, ge=1, le=DAY, description="Seconds between two looks of a job waiting for a logged-out or banned account."
+    )
     collect_backfill: int = Field(
         50, ge=0, le=100_000, description="Messages taken from a source on its first collect."
     )

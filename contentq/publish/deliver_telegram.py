@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from contentq.accounts import poster_of, report_ok, send_budget
 from contentq.channels import resolve_channel
 from contentq.clock import now, parse
 from contentq.errors import DatabaseUnavailableError, FatalJobError, Reschedule
@@ -18,7 +19,7 @@ from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import deliveries, ledger
 from contentq.publish.delivery_run import DeliveryRun, fail_delivery
 from contentq.publish.fanout import settle_post
-from contentq.publish.publication import Publication, report_rendering, send_failure, telegram_account
+from contentq.publish.publication import Publication, report_rendering, send_failure, telegram_account, use_account
 from contentq.publish.ratelimit import reserve_send
 from contentq.publish.render import Rendered, caption_limit_for, message_link, post_media, render
 from contentq.runtime.stopping import checkpoint
@@ -93,15 +94,17 @@ def deliver_telegram(run: DeliveryRun) -> dict[str, Any]:
     runtime, store = run.runtime, run.store
     pub = _publication(run)
     try:
-        pub.gateway = gateway = gateway_of(runtime)
+        gateway = use_account(pub, pub.route.target)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
-        pub.target = resolve_channel(store, gateway, pub.route.target, role="target")
+        report_ok(runtime, pub.account, account)
+        pub.target = resolve_channel(store, gateway, pub.route.target, role="target", account=pub.account)
         rendered = _render(pub, premium=account.premium, caption_limit=caption_limit_for(runtime.settings, account))
         pub.parts = rendered.parts
         fresh = not pub.outstanding()  # a fresh round, not the continuation of one a crash cut short
         if fresh:
-            wait = reserve_send(runtime, pub.target_ref, account.id, len(rendered.parts), f"d{run.delivery_id}:{now()}")
+            wait = reserve_send(runtime, pub.target_ref, account.id, len(rendered.parts), f"d{run.delivery_id}:{now()}",
+                                send_budget(runtime, pub.account))  # fmt: skip
             if wait > 0:
                 raise run.wait(wait, f"rate limit: next send to {pub.route.target} allowed in {wait:.1f} s")
             checkpoint("before the first part was sent")  # a continuation is past it already
@@ -127,10 +130,11 @@ def settle_telegram(run: DeliveryRun, reason: str) -> dict[str, Any]:
     runtime = run.runtime
     pub = _publication(run)
     try:
-        pub.gateway = gateway = gateway_of(runtime)
+        pub.account = poster_of(run.store, run.route, pub.route.target)
+        pub.gateway = gateway = gateway_of(runtime, pub.account)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
-        pub.target = resolve_channel(run.store, gateway, pub.route.target, role="target")
+        pub.target = resolve_channel(run.store, gateway, pub.route.target, role="target", account=pub.account)
         rendered = _render(pub, premium=account.premium, caption_limit=caption_limit_for(runtime.settings, account))
         pub.parts = rendered.parts
         ids = _parts_out(pub)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from contentq.accounts import report_ok, send_budget
 from contentq.channels import resolve_channel
 from contentq.clock import now
 from contentq.errors import Reschedule
-from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError
 from contentq.publish.outbox import write_outbox
-from contentq.publish.publication import Publication, finish, report_rendering, send_failure, start, telegram_account
+from contentq.publish.publication import (
+    Publication,
+    finish,
+    report_rendering,
+    send_failure,
+    start,
+    telegram_account,
+    use_account,
+)
 from contentq.publish.ratelimit import reserve_send
 from contentq.publish.render import caption_limit_for, message_link, post_media, render
 from contentq.runtime.stopping import checkpoint
@@ -44,10 +52,11 @@ def publish_to_outbox(pub: Publication) -> dict[str, Any]:
 def publish_to_telegram(pub: Publication) -> dict[str, Any]:
     runtime, settings, store = pub.runtime, pub.runtime.settings, pub.store
     try:
-        pub.gateway = gateway = gateway_of(runtime)
+        gateway = use_account(pub, pub.route.target)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
-        pub.target = resolve_channel(store, gateway, pub.route.target, role="target")
+        report_ok(runtime, pub.account, account)
+        pub.target = resolve_channel(store, gateway, pub.route.target, role="target", account=pub.account)
         media = post_media(store, settings, pub.post_id)
         rendered = render(
             pub.post, media, caption_limit=caption_limit_for(settings, account), text_limit=settings.text_limit,
@@ -57,7 +66,8 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
         fresh = not pub.outstanding()  # not the continuation of a publication that a crash cut short
         if fresh:
             wait = reserve_send(
-                runtime, pub.target_ref, account.id, len(rendered.parts), f"{pub.post_id}:{now().timestamp()}"
+                runtime, pub.target_ref, account.id, len(rendered.parts), f"{pub.post_id}:{now().timestamp()}",
+                send_budget(runtime, pub.account),
             )
             if wait > 0:
                 pub.back_to_scheduled("waiting for the rate limit")

@@ -11,11 +11,11 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from telethon import errors as tg_errors
 
-from contentq import lifecycle
+from contentq import accounts, lifecycle
 from contentq.clock import iso, now, parse
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import (
@@ -25,6 +25,7 @@ from contentq.errors import (
     RedisUnavailableError,
     Reschedule,
 )
+from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
@@ -32,6 +33,7 @@ from contentq.integrations.telegram.gateway import (
     ResolvedChannel,
     TelegramGateway,
 )
+from contentq.integrations.telegram.profiles import MAIN_ACCOUNT
 from contentq.publish import PublishError, ledger
 from contentq.publish.render import Rendered
 from contentq.publish.settle import SETTLE_LOOKBACK, find_sent, scan_since, settle_candidates
@@ -39,6 +41,7 @@ from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 from contentq.store.backups import latest_restore
+from contentq.store.tg_accounts import DOWN_STATUSES
 
 log = logging.getLogger("contentq.publish")
 
@@ -69,12 +72,33 @@ class LogReporter:
 
 
 def telegram_account(runtime: Runtime, gateway: TelegramGateway) -> Account:
-    cached = runtime.services.get("telegram_account")
-    if cached is not None and cached[0] is gateway:
-        return cast(Account, cached[1])
+    """Who the gateway is logged in as (asked once per process and gateway)."""
+    cached: dict[int, tuple[TelegramGateway, Account]] = runtime.services.setdefault("telegram_accounts", {})
+    found = cached.get(id(gateway))
+    if found is not None and found[0] is gateway:
+        return found[1]
     account = gateway.account()
-    runtime.services["telegram_account"] = (gateway, account)
+    cached[id(gateway)] = (gateway, account)
     return account
+
+
+def use_account(pub: Publication, target: str) -> TelegramGateway:
+    """The gateway of the account that posts to `target` for the route, once it may be used: a logged-out or
+    banned account, or one waiting out a FLOOD_WAIT of its sends, makes the publication wait (Reschedule), the
+    reason on the post; other routes go on."""
+    runtime = pub.runtime
+    pub.account = name = accounts.poster_of(runtime.store, pub.route, target)
+    reason = accounts.pause_reason(runtime, name)
+    if reason is not None:
+        pub.back_to_scheduled(f"waiting: {reason}")
+        raise accounts.paused(runtime, name, reason)
+    left = accounts.flood_left(runtime, name, "send")
+    if left > 0 and not pub.outstanding():
+        reason = f"Telegram account {name!r} waits out a FLOOD_WAIT of its sends for {left:.0f} s more"
+        pub.back_to_scheduled(f"waiting: {reason}")
+        raise Reschedule(left + _jitter(left), reason)
+    pub.gateway = gateway_of(runtime, name)
+    return pub.gateway
 
 
 def _jitter(seconds: float) -> float:
@@ -90,6 +114,8 @@ class Publication:
     route: Route
     reporter: Reporter
     last_attempt: bool = True
+    account: str = MAIN_ACCOUNT
+    """The Telegram account that posts (`use_account`)."""
     gateway: TelegramGateway | None = None
     target: ResolvedChannel | None = None
     round_no: int = 0
@@ -219,6 +245,7 @@ class Publication:
 
     def flood_wait(self, exc: Exception) -> Exception:
         seconds = float(getattr(exc, "seconds", 0) or 0)
+        accounts.report_flood(self.runtime, self.account, seconds, "send")
         delay = seconds + _jitter(seconds)
         reason = f"FLOOD_WAIT of {seconds:.0f} s from Telegram while publishing to {self.route.target}"
         sent_any = ledger.count_round(self.store, self.post_id, self.target_ref, self.round_no, ("sent",))
@@ -394,6 +421,13 @@ def send_failure(pub: Publication, exc: Exception) -> Exception | None:
         return pub.fail(str(exc))
     if isinstance(exc, Reschedule | FatalJobError | DatabaseUnavailableError | RedisUnavailableError):
         return None  # waited out or retried by the job runner; a fatal one is recorded by pub.fail already
+    problem = accounts.classify(exc)
+    if problem is not None:
+        reason = accounts.report_problem(pub.runtime, pub.account, problem)  # the admin is told once
+        if problem.status in DOWN_STATUSES:  # the route waits for the account; nothing failed
+            pub.back_to_scheduled(f"waiting: {reason}")
+            pub.reporter.log("account_down", reason, level="error")
+            return accounts.paused(pub.runtime, pub.account, reason)
     if isinstance(exc, ContentqError):  # no Telegram session, an invalid one …: retrying cannot help
         return pub.fail(str(exc))
     if isinstance(exc, tg_errors.FloodWaitError | tg_errors.FloodError):

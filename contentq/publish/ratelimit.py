@@ -43,8 +43,11 @@ return 0
 """
 
 
-def reserve_send(runtime: Runtime, target: str, account_id: int, sends: int, tag: str) -> float:
-    """Take a place under the per-target interval and the account budget: 0 when granted, else seconds to wait."""
+def reserve_send(
+    runtime: Runtime, target: str, account_id: int, sends: int, tag: str, budget: int | None = None
+) -> float:
+    """Take a place under the per-target interval and the account budget (`budget` sends a minute, default
+    CONTENTQ_PUBLISH_ACCOUNT_BUDGET; 0: none): 0 when granted, else seconds to wait."""
     settings = runtime.settings
     script = runtime.redis.register_script(_RESERVE)
     wait_ms = script(
@@ -52,7 +55,7 @@ def reserve_send(runtime: Runtime, target: str, account_id: int, sends: int, tag
         args=[
             int(now().timestamp() * 1000),
             max(0, settings.publish_min_interval) * 1000,
-            max(0, settings.publish_account_budget),
+            max(0, settings.publish_account_budget if budget is None else budget),
             RATE_WINDOW_MS,
             sends,
             tag,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from contentq import lifecycle
+from contentq.accounts import poster_of
 from contentq.channels import resolve_channel
 from contentq.clock import parse
 from contentq.errors import ContentqError, DatabaseUnavailableError
@@ -53,10 +54,11 @@ def settle_publication(
         return {"post_id": post_id, "state": "failed", "reason": reason}
     settings = runtime.settings
     try:
-        pub.gateway = gateway = gateway_of(runtime)
+        pub.account = poster_of(runtime.store, route, route.target)
+        pub.gateway = gateway = gateway_of(runtime, pub.account)
         gateway.ensure_ready()
         account = telegram_account(runtime, gateway)
-        pub.target = resolve_channel(runtime.store, gateway, route.target, role="target")
+        pub.target = resolve_channel(runtime.store, gateway, route.target, role="target", account=pub.account)
         rendered = render(
             post,
             post_media(runtime.store, settings, post_id),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # sqlite-utils (with click, pluggy and numpy) loads only when a migration must run
@@ -684,6 +685,63 @@ def _deliveries(db: Database) -> None:
             updated_at REAL NOT NULL        -- unix time of the last refill
         )
         """,
+    )
+
+
+@migration(180, "Telegram accounts: named sessions with proxy, fingerprint and budget; their health; per-account peers")
+def _telegram_accounts(db: Database) -> None:
+    # Today's single session (CONTENTQ_HOME/telegram.session) becomes the account `main`, and the channels it
+    # resolved keep their access hashes as main's (an access hash is valid for the account that got it only).
+    run_script(
+        db,
+        """
+        CREATE TABLE tg_accounts (
+            name TEXT PRIMARY KEY,
+            session_file TEXT NOT NULL,     -- relative to CONTENTQ_HOME (mode 0600)
+            proxy TEXT,                     -- socks5://, socks4://, http:// or mtproxy:// URL; NULL: direct
+            device_model TEXT,              -- the fingerprint Telegram shows in its sessions list; NULL: .env's
+            system_version TEXT,
+            app_version TEXT,
+            lang_code TEXT,
+            send_budget INTEGER,            -- sends a minute; NULL: CONTENTQ_PUBLISH_ACCOUNT_BUDGET
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE tg_account_health (
+            account TEXT PRIMARY KEY REFERENCES tg_accounts(name) ON DELETE CASCADE,
+            status TEXT NOT NULL,           -- connected, unreachable, logged_out, banned, restricted
+            detail TEXT,                    -- what was seen (the error), and what to do
+            since TEXT NOT NULL,            -- when this status began
+            checked_at TEXT NOT NULL,       -- the last report
+            reporter TEXT,                  -- the process that reported it (worker, listener, cli)
+            user_id INTEGER,                -- who the session is logged in as, once seen
+            username TEXT,
+            flood_until TEXT,               -- a FLOOD_WAIT Telegram asked of this account ends then
+            flood_seconds INTEGER,
+            flood_during TEXT,              -- what it was doing: send, read
+            alerted TEXT                    -- the episode ('status@since') the admin was told about
+        );
+        CREATE TABLE account_channels (
+            account TEXT NOT NULL REFERENCES tg_accounts(name) ON DELETE CASCADE,
+            ref TEXT NOT NULL,
+            tg_id INTEGER NOT NULL,
+            access_hash INTEGER,
+            title TEXT,
+            resolved_at TEXT NOT NULL,
+            PRIMARY KEY (account, ref)
+        )
+        """,
+    )
+    stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+    db.execute(
+        "INSERT INTO tg_accounts (name, session_file, created_at, updated_at)"
+        " VALUES ('main', 'telegram.session', ?, ?)",
+        (stamp, stamp),
+    )
+    db.execute(
+        "INSERT INTO account_channels (account, ref, tg_id, access_hash, title, resolved_at)"
+        " SELECT 'main', ref, tg_id, access_hash, title, COALESCE(resolved_at, updated_at) FROM channels"
+        " WHERE tg_id IS NOT NULL"
     )
 
 

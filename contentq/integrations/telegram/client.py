@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
@@ -38,10 +38,12 @@ from contentq.integrations.telegram.gateway import (
     ListenUpdate,
     MediaInfo,
     MediaKind,
+    NotLoggedInError,
     OutgoingMedia,
     OutgoingPart,
     ResolvedChannel,
 )
+from contentq.integrations.telegram.profiles import MAIN_ACCOUNT, AccountProfile, profile_from_row
 from contentq.redact import register_secret
 from contentq.settings import Settings
 
@@ -68,11 +70,13 @@ def require_api(settings: Settings) -> tuple[int, str]:
     return settings.tg_api_id, settings.tg_api_hash.get_secret_value()
 
 
-def load_session_string(settings: Settings) -> tuple[str | None, str]:
-    """The saved session and where it came from: CONTENTQ_TG_SESSION wins over the session file."""
-    if settings.tg_session is not None and settings.tg_session.get_secret_value().strip():
+def load_session_string(settings: Settings, profile: AccountProfile | None = None) -> tuple[str | None, str]:
+    """The saved session of an account (default main) and where it came from: for main, CONTENTQ_TG_SESSION wins
+    over the session file."""
+    profile = profile or profile_from_row(settings, None)
+    if profile.env_session and settings.tg_session is not None and settings.tg_session.get_secret_value().strip():
         return settings.tg_session.get_secret_value().strip(), "CONTENTQ_TG_SESSION"
-    path = settings.session_path
+    path = profile.session_path
     if not path.exists():
         return None, str(path)
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
@@ -98,23 +102,30 @@ def write_session(path: Path, value: str) -> None:
         raise
 
 
-def string_session(value: str | None, origin: str) -> StringSession:
+def login_command(account: str) -> str:
+    """The command that logs an account in, as messages name it."""
+    return "contentq login" if account == MAIN_ACCOUNT else f"contentq accounts login {account}"
+
+
+def string_session(value: str | None, origin: str, account: str = MAIN_ACCOUNT) -> StringSession:
     try:
         return StringSession(value or None)
     except ValueError:
-        raise ContentqError(f"the Telegram session in {origin} is not valid; run `contentq login` again") from None
+        raise ContentqError(
+            f"the Telegram session in {origin} is not valid; run `{login_command(account)}` again"
+        ) from None
 
 
-def make_client(settings: Settings, session: StringSession) -> TelegramClient:
-    """A Telethon client with contentq's device description and flood-sleep threshold (not connected)."""
+def make_client(settings: Settings, session: StringSession, profile: AccountProfile | None = None) -> TelegramClient:
+    """A Telethon client of one account (default main): its fingerprint (device, system and app version), its
+    proxy, contentq's flood-sleep threshold (not connected)."""
     api_id, api_hash = require_api(settings)
+    profile = profile or profile_from_row(settings, None)
     return TelegramClient(
         session,
         api_id,
         api_hash,
-        device_model=settings.tg_device_model,
-        system_version=settings.tg_system_version,
-        app_version=settings.tg_app_version,
+        **profile.client_options(),
         flood_sleep_threshold=settings.tg_flood_sleep_threshold,
         timeout=min(settings.tg_timeout, 30),
         connection_retries=2,
@@ -446,8 +457,11 @@ def account_from_user(user: Any) -> Account:
 class TelethonGateway:
     """TelegramGateway over one Telethon client; see the module docstring."""
 
-    def __init__(self, settings: Settings, client_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client_factory: Callable[[], Any] | None = None, profile: AccountProfile | None = None
+    ) -> None:
         self.settings = settings
+        self.profile = profile or profile_from_row(settings, None)
         self._factory = client_factory or self._default_client
         self._client: Any = None
         self._runner: EventLoopThread | None = None
@@ -455,10 +469,15 @@ class TelethonGateway:
         self._watchdog: asyncio.Task[None] | None = None
 
     def _default_client(self) -> TelegramClient:
-        value, origin = load_session_string(self.settings)
+        profile = self.profile
+        value, origin = load_session_string(self.settings, profile)
         if value is None:
-            raise ContentqError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
-        return make_client(self.settings, string_session(value, origin))
+            if profile.env_session:
+                raise NotLoggedInError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
+            raise NotLoggedInError(
+                f"no Telegram session for account {profile.name!r}: run `{login_command(profile.name)}`"
+            )
+        return make_client(self.settings, string_session(value, origin, profile.name), profile)
 
     # plumbing
 
@@ -698,9 +717,34 @@ class TelethonGateway:
         runner.stop()
 
 
-def build_gateway(runtime: Any) -> TelethonGateway:
-    """Runtime.telegram's factory: the process's Telethon gateway (connects on first use)."""
-    if runtime.settings.tg_gateway:  # CONTENTQ_TG_GATEWAY='module:factory': a stand-in (benches, demos)
+class TelethonGateways:
+    """One TelethonGateway per account, each with its own client, session, proxy and event-loop thread, built on
+    first use from the account's profile (one session must never serve two clients)."""
+
+    def __init__(self, settings: Settings, profiles: Callable[[str], AccountProfile]) -> None:
+        self.settings = settings
+        self.profiles = profiles
+        self._gateways: dict[str, TelethonGateway] = {}
+        self._lock = threading.Lock()
+
+    def gateway(self, account: str) -> TelethonGateway:
+        with self._lock:
+            found = self._gateways.get(account)
+            if found is None:
+                found = self._gateways[account] = TelethonGateway(self.settings, profile=self.profiles(account))
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            gateways, self._gateways = list(self._gateways.values()), {}
+        for gateway in gateways:
+            gateway.close()
+
+
+def build_gateways(runtime: Any, profiles: Callable[[str], AccountProfile]) -> Any:
+    """The process's Telegram: one Telethon gateway per account, or CONTENTQ_TG_GATEWAY's stand-in (benches,
+    demos), which is one gateway for every account or a pool with `gateway(account)` of its own."""
+    if runtime.settings.tg_gateway:  # CONTENTQ_TG_GATEWAY='module:factory'
         factory = pkgutil.resolve_name(runtime.settings.tg_gateway)
-        return cast(TelethonGateway, factory(runtime))  # a stand-in that speaks the same Protocol
-    return TelethonGateway(runtime.settings)
+        return factory(runtime)
+    return TelethonGateways(runtime.settings, profiles)

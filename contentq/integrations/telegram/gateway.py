@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from contentq.errors import ContentqError
+
 MediaKind = Literal["photo", "video", "video_note", "animation", "document", "audio", "voice", "sticker"]
 """What a media is sent as: video_note is a round video message, animation a GIF (an MP4 without sound)."""
 
@@ -133,6 +135,10 @@ class ListenUpdate:
     deleted_ids: tuple[int, ...] = ()
     received_at: float = 0.0  # time.time() when the gateway received it
     detail: str = ""  # why a connection dropped
+
+
+class NotLoggedInError(ContentqError):
+    """The account has no session (never logged in, or its session file is gone): `contentq accounts login`."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,250 @@
+"""Telegram accounts: which account reads a source and posts to a target, and what each account's health means.
+
+Every worker and listener reports what it sees of an account (`tg_account_health`): connected, unreachable,
+logged out (AuthKeyUnregisteredError, SessionRevokedError, no session), banned (UserDeactivatedError,
+UserDeactivatedBanError), restricted (PeerFloodError), and the end of a FLOOD_WAIT. A logged-out or banned
+account pauses the routes that use it, and only those: their publish jobs wait (`Reschedule`, the reason on the
+post), their collection falls back to `fallback_accounts` that can read the donor, and the admin is told once
+per episode with the command that fixes it. Nothing about it fails a job or stops a worker or a listener.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from telethon import errors as tg_errors
+
+from contentq import actors
+from contentq.clock import iso, now, parse
+from contentq.errors import ConfigError, Reschedule
+from contentq.integrations.telegram.gateway import Account, NotLoggedInError
+from contentq.integrations.telegram.profiles import MAIN_ACCOUNT, shown_proxy
+from contentq.redact import redact
+from contentq.routes import Route, RoutesConfig
+from contentq.runtime.context import Runtime
+from contentq.store import Store
+from contentq.store.tg_accounts import (
+    DOWN_STATUSES,
+    account_names,
+    claim_alert,
+    get_account,
+    get_health,
+    list_accounts,
+    record_flood,
+    record_status,
+)
+
+log = logging.getLogger("contentq.accounts")
+
+OK_REPORT_EVERY = 60.0
+"""A process writes an account's `connected` at most this often (seconds): health without a write per job."""
+
+
+# -- which account -----------------------------------------------------------------------------------
+
+
+def default_account(store: Store) -> str:
+    """The account a route uses when it names none: the only one, or `main` among several."""
+    names = account_names(store)
+    if len(names) == 1:
+        return names[0]
+    if MAIN_ACCOUNT in names:
+        return MAIN_ACCOUNT
+    if not names:
+        raise ConfigError("no Telegram account: add one with `contentq accounts add NAME`, then log it in")
+    raise ConfigError(
+        f"several Telegram accounts ({', '.join(names)}) and none is `main`: name the one each route uses "
+        "(account = \"NAME\" in [routes.NAME] of contentq.toml)"
+    )
+
+
+def _existing(store: Store, name: str, route: Route, what: str) -> str:
+    if name not in account_names(store):
+        raise ConfigError(
+            f"route {route.name!r} names Telegram account {name!r} ({what}), which does not exist: add it with "
+            f"`contentq accounts add {name}`, or fix the route"
+        )
+    return name
+
+
+def reader_of(store: Store, route: Route, source: str) -> str:
+    """The account that reads `source` for `route`."""
+    named = route.reader_named(source)
+    return _existing(store, named, route, "reader") if named else default_account(store)
+
+
+def readers_of(store: Store, route: Route, source: str) -> list[str]:
+    """The reader of `source`, then the route's fallback accounts (those that exist), in order."""
+    first = reader_of(store, route, source)
+    known = set(account_names(store))
+    return list(dict.fromkeys([first, *(n for n in route.fallback_accounts if n in known)]))
+
+
+def poster_of(store: Store, route: Route, target: str) -> str:
+    """The account that posts to the Telegram channel `target` for `route`."""
+    named = route.poster_named(target)
+    return _existing(store, named, route, "poster") if named else default_account(store)
+
+
+def routes_using(store: Store, config: RoutesConfig, account: str) -> dict[str, list[str]]:
+    """Route name → what it uses `account` for (read, post, fallback)."""
+    try:
+        default: str | None = default_account(store)
+    except ConfigError:
+        default = None
+    out: dict[str, list[str]] = {}
+    for name, route in config.routes.items():
+        uses = []
+        if any((route.reader_named(s) or default) == account for s in route.sources):
+            uses.append("read")
+        if route.publisher == "telegram" and any(
+            (route.poster_named(t) or default) == account for t in route.telegram_targets()
+        ):
+            uses.append("post")
+        if account in route.fallback_accounts:
+            uses.append("fallback")
+        if uses:
+            out[name] = uses
+    return out
+
+
+# -- health ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What an error says about the account that got it."""
+
+    status: str  # logged_out, banned, restricted
+    detail: str
+
+
+def classify(exc: BaseException) -> Problem | None:
+    """The account's problem an error shows; None for an error that says nothing about the account."""
+    name = type(exc).__name__
+    if isinstance(exc, NotLoggedInError):
+        return Problem("logged_out", str(exc))
+    if isinstance(exc, tg_errors.UserDeactivatedBanError | tg_errors.UserDeactivatedError):
+        return Problem("banned", f"Telegram deactivated or banned the account ({name})")
+    if isinstance(exc, tg_errors.AuthKeyUnregisteredError | tg_errors.SessionRevokedError
+                  | tg_errors.SessionExpiredError | tg_errors.AuthKeyDuplicatedError):  # fmt: skip
+        return Problem("logged_out", f"the session was logged out ({name})")
+    if isinstance(exc, tg_errors.UnauthorizedError):
+        return Problem("logged_out", f"the session is not authorized ({name})")
+    if isinstance(exc, tg_errors.PeerFloodError):
+        return Problem("restricted", f"Telegram limits what the account may send ({name})")
+    return None
+
+
+def fix_for(account: str, status: str) -> str:
+    """What the operator does about an account in this status."""
+    login = "contentq login" if account == MAIN_ACCOUNT else f"contentq accounts login {account}"
+    if status == "logged_out":
+        return f"log it in again: `{login}`"
+    if status == "banned":
+        return (
+            f"the account cannot be used: name another account on its routes (account = … in contentq.toml), "
+            f"or appeal at https://telegram.org/support and then `{login}`"
+        )
+    if status == "restricted":
+        return "send less from it (or move routes to another account); @SpamBot tells how long the limit lasts"
+    if status == "unreachable":
+        return "check the network and the account's proxy (`contentq accounts list`)"
+    return ""
+
+
+def report_ok(runtime: Runtime, account: str, user: Account | None = None) -> None:
+    """The account worked just now (at most one write a minute per process and account)."""
+    seen: dict[str, float] = runtime.services.setdefault("account_ok_at", {})
+    if account in seen and time.monotonic() - seen[account] < OK_REPORT_EVERY:
+        return
+    seen[account] = time.monotonic()
+    who = {"user_id": user.id, "username": user.username} if user is not None else {}
+    before, _ = record_status(runtime.store, account, "connected", None, actors.current(), **who)
+    if before is not None and before["status"] in DOWN_STATUSES:
+        log.info("Telegram account %s works again (was %s)", account, before["status"])
+
+
+def report_unreachable(runtime: Runtime, account: str, exc: BaseException) -> None:
+    record_status(runtime.store, account, "unreachable", redact(f"{type(exc).__name__}: {exc}")[:300],
+                  actors.current())  # fmt: skip
+    runtime.services.get("account_ok_at", {}).pop(account, None)
+
+
+def report_problem(runtime: Runtime, account: str, problem: Problem) -> str:
+    """Record what an error showed of the account and, the first time in this episode, tell the admin what to
+    do (once, whichever worker or listener saw it first). Returns the reason jobs of its routes wait with."""
+    fix = fix_for(account, problem.status)
+    _, after = record_status(runtime.store, account, problem.status, redact(problem.detail)[:300], actors.current())
+    runtime.services.get("account_ok_at", {}).pop(account, None)
+    reason = f"Telegram account {account!r} is {problem.status.replace('_', ' ')}: {problem.detail}; {fix}"
+    if claim_alert(runtime.store, account, f"{problem.status}@{after['since']}"):
+        paused = "its routes wait until it is back" if problem.status in DOWN_STATUSES else "its routes go on"
+        try:
+            runtime.notifier.notify(f"account:{account}:{problem.status}:{after['since']}",
+                                    f"{reason}. {paused.capitalize()}.", level="error", once=True)  # fmt: skip
+        except Exception as exc:  # the alert is recorded; a notifier in trouble must not change the job's outcome
+            log.warning("could not tell the admin about account %s: %s", account, redact(exc))
+    return reason
+
+
+def pause_reason(runtime: Runtime, account: str) -> str | None:
+    """Why jobs that need `account` wait now (logged out, banned), or None when it may be used."""
+    health = get_health(runtime.store, account)
+    if health is None or health["status"] not in DOWN_STATUSES:
+        return None
+    return (
+        f"Telegram account {account!r} is {health['status'].replace('_', ' ')} since {health['since'][:16]} "
+        f"({health['detail'] or 'no detail'}); {fix_for(account, health['status'])}"
+    )
+
+
+def send_budget(runtime: Runtime, account: str) -> int:
+    """Sends a minute the account may make: its own budget, else CONTENTQ_PUBLISH_ACCOUNT_BUDGET (0: no limit)."""
+    row = get_account(runtime.store, account)
+    if row is not None and row["send_budget"] is not None:
+        return int(row["send_budget"])
+    return runtime.settings.publish_account_budget
+
+
+def paused(runtime: Runtime, account: str, reason: str) -> Reschedule:
+    """The wait of a job whose account is down: looked at again every CONTENTQ_TG_ACCOUNT_RECHECK seconds."""
+    return Reschedule(runtime.settings.tg_account_recheck, f"paused: {reason}")
+
+
+def report_flood(runtime: Runtime, account: str, seconds: float, during: str) -> None:
+    """A FLOOD_WAIT Telegram asked of the account (during 'send' or 'read'): other jobs wait it out too."""
+    until = iso(now() + timedelta(seconds=seconds))
+    record_flood(runtime.store, account, until, int(seconds), during, actors.current())
+
+
+def flood_left(runtime: Runtime, account: str, during: str) -> float:
+    """Seconds left of the account's flood wait for this kind of request (0: none)."""
+    health = get_health(runtime.store, account)
+    if health is None or not health["flood_until"] or health["flood_during"] != during:
+        return 0.0
+    return max(0.0, (parse(health["flood_until"]) - now()).total_seconds())
+
+
+def health_rows(runtime: Runtime, config: RoutesConfig | None) -> list[dict[str, Any]]:
+    """Every account with its health and the routes that use it: `accounts list`, health, doctor, the panel."""
+    rows = []
+    for row in list_accounts(runtime.store):
+        name = row["name"]
+        flood = row["flood_until"] if row["flood_until"] and parse(row["flood_until"]) > now() else None
+        uses = routes_using(runtime.store, config, name) if config is not None else {}
+        rows.append({
+            "name": name, "status": row["status"] or "unknown", "since": row["since"], "detail": row["detail"],
+            "checked_at": row["checked_at"], "reporter": row["reporter"], "user_id": row["user_id"],
+            "username": row["username"], "flood_until": flood, "flood_during": row["flood_during"] if flood else None,
+            "proxy": shown_proxy(row["proxy"]), "session_file": row["session_file"],
+            "device_model": row["device_model"], "send_budget": row["send_budget"],
+            "routes": {k: v for k, v in sorted(uses.items())},
+            "paused_routes": sorted(uses) if row["status"] in DOWN_STATUSES else [],
+            "fix": fix_for(name, row["status"]) if row["status"] and row["status"] != "connected" else "",
+        })  # fmt: skip
+    return rows
