@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,14 @@ from contentq import actors
 from contentq.clock import iso, now, parse
 from contentq.errors import ConfigError, Reschedule
 from contentq.integrations.telegram.gateway import Account, NotLoggedInError
-from contentq.integrations.telegram.profiles import MAIN_ACCOUNT, shown_proxy
+from contentq.integrations.telegram.profiles import (
+    MAIN_ACCOUNT,
+    check_account_name,
+    parse_proxy,
+    profile_from_row,
+    session_file_for,
+    shown_proxy,
+)
 from contentq.redact import redact
 from contentq.routes import Route, RoutesConfig
 from contentq.runtime.context import Runtime
@@ -31,11 +39,15 @@ from contentq.store.tg_accounts import (
     DOWN_STATUSES,
     account_names,
     claim_alert,
+    clear_health,
+    delete_account,
     get_account,
     get_health,
+    insert_account,
     list_accounts,
     record_flood,
     record_status,
+    update_account,
 )
 
 log = logging.getLogger("contentq.accounts")
@@ -58,7 +70,7 @@ def default_account(store: Store) -> str:
         raise ConfigError("no Telegram account: add one with `contentq accounts add NAME`, then log it in")
     raise ConfigError(
         f"several Telegram accounts ({', '.join(names)}) and none is `main`: name the one each route uses "
-        "(account = \"NAME\" in [routes.NAME] of contentq.toml)"
+        '(account = "NAME" in [routes.NAME] of contentq.toml)'
     )
 
 
@@ -248,3 +260,125 @@ def health_rows(runtime: Runtime, config: RoutesConfig | None) -> list[dict[str,
             "fix": fix_for(name, row["status"]) if row["status"] and row["status"] != "connected" else "",
         })  # fmt: skip
     return rows
+
+
+# -- managing accounts (`contentq accounts …`) --------------------------------------------------------
+
+
+def _fields(
+    proxy: str | None, device_model: str | None, system_version: str | None, app_version: str | None,
+    lang_code: str | None, send_budget: int | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The options given, checked: a proxy that does not parse is refused before anything is stored."""
+    fields: dict[str, Any] = {}
+    if proxy is not None:
+        fields["proxy"] = parse_proxy(proxy).url if proxy.strip() else None  # '' removes the proxy
+    for column, value in (("device_model", device_model), ("system_version", system_version),
+                          ("app_version", app_version), ("lang_code", lang_code)):  # fmt: skip
+        if value is not None:
+            if len(value) > 64 or not value.isprintable():
+                raise ConfigError(f"{column.replace('_', '-')}: at most 64 printable characters")
+            fields[column] = value.strip() or None
+    if send_budget is not None:
+        if not 0 <= send_budget <= 10_000:
+            raise ConfigError("budget: sends a minute from 0 (no limit) to 10000")
+        fields["send_budget"] = send_budget
+    return fields
+
+
+def add_account(
+    runtime: Runtime, name: str, *, proxy: str | None = None, device_model: str | None = None,
+    system_version: str | None = None, app_version: str | None = None, lang_code: str | None = None,
+    send_budget: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A new named account (not logged in yet: `contentq accounts login NAME`)."""
+    check_account_name(name)
+    if get_account(runtime.store, name) is not None:
+        raise ConfigError(f"account {name!r} exists already: change it with `contentq accounts set {name} …`")
+    fields = _fields(proxy, device_model, system_version, app_version, lang_code, send_budget)
+    insert_account(runtime.store, name, session_file_for(name), **fields)
+    return account_row(runtime, name)
+
+
+def set_account(
+    runtime: Runtime, name: str, *, proxy: str | None = None, device_model: str | None = None,
+    system_version: str | None = None, app_version: str | None = None, lang_code: str | None = None,
+    send_budget: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Change an account's proxy, fingerprint or budget; its workers use them after their restart."""
+    _must_exist(runtime.store, name)
+    update_account(runtime.store, name, **_fields(proxy, device_model, system_version, app_version, lang_code,
+                                                  send_budget))  # fmt: skip
+    return account_row(runtime, name)
+
+
+def remove_account(runtime: Runtime, name: str, config: RoutesConfig) -> dict[str, Any]:
+    """Remove an account and its session file; refused while a route uses it."""
+    row = _must_exist(runtime.store, name)
+    uses = routes_using(runtime.store, config, name)
+    if uses:
+        listed = ", ".join(f"{route} ({'/'.join(what)})" for route, what in sorted(uses.items()))
+        raise ConfigError(
+            f"account {name!r} is used by route(s) {listed}: name another account on them in "
+            f"{config.path or 'contentq.toml'} first"
+        )
+    session = runtime.settings.home / row["session_file"]
+    delete_account(runtime.store, name)
+    session.unlink(missing_ok=True)
+    return {"name": name, "session_file": str(session), "removed": True}
+
+
+def _must_exist(store: Store, name: str) -> dict[str, Any]:
+    row = get_account(store, name)
+    if row is None:
+        known = ", ".join(account_names(store)) or "none"
+        raise ConfigError(
+            f"no Telegram account {name!r} (accounts: {known}); add it with `contentq accounts add {name}`"
+        )
+    return row
+
+
+def account_row(runtime: Runtime, name: str, config: RoutesConfig | None = None) -> dict[str, Any]:
+    return next(r for r in health_rows(runtime, config) if r["name"] == name)
+
+
+def logged_in(runtime: Runtime, name: str, user: Account) -> None:
+    """After a login: the account works (a new episode: a later logout alerts again)."""
+    clear_health(runtime.store, name)
+    runtime.services.get("account_ok_at", {}).pop(name, None)
+    report_ok(runtime, name, user)
+
+
+def check_account(runtime: Runtime, name: str) -> dict[str, Any]:
+    """Ask Telegram now whether the account works (connect through its proxy, who is logged in) and record it."""
+    from contentq.integrations.telegram.access import gateway_of
+
+    _must_exist(runtime.store, name)
+    gateway = gateway_of(runtime, name)
+    try:
+        gateway.ensure_ready()
+        user = gateway.account()
+    except (ConnectionError, OSError) as exc:
+        report_unreachable(runtime, name, exc)
+    except Exception as exc:
+        problem = classify(exc)
+        if problem is None:
+            raise
+        report_problem(runtime, name, problem)
+    else:
+        runtime.services.get("account_ok_at", {}).pop(name, None)
+        report_ok(runtime, name, user)
+    return account_row(runtime, name)
+
+
+def login_account(
+    runtime: Runtime, name: str, phone: str, ask_code: Callable[[], str], ask_password: Callable[[], str]
+) -> tuple[Account, str]:
+    """Log an account in (phone → code → 2FA) through its proxy and with its fingerprint; its session file is
+    written (mode 0600) and its health starts afresh. Returns the user and the session file."""
+    from contentq.integrations.telegram.login import login  # Telethon: only when logging in
+
+    profile = profile_from_row(runtime.settings, _must_exist(runtime.store, name))
+    user = login(runtime.settings, phone, ask_code, ask_password, profile)
+    logged_in(runtime, name, user)
+    return user, str(profile.session_path)

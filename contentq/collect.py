@@ -246,11 +246,32 @@ def check_session(
     except OSError as exc:
         accounts.report_unreachable(ctx.runtime, account, exc)
         message = (
-            f"collect from {ref} failed: Telegram account {account!r} is unreachable after {MAX_RECONNECTS} "
-            f"reconnects ({exc}); check the network and its proxy, then `contentq accounts list --check`"
+            f"collect from {ref} failed: the Telegram session is down after {MAX_RECONNECTS} reconnects ({exc}) "
+            f"(account {account!r}); check the network and the account's proxy, then `contentq accounts list --check`"
         )
         ctx.notify("telegram-session", message, level="error")
         raise CollectFailed(message) from None
+
+
+def reader_accounts(runtime: Runtime, refs: list[str]) -> dict[str, list[str]]:
+    """Account → the sources (of `refs`) it reads."""
+    out: dict[str, list[str]] = {}
+    for ref in refs:
+        out.setdefault(accounts.reader_of(runtime.store, route_for_source(runtime, ref), ref), []).append(ref)
+    return out
+
+
+def check_readers(ctx: CollectContext, refs: list[str]) -> None:
+    """Every account that reads one of `refs` is connected and logged in (`collect --now` asks before it starts);
+    a logged-out or banned one is reported (the admin told once) and named with its fix (CollectFailed)."""
+    for account, read in reader_accounts(ctx.runtime, refs).items():
+        try:
+            check_session(ctx, gateway_of(ctx.runtime, account), ", ".join(read), Counts(), account=account)
+        except Exception as exc:
+            problem = accounts.classify(exc)
+            if problem is None:
+                raise
+            raise CollectFailed(accounts.report_problem(ctx.runtime, account, problem)) from None
 
 
 _UNREADABLE = (

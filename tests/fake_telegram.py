@@ -48,6 +48,7 @@ class SentMessage:
     grouped_id: int | None = None  # set on the items of an album
     item: OutgoingMedia | None = None  # the media as sent: its kind and attributes (duration, spoiler, title …)
     mentions: list[int] = field(default_factory=list)  # users mentioned by name (sent as mention entities)
+    account: str | None = None  # the account that sent it (FakeAccounts)
 
 
 @dataclass
@@ -339,3 +340,73 @@ def gateway_from_env(runtime: Any) -> FakeTelegram:
     channels appear on first use; sends are logged to CONTENTQ_FAKE_SEND_LOG when set."""
     log = os.environ.get("CONTENTQ_FAKE_SEND_LOG")
     return FakeTelegram(auto_channels=True, send_log=Path(log) if log else None)
+
+
+class FakeAccounts:
+    """Per-account mode: one FakeTelegram per account name, like the Telethon gateways of a process (each its own
+    session: one can be logged out while the others work). They share one Telegram: the channels, the donor
+    messages and what any of them sent are the same for all (`world`), as two real accounts see one channel.
+
+    Put it where a test puts a gateway: `runtime.services["telegram"] = FakeAccounts(...)`."""
+
+    def __init__(self, *names: str) -> None:
+        self.world = FakeTelegram()
+        self.accounts: dict[str, FakeTelegram] = {}
+        self.opened: list[str] = []  # account names in the order their gateway was first asked for
+        for user_id, name in enumerate(names, start=100):
+            self.add(name, user_id)
+
+    def add(self, name: str, user_id: int) -> FakeTelegram:
+        shared = self.world
+        fake = _AccountFake(
+            channels=shared.channels, messages=shared.messages, media_bytes=shared.media_bytes, sent=shared.sent,
+            admin_messages=shared.admin_messages, _used_random_ids=shared._used_random_ids, _ids=shared._ids,
+            _groups=shared._groups, _lock=shared._lock, edits=shared.edits,
+        )  # fmt: skip
+        fake.user_id, fake.name = user_id, name
+        self.accounts[name] = fake
+        return fake
+
+    def __getitem__(self, name: str) -> FakeTelegram:
+        return self.accounts[name]
+
+    def gateway(self, account: str) -> FakeTelegram:
+        if account not in self.accounts:
+            raise KeyError(f"the test scripted no account {account!r}")
+        if account not in self.opened:
+            self.opened.append(account)
+        return self.accounts[account]
+
+    def log_out(self, name: str, exc: BaseException | None = None) -> None:
+        """Telegram forgets the account's session: every request of it raises `exc` (AuthKeyUnregisteredError)."""
+        self.accounts[name].revoked = exc or errors.AuthKeyUnregisteredError(request=None)
+
+    def close(self) -> None:
+        for fake in self.accounts.values():
+            fake.close()
+
+
+@dataclass
+class _AccountFake(FakeTelegram):
+    """One account of FakeAccounts: what it sends is recorded with its name; once `revoked`, every call raises."""
+
+    user_id: int = 42
+    name: str = "main"
+    revoked: BaseException | None = None
+
+    def _maybe_fail(self, method: str, arg: Any = None) -> None:
+        if self.revoked is not None:
+            self.calls.append((method, arg))
+            raise self.revoked
+        super()._maybe_fail(method, arg)
+
+    def account(self) -> Account:
+        self._maybe_fail("account")
+        return Account(id=self.user_id, username=self.name, name=self.name.title(), phone=None, premium=self.premium)
+
+    def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
+        before = len(self.sent)
+        ids = super().send(target, part, random_ids)
+        for message in self.sent[before:]:
+            message.account = self.name
+        return ids

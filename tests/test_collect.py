@@ -166,12 +166,24 @@ def test_a_dropped_connection_is_reconnected_and_the_run_goes_on(rt, tg):
     assert len(posts(rt)) == 1
 
 
-def test_unauthorized_session_fails_at_once_and_says_to_log_in(rt, tg):
+def test_unauthorized_session_pauses_the_collection_and_says_to_log_in(rt, tg):
+    # A logged-out account is no failure of the job: the source waits for a login (issue 24), told once.
     tg.authorized = False
-    job = collect(rt)
-    assert job["status"] == "failed" and tg.reconnects == 0
-    assert "run `contentq login`" in job["error"]
-    assert rt.store.scalar("SELECT COUNT(*) FROM notifications") == 1
+    first = enqueue(rt, "collect", "@donor_a", {"source": "@donor_a"})
+    run_worker(rt, ["collect"], burst=True)
+    job = get_job(rt.store, first["id"])
+    assert job["status"] == "queued" and tg.reconnects == 0
+    assert job["retry_reason"].startswith("paused: no account can read @donor_a now: Telegram account 'main' is "
+                                          "logged out")
+    assert "log it in again: `contentq login`" in job["retry_reason"]
+    wait = (parse(job["next_retry_at"]) - now()).total_seconds()
+    assert 0 < wait <= rt.settings.tg_account_recheck
+    health = rt.store.one("SELECT * FROM tg_account_health WHERE account = 'main'")
+    assert health["status"] == "logged_out" and "AuthKeyUnregisteredError" in health["detail"]
+    second = enqueue(rt, "collect", "@donor_b", {"source": "@donor_b"})  # another source of the paused account
+    run_worker(rt, ["collect"], burst=True)
+    assert get_job(rt.store, second["id"])["status"] == "queued"
+    assert rt.store.scalar("SELECT COUNT(*) FROM notifications") == 1  # once per episode
 
 
 def test_transient_errors_are_retried_with_backoff(rt, tg):
@@ -222,6 +234,20 @@ def test_no_session_fails_at_once_and_says_to_log_in(rt, tg, monkeypatch):
     assert job["status"] == "failed" and job["attempts"] == 1
     assert "no Telegram session: run `contentq login`" in job["error"]
     assert tg.reconnects == 0
+
+
+def test_no_session_file_pauses_the_account_and_says_to_log_in(rt, tg, monkeypatch):
+    from contentq.integrations.telegram.gateway import NotLoggedInError
+
+    def no_session() -> None:
+        raise NotLoggedInError("no Telegram session: run `contentq login` (or set CONTENTQ_TG_SESSION)")
+
+    monkeypatch.setattr(tg, "ensure_ready", no_session)
+    row = enqueue(rt, "collect", "@donor_a", {"source": "@donor_a"})
+    run_worker(rt, ["collect"], burst=True)
+    job = get_job(rt.store, row["id"])
+    assert job["status"] == "queued" and "no Telegram session: run `contentq login`" in job["retry_reason"]
+    assert rt.store.scalar("SELECT status FROM tg_account_health WHERE account = 'main'") == "logged_out"
 
 
 # -- paging and albums at page edges -----------------------------------------------------------------

@@ -105,6 +105,7 @@ class ContentqGroup(LazyGroup):
             "redis_server", "app", "Manage the embedded Valkey server (used when CONTENTQ_REDIS_URL is unset)."
         ),
         "sources": LazyCommand("collect", "sources_app", "Donor channels: list, resolve."),
+        "accounts": LazyCommand("accounts", "app", "Telegram accounts: add, login, list, set, remove."),
         "posts": LazyCommand(
             "posts", "app", "Posts: list, show, approve, reject, edit; the states a post goes through."
         ),

@@ -95,16 +95,18 @@ def login(
         else:
             details(info, title="Telegram account")
         return
-    from contentq.integrations.telegram.login import login as do_login
+    from contentq.accounts import login_account
+    from contentq.integrations.telegram.profiles import MAIN_ACCOUNT
 
     number = phone or settings.tg_phone or typer.prompt("Phone number (international form, e.g. +15551234567)")
-    account = do_login(
-        settings,
+    account, path = login_account(
+        rt,
+        MAIN_ACCOUNT,
         number.strip(),
         ask_code=lambda: typer.prompt("Code sent by Telegram"),
         ask_password=lambda: typer.prompt("Two-step verification password", hide_input=True),
     )
-    ok(f"logged in as {account.name} (@{account.username or '—'}); session saved to {settings.session_path}")
+    ok(f"logged in as {account.name} (@{account.username or '—'}); session saved to {path}")
     if settings.tg_session is not None:
         err_console.print("[yellow]note:[/yellow] CONTENTQ_TG_SESSION is set and wins over the saved file")
 
@@ -137,17 +139,21 @@ def sources_resolve(
 ) -> None:
     """Resolve donor channels once through Telegram and cache their id and access hash."""
     rt = runtime()
+    from contentq.collect import reader_accounts
+
     refs = _selected_sources(rt, sources)
-    gateway = gateway_of(rt)
-    gateway.ensure_ready()
     rows = []
-    for ref in refs:
-        channel = resolve_channel(rt.store, gateway, ref, refresh=refresh)
-        rows.append({"source": ref, "id": channel.id, "title": channel.title, "access_hash": channel.access_hash})
+    for account, read in reader_accounts(rt, refs).items():
+        gateway = gateway_of(rt, account)
+        gateway.ensure_ready()
+        for ref in read:
+            channel = resolve_channel(rt.store, gateway, ref, refresh=refresh, account=account)
+            rows.append({"source": ref, "id": channel.id, "title": channel.title, "account": account,
+                         "access_hash": channel.access_hash})  # fmt: skip
     if as_json:
         print_json(rows)
         return
-    table(rows, ["source", "id", "title"], title="resolved")
+    table(rows, ["source", "id", "account", "title"], title="resolved")
 
 
 # -- collect -----------------------------------------------------------------------------------------
@@ -176,8 +182,7 @@ def collect(
     as_json: JsonOpt = False,
 ) -> None:
     """Enqueue one collect job per donor channel (cron runs this), or collect right away with --now."""
-    from contentq.collect import CollectFailed, ForegroundContext, check_session, collect_source
-    from contentq.ingest import Counts
+    from contentq.collect import CollectFailed, ForegroundContext, check_readers, collect_source
 
     rt = runtime()
     refs = _selected_sources(rt, sources)
@@ -191,7 +196,7 @@ def collect(
             table(rows, ["source", "job", "status", ("already", "already queued")], title="collect jobs")
         return
     try:  # before any progress bar: without a session, its error is all there is to show
-        check_session(ForegroundContext(rt), gateway_of(rt), ", ".join(refs), Counts())
+        check_readers(ForegroundContext(rt), refs)
     except CollectFailed as exc:
         error(str(exc))
         raise typer.Exit(1) from None

@@ -12,7 +12,9 @@ import typer
 from contentq.cli.collect import _selected_sources
 from contentq.cli.common import runtime
 from contentq.cli.render import err_console, summary
+from contentq.errors import ContentqError
 from contentq.routes import load_routes
+from contentq.runtime.context import Runtime
 from contentq.settings import Settings, get_settings
 
 
@@ -21,6 +23,13 @@ def listen(
     name: Annotated[
         str, typer.Option("--name", help="The listener's name in health and doctor (one per Telegram session).")
     ] = "listen",
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="The Telegram account that listens (default: the default account); it takes the sources it reads.",
+        ),
+    ] = None,
 ) -> None:
     """Collect donor posts as they arrive (and follow their edits and deletions) until stopped (TERM, Ctrl-C).
 
@@ -39,8 +48,9 @@ def listen(
         while not stopping.wait(1.0):
             pass
         return
-    _selected_sources(rt, sources)  # a source named wrong is an error now, not a wait
-    service = ListenService(_fresh_settings, lambda own: _selected_sources(own, sources), name=name)
+    _listened(rt, sources, account)  # a source named wrong is an error now, not a wait
+    service = ListenService(_fresh_settings, lambda own: _listened(own, sources, account), name=name,
+                            account=account)  # fmt: skip
 
     def stop(signum: int, frame: FrameType | None) -> None:
         service.stop()
@@ -49,6 +59,19 @@ def listen(
     signal.signal(signal.SIGINT, stop)
     counts = service.run()
     summary(f"listener {name} stopped", counts.lines())
+
+
+def _listened(rt: Runtime, sources: list[str] | None, account: str | None) -> list[str]:
+    """The sources given (or every source) that the listening account reads."""
+    from contentq.accounts import default_account
+    from contentq.collect import reader_accounts
+
+    selected = _selected_sources(rt, sources)
+    mine = reader_accounts(rt, selected).get(account or default_account(rt.store), [])
+    if sources and len(mine) < len(selected):
+        others = ", ".join(s for s in selected if s not in mine)
+        raise ContentqError(f"{others}: read by another account (see `contentq accounts list`); listen with it")
+    return mine
 
 
 def _fresh_settings() -> Settings:

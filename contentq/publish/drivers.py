@@ -66,7 +66,11 @@ def publish_to_telegram(pub: Publication) -> dict[str, Any]:
         fresh = not pub.outstanding()  # not the continuation of a publication that a crash cut short
         if fresh:
             wait = reserve_send(
-                runtime, pub.target_ref, account.id, len(rendered.parts), f"{pub.post_id}:{now().timestamp()}",
+                runtime,
+                pub.target_ref,
+                account.id,
+                len(rendered.parts),
+                f"{pub.post_id}:{now().timestamp()}",
                 send_budget(runtime, pub.account),
             )
             if wait > 0:

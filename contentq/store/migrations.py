@@ -698,12 +698,12 @@ def _telegram_accounts(db: Database) -> None:
         CREATE TABLE tg_accounts (
             name TEXT PRIMARY KEY,
             session_file TEXT NOT NULL,     -- relative to CONTENTQ_HOME (mode 0600)
-            proxy TEXT,                     -- socks5://, socks4://, http:// or mtproxy:// URL; NULL: direct
-            device_model TEXT,              -- the fingerprint Telegram shows in its sessions list; NULL: .env's
+            proxy TEXT,                     -- socks5://, socks4://, http:// or mtproxy:// URL, NULL: direct
+            device_model TEXT,              -- the fingerprint Telegram shows in its sessions list (NULL: the .env setting)
             system_version TEXT,
             app_version TEXT,
             lang_code TEXT,
-            send_budget INTEGER,            -- sends a minute; NULL: CONTENTQ_PUBLISH_ACCOUNT_BUDGET
+            send_budget INTEGER,            -- sends a minute (NULL: CONTENTQ_PUBLISH_ACCOUNT_BUDGET)
             created_at TEXT NOT NULL,
             updated_at TEXT NOT NULL
         );

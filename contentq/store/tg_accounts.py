@@ -35,6 +35,16 @@ def account_names(store: Store) -> list[str]:
     return [r["name"] for r in store.query("SELECT name FROM tg_accounts ORDER BY name")]
 
 
+def usable_accounts(store: Store) -> list[str]:
+    """Accounts not logged out or banned as far as anyone saw."""
+    rows = store.query(
+        "SELECT a.name FROM tg_accounts a LEFT JOIN tg_account_health h ON h.account = a.name"
+        f" WHERE COALESCE(h.status, '') NOT IN ({', '.join('?' * len(DOWN_STATUSES))}) ORDER BY a.name",
+        DOWN_STATUSES,
+    )
+    return [r["name"] for r in rows]
+
+
 def insert_account(store: Store, name: str, session_file: str, **fields: Any) -> None:
     unknown = set(fields) - set(ACCOUNT_FIELDS)
     if unknown:

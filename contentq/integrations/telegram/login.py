@@ -12,6 +12,7 @@ from telethon.sessions import StringSession
 from contentq.errors import ContentqError
 from contentq.integrations.telegram.client import account_from_user, make_client, require_api, write_session
 from contentq.integrations.telegram.gateway import Account
+from contentq.integrations.telegram.profiles import AccountProfile, profile_from_row
 from contentq.settings import Settings
 
 Ask = Callable[[], str]
@@ -42,21 +43,26 @@ async def sign_in(client: Any, phone: str, ask_code: Ask, ask_password: Ask) -> 
     return client.session.save(), account_from_user(user)
 
 
-def login(settings: Settings, phone: str, ask_code: Ask, ask_password: Ask) -> Account:
-    """Interactive login; the session is written to settings.session_path (mode 0600)."""
+def login(
+    settings: Settings, phone: str, ask_code: Ask, ask_password: Ask, profile: AccountProfile | None = None
+) -> Account:
+    """Interactive login of one account (default main), through its proxy and with its fingerprint; the session is
+    written to its session file (mode 0600)."""
     require_api(settings)
+    profile = profile or profile_from_row(settings, None)
 
     async def run() -> tuple[str, Account]:
-        client = make_client(settings, StringSession())
+        client = make_client(settings, StringSession(), profile)
         try:
             await client.connect()
         except OSError as exc:
-            raise ContentqError(f"cannot reach Telegram ({exc}); check the network and try again") from None
+            via = f" through the proxy {profile.proxy.shown}" if profile.proxy is not None else ""
+            raise ContentqError(f"cannot reach Telegram{via} ({exc}); check the network and try again") from None
         try:
             return await sign_in(client, phone, ask_code, ask_password)
         finally:
             await client.disconnect()
 
     session, account = asyncio.run(run())
-    write_session(settings.session_path, session)
+    write_session(profile.session_path, session)
     return account

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from contentq.integrations.telegram.access import Services, gateway_of
+from contentq.integrations.telegram.profiles import MAIN_ACCOUNT
 from contentq.settings import Settings
+from contentq.store.tg_accounts import usable_accounts
 
 
 class Runtime(Services, Protocol):
@@ -25,8 +27,22 @@ class TelegramBackend:
         self.chat = chat
 
     def send(self, message: str, level: str) -> None:
-        # The gateway is looked up at send time: tests and workers swap it in runtime.services.
-        gateway_of(self.runtime).send_admin(self.chat, f"{_ICONS.get(level, '•')} contentq: {message}")
+        # The gateway is looked up at send time: tests and workers swap it in runtime.services. An alert about
+        # one account goes out through another: main first, then the others, skipping those logged out or banned.
+        text = f"{_ICONS.get(level, '•')} contentq: {message}"
+        failure: BaseException | None = None
+        for account in self._senders():
+            try:
+                gateway_of(self.runtime, account).send_admin(self.chat, text)
+                return
+            except Exception as exc:  # noqa: BLE001 - the next account may get it out
+                failure = exc
+        if failure is not None:
+            raise failure
+
+    def _senders(self) -> list[str]:
+        usable = sorted(usable_accounts(self.runtime.store), key=lambda name: (name != MAIN_ACCOUNT, name))
+        return usable or [MAIN_ACCOUNT]
 
 
 def telegram_backend(runtime: Runtime) -> TelegramBackend:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from contentq.errors import ConfigError
 from contentq.redact import register_secret
@@ -43,6 +43,16 @@ class Proxy:
     username: str | None = None
     password: str | None = None
     secret: str | None = None  # MTProxy
+
+    @property
+    def url(self) -> str:
+        """The proxy as stored (its password and secret included)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.scheme == "mtproxy":
+            return f"mtproxy://{host}:{self.port}?secret={self.secret}"
+        user = quote(self.username or "", safe="")
+        auth = f"{user}:{quote(self.password, safe='')}@" if self.password else f"{user}@" if user else ""
+        return f"{self.scheme}://{auth}{host}:{self.port}"
 
     @property
     def shown(self) -> str:
