@@ -28,7 +28,7 @@ def fake(rt, monkeypatch) -> FakeTelegram:
     tg = FakeTelegram()
     tg.add_channel("@donor_a", 111, "Donor A")
     tg.add_channel("@donor_b", 222, "Donor B")
-    monkeypatch.setattr("contentq.integrations.telegram.client.build_gateway", lambda runtime: tg)
+    monkeypatch.setattr("contentq.integrations.telegram.client.build_gateways", lambda runtime, profiles: tg)
     return tg
 
 

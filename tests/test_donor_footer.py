@@ -198,7 +198,7 @@ def test_collect_learns_the_footer_and_prints_the_summary(rt, monkeypatch):
     )
     tg = FakeTelegram()
     tg.add_channel("@donor_a", 111, "Donor A")
-    monkeypatch.setattr("contentq.integrations.telegram.client.build_gateway", lambda runtime: tg)
+    monkeypatch.setattr("contentq.integrations.telegram.client.build_gateways", lambda runtime, profiles: tg)
     tail = '\n\nПодписывайтесь: @donor_a | <a href="https://t.me/donor_a_chat">Наш чат</a>'
     for i, html in enumerate(_posts(6), start=1):
         tg.add_message("@donor_a", i, html + tail)

@@ -401,7 +401,7 @@ def test_the_listener_waits_for_a_login_then_starts_by_itself_without_exiting(rt
         # 2. Keys and a session file that Telegram refuses: still waiting, now with Telegram's reason.
         (home / ".env").write_text("CONTENTQ_TG_API_ID=12345\nCONTENTQ_TG_API_HASH=0123456789abcdef\n")
         rt.settings.session_path.write_text("1AAAA-not-a-real-session\n")
-        wait_for(lambda: "not authorized" in _listener_probe(rt).detail, 20, what="the refused session shown")
+        wait_for(lambda: "logged out" in _listener_probe(rt).detail, 20, what="the refused session shown")
         assert _listener_probe(rt).status == WARN and thread.is_alive()
 
         # 3. The login goes through: the listener connects by itself, in the same process.
