@@ -114,6 +114,8 @@ MOVES: dict[str, Move] = {
              "its publish job started sending it (or found every part out when settling)"),
         Move("publish_postponed", ("publishing",), "scheduled",
              "the send waits: rate limit, FLOOD_WAIT, Telegram unreachable"),
+        Move("account_paused", ("scheduled", "publishing"), "scheduled",
+             "its Telegram account is logged out or banned: it waits for the account (docs/accounts.md)"),
         Move("published", ("publishing",), "published", "every part is in the channel"),
         Move("publish_failed", _PUBLISH_FROM, "failed", "publishing failed for good; what went out was taken back"),
         # publish to a route's destinations (docs/destinations.md): one delivery each, the post follows them

@@ -173,8 +173,9 @@ def test_unauthorized_session_pauses_the_collection_and_says_to_log_in(rt, tg):
     run_worker(rt, ["collect"], burst=True)
     job = get_job(rt.store, first["id"])
     assert job["status"] == "queued" and tg.reconnects == 0
-    assert job["retry_reason"].startswith("paused: no account can read @donor_a now: Telegram account 'main' is "
-                                          "logged out")
+    assert job["retry_reason"].startswith(
+        "paused: no account can read @donor_a now: Telegram account 'main' is logged out"
+    )
     assert "log it in again: `contentq login`" in job["retry_reason"]
     wait = (parse(job["next_retry_at"]) - now()).total_seconds()
     assert 0 < wait <= rt.settings.tg_account_recheck

@@ -60,6 +60,9 @@ class DeliveryPublication(Publication):
         if not self.outstanding():
             deliveries.move_delivery(self.store, self._run().delivery_id, "postponed", reason=reason)
 
+    def pause_for_account(self, reason: str) -> None:
+        self.back_to_scheduled(reason)  # the delivery waits; the post follows its deliveries
+
     def unreachable(self, exc: BaseException) -> Exception:
         settings = self.runtime.settings
         tries = count_unreachable(self.store, self._run().delivery_id)

@@ -90,7 +90,7 @@ def use_account(pub: Publication, target: str) -> TelegramGateway:
     pub.account = name = accounts.poster_of(runtime.store, pub.route, target)
     reason = accounts.pause_reason(runtime, name)
     if reason is not None:
-        pub.back_to_scheduled(f"waiting: {reason}")
+        pub.pause_for_account(f"waiting: {reason}")
         raise accounts.paused(runtime, name, reason)
     left = accounts.flood_left(runtime, name, "send")
     if left > 0 and not pub.outstanding():
@@ -242,6 +242,14 @@ class Publication:
         """Nothing of this round is out: the post waits as `scheduled` (its job stays queued)."""
         if not self.outstanding():
             lifecycle.move(self.store, self.post_id, "publish_postponed", reason=reason)
+
+    def pause_for_account(self, reason: str) -> None:
+        """Its account is logged out or banned: the post waits as `scheduled`, the reason on it, unless a part of
+        this round is out (then it stays `publishing`, and the batch completes once the account is back)."""
+        if not self.outstanding():
+            lifecycle.move(
+                self.store, self.post_id, "account_paused", reason=reason, only_from=("scheduled", "publishing")
+            )
 
     def flood_wait(self, exc: Exception) -> Exception:
         seconds = float(getattr(exc, "seconds", 0) or 0)
@@ -425,7 +433,7 @@ def send_failure(pub: Publication, exc: Exception) -> Exception | None:
     if problem is not None:
         reason = accounts.report_problem(pub.runtime, pub.account, problem)  # the admin is told once
         if problem.status in DOWN_STATUSES:  # the route waits for the account; nothing failed
-            pub.back_to_scheduled(f"waiting: {reason}")
+            pub.pause_for_account(f"waiting: {reason}")
             pub.reporter.log("account_down", reason, level="error")
             return accounts.paused(pub.runtime, pub.account, reason)
     if isinstance(exc, ContentqError):  # no Telegram session, an invalid one …: retrying cannot help

@@ -699,7 +699,7 @@ def _telegram_accounts(db: Database) -> None:
             name TEXT PRIMARY KEY,
             session_file TEXT NOT NULL,     -- relative to CONTENTQ_HOME (mode 0600)
             proxy TEXT,                     -- socks5://, socks4://, http:// or mtproxy:// URL, NULL: direct
-            device_model TEXT,              -- the fingerprint Telegram shows in its sessions list (NULL: the .env setting)
+            device_model TEXT,              -- the fingerprint Telegram shows (NULL: the .env setting)
             system_version TEXT,
             app_version TEXT,
             lang_code TEXT,
