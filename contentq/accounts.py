@@ -171,20 +171,28 @@ def fix_for(account: str, status: str) -> str:
 
 def report_ok(runtime: Runtime, account: str, user: Account | None = None) -> None:
     """The account worked just now (at most one write a minute per process and account)."""
-    seen: dict[str, float] = runtime.services.setdefault("account_ok_at", {})
-    if account in seen and time.monotonic() - seen[account] < OK_REPORT_EVERY:
+    seen: dict[tuple[str, bool], float] = runtime.services.setdefault("account_ok_at", {})
+    key = (account, user is not None)  # who it is logged in as is written the first time it is known
+    if key in seen and time.monotonic() - seen[key] < OK_REPORT_EVERY:
         return
-    seen[account] = time.monotonic()
+    seen[key] = time.monotonic()
     who = {"user_id": user.id, "username": user.username} if user is not None else {}
     before, _ = record_status(runtime.store, account, "connected", None, actors.current(), **who)
     if before is not None and before["status"] in DOWN_STATUSES:
         log.info("Telegram account %s works again (was %s)", account, before["status"])
 
 
+def _forget_ok(runtime: Runtime, account: str) -> None:
+    """The next `report_ok` of the account writes at once (its status just changed)."""
+    seen = runtime.services.get("account_ok_at", {})
+    for key in [k for k in seen if k[0] == account]:
+        del seen[key]
+
+
 def report_unreachable(runtime: Runtime, account: str, exc: BaseException) -> None:
     record_status(runtime.store, account, "unreachable", redact(f"{type(exc).__name__}: {exc}")[:300],
                   actors.current())  # fmt: skip
-    runtime.services.get("account_ok_at", {}).pop(account, None)
+    _forget_ok(runtime, account)
 
 
 def report_problem(runtime: Runtime, account: str, problem: Problem) -> str:
@@ -192,7 +200,7 @@ def report_problem(runtime: Runtime, account: str, problem: Problem) -> str:
     do (once, whichever worker or listener saw it first). Returns the reason jobs of its routes wait with."""
     fix = fix_for(account, problem.status)
     _, after = record_status(runtime.store, account, problem.status, redact(problem.detail)[:300], actors.current())
-    runtime.services.get("account_ok_at", {}).pop(account, None)
+    _forget_ok(runtime, account)
     reason = f"Telegram account {account!r} is {problem.status.replace('_', ' ')}: {problem.detail}; {fix}"
     if claim_alert(runtime.store, account, f"{problem.status}@{after['since']}"):
         paused = "its routes wait until it is back" if problem.status in DOWN_STATUSES else "its routes go on"
@@ -345,7 +353,7 @@ def account_row(runtime: Runtime, name: str, config: RoutesConfig | None = None)
 def logged_in(runtime: Runtime, name: str, user: Account) -> None:
     """After a login: the account works (a new episode: a later logout alerts again)."""
     clear_health(runtime.store, name)
-    runtime.services.get("account_ok_at", {}).pop(name, None)
+    _forget_ok(runtime, name)
     report_ok(runtime, name, user)
 
 
@@ -366,7 +374,7 @@ def check_account(runtime: Runtime, name: str) -> dict[str, Any]:
             raise
         report_problem(runtime, name, problem)
     else:
-        runtime.services.get("account_ok_at", {}).pop(name, None)
+        _forget_ok(runtime, name)
         report_ok(runtime, name, user)
     return account_row(runtime, name)
 

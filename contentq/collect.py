@@ -164,7 +164,8 @@ def collect_source(ctx: CollectContext, source: str, *, progress: Progress | Non
                 report = _collect_with(ctx, account, route, ref, counts, progress, last=account == candidates[-1])
             except _TryAnother as other:
                 refused.append(other.reason)
-                ctx.log("fallback", f"{other.reason}; trying the next account", level="warning")
+                if account != candidates[-1]:
+                    ctx.log("fallback", f"{other.reason}; trying the next account", level="warning")
                 continue
             break
         else:

@@ -15,14 +15,18 @@ from rq.scheduler import RQScheduler
 from telethon import connection, errors
 from telethon.crypto import AuthKey
 from telethon.sessions import StringSession
+from typer.testing import CliRunner, Result
 
 from contentq import accounts
 from contentq.channels import cached_channel
+from contentq.cli.app import app
 from contentq.clock import iso
 from contentq.errors import ConfigError
 from contentq.integrations.telegram.access import gateway_of, load_profile
 from contentq.integrations.telegram.client import load_session_string, make_client, write_session
 from contentq.integrations.telegram.profiles import parse_proxy, profile_from_row
+from contentq.ops.accounts_check import check_accounts
+from contentq.ops.doctor import run_health
 from contentq.redact import redact
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
@@ -34,6 +38,7 @@ from contentq.store.jobs import get_job
 from tests.fake_telegram import FakeAccounts
 from tests.publish_helpers import write_config
 from tests.socks_proxy import SocksProxy
+from tests.web_helpers import client
 
 DC2 = ("149.154.167.51", 443)
 DC4 = ("149.154.167.91", 443)
@@ -199,7 +204,7 @@ def run(rt: Runtime, *queues: str) -> None:
         return
     deadline = time.monotonic() + 5
     while rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'publish' AND status = 'queued'"
-                          " AND retry_reason IS NULL") and time.monotonic() < deadline:  # fmt: skip
+                          " AND COALESCE(retry_reason, '') NOT LIKE 'paused:%'") and time.monotonic() < deadline:  # fmt: skip
         time.sleep(0.2)
         RQScheduler([Queue("publish", connection=rt.redis)], connection=rt.redis).enqueue_scheduled_jobs()
         run_worker(rt, ["publish"], burst=True)
@@ -323,3 +328,75 @@ def test_routes_name_accounts_that_exist_and_the_default_is_the_only_one(rt):
     assert accounts.poster_of(rt.store, plain, "@news_out") == "main"  # several: main
     with pytest.raises(ConfigError, match="used by route\\(s\\) sport \\(read/post\\)"):
         accounts.remove_account(rt, "beta", load_routes(rt.settings.config_path))
+
+
+# -- where the operator sees it: accounts list, doctor, health, the panel -------------------------------
+
+runner = CliRunner()
+
+
+def said(result: Result) -> str:
+    """What a command told the user (its error as the entry point prints it, too)."""
+    return result.output + (str(result.exception) if result.exception else "")
+
+
+def test_accounts_commands_add_set_list_and_remove_without_showing_a_secret(rt):
+    write_config(rt.settings.home, TWO_ROUTES.format(sport_extra=""))
+    added = runner.invoke(app, ["accounts", "add", "beta", "--proxy", "socks5://u:s3cr3t-pw@127.0.0.1:1080",
+                                "--device-model", "Galaxy S23", "--budget", "7"])  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "contentq accounts login beta" in added.output
+    again = runner.invoke(app, ["accounts", "add", "beta"])
+    assert again.exit_code == 1 and "exists already" in said(again)
+    bad = runner.invoke(app, ["accounts", "add", "gamma", "--proxy", "ftp://h:1"])
+    assert bad.exit_code == 1 and "unknown kind 'ftp'" in said(bad)
+    assert runner.invoke(app, ["accounts", "add", "Bad Name"]).exit_code == 1
+
+    listed = runner.invoke(app, ["accounts", "list", "--json"])
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert sorted(rows) == ["beta", "main"]  # gamma was refused whole
+    beta = rows["beta"]
+    assert beta["proxy"] == "socks5://u:***@127.0.0.1:1080" and beta["device_model"] == "Galaxy S23"
+    assert beta["send_budget"] == 7 and beta["session_file"] == "sessions/beta.session"
+    assert beta["routes"] == {"sport": ["read", "post"]}
+    table = runner.invoke(app, ["accounts", "list", "--wide"], env={"COLUMNS": "200"})
+    assert "beta" in table.output and "sport:read/post" in table.output
+    assert "s3cr3t-pw" not in listed.output + table.output + added.output
+    assert load_profile(rt.store, rt.settings, "beta").proxy is not None
+    assert runner.invoke(app, ["accounts", "set", "beta", "--proxy", ""]).exit_code == 0
+    assert load_profile(rt.store, rt.settings, "beta").proxy is None
+
+    refused = runner.invoke(app, ["accounts", "remove", "beta", "--yes"])
+    assert refused.exit_code == 1 and "used by route(s) sport (read/post)" in said(refused)
+    write_config(rt.settings.home, TWO_ROUTES.format(sport_extra="").replace('"beta"', '"main"'))
+    write_session(rt.settings.home / "sessions" / "beta.session", "1BETA")
+    removed = runner.invoke(app, ["accounts", "remove", "beta", "--yes"])
+    assert removed.exit_code == 0, removed.output
+    assert not (rt.settings.home / "sessions" / "beta.session").exists()
+    assert [r["name"] for r in json.loads(runner.invoke(app, ["accounts", "list", "--json"]).stdout)] == ["main"]
+
+
+def test_doctor_health_and_the_panel_show_a_logged_out_account_and_the_routes_it_pauses(rt):
+    tg = two_accounts(rt)
+    write_session(rt.settings.home / "sessions" / "alpha.session", "1ALPHA")
+    write_session(rt.settings.home / "sessions" / "beta.session", "1BETA")
+    tg.world.add_message("@news_in", 1, "news")
+    tg.log_out("beta")
+    tg.world.add_message("@sport_in", 1, "sport")
+    collect_all(rt)
+
+    health = {p.check: p for p in run_health(rt.settings, workers=False)}
+    beta, alpha = health["telegram account beta"], health["telegram account alpha"]
+    assert beta.status == "fail" and "logged out since" in beta.detail and "sport" in beta.detail
+    assert beta.fix == "log it in again: `contentq accounts login beta`"
+    assert alpha.status == "ok" and alpha.detail.startswith("connected as @alpha")
+    checks = {p.check: p for p in check_accounts(rt.settings, load_routes(rt.settings.config_path))}
+    assert checks["telegram account beta"].status == "fail"
+    assert checks["telegram account main"].status == "ok"  # no route uses it: not logged in is no problem
+
+    page = client(rt).get("/workers")
+    assert page.status_code == 200
+    row = page.text[page.text.index('data-account="beta"') :]
+    row = row[: row.index("</tr>")]
+    assert "logged out" in row and "paused" in row and "contentq accounts login beta" in row
+    assert "socks5://127.0.0.1:1082" in row

@@ -235,7 +235,8 @@ def health(
 ) -> None:
     """Probe for monitoring: Redis, the database, the workers and the listeners; exits 1 when one is down.
 
-    A warning (a listener not logged in to Telegram yet) is shown with its fix and does not fail."""
+    A warning (a listener not logged in to Telegram yet) is shown with its fix and does not fail; a Telegram
+    account that is logged out or banned while routes use it fails."""
     probes = doctor_core.run_health(runtime().settings, workers=workers, queues=list(queue or []) or None)
     healthy = not any(p.status == FAIL for p in probes)
     if as_json:

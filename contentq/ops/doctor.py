@@ -382,6 +382,9 @@ def run_doctor(
     from contentq.ops.listening import check_listeners  # imports this module
 
     probes += check_listeners(settings, when_none=True)
+    from contentq.ops.accounts_check import check_accounts  # Telethon's errors: only when the doctor runs
+
+    probes += check_accounts(settings, routes)
     probes.append(check_llm(settings, routes, llm_timeout))
     from contentq.ops.destinations_check import check_destinations
 
@@ -445,4 +448,8 @@ def run_health(settings: Settings, *, workers: bool = True, queues: list[str] | 
             p if p.status != WARN or p.detail.startswith("not logged in") else Probe(p.check, OK, p.detail, p.fix)
             for p in check_listeners(settings)
         ]
+        from contentq.ops.accounts_check import check_accounts
+
+        # a Telegram account that is logged out or banned while routes use it fails health (they wait for it)
+        probes += check_accounts(settings, _routes(settings))
     return probes

@@ -18,6 +18,11 @@ DOWN_STATUSES = ("logged_out", "banned")
 """An account in one of these cannot work until the operator acts: the routes that use it wait."""
 
 
+def accounts_ready(store: Store) -> bool:
+    """The database has the accounts tables (a database not migrated since before accounts has not)."""
+    return bool(store.scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'tg_accounts'"))
+
+
 def list_accounts(store: Store) -> list[dict[str, Any]]:
     """Every account with its health (NULL columns when nothing was reported yet), by name."""
     return store.query(

@@ -228,7 +228,8 @@ def post_action(
 
 @router.get("/workers")
 def workers(request: Request, rt: RT) -> HTMLResponse:
-    return get_web(request).page(request, "workers.html", workers=views.workers_view(rt))
+    return get_web(request).page(request, "workers.html", workers=views.workers_view(rt),
+                                 accounts=views.accounts_view(rt))  # fmt: skip
 
 
 @router.get("/sources")

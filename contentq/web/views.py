@@ -288,6 +288,18 @@ def resident_kb(pid: int) -> int | None:
     return None
 
 
+def accounts_view(rt: Runtime) -> list[dict[str, Any]]:
+    """The Telegram accounts (`contentq accounts list`): health as workers and listeners last saw it, flood wait,
+    proxy (no password), the routes each serves and those waiting for it."""
+    from contentq.accounts import health_rows  # Telethon's error classes: only when the page is asked for
+
+    try:
+        config = routes_config(rt)
+    except ContentqError:
+        config = None
+    return health_rows(rt, config)
+
+
 def sources_view(rt: Runtime) -> list[dict[str, Any]]:
     """Per donor channel (`contentq sources list`): route, last collect, cursor, counts, error; the listener that
     follows it, with `contentq health`'s verdict; the footer learned from its posts."""
