@@ -203,8 +203,11 @@ def run(rt: Runtime, *queues: str) -> None:
     if "publish" not in queues:
         return
     deadline = time.monotonic() + 5
-    while rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'publish' AND status = 'queued'"
-                          " AND COALESCE(retry_reason, '') NOT LIKE 'paused:%'") and time.monotonic() < deadline:  # fmt: skip
+    due = (
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'publish' AND status = 'queued'"
+        " AND COALESCE(retry_reason, '') NOT LIKE 'paused:%'"
+    )
+    while rt.store.scalar(due) and time.monotonic() < deadline:
         time.sleep(0.2)
         RQScheduler([Queue("publish", connection=rt.redis)], connection=rt.redis).enqueue_scheduled_jobs()
         run_worker(rt, ["publish"], burst=True)

@@ -224,8 +224,8 @@ def test_doctor_all_good(home: Path, llm_url: str) -> None:
     probes = by_check(doctor.run_doctor(settings, read_user_crontab=lambda: cron))
     statuses = {name: p.status for name, p in probes.items()}
     assert statuses == {"config": "ok", "data directory": "ok", "permissions": "ok", "database": "ok", "backup": "ok",
-                        "redis": "ok", "workers": "warn", "telegram": "ok", "listener": "skip", "llm": "ok",
-                        "supervisor": "ok", "cron": "ok"}  # fmt: skip
+                        "redis": "ok", "workers": "warn", "telegram": "ok", "listener": "skip",
+                        "telegram account main": "ok", "llm": "ok", "supervisor": "ok", "cron": "ok"}  # fmt: skip
     # A session readable by others, a stale supervisor config, an unreachable endpoint.
     session.chmod(0o644)
     changed = load_settings(home=home, openai_base_url="http://127.0.0.1:1/v1", openai_api_key="good-key-123",

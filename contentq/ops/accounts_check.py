@@ -45,8 +45,9 @@ def account_probe(settings: Settings, store: Store, row: dict[str, Any], routes:
     return Probe(check, OK, f"no report yet; used by {used}")
 
 
-def check_accounts(settings: Settings, routes: RoutesConfig | None) -> list[Probe]:
-    """One probe per account: a logged-out or banned account that routes use fails (they wait for it)."""
+def check_accounts(settings: Settings, routes: RoutesConfig | None, *, only_known: bool = False) -> list[Probe]:
+    """One probe per account: a logged-out or banned account that routes use fails (they wait for it). With
+    `only_known` (health), an account that no route uses and nothing reported on is left out."""
     if not settings.db_path.exists():
         return []
     store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False)
@@ -54,6 +55,9 @@ def check_accounts(settings: Settings, routes: RoutesConfig | None) -> list[Prob
         if not accounts_ready(store):
             return [Probe("telegram accounts", WARN, "the database predates accounts",
                           "run `contentq db migrate`: the session becomes account main")]  # fmt: skip
-        return [account_probe(settings, store, row, routes) for row in list_accounts(store)]
+        rows = list_accounts(store)
+        if only_known:
+            rows = [r for r in rows if r["status"] or (routes is not None and routes_using(store, routes, r["name"]))]
+        return [account_probe(settings, store, row, routes) for row in rows]
     finally:
         store.close()

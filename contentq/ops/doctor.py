@@ -451,5 +451,5 @@ def run_health(settings: Settings, *, workers: bool = True, queues: list[str] | 
         from contentq.ops.accounts_check import check_accounts
 
         # a Telegram account that is logged out or banned while routes use it fails health (they wait for it)
-        probes += check_accounts(settings, _routes(settings))
+        probes += check_accounts(settings, _routes(settings), only_known=True)
     return probes
