@@ -11,7 +11,7 @@ an actor: tests/test_lifecycle.py checks that no code of contentq makes one.
 
 The actor is whoever is acting (`contentq.actors`: the job, the CLI user, the web session, the listener).
 What follows a move (the image job, the approval notice, the slot, the dispatch, the admin's alert) is named
-in the move's `then` and described in FOLLOW_UPS; `contentq.pipeline` runs them (`pipeline.advance`), so an
+in the move's `then` and described in FOLLOW_UPS; `contentq.flow.pipeline` runs them (`pipeline.advance`), so an
 event with follow-ups is moved only through it. `contentq posts states` prints the table; docs/pipeline.md
 shows it as a diagram made by `mermaid()` (tests/test_lifecycle.py fails when the two differ).
 """
@@ -143,7 +143,7 @@ FOLLOW_UPS: dict[str, str] = {
     "rewrite_job": "a rewrite job for the post's (new) text",
     "tell_admin": "the admin is told why it failed",
 }
-"""What a move's `then` may name, run by `contentq.pipeline` after the move is committed."""
+"""What a move's `then` may name, run by `contentq.flow.pipeline` after the move is committed."""
 
 
 class IllegalMove(ContentqError):
@@ -188,7 +188,7 @@ def move_in(
     """Move the post by `event` inside the write transaction the caller holds; True when it moved.
 
     `reason` becomes the post's `state_reason` (None clears it) and the history's; `fields` are other columns
-    set with the move. An event with follow-ups needs `then=True`: its caller (contentq.pipeline) runs them."""
+    set with the move. An event with follow-ups needs `then=True`: its caller (contentq.flow.pipeline) runs them."""
     move = spec(event)
     if move.then and not then:
         raise IllegalMove(f"{event!r} is followed by {', '.join(move.then)}: move it with pipeline.advance")

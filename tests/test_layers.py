@@ -92,7 +92,12 @@ def test_no_import_circle_even_counting_type_only_imports() -> None:
 
 def test_the_runtime_knows_neither_the_notifier_nor_telegram_even_for_types() -> None:
     graph = full_graph()
-    for forbidden in ("contentq.notify", "contentq.integrations.telegram", "contentq.lifecycle", "contentq.pipeline"):
+    for forbidden in (
+        "contentq.notify",
+        "contentq.integrations.telegram",
+        "contentq.lifecycle",
+        "contentq.flow.pipeline",
+    ):
         for module in graph.find_children(forbidden) | {forbidden}:
             chain = graph.find_shortest_chains(importer="contentq.runtime", imported=module, as_packages=True)
             assert not chain, (module, chain)

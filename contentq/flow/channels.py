@@ -12,8 +12,8 @@ from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 
-if TYPE_CHECKING:  # contentq.ingest pulls in dedup (numpy): not for every CLI start
-    from contentq.ingest import Counts
+if TYPE_CHECKING:  # contentq.intake.ingest pulls in dedup (numpy): not for every CLI start
+    from contentq.intake.ingest import Counts
 
 
 def get_channel(store: Store, ref: str) -> dict[str, Any] | None:
