@@ -18,10 +18,10 @@ from telethon.sessions import StringSession
 from typer.testing import CliRunner, Result
 
 from contentq import accounts
-from contentq.channels import cached_channel
 from contentq.cli.app import app
 from contentq.clock import iso
 from contentq.errors import ConfigError
+from contentq.flow.channels import cached_channel
 from contentq.integrations.telegram.access import gateway_of, load_profile
 from contentq.integrations.telegram.client import load_session_string, make_client, write_session
 from contentq.integrations.telegram.profiles import parse_proxy, profile_from_row

@@ -35,7 +35,7 @@ def listen(
 
     Catches up from each source's cursor on start and after every reconnect; cron `collect` may keep running.
     Not logged in yet (or Telegram unreachable), it waits and says why in `contentq health`, never exits."""
-    from contentq.listen import ListenService
+    from contentq.intake.listen import ListenService
 
     rt = runtime()
     stopping = threading.Event()
@@ -64,7 +64,7 @@ def listen(
 def _listened(rt: Runtime, sources: list[str] | None, account: str | None) -> list[str]:
     """The sources given (or every source) that the listening account reads."""
     from contentq.accounts import default_account
-    from contentq.collect import reader_accounts
+    from contentq.intake.collect import reader_accounts
 
     selected = _selected_sources(rt, sources)
     mine = reader_accounts(rt, selected).get(account or default_account(rt.store), [])

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from contentq.accounts import report_ok, send_budget
-from contentq.channels import resolve_channel
 from contentq.clock import now
 from contentq.errors import Reschedule
+from contentq.flow.channels import resolve_channel
 from contentq.publish import PublishError
 from contentq.publish.outbox import write_outbox
 from contentq.publish.publication import (

@@ -25,12 +25,13 @@ from typing import Any
 
 from telethon import errors as tg_errors
 
-from contentq import lifecycle, pipeline
+from contentq import lifecycle
 from contentq.accounts import poster_of
 from contentq.clock import iso, now, parse
-from contentq.collect import CollectContext, _candidate
 from contentq.errors import Reschedule
-from contentq.ingest import CandidateMedia, Ingestor
+from contentq.flow import pipeline
+from contentq.intake.collect import CollectContext, _candidate
+from contentq.intake.ingest import CandidateMedia, Ingestor
 from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage
 from contentq.runtime.context import JobContext
@@ -216,7 +217,7 @@ def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: flo
             return _skip(ctx, edit_id, f"the rewriter skipped the edited text: {result.skip_reason}")
         html = result.html
         _set_edit(ctx, edit_id, "rewritten", html=html)
-    from contentq.channels import resolve_channel
+    from contentq.flow.channels import resolve_channel
 
     target_ref = post["target"] or route.target
     account = poster_of(ctx.store, route, target_ref)  # the account that posted it may edit it
@@ -257,7 +258,7 @@ def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: flo
 
 def delete_published(ctx: JobContext, post_id: int) -> dict[str, Any]:
     """Our messages of a published post deleted after the donor deleted theirs (deleting twice is harmless)."""
-    from contentq.channels import resolve_channel
+    from contentq.flow.channels import resolve_channel
     from contentq.rewrite.core import load_route
 
     post = get_post(ctx.store, post_id)
