@@ -190,6 +190,10 @@ def _forget_ok(runtime: Runtime, account: str) -> None:
 
 
 def report_unreachable(runtime: Runtime, account: str, exc: BaseException) -> None:
+    """Telegram could not be reached with the account (network, proxy); a logged-out or banned account stays so."""
+    health = get_health(runtime.store, account)
+    if health is not None and health["status"] in DOWN_STATUSES:
+        return
     record_status(runtime.store, account, "unreachable", redact(f"{type(exc).__name__}: {exc}")[:300],
                   actors.current())  # fmt: skip
     _forget_ok(runtime, account)

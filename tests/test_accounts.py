@@ -403,3 +403,43 @@ def test_doctor_health_and_the_panel_show_a_logged_out_account_and_the_routes_it
     row = row[: row.index("</tr>")]
     assert "logged out" in row and "paused" in row and "contentq accounts login beta" in row
     assert "socks5://127.0.0.1:1082" in row
+
+
+def test_an_accounts_flood_wait_and_budget_hold_back_its_sends_only(rt):
+    tg = two_accounts(rt)  # beta's budget: 5 sends a minute
+    tg.world.add_message("@news_in", 1, "news")
+    tg.world.add_message("@sport_in", 1, "sport")
+    tg["beta"].fail_next("send", errors.FloodWaitError(request=None, capture=600))
+    collect_all(rt)
+    health = rt.store.one("SELECT * FROM tg_account_health WHERE account = 'beta'")
+    assert health["flood_during"] == "send" and health["flood_seconds"] == 600
+    assert 590 < accounts.flood_left(rt, "beta", "send") <= 600
+    assert accounts.flood_left(rt, "beta", "read") == 0 and accounts.flood_left(rt, "alpha", "send") == 0
+    assert ("@news_out", "alpha", "news") in sent_by(tg)  # alpha is not held back by beta's wait
+
+    # Another of beta's publications waits the flood out without asking Telegram.
+    tg.world.add_message("@sport_in", 2, "sport again")
+    sends_before = [c for c in tg["beta"].calls if c[0] == "send"]
+    collect_all(rt)
+    waiting = rt.store.query("SELECT * FROM jobs WHERE kind = 'publish' AND status = 'queued'")
+    assert waiting and all("FLOOD_WAIT" in j["retry_reason"] for j in waiting)
+    assert [c for c in tg["beta"].calls if c[0] == "send"] == sends_before
+    row = next(r for r in accounts.health_rows(rt, None) if r["name"] == "beta")
+    assert row["flood_until"] and row["status"] == "connected"
+    assert accounts.send_budget(rt, "beta") == 5 and accounts.send_budget(rt, "alpha") == 20
+
+
+def test_a_restricted_account_is_reported_once_and_its_routes_go_on(rt):
+    tg = two_accounts(rt)
+    tg.world.add_message("@sport_in", 1, "limited")
+    tg["beta"].fail_next("send", errors.PeerFloodError(request=None))
+    collect_all(rt)
+    assert rt.store.scalar("SELECT status FROM tg_account_health WHERE account = 'beta'") == "restricted"
+    (alert,) = account_alerts(rt)
+    assert "is restricted" in alert["message"] and "@SpamBot" in alert["message"]
+    assert "routes go on" in alert["message"]
+    assert accounts.pause_reason(rt, "beta") is None  # not paused
+    tg.world.add_message("@sport_in", 2, "goes out")
+    collect_all(rt)
+    assert ("@sport_out", "beta", "goes out") in sent_by(tg)
+    assert rt.store.scalar("SELECT status FROM tg_account_health WHERE account = 'beta'") == "connected"

@@ -325,6 +325,8 @@ class Listener:
                 message = f"listener {self.name} is connected again after {down:.0f} s"
                 self.ctx.notify(f"listen-reconnected:{self.name}", message, level="info")
         self.disconnected_since, self.alerted = None, False
+        if was_down:
+            accounts.report_ok(self.runtime, self.account)  # written at once: the status was `unreachable`
         self.catch_up()
         self.connected = True
         beat(store, self.name, state="connected", connected_since=iso())
@@ -333,6 +335,7 @@ class Listener:
         self.flush(force=True)  # what arrived before the drop is complete as far as anyone can know
         if self.disconnected_since is None:
             self.disconnected_since = time.monotonic()
+            accounts.report_unreachable(self.runtime, self.account, ConnectionError(detail or "disconnected"))
         self.connected = False
         log.warning("live updates lost (%s); catching up when they are back", detail or "disconnected")
         beat(self.runtime.store, self.name, state="disconnected", disconnected_since=iso(),
