@@ -57,6 +57,22 @@ def api_keys(settings: Settings) -> None:
     settings.tg_api_hash = SecretStr("0123456789abcdef0123456789abcdef")
 
 
+def real_dials(settings: Settings, sessions: dict[str, tuple[int, tuple[str, int]]]) -> dict[str, dict]:
+    """Each account's real Telethon client (the production gateways: no stand-in in this runtime) logged in to
+    the DC of `sessions` and asked to connect (`accounts list --check`); returns what each recorded."""
+    api_keys(settings)
+    settings.tg_timeout = 10
+    own = Runtime(settings)
+    try:
+        for name, (dc_id, address) in sessions.items():
+            write_session(load_profile(own.store, settings, name).session_path, session_string(dc_id, address))
+        rows = {name: accounts.check_account(own, name) for name in sessions}
+        rows["_init"] = {n: gateway_of(own, n)._client._init_request for n in sessions}  # type: ignore[attr-defined]
+        return rows
+    finally:
+        own.close()
+
+
 # -- proxies and fingerprints: the real Telethon client ---------------------------------------------
 
 
@@ -69,11 +85,8 @@ def test_each_account_dials_telegram_through_its_own_proxy_with_its_own_fingerpr
         accounts.add_account(rt, "alpha", proxy=proxy_a.url, device_model="Pixel 8", system_version="Android 14",
                              app_version="10.14.5")  # fmt: skip
         accounts.add_account(rt, "beta", proxy=proxy_b.url, device_model="ThinkPad X1")
-        write_session(load_profile(rt.store, rt.settings, "alpha").session_path, session_string(2, DC2))
-        write_session(load_profile(rt.store, rt.settings, "beta").session_path, session_string(4, DC4))
-
-        alpha = accounts.check_account(rt, "alpha")  # the production gateways: Telethon, connecting for real
-        beta = accounts.check_account(rt, "beta")
+        dials = real_dials(rt.settings, {"alpha": (2, DC2), "beta": (4, DC4)})
+        alpha, beta, init = dials["alpha"], dials["beta"], dials["_init"]
 
         # Each proxy saw its own account's Telegram DC, and only that: the two never share a way out.
         assert proxy_a.connects and {(c.host, c.port) for c in proxy_a.connects} == {DC2}
@@ -83,7 +96,6 @@ def test_each_account_dials_telegram_through_its_own_proxy_with_its_own_fingerpr
         assert alpha["status"] == beta["status"] == "unreachable"
         assert "proxy" in alpha["fix"]
         # Each client presents its own fingerprint.
-        init = {n: gateway_of(rt, n)._client._init_request for n in ("alpha", "beta")}  # type: ignore[attr-defined]
         assert (init["alpha"].device_model, init["alpha"].system_version, init["alpha"].app_version) == (
             "Pixel 8", "Android 14", "10.14.5")  # fmt: skip
         assert init["beta"].device_model == "ThinkPad X1" and init["beta"].system_version == "Linux"
@@ -181,13 +193,17 @@ asap = true
 """
 
 
-def two_accounts(rt: Runtime, sport_extra: str = "") -> FakeAccounts:
+def two_accounts(
+    rt: Runtime,
+    sport_extra: str = "",
+    proxies: tuple[str, str] = ("socks5://127.0.0.1:1081", "socks5://127.0.0.1:1082"),
+) -> FakeAccounts:
     write_config(rt.settings.home, TWO_ROUTES.format(sport_extra=sport_extra))
     rt.settings.publish_min_interval = 0
     rt.settings.tg_admin_chat = "@admin"
     rt.settings.tg_account_recheck = 1
-    accounts.add_account(rt, "alpha", proxy="socks5://127.0.0.1:1081")
-    accounts.add_account(rt, "beta", proxy="socks5://127.0.0.1:1082", send_budget=5)
+    accounts.add_account(rt, "alpha", proxy=proxies[0])
+    accounts.add_account(rt, "beta", proxy=proxies[1], send_budget=5)
     tg = FakeAccounts("main", "alpha", "beta")
     for ref in ("@news_in", "@news_out", "@sport_in", "@sport_out"):
         tg.world.add_channel(ref)
@@ -228,7 +244,17 @@ def account_alerts(rt: Runtime) -> list[dict]:
 
 
 def test_two_accounts_read_and_post_for_their_routes_and_a_logged_out_one_pauses_only_its_own(rt):
-    tg = two_accounts(rt)
+    proxy_a, proxy_b = SocksProxy().start(), SocksProxy().start()
+    try:
+        tg = two_accounts(rt, proxies=(proxy_a.url, proxy_b.url))
+        # The real Telethon client of each account dials Telegram through its own proxy …
+        real_dials(rt.settings, {"alpha": (2, DC2), "beta": (4, DC4)})
+        assert {(c.host, c.port) for c in proxy_a.connects} == {DC2}
+        assert {(c.host, c.port) for c in proxy_b.connects} == {DC4}
+    finally:
+        proxy_a.stop()
+        proxy_b.stop()
+    # … while the scripted Telegram serves the reading and posting of each account's route.
     tg.world.add_message("@news_in", 1, "news one")
     tg.world.add_message("@sport_in", 1, "sport one")
     collect_all(rt)
