@@ -206,13 +206,16 @@ def report_problem(runtime: Runtime, account: str, problem: Problem) -> str:
     _, after = record_status(runtime.store, account, problem.status, redact(problem.detail)[:300], actors.current())
     _forget_ok(runtime, account)
     reason = f"Telegram account {account!r} is {problem.status.replace('_', ' ')}: {problem.detail}; {fix}"
-    if claim_alert(runtime.store, account, f"{problem.status}@{after['since']}"):
-        paused = "its routes wait until it is back" if problem.status in DOWN_STATUSES else "its routes go on"
-        try:
-            runtime.notifier.notify(f"account:{account}:{problem.status}:{after['since']}",
-                                    f"{reason}. {paused.capitalize()}.", level="error", once=True)  # fmt: skip
-        except Exception as exc:  # the alert is recorded; a notifier in trouble must not change the job's outcome
-            log.warning("could not tell the admin about account %s: %s", account, redact(exc))
+    try:
+        if problem.status in DOWN_STATUSES:  # once per episode, whichever process saw it first
+            if claim_alert(runtime.store, account, f"{problem.status}@{after['since']}"):
+                runtime.notifier.notify(f"account:{account}:{problem.status}:{after['since']}",
+                                        f"{reason}. Its routes wait until it is back.", level="error",
+                                        once=True)  # fmt: skip
+        else:  # a limit comes and goes with the account's use: throttled like any repeated alert
+            runtime.notifier.notify(f"account:{account}:{problem.status}", f"{reason}. Its routes go on.")
+    except Exception as exc:  # the alert is recorded; a notifier in trouble must not change the job's outcome
+        log.warning("could not tell the admin about account %s: %s", account, redact(exc))
     return reason
 
 

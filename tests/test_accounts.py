@@ -469,3 +469,7 @@ def test_a_restricted_account_is_reported_once_and_its_routes_go_on(rt):
     collect_all(rt)
     assert ("@sport_out", "beta", "goes out") in sent_by(tg)
     assert rt.store.scalar("SELECT status FROM tg_account_health WHERE account = 'beta'") == "connected"
+    tg["beta"].fail_next("send", errors.PeerFloodError(request=None))  # limited again: not told again at once
+    tg.world.add_message("@sport_in", 3, "limited again")
+    collect_all(rt)
+    assert len(account_alerts(rt)) == 1 and account_alerts(rt)[0]["suppressed"] == 1
