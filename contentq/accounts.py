@@ -157,6 +157,8 @@ def fix_for(account: str, status: str) -> str:
     login = "contentq login" if account == MAIN_ACCOUNT else f"contentq accounts login {account}"
     if status == "logged_out":
         return f"log it in again: `{login}`"
+    if status == "not_logged_in":
+        return f"log it in: `{login}`"
     if status == "banned":
         return (
             f"the account cannot be used: name another account on its routes (account = … in contentq.toml), "
@@ -264,17 +266,26 @@ def health_rows(runtime: Runtime, config: RoutesConfig | None) -> list[dict[str,
         name = row["name"]
         flood = row["flood_until"] if row["flood_until"] and parse(row["flood_until"]) > now() else None
         uses = routes_using(runtime.store, config, name) if config is not None else {}
+        status = row["status"] or ("unknown" if _has_session(runtime, row) else "not_logged_in")
         rows.append({
-            "name": name, "status": row["status"] or "unknown", "since": row["since"], "detail": row["detail"],
+            "name": name, "status": status, "since": row["since"], "detail": row["detail"],
             "checked_at": row["checked_at"], "reporter": row["reporter"], "user_id": row["user_id"],
             "username": row["username"], "flood_until": flood, "flood_during": row["flood_during"] if flood else None,
             "proxy": shown_proxy(row["proxy"]), "session_file": row["session_file"],
             "device_model": row["device_model"], "send_budget": row["send_budget"],
             "routes": {k: v for k, v in sorted(uses.items())},
             "paused_routes": sorted(uses) if row["status"] in DOWN_STATUSES else [],
-            "fix": fix_for(name, row["status"]) if row["status"] and row["status"] != "connected" else "",
+            "fix": fix_for(name, status),
         })  # fmt: skip
     return rows
+
+
+def _has_session(runtime: Runtime, row: dict[str, Any]) -> bool:
+    """A session is saved for the account (main: or given in CONTENTQ_TG_SESSION), or a stand-in serves it."""
+    settings = runtime.settings
+    if settings.tg_gateway or (row["name"] == MAIN_ACCOUNT and settings.tg_session is not None):
+        return True
+    return bool((settings.home / str(row["session_file"])).exists())
 
 
 # -- managing accounts (`contentq accounts …`) --------------------------------------------------------

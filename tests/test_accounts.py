@@ -387,6 +387,7 @@ def test_accounts_commands_add_set_list_and_remove_without_showing_a_secret(rt):
     beta = rows["beta"]
     assert beta["proxy"] == "socks5://u:***@127.0.0.1:1080" and beta["device_model"] == "Galaxy S23"
     assert beta["send_budget"] == 7 and beta["session_file"] == "sessions/beta.session"
+    assert beta["status"] == "not_logged_in" and beta["fix"] == "log it in: `contentq accounts login beta`"
     assert beta["routes"] == {"sport": ["read", "post"]}
     table = runner.invoke(app, ["accounts", "list", "--wide"], env={"COLUMNS": "200"})
     assert "beta" in table.output and "sport:read/post" in table.output
