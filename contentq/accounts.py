@@ -102,26 +102,32 @@ def poster_of(store: Store, route: Route, target: str) -> str:
     return _existing(store, named, route, "poster") if named else default_account(store)
 
 
-def routes_using(store: Store, config: RoutesConfig, account: str) -> dict[str, list[str]]:
-    """Route name → what it uses `account` for (read, post, fallback)."""
+def account_uses(store: Store, config: RoutesConfig) -> dict[str, dict[str, list[str]]]:
+    """Account → route name → what the route uses it for (read, post, fallback), in one pass over the routes."""
     try:
         default: str | None = default_account(store)
     except ConfigError:
         default = None
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, list[str]]] = {}
+
+    def use(account: str | None, route: str, what: str) -> None:
+        if account is not None and what not in (found := out.setdefault(account, {}).setdefault(route, [])):
+            found.append(what)
+
     for name, route in config.routes.items():
-        uses = []
-        if any((route.reader_named(s) or default) == account for s in route.sources):
-            uses.append("read")
-        if route.publisher == "telegram" and any(
-            (route.poster_named(t) or default) == account for t in route.telegram_targets()
-        ):
-            uses.append("post")
-        if account in route.fallback_accounts:
-            uses.append("fallback")
-        if uses:
-            out[name] = uses
+        for source in route.sources:
+            use(route.reader_named(source) or default, name, "read")
+        if route.publisher == "telegram":
+            for target in route.telegram_targets():
+                use(route.poster_named(target) or default, name, "post")
+        for fallback in route.fallback_accounts:
+            use(fallback, name, "fallback")
     return out
+
+
+def routes_using(store: Store, config: RoutesConfig, account: str) -> dict[str, list[str]]:
+    """Route name → what it uses `account` for (read, post, fallback)."""
+    return account_uses(store, config).get(account, {})
 
 
 # -- health ------------------------------------------------------------------------------------------
@@ -262,10 +268,11 @@ def flood_left(runtime: Runtime, account: str, during: str) -> float:
 def health_rows(runtime: Runtime, config: RoutesConfig | None) -> list[dict[str, Any]]:
     """Every account with its health and the routes that use it: `accounts list`, health, doctor, the panel."""
     rows = []
+    every_use = account_uses(runtime.store, config) if config is not None else {}
     for row in list_accounts(runtime.store):
         name = row["name"]
         flood = row["flood_until"] if row["flood_until"] and parse(row["flood_until"]) > now() else None
-        uses = routes_using(runtime.store, config, name) if config is not None else {}
+        uses = every_use.get(name, {})
         status = row["status"] or ("unknown" if _has_session(runtime, row) else "not_logged_in")
         rows.append({
             "name": name, "status": status, "since": row["since"], "detail": row["detail"],
