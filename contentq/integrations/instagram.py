@@ -33,6 +33,10 @@ RATE_WAIT_SECONDS = 600.0
 """How long a request limit is waited out when Meta does not say (X-Business-Use-Case-Usage)."""
 
 
+MULTI_ID_BATCH = 50
+"""Ids per Graph API multiple-ID read."""
+
+
 class InstagramError(Exception):
     """Mixed into each outcome: the Graph API error's code and subcode."""
 
@@ -191,6 +195,28 @@ class InstagramClient:
     def permalink(self, media_id: str) -> str | None:
         link = self._safe("GET", f"/{media_id}", params={"fields": "permalink"}).get("permalink")
         return str(link) if link else None
+
+    # Metrics (insights) -------------------------------------------------------------------------------
+
+    def media_metrics(self, media_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Up to MULTI_ID_BATCH media in one Graph API multiple-ID read (`GET /?ids=…&fields=…`): like_count,
+        comments_count and, by field expansion of the media's insights, its lifetime `views` and `shares`.
+        A medium whose insights are not available yet (Meta delays them up to 48 h) has no views."""
+        if not 0 < len(media_ids) <= MULTI_ID_BATCH:
+            raise ValueError(f"media_metrics takes 1 to {MULTI_ID_BATCH} ids, not {len(media_ids)}")
+        params = {"ids": ",".join(media_ids), "fields": "like_count,comments_count,insights.metric(views,shares)"}
+        body = self._safe("GET", "/", params=params)
+        out: dict[str, dict[str, int]] = {}
+        for media_id, item in body.items():
+            if not isinstance(item, dict):
+                continue
+            figures = {k: int(item[k]) for k in ("like_count", "comments_count") if isinstance(item.get(k), int)}
+            for metric in (item.get("insights") or {}).get("data") or []:
+                values = metric.get("values") or [{}]
+                if isinstance(values[0].get("value"), int):
+                    figures[str(metric.get("name"))] = int(values[0]["value"])
+            out[str(media_id)] = figures
+        return out
 
     # Publishing ------------------------------------------------------------------------------------------
 
