@@ -6,7 +6,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contentq.clock import iso, now
@@ -85,3 +85,50 @@ def samples(rt: Runtime) -> list[dict[str, Any]]:
 
 def hours_ago(hours: float) -> datetime:
     return now() - timedelta(hours=hours)
+
+
+MONDAY = datetime(2030, 1, 7, tzinfo=UTC)
+"""A Monday (UTC) inside the tests' clock (TEST_EPOCH)."""
+
+DONORS = ("@donor_a", "@donor_b", "@donor_c", "@donor_d")
+SLOTS_UTC = ((0, 8), (2, 12), (4, 17))
+"""(weekday, hour UTC) of the three publishing slots: Mon 09:00, Wed 13:00 and Fri 18:00 in Europe/Berlin."""
+
+BETTER_DONOR, BETTER_SLOT = "@donor_b", (2, 12)
+
+
+def scenario_toml() -> str:
+    from tests.publish_helpers import route_toml
+
+    sources = "[" + ", ".join(f'"{d}"' for d in DONORS) + "]"
+    schedule = 'slots = ["09:00", "13:00", "18:00"]\ntimezone = "Europe/Berlin"'
+    return route_toml(sources=sources, schedule=schedule)
+
+
+def run_scenario(rt: Runtime, clock: Any, posts: int = 2000, weeks: int = 2) -> GrowingViews:
+    """`posts` posts published over `weeks` weeks in three slots by four donors, in time order, with two fetch
+    rounds around each slot's 24 h mark (20 h and 26 h after it): @donor_b's posts get 1.8× the views of the
+    others and the Wednesday slot 1.6× the other slots; every post ±20 % of noise."""
+    from contentq.insights.fetch import fetch_round, new_round
+
+    _, views = growing_telegram(rt, "@mychan", subscribers=5000)
+    tg = rt.services["telegram"]
+    occurrences = [MONDAY + timedelta(weeks=w, days=day, hours=hour) for w in range(weeks) for day, hour in SLOTS_UTC]
+    per = [posts // len(occurrences) + (1 if i < posts % len(occurrences) else 0) for i in range(len(occurrences))]
+    serial = 0
+    for occurrence, count in zip(occurrences, per, strict=True):
+        clock.move_to(occurrence + timedelta(hours=1))
+        for k in range(count):
+            donor = DONORS[serial % len(DONORS)]
+            at = occurrence + timedelta(seconds=10 * k)
+            _, mid = publish(rt, at, source=donor)
+            noise = 0.8 + 0.4 * ((serial * 7919) % 101) / 100
+            peak = 1000 * noise * (1.8 if donor == BETTER_DONOR else 1.0)
+            peak *= 1.6 if (occurrence.weekday(), occurrence.hour) == BETTER_SLOT else 1.0
+            views.add("@mychan", mid, at, peak)
+            serial += 1
+        for hours in (20, 26):
+            clock.move_to(occurrence + timedelta(hours=hours))
+            tg.subscribers["@mychan"] += 37
+            fetch_round(rt, new_round())
+    return views
