@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contentq.clock import iso, now, parse
-from contentq.errors import ContentqError
+from contentq.errors import ContentqError, NotFoundError
 from contentq.insights.analysis import Insights, Options, PostFigures, analyse, slot_of
 from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
@@ -34,7 +34,7 @@ def build(runtime: Runtime, *, days: int = DEFAULT_DAYS, route: str | None = Non
     routes = routes_config(runtime).routes if runtime.settings.config_path.exists() else {}
     if route is not None and route not in routes and not _has_posts(runtime, route):
         known = ", ".join(sorted(routes)) or "none configured"
-        raise ContentqError(f"unknown route {route!r} (routes: {known})")
+        raise NotFoundError(f"unknown route {route!r} (routes: {known})")
     end = now()
     since = iso(end - timedelta(days=days))
     zones: dict[str, ZoneInfo] = {}
