@@ -10,12 +10,13 @@ one route have their own audiences.
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -31,10 +32,13 @@ KEEP_RATIO = 1.0
 TOP_POSTS = 3
 """How many best and worst posts of the week are named."""
 
+SLOT_ADVICE = 3
+"""Better-slot suggestions per target: for the weakest slots (with enough posts), the moves that gain most."""
 
-@dataclass(frozen=True)
-class PostFigures:
-    """One published post on one destination, as the analysis needs it."""
+
+class PostFigures(NamedTuple):
+    """One published post on one destination, as the analysis needs it (a tuple: reports read tens of
+    thousands)."""
 
     post_id: int
     route: str
@@ -197,10 +201,18 @@ def _groups(posts: Iterable[PostFigures]) -> dict[tuple[str, str], list[PostFigu
     return dict(sorted(out.items()))
 
 
-def _share(posts: Sequence[PostFigures], attr: str) -> float | None:
-    pairs = [(getattr(p, attr), p.views_24h) for p in posts if getattr(p, attr) is not None and p.views_24h]
-    views = sum(v for _, v in pairs)
-    return sum(a for a, _ in pairs) / views if views else None
+def _share(posts: Sequence[PostFigures], index: int) -> float | None:
+    """Sum of one figure over the sum of views at 24 h, over the posts that have both."""
+    total = views = 0.0
+    for post in posts:
+        value = post[index]
+        if value is not None and post.views_24h:
+            total += value
+            views += post.views_24h
+    return total / views if views else None
+
+
+_FORWARDS, _REACTIONS = PostFigures._fields.index("forwards_24h"), PostFigures._fields.index("reactions_24h")
 
 
 def _n(value: float | None) -> str:
@@ -232,8 +244,8 @@ def analyse(
                 len(group),
                 len(done),
                 base,
-                _share(done, "forwards_24h"),
-                _share(done, "reactions_24h"),
+                _share(done, _FORWARDS),
+                _share(done, _REACTIONS),
                 subscribers.get(destination, []),
             )  # fmt: skip
         )
@@ -281,13 +293,14 @@ def slot_figures(route: str, destination: str, posts: Sequence[PostFigures], bas
 
 
 def better_slots(slots: Sequence[SlotFigures], options: Options) -> list[SlotAdvice]:
-    """For each slot with enough posts, the best slot with enough posts when it is ≥ better_ratio× as good."""
+    """For the SLOT_ADVICE weakest slots with enough posts, the best slot with enough posts when it is
+    ≥ better_ratio× as good."""
     usable = [s for s in slots if s.posts >= options.min_posts and s.median_views_24h]
     if len(usable) < 2:
         return []
     best = max(usable, key=lambda s: (s.median_views_24h or 0, s.posts))
     out = []
-    for slot in sorted(usable, key=lambda s: s.median_views_24h or 0):
+    for slot in sorted(usable, key=lambda s: s.median_views_24h or 0)[:SLOT_ADVICE]:
         if slot is best:
             continue
         assert best.median_views_24h is not None and slot.median_views_24h is not None
@@ -337,7 +350,12 @@ def best_and_worst(
     if not posts:
         return [], []
     end = options.now or max(p.published_at for p in posts)
-    week = [p for p in posts if end - timedelta(days=7) <= p.published_at <= end and p.views_24h is not None]
+    start = end - timedelta(days=7)
+    week = [p for p in posts if p.views_24h is not None and start <= p.published_at <= end]
+
+    def key(p: PostFigures) -> tuple[float, float, int]:
+        assert p.views_24h is not None
+        return (ratio(p.views_24h, medians.get((p.route, p.destination))) or 0.0, p.views_24h, p.post_id)
 
     def line(p: PostFigures) -> PostLine:
         assert p.views_24h is not None
@@ -345,9 +363,10 @@ def best_and_worst(
         return PostLine(p.post_id, p.route, p.destination, p.source or "(generated)", slot_label(p.slot),
                         p.published_at.isoformat(timespec="minutes"), p.views_24h, share, p.link)  # fmt: skip
 
-    ranked = sorted((line(p) for p in week), key=lambda p: (p.ratio or 0, p.views_24h, p.post_id), reverse=True)
-    count = min(TOP_POSTS, len(ranked) // 2) if len(ranked) > 1 else len(ranked)
-    return ranked[:count], list(reversed(ranked[len(ranked) - count :])) if len(ranked) > 1 else []
+    count = min(TOP_POSTS, len(week) // 2) if len(week) > 1 else len(week)
+    best = heapq.nlargest(count, week, key=key)
+    worst = heapq.nsmallest(count, week, key=key) if len(week) > 1 else []
+    return [line(p) for p in best], [line(p) for p in worst]
 
 
 def findings(report: Insights, options: Options) -> list[str]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from datetime import UTC, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from contentq.clock import iso, now, parse
+from contentq.clock import iso, now
 from contentq.errors import ContentqError, NotFoundError
-from contentq.insights.analysis import Insights, Options, PostFigures, analyse, slot_of
+from contentq.insights.analysis import Insights, Options, PostFigures, analyse
 from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.store import insights as sql
@@ -23,44 +23,65 @@ DEFAULT_DAYS = 30
 MAX_DAYS = 3650
 
 
+CACHE_SECONDS = 300
+"""A report is kept (in the process: the panel) while no sample arrives, for at most this long."""
+
+
 def build(runtime: Runtime, *, days: int = DEFAULT_DAYS, route: str | None = None,
           min_posts: int | None = None) -> Insights:  # fmt: skip
-    """The report over posts published in the last `days` days (of one route, or all)."""
+    """The report over posts published in the last `days` days (of one route, or all). The panel asks often and
+    samples arrive hourly: the last report is reused while no sample, item or subscriber count was stored since,
+    the routes file is unchanged, and it is younger than CACHE_SECONDS."""
     if not 1 <= days <= MAX_DAYS:
         raise ContentqError(f"--days {days}: give 1 to {MAX_DAYS} days")
     minimum = min_posts if min_posts is not None else runtime.settings.insights_min_posts
     if minimum < 1:
         raise ContentqError(f"--min-posts {minimum}: give at least 1")
-    routes = routes_config(runtime).routes if runtime.settings.config_path.exists() else {}
+    path = runtime.settings.config_path
+    routes = routes_config(runtime).routes if path.exists() else {}
     if route is not None and route not in routes and not _has_posts(runtime, route):
         known = ", ".join(sorted(routes)) or "none configured"
         raise NotFoundError(f"unknown route {route!r} (routes: {known})")
     end = now()
+    key = (days, route, minimum, sql.data_stamp(runtime.store), path.stat().st_mtime_ns if path.exists() else None)
+    cached = runtime.services.get(CACHE_KEY)
+    if cached is not None and cached[0] == key and (end - cached[1]).total_seconds() < CACHE_SECONDS:
+        return cast(Insights, cached[2])
+    report = _build(runtime, routes, days, route, minimum, end)
+    runtime.services[CACHE_KEY] = (key, end, report)
+    return report
+
+
+CACHE_KEY = "insights_report"
+
+
+def _build(runtime: Runtime, routes: dict[str, Any], days: int, route: str | None, minimum: int,
+           end: datetime) -> Insights:  # fmt: skip
     since = iso(end - timedelta(days=days))
-    zones: dict[str, ZoneInfo] = {}
-    for name, spec in routes.items():
-        zones[name] = ZoneInfo(spec.schedule.timezone)
     utc = ZoneInfo("UTC")
+    zones = {name: ZoneInfo(spec.schedule.timezone) for name, spec in routes.items()}
     posts = []
-    for row in sql.report_items(runtime.store, since, route):
-        published = parse(str(row["published_at"]))
+    fromiso = datetime.fromisoformat
+    for (
+        post_id,
+        route_name,
+        destination,
+        source,
+        rewriter,
+        published_at,
+        v24,
+        f24,
+        r24,
+        views,
+        link,
+        cost,
+    ) in sql.report_rows(runtime.store, since, route):
+        published = fromiso(published_at)
+        local = published.astimezone(zones.get(route_name, utc))
         posts.append(
-            PostFigures(
-                post_id=int(row["post_id"]),
-                route=str(row["route"]),
-                destination=str(row["destination"]),
-                source=str(row["source"] or ""),
-                rewriter=str(row["rewriter"] or "none"),
-                published_at=published,
-                slot=slot_of(published.astimezone(zones.get(str(row["route"]), utc))),
-                views_24h=row["views_24h"],
-                forwards_24h=row["forwards_24h"],
-                reactions_24h=row["reactions_24h"],
-                views=row["views"],
-                link=row["link"],
-                llm_cost=float(row["llm_cost"] or 0),
-            )  # fmt: skip
-        )
+            PostFigures(post_id, route_name, destination, source or "", rewriter or "none", published,
+                        local.weekday() * 24 + local.hour, v24, f24, r24, views, link, cost or 0.0)
+        )  # fmt: skip
     destinations = {p.destination for p in posts}
     series: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for sample in sql.subscriber_series(runtime.store, since):

@@ -23,16 +23,22 @@ HOURLY_FOR_S = 2 * 86400
 def sync_items(store: Store, since: str) -> int:
     """Add an item for each post published (to Telegram, without deliveries) or delivery published since `since`
     that has none yet; returns how many were added. The post's LLM cost is copied in once."""
-    cost = "(SELECT COALESCE(SUM(u.cost), 0) FROM usage AS u WHERE u.post_id = p.id)"
+    # The LLM cost of the new items' posts, summed once (usage has no index by post: one pass over it).
+    cost = "COALESCE(c.cost, 0)"
+    costs = (
+        "WITH costs AS MATERIALIZED (SELECT post_id, SUM(cost) AS cost FROM usage WHERE post_id IN"
+        " (SELECT id FROM posts WHERE published_at >= :since) GROUP BY post_id)"
+    )
     with store.transaction() as conn:
         plain = conn.execute(
             f"""
+            {costs}
             INSERT OR IGNORE INTO insight_items (post_id, destination, platform, account, platform_id, route,
                 source, rewriter, published_at, link, llm_cost)
             SELECT p.id, 'telegram:' || p.target, 'telegram', p.target,
                 CAST(json_extract(p.message_ids, '$[0]') AS TEXT), p.route, p.source, p.rewriter, p.published_at,
                 p.link, {cost}
-            FROM posts AS p
+            FROM posts AS p LEFT JOIN costs AS c ON c.post_id = p.id
             WHERE p.state = 'published' AND p.published_at >= :since AND p.target IS NOT NULL AND p.target != ''
               AND json_valid(p.message_ids) AND json_extract(p.message_ids, '$[0]') IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.post_id = p.id)
@@ -43,11 +49,12 @@ def sync_items(store: Store, since: str) -> int:
         ).rowcount
         delivered = conn.execute(
             f"""
+            {costs}
             INSERT OR IGNORE INTO insight_items (post_id, destination, platform, account, platform_id, route,
                 source, rewriter, published_at, link, llm_cost)
             SELECT p.id, d.destination, d.platform, d.account, CAST(json_extract(d.platform_ids, '$[0]') AS TEXT),
                 p.route, p.source, p.rewriter, d.published_at, d.link, {cost}
-            FROM deliveries AS d JOIN posts AS p ON p.id = d.post_id
+            FROM deliveries AS d JOIN posts AS p ON p.id = d.post_id LEFT JOIN costs AS c ON c.post_id = p.id
             WHERE d.state = 'published' AND d.published_at >= :since
               AND json_valid(d.platform_ids) AND json_extract(d.platform_ids, '$[0]') IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM insight_items AS i WHERE i.post_id = p.id
@@ -139,18 +146,31 @@ def record_subscribers(store: Store, destination: str, round_: str, at: str, sub
 # -- reading -------------------------------------------------------------------------------------------
 
 
-def report_items(store: Store, since: str, route: str | None = None) -> list[dict[str, Any]]:
-    """The rollup of every item published since `since` (one row each)."""
+REPORT_COLUMNS = ("post_id", "route", "destination", "source", "rewriter", "published_at", "views_24h",
+                  "forwards_24h", "reactions_24h", "views", "link", "llm_cost")  # fmt: skip
+
+
+def report_rows(store: Store, since: str, route: str | None = None) -> list[tuple[Any, ...]]:
+    """The rollup of every item published since `since` (one row each, as tuples of REPORT_COLUMNS: the report
+    reads tens of thousands of them)."""
     where, params = "published_at >= ?", [since]
     if route:
         where += " AND route = ?"
         params.append(route)
-    return store.query(
-        "SELECT id, post_id, destination, platform, route, source, rewriter, published_at, link, llm_cost,"
-        " samples, views, forwards, replies, reactions, reactions_json,"
-        f" views_24h, forwards_24h, replies_24h, reactions_24h FROM insight_items WHERE {where}",
-        params,
-    )
+    with store.transaction(immediate=False) as conn:
+        return conn.execute(f"SELECT {', '.join(REPORT_COLUMNS)} FROM insight_items WHERE {where}", params).fetchall()
+
+
+def data_stamp(store: Store) -> tuple[Any, ...]:
+    """Changes whenever a report could: a sample or subscriber count stored, an item added, gone or purged."""
+    with store.transaction(immediate=False) as conn:
+        return tuple(
+            conn.execute(
+                "SELECT (SELECT MAX(id) FROM insight_samples), (SELECT MAX(id) FROM channel_samples),"
+                " (SELECT MAX(id) FROM insight_items), (SELECT COUNT(*) FROM insight_items),"
+                " (SELECT COUNT(*) FROM insight_items WHERE gone = 1)"
+            ).fetchone()
+        )
 
 
 def subscriber_series(store: Store, since: str) -> list[dict[str, Any]]:

@@ -307,6 +307,10 @@ def sources_view(rt: Runtime) -> list[dict[str, Any]]:
     return out
 
 
+CHART_SLOTS = 24
+"""Slots drawn per target: a route that posts at every hour of the week would draw 168 bars."""
+
+
 def insights_view(rt: Runtime, days: int, route: str | None, min_posts: int | None) -> dict[str, Any]:
     """The insights report (as `contentq insights --json`) and, per target, its charts: subscribers over time,
     donors and slots by median views at 24 h against the route's median."""
@@ -319,6 +323,8 @@ def insights_view(rt: Runtime, days: int, route: str | None, min_posts: int | No
         key = (target.route, target.destination)
         donors = [d for d in report.donors if (d.route, d.destination) == key]
         slots = [s for s in report.slots if (s.route, s.destination) == key]
+        # The chart: the slots actually used (most posts), at most CHART_SLOTS, in the week's order.
+        charted = sorted(sorted(slots, key=lambda s: -s.posts)[:CHART_SLOTS], key=lambda s: s.slot)
         best_donor = max((d for d in donors if d.suggestion != "too few posts"), key=lambda d: d.ratio or 0,
                          default=None)  # fmt: skip
         best_slot = max((s for s in slots if s.posts >= report.min_posts), key=lambda s: s.median_views_24h or 0,
@@ -333,10 +339,9 @@ def insights_view(rt: Runtime, days: int, route: str | None, min_posts: int | No
             ),
             "slots": bar_chart(
                 f"median views at 24 h per slot, {target.route} → {target.destination}",
-                [(s.label, s.median_views_24h, s.posts) for s in slots], target.median_views_24h,
+                [(s.label, s.median_views_24h, s.posts) for s in charted], target.median_views_24h,
                 best_slot.label if best_slot else None,
             ),
             "donor_rows": donors,
-            "slot_rows": slots,
         })  # fmt: skip
-    return {"report": report.as_dict(), "insights": report, "sections": sections}
+    return {"insights": report, "sections": sections}
