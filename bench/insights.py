@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import socket
@@ -66,6 +67,10 @@ def runtime(home: Path) -> Runtime:
     return Runtime(load_settings(home=home))
 
 
+def donor_of(channel: str, rng: random.Random) -> str:
+    return DONORS[2 * CHANNELS.index(channel) + rng.randint(0, 1)]
+
+
 def published(rt: Runtime, posts: int, *, days: float, stamp: datetime) -> list[tuple[int, str, int, datetime]]:
     """`posts` posts published to the four channels over the last `days` days: (post id, channel, msg id, at)."""
     rng = random.Random(7)
@@ -76,7 +81,7 @@ def published(rt: Runtime, posts: int, *, days: float, stamp: datetime) -> list[
         mid = 100_000 + n
         route = f"r{CHANNELS.index(channel)}"
         rows.append(
-            (n, route, DONORS[2 * CHANNELS.index(channel) + rng.randint(0, 1)], n, "text", "post", iso(at), "published", channel, iso(at),
+            (n, route, donor_of(channel, rng), n, "text", "post", iso(at), "published", channel, iso(at),
              json.dumps([mid]), f"https://t.me/{channel[1:]}/{mid}", "llm", iso(at))
         )  # fmt: skip
         out.append((n, channel, mid, at))
@@ -119,10 +124,8 @@ def requests_bench(posts: int) -> dict[str, float]:
         tg.calls.clear()
         round_ = new_round()
         tg.fail_next("message_stats", *([None] * 40), errors.FloodWaitError(request=None, capture=300))
-        try:
+        with contextlib.suppress(Reschedule):
             fetch_round(rt, round_)
-        except Reschedule:
-            pass
         fetch_round(rt, round_)
         interrupted = [c for c in tg.calls if c[0] in ("message_stats", "subscriber_count")]
         doubled = rt.store.scalar(
@@ -155,7 +158,7 @@ def fill_samples(rt: Runtime, samples: int, stamp: datetime) -> int:
         v24 = peak * (1 - 2.718**-4)
         items.append(
             (n, n, f"telegram:{channel}", "telegram", channel, str(mid), f"r{CHANNELS.index(channel)}",
-             DONORS[2 * CHANNELS.index(channel) + rng.randint(0, 1)], "llm", iso(at), f"https://t.me/{channel[1:]}/{mid}", 0.0005, len(ages),
+             donor_of(channel, rng), "llm", iso(at), f"https://t.me/{channel[1:]}/{mid}", 0.0005, len(ages),
              v24, v24 / 50, v24 / 100, v24 / 20)
         )  # fmt: skip
     with rt.store.transaction() as conn:

@@ -206,7 +206,7 @@ def _share(posts: Sequence[PostFigures], index: int) -> float | None:
     total = views = 0.0
     for post in posts:
         value = post[index]
-        if value is not None and post.views_24h:
+        if isinstance(value, float | int) and post.views_24h:
             total += value
             views += post.views_24h
     return total / views if views else None

@@ -30,7 +30,8 @@ def sync_items(store: Store, since: str) -> int:
         " (SELECT id FROM posts WHERE published_at >= :since) GROUP BY post_id)"
     )
     with store.transaction() as conn:
-        plain = conn.execute(
+        before = conn.total_changes  # a statement that starts with WITH has no rowcount
+        conn.execute(
             f"""
             {costs}
             INSERT OR IGNORE INTO insight_items (post_id, destination, platform, account, platform_id, route,
@@ -46,8 +47,8 @@ def sync_items(store: Store, since: str) -> int:
                               AND i.destination = 'telegram:' || p.target)
             """,
             {"since": since},
-        ).rowcount
-        delivered = conn.execute(
+        )
+        conn.execute(
             f"""
             {costs}
             INSERT OR IGNORE INTO insight_items (post_id, destination, platform, account, platform_id, route,
@@ -61,8 +62,8 @@ def sync_items(store: Store, since: str) -> int:
                               AND i.destination = d.destination)
             """,
             {"since": since},
-        ).rowcount
-    return int(plain) + int(delivered)
+        )
+        return conn.total_changes - before
 
 
 def items_to_fetch(store: Store, since: str, round_: str) -> list[dict[str, Any]]:
