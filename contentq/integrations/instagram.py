@@ -16,6 +16,7 @@ network → `InstagramUnavailable`; any other refusal → `InstagramRefused`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,10 @@ RATE_WAIT_SECONDS = 600.0
 
 MULTI_ID_BATCH = 50
 """Ids per Graph API multiple-ID read."""
+
+MISSING_IDS_CODE = 803
+"""A multiple-ID read naming an object that does not exist (a deleted medium): "Some of the aliases you requested
+do not exist: …"."""
 
 
 class InstagramError(Exception):
@@ -204,8 +209,18 @@ class InstagramClient:
         A medium whose insights are not available yet (Meta delays them up to 48 h) has no views."""
         if not 0 < len(media_ids) <= MULTI_ID_BATCH:
             raise ValueError(f"media_metrics takes 1 to {MULTI_ID_BATCH} ids, not {len(media_ids)}")
-        params = {"ids": ",".join(media_ids), "fields": "like_count,comments_count,insights.metric(views,shares)"}
-        body = self._safe("GET", "/", params=params)
+        fields = "like_count,comments_count,insights.metric(views,shares)"
+        try:
+            body = self._safe("GET", "/", params={"ids": ",".join(media_ids), "fields": fields})
+        except InstagramRefused as exc:
+            # One deleted medium fails the whole read (#803, naming the ids): read the others again without it.
+            gone = set(re.findall(r"\d+", str(exc).partition("do not exist:")[2].partition("(code")[0]))
+            rest = [m for m in media_ids if m not in gone]
+            if getattr(exc, "code", None) != MISSING_IDS_CODE or not gone or len(rest) == len(media_ids):
+                raise
+            if not rest:
+                return {}
+            body = self._safe("GET", "/", params={"ids": ",".join(rest), "fields": fields})
         out: dict[str, dict[str, int]] = {}
         for media_id, item in body.items():
             if not isinstance(item, dict):
