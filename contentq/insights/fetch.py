@@ -22,9 +22,9 @@ from typing import Any
 
 from telethon import errors as tg_errors
 
-from contentq.channels import resolve_channel
 from contentq.clock import iso, now, parse
 from contentq.errors import Reschedule
+from contentq.flow.channels import resolve_channel
 from contentq.insights.series import AT_AGE_S, Point, at_age
 from contentq.integrations.instagram import MULTI_ID_BATCH
 from contentq.integrations.telegram.access import gateway_of
