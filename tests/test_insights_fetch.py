@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from telethon import errors
 
-from contentq.clock import iso, now
+from contentq.clock import iso, now, parse
 from contentq.errors import Reschedule
 from contentq.insights.fetch import fetch_round, new_round
 from contentq.ops.purge import purge
@@ -164,3 +164,18 @@ def test_purge_thins_samples_to_hourly_for_two_days_then_daily(rt, channel):
     assert dry.removed["insight samples"] == removed.removed["insight samples"] == 720 - len(kept)
     assert [k["age_s"] for k in kept[:3]] == [0, 3600, 7200]
     assert {k["age_s"] % 86400 for k in kept[48:]} == {0}
+
+
+def test_purge_thins_subscriber_counts_to_hourly_for_two_days_then_daily(rt, channel):
+    with rt.store.transaction() as conn:
+        for k in range(0, 4 * 24 * 4):  # every 15 minutes over four days
+            conn.execute(
+                "INSERT INTO channel_samples (destination, round, at, subscribers) VALUES (?, ?, ?, ?)",
+                ("telegram:@mychan", f"r{k}", iso(hours_ago(k / 4)), 1000 + k),
+            )
+    purge(rt)
+    kept = [parse(r["at"]) for r in rt.store.query("SELECT at FROM channel_samples ORDER BY at")]
+    recent = [at for at in kept if at >= now() - timedelta(hours=47)]
+    assert len({at.strftime("%Y-%m-%d %H") for at in recent}) == len(recent) >= 47  # one an hour
+    older = [at for at in kept if at < now() - timedelta(hours=49)]
+    assert len({at.date() for at in older}) == len(older) <= 3  # one a day
