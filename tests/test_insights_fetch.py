@@ -179,3 +179,18 @@ def test_purge_thins_subscriber_counts_to_hourly_for_two_days_then_daily(rt, cha
     assert len({at.strftime("%Y-%m-%d %H") for at in recent}) == len(recent) >= 47  # one an hour
     older = [at for at in kept if at < now() - timedelta(hours=49)]
     assert len({at.date() for at in older}) == len(older) <= 3  # one a day
+
+
+def test_a_channel_that_refuses_is_skipped_with_a_note_and_the_others_are_read(rt, channel):
+    tg, views = channel
+    tg.add_channel("@lost", 7_777_777)
+    _publish_many(rt, views, 5)
+    at = hours_ago(30)
+    _, mid = publish(rt, at, target="@lost")
+    views.add("@lost", mid, at, 100)
+    tg.fail_next("message_stats", errors.ChannelPrivateError(request=None))  # @lost is read first (by name)
+    tg.fail_next("subscriber_count", errors.ChannelPrivateError(request=None))
+    report = fetch_round(rt, new_round())
+    assert report.sampled == 5 and report.subscribers == {"telegram:@mychan": 1500}
+    assert [n.split(":")[0] + ":" + n.split(":")[1] for n in report.notes] == ["telegram:@lost skipped"] * 2
+    assert "ChannelPrivateError" in report.notes[0]

@@ -23,13 +23,14 @@ from typing import Any
 from telethon import errors as tg_errors
 
 from contentq.clock import iso, now, parse
-from contentq.errors import Reschedule
+from contentq.errors import FatalJobError, Reschedule
 from contentq.flow.channels import resolve_channel
 from contentq.insights.series import AT_AGE_S, Point, at_age
 from contentq.integrations.instagram import MULTI_ID_BATCH
 from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import STATS_BATCH, MessageStats
 from contentq.integrations.x import LOOKUP_BATCH
+from contentq.redact import redact
 from contentq.runtime.context import Runtime
 from contentq.store import insights as sql
 
@@ -87,15 +88,26 @@ def fetch_round(
     for destination, group in groupby(rows, key=lambda r: str(r["destination"])):
         items = list(group)
         platform = items[0]["platform"]
-        if platform == "telegram":
-            _telegram(runtime, destination, items, report, log)
-        elif platform == "x":
-            _x(runtime, destination, items, report)
-        elif platform == "instagram":
-            _instagram(runtime, destination, items, report)
+        try:
+            if platform == "telegram":
+                _telegram(runtime, destination, items, report, log)
+            elif platform == "x":
+                _x(runtime, destination, items, report)
+            elif platform == "instagram":
+                _instagram(runtime, destination, items, report)
+        except (tg_errors.RPCError, FatalJobError) as exc:
+            _skip(report, destination, exc, log)  # one unreadable destination does not hold up the others
     if "telegram" in report.platforms:
         _subscribers(runtime, report, log)
     return report
+
+
+def _skip(report: FetchReport, destination: str, exc: BaseException, log: Log | None) -> None:
+    """A destination that refuses (no longer an admin, revoked keys): noted, the round goes on without it."""
+    note = f"{destination} skipped: {type(exc).__name__}: {redact(str(exc))}"
+    report.notes.append(note)
+    if log is not None:
+        log("destination_skipped", note, level="warning")
 
 
 def chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -168,6 +180,9 @@ def _subscribers(runtime: Runtime, report: FetchReport, log: Log | None) -> None
             count = gateway.subscriber_count(channel)
         except (tg_errors.FloodWaitError, tg_errors.FloodPremiumWaitError) as exc:
             flood_wait(report, destination, int(exc.seconds), log)
+        except tg_errors.RPCError as exc:
+            _skip(report, destination, exc, log)
+            continue
         sql.record_subscribers(store, destination, report.round, iso(), count)
         report.subscribers[destination] = count
 
