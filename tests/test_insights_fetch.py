@@ -194,3 +194,10 @@ def test_a_channel_that_refuses_is_skipped_with_a_note_and_the_others_are_read(r
     assert report.sampled == 5 and report.subscribers == {"telegram:@mychan": 1500}
     assert [n.split(":")[0] + ":" + n.split(":")[1] for n in report.notes] == ["telegram:@lost skipped"] * 2
     assert "ChannelPrivateError" in report.notes[0]
+
+
+def test_a_round_without_telegram_posts_enqueues_no_telegram_job(rt, channel):
+    enqueue(rt, "insights", "round", {"round": new_round()})
+    run_worker(rt, ["maintenance"], burst=True)
+    assert rt.store.scalar("SELECT status FROM jobs WHERE kind = 'insights'") == "succeeded"
+    assert not rt.store.scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'insights_telegram'")

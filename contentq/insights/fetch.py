@@ -51,8 +51,12 @@ class FetchReport:
     requests: dict[str, int] = field(default_factory=dict)
     subscribers: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    checkpoint: Callable[[str], None] | None = field(default=None, repr=False)
 
     def request(self, platform: str) -> None:
+        """Before each request: the run's safe point, then the count."""
+        if self.checkpoint is not None:
+            self.checkpoint(f"insights: before a {platform} request")
         self.requests[platform] = self.requests.get(platform, 0) + 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -61,6 +65,15 @@ class FetchReport:
             "sampled": self.sampled, "gone": self.gone, "new_items": self.new_items, "requests": self.requests,
             "subscribers": self.subscribers, "notes": self.notes,
         }  # fmt: skip
+
+
+def telegram_due(runtime: Runtime, days: int | None = None) -> bool:
+    """Whether a round has Telegram posts or channels to read (the Telegram job is enqueued only then)."""
+    days = days if days is not None else runtime.settings.insights_fetch_days
+    since = iso(now() - timedelta(days=days))
+    sql.sync_items(runtime.store, since)
+    return bool(runtime.store.scalar(
+        "SELECT 1 FROM insight_items WHERE platform = 'telegram' AND published_at >= ? LIMIT 1", (since,)))  # fmt: skip
 
 
 def new_round() -> str:
@@ -75,12 +88,14 @@ def fetch_round(
     days: int | None = None,
     platforms: Iterable[str] = PLATFORMS,
     log: Log | None = None,
+    checkpoint: Callable[[str], None] | None = None,
 ) -> FetchReport:
     """Sample every item published in the last `days` days (default insights_fetch_days) on these platforms
-    that has no sample of this round yet; raises Reschedule when a platform asks for a wait."""
+    that has no sample of this round yet; raises Reschedule when a platform asks for a wait. `checkpoint` is
+    called between requests (a job's safe point: a cancelled run stops there, what it stored stays)."""
     days = days if days is not None else runtime.settings.insights_fetch_days
     since = iso(now() - timedelta(days=days))
-    report = FetchReport(round_, since, tuple(platforms))
+    report = FetchReport(round_, since, tuple(platforms), checkpoint=checkpoint)
     store = runtime.store
     report.new_items = sql.sync_items(store, since)
     rows = [r for r in sql.items_to_fetch(store, since, round_) if r["platform"] in report.platforms]

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from contentq.insights.fetch import fetch_round
+from contentq.insights.fetch import fetch_round, telegram_due
 from contentq.runtime.context import JobContext
 
 
 def run(ctx: JobContext, round: str, days: int | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
-    ctx.enqueue_child("insights_telegram", f"round {round}", {"round": round, "days": days})
-    report = fetch_round(ctx.runtime, round, days=days, platforms=("x", "instagram"), log=ctx.log)
+    if telegram_due(ctx.runtime, days):
+        ctx.enqueue_child("insights_telegram", f"round {round}", {"round": round, "days": days})
+    report = fetch_round(
+        ctx.runtime, round, days=days, platforms=("x", "instagram"), log=ctx.log, checkpoint=ctx.checkpoint
+    )
     ctx.log("summary", f"{report.sampled} samples of {report.items} posts on X and Instagram",
-            requests=report.requests)  # fmt: skip
+            requests=report.requests, notes=report.notes)  # fmt: skip
     return report.as_dict()
 
 
 def run_telegram(ctx: JobContext, round: str, days: int | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
-    report = fetch_round(ctx.runtime, round, days=days, platforms=("telegram",), log=ctx.log)
+    report = fetch_round(ctx.runtime, round, days=days, platforms=("telegram",), log=ctx.log, checkpoint=ctx.checkpoint)
     ctx.log(
         "summary",
         f"{report.sampled} samples of {report.items} posts, {report.gone} deleted, "
