@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from contentq.clock import iso, now
 from contentq.errors import ContentqError, NotFoundError
-from contentq.insights.analysis import Insights, Options, PostFigures, analyse
+from contentq.insights.analysis import Insights, Options, PostFigures, analyse, slot_of
 from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.store import insights as sql
@@ -25,6 +25,9 @@ MAX_DAYS = 3650
 
 CACHE_SECONDS = 300
 """A report is kept (in the process: the panel) while no sample arrives, for at most this long."""
+
+CACHE_KEY = "insights_report"
+"""Where the process keeps its last report (runtime.services)."""
 
 
 def build(runtime: Runtime, *, days: int = DEFAULT_DAYS, route: str | None = None,
@@ -52,9 +55,6 @@ def build(runtime: Runtime, *, days: int = DEFAULT_DAYS, route: str | None = Non
     return report
 
 
-CACHE_KEY = "insights_report"
-
-
 def _build(runtime: Runtime, routes: dict[str, Any], days: int, route: str | None, minimum: int,
            end: datetime) -> Insights:  # fmt: skip
     since = iso(end - timedelta(days=days))
@@ -62,25 +62,13 @@ def _build(runtime: Runtime, routes: dict[str, Any], days: int, route: str | Non
     zones = {name: ZoneInfo(spec.schedule.timezone) for name, spec in routes.items()}
     posts = []
     fromiso = datetime.fromisoformat
-    for (
-        post_id,
-        route_name,
-        destination,
-        source,
-        rewriter,
-        published_at,
-        v24,
-        f24,
-        r24,
-        views,
-        link,
-        cost,
-    ) in sql.report_rows(runtime.store, since, route):
+    rows = sql.report_rows(runtime.store, since, route)
+    for post_id, route_name, destination, source, rewriter, published_at, v24, f24, r24, views, link, cost in rows:
         published = fromiso(published_at)
-        local = published.astimezone(zones.get(route_name, utc))
+        slot = slot_of(published.astimezone(zones.get(route_name, utc)))
         posts.append(
-            PostFigures(post_id, route_name, destination, source or "", rewriter or "none", published,
-                        local.weekday() * 24 + local.hour, v24, f24, r24, views, link, cost or 0.0)
+            PostFigures(post_id, route_name, destination, source or "", rewriter or "none", published, slot,
+                        v24, f24, r24, views, link, cost or 0.0)
         )  # fmt: skip
     destinations = {p.destination for p in posts}
     series: dict[str, list[tuple[str, int]]] = defaultdict(list)
