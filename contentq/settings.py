@@ -207,6 +207,14 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
+    # Insights (docs/insights.md).
+    insights_fetch_days: int = Field(
+        14, ge=1, le=365, description="Insights: posts published this many days back are measured on each fetch."
+    )
+    insights_min_posts: int = Field(
+        10, ge=1, le=100_000, description="Insights: no suggestion rests on fewer posts than this."
+    )
+
     # The web panel (docs/web.md).
     web_max_body_kb: int = Field(
         1024, ge=1, le=1_048_576, description="Largest request body the panel takes, in KiB; a larger one gets 413."

@@ -8,8 +8,10 @@ refused with code 9004 / subcode 2207052), a carousel item (`is_carousel_item=tr
 `GET /{container-id}?fields=status_code` (IN_PROGRESS for the first look, then FINISHED, PUBLISHED once
 published); `POST /{ig-user-id}/media_publish` (a container not FINISHED: code 9007 / 2207027; the rolling
 24 h limit: code 9 / 2207042); `GET /{ig-user-id}/content_publishing_limit`; `GET /{ig-user-id}?fields=username`;
-`GET /{ig-user-id}/media` (newest first); `GET /{media-id}?fields=permalink`. Hangs and scripted errors as in
-fake_http.
+`GET /{ig-user-id}/media` (newest first); `GET /{media-id}?fields=permalink`; the multiple-ID read
+`GET /?ids=…&fields=like_count,comments_count,insights.metric(views,shares)` (at most 50 ids, code 100 above;
+an id that does not exist fails the whole request with code 803, naming it; insights not available yet are
+left out). Hangs and scripted errors as in fake_http.
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ CREATE TABLE IF NOT EXISTS media (
     id INTEGER PRIMARY KEY, caption TEXT, media_type TEXT, children INTEGER, container INTEGER, timestamp REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS media_metrics (
+    media_id INTEGER PRIMARY KEY, like_count INTEGER NOT NULL DEFAULT 0, comments_count INTEGER NOT NULL DEFAULT 0,
+    views INTEGER, shares INTEGER
+);
 """
+
+MULTI_ID_MAX = 50
 
 _HASHTAG = re.compile(r"(?<![\w&/])#\w+")
 
@@ -66,6 +74,8 @@ class FakeInstagram(FakePlatform):
 
     def endpoint(self, request: Request) -> str:
         parts = [p for p in request.path.split("/") if p]
+        if not parts:
+            return "ids"
         if len(parts) == 2 and parts[0] == IG_USER:
             return parts[1]  # media, media_publish, content_publishing_limit
         if len(parts) == 1 and parts[0] == IG_USER:
@@ -84,6 +94,8 @@ class FakeInstagram(FakePlatform):
             return self._list(request, conn)
         if endpoint == "media_publish":
             return self._publish(request, conn)
+        if endpoint == "ids":
+            return self._multi_read(request, conn)
         if endpoint == "content_publishing_limit":
             used, total = self._usage(conn), self._quota_total(conn)
             return 200, {"data": [{"quota_usage": used, "config": {"quota_total": total, "quota_duration": 86400}}]}, {}
@@ -161,6 +173,67 @@ class FakeInstagram(FakePlatform):
         if media is not None:
             return 200, {"permalink": f"https://www.instagram.com/p/FAKE{media['id']}/", "id": node}, {}
         raise error(f"Unsupported get request. Object with ID '{node}' does not exist.", 100, 33)
+
+    def _multi_read(self, request: Request, conn: sqlite3.Connection) -> tuple[int, Any, dict[str, str]]:
+        ids = [i for i in (request.param("ids") or "").split(",") if i]
+        if not ids:
+            raise error("(#100) The parameter ids is required", 100)
+        if len(ids) > MULTI_ID_MAX:
+            raise error(f"(#100) Too many IDs. Maximum: {MULTI_ID_MAX}", 100)
+        missing = [i for i in ids if not i.isdigit()
+                   or not conn.execute("SELECT 1 FROM media WHERE id = ?", (int(i),)).fetchone()]  # fmt: skip
+        if missing:
+            raise error(f"(#803) Some of the aliases you requested do not exist: {','.join(missing)}", 803)
+        fields = request.param("fields") or "id"
+        out: dict[str, Any] = {}
+        for media_id in ids:
+            row = conn.execute("SELECT * FROM media_metrics WHERE media_id = ?", (int(media_id),)).fetchone()
+            item: dict[str, Any] = {"id": media_id}
+            for name in ("like_count", "comments_count"):
+                if name in fields:
+                    item[name] = int(row[name]) if row else 0
+            wanted = re.search(r"insights\.metric\(([^)]*)\)", fields)
+            if wanted:
+                data = [
+                    {"name": m, "period": "lifetime", "values": [{"value": int(row[m])}],
+                     "title": m.title(), "id": f"{media_id}/insights/{m}/lifetime"}
+                    for m in wanted.group(1).split(",") if row is not None and m in ("views", "shares")
+                    and row[m] is not None
+                ]  # fmt: skip
+                item["insights"] = {"data": data}
+            out[media_id] = item
+        return 200, out, {}
+
+    def set_metrics(self, media_id: str, *, likes: int = 0, comments: int = 0, views: int | None = None,
+                    shares: int | None = None) -> None:  # fmt: skip
+        """A medium's counters as Meta will report them (views, shares: None until insights are available)."""
+        conn = self.connect()
+        try:
+            conn.execute(
+                "INSERT OR REPLACE INTO media_metrics (media_id, like_count, comments_count, views, shares)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (int(media_id), likes, comments, views, shares),
+            )
+        finally:
+            conn.close()
+
+    def add_media(self, caption: str = "a post") -> str:
+        """A published medium of the account (insights tests); its id."""
+        conn = self.connect()
+        try:
+            cursor = conn.execute(
+                "INSERT INTO media (caption, media_type, timestamp) VALUES (?, 'IMAGE', ?)", (caption, time.time())
+            )
+            return str(cursor.lastrowid)
+        finally:
+            conn.close()
+
+    def delete_media(self, media_id: str) -> None:
+        conn = self.connect()
+        try:
+            conn.execute("DELETE FROM media WHERE id = ?", (int(media_id),))
+        finally:
+            conn.close()
 
     # Publishing -----------------------------------------------------------------------------------------
 

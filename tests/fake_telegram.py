@@ -17,16 +17,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from telethon import errors
 
 from contentq.integrations.telegram.formatting import mention_ids
 from contentq.integrations.telegram.gateway import (
+    STATS_BATCH,
     Account,
     FetchedMessage,
     ListenUpdate,
     MediaInfo,
+    MessageStats,
     OutgoingMedia,
     OutgoingPart,
     ResolvedChannel,
@@ -49,6 +51,12 @@ class SentMessage:
     item: OutgoingMedia | None = None  # the media as sent: its kind and attributes (duration, spoiler, title …)
     mentions: list[int] = field(default_factory=list)  # users mentioned by name (sent as mention entities)
     account: str | None = None  # the account that sent it (FakeAccounts)
+
+
+class StatsSource(Protocol):
+    """What a channel's message has achieved by now (insights): MessageStats, or None when it does not exist."""
+
+    def __call__(self, ref: str, message_id: int) -> MessageStats | None: ...
 
 
 @dataclass
@@ -75,6 +83,8 @@ class FakeTelegram:
     edits: list[tuple[str, int, str]] = field(default_factory=list)  # (target, message id, html) per edit call
     live_connected: bool = True  # the live update stream (listen); messages injected while down are not pushed
     _live: queue.Queue[ListenUpdate | None] = field(default_factory=queue.Queue)
+    stats: StatsSource | None = None  # insights: a message's views … by now; None: sent messages, all zero
+    subscribers: dict[str, int] = field(default_factory=dict)  # channel ref → subscriber count
 
     # Scripting ---------------------------------------------------------------------------------
 
@@ -253,6 +263,31 @@ class FakeTelegram:
                 self._maybe_fail_after("edit_message")
                 return
         raise errors.MessageIdInvalidError(request=None)
+
+    def message_stats(self, channel: ResolvedChannel, message_ids: list[int]) -> list[MessageStats]:
+        self._maybe_fail("message_stats", (channel.ref, list(message_ids)))
+        if not message_ids:
+            raise errors.MessageIdsEmptyError(request=None)
+        if len(message_ids) > STATS_BATCH:
+            raise errors.LimitInvalidError(request=None)
+        if channel.ref not in self.channels:
+            raise errors.ChannelInvalidError(request=None)
+        found = []
+        for mid in message_ids:
+            if self.stats is not None:
+                stats = self.stats(channel.ref, mid)
+            else:
+                present = any(m.target == channel.ref and m.message_id == mid and not m.deleted for m in self.sent)
+                stats = MessageStats(mid, 0, 0, 0) if present else None
+            if stats is not None:
+                found.append(stats)
+        return found
+
+    def subscriber_count(self, channel: ResolvedChannel) -> int:
+        self._maybe_fail("subscriber_count", channel.ref)
+        if channel.ref not in self.channels:
+            raise errors.ChannelInvalidError(request=None)
+        return self.subscribers.get(channel.ref, 0)
 
     def listen(self, channels: list[ResolvedChannel], *, tick: float = 1.0) -> Iterator[ListenUpdate]:
         self._maybe_fail("listen", [c.ref for c in channels])

@@ -4,8 +4,9 @@ Implemented as X documents them: OAuth 1.0a user context checked on every reques
 `GET /2/users/me`; `POST /2/media/upload` (multipart, media + media_category); `POST /2/tweets` (text, media
 ids ≤ 4, reply), refusing a text over 280 weighted characters (400, its own simple count: URLs 23, CJK 2) and
 a text the user already posted (403 with X's duplicate-content body); `GET /2/users/:id/tweets` (start_time,
-max_results, newest first; URLs shown as t.co links, as X returns them). Faults: a 429 with
-`x-rate-limit-reset`, hangs before or after a tweet is stored (fake_http.FakePlatform.script).
+max_results, newest first; URLs shown as t.co links, as X returns them); `GET /2/tweets?ids=…` (1 to 100 ids,
+`tweet.fields=public_metrics`; a deleted tweet is a resource-not-found entry of `errors`, beside `data`).
+Faults: a 429 with `x-rate-limit-reset`, hangs before or after a tweet is stored (fake_http.FakePlatform.script).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ CREATE TABLE IF NOT EXISTS tweets (
     reply_to TEXT, media TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS media (id INTEGER PRIMARY KEY, size INTEGER, sha256 TEXT, category TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS metrics (
+    tweet_id INTEGER PRIMARY KEY, impression_count INTEGER NOT NULL DEFAULT 0, retweet_count INTEGER NOT NULL DEFAULT 0,
+    quote_count INTEGER NOT NULL DEFAULT 0, reply_count INTEGER NOT NULL DEFAULT 0,
+    like_count INTEGER NOT NULL DEFAULT 0, bookmark_count INTEGER NOT NULL DEFAULT 0
+);
 """
+PUBLIC_METRICS = ("retweet_count", "reply_count", "like_count", "quote_count", "bookmark_count", "impression_count")
 
 DUPLICATE = {
     "detail": "You are not allowed to create a Tweet with duplicate content.",
@@ -65,6 +72,8 @@ class FakeX(FakePlatform):
         self.credentials = credentials
 
     def endpoint(self, request: Request) -> str:
+        if request.path == "/2/tweets" and request.method == "GET":
+            return "lookup"
         if request.path.startswith("/2/users/") and request.path.endswith("/tweets"):
             return "user_tweets"
         return {"/2/users/me": "me", "/2/media/upload": "upload", "/2/tweets": "tweets"}.get(request.path, request.path)
@@ -95,6 +104,8 @@ class FakeX(FakePlatform):
             return self._tweet(request, conn)
         if endpoint == "user_tweets":
             return self._timeline(request, conn)
+        if endpoint == "lookup":
+            return self._lookup(request, conn)
         raise Reply(404, {"title": "Not Found Error", "status": 404, "detail": f"no route {request.path}"})
 
     def _upload(self, request: Request, conn: sqlite3.Connection) -> tuple[int, Any, dict[str, str]]:
@@ -176,12 +187,87 @@ class FakeX(FakePlatform):
         meta = {"result_count": len(data), "newest_id": data[0]["id"], "oldest_id": data[-1]["id"]}
         return 200, {"data": data, "meta": meta}, {}
 
+    def _lookup(self, request: Request, conn: sqlite3.Connection) -> tuple[int, Any, dict[str, str]]:
+        ids = [i for i in (request.query.get("ids") or "").split(",") if i]
+        if not 1 <= len(ids) <= 100 or not all(i.isdigit() for i in ids):
+            message = "The `ids` query parameter value must be 1 to 100 tweet ids"
+            raise Reply(
+                400,
+                {
+                    "title": "Invalid Request",
+                    "detail": "One or more parameters to your request was invalid.",
+                    "errors": [{"parameters": {"ids": [",".join(ids)]}, "message": message}],
+                },
+            )
+        fields = set((request.query.get("tweet.fields") or "").split(","))
+        data, errors = [], []
+        for tweet_id in ids:
+            row = conn.execute("SELECT id, text FROM tweets WHERE id = ?", (int(tweet_id),)).fetchone()
+            if row is None:
+                errors.append({
+                    "value": tweet_id, "detail": f"Could not find tweet with ids: [{tweet_id}].",
+                    "title": "Not Found Error", "resource_type": "tweet", "parameter": "ids", "resource_id": tweet_id,
+                    "type": "https://api.twitter.com/2/problems/resource-not-found",
+                })  # fmt: skip
+                continue
+            item: dict[str, Any] = {
+                "id": str(row["id"]),
+                "text": row["text"],
+                "edit_history_tweet_ids": [str(row["id"])],
+            }
+            if "public_metrics" in fields:
+                metrics = conn.execute("SELECT * FROM metrics WHERE tweet_id = ?", (row["id"],)).fetchone()
+                item["public_metrics"] = {k: int(metrics[k]) if metrics else 0 for k in PUBLIC_METRICS}
+            data.append(item)
+        body: dict[str, Any] = {}
+        if data:
+            body["data"] = data
+        if errors:
+            body["errors"] = errors
+        return 200, body, {}
+
     # Reading what X saw (tests, the chaos bench) ------------------------------------------------------------
 
     def tweets(self) -> list[dict[str, Any]]:
         conn = self.connect()
         try:
             return [dict(r) for r in conn.execute("SELECT * FROM tweets ORDER BY id").fetchall()]
+        finally:
+            conn.close()
+
+    def add_tweet(self, text: str) -> str:
+        """A tweet of the account, stored as if posted (insights tests); its id."""
+        conn = self.connect()
+        try:
+            next_id = (conn.execute("SELECT MAX(id) FROM tweets").fetchone()[0] or 1_790_000_000_000_000_000) + 1
+            conn.execute(
+                "INSERT INTO tweets (id, author, text, sent_text, created_at) VALUES (?, ?, ?, ?, ?)",
+                (next_id, USER["id"], text, text, time.time()),
+            )
+            conn.commit()
+            return str(next_id)
+        finally:
+            conn.close()
+
+    def set_metrics(self, tweet_id: str, **counts: int) -> None:
+        """A tweet's public metrics as X will report them (impression_count, like_count …; the others 0)."""
+        unknown = set(counts) - set(PUBLIC_METRICS)
+        if unknown:
+            raise ValueError(f"not public metrics: {sorted(unknown)}")
+        conn = self.connect()
+        try:
+            conn.execute("INSERT OR REPLACE INTO metrics (tweet_id, " + ", ".join(PUBLIC_METRICS) + ") VALUES (?"
+                         + ", ?" * len(PUBLIC_METRICS) + ")",
+                         (int(tweet_id), *(counts.get(k, 0) for k in PUBLIC_METRICS)))  # fmt: skip
+            conn.commit()
+        finally:
+            conn.close()
+
+    def delete_tweet(self, tweet_id: str) -> None:
+        conn = self.connect()
+        try:
+            conn.execute("DELETE FROM tweets WHERE id = ?", (int(tweet_id),))
+            conn.commit()
         finally:
             conn.close()
 

@@ -386,6 +386,19 @@ class StubClient:
             return tl.MessageMediaPhoto(photo=photo)
         if isinstance(request, functions.messages.EditMessageRequest):
             return tl.Updates(updates=[], users=[], chats=[], date=datetime.now(UTC), seq=0)
+        if isinstance(request, functions.channels.GetMessagesRequest):
+            return tl.messages.ChannelMessages(
+                pts=1, count=len(request.id), chats=[], users=[], topics=[],
+                messages=[stats_message(m.id) if m.id % 2 else tl.MessageEmpty(id=m.id, peer_id=tl.PeerChannel(1234))
+                          for m in request.id],
+            )  # fmt: skip
+        if isinstance(request, functions.channels.GetFullChannelRequest):
+            full = tl.ChannelFull(
+                id=request.channel.channel_id, about="", read_inbox_max_id=0, read_outbox_max_id=0,
+                unread_count=0, chat_photo=tl.PhotoEmpty(id=0), notify_settings=tl.PeerNotifySettings(),
+                exported_invite=None, bot_info=[], pts=1, participants_count=4321,
+            )  # fmt: skip
+            return tl.messages.ChatFull(full_chat=full, chats=[], users=[])
         random_ids = [m.random_id for m in request.multi_media] if hasattr(request, "multi_media") else [
             request.random_id]  # fmt: skip
         return tl.Updates(
@@ -410,6 +423,20 @@ class StubClient:
 
     async def send_message(self, entity: Any, text: str, **kw: Any) -> None:
         self.sent_text.append((entity, text))
+
+
+def stats_message(message_id: int) -> Any:
+    """A channel post with its counters, as channels.getMessages returns it."""
+    reactions = tl.MessageReactions(results=[
+        tl.ReactionCount(reaction=tl.ReactionEmoji(emoticon="👍"), count=12),
+        tl.ReactionCount(reaction=tl.ReactionCustomEmoji(document_id=5368), count=3),
+        tl.ReactionCount(reaction=tl.ReactionPaid(), count=2),
+    ])  # fmt: skip
+    return tl.Message(
+        id=message_id, peer_id=tl.PeerChannel(1234), date=datetime.now(UTC), message="post", post=True,
+        views=1000 + message_id, forwards=7, replies=tl.MessageReplies(replies=4, replies_pts=1),
+        reactions=reactions,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -583,3 +610,23 @@ def test_admin_notifications_go_to_the_admin_chat(rt):
     backend = telegram_backend(rt)
     backend.send("queue is stuck", "error")
     assert fake.admin_messages == [("-100777", "⛔ contentq: queue is stuck")]
+
+
+def test_message_stats_are_one_get_messages_request_per_call_with_reactions_per_emoji(gateway):
+    gw, stub = gateway
+    stats = gw.message_stats(CHANNEL, [1, 2, 3])
+    (request,) = stub.requests
+    assert isinstance(request, functions.channels.GetMessagesRequest)
+    assert request.channel == tl.InputChannel(channel_id=1234, access_hash=5678)
+    assert [m.id for m in request.id] == [1, 2, 3]
+    bytes(request)  # serialisable as MTProto
+    assert [s.id for s in stats] == [1, 3]  # message 2 no longer exists (MessageEmpty): left out
+    assert (stats[0].views, stats[0].forwards, stats[0].replies) == (1001, 7, 4)
+    assert stats[0].reactions == {"👍": 12, "custom:5368": 3, "⭐": 2}
+    with pytest.raises(ValueError, match="1 to 100"):
+        gw.message_stats(CHANNEL, list(range(101)))
+    assert gw.subscriber_count(CHANNEL) == 4321
+    assert isinstance(stub.requests[-1], functions.channels.GetFullChannelRequest)
+    stub.fail.append(errors.FloodWaitError(request=None, capture=90))
+    with pytest.raises(errors.FloodWaitError):
+        gw.message_stats(CHANNEL, [5])

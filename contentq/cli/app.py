@@ -85,6 +85,12 @@ class ContentqGroup(LazyGroup):
             "stats",
             "Jobs per queue and kind (count, failures, durations, retries), posts per route and state, LLM usage.",
         ),
+        "insights": LazyCommand(
+            "insights",
+            "app",
+            "What published posts achieved: per target, donor, slot and rewrite, with suggestions (`insights fetch` "
+            "from cron collects the figures).",
+        ),
         "doctor": LazyCommand(
             "ops",
             "doctor",

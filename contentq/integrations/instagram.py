@@ -16,6 +16,7 @@ network → `InstagramUnavailable`; any other refusal → `InstagramRefused`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,14 @@ AUTH_CODES = (190, 102, 10, 200)
 RATE_CODES = (4, 17, 32, 613)
 RATE_WAIT_SECONDS = 600.0
 """How long a request limit is waited out when Meta does not say (X-Business-Use-Case-Usage)."""
+
+
+MULTI_ID_BATCH = 50
+"""Ids per Graph API multiple-ID read."""
+
+MISSING_IDS_CODE = 803
+"""A multiple-ID read naming an object that does not exist (a deleted medium): "Some of the aliases you requested
+do not exist: …"."""
 
 
 class InstagramError(Exception):
@@ -191,6 +200,38 @@ class InstagramClient:
     def permalink(self, media_id: str) -> str | None:
         link = self._safe("GET", f"/{media_id}", params={"fields": "permalink"}).get("permalink")
         return str(link) if link else None
+
+    # Metrics (insights) -------------------------------------------------------------------------------
+
+    def media_metrics(self, media_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Up to MULTI_ID_BATCH media in one Graph API multiple-ID read (`GET /?ids=…&fields=…`): like_count,
+        comments_count and, by field expansion of the media's insights, its lifetime `views` and `shares`.
+        A medium whose insights are not available yet (Meta delays them up to 48 h) has no views."""
+        if not 0 < len(media_ids) <= MULTI_ID_BATCH:
+            raise ValueError(f"media_metrics takes 1 to {MULTI_ID_BATCH} ids, not {len(media_ids)}")
+        fields = "like_count,comments_count,insights.metric(views,shares)"
+        try:
+            body = self._safe("GET", "/", params={"ids": ",".join(media_ids), "fields": fields})
+        except InstagramRefused as exc:
+            # One deleted medium fails the whole read (#803, naming the ids): read the others again without it.
+            gone = set(re.findall(r"\d+", str(exc).partition("do not exist:")[2].partition("(code")[0]))
+            rest = [m for m in media_ids if m not in gone]
+            if getattr(exc, "code", None) != MISSING_IDS_CODE or not gone or len(rest) == len(media_ids):
+                raise
+            if not rest:
+                return {}
+            body = self._safe("GET", "/", params={"ids": ",".join(rest), "fields": fields})
+        out: dict[str, dict[str, int]] = {}
+        for media_id, item in body.items():
+            if not isinstance(item, dict):
+                continue
+            figures = {k: int(item[k]) for k in ("like_count", "comments_count") if isinstance(item.get(k), int)}
+            for metric in (item.get("insights") or {}).get("data") or []:
+                values = metric.get("values") or [{}]
+                if isinstance(values[0].get("value"), int):
+                    figures[str(metric.get("name"))] = int(values[0]["value"])
+            out[str(media_id)] = figures
+        return out
 
     # Publishing ------------------------------------------------------------------------------------------
 

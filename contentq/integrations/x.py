@@ -29,6 +29,9 @@ from contentq.integrations.oauth1 import OAuth1Credentials, authorization
 
 DEFAULT_API_BASE = "https://api.x.com"
 
+LOOKUP_BATCH = 100
+"""Tweet ids per GET /2/tweets (X's limit)."""
+
 
 class XRateLimited(Reschedule):
     """429: the account's (or the app's) window is used up until `x-rate-limit-reset`."""
@@ -188,6 +191,22 @@ class XClient:
             created = datetime.fromisoformat(str(item["created_at"]).replace("Z", "+00:00"))
             keys = tuple((item.get("attachments") or {}).get("media_keys") or ())
             out.append(Tweet(str(item["id"]), str(item.get("text") or ""), created, replied, keys))
+        return out
+
+    # Metrics (insights) -------------------------------------------------------------------------------
+
+    def tweet_metrics(self, tweet_ids: list[str]) -> dict[str, dict[str, int]]:
+        """GET /2/tweets?ids=…&tweet.fields=public_metrics for up to LOOKUP_BATCH tweets in one request: each
+        found tweet's public metrics (impression_count, retweet_count, quote_count, reply_count, like_count,
+        bookmark_count); a deleted tweet comes back among the response's errors and is left out."""
+        if not 0 < len(tweet_ids) <= LOOKUP_BATCH:
+            raise ValueError(f"tweet_metrics takes 1 to {LOOKUP_BATCH} ids, not {len(tweet_ids)}")
+        params = {"ids": ",".join(tweet_ids), "tweet.fields": "public_metrics"}
+        body = self._safe("GET", "/2/tweets", params=params).json()
+        out: dict[str, dict[str, int]] = {}
+        for item in body.get("data") or []:
+            metrics = item.get("public_metrics") or {}
+            out[str(item["id"])] = {str(k): int(v) for k, v in metrics.items() if isinstance(v, int)}
         return out
 
     # Posting -------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ SUPERVISOR_CANDIDATES = (
 """Where supervisor configs usually live (Debian, RHEL, Arch); CONTENTQ_HOME/supervisor/contentq.conf first."""
 
 CRON_CANDIDATES = ("/etc/cron.d/contentq*",)
-CRON_COMMANDS = ("collect", "dispatch", "reconcile", "purge", "alerts", "db backup")
+CRON_COMMANDS = ("collect", "dispatch", "reconcile", "purge", "alerts", "insights fetch", "db backup")
 """What crontab.example schedules: a crontab without one of them is reported."""
 
 MIN_FREE_BYTES = 1 << 30

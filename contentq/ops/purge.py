@@ -9,7 +9,9 @@ What goes:
 - images no post uses (the images area's `prune_images`, when installed);
 - admin notifications older than the cutoff, and the web feed's post change records (`post_changes`) older
   than it;
-- RQ's finished, failed and cancelled registries: expired entries, and jobs that ended before the cutoff.
+- RQ's finished, failed and cancelled registries: expired entries, and jobs that ended before the cutoff;
+- insights samples, thinned: one an hour of a post's first two days, one a day after (its figures at 24 h are
+  kept with the post); subscriber counts likewise, hourly for two days, then daily (docs/insights.md).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegis
 from contentq.clock import iso, now
 from contentq.runtime.context import Runtime
 from contentq.settings import QUEUES
+from contentq.store import insights as insights_sql
 from contentq.store.jobs import ACTIVE, TERMINAL
 
 log = logging.getLogger("contentq.purge")
@@ -111,7 +114,8 @@ def purge(
     }
     report = PurgeReport(cutoff=params["cutoff"], dedup_cutoff=params["dedup_cutoff"], dry_run=dry_run)
     for what in ("job records", "job events", "posts", "media rows", "media files", "media bytes",
-                 "send records", "notifications", "post changes", "dedup band rows"):  # fmt: skip
+                 "send records", "notifications", "post changes", "dedup band rows", "insight samples",
+                 "subscriber samples"):  # fmt: skip
         report.removed[what] = 0
     _purge_jobs(runtime, params, report, batch_size, progress)
     _purge_posts(runtime, params, report, batch_size, progress)
@@ -119,6 +123,9 @@ def purge(
     _purge_by_time(runtime, params, report, batch_size, "notifications", "notifications", "at")
     _purge_by_time(runtime, params, report, batch_size, "post changes", "post_changes", "at")
     _prune_images(runtime, older_than, report)
+    report.add("insight samples", insights_sql.thin_samples(runtime.store, dry_run=dry_run, batch_items=batch_size))
+    hourly_since = iso(stamp - timedelta(seconds=insights_sql.HOURLY_FOR_S))
+    report.add("subscriber samples", insights_sql.thin_channel_samples(runtime.store, hourly_since, dry_run=dry_run))
     _purge_rq(runtime, stamp - older_than, report, batch_size)
     report.kept["posts inside the dedup window"] = int(runtime.store.scalar(_KEPT_FOR_DEDUP, params) or 0)
     return report

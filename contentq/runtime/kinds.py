@@ -33,6 +33,9 @@ KINDS: dict[str, Kind] = {
         Kind("generate", "contentq.jobs.generate:run", "rewrite", "contentq.jobs.generate:on_failed"),
         Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen", "contentq.jobs.imagegen:on_failed"),
         Kind("donor_change", "contentq.jobs.donor_change:run", "publish"),  # contentq listen: edits, deletions
+        # Insights (docs/insights.md): X and Instagram here; Telegram in the Telegram worker (one session).
+        Kind("insights", "contentq.jobs.insights:run", "maintenance"),
+        Kind("insights_telegram", "contentq.jobs.insights:run_telegram", "collect"),
         Kind("call", "", "maintenance"),  # runs the handler given at enqueue time (plugins, tests, benches)
     ]
 }

@@ -745,6 +745,60 @@ def _telegram_accounts(db: Database) -> None:
     )
 
 
+@migration(200, "insights: what each published post achieved, per destination, as samples over time; subscribers")
+def _insights(db: Database) -> None:
+    # One item per (post, destination) measured: its rollup (the latest figures and the figures at 24 h, set once
+    # the samples bracket that age) is what the reports read, so a report never scans the samples. A sample is
+    # taken by one fetch round: UNIQUE (item_id, round) keeps a rescheduled round from taking it twice.
+    run_script(
+        db,
+        """
+        CREATE TABLE insight_items (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+            destination TEXT NOT NULL,      -- 'telegram:@chan', 'x:main', 'instagram:brand'
+            platform TEXT NOT NULL,
+            account TEXT NOT NULL,
+            platform_id TEXT NOT NULL,      -- what is measured: the first message, tweet of a thread, the media
+            route TEXT NOT NULL,
+            source TEXT,                    -- the donor channel
+            rewriter TEXT,
+            published_at TEXT NOT NULL,
+            link TEXT,
+            llm_cost REAL NOT NULL DEFAULT 0,
+            samples INTEGER NOT NULL DEFAULT 0,
+            sampled_at TEXT,
+            views INTEGER, forwards INTEGER, replies INTEGER, reactions INTEGER,
+            reactions_json TEXT,            -- {"👍": 12, "🔥": 3, "custom:5368…": 1}
+            views_24h REAL, forwards_24h REAL, replies_24h REAL, reactions_24h REAL,
+            gone INTEGER NOT NULL DEFAULT 0, -- deleted on the platform: no longer fetched
+            UNIQUE (post_id, destination)
+        );
+        CREATE INDEX insight_items_published ON insight_items(published_at);
+        CREATE TABLE insight_samples (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES insight_items(id) ON DELETE CASCADE,
+            round TEXT NOT NULL,            -- the fetch round that took it
+            at TEXT NOT NULL,
+            age_s INTEGER NOT NULL,         -- seconds since publication
+            views INTEGER, forwards INTEGER, replies INTEGER, reactions INTEGER, reactions_json TEXT,
+            UNIQUE (item_id, round)
+        );
+        CREATE INDEX insight_samples_age ON insight_samples(item_id, age_s);
+        CREATE INDEX insight_samples_at ON insight_samples(at);
+        CREATE TABLE channel_samples (
+            id INTEGER PRIMARY KEY,
+            destination TEXT NOT NULL,
+            round TEXT NOT NULL,
+            at TEXT NOT NULL,
+            subscribers INTEGER NOT NULL,
+            UNIQUE (destination, round)
+        );
+        CREATE INDEX channel_samples_at ON channel_samples(destination, at)
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

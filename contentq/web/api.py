@@ -17,6 +17,7 @@ from pydantic import Field
 from sse_starlette import EventSourceResponse
 
 from contentq.clock import iso
+from contentq.insights.report import build as insights_report
 from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
 from contentq.review.posts import post_json
@@ -317,6 +318,23 @@ def stats(
 @router.get("/usage", summary="LLM tokens and cost per day and route (`contentq usage`)", responses=errors(*READ))
 def usage(rt: RT, since: Window = "30d", route: Text = None) -> m.Usage:
     return m.Usage.model_validate(views.usage_view(rt, since, route))
+
+
+@router.get(
+    "/insights",
+    summary="What published posts achieved: per target, donor, slot and rewrite, with suggestions "
+    "(`contentq insights`)",
+    responses=errors(404, *READ),
+)
+def insights(
+    rt: RT,
+    days: Annotated[int, Query(ge=1, le=3650, description="Posts published this many days back.")] = 30,
+    route: Annotated[str | None, Query(max_length=200, description="Only this route (404: no such route).")] = None,
+    min_posts: Annotated[
+        int | None, Query(ge=1, le=100_000, description="The fewest posts a suggestion rests on (default 10).")
+    ] = None,
+) -> m.Insights:
+    return m.Insights.model_validate(insights_report(rt, days=days, route=route, min_posts=min_posts).as_dict())
 
 
 @router.get(

@@ -378,3 +378,107 @@ class Dashboard(Out):
     alerts: list[dict[str, Any]]
     hours: list[dict[str, Any]]
     destination_limits: list[DestinationLimit]
+
+
+# -- insights (docs/insights.md) ----------------------------------------------------------------------
+
+Views24 = Annotated[float | None, Field(description="Median views at 24 h after publication (None: no post measured).")]
+Ratio = Annotated[float | None, Field(description="This figure over its route and destination's median.")]
+
+
+class SubscriberSample(Out):
+    at: str = Field(description="When the count was read (ISO, UTC).")
+    subscribers: int = Field(ge=0)
+
+
+class InsightsTarget(Out):
+    """One route's destination: its posts, medians at 24 h and subscribers over time."""
+
+    route: str
+    destination: str = Field(examples=["telegram:@my_channel"])
+    posts: int = Field(ge=0, description="Posts published in the window.")
+    measured: int = Field(ge=0, description="Of them, posts with figures at 24 h (the medians rest on these).")
+    median_views_24h: Views24
+    forwards_per_view: float | None = Field(description="Forwards at 24 h over views at 24 h, all measured posts.")
+    reactions_per_view: float | None = Field(description="Reactions at 24 h over views at 24 h.")
+    subscribers: list[SubscriberSample] = Field(description="Subscriber counts in the window, oldest first.")
+    subscribers_change: int | None = Field(description="Last count minus the first (None: fewer than two).")
+
+
+class InsightsDonor(Out):
+    route: str
+    destination: str
+    source: str = Field(description="The donor channel; '(generated)' for posts of a generate rule.")
+    posts: int = Field(ge=0, description="Its posts with figures at 24 h.")
+    median_views_24h: Views24
+    route_median: Views24
+    ratio: Ratio
+    suggestion: Literal["keep", "watch", "drop", "too few posts"]
+    reason: str = Field(description="The numbers behind the suggestion, in a sentence.")
+
+
+class InsightsSlot(Out):
+    route: str
+    destination: str
+    slot: int = Field(ge=0, le=167, description="Hour of the week in the route's time zone: 0 is Monday 00:00.")
+    label: str = Field(examples=["Wed 13:00"])
+    posts: int = Field(ge=0)
+    median_views_24h: Views24
+    ratio: Ratio
+
+
+class InsightsSlotAdvice(Out):
+    """A slot that does at least 1.3× as well as another, both with enough posts."""
+
+    route: str
+    destination: str
+    better: str = Field(examples=["Wed 13:00"])
+    worse: str = Field(examples=["Mon 09:00"])
+    ratio: float = Field(description="The better slot's median views at 24 h over the worse one's.")
+    better_posts: int = Field(ge=0)
+    worse_posts: int = Field(ge=0)
+    better_median: float
+    worse_median: float
+    text: str
+
+
+class InsightsRewrite(Out):
+    route: str = Field(description="A route, or '(all routes)' for the totals of one rewriter.")
+    rewriter: str = Field(examples=["llm", "clean", "none"])
+    posts: int = Field(ge=0)
+    measured: int = Field(ge=0)
+    llm_cost: float = Field(ge=0, description="Estimated LLM cost of these posts, in dollars.")
+    cost_per_post: float | None
+    cost_per_1000_views: float | None = Field(description="LLM cost per 1,000 views at 24 h.")
+    median_views_24h: Views24
+
+
+class InsightsPost(Out):
+    post_id: int
+    route: str
+    destination: str
+    source: str
+    slot: str
+    published_at: str
+    views_24h: float
+    ratio: Ratio
+    link: str | None
+
+
+class Insights(Out):
+    """`contentq insights --json`: what published posts achieved and what to change."""
+
+    since: str = Field(description="Posts published from this time (ISO, UTC) …")
+    until: str = Field(description="… to this one.")
+    min_posts: int = Field(ge=1, description="The fewest posts a suggestion rests on.")
+    posts: int = Field(ge=0)
+    measured: int = Field(ge=0, description="Posts with figures at 24 h.")
+    targets: list[InsightsTarget]
+    donors: list[InsightsDonor]
+    slots: list[InsightsSlot]
+    better_slots: list[InsightsSlotAdvice]
+    rewrites: list[InsightsRewrite] = Field(description="Per route and rewriter.")
+    rewriters: list[InsightsRewrite] = Field(description="Per rewriter over all routes: clean and LLM side by side.")
+    best: list[InsightsPost] = Field(description="The week's best posts against their target's median.")
+    worst: list[InsightsPost]
+    findings: list[str] = Field(description="The answers in sentences, with the figures and post counts.")

@@ -248,6 +248,18 @@ def usage(request: Request, rt: RT, since: Text = "30d", route: Text = None) -> 
     return get_web(request).page(request, "usage.html", since=since or "", route=route or "", **data)
 
 
+@router.get("/insights")
+def insights(
+    request: Request,
+    rt: RT,
+    days: Annotated[int, Query(ge=1, le=3650)] = 30,
+    route: Text = None,
+    min_posts: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+) -> HTMLResponse:
+    data = views.insights_view(rt, days, route or None, min_posts)
+    return get_web(request).page(request, "insights.html", days=days, route=route or "", **data)
+
+
 @router.get("/media/{media_id}")
 def media(rt: RT, media_id: PostId) -> FileResponse:
     """A post's media file for the preview; only files inside CONTENTQ_HOME/media are ever served. Only an

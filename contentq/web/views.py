@@ -317,3 +317,43 @@ def sources_view(rt: Runtime) -> list[dict[str, Any]]:
         learned = {k: footer[k] for k in ("lines", "sample", "learned_at")} if footer else None
         out.append({**row, "listener": listener, "footer": learned})
     return out
+
+
+CHART_SLOTS = 24
+"""Slots drawn per target: a route that posts at every hour of the week would draw 168 bars."""
+
+
+def insights_view(rt: Runtime, days: int, route: str | None, min_posts: int | None) -> dict[str, Any]:
+    """The insights report (as `contentq insights --json`) and, per target, its charts: subscribers over time,
+    donors and slots by median views at 24 h against the route's median."""
+    from contentq.insights.report import build
+    from contentq.web.charts import bar_chart, line_chart
+
+    report = build(rt, days=days, route=route, min_posts=min_posts)
+    sections = []
+    for target in report.targets:
+        key = (target.route, target.destination)
+        donors = [d for d in report.donors if (d.route, d.destination) == key]
+        slots = [s for s in report.slots if (s.route, s.destination) == key]
+        # The chart: the slots actually used (most posts), at most CHART_SLOTS, in the week's order.
+        charted = sorted(sorted(slots, key=lambda s: -s.posts)[:CHART_SLOTS], key=lambda s: s.slot)
+        best_donor = max((d for d in donors if d.suggestion != "too few posts"), key=lambda d: d.ratio or 0,
+                         default=None)  # fmt: skip
+        best_slot = max((s for s in slots if s.posts >= report.min_posts), key=lambda s: s.median_views_24h or 0,
+                        default=None)  # fmt: skip
+        sections.append({
+            "target": target,
+            "subscribers": line_chart(f"subscribers of {target.destination}", target.subscribers),
+            "donors": bar_chart(
+                f"median views at 24 h per donor, {target.route} → {target.destination}",
+                [(d.source, d.median_views_24h, d.posts) for d in donors], target.median_views_24h,
+                best_donor.source if best_donor else None,
+            ),
+            "slots": bar_chart(
+                f"median views at 24 h per slot, {target.route} → {target.destination}",
+                [(s.label, s.median_views_24h, s.posts) for s in charted], target.median_views_24h,
+                best_slot.label if best_slot else None,
+            ),
+            "donor_rows": donors,
+        })  # fmt: skip
+    return {"insights": report, "sections": sections}

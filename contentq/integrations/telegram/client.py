@@ -33,12 +33,14 @@ from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ConfigError, ContentqError
 from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities, mention_ids, mention_user_id
 from contentq.integrations.telegram.gateway import (
+    STATS_BATCH,
     Account,
     FetchedMessage,
     ListenUpdate,
     MediaInfo,
     MediaKind,
     NotLoggedInError,
+    MessageStats,
     OutgoingMedia,
     OutgoingPart,
     ResolvedChannel,
@@ -427,6 +429,38 @@ def sent_message_ids(result: Any, random_ids: list[int]) -> list[int]:
     raise ConnectionError("Telegram's answer to the send names no message ids; look at the channel to settle it")
 
 
+def reaction_key(reaction: Any) -> str:
+    """A reaction as insights count it: the emoji itself, 'custom:<document id>' for a custom emoji, '⭐' for
+    paid (star) reactions."""
+    if isinstance(reaction, tl.ReactionEmoji):
+        return str(reaction.emoticon)
+    if isinstance(reaction, tl.ReactionCustomEmoji):
+        return f"custom:{reaction.document_id}"
+    if isinstance(reaction, tl.ReactionPaid):
+        return "⭐"
+    return type(reaction).__name__
+
+
+def to_stats(message: Any) -> MessageStats | None:
+    """A channel message's counters; None for a message that no longer exists (MessageEmpty)."""
+    if not isinstance(message, tl.Message | tl.MessageService):
+        return None
+    reactions: dict[str, int] = {}
+    results = getattr(getattr(message, "reactions", None), "results", None) or []
+    for count in results:
+        key = reaction_key(count.reaction)
+        reactions[key] = reactions.get(key, 0) + int(count.count)
+    replies = getattr(message, "replies", None)
+    return MessageStats(
+        id=int(message.id), views=getattr(message, "views", None), forwards=getattr(message, "forwards", None),
+        replies=int(replies.replies) if replies is not None else None, reactions=reactions,
+    )  # fmt: skip
+
+
+def input_channel(channel: ResolvedChannel) -> Any:
+    return tl.InputChannel(channel_id=channel.id, access_hash=channel.access_hash or 0)
+
+
 def marked_id(channel: ResolvedChannel) -> int:
     """The id Telethon's events give as chat_id (-100… for a channel) of a resolved channel."""
     peer = tl.PeerChat(chat_id=channel.id) if channel.access_hash is None else tl.PeerChannel(channel_id=channel.id)
@@ -609,6 +643,29 @@ class TelethonGateway:
             return [m for m in (to_fetched(x) for x in found) if m is not None]
 
         return self._run(recent)
+
+    def message_stats(self, channel: ResolvedChannel, message_ids: list[int]) -> list[MessageStats]:
+        if not 0 < len(message_ids) <= STATS_BATCH:
+            raise ValueError(f"message_stats takes 1 to {STATS_BATCH} message ids, not {len(message_ids)}")
+
+        async def read(client: Any) -> list[MessageStats]:
+            # The raw request: exactly one channels.getMessages per call (Telethon's get_messages would also
+            # resolve the entity and may split the ids), so a caller counts and paces its requests.
+            request = functions.channels.GetMessagesRequest(
+                channel=input_channel(channel), id=[tl.InputMessageID(id=i) for i in message_ids]
+            )
+            answer = await client(request)
+            found = (to_stats(m) for m in getattr(answer, "messages", []))
+            return [s for s in found if s is not None]
+
+        return self._run(read)
+
+    def subscriber_count(self, channel: ResolvedChannel) -> int:
+        async def read(client: Any) -> int:
+            full = await client(functions.channels.GetFullChannelRequest(channel=input_channel(channel)))
+            return int(getattr(full.full_chat, "participants_count", None) or 0)
+
+        return self._run(read)
 
     def send_admin(self, chat: str, text: str) -> None:
         entity: int | str = int(chat) if chat.lstrip("-").isdigit() else chat

@@ -141,6 +141,22 @@ class NotLoggedInError(ContentqError):
     """The account has no session (never logged in, or its session file is gone): `contentq accounts login`."""
 
 
+STATS_BATCH = 100
+"""Message ids per `message_stats` call: channels.getMessages takes at most 100."""
+
+
+@dataclass(frozen=True)
+class MessageStats:
+    """What one channel message achieved so far (insights): views, forwards, comments and reactions by emoji
+    (a custom emoji as 'custom:<document id>', paid star reactions as '⭐')."""
+
+    id: int
+    views: int | None = None
+    forwards: int | None = None
+    replies: int | None = None
+    reactions: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Account:
     id: int
@@ -189,6 +205,13 @@ class TelegramGateway(Protocol):
 
     def edit_message(self, target: ResolvedChannel, message_id: int, html: str) -> None:
         """Replace the text (or caption) of one of our messages; editing to the same text is not an error."""
+
+    def message_stats(self, channel: ResolvedChannel, message_ids: list[int]) -> list[MessageStats]:
+        """Views, forwards, replies and reactions of up to STATS_BATCH messages of a channel in ONE request
+        (channels.getMessages); messages that no longer exist are left out."""
+
+    def subscriber_count(self, channel: ResolvedChannel) -> int:
+        """The channel's subscriber count (channels.getFullChannel: participants_count)."""
 
     def listen(self, channels: list[ResolvedChannel], *, tick: float = 1.0) -> Iterator[ListenUpdate]:
         """Live updates of these channels, as a blocking iterator (fed from the client's loop thread), until
