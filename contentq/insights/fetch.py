@@ -22,6 +22,7 @@ from typing import Any
 
 from telethon import errors as tg_errors
 
+from contentq import accounts
 from contentq.clock import iso, now, parse
 from contentq.errors import FatalJobError, Reschedule
 from contentq.flow.channels import resolve_channel
@@ -31,6 +32,7 @@ from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import STATS_BATCH, MessageStats
 from contentq.integrations.x import LOOKUP_BATCH
 from contentq.redact import redact
+from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.store import insights as sql
 
@@ -135,10 +137,11 @@ def chunks(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, An
 
 def _telegram(runtime: Runtime, destination: str, items: list[dict[str, Any]], report: FetchReport,
               log: Log | None) -> None:  # fmt: skip
-    gateway = gateway_of(runtime)
-    account = str(items[0]["account"])
+    target = str(items[0]["account"])  # a Telegram destination's "account" is its channel
+    poster = _poster(runtime, str(items[0]["route"]), target)
+    gateway = gateway_of(runtime, poster)
     try:
-        channel = resolve_channel(runtime.store, gateway, account, role="target")
+        channel = resolve_channel(runtime.store, gateway, target, role="target", account=poster)
         for batch in chunks(items, STATS_BATCH):
             ids = [int(r["platform_id"]) for r in batch]
             report.request("telegram")
@@ -147,6 +150,13 @@ def _telegram(runtime: Runtime, destination: str, items: list[dict[str, Any]], r
             record(runtime, report, at, [(r, _telegram_values(found.get(int(r["platform_id"])))) for r in batch])
     except (tg_errors.FloodWaitError, tg_errors.FloodPremiumWaitError) as exc:
         flood_wait(report, destination, int(exc.seconds), log)
+
+
+def _poster(runtime: Runtime, route_name: str, target: str) -> str:
+    """Read a channel's figures with the account that posts to it (an access hash is one account's): the
+    route's poster, or the default account when the route is gone from the routes file."""
+    route = routes_config(runtime).routes.get(route_name)
+    return accounts.poster_of(runtime.store, route, target) if route else accounts.default_account(runtime.store)
 
 
 def _telegram_values(stats: MessageStats | None) -> dict[str, Any] | None:
@@ -174,23 +184,14 @@ def flood_wait(report: FetchReport, destination: str, seconds: int, log: Log | N
 def _subscribers(runtime: Runtime, report: FetchReport, log: Log | None) -> None:
     """Each Telegram target's subscriber count, once per round."""
     store = runtime.store
-    destinations = sorted(
-        {
-            str(r["destination"])
-            for r in store.query(
-                "SELECT DISTINCT destination FROM insight_items WHERE platform = 'telegram' AND published_at >= ?",
-                (report.since,),
-            )
-        }  # fmt: skip
-    )
-    if not destinations:
-        return
-    gateway = gateway_of(runtime)
-    for destination in destinations:
+    for destination, route in sql.telegram_destinations(store, report.since):
+        target = destination.partition(":")[2]
+        poster = _poster(runtime, route, target)
+        gateway = gateway_of(runtime, poster)
         if sql.channel_sampled(store, destination, report.round):
             continue
         try:
-            channel = resolve_channel(store, gateway, destination.partition(":")[2], role="target")
+            channel = resolve_channel(store, gateway, target, role="target", account=poster)
             report.request("telegram")
             count = gateway.subscriber_count(channel)
         except (tg_errors.FloodWaitError, tg_errors.FloodPremiumWaitError) as exc:

@@ -70,7 +70,7 @@ def items_to_fetch(store: Store, since: str, round_: str) -> list[dict[str, Any]
     """Items published since `since`, still on their platform, without a sample of this round; by destination
     and platform id."""
     return store.query(
-        "SELECT id, destination, platform, account, platform_id, published_at, views_24h IS NULL AS open_24h"
+        "SELECT id, destination, platform, account, route, platform_id, published_at, views_24h IS NULL AS open_24h"
         " FROM insight_items AS i"
         " WHERE published_at >= ? AND gone = 0"
         " AND NOT EXISTS (SELECT 1 FROM insight_samples AS s WHERE s.item_id = i.id AND s.round = ?)"
@@ -226,3 +226,13 @@ def thin_channel_samples(store: Store, hourly_since: str, *, dry_run: bool) -> i
         return int(store.scalar(f"SELECT COUNT(*) {doomed}", {"since": hourly_since}) or 0)
     with store.transaction() as conn:
         return conn.execute(f"DELETE {doomed}", {"since": hourly_since}).rowcount
+
+
+def telegram_destinations(store: Store, since: str) -> list[tuple[str, str]]:
+    """The Telegram destinations with posts published since `since`, each with one route that posts there."""
+    rows = store.query(
+        "SELECT destination, MIN(route) AS route FROM insight_items WHERE platform = 'telegram' AND published_at >= ?"
+        " GROUP BY destination ORDER BY destination",
+        (since,),
+    )
+    return [(str(r["destination"]), str(r["route"])) for r in rows]
