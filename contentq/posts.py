@@ -23,6 +23,7 @@ from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.schedule import in_zone, resolve_at
+from contentq.store import audit
 from contentq.store import posts as store_posts
 from contentq.store.deliveries import deliveries_of, deliveries_of_posts
 from contentq.store.posts import get_post
@@ -171,6 +172,7 @@ def save_text(runtime: Runtime, post_id: int, html: str) -> dict[str, Any]:
         raise ContentqError(
             f"post {post_id} changed state while you edited it; look at `contentq posts show {post_id}`"
         )
+    audit.record(store, "post", str(post_id), "edited", f"text saved, {length} characters")
     note = ""
     if has_media and length > settings.caption_limit:
         note = f" (over the caption limit of {settings.caption_limit}: the text goes as its own message)"

@@ -19,12 +19,13 @@ from sse_starlette import EventSourceResponse
 from contentq.clock import iso
 from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
+from contentq.people.roles import Permission as P
 from contentq.posts import post_json
 from contentq.runtime import queues
 from contentq.runtime.bulk import JobFilter
 from contentq.web import actions, events, newjob, views
 from contentq.web import models as m
-from contentq.web.deps import RT, csrf_guard, get_web
+from contentq.web.deps import RT, csrf_guard, get_web, needs
 from contentq.web.models import DURATION, ID_MAX, READ, WRITE, Body, errors
 
 BEARER = HTTPBearer(
@@ -75,7 +76,12 @@ class At(Body):
 # -- jobs ---------------------------------------------------------------------------------------------
 
 
-@router.get("/jobs", summary="List jobs, newest first (filters, cursor pagination)", responses=errors(*READ))
+@router.get(
+    "/jobs",
+    summary="List jobs, newest first (filters, cursor pagination)",
+    responses=errors(*READ),
+    dependencies=[needs(P.READ)],
+)
 def list_jobs(
     rt: RT,
     status: Annotated[m.Status | None, Query()] = None,
@@ -96,7 +102,11 @@ def list_jobs(
 
 
 @router.post(
-    "/jobs", status_code=201, summary="Enqueue a job (as the pipeline does)", responses=errors(*WRITE, 400, 404, 409)
+    "/jobs",
+    status_code=201,
+    summary="Enqueue a job (as the pipeline does)",
+    responses=errors(*WRITE, 400, 404, 409),
+    dependencies=[needs(P.JOBS)],
 )
 def create_job(rt: RT, body: NewJob) -> m.CreatedJob:
     row = newjob.create_job(
@@ -107,12 +117,22 @@ def create_job(rt: RT, body: NewJob) -> m.CreatedJob:
     )
 
 
-@router.get("/jobs/{job_id}", summary="One job with its event log, parent and children", responses=errors(*READ, 404))
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job with its event log, parent and children",
+    responses=errors(*READ, 404),
+    dependencies=[needs(P.READ)],
+)
 def get_job(rt: RT, job_id: JobId) -> m.JobDetail:
     return m.JobDetail.model_validate(views.job_detail(rt, job_id))
 
 
-@router.get("/jobs/{job_id}/events", summary="A job's event log (`jobs logs`)", responses=errors(*READ, 404))
+@router.get(
+    "/jobs/{job_id}/events",
+    summary="A job's event log (`jobs logs`)",
+    responses=errors(*READ, 404),
+    dependencies=[needs(P.READ)],
+)
 def job_events(rt: RT, job_id: JobId) -> list[m.JobEvent]:
     return [m.JobEvent.model_validate(e) for e in views.job_detail(rt, job_id)["events"]]
 
@@ -122,6 +142,7 @@ def job_events(rt: RT, job_id: JobId) -> list[m.JobEvent]:
     summary="Run a failed or cancelled job again",
     description="409 when the job is not failed or cancelled, or while its cancelled run has not stopped yet.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.JOBS)],
 )
 def retry_job(rt: RT, job_id: JobId) -> m.JobDetail:
     actions.retry_job(rt, job_id)
@@ -133,6 +154,7 @@ def retry_job(rt: RT, job_id: JobId) -> m.JobDetail:
     summary="Cancel a queued or running job (a running one stops at its next safe point)",
     description="409 when the job is no longer queued or running.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.JOBS)],
 )
 def cancel_job(rt: RT, job_id: JobId) -> m.JobDetail:
     actions.cancel_job(rt, job_id)
@@ -149,6 +171,7 @@ def _bulk(rt: RT, action: Literal["retry", "cancel"], body: m.BulkRetry | m.Bulk
     summary="Retry every failed (or cancelled) job of a queue, kind and age, in one request",
     description="`dry_run` only counts them (what a confirmation shows). At most 10,000 per request (`more`).",
     responses=errors(*WRITE),
+    dependencies=[needs(P.JOBS)],
 )
 def bulk_retry(rt: RT, body: m.BulkRetry) -> m.BulkResult:
     return _bulk(rt, "retry", body)
@@ -159,6 +182,7 @@ def bulk_retry(rt: RT, body: m.BulkRetry) -> m.BulkResult:
     summary="Cancel every queued (or running) job of a queue, kind and age, in one request",
     description="`dry_run` only counts them (what a confirmation shows). At most 10,000 per request (`more`).",
     responses=errors(*WRITE),
+    dependencies=[needs(P.JOBS)],
 )
 def bulk_cancel(rt: RT, body: m.BulkCancel) -> m.BulkResult:
     return _bulk(rt, "cancel", body)
@@ -171,25 +195,34 @@ def bulk_cancel(rt: RT, body: m.BulkCancel) -> m.BulkResult:
     "/queues",
     summary="Per queue: queued, running, scheduled, failed, paused, workers, oldest wait",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_queues(rt: RT) -> list[m.QueueStatus]:
     return [m.QueueStatus.model_validate(q) for q in queues.queue_status(rt)]
 
 
-@router.post("/queues/{name}/pause", summary="Pause a queue: workers stop taking its jobs", responses=errors(*WRITE))
+@router.post(
+    "/queues/{name}/pause",
+    summary="Pause a queue: workers stop taking its jobs",
+    responses=errors(*WRITE),
+    dependencies=[needs(P.QUEUES)],
+)
 def pause_queue(rt: RT, name: QueueName) -> m.QueueChange:
-    return m.QueueChange(queue=name, paused=True, changed=queues.pause(rt.redis, name))
+    return m.QueueChange(queue=name, paused=True, changed=queues.set_paused(rt, name, True))
 
 
-@router.post("/queues/{name}/resume", summary="Resume a paused queue", responses=errors(*WRITE))
+@router.post(
+    "/queues/{name}/resume", summary="Resume a paused queue", responses=errors(*WRITE), dependencies=[needs(P.QUEUES)]
+)
 def resume_queue(rt: RT, name: QueueName) -> m.QueueChange:
-    return m.QueueChange(queue=name, paused=False, changed=queues.resume(rt.redis, name))
+    return m.QueueChange(queue=name, paused=False, changed=queues.set_paused(rt, name, False))
 
 
 @router.get(
     "/workers",
     summary="Every worker: state (alive, dead, stopped), queues, current job, heartbeat age, memory, jobs done",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_workers(rt: RT) -> list[m.Worker]:
     return [m.Worker.model_validate(w) for w in views.workers_view(rt)]
@@ -202,6 +235,7 @@ def list_workers(rt: RT) -> list[m.Worker]:
     "/posts",
     summary="List posts by state and route, newest first; `search` finds words in the original or rewritten text",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_posts(
     rt: RT,
@@ -220,6 +254,7 @@ def list_posts(
     "/posts/{post_id}",
     summary="One post: original and rewrite, media, sends, jobs and the preview",
     responses=errors(*READ, 404),
+    dependencies=[needs(P.READ)],
 )
 def get_post(rt: RT, post_id: PostId) -> m.PostDetail:
     return m.PostDetail.model_validate(views.post_detail(rt, post_id))
@@ -230,6 +265,7 @@ def get_post(rt: RT, post_id: PostId) -> m.PostDetail:
     summary="Approve: the post takes its route's next free slot",
     description="409 when the post is not awaiting approval.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def approve_post(rt: RT, post_id: PostId) -> m.Approved:
     slot = actions.approve(rt, post_id)
@@ -241,6 +277,7 @@ def approve_post(rt: RT, post_id: PostId) -> m.Approved:
     summary="Reject a post not yet published, with a reason",
     description="409 when the post is already published (or on its way).",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def reject_post(rt: RT, post_id: PostId, body: Reason | None = None) -> m.Post:
     return m.Post.model_validate(post_json(actions.reject(rt, post_id, body.reason if body else None)))
@@ -252,6 +289,7 @@ def reject_post(rt: RT, post_id: PostId, body: Reason | None = None) -> m.Post:
     description="400 when the text is not valid Telegram HTML or does not fit the route; 409 when the post's state"
     " no longer allows an edit.",
     responses=errors(*WRITE, 400, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def edit_post(rt: RT, post_id: PostId, body: Edit) -> m.Edited:
     return m.Edited(id=post_id, message=actions.edit_post(rt, post_id, body.html))
@@ -262,6 +300,7 @@ def edit_post(rt: RT, post_id: PostId, body: Edit) -> m.Edited:
     summary="Publish at a given time (`schedule ID --at`)",
     description="400 when `at` is not a time it can read; 409 when the post's state does not allow scheduling.",
     responses=errors(*WRITE, 400, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def schedule_post(rt: RT, post_id: PostId, body: At) -> m.Scheduled:
     slot, note = actions.schedule_at(rt, post_id, body.at)
@@ -273,6 +312,7 @@ def schedule_post(rt: RT, post_id: PostId, body: At) -> m.Scheduled:
     summary="Take a post off the schedule (`unschedule`)",
     description="409 when the post is not scheduled.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def unschedule_post(rt: RT, post_id: PostId) -> m.Post:
     return m.Post.model_validate(post_json(actions.unschedule(rt, post_id)))
@@ -283,6 +323,7 @@ def unschedule_post(rt: RT, post_id: PostId) -> m.Post:
     summary="Publish now through the publish queue (`publish ID`)",
     description="409 when the post's state does not allow publishing.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def publish_post(rt: RT, post_id: PostId) -> m.PublishQueued:
     return m.PublishQueued(id=post_id, job=actions.publish_post_now(rt, post_id))
@@ -292,6 +333,7 @@ def publish_post(rt: RT, post_id: PostId) -> m.PublishQueued:
     "/sources",
     summary="Per donor channel: route, last collect, cursor, counts, error, its listener, the footer learned",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_sources(rt: RT) -> list[m.Source]:
     return [m.Source.model_validate(s) for s in views.sources_view(rt)]
@@ -300,13 +342,23 @@ def list_sources(rt: RT) -> list[m.Source]:
 # -- schedule, stats, usage, metrics, dashboard ---------------------------------------------------------
 
 
-@router.get("/schedule", summary="Scheduled posts, soonest first, and each route's schedule", responses=errors(*READ))
+@router.get(
+    "/schedule",
+    summary="Scheduled posts, soonest first, and each route's schedule",
+    responses=errors(*READ),
+    dependencies=[needs(P.READ)],
+)
 def schedule(rt: RT, limit: Limit = 500) -> m.ScheduleView:
     view = views.schedule_view(rt, limit)
     return m.ScheduleView(posts=view["posts"], routes=view["routes"])
 
 
-@router.get("/stats", summary="What the pipeline did in a window (`contentq stats`)", responses=errors(*READ))
+@router.get(
+    "/stats",
+    summary="What the pipeline did in a window (`contentq stats`)",
+    responses=errors(*READ),
+    dependencies=[needs(P.USAGE)],
+)
 def stats(
     rt: RT,
     since: Annotated[str, Query(pattern=r"^(all|" + DURATION[1:-1] + ")$", description="24h, 7d … or all.")] = "24h",
@@ -314,7 +366,12 @@ def stats(
     return m.Stats.model_validate(collect_stats(rt, parse_since(since)))
 
 
-@router.get("/usage", summary="LLM tokens and cost per day and route (`contentq usage`)", responses=errors(*READ))
+@router.get(
+    "/usage",
+    summary="LLM tokens and cost per day and route (`contentq usage`)",
+    responses=errors(*READ),
+    dependencies=[needs(P.USAGE)],
+)
 def usage(rt: RT, since: Window = "30d", route: Text = None) -> m.Usage:
     return m.Usage.model_validate(views.usage_view(rt, since, route))
 
@@ -324,6 +381,7 @@ def usage(rt: RT, since: Window = "30d", route: Text = None) -> m.Usage:
     response_class=PlainTextResponse,
     summary="Prometheus metrics (`contentq metrics`)",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors(*READ, json_route=False)},
+    dependencies=[needs(P.USAGE)],
 )
 def metrics(rt: RT) -> PlainTextResponse:
     return PlainTextResponse(exposition(rt), media_type="text/plain; version=0.0.4")
@@ -333,6 +391,7 @@ def metrics(rt: RT) -> PlainTextResponse:
     "/dashboard",
     summary="The dashboard's data: queues, LLM breaker, open alerts, 24 h per hour",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def dashboard(rt: RT) -> m.Dashboard:
     return m.Dashboard.model_validate(views.dashboard(rt))
@@ -352,6 +411,7 @@ EVENTS_DOC = (
         200: {"description": EVENTS_DOC, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
         **errors(*READ, 400, json_route=False),
     },
+    dependencies=[needs(P.READ)],
 )
 async def live_events(
     request: Request,
