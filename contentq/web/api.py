@@ -19,13 +19,15 @@ from sse_starlette import EventSourceResponse
 from contentq.clock import iso
 from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
+from contentq.people import sessions as people_sessions
+from contentq.people import trail
 from contentq.people.roles import Permission as P
 from contentq.posts import post_json
 from contentq.runtime import queues
 from contentq.runtime.bulk import JobFilter
 from contentq.web import actions, events, newjob, views
 from contentq.web import models as m
-from contentq.web.deps import RT, csrf_guard, get_web, needs
+from contentq.web.deps import RT, csrf_guard, get_web, needs, person_of
 from contentq.web.models import DURATION, ID_MAX, READ, WRITE, Body, errors
 
 BEARER = HTTPBearer(
@@ -42,6 +44,9 @@ QueueName = Annotated[m.Queue, Path(description="A queue: " + ", ".join(queues.Q
 Limit = Annotated[int, Query(ge=1, le=views.PAGE_MAX)]
 Text = Annotated[str | None, Query(max_length=200)]
 Window = Annotated[str | None, Query(pattern=DURATION, description="A window: 90s, 15m, 24h, 7d, 2w.")]
+
+
+ISO_TIME = r"^\d{4}-\d\d-\d\dT[0-9:.+Z-]{2,30}$"
 
 
 class NewJob(Body):
@@ -434,3 +439,63 @@ async def live_events(
     return EventSourceResponse(
         events.stream(rt.store, cursor, max_events=max_events, disconnected=ended, once=once), ping=15
     )
+
+
+# -- people: who am I, the audit trail, sessions ------------------------------------------------------------
+
+
+@router.get(
+    "/me", summary="Who this request is: user, role, routes, what the role allows", responses=errors(*READ),
+    dependencies=[needs(P.READ)],
+)  # fmt: skip
+def me(request: Request) -> m.Me:
+    person = person_of(request)
+    assert person is not None  # the guard answered 401 otherwise
+    allowed = [p.value for p in P if p is not P.PUBLIC and person.may(p)]
+    return m.Me.model_validate(
+        {"name": person.name, "role": person.role, "routes": list(person.routes), "via": person.via,
+         "permissions": allowed}
+    )  # fmt: skip
+
+
+@router.get(
+    "/audit",
+    summary="What people did (`contentq audit`), newest first: owners only",
+    responses=errors(*READ),
+    dependencies=[needs(P.ADMIN)],
+)
+def audit(
+    rt: RT,
+    actor: Annotated[
+        str | None, Query(max_length=100, description="web:alice, cli:root, bot:123, or a kind: web, cli, bot.")
+    ] = None,
+    kind: Annotated[m.AuditKind | None, Query()] = None,
+    since: Window = None,
+    before: Annotated[str | None, Query(pattern=ISO_TIME, description="The next_before of the page before.")] = None,
+    limit: Limit = 100,
+) -> m.AuditPage:
+    rows = trail.audit_trail(rt, actor=actor, since=since, kind=kind, limit=limit + 1, before=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return m.AuditPage(
+        items=[m.AuditEntry.model_validate(r) for r in rows], next_before=rows[-1]["at"] if more else None
+    )
+
+
+@router.get(
+    "/sessions", summary="Every live panel login: owners only", responses=errors(*READ), dependencies=[needs(P.ADMIN)]
+)
+def list_sessions(rt: RT) -> list[m.WebSession]:
+    return [m.WebSession.model_validate(s) for s in people_sessions.sessions(rt)]
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    summary="End a panel login (its browser is logged out at its next request): owners only",
+    responses=errors(*WRITE, 400, 404),
+    dependencies=[needs(P.ADMIN)],
+)
+def revoke_session(
+    rt: RT, session_id: Annotated[str, Path(pattern=r"^[0-9a-f]{6,64}$", description="The id the listing shows.")]
+) -> m.SessionEnded:
+    return m.SessionEnded.model_validate(people_sessions.revoke(rt, session_id))
