@@ -78,8 +78,8 @@ def refusal(person: Person, permission: Permission, route: str | None = None) ->
     if person.role != "owner" and permission in ROUTE_SCOPED and route is not None and route not in person.routes:
         mine = ", ".join(person.routes) or "none"
         return (
-            f"forbidden: this post is on route {route!r}; {person.name} acts on posts of the routes assigned to them"
-            f" ({mine}); ask an owner (`contentq users routes {person.name} …`)"
+            f"forbidden: {person.name} acts on posts of the routes assigned to them ({mine}) and this post is on"
+            f" route {route!r}; ask an owner (`contentq users routes {person.name} …`)"
         )
     return None
 
