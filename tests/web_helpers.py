@@ -152,7 +152,7 @@ def two_routes(rt: Runtime) -> dict[str, int]:
         route_toml("news", extra="approval = true")
         + route_toml("sport", target="@sportchan", extra="approval = true", sources='["@sportdonor"]'),
     )
-    return {route: add_post(rt, f"A {route} post", route=route, state="awaiting_approval") for route in ("news", "sport")}
+    return {r: add_post(rt, f"A {r} post", route=r, state="awaiting_approval") for r in ("news", "sport")}
 
 
 def add_people(rt: Runtime) -> dict[str, str]:
@@ -173,9 +173,7 @@ def as_user(rt: Runtime, token: str) -> TestClient:
 
 def login_as(tc: TestClient, name: str, password: str | None = None) -> str:
     """Log in through the form with a name and password; returns the page's CSRF token."""
-    response = tc.post(
-        "/login", data={"name": name, "password": password or PASSWORDS[name]}, follow_redirects=False
-    )
+    response = tc.post("/login", data={"name": name, "password": password or PASSWORDS[name]}, follow_redirects=False)
     assert response.status_code == 303, response.text
     page = tc.get("/posts", headers={"Accept": "text/html"})
     marker = 'name="csrf-token" content="'
