@@ -24,7 +24,7 @@ from contentq.store.audit import KINDS as AUDIT_KINDS
 from contentq.store.jobs import STATUSES
 from contentq.store.posts import media_file
 from contentq.web import actions, auth, views
-from contentq.web.deps import INT_MAX, RT, client_address, csrf_guard, get_web, needs
+from contentq.web.deps import INT_MAX, RT, client_address, csrf_guard, get_web, needs, person_of
 
 router = APIRouter(dependencies=[Depends(csrf_guard)], include_in_schema=False)
 
@@ -224,9 +224,12 @@ def _next_query(filters: dict[str, Any], cursor: object) -> str:
 @router.get("/posts/{post_id}", dependencies=[needs(P.READ)])
 def post(request: Request, rt: RT, post_id: PostId) -> HTMLResponse:
     detail = views.post_detail(rt, post_id)
+    person = person_of(request)
+    may_act = person is not None and person.may(P.POSTS, detail["post"]["route"])
     return get_web(request).page(
-        request, "post.html", nav="posts", published=views.published_link(detail["post"].get("link")), **detail
-    )
+        request, "post.html", nav="posts", published=views.published_link(detail["post"].get("link")),
+        may_act=may_act, **detail,
+    )  # fmt: skip
 
 
 @router.post("/posts/{post_id}/{action}", dependencies=[needs(P.POSTS)])
