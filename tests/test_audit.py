@@ -12,9 +12,10 @@ import pytest
 import time_machine
 from typer.testing import CliRunner
 
-from contentq import actors, lifecycle, posts
+from contentq import actors, lifecycle
 from contentq.cli.app import app as cli
 from contentq.people import users
+from contentq.review import posts
 from contentq.runtime.context import Runtime
 from contentq.store.jobs import log_event
 from tests.web_helpers import add_people, as_user, failed_job, login_as, two_routes

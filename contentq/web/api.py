@@ -22,7 +22,7 @@ from contentq.ops.stats import collect_stats, parse_since
 from contentq.people import sessions as people_sessions
 from contentq.people import trail
 from contentq.people.roles import Permission as P
-from contentq.posts import post_json
+from contentq.review.posts import post_json
 from contentq.runtime import queues
 from contentq.runtime.bulk import JobFilter
 from contentq.web import actions, events, newjob, views
