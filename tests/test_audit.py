@@ -45,6 +45,9 @@ def acted(rt: Runtime) -> dict[str, Any]:
     assert olga.post(f"/api/jobs/{ids['job']}/retry").status_code == 200
     assert olga.post(f"/api/jobs/{ids['job']}/cancel").status_code == 200
     assert olga.post("/api/queues/collect/pause").status_code == 200
+    created = olga.post("/api/jobs", json={"kind": "noop", "key": "asked-by-hand"})
+    assert created.status_code == 201, created.text
+    ids["created"] = created.json()["job"]["id"]
     assert runner.invoke(cli, ["jobs", "retry", ids["other_job"]]).exit_code == 0
     assert runner.invoke(cli, ["queue", "resume", "collect"]).exit_code == 0
     with actors.acting_as("bot:777000"):  # what the admin bot's handlers do around a core call
@@ -64,6 +67,7 @@ def test_every_persons_action_is_listed_with_its_actor(rt: Runtime, acted: dict[
         ("web:olga", "job", job, "restarted"),
         ("web:olga", "job", job, "cancelled"),
         ("web:olga", "queue", "collect", "paused"),
+        ("web:olga", "job", acted["created"], "created"),
         (ME, "job", other, "restarted"),
         (ME, "queue", "collect", "resumed"),
         ("bot:777000", "post", sport, "rejected"),

@@ -185,3 +185,29 @@ def test_a_new_password_ends_the_users_sessions(rt: Runtime) -> None:
     assert eddie.get("/posts", headers={"Accept": "text/html"}, follow_redirects=False).status_code == 303
     assert attempt(browser(rt), "eddie", PASSWORDS["eddie"]).status_code == 401
     assert attempt(browser(rt), "eddie", "a-brand-new-password").status_code == 303
+
+
+def test_passwords_and_tokens_never_reach_logs_or_the_database(rt: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from contentq.redact import redact
+
+    caplog.set_level(logging.DEBUG)
+    add = runner.invoke(
+        cli, ["users", "add", "nina", "--role", "viewer", "--password-stdin"], input="nina-secret-password\n"
+    )
+    assert add.exit_code == 0, add.output
+    issued = runner.invoke(cli, ["users", "token", "nina"])
+    token = issued.stdout.strip()
+    assert token.startswith("cq_") and len(token) > 40
+    tc = browser(rt)
+    assert attempt(tc, "nina", "nina-wrong-password").status_code == 401
+    assert attempt(tc, "nina", "nina-secret-password").status_code == 303
+    assert browser(rt).get("/api/me", headers={"Authorization": f"Bearer {token}"}).json()["name"] == "nina"
+    assert redact(f"sent {token} to the API") == "sent *** to the API"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    stored = "\n".join(rt.store.conn.iterdump())
+    for secret in ("nina-secret-password", "nina-wrong-password", token):
+        assert secret not in logged and secret not in stored
+    listed = runner.invoke(cli, ["users", "token", "nina", "--list", "--json"])
+    assert token not in listed.output and json.loads(listed.output)[0]["hint"] == token[-4:]

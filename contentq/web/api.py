@@ -25,6 +25,7 @@ from contentq.people.roles import Permission as P
 from contentq.review.posts import post_json
 from contentq.runtime import queues
 from contentq.runtime.bulk import JobFilter
+from contentq.store import audit
 from contentq.web import actions, events, newjob, views
 from contentq.web import models as m
 from contentq.web.deps import RT, csrf_guard, get_web, needs, person_of
@@ -117,6 +118,8 @@ def create_job(rt: RT, body: NewJob) -> m.CreatedJob:
     row = newjob.create_job(
         rt, body.kind, body.key, body.payload, post_id=body.post_id, delay_s=body.delay_s, queue=body.queue
     )
+    if not row.get("deduplicated"):  # a job asked for by hand: who asked is in the audit (its events say what ran)
+        audit.record(rt.store, "job", str(row["id"]), "created", f"{body.kind} {body.key or body.post_id or ''}")
     return m.CreatedJob.model_validate(
         views.job_detail(rt, row["id"]) | {"deduplicated": bool(row.get("deduplicated"))}
     )
@@ -464,7 +467,7 @@ def me(request: Request) -> m.Me:
     responses=errors(*READ),
     dependencies=[needs(P.ADMIN)],
 )
-def audit(
+def audit_trail(
     rt: RT,
     actor: Annotated[
         str | None, Query(max_length=100, description="web:alice, cli:root, bot:123, or a kind: web, cli, bot.")
