@@ -79,6 +79,8 @@ def test_every_persons_action_is_listed_with_its_actor(rt: Runtime, acted: dict[
     # The same actors are in the post's and the job's own history.
     history = lifecycle.history(rt.store, acted["news"])
     assert ("approved", "web:eddie") in [(h["event"], h["actor"]) for h in history]
+    shown = runner.invoke(cli, ["posts", "show", news, "--json"])
+    assert [(a["actor"], a["action"]) for a in json.loads(shown.output)["actions"]] == [("web:eddie", "edited")]
     events = rt.store.query("SELECT event, actor FROM job_events WHERE job_id = ? ORDER BY id", (job,))
     assert {"event": "restarted", "actor": "web:olga"} in events
     assert {"event": "progress", "actor": None} in events

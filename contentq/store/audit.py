@@ -46,6 +46,13 @@ def record(store: Store, kind: str, target: str | None, action: str, detail: str
     )
 
 
+def actions_on(store: Store, kind: str, target: str) -> list[dict[str, Any]]:
+    """What people did to one post (or job, user …) besides its moves and events, oldest first: a text edited."""
+    return store.query(
+        "SELECT at, actor, action, detail FROM audit_events WHERE kind = ? AND target = ? ORDER BY id", (kind, target)
+    )
+
+
 def list_audit(
     store: Store,
     *,

@@ -290,6 +290,9 @@ class PostDetail(Out):
     deliveries: list[Delivery] = Field(description="One per destination of a route with `destinations`, else [].")
     destinations: list[DestinationVersion] = Field(description="Each destination's version of the post.")
     destinations_html: str = Field(description="The destinations' versions, as HTML.")
+    actions: list[dict[str, Any]] = Field(
+        description="What people did to it besides its moves (a text edited): at, actor, action, detail."
+    )
 
 
 class Approved(Out):
