@@ -33,7 +33,8 @@ from contentq.web.models import DURATION, ID_MAX, READ, WRITE, Body, errors
 
 BEARER = HTTPBearer(
     auto_error=False,  # the guard in app.py checks the token (or the session cookie) and answers 401
-    description="The panel's token: `contentq web token` prints it. (The panel's own pages use their session.)",
+    description="A user's API token (`contentq users token NAME`); before any owner user exists, the panel's"
+    " token (`contentq web token`). (The panel's own pages use their session.)",
 )
 """Declares the bearer scheme in the OpenAPI document: Swagger UI's "Authorize" then sends the token."""
 

@@ -54,6 +54,10 @@ MEDIA_CSP = "sandbox"
 """Every /media answer's CSP: a file opened on its own is a sandboxed document (no script, an opaque origin),
 whatever its type."""
 OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
+NOT_LOGGED_IN = (
+    "not logged in: send `Authorization: Bearer <token>` (`contentq users token NAME` prints a user's; before any"
+    " owner user exists, `contentq web token`)"
+)
 
 
 class RedactedJSON(JSONResponse):
@@ -278,7 +282,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             browser_page = "text/html" in request.headers.get("accept", "")
             if (path.startswith("/api/") and path != DOCS_PATH) or not browser_page:
                 response: Response = RedactedJSON(
-                    {"error": "not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it)"},
+                    {"error": NOT_LOGGED_IN},
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
