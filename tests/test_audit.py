@@ -37,6 +37,7 @@ def acted(rt: Runtime) -> dict[str, Any]:
     ids: dict[str, Any] = two_routes(rt)
     ids["job"] = failed_job(rt, "audited")
     ids["other_job"] = failed_job(rt, "by-cli")
+    ids["bulk_job"] = failed_job(rt, "in-bulk", error="timeout")
     tokens = add_people(rt)
     eddie = as_user(rt, tokens["eddie"])
     assert eddie.put(f"/api/posts/{ids['news']}/text", json={"html": "Eddie's words"}).status_code == 200
@@ -49,6 +50,8 @@ def acted(rt: Runtime) -> dict[str, Any]:
     assert created.status_code == 201, created.text
     ids["created"] = created.json()["job"]["id"]
     assert runner.invoke(cli, ["jobs", "retry", ids["other_job"]]).exit_code == 0
+    bulk = olga.post("/api/bulk/retry", json={"status": "failed", "kind": "noop"})
+    assert bulk.status_code == 200 and bulk.json()["ids"] == [ids["bulk_job"]], bulk.text
     assert runner.invoke(cli, ["queue", "resume", "collect"]).exit_code == 0
     with actors.acting_as("bot:777000"):  # what the admin bot's handlers do around a core call
         posts.reject(rt, ids["sport"], "off-topic")
@@ -68,6 +71,7 @@ def test_every_persons_action_is_listed_with_its_actor(rt: Runtime, acted: dict[
         ("web:olga", "job", job, "cancelled"),
         ("web:olga", "queue", "collect", "paused"),
         ("web:olga", "job", acted["created"], "created"),
+        ("web:olga", "job", acted["bulk_job"], "restarted"),
         (ME, "job", other, "restarted"),
         (ME, "queue", "collect", "resumed"),
         ("bot:777000", "post", sport, "rejected"),
