@@ -211,3 +211,27 @@ def test_passwords_and_tokens_never_reach_logs_or_the_database(rt: Runtime, capl
         assert secret not in logged and secret not in stored
     listed = runner.invoke(cli, ["users", "token", "nina", "--list", "--json"])
     assert token not in listed.output and json.loads(listed.output)[0]["hint"] == token[-4:]
+
+
+def test_concurrent_wrong_passwords_cannot_slip_past_the_limit(rt: Runtime, verifies: list[str]) -> None:
+    """200 tries at once from 20 connections (uvicorn's thread pool checks them in parallel): each is counted
+    before its password is checked, so exactly the limit reaches argon2."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.web_helpers import serving
+
+    users.add_user(rt, "olga", "owner", PASSWORDS["olga"])
+    limit = rt.settings.web_login_max_failures
+    with serving(rt) as url:
+
+        def guess(n: int) -> int:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                data = {"name": "olga", "password": f"parallel-guess-{n}"}
+                return client.post("/login", data=data, follow_redirects=False).status_code
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            statuses = Counter(pool.map(guess, range(200)))
+    assert statuses == {401: limit, 429: 200 - limit}, statuses
+    assert len(verifies) == limit

@@ -1,8 +1,10 @@
 """Logging in with a name and password, with a throttle per user name and per client address.
 
-Each failure is recorded (name as typed, client address, time). While a name has CONTENTQ_WEB_LOGIN_MAX_FAILURES
-failures in the last CONTENTQ_WEB_LOGIN_WINDOW_MINUTES (or an address has ..._PER_ADDRESS), a login of that name
-(from that address) is answered "wait" without looking at the password, and a refused try is not counted: the
+Each try is counted as a failure (name as typed, client address, time) before its password is checked, in one
+write transaction with the check of the limit, so concurrent tries cannot all slip in under it; a try that
+succeeds drops its row. While a name has CONTENTQ_WEB_LOGIN_MAX_FAILURES failures in the last
+CONTENTQ_WEB_LOGIN_WINDOW_MINUTES (or an address has ..._PER_ADDRESS), a login of that name (from that address)
+is answered "wait" without looking at the password, and a refused try is not counted: the
 window slides, so the right password works again once the oldest failure has left it — nobody can lock an owner
 out for longer than the window by hammering the form. The answer to a wrong password is the same for a name
 that does not exist, and it costs the same: its password is checked against a dummy argon2 hash.
@@ -42,40 +44,48 @@ def throttle_key(name: str) -> str:
     return name.strip().lower()[:100]
 
 
-def wait_left(runtime: Runtime, name: str, address: str) -> int:
-    """Seconds until a login of `name` from `address` is let through again (0: now)."""
-    settings = runtime.settings
-    window = timedelta(minutes=settings.web_login_window_minutes)
-    stamp = now()
+def _window(runtime: Runtime) -> timedelta:
+    return timedelta(minutes=runtime.settings.web_login_window_minutes)
+
+
+def wait_left(runtime: Runtime, key: str, address: str) -> int:
+    """Seconds until a login of the name `key` from `address` is let through again (at least 1)."""
+    settings, window, stamp = runtime.settings, _window(runtime), now()
     since = iso(stamp - window)
-    key = throttle_key(name)
-    by_name, by_address = db.login_failures_since(runtime.store, key, address, since)
-    waits = [0.0]
-    for count, limit, kwargs in (
-        (by_name, settings.web_login_max_failures, {"name": key, "address": None}),
-        (by_address, settings.web_login_max_failures_per_address, {"name": None, "address": address}),
+    waits = [1.0]
+    for limit, name, by_address in (
+        (settings.web_login_max_failures, key, None),
+        (settings.web_login_max_failures_per_address, None, address),
     ):
-        if count >= limit:
-            oldest = db.oldest_failure(runtime.store, since=since, skip=limit - 1, **kwargs)
-            if oldest is not None:
-                waits.append((parse(oldest) + window - stamp).total_seconds())
-    return max(1, ceil(max(waits))) if max(waits) > 0 else 0
+        oldest = db.oldest_failure(runtime.store, name=name, address=by_address, since=since, skip=limit - 1)
+        if oldest is not None:
+            waits.append((parse(oldest) + window - stamp).total_seconds())
+    return ceil(max(waits))
+
+
+def _claim(runtime: Runtime, key: str, address: str) -> int:
+    """Count this try as a failure up front (dropped if it succeeds), or refuse it: LoginThrottled."""
+    settings, stamp = runtime.settings, now()
+    attempt = db.claim_login_attempt(
+        runtime.store, key, address, iso(stamp), since=iso(stamp - _window(runtime)),
+        max_by_name=settings.web_login_max_failures, max_by_address=settings.web_login_max_failures_per_address,
+    )  # fmt: skip
+    if attempt is None:
+        raise LoginThrottled(wait_left(runtime, key, address))
+    return attempt
 
 
 def login(runtime: Runtime, name: str, password: str, address: str) -> Person:
     """The person, or LoginThrottled / LoginFailed. Every path that looks at a password runs argon2's verify."""
-    wait = wait_left(runtime, name, address)
-    if wait:
-        raise LoginThrottled(wait)
+    key = throttle_key(name)
+    attempt = _claim(runtime, key, address)
     row = db.find_user(runtime.store, name.strip()) if users.NAME.match(name.strip()) else None
     if not users.verify_password(row, password):
-        stamp = now()
-        forget = iso(stamp - timedelta(minutes=runtime.settings.web_login_window_minutes))
-        db.add_login_failure(runtime.store, throttle_key(name), address, iso(stamp), forget_before=forget)
-        raise LoginFailed("wrong user name or password")
+        raise LoginFailed("wrong user name or password")  # its try stays counted
     assert row is not None
+    db.drop_login_attempt(runtime.store, attempt)
     users.rehash_if_needed(runtime, row, password)
-    db.forget_login_failures(runtime.store, throttle_key(name))
+    db.forget_login_failures(runtime.store, key)
     return users.person(row, "password")
 
 
@@ -85,14 +95,10 @@ SHARED_NAME = "(panel token)"
 
 def shared_token_login(runtime: Runtime, matched: bool, address: str) -> None:
     """A login with the panel's shared token (before an owner user exists), throttled like a password."""
-    wait = wait_left(runtime, SHARED_NAME, address)
-    if wait:
-        raise LoginThrottled(wait)
+    attempt = _claim(runtime, SHARED_NAME, address)
     if not matched:
-        stamp = now()
-        forget = iso(stamp - timedelta(minutes=runtime.settings.web_login_window_minutes))
-        db.add_login_failure(runtime.store, SHARED_NAME, address, iso(stamp), forget_before=forget)
         raise LoginFailed("wrong token")
+    db.drop_login_attempt(runtime.store, attempt)
 
 
 def record_login(runtime: Runtime, person: Person, address: str) -> None:

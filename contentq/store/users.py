@@ -116,22 +116,27 @@ def revoke_tokens(store: Store, name: str, at: str, token_id: int | None = None)
 # -- failed logins ---------------------------------------------------------------------------------------------
 
 
-def add_login_failure(store: Store, name: str, address: str, at: str, *, forget_before: str) -> None:
-    """Record a failed login; failures older than the throttle's window are dropped on the way."""
+def claim_login_attempt(
+    store: Store, name: str, address: str, at: str, *, since: str, max_by_name: int, max_by_address: int
+) -> int | None:
+    """Count a login attempt as a failure before its password is checked, unless the name or the address already
+    has its fill of failures since `since` (None). One write transaction: concurrent attempts cannot all slip in
+    under the limit. A login that succeeds drops its row (`drop_login_attempt`). Older rows are cleared here."""
     with store.transaction() as conn:
-        conn.execute("DELETE FROM login_failures WHERE at < ?", (forget_before,))
-        conn.execute("INSERT INTO login_failures (at, name, address) VALUES (?, ?, ?)", (at, name, address))
+        conn.execute("DELETE FROM login_failures WHERE at < ?", (since,))
+        by_name, by_address = conn.execute(
+            "SELECT (SELECT COUNT(*) FROM login_failures WHERE name = ? AND at >= ?),"
+            " (SELECT COUNT(*) FROM login_failures WHERE address = ? AND at >= ?)",
+            (name, since, address, since),
+        ).fetchone()
+        if by_name >= max_by_name or by_address >= max_by_address:
+            return None
+        cursor = conn.execute("INSERT INTO login_failures (at, name, address) VALUES (?, ?, ?)", (at, name, address))
+        return int(cursor.lastrowid or 0)
 
 
-def login_failures_since(store: Store, name: str, address: str, since: str) -> tuple[int, int]:
-    """Failures since `since`: for the name, and for the client address."""
-    row = store.one(
-        "SELECT (SELECT COUNT(*) FROM login_failures WHERE name = ? AND at >= ?) AS by_name,"
-        " (SELECT COUNT(*) FROM login_failures WHERE address = ? AND at >= ?) AS by_address",
-        (name, since, address, since),
-    )
-    assert row is not None
-    return int(row["by_name"]), int(row["by_address"])
+def drop_login_attempt(store: Store, attempt_id: int) -> None:
+    store.execute("DELETE FROM login_failures WHERE id = ?", (attempt_id,))
 
 
 def oldest_failure(store: Store, *, name: str | None, address: str | None, since: str, skip: int) -> str | None:
