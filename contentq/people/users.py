@@ -143,7 +143,6 @@ def list_users(runtime: Runtime) -> list[dict[str, Any]]:
     rows = db.list_users(runtime.store)
     for row in rows:
         row.pop("password_hash", None)
-        row["has_password"] = True
     return rows
 
 
