@@ -25,6 +25,7 @@ _secrets: set[str] = set()
 # placeholder, and the backtick that closes the quoted header is not part of a token either.
 _PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"(?<![A-Za-z0-9_\-])cq_[A-Za-z0-9_\-]{30,}"),  # a panel user's API token (contentq.people)
     re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*+['\"]?+(?:bearer|basic|token)?+\s*+)(?!<)[^\s'\",}`<>]+"),
     re.compile(r"(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9._~+/\-]{6,}=*"),
     re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*+['\"]?+)(?!<)[^\s'\",}`<>&]+"),

@@ -225,6 +225,15 @@ class Settings(BaseSettings):
     web_session_max_hours: int = Field(
         168, ge=1, le=24 * 365, description="A panel login ends this long after it began, used or not."
     )
+    web_login_window_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="Failed panel logins count for this long (the throttle's window)."
+    )
+    web_login_max_failures: int = Field(
+        10, ge=1, le=10_000, description="Failed logins of one user name in the window before its logins wait."
+    )
+    web_login_max_failures_per_address: int = Field(
+        50, ge=1, le=100_000, description="Failed logins from one client address in the window before it waits."
+    )
 
     # Backups and replication.
     backup_dir: Path | None = Field(None, description="Where `db backup` writes; default CONTENTQ_HOME/backups.")

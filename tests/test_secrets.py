@@ -186,5 +186,6 @@ def test_the_api_says_how_to_log_in_word_for_word(rt: Runtime) -> None:
     response = client(rt, token=False).get("/api/jobs")
     assert response.status_code == 401
     assert response.json()["error"] == (
-        "not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it)"
+        "not logged in: send `Authorization: Bearer <token>` (`contentq users token NAME` prints a user's; before"
+        " any owner user exists, `contentq web token`)"
     )

@@ -139,3 +139,43 @@ def hostile_export(folder: Path) -> Path:
     result = folder / "result.json"
     result.write_text(json.dumps({"name": "Hostile donor", "type": "public_channel", "messages": messages}))
     return result
+
+
+PASSWORDS = {"olga": "owner-password-1", "eddie": "editor-password-1", "vera": "viewer-password-1"}
+"""The panel's people in the role tests: an owner, an editor of route news, a viewer."""
+
+
+def two_routes(rt: Runtime) -> dict[str, int]:
+    """Routes news and sport (both wait for approval), a post awaiting approval on each; their ids by route."""
+    write_config(
+        rt.settings.home,
+        route_toml("news", extra="approval = true")
+        + route_toml("sport", target="@sportchan", extra="approval = true", sources='["@sportdonor"]'),
+    )
+    return {r: add_post(rt, f"A {r} post", route=r, state="awaiting_approval") for r in ("news", "sport")}
+
+
+def add_people(rt: Runtime) -> dict[str, str]:
+    """olga (owner), eddie (editor of news), vera (viewer): each one's API token."""
+    from contentq.people import users
+
+    users.add_user(rt, "olga", "owner", PASSWORDS["olga"])
+    users.add_user(rt, "eddie", "editor", PASSWORDS["eddie"], ["news"])
+    users.add_user(rt, "vera", "viewer", PASSWORDS["vera"])
+    return {name: users.issue_token(rt, name) for name in PASSWORDS}
+
+
+def as_user(rt: Runtime, token: str) -> TestClient:
+    tc = TestClient(create_app(rt.settings, rt), raise_server_exceptions=False)
+    tc.headers["Authorization"] = f"Bearer {token}"
+    return tc
+
+
+def login_as(tc: TestClient, name: str, password: str | None = None) -> str:
+    """Log in through the form with a name and password; returns the page's CSRF token."""
+    response = tc.post("/login", data={"name": name, "password": password or PASSWORDS[name]}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    page = tc.get("/posts", headers={"Accept": "text/html"})
+    marker = 'name="csrf-token" content="'
+    start = page.text.index(marker) + len(marker)
+    return page.text[start : page.text.index('"', start)]

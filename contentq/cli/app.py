@@ -133,6 +133,12 @@ class ContentqGroup(LazyGroup):
         "web": LazyCommand(
             "web", "app", "The admin panel in the browser and the JSON API (`contentq web`; `contentq web token`)."
         ),
+        "users": LazyCommand(
+            "users", "app", "Panel users: add, passwd, list, remove, routes, role, token, sessions, logout."
+        ),
+        "audit": LazyCommand(
+            "users", "audit", "What people did (panel, API, CLI, bot), newest first: when, who, on what, which action."
+        ),
     }
 
 

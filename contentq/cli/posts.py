@@ -128,6 +128,8 @@ def show(post_id: PostIdArg, as_json: JsonOpt = False) -> None:
         table(rows, ["destination", "state", ("when", "when (UTC)"), "link", Col("why", fit="wrap")],
               title="deliveries")  # fmt: skip
     _history(shown.history)
+    if shown.actions:
+        table(shown.actions, [("at", "at (UTC)"), "action", "actor", Col("detail", fit="wrap")], title="edits")
 
 
 def _history(rows: list[dict[str, Any]]) -> None:

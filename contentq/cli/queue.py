@@ -57,14 +57,14 @@ def status(as_json: JsonOpt = False, wide: WideOpt = False) -> None:
 @app.command()
 def pause(name: Annotated[str, typer.Argument(help="Queue to pause.")]) -> None:
     """Pause a queue: workers stop taking its jobs; the jobs stay queued."""
-    changed = queues.pause(runtime().redis, name)
+    changed = queues.set_paused(runtime(), name, True)
     ok(f"queue {name} paused" if changed else f"queue {name} was already paused")
 
 
 @app.command()
 def resume(name: Annotated[str, typer.Argument(help="Queue to resume.")]) -> None:
     """Resume a paused queue."""
-    changed = queues.resume(runtime().redis, name)
+    changed = queues.set_paused(runtime(), name, False)
     ok(f"queue {name} resumed" if changed else f"queue {name} was not paused")
 
 

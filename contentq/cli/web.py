@@ -43,7 +43,12 @@ def web(
             f"[yellow]warning:[/yellow] listening on {host}: anyone who reaches it sees the login form; "
             "put it behind HTTPS (a reverse proxy) before exposing it"
         )
-    console.print(f"contentq web on http://{host}:{port}/ — the token is in {token_path(rt.settings)}")
+    from contentq.people.users import owner_exists
+
+    how = f"the token is in {token_path(rt.settings)}"
+    if owner_exists(rt):
+        how = "users log in with their name and password"
+    console.print(f"contentq web on http://{host}:{port}/ — {how}")
     try:
         uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
     except OSError as exc:
@@ -57,6 +62,7 @@ def token(
     ] = False,
 ) -> None:
     """Print the panel's token (created on first use, kept 0600 in CONTENTQ_HOME)."""
+    from contentq.people.users import owner_exists
     from contentq.web.auth import load_token, rotate_token, token_path
 
     rt = runtime()
@@ -66,3 +72,9 @@ def token(
     if rotate:
         ok(f"new token written to {token_path(settings)}; every browser session ended (log in again)")
     typer.echo(value)
+    if owner_exists(rt):
+        typer.echo(
+            "note: an owner user exists, so this token no longer logs in; people log in with their name and"
+            " password, scripts with `contentq users token NAME`",
+            err=True,
+        )

@@ -24,6 +24,7 @@ from contentq.publish.fanout import delivery_summary, platform_ids
 from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
+from contentq.store import audit
 from contentq.store import posts as store_posts
 from contentq.store.deliveries import deliveries_of, deliveries_of_posts
 from contentq.store.posts import get_post
@@ -77,11 +78,14 @@ class PostDetails:
     """One per destination of a route with `destinations` (docs/destinations.md); [] otherwise."""
     history: list[dict[str, Any]]
     """Its moves, oldest first: at, from_state, state, event, actor, reason (lifecycle.history)."""
+    actions: list[dict[str, Any]]
+    """What people did to it besides its moves (a text edited), oldest first: at, actor, action, detail."""
 
     def as_json(self) -> dict[str, Any]:
         return {
             **post_json(self.post), "media": self.media, "sends": self.sends,
             "deliveries": [delivery_json(d) for d in self.deliveries], "history": self.history,
+            "actions": self.actions,
         }  # fmt: skip
 
 
@@ -96,8 +100,9 @@ def post_details(runtime: Runtime, post_id: int) -> PostDetails:
         original = f"(written by the LLM on the topic: {route.generate.topic if route and route.generate else '?'})"
     history = lifecycle.history(runtime.store, post_id)
     return PostDetails(
-        post, media, sends_of(runtime.store, post_id), original, deliveries_of(runtime.store, post_id), history
-    )
+        post, media, sends_of(runtime.store, post_id), original, deliveries_of(runtime.store, post_id), history,
+        audit.actions_on(runtime.store, "post", str(post_id)),
+    )  # fmt: skip
 
 
 def approve(runtime: Runtime, post_id: int) -> dict[str, Any]:
@@ -172,6 +177,7 @@ def save_text(runtime: Runtime, post_id: int, html: str) -> dict[str, Any]:
         raise ContentqError(
             f"post {post_id} changed state while you edited it; look at `contentq posts show {post_id}`"
         )
+    audit.record(store, "post", str(post_id), "edited", f"text saved, {length} characters")
     note = ""
     if has_media and length > settings.caption_limit:
         note = f" (over the caption limit of {settings.caption_limit}: the text goes as its own message)"

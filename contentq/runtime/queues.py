@@ -13,6 +13,7 @@ from contentq.errors import ConfigError
 from contentq.runtime.context import Runtime
 from contentq.runtime.liveness import alive_workers, workers_per_queue
 from contentq.settings import QUEUES
+from contentq.store import audit
 
 PAUSED_KEY = "contentq:paused"
 
@@ -29,6 +30,14 @@ def pause(conn: redis.Redis, name: str) -> bool:
 
 def resume(conn: redis.Redis, name: str) -> bool:
     return bool(conn.srem(PAUSED_KEY, check_queue(name)))
+
+
+def set_paused(runtime: Runtime, name: str, paused: bool) -> bool:
+    """Pause or resume a queue as an operator: whether it changed; a change is in the audit trail with its actor."""
+    changed = (pause if paused else resume)(runtime.redis, name)
+    if changed:
+        audit.record(runtime.store, "queue", name, "paused" if paused else "resumed")
+    return changed
 
 
 def paused_queues(conn: redis.Redis) -> set[str]:

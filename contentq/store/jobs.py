@@ -7,6 +7,7 @@ import json
 import sqlite3
 from typing import Any
 
+from contentq import actors
 from contentq.clock import iso
 from contentq.errors import NotFoundError
 from contentq.redact import redact
@@ -26,10 +27,12 @@ def add_event(
     level: str = "info",
     data: dict[str, Any] | None = None,
 ) -> None:
+    actor = actors.current()
     conn.execute(
-        "INSERT INTO job_events (job_id, at, level, event, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-        (job_id, iso(), level, event, redact(message), redact(json.dumps(data, default=str)) if data else None),
-    )
+        "INSERT INTO job_events (job_id, at, level, event, message, data, actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (job_id, iso(), level, event, redact(message), redact(json.dumps(data, default=str)) if data else None,
+         None if actor.startswith("job:") else actor),
+    )  # fmt: skip
 
 
 def log_event(store: Store, job_id: str, event: str, message: str = "", **kw: Any) -> None:

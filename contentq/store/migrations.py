@@ -799,6 +799,88 @@ def _insights(db: Database) -> None:
     )
 
 
+@migration(190, "people: panel users (name, role, argon2 password hash, routes) and their API tokens (hashed)")
+def _users(db: Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY COLLATE NOCASE,  -- what a person logs in with (`web:<name>` in the history)
+            role TEXT NOT NULL,                -- owner, editor, viewer (contentq.people.roles)
+            password_hash TEXT,                -- argon2id (argon2-cffi PasswordHasher), NULL: no password yet
+            routes TEXT NOT NULL DEFAULT '[]', -- JSON list: the routes an editor acts on
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE user_tokens (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            hash TEXT NOT NULL UNIQUE,         -- SHA-256 of the token (256 random bits): the token itself is not kept
+            hint TEXT NOT NULL,                -- its last 4 characters, to tell tokens apart in a listing
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        );
+        CREATE INDEX user_tokens_user ON user_tokens(user)
+        """,
+    )
+
+
+@migration(191, "people: a panel session names its user and the address and browser it logged in from")
+def _session_users(db: Database) -> None:
+    run_script(
+        db,
+        """
+        ALTER TABLE web_sessions ADD COLUMN user TEXT;   -- NULL: logged in with the shared panel token
+        ALTER TABLE web_sessions ADD COLUMN address TEXT;
+        ALTER TABLE web_sessions ADD COLUMN agent TEXT;
+        CREATE INDEX web_sessions_user ON web_sessions(user)
+        """,
+    )
+
+
+@migration(192, "people: failed panel logins, for the throttle per user and per client address")
+def _login_failures(db: Database) -> None:
+    run_script(
+        db,
+        """
+        CREATE TABLE login_failures (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            name TEXT NOT NULL,                -- as typed (lower case), known user or not
+            address TEXT NOT NULL
+        );
+        CREATE INDEX login_failures_name ON login_failures(name, at);
+        CREATE INDEX login_failures_address ON login_failures(address, at)
+        """,
+    )
+
+
+@migration(193, "audit: job events name their actor; audit_events records what people do besides posts and jobs")
+def _audit(db: Database) -> None:
+    # A job's events written by a person (retry, cancel) carry the actor (NULL: the job itself, or a trigger);
+    # post moves already carry theirs in post_changes. What is neither (a queue paused, a text edited, a user
+    # added, a session revoked) is an audit_events row. `contentq audit` reads all three.
+    run_script(
+        db,
+        """
+        ALTER TABLE job_events ADD COLUMN actor TEXT;
+        CREATE INDEX job_events_actor ON job_events(actor, at) WHERE actor IS NOT NULL;
+        CREATE INDEX post_changes_actor ON post_changes(actor, at);
+        CREATE TABLE audit_events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            kind TEXT NOT NULL,                -- post, job, queue, user, session, login
+            target TEXT,                       -- the post id, job id, queue, user name
+            action TEXT NOT NULL,              -- edited, paused, resumed, added, removed, token_issued, …
+            detail TEXT
+        );
+        CREATE INDEX audit_events_at ON audit_events(at)
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -20,17 +20,22 @@ from contentq.clock import iso
 from contentq.insights.report import build as insights_report
 from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
+from contentq.people import sessions as people_sessions
+from contentq.people import trail
+from contentq.people.roles import Permission as P
 from contentq.review.posts import post_json
 from contentq.runtime import queues
 from contentq.runtime.bulk import JobFilter
+from contentq.store import audit
 from contentq.web import actions, events, newjob, views
 from contentq.web import models as m
-from contentq.web.deps import RT, csrf_guard, get_web
+from contentq.web.deps import RT, csrf_guard, get_web, needs, person_of
 from contentq.web.models import DURATION, ID_MAX, READ, WRITE, Body, errors
 
 BEARER = HTTPBearer(
     auto_error=False,  # the guard in app.py checks the token (or the session cookie) and answers 401
-    description="The panel's token: `contentq web token` prints it. (The panel's own pages use their session.)",
+    description="A user's API token (`contentq users token NAME`); before any owner user exists, the panel's"
+    " token (`contentq web token`). (The panel's own pages use their session.)",
 )
 """Declares the bearer scheme in the OpenAPI document: Swagger UI's "Authorize" then sends the token."""
 
@@ -42,6 +47,9 @@ QueueName = Annotated[m.Queue, Path(description="A queue: " + ", ".join(queues.Q
 Limit = Annotated[int, Query(ge=1, le=views.PAGE_MAX)]
 Text = Annotated[str | None, Query(max_length=200)]
 Window = Annotated[str | None, Query(pattern=DURATION, description="A window: 90s, 15m, 24h, 7d, 2w.")]
+
+
+ISO_TIME = r"^\d{4}-\d\d-\d\dT[0-9:.+Z-]{2,30}$"
 
 
 class NewJob(Body):
@@ -76,7 +84,12 @@ class At(Body):
 # -- jobs ---------------------------------------------------------------------------------------------
 
 
-@router.get("/jobs", summary="List jobs, newest first (filters, cursor pagination)", responses=errors(*READ))
+@router.get(
+    "/jobs",
+    summary="List jobs, newest first (filters, cursor pagination)",
+    responses=errors(*READ),
+    dependencies=[needs(P.READ)],
+)
 def list_jobs(
     rt: RT,
     status: Annotated[m.Status | None, Query()] = None,
@@ -97,23 +110,39 @@ def list_jobs(
 
 
 @router.post(
-    "/jobs", status_code=201, summary="Enqueue a job (as the pipeline does)", responses=errors(*WRITE, 400, 404, 409)
+    "/jobs",
+    status_code=201,
+    summary="Enqueue a job (as the pipeline does)",
+    responses=errors(*WRITE, 400, 404, 409),
+    dependencies=[needs(P.JOBS)],
 )
 def create_job(rt: RT, body: NewJob) -> m.CreatedJob:
     row = newjob.create_job(
         rt, body.kind, body.key, body.payload, post_id=body.post_id, delay_s=body.delay_s, queue=body.queue
     )
+    if not row.get("deduplicated"):  # a job asked for by hand: who asked is in the audit (its events say what ran)
+        audit.record(rt.store, "job", str(row["id"]), "created", f"{body.kind} {body.key or body.post_id or ''}")
     return m.CreatedJob.model_validate(
         views.job_detail(rt, row["id"]) | {"deduplicated": bool(row.get("deduplicated"))}
     )
 
 
-@router.get("/jobs/{job_id}", summary="One job with its event log, parent and children", responses=errors(*READ, 404))
+@router.get(
+    "/jobs/{job_id}",
+    summary="One job with its event log, parent and children",
+    responses=errors(*READ, 404),
+    dependencies=[needs(P.READ)],
+)
 def get_job(rt: RT, job_id: JobId) -> m.JobDetail:
     return m.JobDetail.model_validate(views.job_detail(rt, job_id))
 
 
-@router.get("/jobs/{job_id}/events", summary="A job's event log (`jobs logs`)", responses=errors(*READ, 404))
+@router.get(
+    "/jobs/{job_id}/events",
+    summary="A job's event log (`jobs logs`)",
+    responses=errors(*READ, 404),
+    dependencies=[needs(P.READ)],
+)
 def job_events(rt: RT, job_id: JobId) -> list[m.JobEvent]:
     return [m.JobEvent.model_validate(e) for e in views.job_detail(rt, job_id)["events"]]
 
@@ -123,6 +152,7 @@ def job_events(rt: RT, job_id: JobId) -> list[m.JobEvent]:
     summary="Run a failed or cancelled job again",
     description="409 when the job is not failed or cancelled, or while its cancelled run has not stopped yet.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.JOBS)],
 )
 def retry_job(rt: RT, job_id: JobId) -> m.JobDetail:
     actions.retry_job(rt, job_id)
@@ -134,6 +164,7 @@ def retry_job(rt: RT, job_id: JobId) -> m.JobDetail:
     summary="Cancel a queued or running job (a running one stops at its next safe point)",
     description="409 when the job is no longer queued or running.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.JOBS)],
 )
 def cancel_job(rt: RT, job_id: JobId) -> m.JobDetail:
     actions.cancel_job(rt, job_id)
@@ -150,6 +181,7 @@ def _bulk(rt: RT, action: Literal["retry", "cancel"], body: m.BulkRetry | m.Bulk
     summary="Retry every failed (or cancelled) job of a queue, kind and age, in one request",
     description="`dry_run` only counts them (what a confirmation shows). At most 10,000 per request (`more`).",
     responses=errors(*WRITE),
+    dependencies=[needs(P.JOBS)],
 )
 def bulk_retry(rt: RT, body: m.BulkRetry) -> m.BulkResult:
     return _bulk(rt, "retry", body)
@@ -160,6 +192,7 @@ def bulk_retry(rt: RT, body: m.BulkRetry) -> m.BulkResult:
     summary="Cancel every queued (or running) job of a queue, kind and age, in one request",
     description="`dry_run` only counts them (what a confirmation shows). At most 10,000 per request (`more`).",
     responses=errors(*WRITE),
+    dependencies=[needs(P.JOBS)],
 )
 def bulk_cancel(rt: RT, body: m.BulkCancel) -> m.BulkResult:
     return _bulk(rt, "cancel", body)
@@ -172,25 +205,34 @@ def bulk_cancel(rt: RT, body: m.BulkCancel) -> m.BulkResult:
     "/queues",
     summary="Per queue: queued, running, scheduled, failed, paused, workers, oldest wait",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_queues(rt: RT) -> list[m.QueueStatus]:
     return [m.QueueStatus.model_validate(q) for q in queues.queue_status(rt)]
 
 
-@router.post("/queues/{name}/pause", summary="Pause a queue: workers stop taking its jobs", responses=errors(*WRITE))
+@router.post(
+    "/queues/{name}/pause",
+    summary="Pause a queue: workers stop taking its jobs",
+    responses=errors(*WRITE),
+    dependencies=[needs(P.QUEUES)],
+)
 def pause_queue(rt: RT, name: QueueName) -> m.QueueChange:
-    return m.QueueChange(queue=name, paused=True, changed=queues.pause(rt.redis, name))
+    return m.QueueChange(queue=name, paused=True, changed=queues.set_paused(rt, name, True))
 
 
-@router.post("/queues/{name}/resume", summary="Resume a paused queue", responses=errors(*WRITE))
+@router.post(
+    "/queues/{name}/resume", summary="Resume a paused queue", responses=errors(*WRITE), dependencies=[needs(P.QUEUES)]
+)
 def resume_queue(rt: RT, name: QueueName) -> m.QueueChange:
-    return m.QueueChange(queue=name, paused=False, changed=queues.resume(rt.redis, name))
+    return m.QueueChange(queue=name, paused=False, changed=queues.set_paused(rt, name, False))
 
 
 @router.get(
     "/workers",
     summary="Every worker: state (alive, dead, stopped), queues, current job, heartbeat age, memory, jobs done",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_workers(rt: RT) -> list[m.Worker]:
     return [m.Worker.model_validate(w) for w in views.workers_view(rt)]
@@ -203,6 +245,7 @@ def list_workers(rt: RT) -> list[m.Worker]:
     "/posts",
     summary="List posts by state and route, newest first; `search` finds words in the original or rewritten text",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_posts(
     rt: RT,
@@ -221,6 +264,7 @@ def list_posts(
     "/posts/{post_id}",
     summary="One post: original and rewrite, media, sends, jobs and the preview",
     responses=errors(*READ, 404),
+    dependencies=[needs(P.READ)],
 )
 def get_post(rt: RT, post_id: PostId) -> m.PostDetail:
     return m.PostDetail.model_validate(views.post_detail(rt, post_id))
@@ -231,6 +275,7 @@ def get_post(rt: RT, post_id: PostId) -> m.PostDetail:
     summary="Approve: the post takes its route's next free slot",
     description="409 when the post is not awaiting approval.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def approve_post(rt: RT, post_id: PostId) -> m.Approved:
     slot = actions.approve(rt, post_id)
@@ -242,6 +287,7 @@ def approve_post(rt: RT, post_id: PostId) -> m.Approved:
     summary="Reject a post not yet published, with a reason",
     description="409 when the post is already published (or on its way).",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def reject_post(rt: RT, post_id: PostId, body: Reason | None = None) -> m.Post:
     return m.Post.model_validate(post_json(actions.reject(rt, post_id, body.reason if body else None)))
@@ -253,6 +299,7 @@ def reject_post(rt: RT, post_id: PostId, body: Reason | None = None) -> m.Post:
     description="400 when the text is not valid Telegram HTML or does not fit the route; 409 when the post's state"
     " no longer allows an edit.",
     responses=errors(*WRITE, 400, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def edit_post(rt: RT, post_id: PostId, body: Edit) -> m.Edited:
     return m.Edited(id=post_id, message=actions.edit_post(rt, post_id, body.html))
@@ -263,6 +310,7 @@ def edit_post(rt: RT, post_id: PostId, body: Edit) -> m.Edited:
     summary="Publish at a given time (`schedule ID --at`)",
     description="400 when `at` is not a time it can read; 409 when the post's state does not allow scheduling.",
     responses=errors(*WRITE, 400, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def schedule_post(rt: RT, post_id: PostId, body: At) -> m.Scheduled:
     slot, note = actions.schedule_at(rt, post_id, body.at)
@@ -274,6 +322,7 @@ def schedule_post(rt: RT, post_id: PostId, body: At) -> m.Scheduled:
     summary="Take a post off the schedule (`unschedule`)",
     description="409 when the post is not scheduled.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def unschedule_post(rt: RT, post_id: PostId) -> m.Post:
     return m.Post.model_validate(post_json(actions.unschedule(rt, post_id)))
@@ -284,6 +333,7 @@ def unschedule_post(rt: RT, post_id: PostId) -> m.Post:
     summary="Publish now through the publish queue (`publish ID`)",
     description="409 when the post's state does not allow publishing.",
     responses=errors(*WRITE, 404, 409),
+    dependencies=[needs(P.POSTS)],
 )
 def publish_post(rt: RT, post_id: PostId) -> m.PublishQueued:
     return m.PublishQueued(id=post_id, job=actions.publish_post_now(rt, post_id))
@@ -293,6 +343,7 @@ def publish_post(rt: RT, post_id: PostId) -> m.PublishQueued:
     "/sources",
     summary="Per donor channel: route, last collect, cursor, counts, error, its listener, the footer learned",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def list_sources(rt: RT) -> list[m.Source]:
     return [m.Source.model_validate(s) for s in views.sources_view(rt)]
@@ -301,13 +352,23 @@ def list_sources(rt: RT) -> list[m.Source]:
 # -- schedule, stats, usage, metrics, dashboard ---------------------------------------------------------
 
 
-@router.get("/schedule", summary="Scheduled posts, soonest first, and each route's schedule", responses=errors(*READ))
+@router.get(
+    "/schedule",
+    summary="Scheduled posts, soonest first, and each route's schedule",
+    responses=errors(*READ),
+    dependencies=[needs(P.READ)],
+)
 def schedule(rt: RT, limit: Limit = 500) -> m.ScheduleView:
     view = views.schedule_view(rt, limit)
     return m.ScheduleView(posts=view["posts"], routes=view["routes"])
 
 
-@router.get("/stats", summary="What the pipeline did in a window (`contentq stats`)", responses=errors(*READ))
+@router.get(
+    "/stats",
+    summary="What the pipeline did in a window (`contentq stats`)",
+    responses=errors(*READ),
+    dependencies=[needs(P.USAGE)],
+)
 def stats(
     rt: RT,
     since: Annotated[str, Query(pattern=r"^(all|" + DURATION[1:-1] + ")$", description="24h, 7d … or all.")] = "24h",
@@ -315,7 +376,12 @@ def stats(
     return m.Stats.model_validate(collect_stats(rt, parse_since(since)))
 
 
-@router.get("/usage", summary="LLM tokens and cost per day and route (`contentq usage`)", responses=errors(*READ))
+@router.get(
+    "/usage",
+    summary="LLM tokens and cost per day and route (`contentq usage`)",
+    responses=errors(*READ),
+    dependencies=[needs(P.USAGE)],
+)
 def usage(rt: RT, since: Window = "30d", route: Text = None) -> m.Usage:
     return m.Usage.model_validate(views.usage_view(rt, since, route))
 
@@ -325,6 +391,7 @@ def usage(rt: RT, since: Window = "30d", route: Text = None) -> m.Usage:
     summary="What published posts achieved: per target, donor, slot and rewrite, with suggestions "
     "(`contentq insights`)",
     responses=errors(404, *READ),
+    dependencies=[needs(P.USAGE)],  # its rewrite section says what the LLM cost
 )
 def insights(
     rt: RT,
@@ -342,6 +409,7 @@ def insights(
     response_class=PlainTextResponse,
     summary="Prometheus metrics (`contentq metrics`)",
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors(*READ, json_route=False)},
+    dependencies=[needs(P.USAGE)],
 )
 def metrics(rt: RT) -> PlainTextResponse:
     return PlainTextResponse(exposition(rt), media_type="text/plain; version=0.0.4")
@@ -351,6 +419,7 @@ def metrics(rt: RT) -> PlainTextResponse:
     "/dashboard",
     summary="The dashboard's data: queues, LLM breaker, open alerts, 24 h per hour",
     responses=errors(*READ),
+    dependencies=[needs(P.READ)],
 )
 def dashboard(rt: RT) -> m.Dashboard:
     return m.Dashboard.model_validate(views.dashboard(rt))
@@ -370,6 +439,7 @@ EVENTS_DOC = (
         200: {"description": EVENTS_DOC, "content": {"text/event-stream": {"schema": {"type": "string"}}}},
         **errors(*READ, 400, json_route=False),
     },
+    dependencies=[needs(P.READ)],
 )
 async def live_events(
     request: Request,
@@ -392,3 +462,63 @@ async def live_events(
     return EventSourceResponse(
         events.stream(rt.store, cursor, max_events=max_events, disconnected=ended, once=once), ping=15
     )
+
+
+# -- people: who am I, the audit trail, sessions ------------------------------------------------------------
+
+
+@router.get(
+    "/me", summary="Who this request is: user, role, routes, what the role allows", responses=errors(*READ),
+    dependencies=[needs(P.READ)],
+)  # fmt: skip
+def me(request: Request) -> m.Me:
+    person = person_of(request)
+    assert person is not None  # the guard answered 401 otherwise
+    allowed = [p.value for p in P if p is not P.PUBLIC and person.may(p)]
+    return m.Me.model_validate(
+        {"name": person.name, "role": person.role, "routes": list(person.routes), "via": person.via,
+         "permissions": allowed}
+    )  # fmt: skip
+
+
+@router.get(
+    "/audit",
+    summary="What people did (`contentq audit`), newest first: owners only",
+    responses=errors(*READ),
+    dependencies=[needs(P.ADMIN)],
+)
+def audit_trail(
+    rt: RT,
+    actor: Annotated[
+        str | None, Query(max_length=100, description="web:alice, cli:root, bot:123, or a kind: web, cli, bot.")
+    ] = None,
+    kind: Annotated[m.AuditKind | None, Query()] = None,
+    since: Window = None,
+    before: Annotated[str | None, Query(pattern=ISO_TIME, description="The next_before of the page before.")] = None,
+    limit: Limit = 100,
+) -> m.AuditPage:
+    rows = trail.audit_trail(rt, actor=actor, since=since, kind=kind, limit=limit + 1, before=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return m.AuditPage(
+        items=[m.AuditEntry.model_validate(r) for r in rows], next_before=rows[-1]["at"] if more else None
+    )
+
+
+@router.get(
+    "/sessions", summary="Every live panel login: owners only", responses=errors(*READ), dependencies=[needs(P.ADMIN)]
+)
+def list_sessions(rt: RT) -> list[m.WebSession]:
+    return [m.WebSession.model_validate(s) for s in people_sessions.sessions(rt)]
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    summary="End a panel login (its browser is logged out at its next request): owners only",
+    responses=errors(*WRITE, 400, 404),
+    dependencies=[needs(P.ADMIN)],
+)
+def revoke_session(
+    rt: RT, session_id: Annotated[str, Path(pattern=r"^[0-9a-f]{6,64}$", description="The id the listing shows.")]
+) -> m.SessionEnded:
+    return m.SessionEnded.model_validate(people_sessions.revoke(rt, session_id))

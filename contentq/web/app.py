@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -29,11 +29,13 @@ from starlette.types import Scope
 from contentq import actors, notify
 from contentq.content.bidi import show_bidi
 from contentq.errors import ConflictError, ContentqError, DatabaseUnavailableError, NotFoundError, RedisUnavailableError
+from contentq.people import users
+from contentq.people.roles import Permission, Person
 from contentq.redact import redact, redact_data
 from contentq.runtime.context import Runtime
 from contentq.settings import Settings
 from contentq.web import auth
-from contentq.web.deps import actor_of
+from contentq.web.deps import actor_of, declared, needs
 from contentq.web.limits import BodyLimit
 from contentq.web.newjob import PayloadTooLarge
 
@@ -52,6 +54,10 @@ MEDIA_CSP = "sandbox"
 """Every /media answer's CSP: a file opened on its own is a sandboxed document (no script, an opaque origin),
 whatever its type."""
 OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
+NOT_LOGGED_IN = (
+    "not logged in: send `Authorization: Bearer <token>` (`contentq users token NAME` prints a user's; before any"
+    " owner user exists, `contentq web token`)"
+)
 
 
 class RedactedJSON(JSONResponse):
@@ -109,19 +115,40 @@ class Web:
         context.setdefault("nav", name.removesuffix(".html"))
         session = getattr(request.state, "session", None)
         context["signed_in"] = bool(getattr(request.state, "auth", None))
+        person: Person | None = getattr(request.state, "person", None)
+        context["person"] = person
+        context["may"] = {p.value: bool(person and person.may(p)) for p in Permission}
         context["csrf"] = auth.csrf_token(self.token(), session) if session else ""
         context["msg"] = auth.take_flash(self.runtime.store, session)  # from the server only, never the URL
         return HTMLResponse(self.env.get_template(name).render(request=request, **context), status_code=status)
 
-    def authenticate(self, request: Request, *, touch: bool = True) -> tuple[str | None, auth.Session | None]:
-        """How the request is signed in: ("bearer", None), ("cookie", its session) or (None, None)."""
+    def authenticate(
+        self, request: Request, *, touch: bool = True
+    ) -> tuple[str | None, auth.Session | None, Person | None]:
+        """How the request is signed in and who it is: ("bearer", None, person) for an API token,
+        ("cookie", its session, person) for a browser's login, or (None, None, None)."""
         token = self.token()
-        if auth.same(_bearer(request), token):
-            return "bearer", None
-        session = auth.current_session(
-            self.runtime.store, self.settings, token, request.cookies.get(auth.COOKIE), touch=touch
-        )
-        return ("cookie", session) if session else (None, None)
+        store = self.runtime.store
+        sent = _bearer(request)
+        if sent is not None:
+            person = users.token_person(self.runtime, sent)
+            if person is not None:
+                return "bearer", None, person
+            if auth.same(sent, token) and not users.owner_exists(self.runtime):
+                return "bearer", None, SHARED
+        session = auth.current_session(store, self.settings, token, request.cookies.get(auth.COOKIE), touch=touch)
+        if session is None:
+            return None, None, None
+        if session.user is None:
+            if users.owner_exists(self.runtime):  # the shared token was the owner's until an owner user existed
+                auth.logout(store, session)
+                return None, None, None
+            return "cookie", session, SHARED
+        row = users.find(self.runtime, session.user)
+        if row is None:
+            auth.logout(store, session)
+            return None, None, None
+        return "cookie", session, users.person(row, "password")
 
     def stream_ended(self, request: Request) -> Callable[[], Awaitable[bool]]:
         """For a live stream: true once the client left, or once the login it was opened with has ended (logout,
@@ -136,13 +163,16 @@ class Web:
                 return False
             checked = time.monotonic()
             try:
-                how, _ = await run_in_threadpool(self.authenticate, request, touch=False)
+                how, _, _ = await run_in_threadpool(self.authenticate, request, touch=False)
             except ContentqError:  # the token file is gone or unreadable: nobody is signed in
                 return True
             return how is None
 
         return ended
 
+
+SHARED = Person(name="owner (panel token)", role="owner", via="shared")
+"""Who the panel's shared token is, until an owner user exists."""
 
 RECHECK_SECONDS = 1.0
 """How often an open live stream checks that its login still holds."""
@@ -189,6 +219,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
         default_response_class=RedactedJSON,
+        dependencies=[Depends(declared)],  # a route that declares no permission is an owner's only
     )
     app.state.web = web
 
@@ -244,12 +275,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        request.state.auth, request.state.session = await run_in_threadpool(web.authenticate, request)
+        request.state.auth, request.state.session, request.state.person = await run_in_threadpool(
+            web.authenticate, request
+        )
         if request.state.auth is None and not path.startswith(OPEN_PATHS):
             browser_page = "text/html" in request.headers.get("accept", "")
             if (path.startswith("/api/") and path != DOCS_PATH) or not browser_page:
                 response: Response = RedactedJSON(
-                    {"error": "not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it)"},
+                    {"error": NOT_LOGGED_IN},
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
@@ -267,23 +300,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    @app.get(DOCS_PATH, include_in_schema=False)
+    @app.get(DOCS_PATH, include_in_schema=False, dependencies=[needs(Permission.READ)])
     def docs(request: Request) -> HTMLResponse:
         """Swagger UI 5 (vendored under static/swagger-ui: no CDN, the panel works offline), started by
         static/api-docs.js: no inline script, the panel's CSP as on every page."""
         return web.page(request, "api_docs.html")
 
-    @app.get("/favicon.ico", include_in_schema=False)
+    @app.get("/favicon.ico", include_in_schema=False, dependencies=[needs(Permission.PUBLIC)])
     def favicon() -> FileResponse:
         return FileResponse(
             STATIC / "favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"}
         )
 
-    @app.get("/static/preview.css", include_in_schema=False)
+    @app.get("/static/preview.css", include_in_schema=False, dependencies=[needs(Permission.PUBLIC)])
     def preview_css() -> FileResponse:
         return FileResponse(DATA / "preview.css", media_type="text/css")
 
-    @app.get("/static/preview.js", include_in_schema=False)
+    @app.get("/static/preview.js", include_in_schema=False, dependencies=[needs(Permission.PUBLIC)])
     def preview_js() -> FileResponse:
         return FileResponse(DATA / "preview.js", media_type="text/javascript")
 

@@ -1,7 +1,12 @@
 """The panel's secret and its logins.
 
-One token in CONTENTQ_HOME/web-token (0600). The API takes it as `Authorization: Bearer …`. A browser logs in
-once with it and gets a session: a random id per login in an HttpOnly, SameSite=Strict cookie, kept server-side
+People log in with a user name and password (`contentq users add`; contentq/people/) and scripts send a user's
+API token (`contentq users token NAME`). Until an owner user exists, the panel's one shared token in
+CONTENTQ_HOME/web-token (0600) is the owner's: the API takes it as `Authorization: Bearer …`, the login form
+takes it instead of a password. Once an owner exists it no longer logs anybody in (sessions made with it end),
+but it stays the server's secret that the sessions' and CSRF tokens' HMACs are keyed by.
+
+A browser that logs in gets a session: a random id per login in an HttpOnly, SameSite=Strict cookie, kept server-side
 (table web_sessions, by its SHA-256: the database never holds a usable cookie) with the token it logged in
 with, when it began and when it was last used. A session ends at logout, after CONTENTQ_WEB_SESSION_IDLE_MINUTES
 unused, CONTENTQ_WEB_SESSION_MAX_HOURS after the login, and when the token is replaced (`contentq web token
@@ -95,13 +100,16 @@ def same(a: str | None, b: str) -> bool:
 class Session:
     key: str  # the SHA-256 of the cookie's value: the row's id
     flash: str | None  # a message waiting for the next page
+    user: str | None = None  # the user logged in; None: logged in with the shared token
 
 
 def _key(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def start_session(store: Store, settings: Settings, token: str) -> str:
+def start_session(
+    store: Store, settings: Settings, token: str, *, user: str | None = None, address: str = "", agent: str = ""
+) -> str:
     """A new login: returns the cookie's value (only its hash is stored). Expired sessions are cleared here."""
     stamp = now()
     end_expired_sessions(
@@ -110,7 +118,7 @@ def start_session(store: Store, settings: Settings, token: str) -> str:
         created_before=iso(stamp - timedelta(hours=settings.web_session_max_hours)),
     )
     value = secrets.token_urlsafe(32)
-    add_session(store, _key(value), _mac(token, "session"), iso(stamp))
+    add_session(store, _key(value), _mac(token, "session"), iso(stamp), user=user, address=address, agent=agent[:200])
     return value
 
 
@@ -136,7 +144,7 @@ def current_session(
         return None
     if touch and stamp - seen >= TOUCH_EVERY:
         touch_session(store, key, iso(stamp))
-    return Session(key, row["flash"])
+    return Session(key, row["flash"], row["user"])
 
 
 def logout(store: Store, session: Session) -> None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from contentq.lifecycle import STATES
 from contentq.publish.deliveries import STATES as DELIVERY_STATES
 from contentq.settings import QUEUES
+from contentq.store.audit import KINDS as AUDIT_KINDS
 from contentq.store.jobs import STATUSES
 
 
@@ -32,8 +33,9 @@ class Error(BaseModel):
 
 ERROR_TEXT = {
     400: "Bad request: a value the server cannot use (a filter, a time, a text).",
-    401: "Not logged in: send `Authorization: Bearer <token>` (`contentq web token` prints it).",
-    403: "CSRF token missing or wrong (a browser session's state-changing request).",
+    401: "Not logged in: send `Authorization: Bearer <token>` (a user's token: `contentq users token NAME`).",
+    403: "Forbidden: the user's role does not allow this (an editor: not on this post's route), or a browser"
+    " session's CSRF token is missing or wrong; `error` says which.",
     404: "No such job, post or queue.",
     405: "Method not allowed here: the `Allow` header lists the methods this path takes.",
     409: "Conflict: the state of the job or post does not allow this now (or it is busy); `error` says why.",
@@ -75,9 +77,9 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True)
 
 
-READ = (401, 422, 503)
-"""Every operation: not logged in, a malformed parameter, Redis or the database down."""
-WRITE = (*READ, 403, 413)
+READ = (401, 403, 422, 503)
+"""Every operation: not logged in, a role that may not, a malformed parameter, Redis or the database down."""
+WRITE = (*READ, 413)
 """Every state-changing operation also: CSRF (a browser session), a body too large."""
 
 # -- jobs -------------------------------------------------------------------------------------------------
@@ -288,6 +290,9 @@ class PostDetail(Out):
     deliveries: list[Delivery] = Field(description="One per destination of a route with `destinations`, else [].")
     destinations: list[DestinationVersion] = Field(description="Each destination's version of the post.")
     destinations_html: str = Field(description="The destinations' versions, as HTML.")
+    actions: list[dict[str, Any]] = Field(
+        description="What people did to it besides its moves (a text edited): at, actor, action, detail."
+    )
 
 
 class Approved(Out):
@@ -482,3 +487,51 @@ class Insights(Out):
     best: list[InsightsPost] = Field(description="The week's best posts against their target's median.")
     worst: list[InsightsPost]
     findings: list[str] = Field(description="The answers in sentences, with the figures and post counts.")
+
+
+# -- people -------------------------------------------------------------------------------------------------
+
+
+class Me(Out):
+    """Who the request is, and what their role allows."""
+
+    name: str = Field(examples=["alice"])
+    role: Literal["owner", "editor", "viewer"]
+    routes: list[str] = Field(description="An editor's routes: the posts they may act on.")
+    via: Literal["password", "token", "shared"] = Field(
+        description="A browser session (password), a user's API token, or the panel's shared token (before any"
+        " owner user exists)."
+    )
+    permissions: list[str] = Field(description="What the role allows: read, posts, jobs, queues, usage, admin.")
+
+
+AuditKind: TypeAlias = Literal[AUDIT_KINDS]  # type: ignore[valid-type]
+
+
+class AuditEntry(Out):
+    id: str = Field(description="Where it is recorded: p… a post's move, j… a job's event, a… anything else.")
+    at: str
+    actor: str = Field(examples=["web:alice"], description="web:<user>, cli:<os user>, bot:<telegram id>.")
+    kind: AuditKind
+    target: str | None = Field(description="The post id, job id, queue, user or session it was about.")
+    action: str = Field(examples=["approved"])
+    detail: str | None
+
+
+class AuditPage(Out):
+    items: list[AuditEntry]
+    next_before: str | None = Field(description="Pass as `before` for older rows; null on the last page.")
+
+
+class WebSession(Out):
+    id: str = Field(description="The first characters of the session's key (never its cookie).")
+    user: str
+    address: str | None
+    agent: str | None
+    created_at: str
+    seen_at: str
+
+
+class SessionEnded(Out):
+    id: str
+    user: str

@@ -9,17 +9,22 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from contentq import actors
 from contentq.clock import iso
 from contentq.content.bidi import restore_bidi
 from contentq.content.media_types import FALLBACK, inline_type
 from contentq.errors import ContentqError, NotFoundError
 from contentq.lifecycle import STATES
+from contentq.people import logins, trail, users
+from contentq.people import sessions as people_sessions
+from contentq.people.roles import Permission as P
 from contentq.runtime import bulk, queues
 from contentq.runtime.bulk import JobFilter
+from contentq.store.audit import KINDS as AUDIT_KINDS
 from contentq.store.jobs import STATUSES
 from contentq.store.posts import media_file
 from contentq.web import actions, auth, views
-from contentq.web.deps import INT_MAX, RT, csrf_guard, get_web
+from contentq.web.deps import INT_MAX, RT, client_address, csrf_guard, get_web, needs, person_of
 
 router = APIRouter(dependencies=[Depends(csrf_guard)], include_in_schema=False)
 
@@ -34,27 +39,57 @@ def back(request: Request, to: str, msg: str) -> RedirectResponse:
     return RedirectResponse(to, status_code=303)
 
 
-@router.get("/login")
+@router.get("/login", dependencies=[needs(P.PUBLIC)])
 def login_form(request: Request) -> HTMLResponse:
-    return get_web(request).page(request, "login.html", nav="")
-
-
-@router.post("/login")
-def login(request: Request, token: Annotated[str, Form(max_length=200)]) -> Response:
     web = get_web(request)
-    current = web.token()
-    if not auth.same(token.strip(), current):
-        return web.page(request, "login.html", status=401, nav="", error="wrong token")
+    return web.page(request, "login.html", nav="", shared=not users.owner_exists(web.runtime))
+
+
+@router.post("/login", dependencies=[needs(P.PUBLIC)])
+def login(
+    request: Request,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    password: Annotated[str | None, Form(max_length=users.MAX_PASSWORD)] = None,
+    token: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
+    """A user's name and password; before any owner user exists, the panel's shared token (`contentq web token`).
+    Failures are throttled per name and per client address (contentq/people/logins.py): 429 with Retry-After."""
+    web = get_web(request)
+    rt = web.runtime
+    address = client_address(request)
+    shared = not users.owner_exists(rt)
+    user: str | None = None
+    try:
+        if token is not None and not name:
+            if not shared:
+                return web.page(
+                    request, "login.html", status=401, nav="", shared=False,
+                    error="the panel token no longer logs in: an owner user exists; log in with your name and password",
+                )  # fmt: skip
+            logins.shared_token_login(rt, auth.same(token.strip(), web.token()), address)
+        else:
+            person = logins.login(rt, name or "", password or "", address)
+            user = person.name
+            with actors.acting_as(f"web:{person.name}"):
+                logins.record_login(rt, person, address)
+    except logins.LoginThrottled as exc:
+        response: Response = web.page(request, "login.html", status=429, nav="", shared=shared, error=str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except logins.LoginFailed as exc:
+        return web.page(request, "login.html", status=401, nav="", shared=shared, error=str(exc), typed_name=name or "")
     response = RedirectResponse("/", status_code=303)
+    value = auth.start_session(
+        rt.store, web.settings, web.token(), user=user, address=address, agent=request.headers.get("user-agent", "")
+    )
     response.set_cookie(
-        auth.COOKIE, auth.start_session(web.runtime.store, web.settings, current), httponly=True,
-        samesite="strict", secure=request.url.scheme == "https", path="/",
+        auth.COOKIE, value, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/",
         max_age=web.settings.web_session_max_hours * 3600,
     )  # fmt: skip
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[needs(P.PUBLIC)])
 def logout(request: Request) -> Response:
     """Ends the session on the server (the cookie's value is dead from now on, wherever a copy of it is)."""
     session = getattr(request.state, "session", None)
@@ -65,27 +100,27 @@ def logout(request: Request) -> Response:
     return response
 
 
-@router.get("/")
+@router.get("/", dependencies=[needs(P.READ)])
 def dashboard(request: Request, rt: RT) -> HTMLResponse:
     data = views.dashboard(rt)
     peak = max([h["succeeded"] + h["failed"] for h in data["hours"]] + [1])
     return get_web(request).page(request, "dashboard.html", peak=peak, **data)
 
 
-@router.post("/queues/{name}/{action}")
+@router.post("/queues/{name}/{action}", dependencies=[needs(P.QUEUES)])
 def queue_action(
     request: Request, rt: RT, name: Annotated[str, Path(max_length=40)], action: Annotated[str, Path(max_length=10)]
 ) -> Response:
     if action == "pause":
-        queues.pause(rt.redis, name)
+        queues.set_paused(rt, name, True)
     elif action == "resume":
-        queues.resume(rt.redis, name)
+        queues.set_paused(rt, name, False)
     else:
         raise NotFoundError(f"no queue action {action!r}: pause or resume")
     return back(request, "/", f"queue {name} {'paused' if action == 'pause' else 'resumed'}")
 
 
-@router.get("/jobs")
+@router.get("/jobs", dependencies=[needs(P.READ)])
 def jobs(
     request: Request, rt: RT, status: Text = None, queue: Text = None, kind: Text = None, since: Text = None,
     post_id: Annotated[int | None, Query(ge=1, le=INT_MAX)] = None,
@@ -114,7 +149,7 @@ def _bulk_spec(
                      created_before or None)  # fmt: skip
 
 
-@router.get("/jobs/bulk")
+@router.get("/jobs/bulk", dependencies=[needs(P.JOBS)])
 def bulk_confirm(
     request: Request, rt: RT, action: Action = "retry", status: Text = None, queue: Text = None, kind: Text = None,
     since: Text = None, older_than: Text = None,
@@ -130,7 +165,7 @@ def bulk_confirm(
     )  # fmt: skip
 
 
-@router.post("/jobs/bulk")
+@router.post("/jobs/bulk", dependencies=[needs(P.JOBS)])
 def bulk_run(
     request: Request, rt: RT, action: Annotated[Literal["retry", "cancel"], Form()],
     status: Annotated[str, Form(max_length=20)], queue: Annotated[str | None, Form(max_length=40)] = None,
@@ -150,24 +185,24 @@ def bulk_run(
     return back(request, "/jobs?" + urlencode({k: v for k, v in filters.items() if v}), msg)
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", dependencies=[needs(P.READ)])
 def job(request: Request, rt: RT, job_id: JobId) -> HTMLResponse:
     return get_web(request).page(request, "job.html", nav="jobs", **views.job_detail(rt, job_id))
 
 
-@router.post("/jobs/{job_id}/retry")
+@router.post("/jobs/{job_id}/retry", dependencies=[needs(P.JOBS)])
 def retry(request: Request, rt: RT, job_id: JobId) -> Response:
     row = actions.retry_job(rt, job_id)
     return back(request, f"/jobs/{job_id}", f"{job_id} queued again (run {row['generation']})")
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", dependencies=[needs(P.JOBS)])
 def cancel(request: Request, rt: RT, job_id: JobId) -> Response:
     actions.cancel_job(rt, job_id)
     return back(request, f"/jobs/{job_id}", f"{job_id} cancelled")
 
 
-@router.get("/posts")
+@router.get("/posts", dependencies=[needs(P.READ)])
 def posts(
     request: Request, rt: RT, state: Text = None, route: Text = None, search: Text = None,
     limit: Annotated[int, Query(ge=1, le=views.PAGE_MAX)] = 50,
@@ -186,15 +221,18 @@ def _next_query(filters: dict[str, Any], cursor: object) -> str:
     return urlencode({k: v for k, v in filters.items() if v not in ("", None)} | {"cursor": cursor})
 
 
-@router.get("/posts/{post_id}")
+@router.get("/posts/{post_id}", dependencies=[needs(P.READ)])
 def post(request: Request, rt: RT, post_id: PostId) -> HTMLResponse:
     detail = views.post_detail(rt, post_id)
+    person = person_of(request)
+    may_act = person is not None and person.may(P.POSTS, detail["post"]["route"])
     return get_web(request).page(
-        request, "post.html", nav="posts", published=views.published_link(detail["post"].get("link")), **detail
-    )
+        request, "post.html", nav="posts", published=views.published_link(detail["post"].get("link")),
+        may_act=may_act, **detail,
+    )  # fmt: skip
 
 
-@router.post("/posts/{post_id}/{action}")
+@router.post("/posts/{post_id}/{action}", dependencies=[needs(P.POSTS)])
 def post_action(
     request: Request,
     rt: RT,
@@ -226,29 +264,29 @@ def post_action(
     raise NotFoundError(f"no post action {action!r}")
 
 
-@router.get("/workers")
+@router.get("/workers", dependencies=[needs(P.READ)])
 def workers(request: Request, rt: RT) -> HTMLResponse:
     return get_web(request).page(request, "workers.html", workers=views.workers_view(rt),
                                  accounts=views.accounts_view(rt))  # fmt: skip
 
 
-@router.get("/sources")
+@router.get("/sources", dependencies=[needs(P.READ)])
 def sources(request: Request, rt: RT) -> HTMLResponse:
     return get_web(request).page(request, "sources.html", sources=views.sources_view(rt))
 
 
-@router.get("/schedule")
+@router.get("/schedule", dependencies=[needs(P.READ)])
 def schedule(request: Request, rt: RT) -> HTMLResponse:
     return get_web(request).page(request, "schedule.html", **views.schedule_view(rt))
 
 
-@router.get("/usage")
+@router.get("/usage", dependencies=[needs(P.USAGE)])
 def usage(request: Request, rt: RT, since: Text = "30d", route: Text = None) -> HTMLResponse:
     data = views.usage_view(rt, since, route)
     return get_web(request).page(request, "usage.html", since=since or "", route=route or "", **data)
 
 
-@router.get("/insights")
+@router.get("/insights", dependencies=[needs(P.USAGE)])  # its rewrite section says what the LLM cost
 def insights(
     request: Request,
     rt: RT,
@@ -260,7 +298,7 @@ def insights(
     return get_web(request).page(request, "insights.html", days=days, route=route or "", **data)
 
 
-@router.get("/media/{media_id}")
+@router.get("/media/{media_id}", dependencies=[needs(P.READ)])
 def media(rt: RT, media_id: PostId) -> FileResponse:
     """A post's media file for the preview; only files inside CONTENTQ_HOME/media are ever served. Only an
     allow-list of exact photo, video and audio types is shown inline; any other stored type (HTML, SVG, PDF,
@@ -277,3 +315,36 @@ def media(rt: RT, media_id: PostId) -> FileResponse:
     if shown:
         return FileResponse(path, media_type=shown)
     return FileResponse(path, media_type=FALLBACK, filename=path.name)  # with app.MEDIA_CSP, like every /media
+
+
+@router.get("/audit", dependencies=[needs(P.ADMIN)])
+def audit(
+    request: Request, rt: RT, actor: Text = None, kind: Text = None, since: Text = None,
+    before: Annotated[str | None, Query(max_length=40)] = None,
+) -> HTMLResponse:  # fmt: skip
+    """What people did (`contentq audit`): owners only."""
+    limit = views.PAGE_MAX
+    rows = trail.audit_trail(rt, actor=actor, kind=kind, since=since, limit=limit + 1, before=before)
+    filters = {"actor": actor or "", "kind": kind or "", "since": since or ""}
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_query = urlencode({k: v for k, v in filters.items() if v} | {"before": rows[-1]["at"] if rows else ""})
+    return get_web(request).page(
+        request, "audit.html", rows=rows, filters=filters, kinds=AUDIT_KINDS, more=more, next_query=next_query
+    )
+
+
+@router.get("/sessions", dependencies=[needs(P.ADMIN)])
+def sessions(request: Request, rt: RT) -> HTMLResponse:
+    """Every live login, revocable (`contentq users sessions`): owners only."""
+    session = getattr(request.state, "session", None)
+    return get_web(request).page(
+        request, "sessions.html", sessions=people_sessions.sessions(rt), mine=session.key[: people_sessions.SHORT]
+        if session else "", idle=rt.settings.web_session_idle_minutes, max_hours=rt.settings.web_session_max_hours,
+    )  # fmt: skip
+
+
+@router.post("/sessions/{session_id}/revoke", dependencies=[needs(P.ADMIN)])
+def revoke_session(request: Request, rt: RT, session_id: Annotated[str, Path(max_length=64)]) -> Response:
+    ended = people_sessions.revoke(rt, session_id)
+    return back(request, "/sessions", f"session {ended['id']} of {ended['user']} revoked")

@@ -27,6 +27,7 @@ from contentq.runtime.context import Runtime
 from contentq.runtime.queues import check_queue, queue_status
 from contentq.runtime.stopping import run_in_flight
 from contentq.settings import QUEUES
+from contentq.store.audit import actions_on
 from contentq.store.footers import learned_footers
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
 from contentq.store.listeners import get_listeners
@@ -195,6 +196,7 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
         "media": post_media_rows(rt.store, post_id),
         "sends": sends_of(rt.store, post_id),
         "history": lifecycle.history(rt.store, post_id),
+        "actions": actions_on(rt.store, "post", str(post_id)),
         "jobs": page_jobs(rt.store, post_id=post_id, limit=20)[0],
         "original_length": visible_len_utf16(post.get("text_html") or ""),
         "rewrite_length": visible_len_utf16(post.get("rewrite_html") or ""),
