@@ -24,7 +24,7 @@ class TelegramBackend:
         self.runtime = runtime
         self.chat = chat
 
-    def send(self, message: str, level: str) -> None:
+    def send(self, message: str, level: str, key: str = "") -> None:
         # The gateway is looked up at send time: tests and workers swap it in runtime.services.
         gateway_of(self.runtime).send_admin(self.chat, f"{_ICONS.get(level, '•')} contentq: {message}")
 
