@@ -6,9 +6,9 @@ Everything here is text and keyboards for the phone screen: one short line per f
 
 from __future__ import annotations
 
+import html
 from bisect import insort
 from datetime import datetime, timedelta
-from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,11 @@ WHAT = {
     "rejected": "rejected", "rewrite_again": "sent back for a new rewrite", "unscheduled": "taken off the schedule",
     "publish_started": "being published", "published": "published", "delivered": "published",
 }  # fmt: skip
+
+
+def escape(text: str) -> str:
+    """Text for Telegram HTML: <, > and & escaped (quotes need not be, and read better as they are)."""
+    return html.escape(text, quote=False)
 
 
 def route_for(runtime: Runtime, post: dict[str, Any]) -> Route | None:

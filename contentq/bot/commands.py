@@ -3,10 +3,9 @@ from the same cores as `contentq queue status`, `posts list` and `jobs list`."""
 
 from __future__ import annotations
 
-from html import escape
-
 from contentq import posts
 from contentq.bot import cards
+from contentq.bot.cards import escape
 from contentq.bot.signing import Signer
 from contentq.integrations.telegram.bot_gateway import Keyboard
 from contentq.runtime import queues

@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from html import escape
 from typing import Any
 
 from telethon import errors
 
 from contentq import actors, posts
 from contentq.bot import cards, commands
+from contentq.bot.cards import escape
 from contentq.bot.signing import Callback, ForgedCallback, Signer, load_key
 from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError, NotFoundError

@@ -722,7 +722,7 @@ def _bot(db: Database) -> None:
         );
         CREATE TABLE bot_prompts (
             chat_id INTEGER NOT NULL,
-            message_id INTEGER NOT NULL,    -- the bot's question; the admin's reply to it is the answer
+            message_id INTEGER NOT NULL,    -- the bot's question (the admin's reply to it is the answer)
             kind TEXT NOT NULL,             -- reject (the reason) or edit (the new text)
             post_id INTEGER NOT NULL,
             version INTEGER NOT NULL,
