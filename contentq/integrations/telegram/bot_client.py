@@ -30,6 +30,7 @@ from typing import Any, TypeVar, cast
 from telethon import TelegramClient, errors, events
 from telethon.tl import functions
 from telethon.tl import types as tl
+from telethon.tl.custom import Button as TelethonButton
 
 from contentq.errors import ConfigError
 from contentq.integrations.telegram.bot_gateway import (
@@ -144,20 +145,20 @@ def to_press(event: Any, sender: Any = None) -> Press:
 
 
 def reply_markup(buttons: Keyboard | None, force_reply: bool = False) -> Any:
-    """The raw markup: rows of KeyboardButtonCallback, or a ForceReply asking for an answer."""
+    """The raw markup: rows of callback buttons (Telethon's `Button.inline`), or a ForceReply asking for an
+    answer."""
     if force_reply:
         return tl.ReplyKeyboardForceReply(selective=True)
     if not buttons:
         return None
-    return tl.ReplyInlineMarkup(
-        rows=[tl.KeyboardButtonRow(buttons=[tl.KeyboardButtonCallback(b.text, b.data) for b in row]) for row in buttons]
-    )
+    rows = [tl.KeyboardInlineButtonRow(buttons=[TelethonButton.inline(b.text, b.data) for b in row]) for row in buttons]
+    return tl.ReplyInlineMarkup(rows=rows)
 
 
 def buttons_of(markup: Any) -> Keyboard:
     """The inverse of reply_markup for inline buttons (tests, and reading a card back)."""
     rows = getattr(markup, "rows", None) or []
-    return [[Button(b.text, bytes(b.data)) for b in row.buttons] for row in rows]
+    return [[Button(b.text, bytes(b.type.data)) for b in row.buttons] for row in rows]
 
 
 # -- the gateway ---------------------------------------------------------------------------------------------
