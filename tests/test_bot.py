@@ -3,6 +3,7 @@ published, every button, the prompts, signed callbacks, non-admins, double press
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -11,14 +12,18 @@ from pathlib import Path
 
 import pytest
 from telethon import errors
+from typer.testing import CliRunner
 
 from contentq import actors, pipeline, posts
 from contentq.bot import cards
 from contentq.bot.core import AdminBot
 from contentq.bot.serve import serve
 from contentq.bot.signing import Callback, ForgedCallback, Signer, key_path, load_key
+from contentq.cli.app import app
 from contentq.clock import now, parse
+from contentq.collect import ForegroundContext
 from contentq.errors import ConfigError
+from contentq.imports import import_export
 from contentq.integrations.telegram.bot_gateway import CALLBACK_DATA_MAX
 from contentq.ops.supervisor import render as render_supervisor
 from contentq.runtime import queues
@@ -27,13 +32,14 @@ from contentq.settings import load_settings
 from contentq.store import bot as records
 from contentq.store.jobs import get_job
 from contentq.store.posts import get_post
-from tests.conftest import wait_for
+from tests.conftest import REPO, drain, wait_for
 from tests.fake_bot import ChatMessage, FakeBot
 from tests.publish_helpers import add_post, route_toml, write_config
 from tests.web_helpers import LONG_CAPTION, album_post, failed_job
 
 ADMIN, SECOND_ADMIN, STRANGER = 111, 222, 999
 GROUP = -100500
+ASSETS = REPO / "tests" / "assets"
 
 
 @pytest.fixture
@@ -235,6 +241,46 @@ def test_tomorrows_first_slot_and_publish_now_and_rewrite_again(brt, tg):
     assert get_post(brt.store, third)["state"] == "collected"
     assert history(brt, third)[-1]["event"] == "rewrite_again"
     assert brt.store.one("SELECT id FROM jobs WHERE kind = 'rewrite' AND post_id = ?", (third,))
+
+
+def test_imported_posts_of_an_approval_route_arrive_as_cards_and_the_bot_decides(brt, tg):
+    """Must show (issue 23): imported posts arrive as cards; Approve schedules, Reject with a reason rejects, Edit
+    replaces the text, all in `posts show` with the bot as actor."""
+    (brt.settings.home / "contentq.toml").write_text(
+        '[routes.news]\ntarget = "@mine"\nsources = ["@donor_export"]\nrewriter = "none"\napproval = true\n'
+        '[routes.news.schedule]\nslots = ["09:00", "18:00"]\n'
+    )
+    import_export(ForegroundContext(brt), ASSETS / "export_basic", "@donor_export")
+    drain(brt, "rewrite", "imagegen")
+    waiting = [r["post_id"] for r in records.awaiting_entries(brt.store)]
+    assert len(waiting) >= 3
+    bot = AdminBot(brt, tg)
+    pump(bot, tg)
+    controls = {m.html.split("Post ")[1].split("<")[0]: m for m in tg.with_buttons(ADMIN)}
+    assert sorted(int(k) for k in controls) == waiting  # one card each
+    approve, reject, edit = (controls[str(p)] for p in waiting[:3])
+    tg.press(ADMIN, ADMIN, approve.id, "Approve")
+    tg.press(SECOND_ADMIN, SECOND_ADMIN, next(m for m in tg.with_buttons(SECOND_ADMIN) if m.html == reject.html).id,
+             "Reject")  # fmt: skip
+    tg.press(ADMIN, ADMIN, edit.id, "Edit")
+    pump(bot, tg)
+    reject_question = tg.visible(SECOND_ADMIN)[-1]
+    edit_question = tg.visible(ADMIN)[-1]
+    tg.say(SECOND_ADMIN, SECOND_ADMIN, "duplicate of yesterday's post", reply_to=reject_question.id)
+    tg.say(ADMIN, ADMIN, "Edited by the admin", html="Edited by the <i>admin</i>", reply_to=edit_question.id)
+    pump(bot, tg)
+
+    def shown(post_id: int) -> dict[str, object]:
+        result = CliRunner().invoke(app, ["posts", "show", str(post_id), "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    approved, rejected, edited = (shown(p) for p in waiting[:3])
+    assert approved["state"] == "scheduled"
+    assert (approved["history"][-1]["event"], approved["history"][-1]["actor"]) == ("approved", f"bot:{ADMIN}")
+    assert rejected["state"] == "rejected" and rejected["state_reason"] == "duplicate of yesterday's post"
+    assert rejected["history"][-1]["actor"] == f"bot:{SECOND_ADMIN}"
+    assert edited["rewrite_html"] == "Edited by the <i>admin</i>" and edited["state"] == "awaiting_approval"
 
 
 # -- security ---------------------------------------------------------------------------------------------
