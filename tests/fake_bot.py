@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import secrets
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterator
@@ -69,7 +70,8 @@ class FakeBot:
     _running: bool = False
     _errors: dict[str, deque[BaseException]] = field(default_factory=lambda: defaultdict(deque))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
-    _queries: itertools.count[int] = field(default_factory=lambda: itertools.count(9_000_000_000))
+    _queries: itertools.count[int] = field(default_factory=lambda: itertools.count(secrets.randbits(62)))
+    """Telegram's query ids are random 64-bit numbers: a new fake never repeats an earlier one's."""
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     # -- scripting -------------------------------------------------------------------------------------------
