@@ -129,6 +129,8 @@ class FakeClient:
         return tl.User(id=424242, bot=True, first_name="contentq", username="contentq_bot")
 
     async def get_input_entity(self, chat: int) -> Any:
+        if chat == 404:
+            raise ValueError("Could not find the input entity for PeerUser(user_id=404)")
         return tl.InputPeerUser(chat, 0)
 
     async def upload_file(self, path: str) -> Any:
@@ -206,6 +208,8 @@ def test_errors_absorbed_and_passed_through(client_and_gateway):
     with pytest.raises(errors.FloodWaitError) as caught:
         gateway.send_text(111, "alert")
     assert caught.value.seconds == 42
+    with pytest.raises(errors.PeerIdInvalidError):  # a chat Telegram does not know: its real error class
+        gateway.send_text(404, "card")
     client.failures[functions.messages.SendMessageRequest] = errors.UserIsBlockedError(request=None)
     with pytest.raises(errors.UserIsBlockedError):
         gateway.send_text(111, "card")

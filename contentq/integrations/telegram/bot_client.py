@@ -236,7 +236,10 @@ class TelethonBotGateway:
             self._feed.put(Status("connected"))
 
     async def _peer(self, client: Any, chat_id: int) -> Any:
-        return await client.get_input_entity(chat_id)
+        try:
+            return await client.get_input_entity(chat_id)
+        except ValueError:  # never seen by this session, and Telegram does not know it either
+            raise errors.PeerIdInvalidError(request=None) from None
 
     def send_text(
         self, chat_id: int, html: str, *, buttons: Keyboard | None = None, reply_to: int | None = None,
