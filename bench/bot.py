@@ -24,9 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from contentq import notify, pipeline  # noqa: E402
+from contentq import notify  # noqa: E402
 from contentq.bot.serve import serve  # noqa: E402
 from contentq.clock import iso  # noqa: E402
+from contentq.flow import pipeline  # noqa: E402
 from contentq.runtime.context import Runtime, set_process_runtime  # noqa: E402
 from contentq.runtime.redis import EmbeddedServer  # noqa: E402
 from contentq.settings import load_settings  # noqa: E402

@@ -14,18 +14,20 @@ import pytest
 from telethon import errors
 from typer.testing import CliRunner
 
-from contentq import actors, pipeline, posts
+from contentq import actors
 from contentq.bot import cards
 from contentq.bot.core import AdminBot
 from contentq.bot.serve import serve
 from contentq.bot.signing import Callback, ForgedCallback, Signer, key_path, load_key
 from contentq.cli.app import app
 from contentq.clock import now, parse
-from contentq.collect import ForegroundContext
 from contentq.errors import ConfigError
-from contentq.imports import import_export
+from contentq.flow import pipeline
+from contentq.intake.collect import ForegroundContext
+from contentq.intake.imports import import_export
 from contentq.integrations.telegram.bot_gateway import CALLBACK_DATA_MAX
 from contentq.ops.supervisor import render as render_supervisor
+from contentq.review import posts
 from contentq.runtime import queues
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import load_settings

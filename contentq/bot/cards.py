@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from contentq.bot.signing import Callback, Signer
 from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError
+from contentq.flow.schedule import earliest_for, first_free, next_local_midnight, occupied
 from contentq.integrations.telegram.bot_gateway import Button, Keyboard
 from contentq.integrations.telegram.gateway import OutgoingPart
 from contentq.publish import PublishError
@@ -22,7 +23,6 @@ from contentq.publish.render import post_media, render
 from contentq.routes import Route
 from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
-from contentq.schedule import earliest_for, first_free, next_local_midnight, occupied
 
 SLOT_CHOICES = 6
 """Free slots offered by "Pick a slot"."""

@@ -3,11 +3,11 @@ from the same cores as `contentq queue status`, `posts list` and `jobs list`."""
 
 from __future__ import annotations
 
-from contentq import posts
 from contentq.bot import cards
 from contentq.bot.cards import escape
 from contentq.bot.signing import Signer
 from contentq.integrations.telegram.bot_gateway import Keyboard
+from contentq.review import posts
 from contentq.runtime import queues
 from contentq.runtime.context import Runtime
 from contentq.store import bot as records

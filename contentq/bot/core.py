@@ -6,7 +6,7 @@ tries failed cards again and sends the queued alerts. Nothing here knows Teletho
 
 Who may act: the Telegram users in CONTENTQ_BOT_ADMINS, in their private chat with the bot or in the admin group
 (CONTENTQ_BOT_CHAT). Anyone else gets no answer at all, and an audit line in the log. Every action runs as
-`bot:<telegram user id>` (contentq.actors) through the core the CLI and the panel call (contentq.posts,
+`bot:<telegram user id>` (contentq.actors) through the core the CLI and the panel call (contentq.review.posts,
 publish.core, runtime.tracking, runtime.queues), so the post's history names the admin who pressed.
 
 A button is signed (contentq.bot.signing) for its post's state version: once the post moved (by this button, a
@@ -23,7 +23,7 @@ from typing import Any
 
 from telethon import errors
 
-from contentq import actors, posts
+from contentq import actors
 from contentq.bot import cards, commands
 from contentq.bot.cards import escape
 from contentq.bot.signing import Callback, ForgedCallback, Signer, load_key
@@ -31,6 +31,7 @@ from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError, NotFoundError
 from contentq.integrations.telegram.bot_gateway import BotEvent, BotGateway, IncomingMessage, Keyboard, Press, Status
 from contentq.publish.core import publish_now
+from contentq.review import posts
 from contentq.runtime import queues, tracking
 from contentq.runtime.context import Runtime
 from contentq.settings import QUEUES

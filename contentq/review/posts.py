@@ -16,9 +16,9 @@ from contentq import lifecycle
 from contentq.clock import iso
 from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
-from contentq.dispatch import cancel_publish_job
 from contentq.errors import ContentqError
 from contentq.flow import pipeline
+from contentq.flow.dispatch import cancel_publish_job
 from contentq.flow.schedule import in_zone, resolve_at
 from contentq.lifecycle import STATES
 from contentq.publish.fanout import delivery_summary, platform_ids
