@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,18 +17,19 @@ import pytest
 from telethon import errors
 from typer.testing import CliRunner
 
-from contentq import actors
+from contentq import actors, lifecycle
 from contentq.bot import cards
 from contentq.bot.core import AdminBot
 from contentq.bot.serve import serve
 from contentq.bot.signing import Callback, ForgedCallback, Signer, key_path, load_key
 from contentq.cli.app import app
-from contentq.clock import now, parse
+from contentq.clock import iso, now, parse
 from contentq.errors import ConfigError
 from contentq.flow import pipeline
 from contentq.intake.collect import ForegroundContext
 from contentq.intake.imports import import_export
 from contentq.integrations.telegram.bot_gateway import CALLBACK_DATA_MAX
+from contentq.ops.purge import purge
 from contentq.ops.supervisor import render as render_supervisor
 from contentq.review import posts
 from contentq.runtime import queues
@@ -34,7 +38,7 @@ from contentq.settings import load_settings
 from contentq.store import bot as records
 from contentq.store.jobs import get_job
 from contentq.store.posts import get_post
-from tests.conftest import REPO, drain, wait_for
+from tests.conftest import REPO, drain, subprocess_env, wait_for
 from tests.fake_bot import ChatMessage, FakeBot
 from tests.publish_helpers import add_post, route_toml, write_config
 from tests.web_helpers import LONG_CAPTION, album_post, failed_job
@@ -283,6 +287,8 @@ def test_imported_posts_of_an_approval_route_arrive_as_cards_and_the_bot_decides
     assert rejected["state"] == "rejected" and rejected["state_reason"] == "duplicate of yesterday's post"
     assert rejected["history"][-1]["actor"] == f"bot:{SECOND_ADMIN}"
     assert edited["rewrite_html"] == "Edited by the <i>admin</i>" and edited["state"] == "awaiting_approval"
+    for post in (approved, rejected, edited):  # every move one of the table's, with its actor
+        assert all(lifecycle.allowed(row) and row["actor"] for row in post["history"] if row["event"])
 
 
 # -- security ---------------------------------------------------------------------------------------------
@@ -577,3 +583,46 @@ def test_supervisor_runs_the_bot_only_with_a_token(home):
     assert "[program:contentq-bot]" in rendered and "-m contentq bot" in rendered
     assert "contentq-bot" in rendered.split("programs=", 1)[1].splitlines()[0]
     assert token not in rendered
+
+
+def test_purge_thins_the_bots_records(brt, tg):
+    post_id = awaiting(brt)
+    bot = AdminBot(brt, tg)
+    pump(bot, tg)
+    tg.press(ADMIN, ADMIN, control(tg).id, "Reject")
+    pump(bot, tg)
+    brt.notifier.notify("alert:failures", "contentq alert: 9 failures", level="error")
+    pump(bot, tg)
+    tg.say(ADMIN, ADMIN, "off topic", reply_to=tg.visible(ADMIN)[-2].id)  # the question came before the alert
+    pump(bot, tg)
+    assert get_post(brt.store, post_id)["state"] == "rejected"
+    old = iso(now() - timedelta(days=brt.settings.retention_days + 1))
+    for table, column in (("bot_outbox", "created_at"), ("bot_presses", "at"), ("bot_prompts", "created_at")):
+        assert brt.store.scalar(f"SELECT COUNT(*) FROM {table}") >= 1
+        brt.store.execute(f"UPDATE {table} SET {column} = ?", (old,))
+    brt.store.execute("UPDATE posts SET updated_at = ?, collected_at = ?", (old, old))
+    report = purge(brt, older_than=timedelta(days=brt.settings.retention_days))
+    assert report.removed["bot alerts"] >= 1 and report.removed["bot presses"] >= 1
+    assert report.removed["bot prompts"] == 1 and report.removed["posts"] == 1
+    for table in ("bot_outbox", "bot_presses", "bot_prompts", "bot_cards"):
+        assert brt.store.scalar(f"SELECT COUNT(*) FROM {table}") == 0, table  # cards go with their post
+
+
+def test_contentq_bot_runs_under_its_own_process_and_stops_on_term(brt):
+    awaiting(brt)
+    env = subprocess_env(brt.settings, CONTENTQ_BOT_GATEWAY="tests.fake_bot:fake_bot_from_settings",
+                         CONTENTQ_BOT_TOKEN="123456:test-token-value", CONTENTQ_BOT_ADMINS=f"{ADMIN}")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "contentq", "bot"], env=env, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: brt.store.scalar("SELECT COUNT(*) FROM bot_cards WHERE status = 'open'") == 1,
+                 what="the card, sent by the bot process")  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()
+    assert b"bot stopped" in err and b"test-token-value" not in err
+
+
+def test_contentq_bot_says_what_is_missing(home):
+    result = CliRunner().invoke(app, ["bot"])
+    assert result.exit_code == 1 and "CONTENTQ_BOT_TOKEN is not set" in str(result.exception or result.output)
