@@ -341,6 +341,10 @@ def test_a_non_admin_gets_no_answer_and_changes_nothing(home, caplog):
         assert "publish" not in queues.paused_queues(rt.redis)
         audit = [r.getMessage() for r in caplog.records if r.name == "contentq.bot.audit"]
         assert len(audit) == 3 and all(str(STRANGER) in line for line in audit)
+        tg.say(ADMIN, -100777, "/pause publish")  # an admin, in a group that is not the admin chat
+        pump(bot, tg)
+        assert "publish" not in queues.paused_queues(rt.redis) and tg.visible(-100777) == []
+        assert "neither CONTENTQ_BOT_CHAT" in caplog.records[-1].getMessage()
         tg.press(ADMIN, GROUP, control(tg, GROUP).id, "Approve")  # the admin in the group
         pump(bot, tg)
         assert get_post(rt.store, post_id)["state"] == "scheduled"
@@ -533,9 +537,11 @@ def test_commands(brt, tg):
         return tg.visible(ADMIN)[-1].html
 
     assert "/pending" in ask("/help") and "Reschedule" in ask("/start")
+    queues.pause(brt.redis, "maintenance")
     status = ask("/status")
-    assert "publish:" in status and "awaiting approval: 1" in status
-    assert max(len(line) for line in status.splitlines()) <= 64  # a phone's line
+    assert "<b>publish</b>" in status and "<b>maintenance</b> ⏸ paused" in status and "awaiting approval: 1" in status
+    assert max(len(line) for line in status.splitlines()) <= 50  # a phone's line
+    queues.resume(brt.redis, "maintenance")
     assert ask("/pause publish") == "Queue publish paused." and "publish" in queues.paused_queues(brt.redis)
     assert "already paused" in ask("/pause@contentq_test_bot publish")
     assert ask("/resume publish") == "Queue publish resumed."

@@ -34,15 +34,12 @@ HELP = """<b>contentq bot</b>
 
 
 def status(runtime: Runtime) -> str:
-    """`queue status` for a phone: one line per queue."""
+    """`queue status` for a phone: per queue its name (⏸ when paused), then its counts on a line of their own."""
     lines = ["<b>Queues</b>"]
     for row in queues.queue_status(runtime):
-        flags = " ⏸ paused" if row["paused"] else ""
         workers = f"{row['workers']} worker{'s' if row['workers'] != 1 else ''}"
-        lines.append(
-            f"{escape(row['queue'])}: {row['queued']} queued · {row['in_progress']} running · "
-            f"{row['failed']} failed · {workers}{flags}"
-        )
+        lines.append(f"<b>{escape(row['queue'])}</b>{' ⏸ paused' if row['paused'] else ''}")
+        lines.append(f"  {row['queued']} queued · {row['in_progress']} running · {row['failed']} failed · {workers}")
     waiting = runtime.store.scalar("SELECT COUNT(*) FROM posts WHERE state = 'awaiting_approval'")
     lines.append(f"awaiting approval: {waiting} (/pending)")
     return "\n".join(lines)

@@ -77,10 +77,12 @@ class AdminBot:
         return sender_id in self.admins and (chat_id in self.chats or chat_id == sender_id)
 
     def _refuse(self, what: str, sender_id: int, chat_id: int, name: str) -> None:
-        audit.warning(
-            "bot: ignored a %s from Telegram user %s%s in chat %s: not in CONTENTQ_BOT_ADMINS",
-            what, sender_id, f" ({name})" if name else "", chat_id,
+        why = (
+            "not in CONTENTQ_BOT_ADMINS" if sender_id not in self.admins
+            else "an admin, but in a chat that is neither CONTENTQ_BOT_CHAT nor their private chat with the bot"
         )  # fmt: skip
+        audit.warning("bot: ignored a %s from Telegram user %s%s in chat %s: %s",
+                      what, sender_id, f" ({name})" if name else "", chat_id, why)  # fmt: skip
 
     # -- events --------------------------------------------------------------------------------------------
 
