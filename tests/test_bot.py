@@ -29,6 +29,7 @@ from contentq.flow import pipeline
 from contentq.intake.collect import ForegroundContext
 from contentq.intake.imports import import_export
 from contentq.integrations.telegram.bot_gateway import CALLBACK_DATA_MAX
+from contentq.ops.doctor import check_bot
 from contentq.ops.purge import purge
 from contentq.ops.supervisor import render as render_supervisor
 from contentq.review import posts
@@ -632,3 +633,14 @@ def test_contentq_bot_runs_under_its_own_process_and_stops_on_term(brt):
 def test_contentq_bot_says_what_is_missing(home):
     result = CliRunner().invoke(app, ["bot"])
     assert result.exit_code == 1 and "CONTENTQ_BOT_TOKEN is not set" in str(result.exception or result.output)
+
+
+def test_doctor_checks_the_bots_settings(home):
+    assert check_bot(load_settings(home=home)) is None  # no bot: nothing to check
+    no_admins = check_bot(load_settings(home=home, bot_token="1:token-value-x"))
+    assert no_admins is not None and no_admins.status == "fail" and "CONTENTQ_BOT_ADMINS is empty" in no_admins.detail
+    no_api = check_bot(load_settings(home=home, bot_token="1:token-value-x", bot_admins="5"))
+    assert no_api is not None and no_api.status == "fail" and "CONTENTQ_TG_API_ID" in no_api.detail
+    fine = check_bot(load_settings(home=home, bot_token="1:token-value-x", bot_admins="5,6", tg_api_id=1,
+                                   tg_api_hash="abcdef0123", bot_chat=-100123))  # fmt: skip
+    assert fine is not None and fine.status == "ok" and "2 admins" in fine.detail and "-100123" in fine.detail
