@@ -257,8 +257,10 @@ def check_bot(settings: Settings) -> Probe | None:
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         return None
     if not settings.bot_admin_ids:
-        return Probe("bot", FAIL, "CONTENTQ_BOT_TOKEN is set but CONTENTQ_BOT_ADMINS is empty: the bot obeys nobody",
-                     "set CONTENTQ_BOT_ADMINS to your Telegram user id (@userinfobot tells it), comma-separated")  # fmt: skip
+        return Probe(
+            "bot", FAIL, "CONTENTQ_BOT_TOKEN is set but CONTENTQ_BOT_ADMINS is empty: the bot obeys nobody",
+            "set CONTENTQ_BOT_ADMINS to your Telegram user id (@userinfobot tells it), comma-separated",
+        )  # fmt: skip
     if settings.tg_api_id is None or settings.tg_api_hash is None:
         return Probe("bot", FAIL, "the bot logs in through Telethon, which needs CONTENTQ_TG_API_ID and _API_HASH",
                      "create an application at https://my.telegram.org and put both in .env")  # fmt: skip
