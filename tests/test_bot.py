@@ -28,7 +28,7 @@ from contentq.errors import ConfigError
 from contentq.flow import pipeline
 from contentq.intake.collect import ForegroundContext
 from contentq.intake.imports import import_export
-from contentq.integrations.telegram.bot_gateway import CALLBACK_DATA_MAX
+from contentq.integrations.telegram.bot_gateway import CALLBACK_DATA_MAX, IncomingMessage
 from contentq.ops.doctor import check_bot
 from contentq.ops.purge import purge
 from contentq.ops.supervisor import render as render_supervisor
@@ -159,6 +159,11 @@ def test_reject_asks_for_a_reason_and_rejects_with_it(brt, tg):
     assert history(brt, post_id)[-1]["actor"] == f"bot:{ADMIN}"
     card = [m for m in tg.visible(ADMIN) if f"Post {post_id}" in m.html][0]
     assert "rejected" in card.html and "off topic" in card.html and card.buttons == []
+    answer = next(m for m in tg.chats[ADMIN] if not m.from_bot and m.reply_to == question.id)
+    tg.redeliver(IncomingMessage(ADMIN, ADMIN, answer.id, answer.html, answer.html, reply_to=question.id))
+    before = len(tg.visible(ADMIN))
+    pump(bot, tg)
+    assert len(tg.visible(ADMIN)) == before  # the same message handed over again: handled once, silently
     tg.say(ADMIN, ADMIN, "again", reply_to=question.id)  # the same question answered twice
     pump(bot, tg)
     assert "answered already" in tg.visible(ADMIN)[-1].html
@@ -604,14 +609,15 @@ def test_purge_thins_the_bots_records(brt, tg):
     pump(bot, tg)
     assert get_post(brt.store, post_id)["state"] == "rejected"
     old = iso(now() - timedelta(days=brt.settings.retention_days + 1))
-    for table, column in (("bot_outbox", "created_at"), ("bot_presses", "at"), ("bot_prompts", "created_at")):
+    for table, column in (("bot_outbox", "created_at"), ("bot_presses", "at"), ("bot_prompts", "created_at"),
+                          ("bot_messages", "at")):  # fmt: skip
         assert brt.store.scalar(f"SELECT COUNT(*) FROM {table}") >= 1
         brt.store.execute(f"UPDATE {table} SET {column} = ?", (old,))
     brt.store.execute("UPDATE posts SET updated_at = ?, collected_at = ?", (old, old))
     report = purge(brt, older_than=timedelta(days=brt.settings.retention_days))
     assert report.removed["bot alerts"] >= 1 and report.removed["bot presses"] >= 1
     assert report.removed["bot prompts"] == 1 and report.removed["posts"] == 1
-    for table in ("bot_outbox", "bot_presses", "bot_prompts", "bot_cards"):
+    for table in ("bot_outbox", "bot_presses", "bot_prompts", "bot_messages", "bot_cards"):
         assert brt.store.scalar(f"SELECT COUNT(*) FROM {table}") == 0, table  # cards go with their post
 
 

@@ -126,6 +126,9 @@ class AdminBot:
         if not self.allowed(message.sender_id, message.chat_id):
             self._refuse("message", message.sender_id, message.chat_id, message.sender_name)
             return
+        if not records.first_message(self.store, message.chat_id, message.message_id):
+            log.info("bot: message %s of chat %s was handled already", message.message_id, message.chat_id)
+            return
         with actors.acting_as(f"bot:{message.sender_id}"):
             if message.reply_to is not None:
                 prompt = records.prompt(self.store, message.chat_id, message.reply_to)

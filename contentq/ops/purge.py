@@ -123,6 +123,7 @@ def purge(
     _purge_by_time(runtime, params, report, batch_size, "bot alerts", "bot_outbox", "created_at")
     _purge_by_time(runtime, params, report, batch_size, "bot presses", "bot_presses", "at")
     _purge_by_time(runtime, params, report, batch_size, "bot prompts", "bot_prompts", "created_at")
+    _purge_by_time(runtime, params, report, batch_size, "bot messages", "bot_messages", "at")
     _prune_images(runtime, older_than, report)
     _purge_rq(runtime, stamp - older_than, report, batch_size)
     report.kept["posts inside the dedup window"] = int(runtime.store.scalar(_KEPT_FOR_DEDUP, params) or 0)

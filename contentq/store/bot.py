@@ -152,6 +152,14 @@ def press_result(store: Store, query_id: int, result: str) -> None:
     store.execute("UPDATE bot_presses SET result = ? WHERE query_id = ?", (result[:500], query_id))
 
 
+def first_message(store: Store, chat_id: int, message_id: int) -> bool:
+    """Record a message before it is handled; False when it was handled already (delivered twice)."""
+    cursor = store.execute(
+        "INSERT OR IGNORE INTO bot_messages (chat_id, message_id, at) VALUES (?, ?, ?)", (chat_id, message_id, iso())
+    )
+    return cursor.rowcount == 1
+
+
 # -- prompts ---------------------------------------------------------------------------------------------
 
 

@@ -687,7 +687,7 @@ def _deliveries(db: Database) -> None:
     )
 
 
-@migration(170, "the admin bot: cards sent, presses handled, prompts waiting for a reply, alerts to deliver")
+@migration(170, "the admin bot: cards sent, presses and messages handled, prompts awaiting a reply, alerts to send")
 def _bot(db: Database) -> None:
     # The bot (`contentq bot`, docs/bot.md) keeps what it sent and handled here, so a restart neither sends a
     # card twice nor runs a press twice. A card is claimed (status 'sending') before its first message leaves.
@@ -729,6 +729,12 @@ def _bot(db: Database) -> None:
             user_id INTEGER NOT NULL,
             created_at TEXT NOT NULL,
             answered_at TEXT,
+            PRIMARY KEY (chat_id, message_id)
+        );
+        CREATE TABLE bot_messages (
+            chat_id INTEGER NOT NULL,       -- a command or an answer handled: Telegram may hand it over again
+            message_id INTEGER NOT NULL,    -- after a restart (the update state is saved once a minute)
+            at TEXT NOT NULL,
             PRIMARY KEY (chat_id, message_id)
         );
         CREATE TABLE bot_outbox (
