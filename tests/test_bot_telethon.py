@@ -25,7 +25,7 @@ from contentq.integrations.telegram.bot_client import (
     to_message,
     to_press,
 )
-from contentq.integrations.telegram.bot_gateway import BotGateway, Button, IncomingMessage, Press
+from contentq.integrations.telegram.bot_gateway import BotGateway, Button, IncomingMessage, Press, Status
 from contentq.integrations.telegram.gateway import OutgoingMedia, OutgoingPart
 from contentq.redact import redact
 from contentq.settings import Settings, load_settings
@@ -108,19 +108,27 @@ class FakeClient:
         self.requests: list[Any] = []
         self.failures: dict[type, BaseException] = {}
         self.handlers: list[Any] = []
+        self.callbacks: list[Any] = []
         self.started_with: str | None = None
 
+    connected = True
+    caught_up = 0
+
     def is_connected(self) -> bool:
-        return True
+        return self.connected
 
     async def connect(self) -> None:
-        return None
+        self.connected = True
+
+    async def catch_up(self) -> None:
+        self.caught_up += 1
 
     async def disconnect(self) -> None:
         return None
 
     def add_event_handler(self, handler: Any, builder: Any) -> None:
         self.handlers.append(type(builder))
+        self.callbacks.append(handler)
 
     async def start(self, bot_token: str) -> None:
         self.started_with = bot_token
@@ -213,3 +221,25 @@ def test_errors_absorbed_and_passed_through(client_and_gateway):
     client.failures[functions.messages.SendMessageRequest] = errors.UserIsBlockedError(request=None)
     with pytest.raises(errors.UserIsBlockedError):
         gateway.send_text(111, "card")
+
+
+def test_updates_are_handed_over_as_dataclasses_and_a_lost_connection_is_restored(client_and_gateway):
+    client, gateway = client_and_gateway
+    gateway.start()
+    on_message, on_press = client.callbacks
+    query = tl.UpdateBotCallbackQuery(query_id=78, user_id=111, peer=tl.PeerUser(111), msg_id=9, chat_instance=1,
+                                      data=b"ap|1|2||sig")  # fmt: skip
+    press = events.CallbackQuery.Event(query, tl.PeerUser(111), 9)
+
+    async def sender() -> Any:
+        return tl.User(id=111, first_name="Ann")
+
+    press.get_sender = sender  # type: ignore[method-assign]
+    gateway._runner.run(on_press(press), 5)  # noqa: SLF001 - as Telethon calls it, on the client's loop
+    updates = gateway.updates(tick=0.05)
+    assert next(updates) == Press(78, 111, 111, 9, b"ap|1|2||sig", sender_name="Ann")
+    assert next(updates) is None  # nothing for a tick
+    client.connected = False  # Telethon gave up on the connection
+    seen = [next(updates) for _ in range(60)]
+    kinds = [u.kind for u in seen if isinstance(u, Status)]
+    assert kinds[:2] == ["disconnected", "connected"] and client.caught_up == 1  # and what it missed is asked for

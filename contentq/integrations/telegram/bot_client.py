@@ -312,6 +312,16 @@ class TelethonBotGateway:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+
+            async def cancel() -> None:
+                watchdog.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watchdog
+
+            with contextlib.suppress(Exception):
+                runner.run(cancel(), 5)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 runner.run(self._client.disconnect(), 10)  # saves the update state for the next catch-up
