@@ -650,3 +650,14 @@ def test_doctor_checks_the_bots_settings(home):
     fine = check_bot(load_settings(home=home, bot_token="1:token-value-x", bot_admins="5,6", tg_api_id=1,
                                    tg_api_hash="abcdef0123", bot_chat=-100123))  # fmt: skip
     assert fine is not None and fine.status == "ok" and "2 admins" in fine.detail and "-100123" in fine.detail
+
+
+def test_rewrite_again_from_the_cli_is_the_bots_core(brt):
+    post_id = awaiting(brt)
+    result = CliRunner().invoke(app, ["rewrite", str(post_id), "--again", "--json"])
+    assert result.exit_code == 0, result.output
+    assert get_post(brt.store, post_id)["state"] == "collected"
+    last = history(brt, post_id)[-1]
+    assert last["event"] == "rewrite_again" and str(last["actor"]).startswith("cli:")
+    again = CliRunner().invoke(app, ["rewrite", str(post_id), "--again"])
+    assert again.exit_code == 1 and "only a rewritten post not yet published" in str(again.exception)
