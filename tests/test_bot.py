@@ -534,7 +534,7 @@ def test_commands(brt, tg):
     post_id = awaiting(brt)
     done = add_post(brt, "done", state="rejected")
     failed_job(brt, "broken-2", error="RuntimeError: boom")
-    bot = AdminBot(brt, tg)
+    bot = AdminBot(brt, tg, username="contentq_test_bot")
 
     def ask(text: str) -> str:
         tg.say(ADMIN, ADMIN, text)
@@ -550,6 +550,9 @@ def test_commands(brt, tg):
     queues.resume(brt.redis, "maintenance")
     assert ask("/pause publish") == "Queue publish paused." and "publish" in queues.paused_queues(brt.redis)
     assert "already paused" in ask("/pause@contentq_test_bot publish")
+    before = len(tg.visible(ADMIN))
+    ask("/resume@some_other_bot publish")  # another bot's command in a group: not ours
+    assert len(tg.visible(ADMIN)) == before and "publish" in queues.paused_queues(brt.redis)
     assert ask("/resume publish") == "Queue publish resumed."
     assert "unknown queue 'nope'" in ask("/pause nope")
     assert "give one queue" in ask("/pause")

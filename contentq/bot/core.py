@@ -61,8 +61,12 @@ class Reply:
 
 
 class AdminBot:
-    def __init__(self, runtime: Runtime, gateway: BotGateway, *, signer: Signer | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, gateway: BotGateway, *, signer: Signer | None = None, username: str | None = None
+    ) -> None:
         settings = runtime.settings
+        self.username = (username or "").lower()
+        """The bot's own @username: in a group, `/status@otherbot` is another bot's command."""
         self.runtime = runtime
         self.store = runtime.store
         self.gateway = gateway
@@ -281,7 +285,9 @@ class AdminBot:
 
     def _command(self, message: IncomingMessage) -> None:
         word, _, rest = message.text.strip().partition(" ")
-        name = word[1:].split("@", 1)[0].lower()
+        name, _, addressee = word[1:].lower().partition("@")
+        if addressee and self.username and addressee != self.username:
+            return  # another bot's command in the group
         args = rest.split()
         chat = message.chat_id
         buttons: Keyboard | None = None

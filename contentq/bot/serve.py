@@ -54,7 +54,7 @@ def serve(runtime: Runtime, gateway: BotGateway, stop: threading.Event, *, tick:
     """Run the bot until `stop` is set; returns it (tests look at it)."""
     check_settings(runtime)
     account = login(gateway, stop)
-    bot = AdminBot(runtime, gateway)
+    bot = AdminBot(runtime, gateway, username=account.username)
     log.info("bot: logged in as @%s; admins %s; chats %s", account.username, sorted(bot.admins), bot.chats)
     bot.startup()
     last_tick = 0.0
