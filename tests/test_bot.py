@@ -664,3 +664,23 @@ def test_rewrite_again_from_the_cli_is_the_bots_core(brt):
     assert last["event"] == "rewrite_again" and str(last["actor"]).startswith("cli:")
     again = CliRunner().invoke(app, ["rewrite", str(post_id), "--again"])
     assert again.exit_code == 1 and "only a rewritten post not yet published" in str(again.exception)
+
+
+def test_redis_away_gets_a_clear_answer_not_silence(home, monkeypatch):
+    settings = load_settings(home=home, bot_token="1:x-token-value", bot_admins=str(ADMIN),
+                             redis_url="redis://127.0.0.1:1/0")  # fmt: skip
+    rt = Runtime(settings)
+    set_process_runtime(rt)
+    tg = FakeBot()
+    tg.start()
+    try:
+        bot = AdminBot(rt, tg)
+        rt.notifier.notify("alert:queue:publish", "contentq alert: queue publish waits", level="error")
+        bot.tick()
+        (alert,) = tg.visible(ADMIN)
+        assert [b.text for row in alert.buttons for b in row] == ["Failed jobs"]  # no Resume: paused is unknown
+        tg.say(ADMIN, ADMIN, "/pause publish")
+        pump(bot, tg)
+        assert "cannot reach Redis" in tg.visible(ADMIN)[-1].html  # the one-line error the CLI prints
+    finally:
+        rt.close()

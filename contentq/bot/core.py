@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from telethon import errors
 
 from contentq import actors
@@ -119,6 +120,8 @@ class AdminBot:
         with actors.acting_as(f"bot:{press.sender_id}"):
             try:
                 reply = self._act(press, callback)
+            except RedisError as exc:  # the queues' server away for a moment: the press may simply be repeated
+                reply = Reply(f"Nothing done: Redis is not reachable ({type(exc).__name__}); try again.", alert=True)
             except ContentqError as exc:
                 reply = Reply(f"Nothing done: {exc}", alert=True)
                 if callback.action in POST_ACTIONS and callback.target.isdigit():
@@ -318,6 +321,8 @@ class AdminBot:
                 text = f"Unknown command /{escape(name)}. /help lists them."
         except ContentqError as exc:
             text = escape(str(exc))
+        except RedisError as exc:
+            text = f"Redis is not reachable ({type(exc).__name__}): queues cannot be read or changed now."
         if text:
             self.gateway.send_text(chat, text, buttons=buttons, reply_to=message.message_id)
 
@@ -513,7 +518,11 @@ class AdminBot:
             rows.append([b("🔁 Retry job", "jr", what, self._generation(what)), b("🔎 Show error", "je", what)])
         elif kind == "alert" and what.startswith(("queue:", "wait:")):
             queue = what.partition(":")[2]
-            if queue in queues.paused_queues(self.runtime.redis):
+            try:
+                paused = queue in queues.paused_queues(self.runtime.redis)
+            except (RedisError, ContentqError):  # Redis away: the alert goes without the button
+                paused = False
+            if paused:
                 rows.append([b(f"▶️ Resume {queue}", "qr", queue)])
             rows.append([b("Failed jobs", "fl", "-")])
         elif kind == "alert" and what == "failures":
