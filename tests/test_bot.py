@@ -666,7 +666,7 @@ def test_rewrite_again_from_the_cli_is_the_bots_core(brt):
     assert again.exit_code == 1 and "only a rewritten post not yet published" in str(again.exception)
 
 
-def test_redis_away_gets_a_clear_answer_not_silence(home, monkeypatch):
+def test_redis_away_gets_a_clear_answer_not_silence(home):
     settings = load_settings(home=home, bot_token="1:x-token-value", bot_admins=str(ADMIN),
                              redis_url="redis://127.0.0.1:1/0")  # fmt: skip
     rt = Runtime(settings)
@@ -684,3 +684,16 @@ def test_redis_away_gets_a_clear_answer_not_silence(home, monkeypatch):
         assert "cannot reach Redis" in tg.visible(ADMIN)[-1].html  # the one-line error the CLI prints
     finally:
         rt.close()
+
+
+def test_login_waits_for_telegram_and_a_refused_token_says_what_to_do(brt):
+    awaiting(brt)
+    tg = FakeBot()
+    tg.fail_next("start", ConnectionError("Telegram is unreachable"), ConnectionError("still unreachable"))
+    thread, stop = run_bot(brt, tg)
+    wait_for(lambda: len(tg.with_buttons(ADMIN)) == 1, what="the card once Telegram answers")
+    stop_bot(tg, thread, stop)
+    assert tg.starts == 1
+    refused = FakeBot(token_valid=False)
+    with pytest.raises(ConfigError, match="Telegram refuses CONTENTQ_BOT_TOKEN.*BotFather"):
+        serve(brt, refused, threading.Event())

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 
+from telethon import errors
 from tenacity import retry, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from contentq.bot.core import AdminBot
@@ -47,7 +48,13 @@ def login(gateway: BotGateway, stop: threading.Event) -> BotAccount:
     def attempt() -> BotAccount:
         return gateway.start()
 
-    return attempt()
+    try:
+        return attempt()
+    except (errors.AccessTokenInvalidError, errors.AccessTokenExpiredError, errors.AuthKeyUnregisteredError):
+        raise ConfigError(
+            "Telegram refuses CONTENTQ_BOT_TOKEN: copy the token again from @BotFather (/mybots → API Token; "
+            "/revoke makes a new one) into .env"
+        ) from None
 
 
 def serve(runtime: Runtime, gateway: BotGateway, stop: threading.Event, *, tick: float = 1.0) -> AdminBot:
