@@ -697,3 +697,22 @@ def test_login_waits_for_telegram_and_a_refused_token_says_what_to_do(brt):
     refused = FakeBot(token_valid=False)
     with pytest.raises(ConfigError, match="Telegram refuses CONTENTQ_BOT_TOKEN.*BotFather"):
         serve(brt, refused, threading.Event())
+
+
+def test_alerts_wait_for_telegram_and_are_tried_again_when_refused(brt, tg):
+    brt.notifier.notify("alert:failures", "contentq alert: 9 failures in an hour", level="error")
+    bot = AdminBot(brt, tg)
+    tg.fail_next("send_text", ConnectionError("Telegram is unreachable"))
+    bot.tick()
+    assert tg.visible(ADMIN) == [] and bot.quiet_until > now()
+    assert brt.store.one("SELECT attempts FROM bot_outbox")["attempts"] == 0  # an outage spends no try
+    bot.quiet_until = now()
+    tg.blocked.update({ADMIN, SECOND_ADMIN})  # no admin has started the bot yet
+    bot.tick()
+    bot.tick()
+    row = brt.store.one("SELECT attempts, retry_at, error FROM bot_outbox")
+    assert row["attempts"] == 1 and "UserIsBlocked" in row["error"] and parse(row["retry_at"]) > now()
+    tg.blocked.clear()
+    brt.store.execute("UPDATE bot_outbox SET retry_at = ?", (iso(now()),))
+    bot.tick()
+    assert "9 failures" in tg.visible(ADMIN)[0].html and "9 failures" in tg.visible(SECOND_ADMIN)[0].html

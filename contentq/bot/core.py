@@ -46,6 +46,12 @@ audit = logging.getLogger("contentq.bot.audit")
 CARD_RETRY_SECONDS = 60
 """A card whose send failed (the chat refused it, Telegram unreachable) is tried again after this."""
 
+ALERT_ATTEMPTS = 5
+"""Tries of an alert every admin chat refuses (spaced 1, 2, 3 … minutes), then it stays in `contentq notifications`."""
+
+UNREACHABLE_PAUSE_SECONDS = 30
+"""Telegram unreachable: the periodic sends wait this long (the gateway reconnects meanwhile)."""
+
 POST_ACTIONS = {"ap", "pn", "rm", "bk", "rp", "r1", "rt", "rs", "rj", "ed", "rw", "sc"}
 """Buttons of a post's card: approve, publish now, the reschedule menu and its choices, reject, edit, rewrite
 again, show the card again."""
@@ -479,7 +485,9 @@ class AdminBot:
                 self._send_card(int(row["id"]), int(row["post_id"]), int(row["chat_id"]))
 
     def deliver_alerts(self) -> None:
-        for alert in records.unsent_alerts(self.store):
+        """Queued alerts to every admin chat. Telegram unreachable: all wait (no try spent); refused by every
+        chat (no admin started the bot): that alert is tried again later, ALERT_ATTEMPTS times in all."""
+        for alert in records.unsent_alerts(self.store, iso(), max_attempts=ALERT_ATTEMPTS):
             if str(alert["key"]).startswith("approval:"):
                 records.alert_sent(self.store, int(alert["id"]))  # the card is the notice
                 continue
@@ -496,12 +504,20 @@ class AdminBot:
                 except errors.FloodWaitError as exc:
                     self.quiet_until = now() + timedelta(seconds=exc.seconds)
                     return
-                except (errors.RPCError, ConnectionError, OSError) as exc:
+                except (ConnectionError, OSError) as exc:
+                    self.quiet_until = now() + timedelta(seconds=UNREACHABLE_PAUSE_SECONDS)
+                    log.warning("bot: alerts wait, Telegram is unreachable (%s)", exc)
+                    return
+                except errors.RPCError as exc:
                     problem = f"{type(exc).__name__}: {exc}"
             if delivered:
                 records.alert_sent(self.store, int(alert["id"]))
             else:
-                records.alert_failed(self.store, int(alert["id"]), problem or "no admin chat")
+                attempts = int(alert["attempts"]) + 1
+                retry = now() + timedelta(seconds=CARD_RETRY_SECONDS * attempts)
+                records.alert_failed(self.store, int(alert["id"]), problem or "no admin chat", iso(retry))
+                log.warning("bot: alert %s refused by every admin chat (%s); try %s of %s", alert["key"], problem,
+                            attempts, ALERT_ATTEMPTS)  # fmt: skip
 
     def alert_buttons(self, key: str) -> Keyboard:
         """Buttons that fit an alert, from its key: the post's card or outcome and its failed job (Retry, Show

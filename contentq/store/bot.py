@@ -203,9 +203,11 @@ def queue_alert(store: Store, key: str, level: str, message: str) -> int:
     return int(cursor.lastrowid or 0)
 
 
-def unsent_alerts(store: Store, limit: int = 20, max_attempts: int = 5) -> list[dict[str, Any]]:
+def unsent_alerts(store: Store, at: str, limit: int = 20, max_attempts: int = 5) -> list[dict[str, Any]]:
     return store.query(
-        "SELECT * FROM bot_outbox WHERE sent_at IS NULL AND attempts < ? ORDER BY id LIMIT ?", (max_attempts, limit)
+        "SELECT * FROM bot_outbox WHERE sent_at IS NULL AND attempts < ? AND (retry_at IS NULL OR retry_at <= ?)"
+        " ORDER BY id LIMIT ?",
+        (max_attempts, at, limit),
     )
 
 
@@ -213,8 +215,11 @@ def alert_sent(store: Store, alert_id: int) -> None:
     store.execute("UPDATE bot_outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?", (iso(), alert_id))
 
 
-def alert_failed(store: Store, alert_id: int, error: str) -> None:
-    store.execute("UPDATE bot_outbox SET attempts = attempts + 1, error = ? WHERE id = ?", (error[:500], alert_id))
+def alert_failed(store: Store, alert_id: int, error: str, retry_at: str) -> None:
+    store.execute(
+        "UPDATE bot_outbox SET attempts = attempts + 1, error = ?, retry_at = ? WHERE id = ?",
+        (error[:500], retry_at, alert_id),
+    )
 
 
 def failed_job_of_post(store: Store, post_id: int) -> dict[str, Any] | None:

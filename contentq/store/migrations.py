@@ -745,6 +745,7 @@ def _bot(db: Database) -> None:
             created_at TEXT NOT NULL,
             sent_at TEXT,
             attempts INTEGER NOT NULL DEFAULT 0,
+            retry_at TEXT,                  -- refused by every admin chat: tried again from then
             error TEXT
         );
         CREATE INDEX bot_outbox_unsent ON bot_outbox(sent_at, id)
