@@ -28,7 +28,7 @@ from contentq import actors
 from contentq.bot import cards, commands
 from contentq.bot.cards import escape
 from contentq.bot.signing import Callback, ForgedCallback, Signer, load_key
-from contentq.clock import iso, now, parse
+from contentq.clock import iso, now
 from contentq.errors import ContentqError, NotFoundError
 from contentq.integrations.telegram.bot_gateway import BotEvent, BotGateway, IncomingMessage, Keyboard, Press, Status
 from contentq.publish.core import publish_now
@@ -553,11 +553,3 @@ class AdminBot:
             return int(get_job(self.store, job_id)["generation"] or 0)
         except NotFoundError:
             return 0
-
-
-def since(at: str | None) -> str:
-    """'5 min ago' for a phone."""
-    if not at:
-        return "—"
-    seconds = (now() - parse(at)).total_seconds()
-    return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.0f} h ago"
