@@ -353,11 +353,10 @@ class AdminBot:
 
     def show_card(self, post_id: int, chat_id: int) -> None:
         """Send the post's card to the chat on request: a card it has there already is replaced."""
-        entries = {e["post_id"]: e["entry"] for e in records.awaiting_entries(self.store)}
         post = get_post(self.store, post_id)
-        if post["state"] != "awaiting_approval" or post_id not in entries:
+        entry = records.entry_of(self.store, post_id)
+        if post["state"] != "awaiting_approval" or entry is None:
             raise ContentqError(f"post {post_id} is {post['state']}, not awaiting approval: it has no card")
-        entry = int(entries[post_id] or 0)
         card_id = records.claim_card(self.store, post_id, chat_id, entry, records.post_version(self.store, post_id))
         if card_id is None:
             row = records.card_for(self.store, post_id, chat_id, entry)
@@ -415,10 +414,10 @@ class AdminBot:
         """Cards of a post that moved: closed with the outcome, or (back in awaiting approval under the same
         entry) their buttons signed for the new version."""
         post = get_post(self.store, post_id)
-        entries = {e["post_id"]: e["entry"] for e in records.awaiting_entries(self.store)}
+        entry = records.entry_of(self.store, post_id)
         version = records.post_version(self.store, post_id)
         for row in records.cards_of_post(self.store, post_id):
-            if post["state"] == "awaiting_approval" and entries.get(post_id) == row["entry"]:
+            if post["state"] == "awaiting_approval" and entry == row["entry"]:
                 if row["version"] != version:
                     self._edit_quietly(int(row["chat_id"]), int(row["control_id"]),
                                        self._open_text(post, int(row["chat_id"]), int(row["control_id"])),

@@ -39,6 +39,14 @@ def awaiting_entries(store: Store, limit: int = 200) -> list[dict[str, int]]:
     )
 
 
+def entry_of(store: Store, post_id: int) -> int | None:
+    """The history id of the post's latest move into awaiting_approval (None: never there)."""
+    value = store.scalar(
+        "SELECT MAX(id) FROM post_changes WHERE post_id = ? AND state = 'awaiting_approval'", (post_id,)
+    )
+    return int(value) if value is not None else None
+
+
 # -- cards -----------------------------------------------------------------------------------------------
 
 
