@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from contentq import actors, lifecycle
 from contentq.bot import cards
-from contentq.bot.core import AdminBot
+from contentq.bot.core import CARDS_PER_TICK, AdminBot
 from contentq.bot.serve import serve
 from contentq.bot.signing import Callback, ForgedCallback, Signer, key_path, load_key
 from contentq.cli.app import app
@@ -264,7 +264,7 @@ def test_imported_posts_of_an_approval_route_arrive_as_cards_and_the_bot_decides
     )
     import_export(ForegroundContext(brt), ASSETS / "export_basic", "@donor_export")
     drain(brt, "rewrite", "imagegen")
-    waiting = [r["post_id"] for r in records.awaiting_entries(brt.store)]
+    waiting = [r["post_id"] for r in records.posts_needing_cards(brt.store, ADMIN, 100)]
     assert len(waiting) >= 3
     bot = AdminBot(brt, tg)
     pump(bot, tg)
@@ -449,7 +449,7 @@ def test_a_card_interrupted_mid_send_is_not_sent_again_by_itself_but_on_request(
     post_id = awaiting(brt)
     bot = AdminBot(brt, tg)
     version = records.post_version(brt.store, post_id)
-    entry = records.awaiting_entries(brt.store)[0]["entry"]
+    entry = records.entry_of(brt.store, post_id)
     assert records.claim_card(brt.store, post_id, ADMIN, entry, version)  # a bot died after this
     bot = AdminBot(brt, tg)
     bot.startup()
@@ -716,3 +716,14 @@ def test_alerts_wait_for_telegram_and_are_tried_again_when_refused(brt, tg):
     brt.store.execute("UPDATE bot_outbox SET retry_at = ?", (iso(now()),))
     bot.tick()
     assert "9 failures" in tg.visible(ADMIN)[0].html and "9 failures" in tg.visible(SECOND_ADMIN)[0].html
+
+
+def test_a_backlog_of_cards_goes_out_over_several_rounds(brt, tg):
+    awaiting(brt)
+    for n in range(CARDS_PER_TICK + 5):
+        pipeline.on_rewritten(brt, add_post(brt, f"post {n}"))
+    bot = AdminBot(brt, tg)
+    assert bot.send_new_cards() == 2 * CARDS_PER_TICK  # a round's worth per admin chat
+    assert bot.send_new_cards() == 2 * 6
+    assert bot.send_new_cards() == 0
+    assert len(tg.with_buttons(ADMIN)) == CARDS_PER_TICK + 6

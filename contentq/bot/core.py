@@ -46,6 +46,9 @@ audit = logging.getLogger("contentq.bot.audit")
 CARD_RETRY_SECONDS = 60
 """A card whose send failed (the chat refused it, Telegram unreachable) is tried again after this."""
 
+CARDS_PER_TICK = 20
+"""Cards sent to one chat per periodic round: a backlog goes out over several rounds, presses in between."""
+
 ALERT_ATTEMPTS = 5
 """Tries of an alert every admin chat refuses (spaced 1, 2, 3 … minutes), then it stays in `contentq notifications`."""
 
@@ -461,14 +464,16 @@ class AdminBot:
         self.deliver_alerts()
 
     def send_new_cards(self) -> int:
+        """Cards of posts that entered awaiting approval, CARDS_PER_TICK per chat at most, so presses arriving
+        meanwhile wait for a few sends only; the rest follow at the next ticks."""
         sent = 0
-        for entry in records.awaiting_entries(self.store):
-            post_id, number = int(entry["post_id"]), int(entry["entry"] or 0)
-            for chat in self.chats:
+        for chat in self.chats:
+            for entry in records.posts_needing_cards(self.store, chat, CARDS_PER_TICK):
                 if now() < self.quiet_until:
                     return sent
+                post_id = int(entry["post_id"])
                 version = records.post_version(self.store, post_id)
-                card_id = records.claim_card(self.store, post_id, chat, number, version)
+                card_id = records.claim_card(self.store, post_id, chat, int(entry["entry"] or 0), version)
                 if card_id is not None and self._send_card(card_id, post_id, chat):
                     sent += 1
         return sent

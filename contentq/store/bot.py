@@ -29,13 +29,17 @@ def last_change(store: Store, post_id: int) -> dict[str, Any] | None:
     )
 
 
-def awaiting_entries(store: Store, limit: int = 200) -> list[dict[str, int]]:
-    """Posts awaiting approval with the history id of the move that brought them there (their card's entry)."""
+_ENTRY = "(SELECT MAX(c.id) FROM post_changes c WHERE c.post_id = p.id AND c.state = 'awaiting_approval')"
+
+
+def posts_needing_cards(store: Store, chat_id: int, limit: int) -> list[dict[str, int]]:
+    """Posts awaiting approval that have no card in the chat for their latest entry into that state, oldest
+    first, with that entry (the history id of the move)."""
     return store.query(
-        "SELECT p.id AS post_id, (SELECT MAX(c.id) FROM post_changes c WHERE c.post_id = p.id"
-        " AND c.state = 'awaiting_approval') AS entry FROM posts p WHERE p.state = 'awaiting_approval'"
+        f"SELECT p.id AS post_id, {_ENTRY} AS entry FROM posts p WHERE p.state = 'awaiting_approval' AND NOT EXISTS"
+        f" (SELECT 1 FROM bot_cards b WHERE b.post_id = p.id AND b.chat_id = ? AND b.entry = {_ENTRY})"
         " ORDER BY p.id LIMIT ?",
-        (limit,),
+        (chat_id, limit),
     )
 
 
