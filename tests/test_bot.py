@@ -727,3 +727,18 @@ def test_a_backlog_of_cards_goes_out_over_several_rounds(brt, tg):
     assert bot.send_new_cards() == 2 * 6
     assert bot.send_new_cards() == 0
     assert len(tg.with_buttons(ADMIN)) == CARDS_PER_TICK + 6
+
+
+def test_a_text_edited_in_the_panel_refreshes_the_card(brt, tg):
+    post_id = awaiting(brt)
+    bot = AdminBot(brt, tg)
+    pump(bot, tg)
+    pump(bot, tg)
+    assert [m.html for m in tg.visible(ADMIN) if not m.buttons] == ["Rewritten <b>news</b> of the day"]
+    with actors.acting_as("web:alice"):
+        posts.save_text(brt, post_id, "Edited <i>in the panel</i>")
+    pump(bot, tg)
+    assert [m.html for m in tg.visible(ADMIN) if not m.buttons] == ["Edited <i>in the panel</i>"]
+    assert len(tg.with_buttons(ADMIN)) == 1  # the card was replaced, not doubled
+    pump(bot, tg)
+    assert len(tg.visible(ADMIN)) == 2  # and only once

@@ -433,9 +433,12 @@ class AdminBot:
     def refresh_cards_text(self, post_id: int) -> None:
         """After an edit: each open card of the post is sent anew (the parts may differ in number and kind)."""
         for row in records.cards_of_post(self.store, post_id):
-            chat = int(row["chat_id"])
-            self._delete_quietly(chat, [*records.part_ids(row), int(row["control_id"])])
-            self._send_card(int(row["id"]), post_id, chat)
+            self._resend(row)
+
+    def _resend(self, row: dict[str, Any]) -> None:
+        chat = int(row["chat_id"])
+        self._delete_quietly(chat, [*records.part_ids(row), int(row["control_id"])])
+        self._send_card(int(row["id"]), int(row["post_id"]), chat)
 
     def _edit_quietly(self, chat_id: int, message_id: int, html: str, buttons: Keyboard | None) -> None:
         try:
@@ -461,6 +464,8 @@ class AdminBot:
         self.retry_failed_cards()
         for row in records.stale_open_cards(self.store):
             self.refresh_post_cards(int(row["post_id"]))
+        for row in records.edited_open_cards(self.store):  # edited elsewhere: shown anew as it will be published
+            self._resend(row)
         self.deliver_alerts()
 
     def send_new_cards(self) -> int:

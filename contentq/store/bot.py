@@ -126,6 +126,15 @@ def stale_open_cards(store: Store) -> list[dict[str, Any]]:
     )
 
 
+def edited_open_cards(store: Store) -> list[dict[str, Any]]:
+    """Open cards of posts changed after the card was sent without moving (a text edited from the CLI or the
+    panel): they no longer show the post as it will be published."""
+    return store.query(
+        "SELECT b.* FROM bot_cards b JOIN posts p ON p.id = b.post_id WHERE b.status = 'open'"
+        " AND p.state = 'awaiting_approval' AND p.updated_at > b.updated_at ORDER BY b.id"
+    )
+
+
 def close_card(store: Store, card_id: int, outcome: str, version: int) -> None:
     store.execute(
         "UPDATE bot_cards SET status = 'closed', outcome = ?, version = ?, updated_at = ? WHERE id = ?",
