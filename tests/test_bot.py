@@ -742,3 +742,13 @@ def test_a_text_edited_in_the_panel_refreshes_the_card(brt, tg):
     assert len(tg.with_buttons(ADMIN)) == 1  # the card was replaced, not doubled
     pump(bot, tg)
     assert len(tg.visible(ADMIN)) == 2  # and only once
+
+
+def test_a_card_whose_media_file_is_gone_says_so(brt, tg):
+    album = album_post(brt)
+    path = brt.store.scalar("SELECT path FROM media WHERE post_id = ? LIMIT 1", (album,))
+    (brt.settings.media_dir / path).unlink()
+    AdminBot(brt, tg).tick()
+    card = control(tg)
+    assert "⚠️" in card.html and "missing" in card.html  # what publishing would refuse, said on the card
+    assert [m.media for m in tg.visible(ADMIN) if not m.buttons] == [[]]  # the text alone
