@@ -752,3 +752,18 @@ def test_a_card_whose_media_file_is_gone_says_so(brt, tg):
     card = control(tg)
     assert "⚠️" in card.html and "missing" in card.html  # what publishing would refuse, said on the card
     assert [m.media for m in tg.visible(ADMIN) if not m.buttons] == [[]]  # the text alone
+
+
+def test_a_failed_post_alert_shows_the_post_and_its_job(brt, tg):
+    post_id = add_post(brt, "went wrong", state="failed")
+    job_id = failed_job(brt, "publish-x", error="RuntimeError: the channel refused it")
+    brt.store.execute("UPDATE jobs SET post_id = ? WHERE id = ?", (post_id, job_id))
+    brt.notifier.notify(f"publish-failed:{post_id}", f"publishing post {post_id} failed: refused", level="error")
+    bot = AdminBot(brt, tg)
+    bot.tick()
+    (alert,) = tg.visible(ADMIN)
+    assert [b.text for row in alert.buttons for b in row] == ["🔁 Retry job", "🔎 Show error", f"📄 Post {post_id}"]
+    press = tg.press(ADMIN, ADMIN, alert.id, f"Post {post_id}")
+    pump(bot, tg)
+    assert tg.answer_to(press) == ("", False)
+    assert f"Post {post_id}" in tg.visible(ADMIN)[-1].html and "failed" in tg.visible(ADMIN)[-1].html

@@ -45,7 +45,12 @@ def escape(text: str) -> str:
 
 
 def route_for(runtime: Runtime, post: dict[str, Any]) -> Route | None:
-    return routes_config(runtime).routes.get(post["route"])
+    """The post's route; None when it is gone from the routes file, or the file cannot be read (a card or an
+    outcome is still shown, without the route's slots and time zone)."""
+    try:
+        return routes_config(runtime).routes.get(post["route"])
+    except ContentqError:
+        return None
 
 
 def local(instant: str | datetime | None, timezone: str) -> str:

@@ -165,6 +165,11 @@ class AdminBot:
                 return Reply(f"Nothing done: job {cb.target} is {job['status']} now (run {job['generation']}).")
             row = tracking.retry(self.runtime, cb.target)
             return Reply(f"Job {cb.target} queued again (run {row['generation']}).")
+        if cb.action == "sp":  # read only: the post's card if it awaits approval, else where it stands
+            text = self.show_post(int(cb.target), press.chat_id)
+            if text:
+                self.gateway.send_text(press.chat_id, text)
+            return Reply()
         if cb.action == "je":
             self.gateway.send_text(press.chat_id, commands.job_error(self.runtime, cb.target),
                                    buttons=self.job_buttons(cb.target))  # fmt: skip
@@ -539,6 +544,7 @@ class AdminBot:
             if job is not None:
                 rows.append([b("🔁 Retry job", "jr", job["id"], int(job["generation"] or 0)),
                              b("🔎 Show error", "je", job["id"])])  # fmt: skip
+            rows.append([b(f"📄 Post {what}", "sp", what)])
         elif kind == "settle-failed" and what:
             rows.append([b("🔁 Retry job", "jr", what, self._generation(what)), b("🔎 Show error", "je", what)])
         elif kind == "alert" and what.startswith(("queue:", "wait:")):
