@@ -1,7 +1,7 @@
 """Who acts: the name recorded with every move of a post (`contentq.lifecycle`).
 
 `job:<job id>` (a worker's job, and its kind's `on_failed` hook after it ended), `cli:<os user>` (a command),
-`web:<session>` (a request of the panel), `listen:<listener name>` (`contentq listen`); later `bot:<telegram
+`web:<session>` (a request of the panel), `listen:<listener name>` (`contentq listen`), `bot:<telegram
 user id>`. The entry points set it and the lifecycle reads it: a context variable rather than a parameter, so
 the functions between a job handler or a request and the move (pipeline, publication, …) need not pass it on,
 and each thread or request records its own. Unset, a move names the process (`process:<os user>`): what a

@@ -96,6 +96,8 @@ MOVES: dict[str, Move] = {
              "an operator publishes it now (`contentq publish`): the caller hands it over at once"),
         Move("unscheduled", ("scheduled",), "awaiting_approval", "an operator took it off the schedule"),
         Move("rejected", _OPERATOR_CAN_MOVE, "rejected", "an operator rejected it"),
+        Move("rewrite_again", ("rewritten", "awaiting_approval", "scheduled"), "collected",
+             "an operator asked for a new rewrite of its text (the bot's Rewrite again)", then=("rewrite_job",)),
         # publish
         Move("publish_started", _PUBLISH_FROM, "publishing",
              "its publish job started sending it (or found every part out when settling)"),

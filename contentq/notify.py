@@ -14,6 +14,7 @@ from contentq.clock import iso, now
 from contentq.redact import redact
 from contentq.runtime.context import Runtime, provide
 from contentq.store import Store
+from contentq.store.bot import queue_alert
 
 log = logging.getLogger("contentq.notify")
 
@@ -21,7 +22,9 @@ log = logging.getLogger("contentq.notify")
 class NotifierBackend(Protocol):
     name: str
 
-    def send(self, message: str, level: str) -> None: ...
+    def send(self, message: str, level: str, key: str = "") -> None:
+        """Deliver one alert; `key` names what it is about (a job, a post, a queue) for backends that offer
+        actions on it (the bot's buttons)."""
 
 
 class LogBackend:
@@ -29,8 +32,21 @@ class LogBackend:
 
     name = "log"
 
-    def send(self, message: str, level: str) -> None:
+    def send(self, message: str, level: str, key: str = "") -> None:
         log.log(logging.ERROR if level == "error" else logging.WARNING, "ADMIN: %s", message)
+
+
+class BotBackend:
+    """Alerts for the admin bot (CONTENTQ_BOT_TOKEN set): queued in SQLite, where `contentq bot` (the one process
+    logged in as the bot) takes them and sends them to the admin chat with buttons that fit (docs/bot.md)."""
+
+    name = "bot"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def send(self, message: str, level: str, key: str = "") -> None:
+        queue_alert(self.store, key, level, message)
 
 
 class Notifier:
@@ -58,7 +74,7 @@ class Notifier:
             )
             row_id = cursor.lastrowid
         try:
-            self.backend.send(message, level)
+            self.backend.send(message, level, key)
         except Exception as exc:  # an alert that cannot be delivered must not fail the job that raised it
             log.warning("notification %s not delivered by %s: %s", key, self.backend.name, redact(exc))
             self.store.execute("UPDATE notifications SET delivered = 0 WHERE id = ?", (row_id,))
@@ -67,7 +83,10 @@ class Notifier:
 
 
 def admin_backend(runtime: Runtime) -> NotifierBackend:
-    """The admin chat on Telegram when CONTENTQ_TG_ADMIN_CHAT is set, else the log."""
+    """The admin bot when CONTENTQ_BOT_TOKEN is set, else the admin chat on Telegram when CONTENTQ_TG_ADMIN_CHAT
+    is set, else the log."""
+    if runtime.settings.bot_token is not None and runtime.settings.bot_admin_ids:
+        return BotBackend(runtime.store)
     if runtime.settings.tg_admin_chat:
         try:
             from contentq.integrations.telegram.notifier import telegram_backend

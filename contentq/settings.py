@@ -142,6 +142,18 @@ class Settings(BaseSettings):
         None, description="'module:factory' building the Telegram gateway instead of Telethon (benches, demos)."
     )
 
+    # The admin bot (`contentq bot`, docs/bot.md).
+    bot_token: SecretStr | None = Field(None, description="The bot's token from @BotFather; set: `contentq bot` runs.")
+    bot_admins: str = Field(
+        "", description="Telegram user ids (comma-separated) the bot obeys; everyone else gets no answer."
+    )
+    bot_chat: Annotated[int, Field(ge=-(10**15), le=10**15)] | None = Field(
+        None, description="A group chat id for cards and alerts; unset: each admin's private chat with the bot."
+    )
+    bot_gateway: str | None = Field(
+        None, description="'module:factory' building the bot gateway instead of Telethon (benches, demos)."
+    )
+
     # LLM (any OpenAI-compatible endpoint).
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -282,6 +294,28 @@ class Settings(BaseSettings):
             raise ValueError("a file:// replica needs an absolute path: file:///var/backups/contentq")
         return value
 
+    @field_validator("bot_admins", mode="after")
+    @classmethod
+    def _user_ids(cls, value: str) -> str:
+        ids = [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+        bad = [part for part in ids if not part.isdigit()]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad[:3])} is not a Telegram user id: give numeric ids, comma-separated (@userinfobot "
+                "tells you yours)"
+            )
+        return ",".join(ids)
+
+    @property
+    def bot_admin_ids(self) -> tuple[int, ...]:
+        """CONTENTQ_BOT_ADMINS as user ids."""
+        return tuple(int(part) for part in self.bot_admins.split(",") if part)
+
+    @property
+    def bot_session_path(self) -> Path:
+        """The bot's Telethon session (its update state, for catching up after a restart): mode 0600."""
+        return self.home / "bot.session"
+
     @field_validator("log_level", mode="after")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -358,7 +392,7 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors())
         raise ConfigError(f"invalid settings ({problems}); fix the environment or .env") from None
-    for secret in (settings.openai_api_key, settings.tg_api_hash, settings.tg_session):
+    for secret in (settings.openai_api_key, settings.tg_api_hash, settings.tg_session, settings.bot_token):
         if secret is not None:
             register_secret(secret.get_secret_value())
     for url in (settings.openai_base_url, settings.redis_url, settings.litestream_url):  # a URL's password too

@@ -52,6 +52,11 @@ class ContentqGroup(LazyGroup):
             "listen",
             "Collect donor posts as they arrive (and follow their edits and deletions) until stopped (TERM, Ctrl-C).",
         ),
+        "bot": LazyCommand(
+            "bot",
+            "bot",
+            "Run the admin bot: approval cards, alerts with buttons and commands in Telegram, until stopped (TERM).",
+        ),
         "unschedule": LazyCommand(
             "schedule",
             "unschedule",

@@ -23,12 +23,28 @@ def rewrite(
     ] = None,
     pending: Annotated[bool, typer.Option("--pending", help="Every post still waiting in 'collected'.")] = False,
     route: Annotated[str | None, typer.Option(help="With --pending: only this route.")] = None,
+    again: Annotated[
+        bool,
+        typer.Option(
+            "--again",
+            help="Rewrite posts that are rewritten but not yet published anew (awaiting approval, scheduled): "
+            "back to 'collected' with a new rewrite job, as the bot's Rewrite again button does.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Enqueue rewrite jobs (collect does this by itself; use it after a fix, or for failed rewrites)."""
     if not post_ids and not pending:
         raise ContentqError("give post ids or --pending (every post still in 'collected')")
-    rows = enqueue_rewrites(runtime(), post_ids or [], pending=pending, route=route)
+    if again:
+        if pending:
+            raise ContentqError("--again takes post ids, not --pending")
+        from contentq.review.posts import rewrite_again
+
+        rt = runtime()
+        rows = [{"post": i, "job": rewrite_again(rt, i)["rewrite_job"], "result": "queued"} for i in post_ids or []]
+    else:
+        rows = enqueue_rewrites(runtime(), post_ids or [], pending=pending, route=route)
     if as_json:
         print_json(rows)
         return

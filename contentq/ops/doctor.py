@@ -99,7 +99,8 @@ def check_permissions(settings: Settings) -> Probe:
     """Secrets and data must be private: `.env` (keys), the home with the database, the session and the AOF."""
     env_files = [settings.home / ".env", Path(".env").resolve()]
     loose_env = [p for p in dict.fromkeys(env_files) if p.is_file() and _loose(p)]
-    private = [settings.home, settings.db_path, settings.session_path, settings.redis_dir]
+    private = [settings.home, settings.db_path, settings.session_path, settings.redis_dir, settings.bot_session_path,
+               settings.home / "bot.key"]  # fmt: skip
     loose = [p for p in private if p.exists() and _loose(p)]
     if loose_env:
         names = " ".join(str(p) for p in loose_env)
@@ -251,6 +252,23 @@ def check_telegram(settings: Settings, routes: RoutesConfig | None) -> Probe:
     return Probe("telegram", OK, f"api id set; session from {where} (`contentq login --status` checks the account)")
 
 
+def check_bot(settings: Settings) -> Probe | None:
+    """The admin bot's settings (docs/bot.md); None when no bot token is set (no bot, nothing to check)."""
+    if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
+        return None
+    if not settings.bot_admin_ids:
+        return Probe(
+            "bot", FAIL, "CONTENTQ_BOT_TOKEN is set but CONTENTQ_BOT_ADMINS is empty: the bot obeys nobody",
+            "set CONTENTQ_BOT_ADMINS to your Telegram user id (@userinfobot tells it), comma-separated",
+        )  # fmt: skip
+    if settings.tg_api_id is None or settings.tg_api_hash is None:
+        return Probe("bot", FAIL, "the bot logs in through Telethon, which needs CONTENTQ_TG_API_ID and _API_HASH",
+                     "create an application at https://my.telegram.org and put both in .env")  # fmt: skip
+    where = f"group {settings.bot_chat}" if settings.bot_chat is not None else "each admin's private chat"
+    admins = len(settings.bot_admin_ids)
+    return Probe("bot", OK, f"{admins} admin{'s' if admins != 1 else ''}; cards and alerts to {where}")
+
+
 def _needs_llm(routes: RoutesConfig | None) -> bool:
     if routes is None:
         return False
@@ -385,6 +403,8 @@ def run_doctor(
     from contentq.ops.accounts_check import check_accounts  # Telethon's errors: only when the doctor runs
 
     probes += check_accounts(settings, routes)
+    bot = check_bot(settings)
+    probes += [bot] if bot is not None else []
     probes.append(check_llm(settings, routes, llm_timeout))
     from contentq.ops.destinations_check import check_destinations
 

@@ -122,6 +122,12 @@ def purge(
     _prune_dedup(runtime, report)
     _purge_by_time(runtime, params, report, batch_size, "notifications", "notifications", "at")
     _purge_by_time(runtime, params, report, batch_size, "post changes", "post_changes", "at")
+    # The admin bot's records (docs/bot.md): alerts and presses by age, prompts once answered or old; its cards
+    # go with their posts.
+    _purge_by_time(runtime, params, report, batch_size, "bot alerts", "bot_outbox", "created_at")
+    _purge_by_time(runtime, params, report, batch_size, "bot presses", "bot_presses", "at")
+    _purge_by_time(runtime, params, report, batch_size, "bot prompts", "bot_prompts", "created_at")
+    _purge_by_time(runtime, params, report, batch_size, "bot messages", "bot_messages", "at")
     _prune_images(runtime, older_than, report)
     report.add("insight samples", insights_sql.thin_samples(runtime.store, dry_run=dry_run, batch_items=batch_size))
     hourly_since = iso(stamp - timedelta(seconds=insights_sql.HOURLY_FOR_S))
@@ -256,7 +262,7 @@ def _purge_by_time(
     while True:
         with store.transaction() as conn:
             n = conn.execute(
-                f"DELETE FROM {table} WHERE id IN (SELECT id {old} LIMIT {int(batch_size)})", params
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid {old} LIMIT {int(batch_size)})", params
             ).rowcount
         report.add(what, n)
         if n < batch_size:

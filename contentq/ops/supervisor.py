@@ -292,6 +292,9 @@ def render(
     listens = listen_needed(settings)
     if listens:
         programs.append(_listen_program(settings, exe, user, extra))
+    bot = bot_needed(settings)
+    if bot:
+        programs.append(_bot_program(settings, exe, user, extra))
     env, more = _environment(settings, worker=True, extra_env=extra)
     notes += [n for n in more if n not in notes]
     programs.append(
@@ -309,6 +312,7 @@ def render(
     names = [g.program for g in groups]
     names += [LITESTREAM_PROGRAM] if settings.litestream_url else []
     names += [LISTEN_PROGRAM] if listens else []
+    names += [BOT_PROGRAM] if bot else []
     names.append(WEB_PROGRAM)
     header = [
         "; contentq workers for supervisor, rendered from settings by `contentq supervisor render`.",
@@ -344,6 +348,25 @@ def _listen_program(settings: Settings, exe: str, user: str | None, extra: dict[
         stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
         comment="real-time collection: one listener per Telegram session (cron collect stays as the safety net);"
         " rendered when a route has sources; until `contentq login` it waits (health: not logged in)",
+    )  # fmt: skip
+
+
+BOT_PROGRAM = f"{GROUP}-bot"
+"""`contentq bot`: the admin bot (docs/bot.md), one process (its Telegram session is its own)."""
+
+
+def bot_needed(settings: Settings) -> bool:
+    """A bot token is configured: the bot runs (without admins it says so in its log and exits)."""
+    return settings.bot_token is not None and bool(settings.bot_token.get_secret_value().strip())
+
+
+def _bot_program(settings: Settings, exe: str, user: str | None, extra: dict[str, str]) -> str:
+    env, _ = _environment(settings, worker=True, extra_env=extra)
+    return _program(
+        BOT_PROGRAM, [exe, "-m", "contentq", "bot"], settings, priority=WEB_PRIORITY,
+        stopwaitsecs=STOP_GRACE_SECONDS, environment=env, user=user,
+        comment="the admin bot (CONTENTQ_BOT_TOKEN is set): approval cards, alerts and commands in Telegram;"
+        " its token stays in .env, never in this file",
     )  # fmt: skip
 
 

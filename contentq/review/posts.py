@@ -18,6 +18,7 @@ from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
 from contentq.errors import ContentqError
 from contentq.flow import pipeline
+from contentq.flow.dispatch import cancel_publish_job
 from contentq.flow.schedule import in_zone, resolve_at
 from contentq.lifecycle import STATES
 from contentq.publish.fanout import delivery_summary, platform_ids
@@ -128,6 +129,26 @@ def schedule_at(runtime: Runtime, post_id: int, at: str) -> dict[str, Any]:
     when, note = resolve_at(at, route.schedule.timezone)
     slot = iso(pipeline.reschedule_at(runtime, post_id, when))
     return {"post_id": post_id, "scheduled_at": slot, "local": in_zone(slot, route.schedule.timezone), "note": note}
+
+
+def rewrite_again(runtime: Runtime, post_id: int) -> dict[str, Any]:
+    """Send a post not yet published back for a new rewrite of its donor text (a rewrite job is queued)."""
+    post = get_post(runtime.store, post_id)
+    if (post["source"] or "").startswith("generate:"):
+        raise ContentqError(f"post {post_id} is an auto-post written by its generate job; reject it instead")
+    if post["state"] not in lifecycle.sources_of("rewrite_again"):
+        raise ContentqError(
+            f"post {post_id} is {post['state']}; only a rewritten post not yet published is rewritten again"
+        )
+    pipeline.refuse_if_parts_out(runtime.store, post_id, "rewritten again")
+    cancel_publish_job(runtime, post_id)
+    moved = pipeline.advance(
+        runtime, post_id, "rewrite_again", reason="rewrite requested again by the operator",
+        scheduled_at=None, dispatched_at=None,
+    )  # fmt: skip
+    if not moved:
+        raise ContentqError(f"post {post_id} changed meanwhile; look at `contentq posts show {post_id}`")
+    return {"post_id": post_id, "rewrite_job": moved.then.get("rewrite_job")}
 
 
 def text_to_edit(runtime: Runtime, post_id: int) -> str:

@@ -881,6 +881,72 @@ def _audit(db: Database) -> None:
     )
 
 
+@migration(170, "the admin bot: cards sent, presses and messages handled, prompts awaiting a reply, alerts to send")
+def _bot(db: Database) -> None:
+    # The bot (`contentq bot`, docs/bot.md) keeps what it sent and handled here, so a restart neither sends a
+    # card twice nor runs a press twice. A card is claimed (status 'sending') before its first message leaves.
+    run_script(
+        db,
+        """
+        CREATE TABLE bot_cards (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+            chat_id INTEGER NOT NULL,
+            entry INTEGER NOT NULL,         -- the post_changes id of the move into awaiting_approval it shows
+            version INTEGER NOT NULL,       -- the post's state version its buttons are signed for
+            status TEXT NOT NULL,           -- sending, open (buttons live), closed (shows its outcome), failed
+            part_ids TEXT NOT NULL DEFAULT '[]',  -- JSON: the messages showing the post as it will be published
+            control_id INTEGER,             -- the message with the buttons, edited to the outcome
+            outcome TEXT,
+            error TEXT,
+            retry_at TEXT,                  -- a card whose send failed is tried again from then
+            sent_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (post_id, chat_id, entry)
+        );
+        CREATE INDEX bot_cards_open ON bot_cards(status, post_id);
+        CREATE TABLE bot_presses (
+            query_id INTEGER PRIMARY KEY,   -- Telegram's id of the callback query: a press seen again is not run
+            at TEXT NOT NULL,
+            user_id INTEGER NOT NULL,
+            chat_id INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            result TEXT
+        );
+        CREATE TABLE bot_prompts (
+            chat_id INTEGER NOT NULL,
+            message_id INTEGER NOT NULL,    -- the bot's question (the admin's reply to it is the answer)
+            kind TEXT NOT NULL,             -- reject (the reason) or edit (the new text)
+            post_id INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            user_id INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            answered_at TEXT,
+            PRIMARY KEY (chat_id, message_id)
+        );
+        CREATE TABLE bot_messages (
+            chat_id INTEGER NOT NULL,       -- a command or an answer handled: Telegram may hand it over again
+            message_id INTEGER NOT NULL,    -- after a restart (the update state is saved once a minute)
+            at TEXT NOT NULL,
+            PRIMARY KEY (chat_id, message_id)
+        );
+        CREATE TABLE bot_outbox (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,              -- the notification's key: which buttons fit (a job, a queue, a post)
+            level TEXT NOT NULL,
+            message TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            sent_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            retry_at TEXT,                  -- refused by every admin chat: tried again from then
+            error TEXT
+        );
+        CREATE INDEX bot_outbox_unsent ON bot_outbox(sent_at, id)
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

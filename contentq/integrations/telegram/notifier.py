@@ -26,7 +26,7 @@ class TelegramBackend:
         self.runtime = runtime
         self.chat = chat
 
-    def send(self, message: str, level: str) -> None:
+    def send(self, message: str, level: str, key: str = "") -> None:
         # The gateway is looked up at send time: tests and workers swap it in runtime.services. An alert about
         # one account goes out through another: main first, then the others, skipping those logged out or banned.
         text = f"{_ICONS.get(level, '•')} contentq: {message}"

@@ -1,0 +1,81 @@
+"""`contentq bot`'s loop: log in, then handle what arrives and do the periodic work between, until stopped.
+
+The gateway reconnects by itself after a lost connection and hands over what Telegram kept meanwhile; a press
+that fails to be handled (a bug, SQLite locked too long) is logged and the loop goes on: one update never stops
+the bot. Supervisor restarts a bot that exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from telethon import errors
+from tenacity import retry, retry_if_exception_type, stop_when_event_set, wait_exponential
+
+from contentq.bot.core import AdminBot
+from contentq.errors import ConfigError, ContentqError
+from contentq.integrations.telegram.bot_gateway import BotAccount, BotGateway
+from contentq.redact import redact
+from contentq.runtime.context import Runtime
+
+log = logging.getLogger("contentq.bot")
+
+
+def check_settings(runtime: Runtime) -> None:
+    settings = runtime.settings
+    if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
+        raise ConfigError("CONTENTQ_BOT_TOKEN is not set: create the bot with @BotFather (docs/bot.md)")
+    if not settings.bot_admin_ids:
+        raise ConfigError(
+            "CONTENTQ_BOT_ADMINS is empty: give the Telegram user ids the bot obeys, comma-separated (docs/bot.md)"
+        )
+
+
+def login(gateway: BotGateway, stop: threading.Event) -> BotAccount:
+    """Log in, waiting out an unreachable Telegram (exponential, at most a minute between tries)."""
+
+    @retry(
+        retry=retry_if_exception_type(ConnectionError),
+        wait=wait_exponential(multiplier=1, max=60),
+        stop=stop_when_event_set(stop),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "bot: Telegram unreachable (%s); trying again", state.outcome.exception() if state.outcome else "?"
+        ),  # fmt: skip
+    )
+    def attempt() -> BotAccount:
+        return gateway.start()
+
+    try:
+        return attempt()
+    except (errors.AccessTokenInvalidError, errors.AccessTokenExpiredError, errors.AuthKeyUnregisteredError):
+        raise ConfigError(
+            "Telegram refuses CONTENTQ_BOT_TOKEN: copy the token again from @BotFather (/mybots → API Token; "
+            "/revoke makes a new one) into .env"
+        ) from None
+
+
+def serve(runtime: Runtime, gateway: BotGateway, stop: threading.Event, *, tick: float = 1.0) -> AdminBot:
+    """Run the bot until `stop` is set; returns it (tests look at it)."""
+    check_settings(runtime)
+    account = login(gateway, stop)
+    bot = AdminBot(runtime, gateway, username=account.username)
+    log.info("bot: logged in as @%s; admins %s; chats %s", account.username, sorted(bot.admins), bot.chats)
+    bot.startup()
+    last_tick = 0.0
+    for event in gateway.updates(tick=tick):
+        if stop.is_set():
+            break
+        try:
+            if event is not None:
+                bot.handle(event)
+            if event is None or time.monotonic() - last_tick >= tick:
+                last_tick = time.monotonic()
+                bot.tick()
+        except ContentqError as exc:  # Redis or SQLite away for a moment: the next update or tick tries again
+            log.warning("bot: %s", redact(str(exc)))
+        except Exception:  # noqa: BLE001 - one update must not stop the bot
+            log.exception("bot: an update could not be handled")
+    return bot
