@@ -43,7 +43,9 @@ def usage(
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost."""
+    """LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost.
+
+    `batch` counts the calls made through the Batch API, at its price (CONTENTQ_OPENAI_BATCH_PRICE_SHARE)."""
     since_iso = iso(now() - parse_duration(since))
     rows = usage_summary(runtime().store, since=since_iso, route=route)
     totals = usage_totals(rows)
@@ -56,7 +58,7 @@ def usage(
         rows.append({"day": "total", "route": "", **totals, "posts": None, "cost_usd": f"{totals['cost']:.4f}"})
     table(
         rows,
-        ["day", "route", "calls", "failed", "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
+        ["day", "route", "calls", "failed", ("batch", "batch"), "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
         title=f"LLM usage since {since}",
         empty=f"no LLM calls in the last {since}",
         wide=wide,
