@@ -58,7 +58,17 @@ def usage(
         rows.append({"day": "total", "route": "", **totals, "posts": None, "cost_usd": f"{totals['cost']:.4f}"})
     table(
         rows,
-        ["day", "route", "calls", "failed", ("batch", "batch"), "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
+        [
+            "day",
+            "route",
+            "calls",
+            "failed",
+            ("batch", "batch"),
+            "posts",
+            "tokens_in",
+            "tokens_out",
+            ("cost_usd", "cost $ (est.)"),
+        ],
         title=f"LLM usage since {since}",
         empty=f"no LLM calls in the last {since}",
         wide=wide,

@@ -191,6 +191,7 @@ def _describe(exc: BaseException) -> str:
 describe_error = _describe
 """One line for an SDK error (status, code, message), for other users of the SDK (the Batch API)."""
 
+
 def _is_context_error(exc: openai.APIStatusError) -> bool:
     text = f"{exc.code or ''} {exc.message}".lower()
     return "context_length_exceeded" in text or "maximum context length" in text
@@ -485,7 +486,6 @@ class LLMClient:
         except ValueError as exc:  # the SDK's json.loads of a broken body (JSONDecodeError)
             raise MalformedResponseError(f"the LLM endpoint answered HTTP 200 with broken JSON ({exc})") from None
         return check_completion(response)
-
 
     def _attempt(self, request: dict[str, Any], timeout: float, on_failure: FailedCall | None = None) -> Any:
         """One HTTP request through the breaker."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import openai
 import tenacity
@@ -20,10 +20,10 @@ from contentq.integrations.llm import describe_error, is_transient
 from contentq.integrations.openai_client import openai_client
 from contentq.settings import Settings
 
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Final[Literal["/v1/chat/completions"]] = "/v1/chat/completions"
 """The endpoint every line of a contentq batch calls."""
 
-COMPLETION_WINDOW = "24h"
+COMPLETION_WINDOW: Final[Literal["24h"]] = "24h"
 """The only completion window OpenAI offers."""
 
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -115,7 +115,7 @@ class BatchClient:
             hint = {
                 401: "check CONTENTQ_OPENAI_API_KEY",
                 403: "the API key may not use the Batch API",
-                404: "the endpoint has no Batch API (CONTENTQ_OPENAI_BASE_URL); use rewrite_mode = \"direct\"",
+                404: 'the endpoint has no Batch API (CONTENTQ_OPENAI_BASE_URL); use rewrite_mode = "direct"',
             }.get(exc.status_code, "the request was refused")
             raise BatchRefusedError(f"{what}: {describe_error(exc)}; {hint}") from exc
         except openai.APIConnectionError as exc:

@@ -19,18 +19,21 @@ from contentq import lifecycle, pipeline
 from contentq.clock import iso, now, parse
 from contentq.errors import ConfigError, DatabaseUnavailableError, FatalJobError, JobError, JobStopped, Reschedule
 from contentq.integrations.llm import (
+    LOG_CHARS,
     BreakerOpenError,
     ContextTooLongError,
     LLMFatalError,
     LLMWaitError,
     ProviderHoldError,
 )
+from contentq.rewrite import batch
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.rewrite.usage import last_answered_at
 from contentq.routes import Route
 from contentq.runtime.context import JobContext, Runtime
+from contentq.store.batches import get_item, set_items
 from contentq.store.jobs import first_event_since_restart
 from contentq.store.posts import get_post
 
@@ -137,6 +140,44 @@ def _patience(ctx: JobContext, post_id: int, route: Route, wait: LLMWaitError) -
     return LLMOutageError(f"{reason}; `contentq jobs retry {ctx.job_id}` once the endpoint answers")
 
 
+def _into_batch(ctx: JobContext, post: dict[str, Any], route: Route, rewriter: LLMRewriter) -> dict[str, Any] | None:
+    """A post of a batch route: its request into the gathering batch, the post `rewriting` until the batch's
+    child job rewrites it; None when it is to be rewritten now (the plan's reason is logged)."""
+    chosen = batch.plan(ctx.runtime, post, route)
+    if not chosen.batch:
+        ctx.log("direct", f"rewritten by a direct call: {chosen.why}")
+        return None
+    added = batch.add_to_batch(ctx.runtime, post, route, rewriter, ctx, chosen, job_id=ctx.job_id)
+    if added is None:
+        ctx.log("direct", "rewritten by a direct call: the request does not fit the context window")
+        return None
+    lifecycle.move(ctx.store, post["id"], "rewrite_batched", reason=f"waiting in rewrite batch {added['batch']}")
+    ctx.log(
+        "batched",
+        f"in rewrite batch {added['batch']} (job {added['batch_job']}): {chosen.why}"
+        + (f"; a direct call rewrites it after {iso(chosen.deadline)[:16]} UTC" if chosen.deadline else ""),
+        **added,
+    )
+    return {"post_id": post["id"], "state": "rewriting", **added}
+
+
+def _batch_answer(ctx: JobContext, post: dict[str, Any], rewriter: LLMRewriter) -> batch.Answer | None:
+    """A child job of a batch: its post's line's answer, or None (logged why) for a direct call."""
+    item = get_item(ctx.store, int(ctx.payload["batch_item"]))
+    answer = batch.answer_of(rewriter, item, post)
+    if answer.completion is None:
+        ctx.log("batch_line_failed", f"batch {item['batch_id']}: {answer.why}; rewritten by a direct call",
+                level="warning", batch=item["batch_id"])  # fmt: skip
+        return None
+    done = answer.completion
+    ctx.log(
+        "batch_answer",
+        f"batch {item['batch_id']}: {done.finish_reason}, {done.tokens_in} tokens in, {done.tokens_out} out",
+        content=(done.content or "")[:LOG_CHARS], refusal=done.refusal, batch=item["batch_id"],
+    )  # fmt: skip
+    return answer
+
+
 def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     started = job_started()
     store = ctx.store
@@ -157,7 +198,15 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     except ConfigError as exc:
         _record_fatal(ctx, post_id, exc)
         raise
-    if isinstance(rewriter, LLMRewriter):
+    answer = None
+    if isinstance(rewriter, LLMRewriter) and route.rewrite_mode != "direct":
+        if ctx.payload.get("batch_item") is None:
+            batched = _into_batch(ctx, post, route, rewriter)
+            if batched is not None:
+                return batched
+        else:
+            answer = _batch_answer(ctx, post, rewriter)
+    if isinstance(rewriter, LLMRewriter) and answer is None:
         try:
             rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
         except BreakerOpenError as wait:
@@ -178,7 +227,10 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         route=route.name,
     )
     try:
-        result = rewriter.rewrite(task, ctx)
+        if answer is not None and answer.completion is not None and isinstance(rewriter, LLMRewriter):
+            result = rewriter.rewrite_answered(task, answer.messages, answer.completion, ctx)
+        else:
+            result = rewriter.rewrite(task, ctx)
     except JobStopped:  # cancelled between two model calls: the post is where it was before this run
         lifecycle.move(store, post_id, "rewrite_stopped", reason="rewrite stopped: its job was cancelled")
         raise
@@ -201,6 +253,8 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
             lifecycle.move(store, post_id, "rewrite_postponed", reason=f"retrying: {exc}")
         raise
 
+    if answer is not None:
+        set_items(store, [int(ctx.payload["batch_item"])], "done", only="answered")
     summary: dict[str, Any] = {
         "post_id": post_id,
         "rewriter": result.rewriter,

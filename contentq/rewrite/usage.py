@@ -61,8 +61,8 @@ def post_usage(store: Store, post_id: int) -> dict[str, Any]:
 
 
 def usage_summary(store: Store, *, since: str | None = None, route: str | None = None) -> list[dict[str, Any]]:
-    """One row per (day, route): calls (failed ones included), failed, batch (calls at the batch price), posts, tokens in and out, cost; days in UTC,
-    oldest first."""
+    """One row per (day, route): calls (failed ones included), failed, batch (calls at the batch price), posts,
+    tokens in and out, cost; days in UTC, oldest first."""
     where, params = [], []
     if since:
         where.append("at >= ?")

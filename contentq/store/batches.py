@@ -60,8 +60,7 @@ def add_item(
             ).fetchone()
             if row is None:
                 cursor = conn.execute(
-                    "INSERT INTO rewrite_batches (model, status, created_at, updated_at)"
-                    " VALUES (?, 'gathering', ?, ?)",
+                    "INSERT INTO rewrite_batches (model, status, created_at, updated_at) VALUES (?, 'gathering', ?, ?)",
                     (model, stamp, stamp),
                 )
                 assert cursor.lastrowid is not None
@@ -75,9 +74,7 @@ def add_item(
             )
             assert cursor.lastrowid is not None
             item_id = int(cursor.lastrowid)
-            conn.execute(
-                "UPDATE rewrite_batches SET lines = lines + 1, updated_at = ? WHERE id = ?", (stamp, batch_id)
-            )
+            conn.execute("UPDATE rewrite_batches SET lines = lines + 1, updated_at = ? WHERE id = ?", (stamp, batch_id))
     return get_item(store, item_id), created
 
 

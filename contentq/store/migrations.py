@@ -687,7 +687,6 @@ def _deliveries(db: Database) -> None:
     )
 
 
-
 @migration(210, "rewrite batches: posts rewritten through the OpenAI Batch API, one row per batch and per post")
 def _rewrite_batches(db: Database) -> None:
     # A route with rewrite_mode = "batch" (or "auto", its slot far enough) sends its posts' rewrites as lines of
