@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,6 +222,15 @@ def valid_model(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return 200, chat_completion(answer(f"<b>Park {number}</b>: the council approved a new riverside park."))
 
 
+def run_until(rt: Runtime, done: Any, timeout: float = 60.0) -> None:
+    """Run burst workers on the rewrite queue until `done()` (a batch's job polls on and on meanwhile)."""
+    stop = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < stop, "timed out"
+        run_worker(rt, ["rewrite"], burst=True)
+        time.sleep(0.05)
+
+
 def publish_due(rt: Runtime, clock: time_machine.Coordinates, until: datetime) -> None:
     """Walk the clock over the slots, handing due posts to the publish queue and publishing them."""
     for slot in sorted({parse(r["scheduled_at"]) for r in rt.store.query("SELECT scheduled_at FROM posts")}):
@@ -276,9 +286,19 @@ def test_a_batch_still_running_near_the_slot_falls_back_to_direct_calls(
                 break
         assert fake.batches()[0]["status"] == "in_progress"
         assert {post(rt, i)["state"] for i in ids} == {"rewriting"}
-        deadline = min(parse(r["deadline"]) for r in rt.store.query("SELECT deadline FROM batch_items"))
-        assert deadline == TEST_EPOCH + timedelta(hours=3) - timedelta(seconds=rt.settings.openai_batch_margin)
-        clock.move_to(deadline + timedelta(seconds=5))
+        deadlines = [parse(r["deadline"]) for r in rt.store.query("SELECT deadline FROM batch_items ORDER BY id")]
+        margin = timedelta(seconds=rt.settings.openai_batch_margin)
+        assert deadlines == [TEST_EPOCH + timedelta(hours=h) - margin for h in (3, 4, 5)]  # each post's own slot
+
+        # The first post's deadline comes: it alone goes direct, the batch runs on for the others.
+        clock.move_to(deadlines[0] + timedelta(seconds=5))
+        run_until(rt, lambda: post(rt, ids[0])["state"] == "scheduled")
+        assert fake.calls("chat") == 1 and fake.calls("batch_cancel") == 0
+        assert [post(rt, i)["state"] for i in ids[1:]] == ["rewriting", "rewriting"]
+        assert parse(post(rt, ids[0])["scheduled_at"]) == TEST_EPOCH + timedelta(hours=3)
+
+        # The last deadline: every post went direct, so the batch is cancelled.
+        clock.move_to(deadlines[-1] + timedelta(seconds=5))
         drain(rt, "rewrite", timeout=60)
         assert fake.calls("chat") == 3 and fake.calls("batch_cancel") == 1
         assert {post(rt, i)["state"] for i in ids} == {"scheduled"}
