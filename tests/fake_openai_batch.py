@@ -61,7 +61,9 @@ def error_body(message: str, *, code: str | None = None, param: str | None = Non
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def chat_completion(content: str, *, model: str = "gpt-4o-mini", tokens_in: int = 120, tokens_out: int = 40) -> dict[str, Any]:
+def chat_completion(
+    content: str, *, model: str = "gpt-4o-mini", tokens_in: int = 120, tokens_out: int = 40
+) -> dict[str, Any]:
     return {
         "id": "chatcmpl-" + secrets.token_hex(8),
         "object": "chat.completion",
@@ -229,8 +231,14 @@ class FakeOpenAIBatch(FakePlatform):
         if status == "validating":
             errors = validate(lines, row["endpoint"])
             if errors or fate == "fail":
-                errors = errors or [{"code": "token_limit_exceeded", "line": None, "param": None,
-                                     "message": "Enqueued token limit reached for the model in organization."}]
+                errors = errors or [
+                    {
+                        "code": "token_limit_exceeded",
+                        "line": None,
+                        "param": None,
+                        "message": "Enqueued token limit reached for the model in organization.",
+                    }
+                ]
                 self._set(conn, batch_id, "failed", errors=json.dumps(errors))  # fmt: skip
             else:
                 self._set(conn, batch_id, "in_progress", total=len(lines))
@@ -252,8 +260,10 @@ class FakeOpenAIBatch(FakePlatform):
                 left: str) -> None:  # fmt: skip
         """Run the first `runs` lines; the others get the error `left`; write the output and error files."""
         output, errors = [], []
-        messages = {"batch_expired": "This request could not be executed before the completion window expired.",
-                    "batch_cancelled": "This request was not executed because the batch was cancelled."}
+        messages = {
+            "batch_expired": "This request could not be executed before the completion window expired.",
+            "batch_cancelled": "This request was not executed because the batch was cancelled.",
+        }
         for number, raw in enumerate(lines):
             line = json.loads(raw)
             record: dict[str, Any] = {"id": "batch_req_" + secrets.token_hex(12), "custom_id": line["custom_id"]}
@@ -336,15 +346,23 @@ def validate(lines: list[str], endpoint: str) -> list[dict[str, Any]]:
                 error("missing_required_parameter", number, f"Missing required parameter: '{name}'.", name)
         if "custom_id" in line:
             if line["custom_id"] in seen:
-                error("duplicate_custom_id", number, "The custom_id for this request is a duplicate of another "
-                      "request. The custom_id parameter must be unique for each request in a batch.", "custom_id")
+                error(
+                    "duplicate_custom_id",
+                    number,
+                    "The custom_id for this request is a duplicate of another "
+                    "request. The custom_id parameter must be unique for each request in a batch.",
+                    "custom_id",
+                )
             seen.add(line["custom_id"])
         if line.get("method", "POST") != "POST":
-            error("invalid_method", number, "The method provided for this request is not supported. Only POST "
-                  "is supported.", "method")
+            error(
+                "invalid_method",
+                number,
+                "The method provided for this request is not supported. Only POST is supported.",
+                "method",
+            )
         if "url" in line and line["url"] != endpoint:
-            error("invalid_url", number, "The URL provided for this request does not match the batch endpoint.",
-                  "url")
+            error("invalid_url", number, "The URL provided for this request does not match the batch endpoint.", "url")
         body = line.get("body")
         if isinstance(body, dict):
             if not body.get("model"):
@@ -352,8 +370,13 @@ def validate(lines: list[str], endpoint: str) -> list[dict[str, Any]]:
             elif model is None:
                 model = body["model"]
             elif body["model"] != model:
-                error("mismatched_model", number, f"The provided model '{body['model']}' does not match the model "
-                      f"'{model}' of other requests in the batch. A batch may use one model only.", "body.model")
+                error(
+                    "mismatched_model",
+                    number,
+                    f"The provided model '{body['model']}' does not match the model "
+                    f"'{model}' of other requests in the batch. A batch may use one model only.",
+                    "body.model",
+                )
         elif "body" in line:
             error("invalid_request", number, "The body of this request must be a JSON object.", "body")
     return errors

@@ -322,8 +322,10 @@ def test_auto_batches_only_posts_whose_slot_is_beyond_the_batch_window(
         clock.move_to(TEST_EPOCH + timedelta(hours=7, minutes=30))  # next slot: tomorrow 03:00, 19.5 h away
         far = batch.plan(rt, later, route)
         assert far.batch and far.deadline == datetime(2030, 1, 2, 2, 30, tzinfo=UTC)
-        asap = load_routes(rt.settings.config_path).get("slotted").model_copy(
-            update={"schedule": route.schedule.model_copy(update={"asap": True})}
+        asap = (
+            load_routes(rt.settings.config_path)
+            .get("slotted")
+            .model_copy(update={"schedule": route.schedule.model_copy(update={"asap": True})})
         )
         assert not batch.plan(rt, later, asap).batch
         assert iso(far.deadline)  # a real instant
