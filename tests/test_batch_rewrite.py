@@ -28,6 +28,7 @@ from contentq.store.batches import list_batches
 from tests.conftest import TEST_EPOCH, drain
 from tests.fake_openai_batch import API_KEY, FakeOpenAIBatch, chat_completion, error_body, validate
 from tests.rewrite_helpers import add_post, answer, post
+from tests.web_helpers import client
 
 ROUTES = """
 [routes.direct_news]
@@ -159,6 +160,11 @@ def test_100_posts_of_a_batch_route_are_one_batch_request_with_the_outcomes_of_d
     children = brt.store.query("SELECT post_id, status FROM jobs WHERE parent_id = ? AND kind = 'rewrite'", (parent,))
     assert sorted(c["post_id"] for c in children) == sorted(batched)
     assert brt.store.scalar("SELECT status FROM jobs WHERE id = ?", (parent,)) == "succeeded"
+    panel = client(brt)
+    shown = panel.get(f"/api/jobs/{parent}").json()
+    assert shown["job"]["kind"] == "rewrite_batch" and len(shown["children"]) == 100
+    page = panel.get(f"/jobs/{parent}")
+    assert page.status_code == 200 and shown["children"][0]["id"] in page.text
 
     # `contentq usage`: the 90 answered lines at half the price, the retries at the full one.
     result = CliRunner().invoke(app, ["usage", "--json"])
