@@ -153,7 +153,7 @@ class Settings(BaseSettings):
     openai_retry_after_max: float = Field(
         5.0, ge=0, le=3600, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
     )
-    # Batch rewrites (the OpenAI Batch API; a route's rewrite_mode, docs/costs.md "Batch rewrites").
+    # Batch rewrites (the OpenAI Batch API; a route's rewrite_mode, docs/content.md "Batch rewrites").
     openai_batch_window: int = Field(
         DAY, ge=60, le=7 * DAY,
         description="Seconds the provider may take to finish a batch (OpenAI: 24 h). rewrite_mode = \"auto\" sends"

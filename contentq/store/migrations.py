@@ -690,7 +690,7 @@ def _deliveries(db: Database) -> None:
 @migration(210, "rewrite batches: posts rewritten through the OpenAI Batch API, one row per batch and per post")
 def _rewrite_batches(db: Database) -> None:
     # A route with rewrite_mode = "batch" (or "auto", its slot far enough) sends its posts' rewrites as lines of
-    # one JSONL file through the Batch API at about half the price (docs/costs.md, "Batch rewrites"). A batch
+    # one JSONL file through the Batch API at about half the price (docs/content.md, "Batch rewrites"). A batch
     # row is its parent job's; an item is one post's request line, its answer (or error) once the batch is over.
     run_script(
         db,
