@@ -16,12 +16,14 @@ import pytest
 import time_machine
 from typer.testing import CliRunner
 
+from contentq import pipeline
 from contentq.cli.app import app
 from contentq.clock import iso, parse
 from contentq.dispatch import dispatch
 from contentq.rewrite import batch
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime, set_process_runtime
+from contentq.runtime.tracking import cancel
 from contentq.runtime.worker import run_worker
 from contentq.settings import load_settings
 from contentq.store.batches import list_batches
@@ -94,10 +96,11 @@ def fake(tmp_path: Path) -> Iterator[FakeOpenAIBatch]:
 
 def make_runtime(home: Path, fake: FakeOpenAIBatch, routes: str = ROUTES, **overrides: Any) -> Runtime:
     (home / "contentq.toml").write_text(routes, encoding="utf-8")
-    settings = load_settings(
-        home=home, openai_base_url=fake.base_url, openai_api_key=API_KEY, rewrite_backoff_base=1.0,
-        worker_maintenance_interval=1, openai_batch_gather=0.3, openai_batch_poll=0.2, **overrides,
+    values: dict[str, Any] = dict(
+        openai_base_url=fake.base_url, openai_api_key=API_KEY, rewrite_backoff_base=1.0,
+        worker_maintenance_interval=1, openai_batch_gather=0.3, openai_batch_poll=0.2,
     )  # fmt: skip
+    settings = load_settings(home=home, **{**values, **overrides})
     runtime = Runtime(settings)
     set_process_runtime(runtime)
     return runtime
@@ -335,5 +338,52 @@ def test_auto_batches_only_posts_whose_slot_is_beyond_the_batch_window(
         )
         assert not batch.plan(rt, later, asap).batch
         assert iso(far.deadline)  # a real instant
+    finally:
+        rt.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_donor_edit_before_the_batch_leaves_sends_the_new_text_once(
+    home: Path, fake: FakeOpenAIBatch, rewritten_calls: list[int]
+) -> None:
+    rt = make_runtime(home, fake, openai_batch_gather=3.0)
+    try:
+        post_id = add_post(rt, donor(7), route="batch_news", source="@donor2")
+        from contentq.rewrite.enqueue import enqueue_rewrites
+
+        enqueue_rewrites(rt, [post_id])
+        run_until(rt, lambda: post(rt, post_id)["state"] == "rewriting")
+        assert pipeline.advance(rt, post_id, "donor_edited", reason="edited", text_html=donor(8))
+        drain(rt, "rewrite", timeout=60)
+        [sent] = fake.batches()
+        [line] = fake.input_lines(sent["id"])
+        assert "Post number 8" in line["body"]["messages"][-1]["content"]
+        assert post(rt, post_id)["state"] == "rewritten" and "Park 8" in post(rt, post_id)["rewrite_html"]
+        assert fake.calls("chat") == 0
+    finally:
+        rt.close()
+
+
+@pytest.mark.timeout(120)
+def test_posts_of_a_batch_whose_job_was_cancelled_are_rewritten_directly_when_asked_again(
+    home: Path, fake: FakeOpenAIBatch, rewritten_calls: list[int]
+) -> None:
+    fake.fate = "stall"
+    rt = make_runtime(home, fake)
+    try:
+        ids = [add_post(rt, donor(i), route="batch_news", source="@donor2") for i in (5, 6)]
+        from contentq.rewrite.enqueue import enqueue_rewrites
+
+        enqueue_rewrites(rt, ids)
+        run_until(rt, lambda: bool(fake.batches()) and fake.batches()[0]["status"] == "in_progress")
+        [row] = list_batches(rt.store)
+        cancel(rt, row["job_id"])
+        assert {post(rt, i)["state"] for i in ids} == {"rewriting"}
+        rows = enqueue_rewrites(rt, ids)
+        assert [r["result"] for r in rows] == ["queued", "queued"]
+        drain(rt, "rewrite", timeout=60)
+        assert {post(rt, i)["state"] for i in ids} == {"rewritten"}
+        assert fake.calls("chat") == 2
+        assert {r["status"] for r in rt.store.query("SELECT status FROM batch_items")} == {"direct"}
     finally:
         rt.close()

@@ -149,7 +149,8 @@ def _into_batch(ctx: JobContext, post: dict[str, Any], route: Route, rewriter: L
         return None
     added = batch.add_to_batch(ctx.runtime, post, route, rewriter, ctx, chosen, job_id=ctx.job_id)
     if added is None:
-        ctx.log("direct", "rewritten by a direct call: the request does not fit the context window")
+        ctx.log("direct", "rewritten by a direct call: the request does not fit the context window, or its batch's "
+                "job is gone")  # fmt: skip
         return None
     lifecycle.move(ctx.store, post["id"], "rewrite_batched", reason=f"waiting in rewrite batch {added['batch']}")
     ctx.log(

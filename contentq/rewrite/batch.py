@@ -49,6 +49,7 @@ from contentq.store.batches import (
     take_for_submit,
     update_batch,
 )
+from contentq.store.jobs import ACTIVE
 
 log = logging.getLogger("contentq.rewrite.batch")
 
@@ -135,7 +136,8 @@ def add_to_batch(
     job_id: str | None,
 ) -> dict[str, Any] | None:
     """Put the post's request line in the gathering batch (and enqueue the batch's job when the batch is new);
-    None when the request does not fit the model's context window (a direct call then says so)."""
+    None when the post is to be rewritten directly: the request does not fit the model's context window (a
+    direct call then says so), or it waits in a sent batch whose job is gone (cancelled by the operator)."""
     task = build_task(runtime, post, route, job_id)
     messages = rewriter.messages_for(task, reporter)
     if not rewriter.client.fits(messages)[0]:
@@ -153,10 +155,14 @@ def add_to_batch(
     )
     batch = get_batch(runtime.store, item["batch_id"])
     job = batch["job_id"]
-    if job is None:  # a new batch (or one whose job could not be enqueued): its job submits it after the gather
-        job = enqueue(runtime, KIND, str(batch["id"]), {"batch_id": batch["id"]}, delay=_gather_left(runtime, batch))[
-            "id"
-        ]
+    alive = job is not None and runtime.store.scalar("SELECT status FROM jobs WHERE id = ?", (job,)) in ACTIVE
+    if not alive and batch["status"] != "gathering":
+        # Its batch was sent, but its job was cancelled or ended: nothing will bring the answer back.
+        set_items(runtime.store, [item["id"]], "direct", error=f"batch {batch['id']} has no running job", only="queued")
+        return None
+    if not alive:  # a new batch (or one whose job was cancelled, or could not be enqueued): its job submits it
+        job = str(enqueue(runtime, KIND, str(batch["id"]), {"batch_id": batch["id"]},
+                          delay=_gather_left(runtime, batch))["id"])  # fmt: skip
         set_batch_job(runtime.store, batch["id"], job)
     return {"batch": batch["id"], "batch_job": job, "item": item["id"]}
 

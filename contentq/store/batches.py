@@ -4,7 +4,8 @@ A batch is `gathering` while rewrite jobs add their posts to it; its parent job 
 the lines and follows the provider's status from then on. An item is `queued` until the batch is over, then
 `answered` (its line's completion is kept for the post's child job to validate), `failed` (the line came back
 with an error) or `direct` (the post fell back to a direct call: the batch failed, expired, or its deadline
-came); the child job marks it `done` once it used the answer.
+came); the child job marks it `done` once it used the answer. An item sent for a text the donor edited since is
+`superseded`: its line is ignored.
 """
 
 from __future__ import annotations
@@ -50,9 +51,26 @@ def add_item(
             (post_id, source_hash, *ENDED),
         ).fetchone()
         created = False
+        gathering = conn.execute(
+            "SELECT i.id FROM batch_items AS i JOIN rewrite_batches AS b ON b.id = i.batch_id"
+            " WHERE i.post_id = ? AND i.status = 'queued' AND b.status = 'gathering' AND b.model = ?",
+            (post_id, model),
+        ).fetchone()
         if found is not None:
             item_id = int(found[0])
+        elif gathering is not None:  # the donor edited the post before its batch left: the new text instead
+            item_id = int(gathering[0])
+            conn.execute(
+                "UPDATE batch_items SET body = ?, source_hash = ?, deadline = ?, updated_at = ? WHERE id = ?",
+                (body, source_hash, deadline, stamp, item_id),
+            )
         else:
+            # A line already sent for an older text of the post is of no use any more.
+            conn.execute(
+                "UPDATE batch_items SET status = 'superseded', error = 'the donor edited the post', updated_at = ?"
+                " WHERE post_id = ? AND status = 'queued'",
+                (stamp, post_id),
+            )
             row = conn.execute(
                 "SELECT id FROM rewrite_batches WHERE status = 'gathering' AND model = ? AND lines < ?"
                 " ORDER BY id LIMIT 1",
