@@ -23,7 +23,7 @@ from contentq.dispatch import dispatch
 from contentq.rewrite import batch
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime, set_process_runtime
-from contentq.runtime.tracking import cancel
+from contentq.runtime.tracking import cancel, retry
 from contentq.runtime.worker import run_worker
 from contentq.settings import load_settings
 from contentq.store.batches import list_batches
@@ -179,6 +179,13 @@ def test_100_posts_of_a_batch_route_are_one_batch_request_with_the_outcomes_of_d
     assert rows["direct_news"]["cost"] == pytest.approx((direct_chat - 10) * per_call, abs=1e-6)  # the 500s: $0
     shown = CliRunner().invoke(app, ["usage"], env={"COLUMNS": "80"})
     assert shown.exit_code == 0 and "batch" in shown.output
+
+    # A failed child job tried again asks the model directly: the line's answer counts once.
+    child = brt.store.scalar("SELECT id FROM jobs WHERE parent_id = ? AND post_id = ?", (parent, batched[4]))
+    retry(brt, child)
+    drain(brt, "rewrite", timeout=60)
+    assert fake.calls("chat") - direct_chat == retried + 3
+    assert brt.store.scalar("SELECT SUM(batch) FROM usage WHERE route = 'batch_news'") == 90
 
 
 def test_the_fake_refuses_invalid_lines_as_openai_does(fake: FakeOpenAIBatch) -> None:

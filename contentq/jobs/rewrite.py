@@ -170,6 +170,11 @@ def _batch_answer(ctx: JobContext, post: dict[str, Any], rewriter: LLMRewriter) 
         ctx.log("batch_line_failed", f"batch {item['batch_id']}: {answer.why}; rewritten by a direct call",
                 level="warning", batch=item["batch_id"])  # fmt: skip
         return None
+    # Used once: a retry of this job (`contentq jobs retry`) asks the model directly, and the line's cost is
+    # counted once.
+    if not set_items(ctx.store, [item["id"]], "done", only="answered"):
+        ctx.log("batch_line_used", f"batch {item['batch_id']}: its answer was used by an earlier run; asking directly")
+        return None
     done = answer.completion
     ctx.log(
         "batch_answer",
@@ -254,8 +259,6 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
             lifecycle.move(store, post_id, "rewrite_postponed", reason=f"retrying: {exc}")
         raise
 
-    if answer is not None:
-        set_items(store, [int(ctx.payload["batch_item"])], "done", only="answered")
     summary: dict[str, Any] = {
         "post_id": post_id,
         "rewriter": result.rewriter,
