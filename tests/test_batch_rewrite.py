@@ -16,10 +16,11 @@ import pytest
 import time_machine
 from typer.testing import CliRunner
 
-from contentq import pipeline
 from contentq.cli.app import app
 from contentq.clock import iso, parse
-from contentq.dispatch import dispatch
+from contentq.flow import pipeline
+from contentq.flow.dispatch import dispatch
+from contentq.flow.schedule import prospective_slot
 from contentq.rewrite import batch
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime, set_process_runtime
@@ -331,19 +332,21 @@ def test_auto_batches_only_posts_whose_slot_is_beyond_the_batch_window(
         route = load_routes(rt.settings.config_path).get("slotted")
         first = rt.store.one("SELECT * FROM posts WHERE id = ?", (add_post(rt, donor(1), route="slotted"),))
         assert first is not None
-        near = batch.plan(rt, first, route)  # slot 03:00, 3 h away: inside the 6 h window
+        near = batch.plan(
+            rt, first, route, lambda: prospective_slot(rt.store, route, first)
+        )  # slot 03:00, 3 h away: inside the 6 h window
         assert not near.batch and "within the batch window" in near.why
         later = rt.store.one("SELECT * FROM posts WHERE id = ?", (add_post(rt, donor(2), route="slotted"),))
         assert later is not None
         clock.move_to(TEST_EPOCH + timedelta(hours=7, minutes=30))  # next slot: tomorrow 03:00, 19.5 h away
-        far = batch.plan(rt, later, route)
+        far = batch.plan(rt, later, route, lambda: prospective_slot(rt.store, route, later))
         assert far.batch and far.deadline == datetime(2030, 1, 2, 2, 30, tzinfo=UTC)
         asap = (
             load_routes(rt.settings.config_path)
             .get("slotted")
             .model_copy(update={"schedule": route.schedule.model_copy(update={"asap": True})})
         )
-        assert not batch.plan(rt, later, asap).batch
+        assert not batch.plan(rt, later, asap, lambda: None).batch
         assert iso(far.deadline)  # a real instant
     finally:
         rt.close()

@@ -19,6 +19,7 @@ from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.errors import ConfigError, DatabaseUnavailableError, FatalJobError, JobError, JobStopped, Reschedule
 from contentq.flow import pipeline
+from contentq.flow.schedule import prospective_slot
 from contentq.integrations.llm import (
     LOG_CHARS,
     BreakerOpenError,
@@ -144,7 +145,7 @@ def _patience(ctx: JobContext, post_id: int, route: Route, wait: LLMWaitError) -
 def _into_batch(ctx: JobContext, post: dict[str, Any], route: Route, rewriter: LLMRewriter) -> dict[str, Any] | None:
     """A post of a batch route: its request into the gathering batch, the post `rewriting` until the batch's
     child job rewrites it; None when it is to be rewritten now (the plan's reason is logged)."""
-    chosen = batch.plan(ctx.runtime, post, route)
+    chosen = batch.plan(ctx.runtime, post, route, lambda: prospective_slot(ctx.store, route, post))
     if not chosen.batch:
         ctx.log("direct", f"rewritten by a direct call: {chosen.why}")
         return None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from bisect import insort
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,13 +35,10 @@ from contentq.rewrite.output import OUTPUT_SCHEMA, SCHEMA_NAME
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
-from contentq.schedule import earliest_for, first_free, occupied
-from contentq.store import Store
 from contentq.store.batches import (
     add_item,
     get_batch,
     items_of,
-    queued_ahead,
     set_batch_job,
     set_items,
     settle_item,
@@ -59,9 +55,6 @@ KIND = "rewrite_batch"
 METADATA_KEY = "contentq_batch"
 """The batch's metadata naming contentq's batch id: a submission whose answer was lost is found by it."""
 
-AHEAD_LIMIT = 5000
-"""Posts already waiting in batches counted when guessing a new post's slot (further ones change nothing)."""
-
 
 def source_hash(html: str | None) -> str:
     """Names the donor text a batch line was asked for: a donor edit since makes its answer stale."""
@@ -77,24 +70,10 @@ class Plan:
     deadline: datetime | None = None
 
 
-def prospective_slot(store: Store, route: Route, post: dict[str, Any]) -> datetime | None:
-    """The slot the post would take: the route's free slots in order, after the ones its posts already waiting
-    in batches will take. None: the schedule has no free slot."""
-    sched = route.schedule
-    not_before = earliest_for(sched, post.get("posted_at"))
-    gap = timedelta(minutes=sched.min_gap_minutes)
-    taken = occupied(store, route.name, not_before - max(gap, timedelta(days=1)) - timedelta(days=1))
-    slot = None
-    for _ in range(min(queued_ahead(store, route.name), AHEAD_LIMIT) + 1):
-        slot = first_free(sched, taken, not_before)
-        if slot is None:
-            return None
-        insort(taken, slot)
-    return slot
-
-
-def plan(runtime: Runtime, post: dict[str, Any], route: Route) -> Plan:
-    """Batch or direct, for a post of a route whose rewrite_mode is not "direct"."""
+def plan(runtime: Runtime, post: dict[str, Any], route: Route, prospective_slot: Callable[[], datetime | None]) -> Plan:
+    """Batch or direct, for a post of a route whose rewrite_mode is not "direct". `prospective_slot` gives the
+    slot the post would take (None: the schedule has none), asked only for a route with slots
+    (contentq.flow.schedule.prospective_slot)."""
     settings = runtime.settings
     if route.rewrite_mode == "direct" or route.rewriter != "llm":
         return Plan(False, "the route rewrites directly")
@@ -108,7 +87,7 @@ def plan(runtime: Runtime, post: dict[str, Any], route: Route) -> Plan:
             why = "its route approves posts first" if route.approval else "its route publishes as soon as possible"
             return Plan(False, f"rewrite_mode auto: no slot to wait for ({why})")
         return Plan(True, "rewrite_mode batch (no slot to keep: it goes out once rewritten)")
-    slot = prospective_slot(runtime.store, route, post)
+    slot = prospective_slot()
     if slot is None:
         return Plan(False, "no free slot in the route's schedule")
     away = slot - current
