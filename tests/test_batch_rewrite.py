@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pytest
 import time_machine
+from rich.cells import cell_len
 from typer.testing import CliRunner
 
 from contentq.cli.app import app
@@ -180,6 +181,15 @@ def test_100_posts_of_a_batch_route_are_one_batch_request_with_the_outcomes_of_d
     assert rows["direct_news"]["cost"] == pytest.approx((direct_chat - 10) * per_call, abs=1e-6)  # the 500s: $0
     shown = CliRunner().invoke(app, ["usage"], env={"COLUMNS": "80"})
     assert shown.exit_code == 0 and "batch" in shown.output
+
+    listed = CliRunner().invoke(app, ["batches", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [shown_batch] = json.loads(listed.output)
+    assert (shown_batch["status"], shown_batch["lines"], shown_batch["answered"], shown_batch["failed"]) == (
+        "completed", 100, 90, 10)  # fmt: skip
+    table_80 = CliRunner().invoke(app, ["batches"], env={"COLUMNS": "80"})
+    assert table_80.exit_code == 0 and "completed" in table_80.output
+    assert max(cell_len(line.rstrip()) for line in table_80.output.splitlines()) <= 80
 
     # A failed child job tried again asks the model directly: the line's answer counts once.
     child = brt.store.scalar("SELECT id FROM jobs WHERE parent_id = ? AND post_id = ?", (parent, batched[4]))

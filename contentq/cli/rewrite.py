@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 
 from contentq.cli.common import JsonOpt, WideOpt, runtime
-from contentq.cli.render import console, print_json, table
+from contentq.cli.render import Col, console, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
 from contentq.rewrite.enqueue import enqueue_rewrites
 from contentq.rewrite.usage import usage_summary, usage_totals
+from contentq.store.batches import list_batches
 
 
 def rewrite(
@@ -71,5 +72,39 @@ def usage(
         ],
         title=f"LLM usage since {since}",
         empty=f"no LLM calls in the last {since}",
+        wide=wide,
+    )
+
+
+def batches(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest batches shown.")] = 20,
+    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+) -> None:
+    """Rewrite batches (OpenAI Batch API): status, posts answered, failed and rewritten directly.
+
+    A route with rewrite_mode = "batch" or "auto" sends its rewrites in batches (docs/content.md, "Batch
+    rewrites"); `contentq jobs show JOB` shows a batch's log and its child rewrite jobs."""
+    rows = list_batches(runtime().store, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        row["created"] = (row["created_at"] or "")[:16].replace("T", " ")
+    table(
+        rows,
+        [
+            "id",
+            ("job_id", "job"),
+            "status",
+            "lines",
+            "queued",
+            "answered",
+            "failed",
+            "direct",
+            Col("created", wide=True),
+        ],  # fmt: skip
+        title="rewrite batches",
+        empty='no rewrite batch yet (routes with rewrite_mode = "batch" or "auto" make them)',
         wide=wide,
     )
