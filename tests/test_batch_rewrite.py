@@ -407,3 +407,30 @@ def test_posts_of_a_batch_whose_job_was_cancelled_are_rewritten_directly_when_as
         assert {r["status"] for r in rt.store.query("SELECT status FROM batch_items")} == {"direct"}
     finally:
         rt.close()
+
+
+def test_the_fake_runs_lines_against_llmock(tmp_path: Path, llmock: Any) -> None:
+    server = FakeOpenAIBatch(tmp_path / "openai.sqlite", llm_base_url=llmock.base_url("openai"))
+    server.start()
+    try:
+        llmock.reply(answer("<b>From llmock</b>"), times=None)
+        client = openai.OpenAI(api_key=API_KEY, base_url=server.base_url, max_retries=0)
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body} for i in (1, 2)]
+        data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        uploaded = client.files.create(file=("in.jsonl", data), purpose="batch")
+        created = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                        completion_window="24h", metadata={"k": "v"})  # fmt: skip
+        seen = [client.batches.retrieve(created.id).status for _ in range(3)]
+        assert seen == ["in_progress", "finalizing", "completed"]
+        done = client.batches.retrieve(created.id)
+        assert done.request_counts is not None and done.request_counts.completed == 2 and done.error_file_id is None
+        assert done.output_file_id is not None
+        out = [json.loads(x) for x in client.files.content(done.output_file_id).text.splitlines()]
+        assert {o["custom_id"] for o in out} == {"r1", "r2"}
+        assert all(o["response"]["status_code"] == 200 for o in out)
+        assert "From llmock" in out[0]["response"]["body"]["choices"][0]["message"]["content"]
+        assert client.batches.list().data[0].metadata == {"k": "v"}
+        client.close()
+    finally:
+        server.stop()
