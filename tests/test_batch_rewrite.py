@@ -434,3 +434,25 @@ def test_the_fake_runs_lines_against_llmock(tmp_path: Path, llmock: Any) -> None
         client.close()
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_an_endpoint_without_batches_fails_the_batch_job_and_its_posts_go_direct(
+    home: Path, fake: FakeOpenAIBatch, rewritten_calls: list[int]
+) -> None:
+    fake.script("files", "status", status=404, body=error_body("Invalid URL (POST /v1/files)"), times=10)
+    rt = make_runtime(home, fake)
+    try:
+        ids = [add_post(rt, donor(i), route="batch_news", source="@donor2") for i in (5, 6)]
+        rewrite_all(rt, ids)
+        [row] = list_batches(rt.store)
+        job = rt.store.one("SELECT status, error FROM jobs WHERE id = ?", (row["job_id"],))
+        assert job is not None and job["status"] == "failed"
+        assert "the endpoint has no Batch API" in job["error"] and API_KEY not in job["error"]
+        assert {post(rt, i)["state"] for i in ids} == {"rewritten"}
+        assert fake.calls("chat") == 2 and fake.calls("batches") == 0
+        assert any(
+            "rewritten by direct calls" in r["message"] for r in rt.store.query("SELECT message FROM notifications")
+        )
+    finally:
+        rt.close()
