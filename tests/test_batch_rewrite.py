@@ -446,6 +446,7 @@ def test_an_endpoint_without_batches_fails_the_batch_job_and_its_posts_go_direct
         ids = [add_post(rt, donor(i), route="batch_news", source="@donor2") for i in (5, 6)]
         rewrite_all(rt, ids)
         [row] = list_batches(rt.store)
+        assert row["status"] == "failed" and row["direct"] == 2
         job = rt.store.one("SELECT status, error FROM jobs WHERE id = ?", (row["job_id"],))
         assert job is not None and job["status"] == "failed"
         assert "the endpoint has no Batch API" in job["error"] and API_KEY not in job["error"]

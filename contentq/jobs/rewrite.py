@@ -207,13 +207,12 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         _record_fatal(ctx, post_id, exc)
         raise
     answer = None
-    if isinstance(rewriter, LLMRewriter) and route.rewrite_mode != "direct":
-        if ctx.payload.get("batch_item") is None:
-            batched = _into_batch(ctx, post, route, rewriter)
-            if batched is not None:
-                return batched
-        else:
-            answer = _batch_answer(ctx, post, rewriter)
+    if isinstance(rewriter, LLMRewriter) and ctx.payload.get("batch_item") is not None:
+        answer = _batch_answer(ctx, post, rewriter)  # a child of a batch's job (even if the route changed since)
+    elif isinstance(rewriter, LLMRewriter) and route.rewrite_mode != "direct":
+        batched = _into_batch(ctx, post, route, rewriter)
+        if batched is not None:
+            return batched
     if isinstance(rewriter, LLMRewriter) and answer is None:
         try:
             rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule

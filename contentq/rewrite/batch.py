@@ -27,7 +27,13 @@ from contentq.clock import iso, now, parse
 from contentq.content.html import html_to_text
 from contentq.errors import Reschedule
 from contentq.integrations.llm import Completion, MalformedResponseError, check_completion, json_schema_format
-from contentq.integrations.openai_batch import ENDPOINT, BatchClient, BatchUnavailableError, BatchView
+from contentq.integrations.openai_batch import (
+    ENDPOINT,
+    BatchClient,
+    BatchRefusedError,
+    BatchUnavailableError,
+    BatchView,
+)
 from contentq.rewrite.base import Reporter
 from contentq.rewrite.core import build_task
 from contentq.rewrite.llm import LLMRewriter
@@ -253,9 +259,13 @@ def follow(
             queued = items_of(store, batch_id, "queued")
         if not queued:
             if view.status != "cancelling":
-                view = client.cancel(view.id)
-                update_batch(store, batch_id, status=view.status)
-                reporter.log("batch_cancelled", f"batch {batch_id}: every post went direct; cancelling {view.id}")
+                try:
+                    view = client.cancel(view.id)
+                except (BatchUnavailableError, BatchRefusedError) as exc:  # it ended meanwhile, or no answer
+                    reporter.log("batch_not_cancelled", f"batch {batch_id}: {exc}", level="warning")
+                else:
+                    update_batch(store, batch_id, status=view.status)
+                    reporter.log("batch_cancelled", f"batch {batch_id}: every post went direct; cancelling {view.id}")
             return {"batch_id": batch_id, "status": view.status, "direct": len(due)}
         deadlines = [parse(i["deadline"]) for i in queued if i["deadline"]]
         wait = runtime.settings.openai_batch_poll
@@ -339,7 +349,10 @@ def _collect(
 
 
 def fall_back_all(runtime: Runtime, batch_id: int, why: str, children: Children, reporter: Reporter) -> list[int]:
-    """Every queued post of the batch to a direct call (the batch's job failed for good)."""
+    """Every queued post of the batch to a direct call (the batch's job failed for good); a batch that never
+    reached the provider is marked failed."""
+    if not get_batch(runtime.store, batch_id)["provider_id"]:
+        update_batch(runtime.store, batch_id, status="failed", error=why[:500])
     return _fall_back(runtime, items_of(runtime.store, batch_id, "queued"), why, children, reporter)
 
 
