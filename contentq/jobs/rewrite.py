@@ -5,6 +5,10 @@ or a slot, see contentq.flow.pipeline); filtered when the model says the post is
 rewriter leaves nothing of it; failed, with the admin told, when retrying cannot help (context window, refused
 request, invalid output three times); re-enqueued for later without using a retry while the LLM circuit breaker
 is open or the endpoint asks for a long wait.
+
+A route with `rewrite_mode = "batch"` or `"auto"` (contentq.rewrite.batch): the job puts the post's request in
+the gathering batch and ends, the post waiting in `rewriting`; the batch's job later enqueues a child rewrite
+job (payload `batch_item`) that validates the line's answer as a direct one, or calls the model directly.
 """
 
 from __future__ import annotations
