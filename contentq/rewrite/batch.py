@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,8 +51,6 @@ from contentq.store.batches import (
     update_batch,
 )
 from contentq.store.jobs import ACTIVE
-
-log = logging.getLogger("contentq.rewrite.batch")
 
 KIND = "rewrite_batch"
 """The parent job of a batch."""
