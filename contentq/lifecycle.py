@@ -66,6 +66,9 @@ MOVES: dict[str, Move] = {
         # rewrite
         Move("rewrite_started", ("collected", "rewriting", "failed"), "rewriting",
              "a rewrite job took it (again after a stopped run, or after a failed rewrite)"),
+        Move("rewrite_batched", ("collected", "rewriting", "failed"), "rewriting",
+             "its rewrite went into a batch of the OpenAI Batch API (the route's rewrite_mode): a child job of the "
+             "batch's job finishes it"),
         Move("rewrite_postponed", ("rewriting",), "collected",
              "the rewrite waits (the LLM asked for a wait, its breaker is open) or is tried again"),
         Move("rewrite_stopped", ("rewriting",), "collected",

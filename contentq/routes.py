@@ -263,6 +263,10 @@ class Route(_Strict):
     generate: Generate | None = None
     clean: Clean = Field(default_factory=Clean)
     llm: LLMChecks = Field(default_factory=LLMChecks)
+    rewrite_mode: Literal["direct", "batch", "auto"] = "direct"
+    """How the LLM rewrites the route's posts: a call each (direct); through the OpenAI Batch API at about half
+    the price (batch), falling back to a direct call when the batch fails or the post's slot comes near; or batch
+    only for a post whose slot is further away than the provider's batch window (auto)."""
     llm_patience: str = "6h"
     """How long a post may wait for an LLM endpoint that does not answer (an open circuit breaker, long
     rate-limit waits) before it fails with the reason and the admin is told once: 90m, 6h, 2d."""

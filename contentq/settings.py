@@ -168,6 +168,31 @@ class Settings(BaseSettings):
     openai_retry_after_max: float = Field(
         5.0, ge=0, le=3600, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
     )
+    # Batch rewrites (the OpenAI Batch API; a route's rewrite_mode, docs/content.md "Batch rewrites").
+    openai_batch_window: int = Field(
+        DAY, ge=60, le=7 * DAY,
+        description="Seconds the provider may take to finish a batch (OpenAI: 24 h). rewrite_mode = \"auto\" sends"
+        " a post to a batch only when its slot is further away than this.",
+    )  # fmt: skip
+    openai_batch_price_share: float = Field(
+        0.5, ge=0, le=1, description="What a batch call costs against a direct one (OpenAI: half the price)."
+    )
+    openai_batch_gather: float = Field(
+        60.0, ge=0, le=DAY, description="Seconds a batch waits for more posts after the last one joined it."
+    )
+    openai_batch_gather_max: float = Field(
+        900.0, ge=0, le=DAY, description="Seconds at most between a batch's first post and its submission."
+    )
+    openai_batch_poll: float = Field(
+        60.0, gt=0, le=DAY, description="Seconds between two looks at a submitted batch's status."
+    )
+    openai_batch_margin: int = Field(
+        1800, ge=0, le=DAY,
+        description="A post still in a batch this many seconds before its slot is rewritten by a direct call.",
+    )  # fmt: skip
+    openai_batch_max_lines: int = Field(
+        50_000, ge=1, le=50_000, description="Posts in one batch at most (OpenAI: 50,000 requests a file)."
+    )
     breaker_fail_max: Annotated[int, Field(ge=1, le=10_000)] = 5
     breaker_reset_timeout: Annotated[int, Field(ge=1, le=DAY)] = 60
 

@@ -109,10 +109,14 @@ class FakePlatform:
                     status, body, headers = platform.handle(request)
                 except Reply as reply:
                     status, body, headers = reply.status, reply.body, reply.headers
-                data = json.dumps(body).encode()
+                headers = dict(headers)
+                # A body of bytes is sent as it is (a file's content), JSON otherwise.
+                ctype = headers.pop("Content-Type", "application/octet-stream" if isinstance(body, bytes) else
+                                    "application/json; charset=utf-8")  # fmt: skip
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(data)))
                     for key, value in headers.items():
                         self.send_header(key, value)

@@ -82,6 +82,11 @@ class ContentqGroup(LazyGroup):
             "usage",
             "LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost.",
         ),
+        "batches": LazyCommand(
+            "rewrite",
+            "batches",
+            "Rewrite batches (OpenAI Batch API): status, posts answered, failed and rewritten directly.",
+        ),
         "purge": LazyCommand(
             "ops", "purge", "Remove what is past retention, in small batches that never block the workers."
         ),

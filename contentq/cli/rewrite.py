@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 
 from contentq.cli.common import JsonOpt, WideOpt, runtime
-from contentq.cli.render import console, print_json, table
+from contentq.cli.render import Col, console, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
 from contentq.rewrite.enqueue import enqueue_rewrites
 from contentq.rewrite.usage import usage_summary, usage_totals
+from contentq.store.batches import list_batches
 
 
 def rewrite(
@@ -59,7 +60,9 @@ def usage(
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost."""
+    """LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost.
+
+    `batch` counts the calls made through the Batch API, at its price (CONTENTQ_OPENAI_BATCH_PRICE_SHARE)."""
     since_iso = iso(now() - parse_duration(since))
     rows = usage_summary(runtime().store, since=since_iso, route=route)
     totals = usage_totals(rows)
@@ -72,8 +75,52 @@ def usage(
         rows.append({"day": "total", "route": "", **totals, "posts": None, "cost_usd": f"{totals['cost']:.4f}"})
     table(
         rows,
-        ["day", "route", "calls", "failed", "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
+        [
+            "day",
+            "route",
+            "calls",
+            "failed",
+            ("batch", "batch"),
+            "posts",
+            "tokens_in",
+            "tokens_out",
+            ("cost_usd", "cost $ (est.)"),
+        ],
         title=f"LLM usage since {since}",
         empty=f"no LLM calls in the last {since}",
+        wide=wide,
+    )
+
+
+def batches(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest batches shown.")] = 20,
+    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+) -> None:
+    """Rewrite batches (OpenAI Batch API): status, posts answered, failed and rewritten directly.
+
+    A route with rewrite_mode = "batch" or "auto" sends its rewrites in batches (docs/content.md, "Batch
+    rewrites"); `contentq jobs show JOB` shows a batch's log and its child rewrite jobs."""
+    rows = list_batches(runtime().store, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        row["created"] = (row["created_at"] or "")[:16].replace("T", " ")
+    table(
+        rows,
+        [
+            "id",
+            ("job_id", "job"),
+            "status",
+            "lines",
+            "queued",
+            "answered",
+            "failed",
+            "direct",
+            Col("created", wide=True),
+        ],  # fmt: skip
+        title="rewrite batches",
+        empty='no rewrite batch yet (routes with rewrite_mode = "batch" or "auto" make them)',
         wide=wide,
     )

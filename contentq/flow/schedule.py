@@ -10,7 +10,7 @@ transaction that schedules the post, so two posts never get one slot.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from contentq.clock import MAX_DURATION, iso, now, parse, parse_duration
 from contentq.errors import ConfigError, ContentqError
 from contentq.routes import DAYS, Route, Schedule
 from contentq.store import Store
+from contentq.store.batches import queued_ahead
 
 HORIZON_DAYS = 400
 """How far ahead a free slot is looked for before giving up (a schedule that can never take a post)."""
@@ -111,6 +112,26 @@ def next_free_slot(
             f"check [schedule] {how} in contentq.toml"
         )
     return found
+
+
+AHEAD_LIMIT = 5000
+"""Posts already waiting in rewrite batches counted when guessing a new post's slot (further ones change nothing)."""
+
+
+def prospective_slot(store: Store, route: Route, post: dict[str, Any]) -> datetime | None:
+    """The slot a post not yet rewritten would take: the route's free slots in order, after those its posts
+    already waiting in rewrite batches will take (contentq.rewrite.batch). None: the schedule has no free slot."""
+    sched = route.schedule
+    not_before = earliest_for(sched, post.get("posted_at"))
+    gap = timedelta(minutes=sched.min_gap_minutes)
+    taken = occupied(store, route.name, not_before - max(gap, timedelta(days=1)) - timedelta(days=1))
+    slot = None
+    for _ in range(min(queued_ahead(store, route.name), AHEAD_LIMIT) + 1):
+        slot = first_free(sched, taken, not_before)
+        if slot is None:
+            return None
+        insort(taken, slot)
+    return slot
 
 
 def first_free(sched: Schedule, taken: list[datetime], not_before: datetime) -> datetime | None:

@@ -188,6 +188,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+describe_error = _describe
+"""One line for an SDK error (status, code, message), for other users of the SDK (the Batch API)."""
+
+
 def _is_context_error(exc: openai.APIStatusError) -> bool:
     text = f"{exc.code or ''} {exc.message}".lower()
     return "context_length_exceeded" in text or "maximum context length" in text
@@ -341,14 +345,7 @@ class LLMClient:
                 code="context_length_exceeded",
             )
         self.check_breaker()
-        request: dict[str, Any] = {
-            "model": self.model,
-            "messages": list(messages),
-            "temperature": self.settings.openai_temperature,
-            "max_tokens": self.settings.openai_max_output_tokens,
-        }
-        if response_format is not None:
-            request["response_format"] = response_format
+        request = self.request_for(messages, response_format)
         if log is not None:
             endpoint = _without_userinfo(self.settings.openai_base_url)
             log.log(
@@ -362,6 +359,26 @@ class LLMClient:
                 ],
             )
         response = self._call_with_retries(request, log, deadline, on_failure)
+        return self.completion_of(response, messages, log)
+
+    def request_for(
+        self, messages: Sequence[dict[str, Any]], response_format: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The chat completion request's body: what a direct call sends, and a batch line's `body`."""
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "temperature": self.settings.openai_temperature,
+            "max_tokens": self.settings.openai_max_output_tokens,
+        }
+        if response_format is not None:
+            request["response_format"] = response_format
+        return request
+
+    def completion_of(
+        self, response: ChatCompletion, messages: Sequence[dict[str, Any]], log: EventLog | None = None
+    ) -> Completion:
+        """What contentq keeps of a chat completion (a direct call's, or a batch line's body), logged."""
         choice = response.choices[0] if response.choices else None
         message = choice.message if choice is not None else None
         content = message.content if message is not None else None
@@ -468,19 +485,7 @@ class LLMClient:
             response = self.client.chat.completions.create(**request)
         except ValueError as exc:  # the SDK's json.loads of a broken body (JSONDecodeError)
             raise MalformedResponseError(f"the LLM endpoint answered HTTP 200 with broken JSON ({exc})") from None
-        if not isinstance(response, ChatCompletion) or not isinstance(response.choices, list):
-            shown = response if isinstance(response, str) else type(response).__name__
-            raise MalformedResponseError(
-                f"the LLM endpoint answered HTTP 200 without a chat completion: {_excerpt(str(shown), 200)!r}"
-            )
-        for choice in response.choices:
-            message = getattr(choice, "message", None)
-            if message is None:
-                raise MalformedResponseError("the LLM endpoint answered HTTP 200 with a choice without a message")
-            for text in (getattr(message, "content", None), getattr(message, "refusal", None)):
-                if isinstance(text, str) and _SURROGATE.search(text):
-                    raise MalformedResponseError("the answer is not valid Unicode (a lone surrogate)")
-        return response
+        return check_completion(response)
 
     def _attempt(self, request: dict[str, Any], timeout: float, on_failure: FailedCall | None = None) -> Any:
         """One HTTP request through the breaker."""
@@ -518,6 +523,24 @@ class LLMClient:
                     f"the LLM endpoint asks to wait {asked:.0f} s ({_describe(exc)})", delay=asked
                 ) from exc
             raise
+
+
+def check_completion(response: Any) -> ChatCompletion:
+    """`response` if it is a chat completion whose texts are valid Unicode, else MalformedResponseError: for a
+    direct call's answer and a batch line's alike."""
+    if not isinstance(response, ChatCompletion) or not isinstance(response.choices, list):
+        shown = response if isinstance(response, str) else type(response).__name__
+        raise MalformedResponseError(
+            f"the LLM endpoint answered HTTP 200 without a chat completion: {_excerpt(str(shown), 200)!r}"
+        )
+    for choice in response.choices:
+        message = getattr(choice, "message", None)
+        if message is None:
+            raise MalformedResponseError("the LLM endpoint answered HTTP 200 with a choice without a message")
+        for text in (getattr(message, "content", None), getattr(message, "refusal", None)):
+            if isinstance(text, str) and _SURROGATE.search(text):
+                raise MalformedResponseError("the answer is not valid Unicode (a lone surrogate)")
+    return response
 
 
 def build_llm_client(runtime: Runtime) -> LLMClient:

@@ -5,6 +5,10 @@ or a slot, see contentq.flow.pipeline); filtered when the model says the post is
 rewriter leaves nothing of it; failed, with the admin told, when retrying cannot help (context window, refused
 request, invalid output three times); re-enqueued for later without using a retry while the LLM circuit breaker
 is open or the endpoint asks for a long wait.
+
+A route with `rewrite_mode = "batch"` or `"auto"` (contentq.rewrite.batch): the job puts the post's request in
+the gathering batch and ends, the post waiting in `rewriting`; the batch's job later enqueues a child rewrite
+job (payload `batch_item`) that validates the line's answer as a direct one, or calls the model directly.
 """
 
 from __future__ import annotations
@@ -19,19 +23,23 @@ from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.errors import ConfigError, DatabaseUnavailableError, FatalJobError, JobError, JobStopped, Reschedule
 from contentq.flow import pipeline
+from contentq.flow.schedule import prospective_slot
 from contentq.integrations.llm import (
+    LOG_CHARS,
     BreakerOpenError,
     ContextTooLongError,
     LLMFatalError,
     LLMWaitError,
     ProviderHoldError,
 )
+from contentq.rewrite import batch
 from contentq.rewrite.core import build_task as build_rewrite_task
 from contentq.rewrite.core import load_route, rewriter_for
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.rewrite.usage import last_answered_at
 from contentq.routes import Route
 from contentq.runtime.context import JobContext, Runtime
+from contentq.store.batches import get_item, set_items
 from contentq.store.jobs import first_event_since_restart
 from contentq.store.posts import get_post
 
@@ -138,6 +146,50 @@ def _patience(ctx: JobContext, post_id: int, route: Route, wait: LLMWaitError) -
     return LLMOutageError(f"{reason}; `contentq jobs retry {ctx.job_id}` once the endpoint answers")
 
 
+def _into_batch(ctx: JobContext, post: dict[str, Any], route: Route, rewriter: LLMRewriter) -> dict[str, Any] | None:
+    """A post of a batch route: its request into the gathering batch, the post `rewriting` until the batch's
+    child job rewrites it; None when it is to be rewritten now (the plan's reason is logged)."""
+    chosen = batch.plan(ctx.runtime, post, route, lambda: prospective_slot(ctx.store, route, post))
+    if not chosen.batch:
+        ctx.log("direct", f"rewritten by a direct call: {chosen.why}")
+        return None
+    added = batch.add_to_batch(ctx.runtime, post, route, rewriter, ctx, chosen, job_id=ctx.job_id)
+    if added is None:
+        ctx.log("direct", "rewritten by a direct call: the request does not fit the context window, or its batch's "
+                "job is gone")  # fmt: skip
+        return None
+    lifecycle.move(ctx.store, post["id"], "rewrite_batched", reason=f"waiting in rewrite batch {added['batch']}")
+    ctx.log(
+        "batched",
+        f"in rewrite batch {added['batch']} (job {added['batch_job']}): {chosen.why}"
+        + (f"; a direct call rewrites it after {iso(chosen.deadline)[:16]} UTC" if chosen.deadline else ""),
+        **added,
+    )
+    return {"post_id": post["id"], "state": "rewriting", **added}
+
+
+def _batch_answer(ctx: JobContext, post: dict[str, Any], rewriter: LLMRewriter) -> batch.Answer | None:
+    """A child job of a batch: its post's line's answer, or None (logged why) for a direct call."""
+    item = get_item(ctx.store, int(ctx.payload["batch_item"]))
+    answer = batch.answer_of(rewriter, item, post)
+    if answer.completion is None:
+        ctx.log("batch_line_failed", f"batch {item['batch_id']}: {answer.why}; rewritten by a direct call",
+                level="warning", batch=item["batch_id"])  # fmt: skip
+        return None
+    # Used once: a retry of this job (`contentq jobs retry`) asks the model directly, and the line's cost is
+    # counted once.
+    if not set_items(ctx.store, [item["id"]], "done", only="answered"):
+        ctx.log("batch_line_used", f"batch {item['batch_id']}: its answer was used by an earlier run; asking directly")
+        return None
+    done = answer.completion
+    ctx.log(
+        "batch_answer",
+        f"batch {item['batch_id']}: {done.finish_reason}, {done.tokens_in} tokens in, {done.tokens_out} out",
+        content=(done.content or "")[:LOG_CHARS], refusal=done.refusal, batch=item["batch_id"],
+    )  # fmt: skip
+    return answer
+
+
 def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     started = job_started()
     store = ctx.store
@@ -158,7 +210,14 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     except ConfigError as exc:
         _record_fatal(ctx, post_id, exc)
         raise
-    if isinstance(rewriter, LLMRewriter):
+    answer = None
+    if isinstance(rewriter, LLMRewriter) and ctx.payload.get("batch_item") is not None:
+        answer = _batch_answer(ctx, post, rewriter)  # a child of a batch's job (even if the route changed since)
+    elif isinstance(rewriter, LLMRewriter) and route.rewrite_mode != "direct":
+        batched = _into_batch(ctx, post, route, rewriter)
+        if batched is not None:
+            return batched
+    if isinstance(rewriter, LLMRewriter) and answer is None:
         try:
             rewriter.client.check_breaker()  # open: BreakerOpenError, a Reschedule
         except BreakerOpenError as wait:
@@ -179,7 +238,10 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         route=route.name,
     )
     try:
-        result = rewriter.rewrite(task, ctx)
+        if answer is not None and answer.completion is not None and isinstance(rewriter, LLMRewriter):
+            result = rewriter.rewrite_answered(task, answer.messages, answer.completion, ctx)
+        else:
+            result = rewriter.rewrite(task, ctx)
     except JobStopped:  # cancelled between two model calls: the post is where it was before this run
         lifecycle.move(store, post_id, "rewrite_stopped", reason="rewrite stopped: its job was cancelled")
         raise

@@ -8,6 +8,7 @@ from contentq.content.html import collect_links, html_to_text
 from contentq.errors import FatalJobError
 from contentq.integrations.llm import (
     MIN_TRY_S,
+    Completion,
     ContextTooLongError,
     LLMClient,
     LLMUnavailableError,
@@ -78,9 +79,24 @@ class LLMRewriter:
             return RewriteResult(rewriter=self.name, attempts=0)
         return self.complete(task, self.messages_for(task, reporter), reporter)
 
-    def complete(self, task: RewriteTask, messages: list[dict[str, object]], reporter: Reporter) -> RewriteResult:
+    def rewrite_answered(
+        self, task: RewriteTask, messages: list[dict[str, object]], answer: Completion, reporter: Reporter
+    ) -> RewriteResult:
+        """A rewrite whose first answer came from a batch (contentq.rewrite.batch): validated as a direct answer;
+        an invalid one is corrected by direct calls, as it would be after a direct call."""
+        return self.complete(task, messages, reporter, answered=answer)
+
+    def complete(
+        self,
+        task: RewriteTask,
+        messages: list[dict[str, object]],
+        reporter: Reporter,
+        *,
+        answered: Completion | None = None,
+    ) -> RewriteResult:
         """Ask the model with `messages` until its answer is valid (OUTPUT_ATTEMPTS tries, each invalid answer
-        corrected), then validate the text for the route; shared by rewrites and rule-written posts."""
+        corrected), then validate the text for the route; shared by rewrites and rule-written posts. `answered`
+        is the first try's answer when a batch line gave it (recorded at the batch price)."""
         result = RewriteResult(rewriter=self.name, attempts=0)
         response_format = json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA)
         for attempt in range(1, OUTPUT_ATTEMPTS + 1):
@@ -91,8 +107,9 @@ class LLMRewriter:
                     f"the model returned invalid output {attempt - 1} times and the job has no time left for "
                     "another try (CONTENTQ_REWRITE_TIMEOUT); the job is retried"
                 )
+            batched = attempt == 1 and answered is not None
             try:
-                completion = self.client.complete(
+                completion = answered if batched and answered is not None else self.client.complete(
                     messages, response_format=response_format, log=reporter, deadline=task.deadline,
                     on_failure=lambda error: self._failed_call(task, error),
                 )  # fmt: skip
@@ -105,6 +122,7 @@ class LLMRewriter:
             result.cost += record_usage(
                 self.store, self.settings, post_id=task.post_id, route=task.route.name, job_id=task.job_id,
                 model=completion.model, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
+                batch=batched,
             )  # fmt: skip
             if completion.refusal:
                 raise ModelRefusalError(f"the model refused: {completion.refusal.strip()[:500]}")

@@ -25,15 +25,20 @@ def record_usage(
     tokens_in: int,
     tokens_out: int,
     error: str | None = None,
+    batch: bool = False,
 ) -> float:
-    """One request to the LLM: what it cost, or (with `error`, no tokens) why it failed."""
+    """One request to the LLM: what it cost, or (with `error`, no tokens) why it failed. A `batch` request (a
+    line of the Batch API) costs CONTENTQ_OPENAI_BATCH_PRICE_SHARE of a direct one."""
     cost = estimate_cost(settings, tokens_in, tokens_out)
+    if batch:
+        cost *= settings.openai_batch_price_share
     with store.transaction() as conn:
         conn.execute(
-            "INSERT INTO usage (at, post_id, route, job_id, model, tokens_in, tokens_out, cost, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (iso(), post_id, route, job_id, model, tokens_in, tokens_out, cost, error[:500] if error else None),
-        )
+            "INSERT INTO usage (at, post_id, route, job_id, model, tokens_in, tokens_out, cost, error, batch)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (iso(), post_id, route, job_id, model, tokens_in, tokens_out, cost, error[:500] if error else None,
+             int(batch)),
+        )  # fmt: skip
     return cost
 
 
@@ -56,8 +61,8 @@ def post_usage(store: Store, post_id: int) -> dict[str, Any]:
 
 
 def usage_summary(store: Store, *, since: str | None = None, route: str | None = None) -> list[dict[str, Any]]:
-    """One row per (day, route): calls (failed ones included), failed, posts, tokens in and out, cost; days in UTC,
-    oldest first."""
+    """One row per (day, route): calls (failed ones included), failed, batch (calls at the batch price), posts,
+    tokens in and out, cost; days in UTC, oldest first."""
     where, params = [], []
     if since:
         where.append("at >= ?")
@@ -67,7 +72,7 @@ def usage_summary(store: Store, *, since: str | None = None, route: str | None =
         params.append(route)
     sql = (
         "SELECT substr(at, 1, 10) AS day, COALESCE(route, '') AS route, COUNT(*) AS calls,"
-        " SUM(error IS NOT NULL) AS failed,"
+        " SUM(error IS NOT NULL) AS failed, SUM(batch) AS batch,"
         " COUNT(DISTINCT post_id) AS posts, SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out,"
         " ROUND(SUM(cost), 6) AS cost FROM usage"
         + (" WHERE " + " AND ".join(where) if where else "")
@@ -80,6 +85,7 @@ def usage_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "calls": sum(r["calls"] for r in rows),
         "failed": sum(r["failed"] or 0 for r in rows),
+        "batch": sum(r.get("batch") or 0 for r in rows),
         "tokens_in": sum(r["tokens_in"] or 0 for r in rows),
         "tokens_out": sum(r["tokens_out"] or 0 for r in rows),
         "cost": round(sum(r["cost"] or 0 for r in rows), 6),

@@ -30,6 +30,8 @@ KINDS: dict[str, Kind] = {
         # One delivery of a post to one of its route's destinations (docs/destinations.md).
         Kind("deliver", "contentq.jobs.deliver:run", "publish", "contentq.jobs.deliver:on_failed"),
         Kind("settle_delivery", "contentq.jobs.deliver:settle", "publish", "contentq.jobs.deliver:on_settle_failed"),
+        # A batch of rewrites through the OpenAI Batch API: submits, polls, then a child rewrite job per post.
+        Kind("rewrite_batch", "contentq.jobs.rewrite_batch:run", "rewrite", "contentq.jobs.rewrite_batch:on_failed"),
         Kind("generate", "contentq.jobs.generate:run", "rewrite", "contentq.jobs.generate:on_failed"),
         Kind("imagegen", "contentq.jobs.imagegen:run", "imagegen", "contentq.jobs.imagegen:on_failed"),
         Kind("donor_change", "contentq.jobs.donor_change:run", "publish"),  # contentq listen: edits, deletions

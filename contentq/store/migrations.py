@@ -947,6 +947,54 @@ def _bot(db: Database) -> None:
     )
 
 
+@migration(210, "rewrite batches: posts rewritten through the OpenAI Batch API, one row per batch and per post")
+def _rewrite_batches(db: Database) -> None:
+    # A route with rewrite_mode = "batch" (or "auto", its slot far enough) sends its posts' rewrites as lines of
+    # one JSONL file through the Batch API at about half the price (docs/content.md, "Batch rewrites"). A batch
+    # row is its parent job's; an item is one post's request line, its answer (or error) once the batch is over.
+    run_script(
+        db,
+        """
+        CREATE TABLE rewrite_batches (
+            id INTEGER PRIMARY KEY,
+            job_id TEXT,                    -- the parent job that submits and polls it
+            model TEXT NOT NULL,
+            status TEXT NOT NULL,           -- gathering, then the provider's: validating, in_progress, finalizing,
+                                            -- completed, failed, expired, cancelling, cancelled
+            provider_id TEXT,               -- the provider's batch id (batch_...)
+            input_file_id TEXT,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            lines INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            submitted_at TEXT,
+            ended_at TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX rewrite_batches_status ON rewrite_batches(status);
+        CREATE TABLE batch_items (
+            id INTEGER PRIMARY KEY,
+            batch_id INTEGER NOT NULL REFERENCES rewrite_batches(id) ON DELETE CASCADE,
+            post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE,
+            route TEXT NOT NULL,
+            custom_id TEXT NOT NULL UNIQUE, -- the line's id in the input and output files
+            status TEXT NOT NULL,           -- queued, answered, failed (a line error), direct (fell back), done
+            body TEXT NOT NULL,             -- the chat completion request (JSON), as a direct call would send it
+            source_hash TEXT NOT NULL,      -- the donor text it was asked for: an edit since makes the answer stale
+            deadline TEXT,                  -- when it falls back to a direct call (its slot less a margin)
+            answer TEXT,                    -- the line's chat completion (JSON)
+            error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX batch_items_batch ON batch_items(batch_id, status);
+        CREATE INDEX batch_items_post ON batch_items(post_id, id);
+        ALTER TABLE usage ADD COLUMN batch INTEGER NOT NULL DEFAULT 0
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
