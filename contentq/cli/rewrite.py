@@ -1,4 +1,4 @@
-"""`contentq rewrite` (enqueue rewrite jobs) and `contentq usage` (LLM tokens and cost per day and route).
+"""`contentq rewrite` (enqueue rewrite jobs) and `contentq usage` (LLM and image cost per day and route).
 
 Imported by every CLI run: nothing heavy at module level (the OpenAI SDK is never needed here).
 """
@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from contentq.cli.common import JsonOpt, WideOpt, runtime
-from contentq.cli.render import console, print_json, table
+from contentq.cli.render import Col, console, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
 from contentq.rewrite.enqueue import enqueue_rewrites
@@ -43,21 +43,33 @@ def usage(
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost."""
+    """LLM and image API usage per day (UTC) and route: calls, tokens, cache hits, images, estimated cost."""
     since_iso = iso(now() - parse_duration(since))
     rows = usage_summary(runtime().store, since=since_iso, route=route)
     totals = usage_totals(rows)
     if as_json:
         print_json({"since": since_iso, "rows": rows, "total": totals})
         return
+    if rows:
+        rows.append({"day": "total", "route": "", **totals, "posts": None})
     for row in rows:
         row["cost_usd"] = f"{row['cost'] or 0:.4f}"
-    if rows:
-        rows.append({"day": "total", "route": "", **totals, "posts": None, "cost_usd": f"{totals['cost']:.4f}"})
+        row["saved_usd"] = f"{row['saved'] or 0:.4f}"
+        row["image_usd"] = f"{row['image_cost'] or 0:.4f}"
+        share = row.get("cache_share")
+        row["cached_pct"] = None if share is None else f"{share * 100:.0f}%"
     table(
         rows,
-        ["day", "route", "calls", "failed", "posts", "tokens_in", "tokens_out", ("cost_usd", "cost $ (est.)")],
-        title=f"LLM usage since {since}",
-        empty=f"no LLM calls in the last {since}",
+        ["day", "route", "calls", Col("failed", wide=True), Col("posts", wide=True), "tokens_in",
+         Col("tokens_cached", "tokens cached", wide=True), ("cached_pct", "cache hits"), "tokens_out", "images",
+         Col("image_usd", "images $", wide=True), ("cost_usd", "cost $ (est.)"), ("saved_usd", "cache saved $")],
+        title=f"LLM and image usage since {since}",
+        empty=f"no LLM or image API calls in the last {since}",
         wide=wide,
-    )
+    )  # fmt: skip
+    if rows and totals["tokens_in"]:
+        console.print(
+            f"[dim]prompt cache: {totals['tokens_cached']} of {totals['tokens_in']} input tokens served from the "
+            f"provider's cache ({(totals['cache_share'] or 0) * 100:.1f}%), ${totals['saved']:.4f} saved; images: "
+            f"{totals['images']} for ${totals['image_cost']:.4f}[/dim]"
+        )

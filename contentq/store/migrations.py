@@ -687,6 +687,25 @@ def _deliveries(db: Database) -> None:
     )
 
 
+@migration(215, "usage: prompt tokens served from the provider's cache, image API calls (kind, images, size)")
+def _usage_cache_and_images(db: Database) -> None:
+    # tokens_cached: the part of tokens_in the provider's prompt cache served (usage.prompt_tokens_details
+    # .cached_tokens), billed at the cached price; saved: what that cost less than full price. An image API call
+    # is a row of kind 'image' with images = how many it made and detail = its size and quality. Budgets sum a
+    # route's cost over a day or a month: the index serves those sums.
+    run_script(
+        db,
+        """
+        ALTER TABLE usage ADD COLUMN kind TEXT NOT NULL DEFAULT 'llm';
+        ALTER TABLE usage ADD COLUMN tokens_cached INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage ADD COLUMN saved REAL NOT NULL DEFAULT 0;
+        ALTER TABLE usage ADD COLUMN images INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage ADD COLUMN detail TEXT;
+        CREATE INDEX usage_route_at ON usage(route, at)
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):
