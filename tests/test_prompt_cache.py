@@ -20,7 +20,7 @@ from contentq.rewrite.prices import MODEL_PRICES
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import load_settings
 from tests.conftest import drain
-from tests.llm_server import LocalLLM, PromptCache, completion, local_llm  # noqa: F401 - fixture
+from tests.llm_server import LocalLLM, PromptCache, completion
 from tests.rewrite_helpers import API_KEY, add_media, add_post, answer, post, rewrite_job
 
 STYLE_GUIDE = "\n".join(
@@ -45,10 +45,20 @@ SECOND = "Widgetron 7 is out: its new scheduler cuts tail latency by a third on 
 
 
 @pytest.fixture
-def cache_rt(home: Path, local_llm: LocalLLM, rewritten_calls: list[int]) -> Iterator[Runtime]:
+def caching_llm() -> Iterator[LocalLLM]:
+    """tests/llm_server's chat server, answering with the usage block of a provider with a prompt cache."""
+    server = LocalLLM()
+    server.prompt_cache = PromptCache()
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def cache_rt(home: Path, caching_llm: LocalLLM, rewritten_calls: list[int]) -> Iterator[Runtime]:
     (home / "contentq.toml").write_text(ROUTES, encoding="utf-8")
-    local_llm.prompt_cache = PromptCache()
-    settings = load_settings(home=home, openai_base_url=local_llm.base_url, openai_api_key=API_KEY,
+    settings = load_settings(home=home, openai_base_url=caching_llm.base_url, openai_api_key=API_KEY,
                              worker_maintenance_interval=1)  # fmt: skip
     runtime = Runtime(settings)
     set_process_runtime(runtime)
@@ -70,11 +80,11 @@ def rewrite(rt: Runtime, local_llm: LocalLLM, html: str, *, photo: bool = False)
 
 
 def test_two_posts_of_a_route_share_a_byte_identical_prefix_with_the_post_last(
-    cache_rt: Runtime, local_llm: LocalLLM
+    cache_rt: Runtime, caching_llm: LocalLLM
 ) -> None:
-    rewrite(cache_rt, local_llm, FIRST)
-    rewrite(cache_rt, local_llm, SECOND, photo=True)  # another length rule: a caption
-    first, second = (r.body for r in local_llm.chat_requests)
+    rewrite(cache_rt, caching_llm, FIRST)
+    rewrite(cache_rt, caching_llm, SECOND, photo=True)  # another length rule: a caption
+    first, second = (r.body for r in caching_llm.chat_requests)
     assert first is not None and second is not None
 
     # Everything but the last message is the same, byte for byte: instructions, route rules, style examples.
@@ -105,13 +115,13 @@ def usage_cli(*args: str) -> tuple[str, dict[str, Any]]:
 
 
 def test_cached_prompt_tokens_are_recorded_priced_lower_and_shown_by_usage(
-    cache_rt: Runtime, local_llm: LocalLLM
+    cache_rt: Runtime, caching_llm: LocalLLM
 ) -> None:
-    first_id = rewrite(cache_rt, local_llm, FIRST)
-    second_id = rewrite(cache_rt, local_llm, SECOND)
+    first_id = rewrite(cache_rt, caching_llm, FIRST)
+    second_id = rewrite(cache_rt, caching_llm, SECOND)
     rows = {r["post_id"]: r for r in cache_rt.store.query("SELECT * FROM usage ORDER BY id")}
     first, second = rows[first_id], rows[second_id]
-    served = [r.body for r in local_llm.chat_requests]
+    served = [r.body for r in caching_llm.chat_requests]
     assert served[0] is not None and served[1] is not None
 
     # What the server's usage block said is what was recorded: nothing cached the first time, the shared
@@ -126,7 +136,7 @@ def test_cached_prompt_tokens_are_recorded_priced_lower_and_shown_by_usage(
     # The cached part is billed at the cached price (gpt-4o-mini: half), and the difference is what it saved.
     price = MODEL_PRICES["gpt-4o-mini"]
     uncached = second["tokens_in"] - second["tokens_cached"]
-    expected = (uncached * price.input + second["tokens_cached"] * price.cached + second["tokens_out"] * price.output)
+    expected = uncached * price.input + second["tokens_cached"] * price.cached + second["tokens_out"] * price.output
     assert second["cost"] == pytest.approx(expected / 1e6)
     assert second["saved"] == pytest.approx(second["tokens_cached"] * (price.input - price.cached) / 1e6)
 
@@ -141,4 +151,3 @@ def test_cached_prompt_tokens_are_recorded_priced_lower_and_shown_by_usage(
     assert f"{second['tokens_cached']} of {first['tokens_in'] + second['tokens_in']} input tokens" in out
     assert f"${total['saved']:.4f} saved" in out
     assert all(len(line) <= 80 for line in out.splitlines())
-
