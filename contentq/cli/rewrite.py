@@ -67,9 +67,13 @@ def usage(
         empty=f"no LLM or image API calls in the last {since}",
         wide=wide,
     )  # fmt: skip
+    notes = []
     if rows and totals["tokens_in"]:
-        console.print(
-            f"[dim]prompt cache: {totals['tokens_cached']} of {totals['tokens_in']} input tokens served from the "
-            f"provider's cache ({(totals['cache_share'] or 0) * 100:.1f}%), ${totals['saved']:.4f} saved; images: "
-            f"{totals['images']} for ${totals['image_cost']:.4f}[/dim]"
+        notes.append(
+            f"prompt cache: {totals['tokens_cached']} of {totals['tokens_in']} input tokens served from the "
+            f"provider's cache ({(totals['cache_share'] or 0) * 100:.1f}%), ${totals['saved']:.4f} saved"
         )
+    if rows and totals["images"]:
+        notes.append(f"images: {totals['images']} for ${totals['image_cost']:.4f}")
+    if notes:
+        console.print(f"[dim]{'; '.join(notes)}[/dim]")
