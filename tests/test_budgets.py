@@ -98,6 +98,15 @@ def test_a_route_stops_at_50_cents_a_day_alerts_once_at_80_and_100_percent_and_r
     assert [a["key"] for a in alerts] == ["budget:route:news:day:2030-01-01:80", "budget:route:news:day:2030-01-01:100"]
     assert "budget at 8" in alerts[0]["message"] or "budget at 9" in alerts[0]["message"]
     assert alerts[1]["level"] == "error" and "budget spent: route news has spent" in alerts[1]["message"]
+    runner = CliRunner()
+    shown = runner.invoke(app, ["usage"], env={"COLUMNS": "80"}).output
+    assert all(len(line) <= 80 for line in shown.splitlines())
+    budgets = json.loads(runner.invoke(app, ["usage", "--json"], env={"COLUMNS": "200"}).output)["budgets"]
+    assert budgets == [{"budget": "route news", "period": "day", "limit": 0.5, "spent": pytest.approx(day_one),
+                        "share": pytest.approx(day_one / 0.5, abs=1e-4), "on_budget": "wait", "state": "spent",
+                        "ends_at": "2030-01-02T00:00:00.000+00:00"}]  # fmt: skip
+    assert "budgets (this period)" in shown and f"{day_one:.2f} / 0.50" in shown
+
     before = len(rt.store.query("SELECT id FROM usage"))
     run_worker(rt, ["rewrite"], burst=True)  # nothing is due before midnight: nothing is called
     assert len(rt.store.query("SELECT id FROM usage")) == before and len(budget_alerts(rt)) == 2

@@ -13,6 +13,7 @@ from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, console, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
+from contentq.rewrite.budget import status as budget_status
 from contentq.rewrite.enqueue import enqueue_rewrites
 from contentq.rewrite.usage import usage_summary, usage_totals
 
@@ -45,10 +46,12 @@ def usage(
 ) -> None:
     """LLM and image API usage per day (UTC) and route: calls, tokens, cache hits, images, estimated cost."""
     since_iso = iso(now() - parse_duration(since))
-    rows = usage_summary(runtime().store, since=since_iso, route=route)
+    rt = runtime()
+    rows = usage_summary(rt.store, since=since_iso, route=route)
     totals = usage_totals(rows)
+    budgets = [b for b in budget_status(rt) if route is None or b["budget"] in (f"route {route}", "all routes")]
     if as_json:
-        print_json({"since": since_iso, "rows": rows, "total": totals})
+        print_json({"since": since_iso, "rows": rows, "total": totals, "budgets": budgets})
         return
     if rows:
         rows.append({"day": "total", "route": "", **totals, "posts": None})
@@ -77,3 +80,13 @@ def usage(
         notes.append(f"images: {totals['images']} for ${totals['image_cost']:.4f}")
     if notes:
         console.print(f"[dim]{'; '.join(notes)}[/dim]")
+    if budgets:
+        for row in budgets:
+            row["spent_of"] = f"{row['spent']:.2f} / {row['limit']:.2f}"
+            row["pct"] = f"{row['share'] * 100:.0f}%"
+        table(
+            budgets,
+            ["budget", "period", ("spent_of", "spent / budget $"), ("pct", "%"), "state", "on_budget",
+             ("ends_at", "period ends")],
+            title="budgets (this period)",
+        )  # fmt: skip

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from contentq.clock import iso, now
@@ -193,3 +193,34 @@ class _Gate:
 
     def __call__(self, route: Route) -> None:
         check(self.runtime, route, self.kind).enforce()
+
+
+def status(runtime: Runtime) -> list[dict[str, Any]]:
+    """Every configured budget with what its current period has spent (for `contentq usage`): scope, period,
+    limit, spent, share, on_budget, and when the period ends (UTC)."""
+    path = runtime.settings.config_path
+    if not path.exists():
+        return []
+    config = routes_config(runtime)
+    overall = config.budget
+    rows = []
+    for name, route in config.routes.items():
+        on_budget = route.budget.on_budget or overall.on_budget or "wait"
+        for item in _spending(runtime, route.budget, f"route {name}", name, overall.timezone):
+            rows.append(_status_row(item, on_budget))
+    for item in _spending(runtime, overall, "all routes", None, overall.timezone):
+        rows.append(_status_row(item, overall.on_budget or "wait"))
+    return rows
+
+
+def _status_row(item: Spending, on_budget: str) -> dict[str, Any]:
+    return {
+        "budget": item.scope,
+        "period": item.period,
+        "limit": item.limit,
+        "spent": round(item.spent, 6),
+        "share": round(item.share, 4),
+        "on_budget": on_budget,
+        "state": "spent" if item.share >= 1 else "warned" if item.share >= ALERT_SHARE else "ok",
+        "ends_at": iso(item.end),
+    }
