@@ -25,6 +25,7 @@ from contentq.images.service import request_image
 from contentq.rewrite.budget import period_bounds
 from contentq.routes import parse_routes
 from contentq.runtime.context import Runtime, set_process_runtime
+from contentq.runtime.tracking import enqueue
 from contentq.runtime.worker import run_worker
 from contentq.settings import load_settings
 from contentq.store.jobs import get_job
@@ -223,3 +224,30 @@ def test_a_bad_budget_is_refused_with_what_is_wrong(body: str, says: str) -> Non
     data = tomllib.loads('[routes.a]\ntarget = "@t"\nsources = ["@s"]\n' + body)
     with pytest.raises(ConfigError, match=says):
         parse_routes(data)
+
+
+def test_an_auto_post_waits_for_the_next_day_even_under_clean(
+    home: Path, llmock: Any, clock: time_machine.Coordinates
+) -> None:
+    (home / "contentq.toml").write_text(
+        '[routes.tips]\ntarget = "@mychan"\napproval = true\n\n[routes.tips.generate]\n'
+        'topic = "A practical Linux tip."\ntimes = ["08:00"]\n\n'
+        '[routes.tips.budget]\ndaily = 0.01\non_budget = "clean"\n',
+        encoding="utf-8",
+    )
+    rt = make_rt(home, llmock)
+    try:
+        rt.store.execute(  # spent already today (an earlier call of the route)
+            "INSERT INTO usage (at, route, model, tokens_in, tokens_out, cost)"
+            " VALUES (?, 'tips', 'gpt-4o-mini', 1, 1, 0.02)",
+            ("2030-01-01T00:00:01.000+00:00",),
+        )
+        job = enqueue(rt, "generate", "tips", {"route": "tips", "due": "2030-01-01T08:00:00.000+00:00"})
+        run_worker(rt, ["rewrite"], burst=True)
+        assert llmock.requests == []  # the gate stopped the model call
+        row = get_job(rt.store, str(job["id"]))
+        assert row["status"] == "queued" and "auto-posts wait until 2030-01-02 00:00 UTC" in row["retry_reason"]
+        (written,) = rt.store.query("SELECT state FROM posts WHERE source = 'generate:tips'")
+        assert written["state"] == "rewriting"  # its post waits for the generate job's next run
+    finally:
+        rt.close()
