@@ -692,7 +692,9 @@ def _usage_cache_and_images(db: Database) -> None:
     # tokens_cached: the part of tokens_in the provider's prompt cache served (usage.prompt_tokens_details
     # .cached_tokens), billed at the cached price; saved: what that cost less than full price. An image API call
     # is a row of kind 'image' with images = how many it made and detail = its size and quality. Budgets sum a
-    # route's cost over a day or a month: the index serves those sums.
+    # route's (and every route's) cost over a day or a month before each paid call: the two indexes hold the
+    # cost, so the sums never read the table (bench/budget_gate.py, 200,000 rows, at a month's end: 402 ms a
+    # check without, 12 ms with); usage(at, cost) replaces usage(at).
     run_script(
         db,
         """
@@ -701,7 +703,9 @@ def _usage_cache_and_images(db: Database) -> None:
         ALTER TABLE usage ADD COLUMN saved REAL NOT NULL DEFAULT 0;
         ALTER TABLE usage ADD COLUMN images INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE usage ADD COLUMN detail TEXT;
-        CREATE INDEX usage_route_at ON usage(route, at)
+        CREATE INDEX usage_route_at ON usage(route, at, cost);
+        CREATE INDEX usage_at_cost ON usage(at, cost);
+        DROP INDEX usage_at
         """,
     )
 
