@@ -158,7 +158,7 @@ def test_the_overall_budget_stops_every_route(budget_rt: Runtime, home: Path) ->
 def test_images_count_in_usage_and_in_the_budget(
     home: Path, image_api: ImageAPI, clock: time_machine.Coordinates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from contentq import pipeline
+    from contentq.flow import pipeline
 
     monkeypatch.setattr(pipeline, "on_image_done", lambda runtime, post_id, ok: "recorded")
     write_routes(home, images="required", image_backend="openai")
