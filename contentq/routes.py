@@ -169,9 +169,14 @@ class Budget(_Strict):
     and images are cards (clean). Unset on a route: the [budget] table's, else wait."""
 
     @property
-    def limits(self) -> dict[str, float]:
+    def limits(self) -> dict[Literal["day", "month"], float]:
         """{"day": dollars, "month": dollars}, for the periods that have a budget."""
-        return {k: v for k, v in (("day", self.daily), ("month", self.monthly)) if v is not None}
+        limits: dict[Literal["day", "month"], float] = {}
+        if self.daily is not None:
+            limits["day"] = self.daily
+        if self.monthly is not None:
+            limits["month"] = self.monthly
+        return limits
 
 
 class OverallBudget(Budget):

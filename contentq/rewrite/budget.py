@@ -121,9 +121,9 @@ def _spending(runtime: Runtime, budget: Budget, scope: str, route: str | None, t
     current = now()
     found = []
     for period, limit in budget.limits.items():
-        start, end = period_bounds(current, period, timezone)  # type: ignore[arg-type]
+        start, end = period_bounds(current, period, timezone)
         spent = spent_since(runtime.store, iso(start), route=route)
-        found.append(Spending(scope, period, limit, spent, start, end))  # type: ignore[arg-type]
+        found.append(Spending(scope, period, limit, spent, start, end))
     return found
 
 
