@@ -150,9 +150,11 @@ def test_the_overall_budget_stops_every_route(budget_rt: Runtime, home: Path) ->
     run_worker(rt, ["rewrite"], burst=True)
     waiting = [post(rt, i) for i in ids if post(rt, i)["state"] == "collected"]
     assert waiting and spent(rt) >= 0.20
-    assert "all routes has spent" in waiting[0]["state_reason"] and "overall daily budget of $0.20" in waiting[0][
+    assert "all routes have spent" in waiting[0]["state_reason"] and "overall daily budget of $0.20" in waiting[0][
         "state_reason"]  # fmt: skip
-    assert [a["key"] for a in budget_alerts(rt)][-1] == "budget:all:routes:day:2030-01-01:100"
+    alerts = budget_alerts(rt)
+    assert [a["key"] for a in alerts][-1] == "budget:all:day:2030-01-01:100"
+    assert "every route's paid calls stop until 2030-01-02 00:00 UTC" in alerts[-1]["message"]
 
 
 def test_images_count_in_usage_and_in_the_budget(

@@ -34,6 +34,9 @@ Kind = Literal["rewrite", "generate", "image", "batch"]
 
 Period = Literal["day", "month"]
 
+OVERALL = "all routes"
+"""The scope of the [budget] table, as messages name it."""
+
 _WHAT = {"rewrite": "rewrites", "generate": "auto-posts", "image": "images", "batch": "batch rewrites"}
 _PERIOD_NAME = {"day": "daily", "month": "monthly"}
 
@@ -72,9 +75,10 @@ class Spending:
         return self.start.strftime("%Y-%m-%d" if self.period == "day" else "%Y-%m")
 
     def describe(self) -> str:
-        owner = "its" if self.scope.startswith("route") else "the overall"
         budget = f"{_PERIOD_NAME[self.period]} budget of ${self.limit:.2f}"
-        return f"{self.scope} has spent ${self.spent:.2f} of {owner} {budget}"
+        if self.scope == OVERALL:
+            return f"all routes have spent ${self.spent:.2f} of the overall {budget}"
+        return f"{self.scope} has spent ${self.spent:.2f} of its {budget}"
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ def check(runtime: Runtime, route: Route | None, kind: Kind) -> BudgetVerdict:
     path = runtime.settings.config_path
     overall = routes_config(runtime).budget if path.exists() else OverallBudget()
     timezone = overall.timezone
-    spending = _spending(runtime, overall, "all routes", None, timezone)
+    spending = _spending(runtime, overall, OVERALL, None, timezone)
     if route is not None:
         spending = _spending(runtime, route.budget, f"route {route.name}", route.name, timezone) + spending
     on_budget = (route.budget.on_budget if route is not None else None) or overall.on_budget or "wait"
@@ -163,21 +167,19 @@ def _alert(runtime: Runtime, item: Spending, action: str, kind: Kind, timezone: 
     """One alert per budget and period at 80 %, one at 100 % (the key names the period: `once`)."""
     if item.share < ALERT_SHARE:
         return
-    key = f"budget:{item.scope.replace(' ', ':')}:{item.period}:{item.label}"
+    scope = "all" if item.scope == OVERALL else item.scope.replace(" ", ":")
+    key = f"budget:{scope}:{item.period}:{item.label}"
+    until = _when(item.end, timezone)
+    then = (
+        f"every route's paid calls stop until {until} (each by its on_budget)"
+        if item.scope == OVERALL
+        else _consequence(action, kind, until)
+    )
     if item.share >= 1:
-        runtime.notifier.notify(
-            f"{key}:100",
-            f"budget spent: {item.describe()}; {_consequence(action, kind, _when(item.end, timezone))}",
-            level="error",
-            once=True,
-        )
+        runtime.notifier.notify(f"{key}:100", f"budget spent: {item.describe()}; {then}", level="error", once=True)
         return
     runtime.notifier.notify(
-        f"{key}:80",
-        f"budget at {item.share:.0%}: {item.describe()}; once it is spent, "
-        f"{_consequence(action, kind, _when(item.end, timezone))}",
-        level="warning",
-        once=True,
+        f"{key}:80", f"budget at {item.share:.0%}: {item.describe()}; once it is spent, {then}", once=True
     )
 
 
@@ -208,7 +210,7 @@ def status(runtime: Runtime) -> list[dict[str, Any]]:
         on_budget = route.budget.on_budget or overall.on_budget or "wait"
         for item in _spending(runtime, route.budget, f"route {name}", name, overall.timezone):
             rows.append(_status_row(item, on_budget))
-    for item in _spending(runtime, overall, "all routes", None, overall.timezone):
+    for item in _spending(runtime, overall, OVERALL, None, overall.timezone):
         rows.append(_status_row(item, overall.on_budget or "wait"))
     return rows
 
