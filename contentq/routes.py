@@ -155,6 +155,39 @@ class LLMChecks(_Strict):
         return value
 
 
+Dollars = Annotated[float, Field(gt=0, le=1_000_000)]
+
+
+class Budget(_Strict):
+    """What a route (in [routes.NAME.budget]) or all routes together ([budget]) may spend on paid APIs (LLM calls
+    and images, at the price table's estimate) per day and per calendar month; docs/costs.md."""
+
+    daily: Dollars | None = None
+    monthly: Dollars | None = None
+    on_budget: Literal["wait", "clean"] | None = None
+    """Once spent: the route's posts wait for the next day or month (wait), or the clean rewriter rewrites them
+    and images are cards (clean). Unset on a route: the [budget] table's, else wait."""
+
+    @property
+    def limits(self) -> dict[Literal["day", "month"], float]:
+        """{"day": dollars, "month": dollars}, for the periods that have a budget."""
+        limits: dict[Literal["day", "month"], float] = {}
+        if self.daily is not None:
+            limits["day"] = self.daily
+        if self.monthly is not None:
+            limits["month"] = self.monthly
+        return limits
+
+
+class OverallBudget(Budget):
+    """The [budget] table: every route's spending together, and the defaults of the routes' budgets."""
+
+    timezone: str = "UTC"
+    """Where a budget's day and month begin (an IANA name)."""
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_tz(v)))
+
+
 PLATFORMS = ("telegram", "x", "instagram")
 """Where a route can publish: a Telegram channel, an X account, an Instagram (professional) account."""
 
@@ -267,6 +300,7 @@ class Route(_Strict):
     """How the LLM rewrites the route's posts: a call each (direct); through the OpenAI Batch API at about half
     the price (batch), falling back to a direct call when the batch fails or the post's slot comes near; or batch
     only for a post whose slot is further away than the provider's batch window (auto)."""
+    budget: Budget = Field(default_factory=Budget)
     llm_patience: str = "6h"
     """How long a post may wait for an LLM endpoint that does not answer (an open circuit breaker, long
     rate-limit waits) before it fails with the reason and the admin is told once: 90m, 6h, 2d."""
@@ -465,6 +499,7 @@ class RoutesConfig(BaseModel):
     path: Path | None = None
     routes: dict[str, Route] = {}
     accounts: Accounts = Field(default_factory=Accounts)
+    budget: OverallBudget = Field(default_factory=OverallBudget)
 
     def x_account(self, name: str) -> XAccount:
         return self.accounts.x.get(name) or XAccount()
@@ -505,13 +540,14 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig:
     where = str(path) if path else "contentq.toml"
-    unknown = sorted(str(key) for key in data if key not in ("routes", "accounts"))
+    unknown = sorted(str(key) for key in data if key not in ("routes", "accounts", "budget"))
     if unknown:  # a misspelt [route.x] or [routs.x] would otherwise leave the routes silently empty
         raise ConfigError(
             f"{where}: unknown top-level table(s) {', '.join(unknown)}; routes go in [routes.NAME], "
-            "destination accounts in [accounts.x.NAME] and [accounts.instagram.NAME]"
+            "destination accounts in [accounts.x.NAME] and [accounts.instagram.NAME], spending limits in [budget]"
         )
     accounts = _parse_accounts(where, data.get("accounts", {}))
+    budget = _parse_budget(where, data.get("budget", {}))
     raw_routes = data.get("routes", {})
     if not isinstance(raw_routes, dict):
         raise ConfigError(f"{where}: [routes] must be a table of routes, e.g. [routes.news]")
@@ -529,7 +565,18 @@ def parse_routes(data: dict[str, Any], path: Path | None = None) -> RoutesConfig
         routes[name] = route
     _refuse_shared_sources(where, routes)
     _refuse_unknown_accounts(where, routes, accounts)
-    return RoutesConfig(path=path, routes=routes, accounts=accounts)
+    return RoutesConfig(path=path, routes=routes, accounts=accounts, budget=budget)
+
+
+def _parse_budget(where: str, raw: Any) -> OverallBudget:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [budget] must be a table, e.g. [budget] daily = 5.0")
+    try:
+        return OverallBudget(**raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: budget.{_format_loc(err['loc'])}: {msg}") from None
 
 
 def _parse_accounts(where: str, raw: Any) -> Accounts:

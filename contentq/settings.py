@@ -162,8 +162,18 @@ class Settings(BaseSettings):
     openai_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
     openai_context_window: Annotated[int, Field(ge=256, le=100_000_000)] = 128000
     openai_max_output_tokens: Annotated[int, Field(ge=1, le=10_000_000)] = 2048
-    openai_price_in_per_1m: Annotated[float, Field(ge=0, le=10_000)] = 0.15
-    openai_price_out_per_1m: Annotated[float, Field(ge=0, le=10_000)] = 0.60
+    openai_price_in_per_1m: Annotated[float, Field(ge=0, le=10_000)] | None = Field(
+        None, description="Dollars per 1M input tokens; unset: the price table (docs/costs.md) for the model."
+    )
+    openai_price_cached_per_1m: Annotated[float, Field(ge=0, le=10_000)] | None = Field(
+        None, description="Dollars per 1M input tokens served from the provider's prompt cache; unset: the table."
+    )
+    openai_price_out_per_1m: Annotated[float, Field(ge=0, le=10_000)] | None = Field(
+        None, description="Dollars per 1M output tokens; unset: the price table for the model."
+    )
+    openai_prompt_cache_key: bool = Field(
+        True, description="Send `prompt_cache_key` (the route) so a route's calls meet the provider's prompt cache."
+    )
     openai_call_attempts: int = Field(3, ge=1, le=20, description="HTTP tries per LLM call on 429, 5xx and timeouts.")
     openai_retry_after_max: float = Field(
         5.0, ge=0, le=3600, description="A longer Retry-After is not slept through: the job is re-enqueued for then."
@@ -200,6 +210,9 @@ class Settings(BaseSettings):
     image_model: str = "gpt-image-1"
     image_size: str = "1024x1024"
     image_quality: str = "medium"
+    image_price: Annotated[float, Field(ge=0, le=1000)] | None = Field(
+        None, description="Dollars per generated image; unset: the image price table (docs/costs.md)."
+    )
     card_width: Annotated[int, Field(ge=64, le=8192)] = 1280
     card_height: Annotated[int, Field(ge=64, le=8192)] = 720
     card_background: str = "#1e293b"

@@ -19,6 +19,7 @@ from contentq.flow import pipeline
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.redis import EmbeddedServer
 from contentq.settings import Settings, get_settings, load_settings
+from tests.image_api import image_api  # noqa: F401 - the fixture, for every test module
 from tests.rewrite_helpers import make_rt, write_routes
 
 REPO = Path(__file__).resolve().parent.parent

@@ -326,7 +326,7 @@ def test_caption_limit_applies_when_the_post_has_media_under_truncate(llm_rt, ll
     assert row["state"] == "rewritten" and row["truncated"] == 1
     assert visible_len_utf16(row["rewrite_html"]) <= 1024 < utf16_len(html_to_text(long_text))
     assert row["rewrite_html"].startswith("<b>Фото дня 📸</b>") and validate_html(row["rewrite_html"]) == []
-    assert "at most 1024 characters" in llmock.last_request.body["messages"][0]["content"]
+    assert "at most 1024 characters" in llmock.last_request.body["messages"][-1]["content"]  # the post's own rule
 
 
 def test_under_split_a_long_caption_from_the_model_is_kept_whole(llm_rt, llmock):
@@ -339,7 +339,7 @@ def test_under_split_a_long_caption_from_the_model_is_kept_whole(llm_rt, llmock)
     row = post(llm_rt, post_id)
     assert row["state"] == "rewritten" and row["truncated"] == 0
     assert html_to_text(row["rewrite_html"]) == html_to_text(long_text)  # nothing cut: published as its own text
-    prompt = llmock.last_request.body["messages"][0]["content"]
+    prompt = "\n".join(m["content"] for m in llmock.last_request.body["messages"])
     assert "do not shorten it" in prompt and "at most" not in prompt
     assert "<tg-emoji emoji-id=" in prompt  # custom emoji are asked to be kept
 

@@ -103,7 +103,10 @@ def test_schedule_stats_usage_metrics_dashboard_docs(rt: Runtime) -> None:
     stats = tc.get("/api/stats", params={"since": "24h"}).json()
     assert stats["llm"]["total"]["tokens_in"] == 100 and stats["jobs"][0]["failed"] == 1
     usage = tc.get("/api/usage").json()
-    assert usage["total"] == {"calls": 1, "failed": 0, "batch": 0, "tokens_in": 100, "tokens_out": 20, "cost": 0.5}
+    assert usage["total"] == {
+        "calls": 1, "failed": 0, "batch": 0, "tokens_in": 100, "tokens_cached": 0, "tokens_out": 20, "images": 0,
+        "cost": 0.5, "saved": 0.0, "image_cost": 0.0, "cache_share": 0.0,
+    }  # fmt: skip
     metrics = tc.get("/api/metrics")
     assert metrics.status_code == 200 and "contentq_" in metrics.text
     dash = tc.get("/api/dashboard").json()

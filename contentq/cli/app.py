@@ -80,7 +80,7 @@ class ContentqGroup(LazyGroup):
         "usage": LazyCommand(
             "rewrite",
             "usage",
-            "LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost.",
+            "LLM and image API usage per day (UTC) and route: calls, tokens, cache hits, images, estimated cost.",
         ),
         "batches": LazyCommand(
             "rewrite",

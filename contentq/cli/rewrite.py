@@ -1,4 +1,4 @@
-"""`contentq rewrite` (enqueue rewrite jobs) and `contentq usage` (LLM tokens and cost per day and route).
+"""`contentq rewrite` (enqueue rewrite jobs) and `contentq usage` (LLM and image cost per day and route).
 
 Imported by every CLI run: nothing heavy at module level (the OpenAI SDK is never needed here).
 """
@@ -13,6 +13,7 @@ from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, console, print_json, table
 from contentq.clock import iso, now, parse_duration
 from contentq.errors import ContentqError
+from contentq.rewrite.budget import status as budget_status
 from contentq.rewrite.enqueue import enqueue_rewrites
 from contentq.rewrite.usage import usage_summary, usage_totals
 from contentq.store.batches import list_batches
@@ -60,36 +61,55 @@ def usage(
     as_json: JsonOpt = False,
     wide: WideOpt = False,
 ) -> None:
-    """LLM usage per day (UTC) and route: calls (failed ones included), failed, posts, tokens, estimated cost.
+    """LLM and image API usage per day (UTC) and route: calls, tokens, cache hits, images, estimated cost.
 
     `batch` counts the calls made through the Batch API, at its price (CONTENTQ_OPENAI_BATCH_PRICE_SHARE)."""
     since_iso = iso(now() - parse_duration(since))
-    rows = usage_summary(runtime().store, since=since_iso, route=route)
+    rt = runtime()
+    rows = usage_summary(rt.store, since=since_iso, route=route)
     totals = usage_totals(rows)
+    budgets = [b for b in budget_status(rt) if route is None or b["budget"] in (f"route {route}", "all routes")]
     if as_json:
-        print_json({"since": since_iso, "rows": rows, "total": totals})
+        print_json({"since": since_iso, "rows": rows, "total": totals, "budgets": budgets})
         return
+    if rows:
+        rows.append({"day": "total", "route": "", **totals, "posts": None})
     for row in rows:
         row["cost_usd"] = f"{row['cost'] or 0:.4f}"
-    if rows:
-        rows.append({"day": "total", "route": "", **totals, "posts": None, "cost_usd": f"{totals['cost']:.4f}"})
+        row["saved_usd"] = f"{row['saved'] or 0:.4f}"
+        row["image_usd"] = f"{row['image_cost'] or 0:.4f}"
+        share = row.get("cache_share")
+        row["cached_pct"] = None if share is None else f"{share * 100:.0f}%"
     table(
         rows,
-        [
-            "day",
-            "route",
-            "calls",
-            "failed",
-            ("batch", "batch"),
-            "posts",
-            "tokens_in",
-            "tokens_out",
-            ("cost_usd", "cost $ (est.)"),
-        ],
-        title=f"LLM usage since {since}",
-        empty=f"no LLM calls in the last {since}",
+        ["day", "route", "calls", Col("failed", wide=True), Col("batch", wide=True), Col("posts", wide=True),
+         "tokens_in",
+         Col("tokens_cached", "tokens cached", wide=True), ("cached_pct", "cache hits"), "tokens_out", "images",
+         Col("image_usd", "images $", wide=True), ("cost_usd", "cost $ (est.)"), ("saved_usd", "cache saved $")],
+        title=f"LLM and image usage since {since}",
+        empty=f"no LLM or image API calls in the last {since}",
         wide=wide,
-    )
+    )  # fmt: skip
+    notes = []
+    if rows and totals["tokens_in"]:
+        notes.append(
+            f"prompt cache: {totals['tokens_cached']} of {totals['tokens_in']} input tokens served from the "
+            f"provider's cache ({(totals['cache_share'] or 0) * 100:.1f}%), ${totals['saved']:.4f} saved"
+        )
+    if rows and totals["images"]:
+        notes.append(f"images: {totals['images']} for ${totals['image_cost']:.4f}")
+    if notes:
+        console.print(f"[dim]{'; '.join(notes)}[/dim]")
+    if budgets:
+        for row in budgets:
+            row["spent_of"] = f"{row['spent']:.2f} / {row['limit']:.2f}"
+            row["pct"] = f"{row['share'] * 100:.0f}%"
+        table(
+            budgets,
+            ["budget", "period", ("spent_of", "spent / budget $"), ("pct", "%"), "state", "on_budget",
+             ("ends_at", "period ends")],
+            title="budgets (this period)",
+        )  # fmt: skip
 
 
 def batches(

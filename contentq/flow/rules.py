@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.flow.schedule import local_times
+from contentq.rewrite import budget
 from contentq.rewrite.base import RewriteTask
 from contentq.rewrite.output import InvalidOutputError, ModelRefusalError
 from contentq.rewrite.prompt import TAGS_HELP, examples_message
@@ -215,7 +216,9 @@ def write_original(runtime: Runtime, route: Route, post_id: int, due: datetime, 
     task = RewriteTask(
         post_id=post_id, route=route, donor_html="", limit=limit, job_id=getattr(reporter, "job_id", None)
     )
-    rewriter = LLMRewriter(runtime.service("llm", build_llm_client), settings, runtime.store)
+    rewriter = LLMRewriter(
+        runtime.service("llm", build_llm_client), settings, runtime.store, gate=budget.gate(runtime, "generate")
+    )
     try:
         result = rewriter.complete(task, generation_messages(runtime, route, due, limit), reporter)
     except ModelRefusalError as exc:

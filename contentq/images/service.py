@@ -9,12 +9,18 @@ from contentq.errors import ConfigError, ContentqError
 from contentq.images.card import CardRenderer, card_text_for_post, shorten
 from contentq.images.store import POST_LOCKED_STATES, save_generated
 from contentq.integrations.image_generator import ImageFatalError, ImageGenerator
-from contentq.routes import load_routes
+from contentq.rewrite import budget
+from contentq.rewrite.usage import record_image_usage
+from contentq.routes import Route, load_routes
+from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post
 
 BACKENDS = ("openai", "card")
+
+PAID_BACKENDS = frozenset({"openai"})
+"""Backends that call a paid image API: their images pass the route's budget and are counted in `usage`."""
 
 CLOSED_POST_STATES = ("published", "publishing", "cancelled", "rejected", "duplicate", "filtered")
 """No image is made for a post in these states: it is sent already, or will never be."""
@@ -107,6 +113,15 @@ def generate_post_image(
     post = get_post(runtime.store, post_id)
     check_post_open(post)
     plan = plan_image(runtime, post, prompt=prompt, backend=backend)
+    route = _route(runtime, post["route"])
+    if plan.backend in PAID_BACKENDS:
+        verdict = budget.check(runtime, route, "image")
+        if verdict.action == "clean":  # the budget is spent: a card costs nothing
+            if log is not None:
+                log.log("budget_card", f"{verdict.reason}: a card instead of an image from the API", level="warning")
+            plan = plan_image(runtime, post, backend="card")
+        elif not verdict.allowed:
+            verdict.enforce()  # BudgetExceeded: the imagegen job waits for the next period
     generator = image_generator(runtime, plan.backend)
     if log is not None:
         log.log(
@@ -118,6 +133,13 @@ def generate_post_image(
             model=runtime.settings.image_model if plan.backend == "openai" else None,
         )
     image = generator.generate(plan.text)
+    if plan.backend in PAID_BACKENDS:
+        record_image_usage(
+            runtime.store, runtime.settings, post_id=post_id, route=post["route"], job_id=getattr(log, "job_id", None),
+            model=image.model or runtime.settings.image_model, size=image.details.get("size"),
+            quality=image.details.get("quality"),
+        )  # fmt: skip
+        budget.check(runtime, route, "image")  # the admin hears at once of a budget this image spent
     saved = save_generated(runtime, post_id, image, plan.text)
     result = {
         "image_id": saved.image_id,
@@ -152,6 +174,14 @@ def generate_post_image(
                 level="warning",
             )
     return result
+
+
+def _route(runtime: Runtime, name: str | None) -> Route | None:
+    """The post's route as configured now (None: gone from contentq.toml, or no routes file)."""
+    path = runtime.settings.config_path
+    if not name or not path.exists():
+        return None
+    return routes_config(runtime).routes.get(name)
 
 
 def request_image(

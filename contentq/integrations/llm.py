@@ -120,6 +120,17 @@ class Completion:
     tokens_in: int
     tokens_out: int
     usage_estimated: bool = False
+    tokens_cached: int = 0
+    """Of tokens_in, those the provider's prompt cache served (`usage.prompt_tokens_details.cached_tokens`)."""
+
+
+def cached_tokens(usage: Any) -> int:
+    """The prompt tokens the provider's cache served, from a chat completion's usage block
+    (`prompt_tokens_details.cached_tokens`; absent on servers without a prompt cache: 0)."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    value = getattr(details, "cached_tokens", None)
+    prompt = getattr(usage, "prompt_tokens", None) or 0
+    return max(0, min(int(value), int(prompt))) if isinstance(value, int) else 0
 
 
 def estimate_tokens(text: str) -> int:
@@ -331,10 +342,12 @@ class LLMClient:
         log: EventLog | None = None,
         deadline: float | None = None,
         on_failure: FailedCall | None = None,
+        cache_key: str | None = None,
     ) -> Completion:
         """One chat completion. `deadline` (a `time.monotonic()` instant, e.g. the job's timeout less a
         margin) bounds every HTTP try and wait, so the caller is never killed in the middle of a call;
-        `on_failure` hears of each HTTP try that failed."""
+        `on_failure` hears of each HTTP try that failed; `cache_key` (sent as `prompt_cache_key` unless
+        CONTENTQ_OPENAI_PROMPT_CACHE_KEY is off) groups requests that share a prompt prefix."""
         fits, needed = self.fits(messages)
         if not fits:
             raise ContextTooLongError(
@@ -345,7 +358,7 @@ class LLMClient:
                 code="context_length_exceeded",
             )
         self.check_breaker()
-        request = self.request_for(messages, response_format)
+        request = self.request_for(messages, response_format, cache_key)
         if log is not None:
             endpoint = _without_userinfo(self.settings.openai_base_url)
             log.log(
@@ -362,7 +375,10 @@ class LLMClient:
         return self.completion_of(response, messages, log)
 
     def request_for(
-        self, messages: Sequence[dict[str, Any]], response_format: dict[str, Any] | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        response_format: dict[str, Any] | None = None,
+        cache_key: str | None = None,
     ) -> dict[str, Any]:
         """The chat completion request's body: what a direct call sends, and a batch line's `body`."""
         request: dict[str, Any] = {
@@ -373,6 +389,8 @@ class LLMClient:
         }
         if response_format is not None:
             request["response_format"] = response_format
+        if cache_key and self.settings.openai_prompt_cache_key:
+            request["prompt_cache_key"] = cache_key
         return request
 
     def completion_of(
@@ -392,15 +410,23 @@ class LLMClient:
             tokens_in=usage.prompt_tokens if usage and usage.prompt_tokens else estimate_messages(messages),
             tokens_out=usage.completion_tokens if usage else estimate_tokens(content or ""),
             usage_estimated=estimated,
+            tokens_cached=cached_tokens(usage),
         )
         if log is not None:
             log.log(
                 "llm_response",
-                f"{completion.finish_reason}, {completion.tokens_in} tokens in, {completion.tokens_out} out"
+                f"{completion.finish_reason}, {completion.tokens_in} tokens in"
+                + (f" ({completion.tokens_cached} cached)" if completion.tokens_cached else "")
+                + f", {completion.tokens_out} out"
                 + (" (input estimated)" if estimated else ""),
                 content=(content or "")[:LOG_CHARS],
                 refusal=completion.refusal,
-                usage={"in": completion.tokens_in, "out": completion.tokens_out, "estimated": estimated},
+                usage={
+                    "in": completion.tokens_in,
+                    "cached": completion.tokens_cached,
+                    "out": completion.tokens_out,
+                    "estimated": estimated,
+                },  # fmt: skip
             )
         return completion
 

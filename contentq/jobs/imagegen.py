@@ -13,6 +13,7 @@ from typing import Any
 from contentq.errors import FatalJobError, NotFoundError
 from contentq.flow import pipeline
 from contentq.images.service import describe_failure, generate_post_image
+from contentq.rewrite.budget import BudgetExceeded
 from contentq.runtime.context import JobContext, Runtime
 
 
@@ -31,6 +32,9 @@ def run(
     ctx.checkpoint("before the image was asked for")
     try:
         result = generate_post_image(ctx.runtime, int(pid), prompt=prompt, backend=backend, log=ctx)
+    except BudgetExceeded as exc:  # the route's budget is spent: a wait for the next period, no try spent
+        ctx.log("budget_wait", str(exc), level="warning")
+        raise
     except NotFoundError as exc:  # fatal; no post to go on with
         ctx.log("attempt_failed", str(exc), level="error")
         raise

@@ -32,9 +32,10 @@ from contentq.integrations.llm import (
     LLMWaitError,
     ProviderHoldError,
 )
-from contentq.rewrite import batch
+from contentq.rewrite import batch, budget
+from contentq.rewrite.budget import BudgetExceeded
 from contentq.rewrite.core import build_task as build_rewrite_task
-from contentq.rewrite.core import load_route, rewriter_for
+from contentq.rewrite.core import load_route, rewriter_for, run_rewriter
 from contentq.rewrite.llm import InvalidModelOutputError, LLMRewriter, ModelRefusalError
 from contentq.rewrite.usage import last_answered_at
 from contentq.routes import Route
@@ -149,6 +150,10 @@ def _patience(ctx: JobContext, post_id: int, route: Route, wait: LLMWaitError) -
 def _into_batch(ctx: JobContext, post: dict[str, Any], route: Route, rewriter: LLMRewriter) -> dict[str, Any] | None:
     """A post of a batch route: its request into the gathering batch, the post `rewriting` until the batch's
     child job rewrites it; None when it is to be rewritten now (the plan's reason is logged)."""
+    if (spent := budget.check(ctx.runtime, route, "batch")).action != "go":
+        # Over budget: the direct path's gate makes the post wait or go to the clean rewriter, as for any post.
+        ctx.log("direct", f"not batched: {spent.reason}")
+        return None
     chosen = batch.plan(ctx.runtime, post, route, lambda: prospective_slot(ctx.store, route, post))
     if not chosen.batch:
         ctx.log("direct", f"rewritten by a direct call: {chosen.why}")
@@ -239,14 +244,20 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
     )
     try:
         if answer is not None and answer.completion is not None and isinstance(rewriter, LLMRewriter):
-            result = rewriter.rewrite_answered(task, answer.messages, answer.completion, ctx)
+            llm, messages, completion = rewriter, answer.messages, answer.completion
+            result = run_rewriter(
+                ctx.runtime, rewriter, post, task, ctx,
+                attempt=lambda: llm.rewrite_answered(task, messages, completion, ctx),
+            )  # fmt: skip
         else:
-            result = rewriter.rewrite(task, ctx)
+            result = run_rewriter(ctx.runtime, rewriter, post, task, ctx)
     except JobStopped:  # cancelled between two model calls: the post is where it was before this run
         lifecycle.move(store, post_id, "rewrite_stopped", reason="rewrite stopped: its job was cancelled")
         raise
-    except Reschedule as exc:  # the endpoint asks for a wait, or the breaker is open
+    except Reschedule as exc:  # the endpoint asks for a wait, the breaker is open, the route's budget is spent
         lifecycle.move(store, post_id, "rewrite_postponed", reason=f"waiting: {exc}")
+        if isinstance(exc, BudgetExceeded):
+            ctx.log("budget_wait", str(exc), level="warning")
         if isinstance(exc, ProviderHoldError):
             ctx.notify("llm-hold", f"LLM calls paused: {exc}", level="error")
         if isinstance(exc, LLMWaitError):
@@ -270,15 +281,18 @@ def run(ctx: JobContext, post_id: int, **_: Any) -> dict[str, Any]:
         "attempts": result.attempts,
         "tokens_in": result.tokens_in,
         "tokens_out": result.tokens_out,
+        "tokens_cached": result.tokens_cached,
         "cost": round(result.cost, 6),
     }
+    if result.instead:
+        summary["instead"] = result.instead
     if result.skipped:
         lifecycle.move(store, post_id, "filtered", reason=f"rewrite: {result.skip_reason}")
         who = "the model" if result.rewriter == "llm" else f"the {result.rewriter} rewriter"
         ctx.log("filtered", f"{who} skipped the post: {result.skip_reason}")
         return {**summary, "state": "filtered", "reason": result.skip_reason}
     moved = lifecycle.move(
-        store, post_id, "rewritten", then=True,
+        store, post_id, "rewritten", then=True, reason=result.instead,
         rewrite_html=result.html, title=result.title, image_prompt=result.image_prompt,
         truncated=int(result.truncated), rewriter=result.rewriter,
     )  # fmt: skip

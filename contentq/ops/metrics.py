@@ -153,12 +153,18 @@ class ContentqCollector(Collector):
 
         usage = store.one(
             "SELECT COALESCE(SUM(tokens_in), 0) AS i, COALESCE(SUM(tokens_out), 0) AS o,"
-            " COALESCE(SUM(cost), 0) AS c, COUNT(*) AS n, COALESCE(SUM(error IS NOT NULL), 0) AS f FROM usage"
-        ) or {"i": 0, "o": 0, "c": 0, "n": 0, "f": 0}
+            " COALESCE(SUM(tokens_cached), 0) AS k, COALESCE(SUM(CASE WHEN kind = 'llm' THEN cost END), 0) AS c,"
+            " COALESCE(SUM(kind = 'llm'), 0) AS n, COALESCE(SUM(error IS NOT NULL), 0) AS f,"
+            " COALESCE(SUM(images), 0) AS m, COALESCE(SUM(CASE WHEN kind = 'image' THEN cost END), 0) AS mc"
+            " FROM usage"
+        ) or {"i": 0, "o": 0, "k": 0, "c": 0, "n": 0, "f": 0, "m": 0, "mc": 0}
         tokens = CounterMetricFamily("contentq_llm_tokens", "LLM tokens used.", labels=["direction"])
         tokens.add_metric(["in"], usage["i"])
         tokens.add_metric(["out"], usage["o"])
+        tokens.add_metric(["cached"], usage["k"])  # the part of "in" the provider's prompt cache served
         yield tokens
+        yield CounterMetricFamily("contentq_images_generated", "Images made by an image API.", value=usage["m"])
+        yield CounterMetricFamily("contentq_image_cost", "Estimated cost of the images (dollars).", value=usage["mc"])
         yield CounterMetricFamily("contentq_llm_requests", "LLM requests recorded (failed ones included).",
                                   value=usage["n"])  # fmt: skip
         yield CounterMetricFamily("contentq_llm_failed_requests", "LLM requests that failed.", value=usage["f"])

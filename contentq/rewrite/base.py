@@ -52,7 +52,10 @@ class RewriteResult:
     attempts: int = 1
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0
     cost: float = 0.0
+    instead: str | None = None
+    """Why another rewriter than the route's wrote it (its budget is spent: the clean rewriter), else None."""
 
     @property
     def skipped(self) -> bool:

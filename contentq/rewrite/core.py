@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from contentq.content.refs import normalize_channel_ref
 from contentq.integrations.llm import build_llm_client
+from contentq.rewrite import budget
 from contentq.rewrite.base import Reporter, Rewriter, RewriteResult, RewriteTask
 from contentq.rewrite.clean import CleanRewriter, CopyRewriter
 from contentq.rewrite.llm import LLMRewriter
@@ -75,10 +78,42 @@ def rewriter_for(runtime: Runtime, route: Route) -> Rewriter:
         return CleanRewriter()
     if route.rewriter == "none":
         return CopyRewriter()
-    return LLMRewriter(runtime.service("llm", build_llm_client), runtime.settings, runtime.store)
+    return LLMRewriter(
+        runtime.service("llm", build_llm_client), runtime.settings, runtime.store, gate=budget.gate(runtime, "rewrite")
+    )
+
+
+def run_rewriter(
+    runtime: Runtime,
+    rewriter: Rewriter,
+    post: dict[str, Any],
+    task: RewriteTask,
+    reporter: Reporter,
+    *,
+    attempt: Callable[[], RewriteResult] | None = None,
+) -> RewriteResult:
+    """The route's rewriter on the task (or `attempt`: a batch line's answer taken through the same checks); when
+    the route's budget is spent under on_budget = "clean", the clean rewriter instead (`instead` says why). Under
+    "wait" BudgetExceeded (a Reschedule) goes to the caller."""
+    try:
+        result = attempt() if attempt is not None else rewriter.rewrite(task, reporter)
+        if result.cost > 0:
+            budget.check(runtime, task.route, "rewrite")  # the admin hears at once of a budget this post spent
+        return result
+    except budget.BudgetExceeded as over:
+        if over.verdict.action != "clean":
+            raise
+        why = over.verdict.reason or "the budget is spent"
+    reporter.log("budget_clean", f"{why}: the clean rewriter rewrites post {task.post_id}", level="warning")
+    recent = donor_recent_posts(runtime.store, post, task.route.clean.footer_window)
+    clean = replace(task, style_examples=[], donor_recent=recent)
+    result = CleanRewriter().rewrite(clean, reporter)
+    result.instead = f"rewritten by the clean rewriter: {why}"
+    return result
 
 
 def rewrite_post(
     runtime: Runtime, post: dict[str, Any], route: Route, reporter: Reporter, *, job_id: str | None = None
 ) -> RewriteResult:
-    return rewriter_for(runtime, route).rewrite(build_task(runtime, post, route, job_id), reporter)
+    task = build_task(runtime, post, route, job_id)
+    return run_rewriter(runtime, rewriter_for(runtime, route), post, task, reporter)

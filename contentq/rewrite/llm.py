@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from contentq.content.html import collect_links, html_to_text
 from contentq.errors import FatalJobError
@@ -27,8 +28,9 @@ from contentq.rewrite.output import (
     ModelRefusalError,
     parse_output,
 )
-from contentq.rewrite.prompt import PromptInput, answer_echo, build_messages, correction_message
+from contentq.rewrite.prompt import PromptInput, answer_echo, build_messages, cache_key, correction_message
 from contentq.rewrite.usage import record_usage
+from contentq.routes import Route
 from contentq.runtime.stopping import checkpoint
 from contentq.settings import Settings
 from contentq.store import Store
@@ -48,13 +50,18 @@ class InvalidModelOutputError(FatalJobError):
         self.raw = raw
 
 
+BudgetGate = Callable[[Route], None]
+"""Called before every model call of a route; raises (rewrite/budget.BudgetExceeded) when its budget is spent."""
+
+
 class LLMRewriter:
     name = "llm"
 
-    def __init__(self, client: LLMClient, settings: Settings, store: Store) -> None:
+    def __init__(self, client: LLMClient, settings: Settings, store: Store, *, gate: BudgetGate | None = None) -> None:
         self.client = client
         self.settings = settings
         self.store = store
+        self.gate = gate
 
     def messages_for(self, task: RewriteTask, reporter: Reporter) -> list[dict[str, object]]:
         """The prompt; style examples are dropped first when the request would not fit the context window."""
@@ -101,6 +108,10 @@ class LLMRewriter:
         response_format = json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA)
         for attempt in range(1, OUTPUT_ATTEMPTS + 1):
             checkpoint(f"before model call {attempt}")
+            if self.gate is not None and not (attempt == 1 and answered is not None):
+                # Over budget: BudgetExceeded (a wait, or the clean rewriter instead). A batch line's answer is
+                # paid for already: the gate was passed when the post joined the batch.
+                self.gate(task.route)
             result.attempts = attempt
             if attempt > 1 and task.deadline is not None and task.deadline - time.monotonic() < MIN_TRY_S:
                 raise LLMUnavailableError(
@@ -111,7 +122,7 @@ class LLMRewriter:
             try:
                 completion = answered if batched and answered is not None else self.client.complete(
                     messages, response_format=response_format, log=reporter, deadline=task.deadline,
-                    on_failure=lambda error: self._failed_call(task, error),
+                    on_failure=lambda error: self._failed_call(task, error), cache_key=cache_key(task.route),
                 )  # fmt: skip
             except MalformedResponseError as exc:
                 # Not a model answer at all (an HTML page, broken JSON, invalid Unicode): ask the same again.
@@ -122,8 +133,9 @@ class LLMRewriter:
             result.cost += record_usage(
                 self.store, self.settings, post_id=task.post_id, route=task.route.name, job_id=task.job_id,
                 model=completion.model, tokens_in=completion.tokens_in, tokens_out=completion.tokens_out,
-                batch=batched,
+                batch=batched, tokens_cached=completion.tokens_cached,
             )  # fmt: skip
+            result.tokens_cached += completion.tokens_cached
             if completion.refusal:
                 raise ModelRefusalError(f"the model refused: {completion.refusal.strip()[:500]}")
             try:

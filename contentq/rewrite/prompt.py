@@ -1,4 +1,11 @@
-"""The messages sent to the model: route prompt, the target channel's description and style, the donor post."""
+"""The messages sent to the model: route prompt, the target channel's description and style, the donor post.
+
+Laid out for the provider's prompt cache, which serves an exact prefix of an earlier request at a lower price:
+what is the same for every post of a route comes first, byte for byte (the instructions and the route's rules in
+the system message, then the channel's recent posts as style examples), and what belongs to one post comes last,
+in one message (its length rule, which depends on its media, and its text). Nothing in the fixed part names the
+post, the time or the attempt.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +31,15 @@ class PromptInput:
 def length_rule(data: PromptInput) -> str:
     """Under `truncate` the text must fit (it is cut otherwise); under `split` a long text is sent in parts."""
     if data.route.long_text == "truncate":
-        return f"- The text must be at most {data.limit} characters" + (
+        return f"The text must be at most {data.limit} characters" + (
             " (it is the caption of an image or video)." if data.has_media else "."
         )
     if data.has_media:
         return (
-            f"- Keep the content of the original post; do not shorten it to fit. Up to {data.limit} characters it"
+            f"Keep the content of the original post; do not shorten it to fit. Up to {data.limit} characters it"
             " is the caption of the image or video, a longer text is sent as a message of its own."
         )
-    return "- Keep the content of the original post; do not shorten it to fit: a long text is sent as several messages."
+    return "Keep the content of the original post; do not shorten it to fit: a long text is sent as several messages."
 
 
 def system_prompt(data: PromptInput) -> str:
@@ -56,7 +63,7 @@ def system_prompt(data: PromptInput) -> str:
         + (f" and these: {allowed}" if allowed else "")
         + ". Add no other links.",
         "- Do not name the source channel, do not ask readers to subscribe to it, drop its signature and ads.",
-        length_rule(data),
+        "- Length: follow the length rule given with the post.",
         "- If the post is an advertisement or does not fit the channel, set skip to true, give skip_reason,"
         " and leave text empty.",
         "- title: a short headline, or null. image_prompt: one sentence describing an illustration for the post"
@@ -73,12 +80,30 @@ def examples_message(examples: list[str]) -> str:
     return "\n\n".join(parts)
 
 
-def build_messages(data: PromptInput, *, with_examples: bool = True) -> list[dict[str, Any]]:
+def fixed_messages(data: PromptInput, *, with_examples: bool = True) -> list[dict[str, Any]]:
+    """The part of the prompt every post of the route shares (the prompt cache's prefix): instructions and
+    rules, then the style examples."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(data)}]
     if with_examples and data.style_examples:
         messages.append({"role": "user", "content": examples_message(data.style_examples)})
-    messages.append({"role": "user", "content": f"The post to rewrite (Telegram HTML):\n\n{data.donor_html}"})
     return messages
+
+
+def post_message(data: PromptInput) -> dict[str, Any]:
+    """The part that belongs to this post, last: its length rule and its text."""
+    return {
+        "role": "user",
+        "content": f"Length rule: {length_rule(data)}\n\nThe post to rewrite (Telegram HTML):\n\n{data.donor_html}",
+    }
+
+
+def build_messages(data: PromptInput, *, with_examples: bool = True) -> list[dict[str, Any]]:
+    return [*fixed_messages(data, with_examples=with_examples), post_message(data)]
+
+
+def cache_key(route: Route) -> str:
+    """The `prompt_cache_key` of a route's requests: the route, which names the shared prefix."""
+    return f"contentq:{route.name}"
 
 
 EXCERPT_CHARS = 500

@@ -1,17 +1,23 @@
-"""LLM usage: tokens in and out and an estimated cost per call, summed per post, day and route."""
+"""Usage of the paid APIs: tokens (cached ones apart) and cost per LLM call, and each image an image API made;
+summed per post, day and route. Prices come from rewrite/prices.py."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from contentq.clock import iso
+from contentq.rewrite.prices import image_price, model_price
 from contentq.settings import Settings
 from contentq.store import Store
+from contentq.store.usage import insert_usage, usage_by_day
+from contentq.store.usage import last_answered_at as last_answered_at
+from contentq.store.usage import post_usage as post_usage
 
 
-def estimate_cost(settings: Settings, tokens_in: int, tokens_out: int) -> float:
-    """Dollars, from CONTENTQ_OPENAI_PRICE_IN_PER_1M and _OUT_PER_1M."""
-    return tokens_in / 1e6 * settings.openai_price_in_per_1m + tokens_out / 1e6 * settings.openai_price_out_per_1m
+def estimate_cost(settings: Settings, tokens_in: int, tokens_out: int, *, model: str | None = None,
+                  tokens_cached: int = 0) -> float:  # fmt: skip
+    """Dollars for one call of `model` (default: CONTENTQ_OPENAI_MODEL) at the price table or the settings."""
+    return model_price(settings, model or settings.openai_model).cost(tokens_in, tokens_out, tokens_cached)
 
 
 def record_usage(
@@ -24,69 +30,71 @@ def record_usage(
     model: str,
     tokens_in: int,
     tokens_out: int,
+    tokens_cached: int = 0,
     error: str | None = None,
     batch: bool = False,
 ) -> float:
-    """One request to the LLM: what it cost, or (with `error`, no tokens) why it failed. A `batch` request (a
-    line of the Batch API) costs CONTENTQ_OPENAI_BATCH_PRICE_SHARE of a direct one."""
-    cost = estimate_cost(settings, tokens_in, tokens_out)
-    if batch:
-        cost *= settings.openai_batch_price_share
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO usage (at, post_id, route, job_id, model, tokens_in, tokens_out, cost, error, batch)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (iso(), post_id, route, job_id, model, tokens_in, tokens_out, cost, error[:500] if error else None,
-             int(batch)),
-        )  # fmt: skip
+    """One request to the LLM: what it cost (the part of the prompt its cache served at the cached price), or
+    (with `error`, no tokens) why it failed. A `batch` request (a line of the Batch API) costs
+    CONTENTQ_OPENAI_BATCH_PRICE_SHARE of a direct one."""
+    price = model_price(settings, model)
+    share = settings.openai_batch_price_share if batch else 1.0
+    cost = price.cost(tokens_in, tokens_out, tokens_cached) * share
+    insert_usage(
+        store,
+        {
+            "at": iso(), "post_id": post_id, "route": route, "job_id": job_id, "model": model, "kind": "llm",
+            "tokens_in": tokens_in, "tokens_cached": tokens_cached, "tokens_out": tokens_out, "cost": cost,
+            "saved": price.cache_saving(tokens_cached) * share, "error": error[:500] if error else None,
+            "batch": int(batch),
+        },
+    )  # fmt: skip
     return cost
 
 
-def last_answered_at(store: Store) -> str | None:
-    """When the LLM last answered a request (None: never), which names an outage: the requests failing since."""
-    value = store.scalar("SELECT MAX(at) FROM usage WHERE error IS NULL")
-    return str(value) if value else None
-
-
-def post_usage(store: Store, post_id: int) -> dict[str, Any]:
-    row = store.one(
-        "SELECT COUNT(*) AS calls, COALESCE(SUM(error IS NOT NULL), 0) AS failed,"
-        " COALESCE(SUM(tokens_in), 0) AS tokens_in, COALESCE(SUM(tokens_out), 0) AS tokens_out,"
-        " COALESCE(SUM(cost), 0) AS cost"
-        " FROM usage WHERE post_id = ?",
-        (post_id,),
-    )
-    assert row is not None
-    return row
+def record_image_usage(
+    store: Store,
+    settings: Settings,
+    *,
+    post_id: int | None,
+    route: str | None,
+    job_id: str | None,
+    model: str,
+    size: str | None,
+    quality: str | None,
+    images: int = 1,
+) -> float:
+    """Images an image API made: their price by model, size and quality (the image price table)."""
+    cost = image_price(settings, model, size, quality) * images
+    detail = " ".join(part for part in (size, quality) if part) or None
+    insert_usage(
+        store,
+        {"at": iso(), "post_id": post_id, "route": route, "job_id": job_id, "model": model, "kind": "image",
+         "images": images, "cost": cost, "detail": detail},
+    )  # fmt: skip
+    return cost
 
 
 def usage_summary(store: Store, *, since: str | None = None, route: str | None = None) -> list[dict[str, Any]]:
-    """One row per (day, route): calls (failed ones included), failed, batch (calls at the batch price), posts,
-    tokens in and out, cost; days in UTC, oldest first."""
-    where, params = [], []
-    if since:
-        where.append("at >= ?")
-        params.append(since)
-    if route:
-        where.append("route = ?")
-        params.append(route)
-    sql = (
-        "SELECT substr(at, 1, 10) AS day, COALESCE(route, '') AS route, COUNT(*) AS calls,"
-        " SUM(error IS NOT NULL) AS failed, SUM(batch) AS batch,"
-        " COUNT(DISTINCT post_id) AS posts, SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out,"
-        " ROUND(SUM(cost), 6) AS cost FROM usage"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " GROUP BY day, route ORDER BY day, route"
-    )
-    return store.query(sql, params)
+    """One row per (day, route), days in UTC, oldest first (store/usage.usage_by_day), with `cache_share`: the
+    share of the input tokens the prompt cache served."""
+    rows = usage_by_day(store, since=since, route=route)
+    for row in rows:
+        row["cache_share"] = cache_share(row)
+    return rows
+
+
+def cache_share(row: dict[str, Any]) -> float | None:
+    tokens_in = row.get("tokens_in") or 0
+    return round((row.get("tokens_cached") or 0) / tokens_in, 4) if tokens_in else None
 
 
 def usage_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "calls": sum(r["calls"] for r in rows),
-        "failed": sum(r["failed"] or 0 for r in rows),
-        "batch": sum(r.get("batch") or 0 for r in rows),
-        "tokens_in": sum(r["tokens_in"] or 0 for r in rows),
-        "tokens_out": sum(r["tokens_out"] or 0 for r in rows),
-        "cost": round(sum(r["cost"] or 0 for r in rows), 6),
+    totals: dict[str, Any] = {
+        key: sum(r.get(key) or 0 for r in rows)
+        for key in ("calls", "failed", "batch", "tokens_in", "tokens_cached", "tokens_out", "images")
     }
+    for key in ("cost", "saved", "image_cost"):
+        totals[key] = round(sum(r.get(key) or 0 for r in rows), 6)
+    totals["cache_share"] = cache_share(totals)
+    return totals
