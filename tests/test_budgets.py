@@ -23,6 +23,7 @@ from contentq.cli.app import app
 from contentq.errors import ConfigError
 from contentq.images.service import request_image
 from contentq.rewrite.budget import period_bounds
+from contentq.rewrite.usage import record_usage
 from contentq.routes import parse_routes
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue
@@ -253,3 +254,25 @@ def test_an_auto_post_waits_for_the_next_day_even_under_clean(
         assert written["state"] == "rewriting"  # its post waits for the generate job's next run
     finally:
         rt.close()
+
+
+def test_a_batch_route_over_its_budget_waits_instead_of_joining_a_batch(budget_rt: Runtime, home: Path) -> None:
+    # A batch line is paid for when the batch runs: the gate stands before a post joins one, not after.
+    rt = budget_rt
+    routes = home / "contentq.toml"
+    routes.write_text(routes.read_text().replace("[routes.news]\n", '[routes.news]\nrewrite_mode = "batch"\n', 1))
+    add_budget(home, 'daily = 0.50\non_budget = "wait"')
+    record_usage(rt.store, rt.settings, post_id=None, route="news", job_id=None, model="gpt-4o-mini",
+                 tokens_in=5_000, tokens_out=0)  # fmt: skip
+    assert spent(rt) >= 0.50
+    post_id = add_post(rt, TEXT.format(n=1))
+    job_id = rewrite_job(rt, post_id)
+    run_worker(rt, ["rewrite"], burst=True)
+
+    assert rt.store.query("SELECT id FROM batch_items") == []
+    row = post(rt, post_id)
+    assert row["state"] == "collected" and "daily budget of $0.50" in row["state_reason"]
+    job = get_job(rt.store, job_id)
+    assert job["status"] == "queued" and job["reschedules"] == 1
+    events = [e["event"] for e in rt.store.query("SELECT event FROM job_events WHERE job_id = ?", (job_id,))]
+    assert "budget_wait" in events
