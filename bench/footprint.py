@@ -183,9 +183,12 @@ class Deployment:
             return False
         env = ",".join(f'{k}="{v}"' for k, v in {"CONTENTQ_HOME": str(self.home), **extra}.items())
         log = sv.logs_dir(self.settings) / "contentq-bot.log"
-        self.conf.write_text(text + f"\n[program:contentq-bot]\ncommand={sys.executable} -m contentq bot\n"
-                             f"directory={self.home}\nenvironment={env}\nautostart=true\nautorestart=true\n"
-                             f"stdout_logfile={log}\nredirect_stderr=true\nstopasgroup=true\nkillasgroup=true\n")  # fmt: skip
+        program = [
+            "[program:contentq-bot]", f"command={sys.executable} -m contentq bot", f"directory={self.home}",
+            f"environment={env}", "autostart=true", "autorestart=true", f"stdout_logfile={log}",
+            "redirect_stderr=true", "stopasgroup=true", "killasgroup=true",
+        ]  # fmt: skip
+        self.conf.write_text(text + "\n" + "\n".join(program) + "\n")
         return True
 
     def start(self) -> None:
