@@ -149,6 +149,17 @@ def open_store(
     store = Store(path, busy_timeout_ms, wait_seconds, quiet=quiet)
     if migrate:
         with store.translate_errors():
-            if not up_to_date(store.conn):
+            if not up_to_date(store.conn) and not _migrated_meanwhile(store.conn):
                 apply_migrations(store.db)
     return store
+
+
+def _migrated_meanwhile(conn: sqlite3.Connection) -> bool:
+    """Whether another process finished migrating while this one waited for the write lock: at the first start
+    every program opens the database at once, and those that only waited need not import sqlite-utils (about
+    13 MiB a process, kept until it exits)."""
+    conn.execute("BEGIN IMMEDIATE")  # waits, within the busy timeout, for the process that migrates
+    try:
+        return up_to_date(conn)
+    finally:
+        conn.execute("ROLLBACK")
