@@ -124,3 +124,17 @@ def test_a_delayed_job_runs_when_due_while_the_scheduler_sleeps(
     worker.work(burst=False, with_scheduler=False)
     helper.join(10)
     assert set(ran) == {"delayed", "retried"}  # within a minute, not at the next round ten minutes later
+
+
+def test_programs_opening_a_new_database_at_once_leave_the_migration_and_sqlite_utils_to_one(tmp_path: Path) -> None:
+    db = tmp_path / "contentq.db"
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom contentq.store.db import open_store\n"
+        f"open_store(Path({str(db)!r})).close()\nprint('sqlite_utils' in sys.modules)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(outputs) == ["False", "False", "True"]
