@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from contentq.clock import iso  # noqa: E402
-from contentq.dispatch import dispatch  # noqa: E402
+from contentq.flow.dispatch import dispatch  # noqa: E402
 from contentq.runtime.context import Runtime  # noqa: E402
 from contentq.runtime.redis import EmbeddedServer  # noqa: E402
 from contentq.settings import load_settings  # noqa: E402

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contentq.content.dedup import DedupIndex  # noqa: E402
 from contentq.content.footer import learn  # noqa: E402
-from contentq.ingest import Candidate, Ingestor  # noqa: E402
+from contentq.intake.ingest import Candidate, Ingestor  # noqa: E402
 from contentq.routes import Filters, Route  # noqa: E402
 from contentq.settings import Settings  # noqa: E402
 from contentq.store import Store, open_store  # noqa: E402

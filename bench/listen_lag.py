@@ -1,6 +1,6 @@
 """Listen lag: how long after a donor posts a message its post exists, and is published.
 
-A live listener (contentq.listen.Listener, in this process, on the scripted Telegram's live updates) takes 500
+A live listener (contentq.intake.listen.Listener, in this process, on the scripted Telegram's live updates) takes 500
 messages injected at random times over 60 s; live workers (`python -m contentq worker rewrite` and
 `... worker publish`, subprocesses) rewrite them with the clean rewriter and publish them at once (asap route)
 through the fake gateway (CONTENTQ_TG_GATEWAY), which logs the time of every send call. Prints p50/p99/max of
@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from contentq.listen import Listener  # noqa: E402
+from contentq.intake.listen import Listener  # noqa: E402
 from contentq.runtime.context import Runtime  # noqa: E402
 from contentq.runtime.redis import EmbeddedServer  # noqa: E402
 from contentq.settings import load_settings  # noqa: E402

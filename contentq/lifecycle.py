@@ -11,7 +11,7 @@ an actor: tests/test_lifecycle.py checks that no code of contentq makes one.
 
 The actor is whoever is acting (`contentq.actors`: the job, the CLI user, the web session, the listener).
 What follows a move (the image job, the approval notice, the slot, the dispatch, the admin's alert) is named
-in the move's `then` and described in FOLLOW_UPS; `contentq.pipeline` runs them (`pipeline.advance`), so an
+in the move's `then` and described in FOLLOW_UPS; `contentq.flow.pipeline` runs them (`pipeline.advance`), so an
 event with follow-ups is moved only through it. `contentq posts states` prints the table; docs/pipeline.md
 shows it as a diagram made by `mermaid()` (tests/test_lifecycle.py fails when the two differ).
 """
@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from contentq import actors
-from contentq.errors import ContentqError
+from contentq.machine import NEW as NEW
+from contentq.machine import IllegalMove as IllegalMove
+from contentq.machine import Machine, Move
 from contentq.redact import redact
 from contentq.store import Store
 from contentq.store.posts import change_state, post_history, record_entry
-
-NEW = "new"
-"""Where every post starts: before it is stored. Not a state a post is ever in."""
 
 STATES: dict[str, str] = {
     "collected": "stored from a donor, waiting for its rewrite",
@@ -47,17 +45,6 @@ STATES: dict[str, str] = {
     "rejected": "rejected by an operator",
 }
 """Every state a post can be in, and what it means."""
-
-
-@dataclass(frozen=True)
-class Move:
-    event: str
-    sources: tuple[str, ...]
-    """The states the event may start from (NEW: the post is being stored)."""
-    target: str
-    doc: str
-    then: tuple[str, ...] = ()
-    """What follows, in order: names of FOLLOW_UPS."""
 
 
 _REWRITE_AGAIN = ("rewriting", "rewritten", "awaiting_approval", "scheduled")
@@ -143,31 +130,12 @@ FOLLOW_UPS: dict[str, str] = {
     "rewrite_job": "a rewrite job for the post's (new) text",
     "tell_admin": "the admin is told why it failed",
 }
-"""What a move's `then` may name, run by `contentq.pipeline` after the move is committed."""
+"""What a move's `then` may name, run by `contentq.flow.pipeline` after the move is committed."""
 
 
-class IllegalMove(ContentqError):
-    """A move the table does not allow: a bug in the caller, never a race (a race returns False)."""
-
-
-def spec(event: str) -> Move:
-    try:
-        return MOVES[event]
-    except KeyError:
-        raise IllegalMove(f"no post event {event!r}; the events are {', '.join(MOVES)}") from None
-
-
-def sources_of(event: str, only_from: str | Iterable[str] | None = None) -> tuple[str, ...]:
-    """The stored states `event` moves a post from, narrowed to `only_from` (which the table must allow)."""
-    move = spec(event)
-    allowed = tuple(s for s in move.sources if s != NEW)
-    if only_from is None:
-        return allowed
-    wanted = (only_from,) if isinstance(only_from, str) else tuple(only_from)
-    outside = [s for s in wanted if s not in allowed]
-    if outside:
-        raise IllegalMove(f"{event!r} cannot start from {', '.join(outside)} (only from {', '.join(allowed)})")
-    return wanted
+MACHINE = Machine("post", MOVES)
+spec = MACHINE.spec
+sources_of = MACHINE.sources_of
 
 
 def _reason(reason: str | None) -> str | None:
@@ -188,7 +156,7 @@ def move_in(
     """Move the post by `event` inside the write transaction the caller holds; True when it moved.
 
     `reason` becomes the post's `state_reason` (None clears it) and the history's; `fields` are other columns
-    set with the move. An event with follow-ups needs `then=True`: its caller (contentq.pipeline) runs them."""
+    set with the move. An event with follow-ups needs `then=True`: its caller (contentq.flow.pipeline) runs them."""
     move = spec(event)
     if move.then and not then:
         raise IllegalMove(f"{event!r} is followed by {', '.join(move.then)}: move it with pipeline.advance")

@@ -14,7 +14,8 @@ import pytest
 import redis
 import time_machine
 
-from contentq import actors, notify, pipeline
+from contentq import actors, notify
+from contentq.flow import pipeline
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.redis import EmbeddedServer
 from contentq.settings import Settings, get_settings, load_settings

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from contentq.channels import ensure_channel
 from contentq.clock import iso
 from contentq.content.footer import Footer
+from contentq.flow.channels import ensure_channel
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue
 from contentq.settings import get_settings, load_settings

@@ -28,8 +28,8 @@ from typer.testing import CliRunner, Result
 from bench.backup import run_drill
 from contentq.cli.app import app
 from contentq.clock import iso, now
-from contentq.dispatch import dispatch
 from contentq.errors import ContentqError
+from contentq.flow.dispatch import dispatch
 from contentq.ops import backup as backup_core
 from contentq.ops import litestream
 from contentq.ops import supervisor as sv

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from contentq.clock import iso, now
-from contentq.dispatch import dispatch
+from contentq.flow.dispatch import dispatch
 from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.publish.ledger import sends_of
 from contentq.runtime.context import Runtime

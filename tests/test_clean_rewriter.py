@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from contentq import pipeline
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
+from contentq.flow import pipeline
 from contentq.rewrite.clean import footer_lines
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue

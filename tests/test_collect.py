@@ -12,7 +12,7 @@ from rq.registry import ScheduledJobRegistry
 from telethon import errors
 
 from contentq.clock import now, parse
-from contentq.collect import MAX_PER_RUN
+from contentq.intake.collect import MAX_PER_RUN
 from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.runtime.tracking import enqueue
 from contentq.runtime.worker import run_worker
@@ -234,7 +234,7 @@ def photo() -> MediaInfo:
 
 
 def test_more_new_messages_than_one_page_are_taken_page_by_page_none_lost(rt, tg, monkeypatch):
-    import contentq.collect as collect_module
+    import contentq.intake.collect as collect_module
 
     monkeypatch.setattr(collect_module, "MAX_PER_RUN", 3)
     tg.add_message("@donor_a", 1, "one")
@@ -251,7 +251,7 @@ def test_more_new_messages_than_one_page_are_taken_page_by_page_none_lost(rt, tg
 
 
 def test_an_album_cut_by_the_end_of_a_page_waits_for_the_next_run_whole(rt, tg, monkeypatch):
-    import contentq.collect as collect_module
+    import contentq.intake.collect as collect_module
 
     monkeypatch.setattr(collect_module, "MAX_PER_RUN", 3)
     tg.add_message("@donor_a", 1, "one")

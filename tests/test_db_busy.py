@@ -136,7 +136,7 @@ def test_a_moment_of_full_disk_mid_publish_costs_the_post_nothing(prt, monkeypat
     # Part 1 is out and recorded; the job's log line after it meets a full disk (a backup's scratch copy filling
     # the disk for a moment). That is the machine's trouble: the job runs again and sends the rest, each part once;
     # it must not fail the post, take part 1 back or spend a try.
-    from contentq.dispatch import dispatch
+    from contentq.flow.dispatch import dispatch
     from contentq.store import jobs as store_jobs
     from contentq.store.posts import get_post
     from tests.conftest import drain

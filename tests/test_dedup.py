@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contentq.content.dedup import DedupIndex, content_hash, normalize_text, numbers_agree, numbers_of
-from contentq.ingest import forget_dedup_index
+from contentq.intake.ingest import forget_dedup_index
 from contentq.integrations.telegram.gateway import MediaInfo
 from contentq.store import Store
 from tests.collect_helpers import ROUTES, channel, collect, posts

@@ -295,7 +295,7 @@ def test_the_api_and_the_post_page_show_the_deliveries_and_each_destinations_ver
 
 def test_a_post_out_on_a_destination_is_not_edited(drt: Runtime) -> None:
     from contentq.errors import ContentqError
-    from contentq.posts import save_text, text_to_edit
+    from contentq.review.posts import save_text, text_to_edit
 
     tg = fake(drt)
     tg.add_channel("@second", 7654321)

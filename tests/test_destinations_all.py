@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from contentq import actors, lifecycle
 from contentq.cli.app import app
-from contentq.collect import ForegroundContext
-from contentq.imports import import_export
+from contentq.intake.collect import ForegroundContext
+from contentq.intake.imports import import_export
 from contentq.ops.demo import export_path
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import get_settings, load_settings

@@ -12,10 +12,10 @@ from datetime import timedelta
 from rq.registry import ScheduledJobRegistry
 from typer.testing import CliRunner
 
-from contentq import pipeline
 from contentq.cli.app import app
 from contentq.clock import iso, now, parse
-from contentq.dispatch import STALE_CLAIM_SECONDS, dispatch
+from contentq.flow import pipeline
+from contentq.flow.dispatch import STALE_CLAIM_SECONDS, dispatch
 from contentq.runtime.context import Runtime
 from contentq.store.posts import get_post
 from tests.conftest import drain, start_worker, subprocess_env, wait_for

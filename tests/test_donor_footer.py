@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from contentq.cli.app import app
-from contentq.collect import ForegroundContext
 from contentq.content.filters import PostFacts, advertisement
 from contentq.content.footer import Footer, Patterns, learn, strip
 from contentq.errors import ConfigError
-from contentq.imports import import_export
+from contentq.intake.collect import ForegroundContext
+from contentq.intake.imports import import_export
 from contentq.routes import parse_routes
 from contentq.store.footers import load_footer
 from tests.fake_telegram import FakeTelegram

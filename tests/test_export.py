@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from contentq.cli.app import app
-from contentq.collect import ForegroundContext
-from contentq.imports import import_export
+from contentq.intake.collect import ForegroundContext
+from contentq.intake.imports import import_export
 from contentq.integrations.export import ExportError, read_export, text_to_html
 from tests.conftest import drain
 
@@ -149,7 +149,7 @@ def test_media_files_are_copied_before_the_write_transaction(routes, monkeypatch
     """Copying an export's files must not hold the database's write lock (collect jobs would wait)."""
     import sqlite3
 
-    import contentq.imports as export
+    import contentq.intake.imports as export
 
     real = export.store_file
     locked: list[bool] = []
@@ -172,7 +172,7 @@ def test_media_files_are_copied_before_the_write_transaction(routes, monkeypatch
 
 
 def test_a_database_failure_after_the_files_are_copied_imports_no_row(routes, monkeypatch):
-    import contentq.imports as export
+    import contentq.intake.imports as export
 
     def broken(*args, **kw):
         raise RuntimeError("boom")
@@ -195,7 +195,7 @@ def test_malformed_export_names_the_message_and_imports_nothing(routes):
 
 
 def test_a_failure_while_storing_rolls_the_whole_import_back(routes, monkeypatch):
-    import contentq.imports as export
+    import contentq.intake.imports as export
 
     calls = {"n": 0}
     real = export.store_file

@@ -17,8 +17,8 @@ import pytest
 from llmock.testing import LLMockServer
 from PIL import Image
 
-from contentq import pipeline
 from contentq.clock import iso
+from contentq.flow import pipeline
 from contentq.images.service import request_image
 from contentq.integrations.image_generator import ContentPolicyError, NotAnImageError
 from contentq.integrations.images_openai import OpenAIImageGenerator, request_params

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from contentq import pipeline
 from contentq.cli.app import app
 from contentq.clock import iso, now
 from contentq.errors import ContentqError
+from contentq.flow import pipeline
 from contentq.images.store import prune_images, save_generated
 from contentq.integrations.image_generator import GeneratedImage
 from contentq.media import store_bytes

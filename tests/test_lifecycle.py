@@ -21,11 +21,12 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from contentq import actors, lifecycle, pipeline
+from contentq import actors, lifecycle
 from contentq.cli.app import app
 from contentq.clock import iso
-from contentq.dispatch import dispatch
-from contentq.listen import Listener
+from contentq.flow import pipeline
+from contentq.flow.dispatch import dispatch
+from contentq.intake.listen import Listener
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import load_settings
 from contentq.store import open_store
@@ -149,11 +150,11 @@ def test_no_module_but_the_lifecycle_writes_a_posts_state() -> None:
                 inserts.add(module)
     assert sets_state == []
     # Statements whose columns are built at run time: the lifecycle's own, and the donor's new text.
-    assert dynamic == {("contentq/store/posts.py", "change_state"), ("contentq/donor_changes.py", "apply_edit")}
-    donor = (ROOT / "contentq" / "donor_changes.py").read_text(encoding="utf-8")
+    assert dynamic == {("contentq/store/posts.py", "change_state"), ("contentq/intake/donor_changes.py", "apply_edit")}
+    donor = (ROOT / "contentq" / "intake" / "donor_changes.py").read_text(encoding="utf-8")
     assert not re.search(r"""["'](state|state_reason)["']\s*:""", donor)  # its columns never include the state
     # A post is stored by ingest (collect, listen, import) and by the rules; each says how it entered.
-    assert inserts == {"contentq/ingest.py", "contentq/rules.py"}
+    assert inserts == {"contentq/intake/ingest.py", "contentq/flow/rules.py"}
     for module in inserts:
         assert "lifecycle.enter_in(" in (ROOT / module).read_text(encoding="utf-8")
 
@@ -177,7 +178,10 @@ def test_every_event_named_in_the_code_is_in_the_table_and_every_move_is_made_so
     named: set[str] = set()
     for module, tree in _sources():
         # ingest stores posts inside its callers' transactions: collect and import run the follow-ups after them.
-        followed = "follow_up(" in ast.unparse(tree) or module in ("contentq/pipeline.py", "contentq/ingest.py")
+        followed = "follow_up(" in ast.unparse(tree) or module in (
+            "contentq/flow/pipeline.py",
+            "contentq/intake/ingest.py",
+        )
         for _, node in _functions(tree):
             if not isinstance(node, ast.Call):
                 continue

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-import contentq.collect
-import contentq.listen
+import contentq.intake.collect
+import contentq.intake.listen
 from contentq.clock import iso
+from contentq.intake.listen import Listener, ListenService
 from contentq.integrations.telegram.gateway import MediaInfo
-from contentq.listen import Listener, ListenService
 from contentq.ops.doctor import FAIL, OK, WARN, run_health
 from contentq.ops.listening import check_listeners
 from contentq.ops.probe import Probe
@@ -204,9 +204,9 @@ def test_the_listener_retries_a_failed_download_itself_without_a_reconnect(rt, t
 
 
 def test_a_backlog_beyond_the_catch_up_is_not_skipped_by_live_messages(rt, tg, listen, monkeypatch):
-    monkeypatch.setattr(contentq.collect, "MAX_PER_RUN", 5)
-    monkeypatch.setattr(contentq.listen, "MAX_PER_RUN", 5)
-    monkeypatch.setattr(contentq.listen, "CATCH_UP_PAGES", 2)
+    monkeypatch.setattr(contentq.intake.collect, "MAX_PER_RUN", 5)
+    monkeypatch.setattr(contentq.intake.listen, "MAX_PER_RUN", 5)
+    monkeypatch.setattr(contentq.intake.listen, "CATCH_UP_PAGES", 2)
     listener = listen(hold_retry=3600)  # cron collect takes the rest of the backlog here
     tg.inject_message("@donor_a", 1, "story number 1 about things")
     settled(rt, 1)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from contentq import pipeline
 from contentq.clock import now, parse
+from contentq.flow import pipeline
 from contentq.integrations.breakers import llm_breaker_state
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue

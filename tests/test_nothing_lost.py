@@ -23,7 +23,7 @@ import pytest
 from contentq.cli import app as app_module
 from contentq.cli.app import main
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
-from contentq.dispatch import dispatch
+from contentq.flow.dispatch import dispatch
 from contentq.integrations.export import read_export
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import get_settings, load_settings

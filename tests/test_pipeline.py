@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from contentq import pipeline
-from contentq import schedule as schedule_module
 from contentq.cli.app import app
 from contentq.clock import iso, now
+from contentq.flow import pipeline
+from contentq.flow import schedule as schedule_module
 from contentq.runtime.tracking import enqueue
 from contentq.store.posts import get_post
 from tests.conftest import drain

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from contentq.cli.app import app
 from contentq.clock import iso, now, parse
-from contentq.dispatch import dispatch
 from contentq.errors import FatalJobError, Reschedule
+from contentq.flow.dispatch import dispatch
 from contentq.publish.core import publish_post
 from contentq.publish.ledger import random_id_for, sends_of
 from contentq.runtime.context import Runtime, set_process_runtime
@@ -403,7 +403,7 @@ def test_short_flood_wait_between_parts_continues_where_it_stopped(prt):
 def test_a_cancelled_publish_job_is_dispatched_again_later(prt):
     from datetime import timedelta
 
-    from contentq.dispatch import STALE_CLAIM_SECONDS
+    from contentq.flow.dispatch import STALE_CLAIM_SECONDS
     from contentq.runtime.tracking import cancel
 
     fake(prt)
@@ -544,8 +544,8 @@ def test_an_outbox_write_failing_on_the_last_attempt_fails_the_post(prt, home, m
 
 def import_media_kinds(rt: Runtime, tmp_path: Path) -> None:
     """tests/test_export.py's export of every media kind imported into @donor and rewritten (`rewriter = "none"`)."""
-    from contentq.collect import ForegroundContext
-    from contentq.imports import import_export
+    from contentq.intake.collect import ForegroundContext
+    from contentq.intake.imports import import_export
     from tests.test_export import media_export
 
     import_export(ForegroundContext(rt), media_export(tmp_path / "export"), "@donor")
@@ -629,8 +629,8 @@ def test_the_outbox_and_its_preview_show_each_media_kind(prt, home, tmp_path):
 
 
 def test_a_mention_by_name_from_an_export_is_sent_as_a_mention(prt, tmp_path):
-    from contentq.collect import ForegroundContext
-    from contentq.imports import import_export
+    from contentq.intake.collect import ForegroundContext
+    from contentq.intake.imports import import_export
     from tests.test_export import write_export
 
     tg = fake(prt)

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from contentq.cli.app import app
 from contentq.clock import iso, now
-from contentq.collect import ForegroundContext
 from contentq.content.html import html_to_text, validate_html, visible_len_utf16
 from contentq.content.utf16 import utf16_len
-from contentq.dispatch import dispatch
-from contentq.imports import import_export
+from contentq.flow.dispatch import dispatch
+from contentq.intake.collect import ForegroundContext
+from contentq.intake.imports import import_export
 from contentq.publish.ledger import random_id_for, sends_of
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.tracking import enqueue

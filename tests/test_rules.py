@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from contentq.cli.app import app
 from contentq.clock import iso, parse
-from contentq.dispatch import dispatch
-from contentq.rules import SOURCE_PREFIX
+from contentq.flow.dispatch import dispatch
+from contentq.flow.rules import SOURCE_PREFIX
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.settings import load_settings
 from tests.conftest import drain

@@ -15,15 +15,12 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from contentq import pipeline
-from contentq import schedule as schedule_module
 from contentq.cli.app import app
 from contentq.clock import iso, parse
 from contentq.errors import ContentqError
-from contentq.routes import DAYS, Schedule
-from contentq.runtime.config import routes_config
-from contentq.runtime.context import Runtime
-from contentq.schedule import (
+from contentq.flow import pipeline
+from contentq.flow import schedule as schedule_module
+from contentq.flow.schedule import (
     ASAP_SPACING,
     HORIZON_DAYS,
     first_free,
@@ -32,6 +29,9 @@ from contentq.schedule import (
     next_local_midnight,
     parse_at,
 )
+from contentq.routes import DAYS, Schedule
+from contentq.runtime.config import routes_config
+from contentq.runtime.context import Runtime
 from contentq.store.posts import get_post
 from tests.publish_helpers import add_post, route_toml, write_config
 

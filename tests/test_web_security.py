@@ -18,10 +18,10 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from contentq.cli.app import app as cli
-from contentq.collect import ForegroundContext
 from contentq.content.bidi import BIDI_CONTROLS
 from contentq.content.media_types import FALLBACK, INLINE_TYPES, clean_media_type, inline_type
-from contentq.imports import import_export
+from contentq.intake.collect import ForegroundContext
+from contentq.intake.imports import import_export
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 from contentq.web.auth import load_token

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from contentq.collect import ForegroundContext
-from contentq.imports import import_export
+from contentq.intake.collect import ForegroundContext
+from contentq.intake.imports import import_export
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import paused_queues
 from contentq.store.jobs import log_event

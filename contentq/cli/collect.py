@@ -9,19 +9,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from contentq.channels import list_sources, resolve_channel
 from contentq.cli import typer_app
 from contentq.cli.common import JsonOpt, WideOpt, runtime
 from contentq.cli.render import Col, details, err_console, error, ok, plain, print_json, summary, table
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, Reschedule
+from contentq.flow.channels import list_sources, resolve_channel
 from contentq.integrations.telegram.access import gateway_of
 from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
 
-if TYPE_CHECKING:  # contentq.collect and the export import pull in Telethon and dedup: imported by the commands
-    from contentq.collect import Progress as ProgressFn
+if TYPE_CHECKING:  # contentq.intake.collect and the export import pull in Telethon and dedup: imported by the commands
+    from contentq.intake.collect import Progress as ProgressFn
 
 sources_app = typer_app(help="Donor channels: list, resolve.", no_args_is_help=True)
 
@@ -176,8 +176,8 @@ def collect(
     as_json: JsonOpt = False,
 ) -> None:
     """Enqueue one collect job per donor channel (cron runs this), or collect right away with --now."""
-    from contentq.collect import CollectFailed, ForegroundContext, check_session, collect_source
-    from contentq.ingest import Counts
+    from contentq.intake.collect import CollectFailed, ForegroundContext, check_session, collect_source
+    from contentq.intake.ingest import Counts
 
     rt = runtime()
     refs = _selected_sources(rt, sources)
@@ -216,7 +216,7 @@ def collect(
     if as_json:
         print_json(results)
     else:  # every source failed: the errors above are the output
-        from contentq.ingest import plural
+        from contentq.intake.ingest import plural
 
         for report in reports:
             summary(f"collected {report.source}: {plural(report.fetched, 'message')} fetched, cursor {report.cursor}",
@@ -237,9 +237,9 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Import a channel export through dedup and filters; all or nothing. Accepted posts go to rewrite."""
-    from contentq.collect import ForegroundContext
-    from contentq.imports import import_export
-    from contentq.ingest import plural
+    from contentq.intake.collect import ForegroundContext
+    from contentq.intake.imports import import_export
+    from contentq.intake.ingest import plural
 
     rt = runtime()
     ctx = ForegroundContext(rt)

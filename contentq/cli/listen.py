@@ -26,7 +26,7 @@ def listen(
 
     Catches up from each source's cursor on start and after every reconnect; cron `collect` may keep running.
     Not logged in yet (or Telegram unreachable), it waits and says why in `contentq health`, never exits."""
-    from contentq.listen import ListenService
+    from contentq.intake.listen import ListenService
 
     rt = runtime()
     stopping = threading.Event()

@@ -9,14 +9,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from contentq import lifecycle, posts
+from contentq import lifecycle
 from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, details, ok, print_json, table, terminal_safe
 from contentq.content.html import html_to_text, visible_len_utf16
 from contentq.errors import ContentqError
 from contentq.lifecycle import STATES
-from contentq.posts import delivery_json, post_json
+from contentq.review import posts
+from contentq.review.posts import delivery_json, post_json
 from contentq.store.search import search_posts
 
 app = typer_app(help="Posts: list, show, approve, reject, edit; the states a post goes through.", no_args_is_help=True)

@@ -10,8 +10,8 @@ from rich.markup import escape
 from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, ok, print_json, table
-from contentq.dispatch import dispatch as run_dispatch
-from contentq.rules import list_rules
+from contentq.flow.dispatch import dispatch as run_dispatch
+from contentq.flow.rules import list_rules
 
 
 class _CliReporter:

@@ -8,12 +8,12 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from contentq import posts
 from contentq.cli import typer_app
 from contentq.cli.common import LIMIT_MAX, JsonOpt, PostIdArg, WideOpt, runtime
 from contentq.cli.render import Col, console, ok, print_json, table
+from contentq.flow.schedule import describe, schedule_rows
+from contentq.review import posts
 from contentq.runtime.config import routes_config
-from contentq.schedule import describe, schedule_rows
 
 
 class _ScheduleGroup(TyperGroup):

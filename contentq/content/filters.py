@@ -12,17 +12,35 @@ so the caller records a warning on the post and the job and alerts the admin.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import regex
 
 from contentq.content import ads
 from contentq.content.refs import normalize_channel_ref
 
-if TYPE_CHECKING:
-    from contentq.routes import Filters  # the config model; filters read its fields only
+
+class Filters(Protocol):
+    """The fields the filters read from the route's config model (routes.Filters); a Protocol, since routes
+    imports content and content must not import it back."""
+
+    @property
+    def stop_words(self) -> Sequence[str]: ...
+    @property
+    def regexes(self) -> Sequence[str]: ...
+    @property
+    def min_length(self) -> int: ...
+    @property
+    def max_length(self) -> int | None: ...
+    @property
+    def media_types(self) -> Sequence[str] | None: ...
+    @property
+    def skip_forwards(self) -> bool: ...
+    @property
+    def skip_ads(self) -> bool: ...
+
 
 REGEX_TIMEOUT_S = 0.25
 """Longest time one route regex may search one post."""

@@ -1,5 +1,5 @@
 """Telegram Desktop channel export (`result.json`) read and checked: messages, their text as Telegram HTML,
-their media files, and the albums they form (`contentq.imports` stores them as posts).
+their media files, and the albums they form (`contentq.intake.imports` stores them as posts).
 
 The whole file is read and checked first (a malformed message is named in the error). Exports have no
 grouped_id: an album is a media message followed by media messages of the same second, of kinds that share

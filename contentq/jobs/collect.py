@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contentq.collect import CollectFailed, collect_source
 from contentq.errors import FatalJobError, Reschedule
+from contentq.intake.collect import CollectFailed, collect_source
 from contentq.redact import redact
 from contentq.runtime.context import JobContext
 

@@ -1,12 +1,12 @@
 """The `donor_change` job (queue publish, key `edit:<post>:<edit>` or `delete:<post>`): a donor's edit or
-deletion carried over to our published post (contentq/donor_changes.py)."""
+deletion carried over to our published post (contentq/intake/donor_changes.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from contentq.donor_changes import delete_published, edit_published
 from contentq.errors import FatalJobError, NotFoundError
+from contentq.intake.donor_changes import delete_published, edit_published
 from contentq.jobs.rewrite import job_deadline, job_started
 from contentq.runtime.context import JobContext
 

@@ -1,7 +1,7 @@
 """The `generate` job (queue rewrite, key = route name): an auto-posting rule's original post.
 
 Creates the due time's post (once), has the LLM write it, then hands it on like a rewritten post: the
-`rewritten` move's follow-ups (contentq.pipeline) ask for its image when the route adds one, then hold it for
+`rewritten` move's follow-ups (contentq.flow.pipeline) ask for its image when the route adds one, then hold it for
 approval or give it the next free slot.
 """
 
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from contentq import lifecycle, pipeline
+from contentq import lifecycle
 from contentq.clock import parse
 from contentq.errors import ConfigError, DatabaseUnavailableError, FatalJobError, JobStopped, Reschedule
-from contentq.rules import record_outcome, rule_post, write_original
+from contentq.flow import pipeline
+from contentq.flow.rules import record_outcome, rule_post, write_original
 from contentq.runtime.config import route_of
 from contentq.runtime.context import JobContext, Runtime
 from contentq.store.posts import get_post

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from contentq import pipeline
 from contentq.errors import FatalJobError, NotFoundError
+from contentq.flow import pipeline
 from contentq.images.service import describe_failure, generate_post_image
 from contentq.runtime.context import JobContext, Runtime
 

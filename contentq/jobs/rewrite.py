@@ -1,7 +1,7 @@
 """The `rewrite` job (queue rewrite, key = post id): collected → rewriting → rewritten, then what follows.
 
 Outcomes: rewritten (the lifecycle's follow-ups then run: imagegen when the route adds images, then approval
-or a slot, see contentq.pipeline); filtered when the model says the post is an ad or off-topic, or the clean
+or a slot, see contentq.flow.pipeline); filtered when the model says the post is an ad or off-topic, or the clean
 rewriter leaves nothing of it; failed, with the admin told, when retrying cannot help (context window, refused
 request, invalid output three times); re-enqueued for later without using a retry while the LLM circuit breaker
 is open or the endpoint asks for a long wait.
@@ -15,9 +15,10 @@ from typing import Any
 
 from rq import get_current_job
 
-from contentq import lifecycle, pipeline
+from contentq import lifecycle
 from contentq.clock import iso, now, parse
 from contentq.errors import ConfigError, DatabaseUnavailableError, FatalJobError, JobError, JobStopped, Reschedule
+from contentq.flow import pipeline
 from contentq.integrations.llm import (
     BreakerOpenError,
     ContextTooLongError,

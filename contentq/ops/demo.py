@@ -81,8 +81,8 @@ def ensure_demo_route(settings: Settings) -> Path:
 
 def import_sample(runtime: Runtime) -> dict[str, Any]:
     """Import the shipped export as posts of the demo source (all or nothing; rewrites are enqueued)."""
-    from contentq.collect import ForegroundContext
-    from contentq.imports import import_export
+    from contentq.intake.collect import ForegroundContext
+    from contentq.intake.imports import import_export
 
     report = import_export(ForegroundContext(runtime), export_path(), SOURCE, route_name=ROUTE)
     return _as_counts(report)

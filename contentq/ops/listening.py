@@ -47,7 +47,7 @@ def listener_probe(row: dict[str, Any], settings: Settings) -> Probe:
 
 
 WAITING = ("not_logged_in", "waiting")
-"""States of a listener process that runs but cannot listen (contentq.listen.ListenService): it tries again."""
+"""States of a listener process that runs but cannot listen (contentq.intake.listen.ListenService): it tries again."""
 
 LOGIN_FIX = (
     "`contentq login` (with CONTENTQ_TG_API_ID and CONTENTQ_TG_API_HASH in .env): the listener notices the login "

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from contentq import lifecycle, pipeline
+from contentq import lifecycle
 from contentq.clock import iso, now, parse
-from contentq.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
 from contentq.errors import ContentqError, FatalJobError, NotFoundError, Reschedule
+from contentq.flow import pipeline
+from contentq.flow.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
 from contentq.publish.drivers import publish_to_outbox, publish_to_telegram
 from contentq.publish.fanout import fan_out
 from contentq.publish.outbox import write_outbox, write_versions

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from contentq.channels import resolve_channel
 from contentq.clock import now, parse
 from contentq.errors import DatabaseUnavailableError, FatalJobError, Reschedule
+from contentq.flow.channels import resolve_channel
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import deliveries, ledger
 from contentq.publish.delivery_run import DeliveryRun, fail_delivery

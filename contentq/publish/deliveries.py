@@ -15,16 +15,14 @@ them failed (`delivery_failed`); a delivery that fails never holds back or repea
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from contentq import actors
-from contentq.errors import ContentqError
+from contentq.machine import NEW as NEW
+from contentq.machine import IllegalMove as IllegalMove
+from contentq.machine import Machine, Move
 from contentq.store import Store
 from contentq.store.deliveries import change_delivery_state
-
-NEW = "new"
-"""Where every delivery starts: before it is stored."""
 
 STATES: dict[str, str] = {
     "scheduled": "waiting for its slot, or for a limit of its destination to allow it (the reason says which)",
@@ -33,14 +31,6 @@ STATES: dict[str, str] = {
     "failed": "failed for good; the reason says why, `contentq jobs retry` on its deliver job tries again",
     "cancelled": "its post was rejected or cancelled before this delivery went out",
 }
-
-
-@dataclass(frozen=True)
-class Move:
-    event: str
-    sources: tuple[str, ...]
-    target: str
-    doc: str
 
 
 MOVES: dict[str, Move] = {
@@ -63,27 +53,8 @@ DONE = ("published", "failed", "cancelled")
 """States no job moves a delivery out of by itself."""
 
 
-class IllegalMove(ContentqError):
-    """A move the table does not allow: a bug in the caller, never a race (a race returns False)."""
-
-
-def spec(event: str) -> Move:
-    try:
-        return MOVES[event]
-    except KeyError:
-        raise IllegalMove(f"no delivery event {event!r}; the events are {', '.join(MOVES)}") from None
-
-
-def _sources(event: str, only_from: str | Iterable[str] | None) -> tuple[str, ...]:
-    move = spec(event)
-    allowed = tuple(s for s in move.sources if s != NEW)
-    if only_from is None:
-        return allowed
-    wanted = (only_from,) if isinstance(only_from, str) else tuple(only_from)
-    outside = [s for s in wanted if s not in allowed]
-    if outside:
-        raise IllegalMove(f"{event!r} cannot start from {', '.join(outside)} (only from {', '.join(allowed)})")
-    return wanted
+MACHINE = Machine("delivery", MOVES)
+spec = MACHINE.spec
 
 
 def move_delivery(
@@ -99,7 +70,7 @@ def move_delivery(
     clears it); `fields` are other columns set with the move (due_at, platform_ids, link …)."""
     if "state" in fields or "state_reason" in fields:
         raise IllegalMove("the state and its reason are the move's own: pass `reason`, not a column")
-    sources = _sources(event, only_from)
+    sources = MACHINE.sources_of(event, only_from)
     with store.transaction() as conn:
         old = change_delivery_state(
             conn, delivery_id, sources, spec(event).target, fields, event=event, actor=actors.current(), reason=reason

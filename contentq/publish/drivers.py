@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from contentq.channels import resolve_channel
 from contentq.clock import now
 from contentq.errors import Reschedule
+from contentq.flow.channels import resolve_channel
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError
 from contentq.publish.outbox import write_outbox

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from contentq import lifecycle
-from contentq.channels import resolve_channel
 from contentq.clock import parse
 from contentq.errors import ContentqError, DatabaseUnavailableError
+from contentq.flow.channels import resolve_channel
 from contentq.integrations.telegram.access import gateway_of
 from contentq.publish import PublishError, ledger
 from contentq.publish.fanout import settle_fanout

@@ -1,4 +1,4 @@
-"""Post and job actions of the panel: each calls the core function its CLI command calls (contentq.posts,
+"""Post and job actions of the panel: each calls the core function its CLI command calls (contentq.review.posts,
 contentq.publish.core, runtime.tracking, runtime.bulk); this module only adapts form and API input and the
 results' shapes, and says which refusals are conflicts.
 
@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from contentq import posts
 from contentq.clock import parse
 from contentq.errors import ConfigError, ConflictError, ContentqError, NotFoundError, RedisUnavailableError
+from contentq.flow.schedule import resolve_at
+from contentq.review import posts
 from contentq.runtime import bulk as bulk_jobs
 from contentq.runtime import tracking
 from contentq.runtime.config import route_of
 from contentq.runtime.context import Runtime
-from contentq.schedule import resolve_at
 from contentq.store.posts import get_post
 
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from sse_starlette import EventSourceResponse
 from contentq.clock import iso
 from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
-from contentq.posts import post_json
+from contentq.review.posts import post_json
 from contentq.runtime import queues
 from contentq.runtime.bulk import JobFilter
 from contentq.web import actions, events, newjob, views

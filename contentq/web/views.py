@@ -10,22 +10,22 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from contentq import lifecycle
-from contentq.channels import list_sources
 from contentq.clock import iso, now, parse, parse_duration
 from contentq.content.html import safe_href, visible_len_utf16
 from contentq.content.preview import PreviewPart, render_preview
 from contentq.errors import ContentqError
+from contentq.flow.channels import list_sources
+from contentq.flow.schedule import describe, schedule_rows
 from contentq.integrations.breakers import llm_breaker_status
 from contentq.lifecycle import STATES
 from contentq.ops.alerts import evaluate
 from contentq.ops.listening import listener_probe
-from contentq.posts import post_json
+from contentq.review.posts import post_json
 from contentq.rewrite.usage import usage_summary, usage_totals
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
 from contentq.runtime.queues import check_queue, queue_status
 from contentq.runtime.stopping import run_in_flight
-from contentq.schedule import describe, schedule_rows
 from contentq.settings import QUEUES
 from contentq.store.footers import learned_footers
 from contentq.store.jobs import STATUSES, child_jobs, decode, get_job, hourly_outcomes, job_events, page_jobs
@@ -206,8 +206,8 @@ def post_detail(rt: Runtime, post_id: int) -> dict[str, Any]:
 
 def _destinations(rt: Runtime, post: dict[str, Any]) -> dict[str, Any]:
     """A post of a route with destinations: its deliveries, and each destination's version (docs/destinations.md)."""
-    from contentq.posts import delivery_json
     from contentq.publish.preview_destinations import destination_versions, render_versions
+    from contentq.review.posts import delivery_json
     from contentq.store.deliveries import deliveries_of
 
     route = routes_config(rt).routes.get(post["route"])

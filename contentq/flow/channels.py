@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from contentq.clock import iso
 from contentq.content.refs import normalize_channel_ref
@@ -12,8 +12,16 @@ from contentq.routes import load_routes
 from contentq.runtime.context import Runtime
 from contentq.store import Store
 
-if TYPE_CHECKING:  # contentq.ingest pulls in dedup (numpy): not for every CLI start
-    from contentq.ingest import Counts
+
+class Counts(Protocol):
+    """The counters a run adds to its channel (intake.ingest.Counts; a Protocol so flow/ never imports intake/)."""
+
+    @property
+    def collected(self) -> int: ...
+    @property
+    def duplicate(self) -> int: ...
+    @property
+    def filtered(self) -> int: ...
 
 
 def get_channel(store: Store, ref: str) -> dict[str, Any] | None:

@@ -12,17 +12,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from contentq import lifecycle, pipeline
+from contentq import lifecycle
 from contentq.clock import iso
 from contentq.content.html import validate_html, visible_len_utf16
 from contentq.content.split import split_html
 from contentq.errors import ContentqError
+from contentq.flow import pipeline
+from contentq.flow.schedule import in_zone, resolve_at
 from contentq.lifecycle import STATES
 from contentq.publish.fanout import delivery_summary, platform_ids
 from contentq.publish.ledger import sends_of
 from contentq.runtime.config import route_of, routes_config
 from contentq.runtime.context import Runtime
-from contentq.schedule import in_zone, resolve_at
 from contentq.store import posts as store_posts
 from contentq.store.deliveries import deliveries_of, deliveries_of_posts
 from contentq.store.posts import get_post

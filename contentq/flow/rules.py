@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from contentq import lifecycle
 from contentq.clock import iso, now, parse
+from contentq.flow.schedule import local_times
 from contentq.rewrite.base import RewriteTask
 from contentq.rewrite.output import InvalidOutputError, ModelRefusalError
 from contentq.rewrite.prompt import TAGS_HELP, examples_message
@@ -24,10 +25,9 @@ from contentq.routes import Generate, Route
 from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
-from contentq.schedule import local_times
 from contentq.store.posts import get_post
 
-log = logging.getLogger("contentq.rules")
+log = logging.getLogger("contentq.flow.rules")
 
 SOURCE_PREFIX = "generate:"
 """posts.source of generated posts: 'generate:<route>'; source_msg_id is the due time (Unix seconds)."""

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contentq import pipeline
-from contentq.channels import advance, ensure_channel
-from contentq.collect import CollectContext
 from contentq.content.media_types import clean_media_type
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError
-from contentq.ingest import (
+from contentq.flow import pipeline
+from contentq.flow.channels import advance, ensure_channel
+from contentq.intake.collect import CollectContext
+from contentq.intake.ingest import (
     Candidate,
     CandidateMedia,
     Counts,

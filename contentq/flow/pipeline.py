@@ -20,19 +20,19 @@ from typing import Any
 
 from contentq import actors, lifecycle
 from contentq.clock import iso, now, parse
-from contentq.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
 from contentq.errors import ConfigError, ContentqError
+from contentq.flow.dispatch import DISPATCH_AHEAD_SECONDS, cancel_publish_job, dispatch_post
+from contentq.flow.schedule import earliest_for, next_free_slot
 from contentq.routes import Route
 from contentq.runtime.config import route_of
 from contentq.runtime.context import Runtime
 from contentq.runtime.kinds import KINDS
 from contentq.runtime.tracking import enqueue
-from contentq.schedule import earliest_for, next_free_slot
 from contentq.store import Store
 from contentq.store.jobs import ACTIVE
 from contentq.store.posts import get_post, has_generated_image, image_job_status
 
-log = logging.getLogger("contentq.pipeline")
+log = logging.getLogger("contentq.flow.pipeline")
 
 
 @dataclass

@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from contentq import actors
-from contentq.channels import resolve_channel
 from contentq.clock import iso, now
-from contentq.collect import (
+from contentq.content.refs import normalize_channel_ref
+from contentq.errors import ContentqError, Reschedule
+from contentq.flow.channels import resolve_channel
+from contentq.intake.collect import (
     MAX_PER_RUN,
     CollectFailed,
     ForegroundContext,
@@ -40,10 +42,8 @@ from contentq.collect import (
     route_for_source,
     store_group,
 )
-from contentq.content.refs import normalize_channel_ref
-from contentq.donor_changes import Change, apply_delete, apply_edit
-from contentq.errors import ContentqError, Reschedule
-from contentq.ingest import Counts, Ingestor, Outcome, dedup_index
+from contentq.intake.donor_changes import Change, apply_delete, apply_edit
+from contentq.intake.ingest import Counts, Ingestor, Outcome, dedup_index
 from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
 from contentq.redact import redact
@@ -53,7 +53,7 @@ from contentq.settings import Settings
 from contentq.store.footers import load_footer
 from contentq.store.listeners import beat, start_listener
 
-log = logging.getLogger("contentq.listen")
+log = logging.getLogger("contentq.intake.listen")
 
 ALBUM_SETTLE_S = 0.8
 """Album items delivered one by one: the album is stored this long after its newest item arrived."""

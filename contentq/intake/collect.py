@@ -17,13 +17,13 @@ from typing import Any, NoReturn, Protocol
 import tenacity
 from telethon import errors
 
-from contentq import pipeline
-from contentq.channels import advance, get_channel, mark_run, resolve_channel
 from contentq.clock import now
 from contentq.content.media_types import clean_media_type
 from contentq.content.refs import normalize_channel_ref
 from contentq.errors import ContentqError, FatalJobError, Reschedule
-from contentq.ingest import (
+from contentq.flow import pipeline
+from contentq.flow.channels import advance, get_channel, mark_run, resolve_channel
+from contentq.intake.ingest import (
     Candidate,
     CandidateMedia,
     Counts,
@@ -44,7 +44,7 @@ from contentq.runtime.stopping import checkpoint
 from contentq.runtime.tracking import enqueue
 from contentq.store.footers import load_footer, refresh_footer
 
-log = logging.getLogger("contentq.collect")
+log = logging.getLogger("contentq.intake.collect")
 
 MAX_RECONNECTS = 3
 """Reconnects tried when the session is down before the run fails and the admin is told."""

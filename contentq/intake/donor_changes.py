@@ -25,11 +25,12 @@ from typing import Any
 
 from telethon import errors as tg_errors
 
-from contentq import lifecycle, pipeline
+from contentq import lifecycle
 from contentq.clock import iso, now, parse
-from contentq.collect import CollectContext, _candidate
 from contentq.errors import Reschedule
-from contentq.ingest import CandidateMedia, Ingestor
+from contentq.flow import pipeline
+from contentq.intake.collect import CollectContext, _candidate
+from contentq.intake.ingest import CandidateMedia, Ingestor
 from contentq.integrations.telegram.access import gateway_of
 from contentq.integrations.telegram.gateway import FetchedMessage
 from contentq.runtime.context import JobContext
@@ -216,7 +217,7 @@ def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: flo
         html = result.html
         _set_edit(ctx, edit_id, "rewritten", html=html)
     gateway = gateway_of(ctx.runtime)
-    from contentq.channels import resolve_channel
+    from contentq.flow.channels import resolve_channel
 
     gateway.ensure_ready()
     target = resolve_channel(ctx.store, gateway, post["target"] or route.target, role="target")
@@ -254,7 +255,7 @@ def edit_published(ctx: JobContext, post_id: int, edit_id: int, *, deadline: flo
 
 def delete_published(ctx: JobContext, post_id: int) -> dict[str, Any]:
     """Our messages of a published post deleted after the donor deleted theirs (deleting twice is harmless)."""
-    from contentq.channels import resolve_channel
+    from contentq.flow.channels import resolve_channel
     from contentq.rewrite.core import load_route
 
     post = get_post(ctx.store, post_id)

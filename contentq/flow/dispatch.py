@@ -16,12 +16,12 @@ from typing import Any
 
 from contentq.clock import iso, now, parse
 from contentq.errors import ContentqError
-from contentq.rules import fire_due_rules
+from contentq.flow.rules import fire_due_rules
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import cancel, enqueue
 from contentq.store.jobs import ACTIVE
 
-log = logging.getLogger("contentq.dispatch")
+log = logging.getLogger("contentq.flow.dispatch")
 
 DISPATCH_AHEAD_SECONDS = 90
 """Posts due this soon are enqueued with a delay: more than cron's minute, so a late cron run loses nothing."""
