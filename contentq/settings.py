@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     rewrite_attempts: Attempts = 3
     rewrite_backoff_base: BackoffBase = 2.0
     rewrite_timeout: Timeout = 300
-    rewrite_concurrency: Concurrency = 2
+    rewrite_concurrency: Concurrency = 1
     collect_attempts: Attempts = 3
     collect_backoff_base: BackoffBase = 2.0
     collect_timeout: Timeout = 300

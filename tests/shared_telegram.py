@@ -17,6 +17,7 @@ import os
 import random
 import sqlite3
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from telethon import errors
 from contentq.integrations.telegram.gateway import (
     Account,
     FetchedMessage,
+    ListenUpdate,
     OutgoingPart,
     ResolvedChannel,
 )
@@ -37,6 +39,10 @@ CREATE TABLE IF NOT EXISTS messages (
     grouped_id INTEGER, random_id INTEGER NOT NULL UNIQUE, at REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS admin (id INTEGER PRIMARY KEY AUTOINCREMENT, chat TEXT, text TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS donor (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, id INTEGER NOT NULL, html TEXT NOT NULL,
+    at REAL NOT NULL, live INTEGER NOT NULL DEFAULT 0, UNIQUE (channel, id)
+);
 """
 
 
@@ -79,7 +85,32 @@ class SharedTelegram:
         return ResolvedChannel(ref=ref, id=cid, access_hash=cid * 7, title=ref, username=ref.lstrip("@"))
 
     def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
-        return []
+        """The donor messages `post_donor` wrote, as Telegram pages them (see the gateway Protocol)."""
+        order = "ASC" if min_id > 0 else "DESC"  # a first run takes the newest `limit`, later runs page forward
+        rows = self.conn.execute(
+            f"SELECT id, html, at FROM donor WHERE channel = ? AND id > ? ORDER BY id {order} LIMIT ?",
+            (channel.ref, min_id, limit or -1),
+        ).fetchall()
+        return sorted((_message(r) for r in rows), key=lambda m: m.id)
+
+    def listen(self, channels: list[ResolvedChannel], *, tick: float = 1.0) -> Iterator[ListenUpdate]:
+        """The donor messages posted `live` after the listener connected, read from the file every `tick`
+        seconds (the real gateway is woken by Telegram's socket; its watchdog wakes every tick too)."""
+        wanted = {c.ref: c.id for c in channels}
+        last = int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM donor").fetchone()[0])
+        yield ListenUpdate("connected", received_at=time.time())
+        while True:
+            rows = self.conn.execute(
+                "SELECT seq, channel, id, html, at FROM donor WHERE seq > ? AND live = 1 ORDER BY seq", (last,)
+            ).fetchall()
+            if not rows:
+                time.sleep(tick)
+                yield ListenUpdate("idle", received_at=time.time())
+                continue
+            for seq, channel, msg_id, html, at in rows:
+                last = seq
+                if channel in wanted:
+                    yield ListenUpdate("new", wanted[channel], (_message((msg_id, html, at)),), received_at=time.time())
 
     def download_media(self, channel: ResolvedChannel, message_id: int) -> bytes:
         raise errors.MessageIdInvalidError(request=None)
@@ -124,6 +155,24 @@ class SharedTelegram:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _message(row: tuple[int, str, float]) -> FetchedMessage:
+    return FetchedMessage(id=row[0], date=datetime.fromtimestamp(row[2], UTC), html=row[1])
+
+
+def post_donor(path: Path, channel: str, messages: list[tuple[int, str]], *, live: bool = False) -> None:
+    """Donor messages (id, html) appear in `channel`: fetchable by collect at once and, when `live`, delivered
+    to a listener's `listen` too."""
+    conn = connect(path)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO donor (channel, id, html, at, live) VALUES (?, ?, ?, ?, ?)",
+                [(normalize_channel_ref(channel), i, html, time.time(), int(live)) for i, html in messages],
+            )
+    finally:
+        conn.close()
 
 
 def visible(path: Path, target: str | None = None) -> list[dict[str, Any]]:

@@ -42,8 +42,8 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
                              maintenance_timeout=900)  # fmt: skip
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
-    assert programs == ["contentq-telegram", "contentq-rewrite", "contentq-imagegen",
-                        "contentq-maintenance", "contentq-listen", "contentq-web"]  # fmt: skip
+    assert programs == ["contentq-telegram", "contentq-rewrite", "contentq-light", "contentq-listen",
+                        "contentq-web"]  # fmt: skip
     listen = conf["program:contentq-listen"]
     assert listen["command"] == "/venv/bin/python -m contentq listen" and "numprocs" not in listen
     rewrite = conf["program:contentq-rewrite"]
@@ -56,7 +56,12 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     assert telegram["numprocs"] == "1"
     assert telegram["command"].endswith("worker publish collect")
     assert int(telegram["stopwaitsecs"]) > max(settings.publish_timeout, settings.collect_timeout)
-    assert int(conf["program:contentq-maintenance"]["stopwaitsecs"]) > 900
+    # The light queues share one program; its stop waits for the longest of their jobs.
+    light = conf["program:contentq-light"]
+    assert light["command"].endswith("worker imagegen maintenance") and light["numprocs"] == "1"
+    assert int(light["stopwaitsecs"]) > 900
+    more = _parse(sv.render(load_settings(home=home, imagegen_concurrency=3), python="/venv/bin/python"))
+    assert more["program:contentq-light"]["numprocs"] == "3"
     # The embedded Valkey, a group of its own, starts first and stops last; it outwaits the slowest worker's stop,
     # and only `redis serve` gets the TERM (it shuts Valkey down once the workers are gone).
     redis_prog = conf["program:contentq-redis"]
@@ -113,7 +118,7 @@ def test_render_command_writes_the_file_and_doctor_compares_it(home: Path) -> No
     settings = load_settings()
     assert sv.compare(out.read_text(), settings) == []
     changed = load_settings(rewrite_concurrency=5)
-    assert sv.compare(out.read_text(), changed) == ["contentq-rewrite: numprocs is '2', settings give '5'"]
+    assert sv.compare(out.read_text(), changed) == ["contentq-rewrite: numprocs is '1', settings give '5'"]
     printed = runner.invoke(app, ["supervisor", "render"])
     assert "[group:contentq]" in printed.output
 
@@ -165,14 +170,13 @@ def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_pat
     settings = load_settings(home=home, worker_maintenance_interval=1)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        expected = {"contentq:contentq-telegram-0", "contentq:contentq-rewrite-0", "contentq:contentq-rewrite-1",
-                    "contentq:contentq-imagegen-0", "contentq:contentq-maintenance-0",
+        expected = {"contentq:contentq-telegram-0", "contentq:contentq-rewrite-0", "contentq:contentq-light-0",
                     "contentq:contentq-listen", "contentq:contentq-web"}  # fmt: skip
         wait_for(lambda: _states(conf) == dict.fromkeys(expected, "RUNNING"), timeout=60,
                  what=f"every worker RUNNING (log: {home / 'logs'})")  # fmt: skip
         conn = connect(settings)
-        workers = wait_for(lambda: len(Worker.all(connection=conn)) == 5 and Worker.all(connection=conn), 30,
-                           what="5 workers registered in Redis")  # fmt: skip
+        workers = wait_for(lambda: len(Worker.all(connection=conn)) == 3 and Worker.all(connection=conn), 30,
+                           what="3 workers registered in Redis")  # fmt: skip
         assert {q for w in workers for q in w.queue_names()} == set(QUEUES)
 
         # The supervised workers do the work.
@@ -203,8 +207,8 @@ def test_supervisord_runs_the_embedded_valkey_first(
     server = EmbeddedServer(settings.redis_dir)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        # Valkey, telegram, rewrite, imagegen, maintenance, web (no route reads a donor: no listener)
-        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 6, timeout=60,
+        # Valkey, telegram, rewrite, light (imagegen and maintenance), web (no route reads a donor: no listener)
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 5, timeout=60,
                  what=f"Valkey and the workers RUNNING (log: {home / 'logs'})")  # fmt: skip
         assert "contentq-redis" in _states(conf)
         # RUNNING means "up for startsecs"; the interpreter may still be importing before it starts Valkey.
@@ -212,7 +216,7 @@ def test_supervisord_runs_the_embedded_valkey_first(
         # The server is the child of supervisor's `redis serve`, not a daemon a worker started on its own.
         assert _ppid(server.pid()) == int(_ctl(conf, "pid", "contentq-redis").strip())
         conn = connect(load_settings(home=home, redis_url=server.url))
-        wait_for(lambda: len(Worker.all(connection=conn)) == 4, 30, what="4 workers on the embedded Valkey")
+        wait_for(lambda: len(Worker.all(connection=conn)) == 3, 30, what="3 workers on the embedded Valkey")
 
         # Valkey killed: supervisor starts it again, and the workers wait for it instead of exiting.
         workers_before = {
@@ -263,7 +267,7 @@ def test_stop_all_and_shutdown_stop_valkey_last_so_every_worker_unregisters(
     try:
         wait_for(lambda: server.ping(), 60, what="the supervised Valkey answering")
         conn = connect(load_settings(home=home, redis_url=server.url))
-        wait_for(lambda: len(Worker.all(connection=conn)) == 4, 60, what="4 workers registered")
+        wait_for(lambda: len(Worker.all(connection=conn)) == 3, 60, what="3 workers registered")
         conn.close()
 
         # `stop all` signals every program at once (supervisor's stopAllProcesses does not wait between
@@ -277,7 +281,7 @@ def test_stop_all_and_shutdown_stop_valkey_last_so_every_worker_unregisters(
         _ctl(conf, "start", "all")
         wait_for(lambda: server.ping(), 60, what="Valkey again")
         conn = connect(load_settings(home=home, redis_url=server.url))
-        wait_for(lambda: len(Worker.all(connection=conn)) == 4, 60, what="4 workers registered again")
+        wait_for(lambda: len(Worker.all(connection=conn)) == 3, 60, what="3 workers registered again")
         conn.close()
         _stop_supervisord(conf, proc)
         assert proc.returncode == 0

@@ -21,15 +21,14 @@ import time
 from types import FrameType
 
 import redis
-from rq import Worker
 
-from contentq.ops.supervisor import worker_groups
 from contentq.runtime.redis import NO_RETRY, EmbeddedServer, embedded_server
 from contentq.settings import Settings
 
 log = logging.getLogger("contentq.redis")
 
 POLL_SECONDS = 0.2
+"""While stopping: how often the workers still registered are counted."""
 
 
 def _process_exists(pid: int) -> bool:
@@ -45,6 +44,8 @@ def _process_exists(pid: int) -> bool:
 def registered_workers(server: EmbeddedServer) -> list[str]:
     """Workers registered in this Valkey whose process still runs on this machine (a killed worker's
     registration is nobody to wait for)."""
+    from rq import Worker  # only when stopping: the process that waits on Valkey stays small
+
     conn = redis.Redis(unix_socket_path=str(server.socket), socket_timeout=2, retry=NO_RETRY)
     try:
         workers = Worker.all(connection=conn)
@@ -58,6 +59,8 @@ def registered_workers(server: EmbeddedServer) -> list[str]:
 
 def stop_grace(settings: Settings) -> int:
     """The longest supervisor waits for a worker to stop (its stopwaitsecs): Valkey waits no longer for them."""
+    from contentq.ops.supervisor import worker_groups
+
     return max(group.stopwaitsecs for group in worker_groups(settings))
 
 
@@ -83,14 +86,23 @@ def serve(settings: Settings) -> int:
     if server.socket.exists():
         server.socket.unlink()
     stopping = threading.Event()
+    wake = threading.Event()
+    """Set by a stop signal or by Valkey's exit: this process sleeps until then, with no wake-ups of its own."""
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stopping.set()
+        wake.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     child = subprocess.Popen(server.server_args(daemonize=False))
-    while child.poll() is None and not stopping.wait(POLL_SECONDS):
+
+    def await_exit() -> None:
+        child.wait()
+        wake.set()
+
+    threading.Thread(target=await_exit, name="valkey-exit", daemon=True).start()
+    while not wake.wait(60.0):
         pass
     if child.poll() is not None and not stopping.is_set():
         log.error("Valkey exited with status %s", child.returncode)

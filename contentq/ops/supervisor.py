@@ -33,6 +33,10 @@ GROUP = "contentq"
 TELEGRAM_QUEUES = ("publish", "collect")
 """Queues whose jobs use the Telegram session: one process for all of them."""
 
+LIGHT_QUEUES = ("imagegen", "maintenance")
+"""Queues with few, short jobs: one program serves them all. A process of its own for each cost about 45 MiB
+(PSS) and its idle wake-ups for a queue that sees a handful of jobs a day (docs/performance.md, "Footprint")."""
+
 STOP_GRACE_SECONDS = 30
 """stopwaitsecs is the group's longest job timeout plus this: a warm shutdown lets the running job finish."""
 
@@ -83,9 +87,19 @@ def worker_groups(settings: Settings) -> list[WorkerGroup]:
             note,
         )
     ]
-    for queue in ("rewrite", "imagegen", "maintenance"):
-        policy = settings.policy(queue)
-        groups.append(WorkerGroup(queue, (queue,), policy.concurrency, policy.timeout + STOP_GRACE_SECONDS))
+    rewrite = settings.policy("rewrite")
+    groups.append(WorkerGroup("rewrite", ("rewrite",), rewrite.concurrency, rewrite.timeout + STOP_GRACE_SECONDS))
+    light = [settings.policy(q) for q in LIGHT_QUEUES]
+    groups.append(
+        WorkerGroup(
+            "light",
+            LIGHT_QUEUES,
+            max(p.concurrency for p in light),
+            max(p.timeout for p in light) + STOP_GRACE_SECONDS,
+            f"{' and '.join(LIGHT_QUEUES)} (few, short jobs) share a program: numprocs is the larger of "
+            + " and ".join(f"CONTENTQ_{q.upper()}_CONCURRENCY" for q in LIGHT_QUEUES),
+        )
+    )
     return groups
 
 

@@ -132,6 +132,11 @@ def enqueue(
     raise ContentqError(f"cannot enqueue {kind} {key!r}: its jobs kept changing under {ENQUEUE_TRIES} tries")
 
 
+SCHEDULED_CHANNEL = "contentq:scheduled"
+"""A delayed job was added to a queue's scheduled registry (the message is the queue's name): the workers'
+schedulers, which otherwise sleep until the next job they know of is due, look again."""
+
+
 def push(
     runtime: Runtime,
     row: dict[str, Any],
@@ -156,7 +161,9 @@ def push(
             "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
         }
         if delay_seconds > 0:
-            return queue.enqueue_in(timedelta(seconds=delay_seconds), EXECUTE, row["id"], **options)
+            job = queue.enqueue_in(timedelta(seconds=delay_seconds), EXECUTE, row["id"], **options)
+            runtime.redis.publish(SCHEDULED_CHANNEL, row["queue"])
+            return job
         return queue.enqueue(EXECUTE, row["id"], at_front=at_front, **options)
     except redis.RedisError as exc:
         raise RedisUnavailableError(

@@ -25,7 +25,7 @@ from redis.client import PubSub, PubSubWorkerThread
 from rq import SimpleWorker, worker_registration
 from rq.exceptions import DequeueTimeout
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
@@ -38,6 +38,7 @@ from contentq.runtime.outage import REDIS_DOWN, RedisOutage, StopWaiting
 from contentq.runtime.queues import check_queue, paused_queues
 from contentq.runtime.reconcile import reconcile, recover_abandoned
 from contentq.runtime.stopping import forget_stop, request_stop
+from contentq.runtime.tracking import SCHEDULED_CHANNEL
 from contentq.settings import QUEUES
 from contentq.store.db import open_store
 from contentq.store.workers import (
@@ -51,8 +52,11 @@ from contentq.store.workers import (
 
 log = logging.getLogger("contentq.worker")
 
-DEQUEUE_POLL_SECONDS = 1
-"""Longest block on an empty queue: pause, maintenance and shutdown are noticed this fast."""
+DEQUEUE_POLL_SECONDS = 5
+"""Longest block on an empty queue: a resumed queue and the registry cleanup are noticed this fast. A job is
+taken the moment it is queued, a stop (TERM) ends the block at once, and a job popped from a queue paused during
+the block goes back (`_put_back_if_paused`): only an idle worker's wake-ups (about 5 Redis commands each) depend
+on it (docs/performance.md, "Footprint")."""
 
 PUBSUB_POLL_SECONDS = 1.0
 """Longest read of the pub/sub thread (RQ's `rq:pubsub` commands: stop-job, shutdown). RQ reads for 60 s; since
@@ -63,7 +67,15 @@ PUBSUB_STOP_SECONDS = 3.0
 then (a half-open socket) dies with the process."""
 
 SCHEDULER_INTERVAL = 1.0
-"""Seconds between two moves of due delayed jobs into their queues (RQ's default)."""
+"""The shortest time between two rounds of the scheduler (moving due delayed jobs into their queues): a burst of
+new delayed jobs costs one round a second, as RQ's own scheduler polls."""
+
+HOUSEKEEPING_IDLE_SECONDS = 10.0
+"""The longest the housekeeping thread sleeps (capped by a third of the heartbeat TTL, which the dead workers'
+jobs are checked against). Between its rounds the scheduler sleeps until the first delayed job it knows of is
+due, or a new one is announced (`tracking.SCHEDULED_CHANNEL`, published by every delayed enqueue and by the
+worker that scheduled a retry): a delayed job is on time without a round every second. One that was not
+announced (another tool's) waits for the next round at most this long."""
 
 RECONCILE_LOCK = "contentq:worker-reconcile"
 """Held for one interval by the worker that runs the light reconcile, so workers take turns."""
@@ -71,9 +83,12 @@ RECONCILE_LOCK = "contentq:worker-reconcile"
 FORGET_WORKERS_AFTER = timedelta(days=1)
 
 CHECKPOINT_SECONDS = 1.0
-"""A thread of the worker copies SQLite's write-ahead log into the database this often (a PASSIVE checkpoint,
-on its own connection), so that no job's commit waits for a checkpoint and its fsync: left to SQLite, the commit
-that crosses 1,000 pages of log runs one."""
+"""A thread of the worker copies SQLite's write-ahead log into the database about this long after a job ended (a
+PASSIVE checkpoint, on its own connection; the jobs of that second share it), so that no job's commit waits for
+a checkpoint and its fsync: left to SQLite, the commit that crosses 1,000 pages of log runs one."""
+
+CHECKPOINT_IDLE_SECONDS = 60.0
+"""With no job ending, a checkpoint this often still (other processes' commits: the listener, the panel, the CLI)."""
 
 CHECKPOINT_FALLBACK_PAGES = 10_000
 """The job connection still checkpoints by itself past this much log (40 MB), should that thread fall behind."""
@@ -97,6 +112,10 @@ class ContentqWorker(SimpleWorker):
         self.outage = RedisOutage(log)
         self._running_job: Job | None = None
         self._stop_threads = threading.Event()
+        self._job_ended = threading.Event()
+        """Wakes the checkpoint thread: a job's commits are in the log (or the worker stops)."""
+        self._schedule_now = threading.Event()
+        """Wakes the housekeeping thread: a delayed job was announced (or the worker stops)."""
         self._threads: list[threading.Thread] = []
         self._burst = False
 
@@ -117,7 +136,9 @@ class ContentqWorker(SimpleWorker):
     def subscribe(self) -> None:
         """RQ's, with an outage handler that reports through the shared outage (one WARNING, not one a try)."""
         self.pubsub = self.connection.pubsub()
-        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub.subscribe(
+            **{self.pubsub_channel_name: self.handle_payload, SCHEDULED_CHANNEL: self._delayed_job_announced}
+        )
         self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
             sleep_time=PUBSUB_POLL_SECONDS, daemon=True, exception_handler=self._pubsub_outage
         )
@@ -136,6 +157,9 @@ class ContentqWorker(SimpleWorker):
         thread.join(timeout=PUBSUB_STOP_SECONDS)
         if not thread.is_alive():
             self.pubsub.close()  # else the thread closes it when its read ends
+
+    def _delayed_job_announced(self, message: dict[str, Any]) -> None:
+        self._schedule_now.set()
 
     def _pubsub_outage(self, exc: BaseException, pubsub: PubSub, thread: PubSubWorkerThread) -> None:
         if isinstance(exc, REDIS_DOWN):
@@ -180,6 +204,10 @@ class ContentqWorker(SimpleWorker):
             self._wait(self.connection.ping)
         finally:
             self._running_job = None
+            self._job_ended.set()
+            if job.get_status(refresh=False) == JobStatus.SCHEDULED:  # RQ scheduled its retry: announce it
+                with contextlib.suppress(*REDIS_DOWN):
+                    self.connection.publish(SCHEDULED_CHANNEL, queue.name)
             forget_stop(job.id)
             # The job's end statement cleared it (trigger job_worker_free) unless the run ended without one (a
             # BaseException, a locked database): then the reconcile must not take this worker for busy with it.
@@ -290,6 +318,8 @@ class ContentqWorker(SimpleWorker):
 
     def teardown(self) -> None:
         self._stop_threads.set()
+        self._job_ended.set()
+        self._schedule_now.set()
         for thread in self._threads:
             thread.join(timeout=5)
         try:
@@ -313,7 +343,13 @@ class ContentqWorker(SimpleWorker):
         # Its own connection, failing fast and quiet on a busy database: the job connection waits and tells.
         store = open_store(settings.db_path, settings.db_busy_timeout_ms, migrate=False, wait_seconds=0, quiet=True)
         try:
-            while not self._stop_threads.wait(CHECKPOINT_SECONDS):
+            # Woken by the end of a job (idle, it sleeps): one second later, so that the jobs ending meanwhile
+            # share the checkpoint.
+            while not self._stop_threads.is_set():
+                self._job_ended.wait(CHECKPOINT_IDLE_SECONDS)
+                if self._stop_threads.wait(CHECKPOINT_SECONDS):
+                    break
+                self._job_ended.clear()
                 try:
                     store.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except Exception:  # noqa: BLE001 - busy or locked: the next one comes in a second
@@ -350,10 +386,15 @@ class ContentqWorker(SimpleWorker):
             logging_level=logging.getLogger().level or logging.INFO,
         )  # fmt: skip
         last_reconcile = time.monotonic() - self.reconcile_interval / 2  # the first one soon after start
-        last_recovery = time.monotonic()
+        last_recovery = last_round = time.monotonic()
         delay = SCHEDULER_INTERVAL
-        while not self._stop_threads.wait(delay):
-            delay = SCHEDULER_INTERVAL
+        while True:
+            self._schedule_now.wait(delay)
+            # Announcements coming close together share a round, at most one a second.
+            if self._stop_threads.wait(max(0.0, SCHEDULER_INTERVAL - (time.monotonic() - last_round))):
+                break
+            self._schedule_now.clear()
+            last_round = time.monotonic()
             try:
                 self._schedule(scheduler)
                 if time.monotonic() - last_reconcile >= self.reconcile_interval:
@@ -363,6 +404,7 @@ class ContentqWorker(SimpleWorker):
                     # Dead workers' jobs, from SQLite alone: back in a queue within the heartbeat TTL.
                     last_recovery = time.monotonic()
                     recover_abandoned(self.runtime)
+                delay = self._next_round(scheduler)
                 self.outage.ok()
             except REDIS_DOWN as exc:
                 self.outage.failed(exc)
@@ -387,6 +429,20 @@ class ContentqWorker(SimpleWorker):
         if scheduler.acquired_locks:
             scheduler.heartbeat()
             scheduler.enqueue_scheduled_jobs()
+
+    def _next_round(self, scheduler: RQScheduler) -> float:
+        """Seconds until the housekeeping's next round: when the first delayed job of this scheduler's queues is
+        due (past its second: RQ scores by whole seconds), at most HOUSEKEEPING_IDLE_SECONDS."""
+        cap = max(1.0, min(HOUSEKEEPING_IDLE_SECONDS, self.heartbeat_ttl / 3))
+        first = None
+        for name in scheduler.acquired_locks:
+            head = self.connection.zrange(ScheduledJobRegistry(name, connection=self.connection).key, 0, 0,
+                                          withscores=True)  # fmt: skip
+            if head:
+                first = float(head[0][1]) if first is None else min(first, float(head[0][1]))
+        if first is None:
+            return cap
+        return min(cap, max(0.0, first + 1.0 - time.time()))
 
     def _free_dead_scheduler_locks(self, queues: set[str]) -> None:
         ttl = self.heartbeat_ttl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -150,5 +151,24 @@ def open_store(
     if migrate:
         with store.translate_errors():
             if not up_to_date(store.conn):
-                apply_migrations(store.db)
+                _migrate_once(store)
     return store
+
+
+def _migrate_once(store: Store) -> None:
+    """Apply the pending migrations, one process at a time (a lock file beside the database): at the first start
+    every program opens the database at once, and those that only waited find it migrated and need not import
+    sqlite-utils (about 13 MiB a process, kept until it exits). The migration's own IMMEDIATE transaction still
+    guards a database on a file system without locks."""
+    lock_path = store.path.with_name(store.path.name + ".migrate-lock")
+    try:
+        lock = open(lock_path, "a")  # noqa: SIM115 - closed below
+    except OSError:  # a read-only directory: the transaction alone decides
+        apply_migrations(store.db)
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not up_to_date(store.conn):
+            apply_migrations(store.db)
+    finally:
+        lock.close()

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from contentq.clock import parse
 from contentq.errors import ConfigError, ConflictError, ContentqError, NotFoundError, RedisUnavailableError
 from contentq.flow.schedule import resolve_at
-from contentq.publish.core import publish_now
 from contentq.review import posts
 from contentq.runtime import bulk as bulk_jobs
 from contentq.runtime import tracking
@@ -90,6 +89,8 @@ def edit_post(rt: Runtime, post_id: int, edited: str) -> str:
 
 def publish_post_now(rt: Runtime, post_id: int) -> str:
     """`contentq publish ID` (through the publish queue): skip the slot and approval; returns the job id."""
+    from contentq.publish.core import publish_now  # Telethon (and Pillow): only when the panel publishes
+
     return str(in_state(publish_now, rt, post_id)["job"] or "?")
 
 

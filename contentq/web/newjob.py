@@ -12,8 +12,6 @@ import json
 from typing import Any
 
 from contentq.errors import ConflictError, ContentqError
-from contentq.images.service import request_image
-from contentq.publish.core import publish_now
 from contentq.rewrite.enqueue import enqueue_rewrites
 from contentq.runtime import queues, tracking
 from contentq.runtime.context import Runtime
@@ -93,12 +91,16 @@ def create_job(
             raise ConflictError(f"post {target} was not queued for a rewrite: {row['result']}")
         return {"id": row["job"], "deduplicated": row["result"] == "already queued"}
     if name == "publish":
+        from contentq.publish.core import publish_now  # Telethon (and Pillow): only when the panel publishes
+
         job = in_state(publish_now, rt, target)["job"]
         if job is None:
             raise ContentqError(
                 f"post {target} is scheduled to publish now, but no job was made; run `contentq dispatch`"
             )
         return {"id": job, "deduplicated": False}
+    from contentq.images.service import request_image  # Pillow: only when the panel asks for an image
+
     return request_image(rt, target, prompt=payload.get("prompt") or None, backend=payload.get("backend") or None)
 
 
