@@ -276,3 +276,27 @@ def test_a_batch_route_over_its_budget_waits_instead_of_joining_a_batch(budget_r
     assert job["status"] == "queued" and job["reschedules"] == 1
     events = [e["event"] for e in rt.store.query("SELECT event FROM job_events WHERE job_id = ?", (job_id,))]
     assert "budget_wait" in events
+
+
+def test_batch_lines_not_yet_answered_count_against_the_budget(budget_rt: Runtime, home: Path) -> None:
+    # A batch's cost reaches `usage` only when its posts' child jobs take the answers, up to a day later: until
+    # then each line's estimate counts, so a route does not put more into batches than its budget allows.
+    rt = budget_rt
+    routes = home / "contentq.toml"
+    routes.write_text(routes.read_text().replace("[routes.news]\n", '[routes.news]\nrewrite_mode = "batch"\n', 1))
+    add_budget(home, 'daily = 0.50\non_budget = "wait"')
+    ids = [add_post(rt, TEXT.format(n=n) * 20) for n in range(30)]
+    for post_id in ids:
+        rewrite_job(rt, post_id)
+    run_worker(rt, ["rewrite"], burst=True)  # the batch's own job waits to gather: not due in this burst
+
+    lines = rt.store.query("SELECT post_id, estimate FROM batch_items WHERE status = 'queued' ORDER BY id")
+    batched = [r["post_id"] for r in lines]
+    assert batched and batched == ids[: len(batched)] and len(batched) < len(ids)
+    estimates = [r["estimate"] for r in lines]
+    assert all(e > 0 for e in estimates)
+    assert sum(estimates) >= 0.50 > sum(estimates) - estimates[-1]  # stopped at the budget, within one post
+    assert rt.store.query("SELECT id FROM usage") == []  # nothing answered yet: the estimates alone held it
+    for post_id in ids[len(batched) :]:
+        row = post(rt, post_id)
+        assert row["state"] == "collected" and "daily budget of $0.50" in row["state_reason"]

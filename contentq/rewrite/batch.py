@@ -25,7 +25,14 @@ from pydantic import ValidationError
 from contentq.clock import iso, now, parse
 from contentq.content.html import html_to_text
 from contentq.errors import Reschedule
-from contentq.integrations.llm import Completion, MalformedResponseError, check_completion, json_schema_format
+from contentq.integrations.llm import (
+    Completion,
+    MalformedResponseError,
+    check_completion,
+    estimate_messages,
+    estimate_tokens,
+    json_schema_format,
+)
 from contentq.integrations.openai_batch import (
     ENDPOINT,
     BatchClient,
@@ -37,6 +44,7 @@ from contentq.rewrite.base import Reporter
 from contentq.rewrite.core import build_task
 from contentq.rewrite.llm import LLMRewriter
 from contentq.rewrite.output import OUTPUT_SCHEMA, SCHEMA_NAME
+from contentq.rewrite.prices import model_price
 from contentq.routes import Route
 from contentq.runtime.context import Runtime
 from contentq.runtime.tracking import enqueue
@@ -125,6 +133,14 @@ def add_to_batch(
     if not rewriter.client.fits(messages)[0]:
         return None
     body = rewriter.client.request_for(messages, json_schema_format(SCHEMA_NAME, OUTPUT_SCHEMA))
+    # What the line will cost, counted by budgets until its answer is recorded: the prompt as estimated, an
+    # answer as long as the post, at the batch price.
+    estimate = (
+        model_price(runtime.settings, rewriter.client.model).cost(
+            estimate_messages(messages), estimate_tokens(str(post.get("text_html") or "")), 0
+        )
+        * runtime.settings.openai_batch_price_share
+    )
     item, _ = add_item(
         runtime.store,
         post_id=post["id"],
@@ -134,6 +150,7 @@ def add_to_batch(
         source_hash=source_hash(post.get("text_html")),
         deadline=iso(chosen.deadline) if chosen.deadline else None,
         max_lines=runtime.settings.openai_batch_max_lines,
+        estimate=estimate,
     )
     batch = get_batch(runtime.store, item["batch_id"])
     job = batch["job_id"]

@@ -38,6 +38,7 @@ def add_item(
     source_hash: str,
     deadline: str | None,
     max_lines: int,
+    estimate: float = 0.0,
 ) -> tuple[dict[str, Any], bool]:
     """Put the post's request line in the gathering batch of `model` (a new one when there is none, or it is
     full); returns the item and whether the batch is new (its parent job is then to be enqueued). A post
@@ -61,8 +62,9 @@ def add_item(
         elif gathering is not None:  # the donor edited the post before its batch left: the new text instead
             item_id = int(gathering[0])
             conn.execute(
-                "UPDATE batch_items SET body = ?, source_hash = ?, deadline = ?, updated_at = ? WHERE id = ?",
-                (body, source_hash, deadline, stamp, item_id),
+                "UPDATE batch_items SET body = ?, source_hash = ?, deadline = ?, estimate = ?, updated_at = ?"
+                " WHERE id = ?",
+                (body, source_hash, deadline, estimate, stamp, item_id),
             )
         else:
             # A line already sent for an older text of the post is of no use any more.
@@ -87,8 +89,19 @@ def add_item(
                 batch_id = int(row[0])
             cursor = conn.execute(
                 "INSERT INTO batch_items (batch_id, post_id, route, custom_id, status, body, source_hash, deadline,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (batch_id, post_id, route, custom_id(batch_id, post_id), body, source_hash, deadline, stamp, stamp),
+                " estimate, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (
+                    batch_id,
+                    post_id,
+                    route,
+                    custom_id(batch_id, post_id),
+                    body,
+                    source_hash,
+                    deadline,
+                    estimate,
+                    stamp,
+                    stamp,
+                ),  # fmt: skip
             )
             assert cursor.lastrowid is not None
             item_id = int(cursor.lastrowid)

@@ -995,6 +995,13 @@ def _rewrite_batches(db: Database) -> None:
     )
 
 
+@migration(211, "batch items: the estimated cost of a line not yet answered, which budgets count as spent")
+def _batch_item_estimate(db: Database) -> None:
+    # A batch line is paid for when the batch runs, but its usage row is written when its post's child job takes
+    # the answer (up to the batch window later): until then budgets count this estimate instead.
+    run_script(db, "ALTER TABLE batch_items ADD COLUMN estimate REAL NOT NULL DEFAULT 0")
+
+
 @migration(215, "usage: prompt tokens served from the provider's cache, image API calls (kind, images, size)")
 def _usage_cache_and_images(db: Database) -> None:
     # tokens_cached: the part of tokens_in the provider's prompt cache served (usage.prompt_tokens_details

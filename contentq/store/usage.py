@@ -64,9 +64,15 @@ def usage_by_day(store: Store, *, since: str | None = None, route: str | None = 
 
 
 def spent_since(store: Store, since: str, *, route: str | None = None) -> float:
-    """Dollars spent since an instant (ISO UTC): by one route, or (None) by all of them."""
-    if route is None:
-        value = store.scalar("SELECT COALESCE(SUM(cost), 0) FROM usage WHERE at >= ?", (since,))
-    else:
-        value = store.scalar("SELECT COALESCE(SUM(cost), 0) FROM usage WHERE route = ? AND at >= ?", (route, since))
+    """Dollars spent since an instant (ISO UTC): by one route, or (None) by all of them. Batch lines sent or
+    gathering but not yet answered into `usage` count at their estimate (batch_items.estimate)."""
+    where, params = "at >= ?", [since]
+    pending = "status IN ('queued', 'answered') AND created_at >= ?"
+    if route is not None:
+        where, pending, params = f"route = ? AND {where}", f"route = ? AND {pending}", [route, since]
+    value = store.scalar(
+        f"SELECT (SELECT COALESCE(SUM(cost), 0) FROM usage WHERE {where})"
+        f" + (SELECT COALESCE(SUM(estimate), 0) FROM batch_items WHERE {pending})",
+        (*params, *params),
+    )
     return float(value or 0.0)
