@@ -24,7 +24,7 @@ from contentq.bot.serve import serve
 from contentq.bot.signing import Callback, ForgedCallback, Signer, key_path, load_key
 from contentq.cli.app import app
 from contentq.clock import iso, now, parse
-from contentq.errors import ConfigError
+from contentq.errors import ConfigError, ContentqError
 from contentq.flow import pipeline
 from contentq.intake.collect import ForegroundContext
 from contentq.intake.imports import import_export
@@ -767,3 +767,94 @@ def test_a_failed_post_alert_shows_the_post_and_its_job(brt, tg):
     pump(bot, tg)
     assert tg.answer_to(press) == ("", False)
     assert f"Post {post_id}" in tg.visible(ADMIN)[-1].html and "failed" in tg.visible(ADMIN)[-1].html
+
+
+# -- review findings: the audit trail, stale Resume buttons, long job ids, deliveries out ------------------
+
+
+def test_pause_and_resume_from_the_bot_are_in_the_audit_trail_with_the_admin(brt, tg):
+    bot = AdminBot(brt, tg)
+    tg.say(ADMIN, ADMIN, "/pause publish")
+    pump(bot, tg)
+    assert tg.visible(ADMIN)[-1].html == "Queue publish paused."
+    tg.say(ADMIN, ADMIN, "/resume publish")
+    pump(bot, tg)
+    queues.set_paused(brt, "maintenance", True)  # by the CLI; the bot's alert offers Resume
+    brt.notifier.notify("alert:queue:maintenance", "contentq alert: queue maintenance waits", level="error")
+    bot.tick()
+    alert = [m for m in tg.visible(SECOND_ADMIN) if "⛔" in m.html][-1]
+    tg.press(SECOND_ADMIN, SECOND_ADMIN, alert.id, "Resume maintenance")
+    pump(bot, tg)
+    assert "maintenance" not in queues.paused_queues(brt.redis)
+
+    result = CliRunner().invoke(app, ["audit", "--json", "--kind", "queue", "--actor", "bot"])
+    assert result.exit_code == 0, result.output
+    rows = [(r["actor"], r["target"], r["action"]) for r in json.loads(result.output)]
+    assert sorted(rows) == [
+        (f"bot:{ADMIN}", "publish", "paused"),
+        (f"bot:{ADMIN}", "publish", "resumed"),
+        (f"bot:{SECOND_ADMIN}", "maintenance", "resumed"),
+    ]
+
+
+def test_a_resume_button_of_an_earlier_pause_is_refused(brt, tg):
+    queues.set_paused(brt, "publish", True)
+    brt.notifier.notify("alert:queue:publish", "contentq alert: queue publish waits", level="error")
+    bot = AdminBot(brt, tg)
+    bot.tick()
+    (alert,) = [m for m in tg.visible(ADMIN) if "⛔" in m.html]
+    queues.set_paused(brt, "publish", False)  # resumed elsewhere, later paused again on purpose
+    queues.set_paused(brt, "publish", True)
+    press = tg.press(ADMIN, ADMIN, alert.id, "Resume publish")
+    pump(bot, tg)
+    text, shown_as_alert = tg.answer_to(press)
+    assert "earlier pause of queue publish" in text and "paused again" in text and shown_as_alert
+    assert "publish" in queues.paused_queues(brt.redis)  # the newer pause holds
+
+    assert brt.notifier.notify("alert:wait:publish", "contentq alert: queue publish still waits", level="error")
+    bot.tick()
+    fresh = [m for m in tg.visible(ADMIN) if "still waits" in m.html][-1]
+    press = tg.press(ADMIN, ADMIN, fresh.id, "Resume publish")  # a button of this pause works
+    pump(bot, tg)
+    assert tg.answer_to(press)[0] == "Queue publish resumed."
+    assert "publish" not in queues.paused_queues(brt.redis)
+
+
+def test_show_error_of_a_job_whose_retry_button_no_longer_fits_is_answered(brt, tg):
+    job_id = failed_job(brt, "k" * 30, error="RuntimeError: the disk is full")
+    spare = CALLBACK_DATA_MAX - len(Signer(b"k" * 32).sign(Callback("jr", job_id, 9)))
+    job_id = failed_job(brt, "k" * (30 + spare), error="RuntimeError: the disk is full")  # Retry at run 9 fits
+    brt.store.execute("UPDATE jobs SET generation = 9, post_id = NULL WHERE id = ?", (job_id,))
+    brt.notifier.notify(f"settle-failed:{job_id}", f"job {job_id} failed", level="error")
+    bot = AdminBot(brt, tg)
+    bot.tick()
+    (alert,) = [m for m in tg.visible(ADMIN) if "⛔" in m.html]
+    assert [b.text for row in alert.buttons for b in row] == ["🔁 Retry job", "🔎 Show error"]
+    brt.store.execute("UPDATE jobs SET generation = 10 WHERE id = ?", (job_id,))  # retried, failed again
+    press = tg.press(ADMIN, ADMIN, alert.id, "Show error")
+    pump(bot, tg)
+    assert tg.answer_to(press) == ("", False)  # answered: the spinner stops
+    shown = tg.visible(ADMIN)[-1]
+    assert "the disk is full" in shown.html and shown.buttons == []  # `contentq jobs retry` for this one
+
+
+def test_rewrite_again_refuses_a_post_already_out_on_a_destination(brt, tg):
+    from contentq.publish.deliveries import move_delivery
+    from contentq.store.deliveries import insert_delivery
+
+    post_id = awaiting(brt)
+    bot = AdminBot(brt, tg)
+    pump(bot, tg)
+    card = control(tg)
+    with actors.acting_as("job:deliver-x-1"):  # what its deliver job records once X took the post
+        row = insert_delivery(brt.store, post_id, "x:main", "x", "main", "scheduled", iso(), "created", "job:pub-1")
+        assert move_delivery(brt.store, row["id"], "started")
+        assert move_delivery(brt.store, row["id"], "published", link="https://x.com/i/status/1")
+    press = tg.press(ADMIN, ADMIN, card.id, "Rewrite again")
+    pump(bot, tg)
+    text, alert = tg.answer_to(press)
+    assert "cannot be rewritten again: it is out (or going out) on x:main" in text and alert
+    assert get_post(brt.store, post_id)["state"] == "awaiting_approval"
+    assert history(brt, post_id)[-1]["event"] == "held"
+    with pytest.raises(ContentqError, match="cannot be rewritten again"):
+        posts.rewrite_again(brt, post_id)  # the CLI's `rewrite --again` and the panel share the core

@@ -36,6 +36,7 @@ from contentq.review import posts
 from contentq.runtime import queues, tracking
 from contentq.runtime.context import Runtime
 from contentq.settings import QUEUES
+from contentq.store import audit as audit_trail
 from contentq.store import bot as records
 from contentq.store.jobs import get_job
 from contentq.store.posts import get_post
@@ -175,8 +176,14 @@ class AdminBot:
                                    buttons=self.job_buttons(cb.target))  # fmt: skip
             return Reply()
         if cb.action == "qr":
-            changed = queues.resume(self.runtime.redis, cb.target)
-            return Reply(f"Queue {cb.target} resumed." if changed else f"Queue {cb.target} was not paused.")
+            queue = queues.check_queue(cb.target)
+            if cb.version != pause_count(self.runtime, queue):
+                now_paused = queue in queues.paused_queues(self.runtime.redis)
+                return Reply(f"Nothing done: this Resume button is from an earlier pause of queue {queue}, which was "
+                             f"{'paused again' if now_paused else 'resumed'} since. /status shows the queues; "
+                             f"/resume {queue} resumes it.", alert=True)  # fmt: skip
+            changed = queues.set_paused(self.runtime, queue, False)
+            return Reply(f"Queue {queue} resumed." if changed else f"Queue {queue} was not paused.")
         if cb.action == "fl":
             text, buttons = commands.failed(self.runtime, self.signer)
             self.gateway.send_text(press.chat_id, text, buttons=buttons)
@@ -322,10 +329,10 @@ class AdminBot:
                     raise ContentqError(f"give one queue: /{name} publish (queues: {', '.join(QUEUES)})")
                 queue = queues.check_queue(args[0])
                 if name == "pause":
-                    changed = queues.pause(self.runtime.redis, queue)
+                    changed = queues.set_paused(self.runtime, queue, True)
                     text = f"Queue {queue} paused." if changed else f"Queue {queue} was already paused."
                 else:
-                    changed = queues.resume(self.runtime.redis, queue)
+                    changed = queues.set_paused(self.runtime, queue, False)
                     text = f"Queue {queue} resumed." if changed else f"Queue {queue} was not paused."
             elif name == "post":
                 if len(args) != 1 or not args[0].isdigit():
@@ -355,7 +362,10 @@ class AdminBot:
             return []
         if job["status"] not in ("failed", "cancelled"):
             return []
-        return [[cards.button(self.signer, "🔁 Retry job", "jr", job_id, int(job["generation"] or 0))]]
+        try:
+            return [[cards.button(self.signer, "🔁 Retry job", "jr", job_id, int(job["generation"] or 0))]]
+        except ValueError:  # an id too long for Telegram's 64 bytes of callback data: `contentq jobs retry`
+            return []
 
     # -- cards ---------------------------------------------------------------------------------------------
 
@@ -554,7 +564,7 @@ class AdminBot:
             except (RedisError, ContentqError):  # Redis away: the alert goes without the button
                 paused = False
             if paused:
-                rows.append([b(f"▶️ Resume {queue}", "qr", queue)])
+                rows.append([b(f"▶️ Resume {queue}", "qr", queue, pause_count(self.runtime, queue))])
             rows.append([b("Failed jobs", "fl", "-")])
         elif kind == "alert" and what == "failures":
             rows.append([b("Failed jobs", "fl", "-")])
@@ -568,3 +578,10 @@ class AdminBot:
             return int(get_job(self.store, job_id)["generation"] or 0)
         except NotFoundError:
             return 0
+
+
+def pause_count(runtime: Runtime, queue: str) -> int:
+    """How many times the queue was paused (each pause by the CLI, the panel or the bot is in the audit trail):
+    the version a Resume button is signed for, so a button of an earlier pause is stale once the queue was
+    resumed, or resumed and paused again."""
+    return sum(1 for row in audit_trail.actions_on(runtime.store, "queue", queue) if row["action"] == "paused")

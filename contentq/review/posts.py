@@ -141,6 +141,7 @@ def rewrite_again(runtime: Runtime, post_id: int) -> dict[str, Any]:
             f"post {post_id} is {post['state']}; only a rewritten post not yet published is rewritten again"
         )
     pipeline.refuse_if_parts_out(runtime.store, post_id, "rewritten again")
+    refuse_if_delivered(runtime, post_id, "rewritten again")
     cancel_publish_job(runtime, post_id)
     moved = pipeline.advance(
         runtime, post_id, "rewrite_again", reason="rewrite requested again by the operator",
@@ -207,11 +208,12 @@ def save_text(runtime: Runtime, post_id: int, html: str) -> dict[str, Any]:
     return {"post_id": post_id, "length": length, "note": note}
 
 
-def refuse_if_delivered(runtime: Runtime, post_id: int) -> None:
-    """A post already out on one of its destinations is not edited: its versions would no longer match."""
+def refuse_if_delivered(runtime: Runtime, post_id: int, what: str = "edited") -> None:
+    """A post already out on one of its destinations is not edited nor rewritten again: its versions would no
+    longer match."""
     out = [d["destination"] for d in deliveries_of(runtime.store, post_id) if d["state"] in ("published", "publishing")]
     if out:
         raise ContentqError(
-            f"post {post_id} cannot be edited: it is out (or going out) on {', '.join(out)}. Retry its failed "
+            f"post {post_id} cannot be {what}: it is out (or going out) on {', '.join(out)}. Retry its failed "
             f"deliveries as they are (`contentq jobs list --kind deliver`), or reject it and write a new post"
         )
