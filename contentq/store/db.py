@@ -160,7 +160,8 @@ def _migrate_once(store: Store) -> None:
     every program opens the database at once, and those that only waited find it migrated and need not import
     sqlite-utils (about 13 MiB a process, kept until it exits). The migration's own IMMEDIATE transaction still
     guards a database on a file system without locks."""
-    lock_path = store.path.with_name(store.path.name + ".migrate-lock")
+    # Not named like the database (contentq.migrate-lock): `contentq.db*` stays the database and its WAL files.
+    lock_path = store.path.with_name(f"{store.path.stem}.migrate-lock")
     try:
         lock = open(lock_path, "a")  # noqa: SIM115 - closed below
     except OSError:  # a read-only directory: the transaction alone decides
