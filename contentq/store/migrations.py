@@ -999,7 +999,15 @@ def _rewrite_batches(db: Database) -> None:
 def _batch_item_estimate(db: Database) -> None:
     # A batch line is paid for when the batch runs, but its usage row is written when its post's child job takes
     # the answer (up to the batch window later): until then budgets count this estimate instead.
-    run_script(db, "ALTER TABLE batch_items ADD COLUMN estimate REAL NOT NULL DEFAULT 0")
+    # Budgets sum the pending lines' estimates before every paid call: a small partial index holds just those.
+    run_script(
+        db,
+        """
+        ALTER TABLE batch_items ADD COLUMN estimate REAL NOT NULL DEFAULT 0;
+        CREATE INDEX batch_items_pending ON batch_items(route, created_at, estimate)
+            WHERE status IN ('queued', 'answered')
+        """,
+    )
 
 
 @migration(215, "usage: prompt tokens served from the provider's cache, image API calls (kind, images, size)")

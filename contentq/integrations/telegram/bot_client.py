@@ -45,13 +45,12 @@ from contentq.integrations.telegram.bot_gateway import (
 from contentq.integrations.telegram.client import (
     EventLoopThread,
     build_send_request,
-    registered_media,
+    register_upload,
     require_api,
     sent_message_ids,
-    uploaded_media,
 )
 from contentq.integrations.telegram.formatting import entities_to_html, html_to_entities
-from contentq.integrations.telegram.gateway import OutgoingMedia, OutgoingPart
+from contentq.integrations.telegram.gateway import OutgoingPart
 from contentq.redact import register_secret
 from contentq.settings import Settings
 
@@ -260,17 +259,12 @@ class TelethonBotGateway:
     def send_part(self, chat_id: int, part: OutgoingPart) -> list[int]:
         async def send(client: Any) -> list[int]:
             peer = await self._peer(client, chat_id)
-            media = [await self._upload(client, peer, item) for item in part.media]
+            media = [await register_upload(client, peer, item) for item in part.media]
             random_ids = [secrets.randbits(63) for _ in range(max(1, len(part.media)))]
             result = await client(build_send_request(peer, part, random_ids, media))
             return sent_message_ids(result, random_ids)
 
         return self._run(send, self.settings.tg_timeout * (UPLOAD_TIMEOUT_FACTOR if part.media else 1))
-
-    async def _upload(self, client: Any, peer: Any, item: OutgoingMedia) -> Any:
-        uploaded = await client.upload_file(str(item.path))
-        answer = await client(functions.messages.UploadMediaRequest(peer=peer, media=uploaded_media(item, uploaded)))
-        return registered_media(answer, item)
 
     def edit_text(self, chat_id: int, message_id: int, html: str, *, buttons: Keyboard | None = None) -> None:
         async def edit(client: Any) -> None:

@@ -356,6 +356,13 @@ def uploaded_media(item: OutgoingMedia, file: Any) -> Any:
     )  # fmt: skip
 
 
+async def register_upload(client: Any, peer: Any, item: OutgoingMedia) -> Any:
+    """Upload a file and register it with Telegram (uploadMedia), as albums require: the user and the bot client."""
+    uploaded = await client.upload_file(str(item.path))
+    answer = await client(functions.messages.UploadMediaRequest(peer=peer, media=uploaded_media(item, uploaded)))
+    return registered_media(answer, item)
+
+
 def registered_media(answer: Any, item: OutgoingMedia) -> Any:
     """The InputMedia to send for what uploadMedia answered, keeping the media spoiler (the answer may not
     carry it)."""
@@ -606,18 +613,12 @@ class TelethonGateway:
     def send(self, target: ResolvedChannel, part: OutgoingPart, random_ids: list[int]) -> list[int]:
         async def send(client: Any) -> list[int]:
             peer = input_peer(target)
-            media = [await self._prepare_media(client, peer, item) for item in part.media]
+            media = [await register_upload(client, peer, item) for item in part.media]
             users = await self._mentioned_users(client, part.html)
             result = await client(build_send_request(peer, part, random_ids, media, users))
             return sent_message_ids(result, random_ids)
 
         return self._run(send, self.settings.tg_timeout * (TRANSFER_TIMEOUT_FACTOR if part.media else 1))
-
-    async def _prepare_media(self, client: Any, peer: Any, item: OutgoingMedia) -> Any:
-        """Upload a file and register it with Telegram (uploadMedia), as albums require."""
-        uploaded = await client.upload_file(str(item.path))
-        answer = await client(functions.messages.UploadMediaRequest(peer=peer, media=uploaded_media(item, uploaded)))
-        return registered_media(answer, item)
 
     async def _mentioned_users(self, client: Any, html: str) -> dict[int, Any]:
         """The InputUser of each user mentioned by name, as far as the session knows them (Telethon caches the
