@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     maintenance_concurrency: Concurrency = 1
 
     # Workers.
+    process_layout: Literal["compact", "spread"] = Field(
+        "compact",
+        description="What `supervisor render` runs: compact (the Telegram worker also hosts the listeners and the"
+        " admin bot; rewrite, imagegen and maintenance share one worker program) fits a small VPS; spread runs"
+        " each in its own program (docs/operations.md#sizing).",
+    )
     worker_maintenance_interval: int = Field(
         15, ge=1, le=3600, description="Seconds between registry cleanups (abandoned jobs)."
     )
