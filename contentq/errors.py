@@ -83,6 +83,11 @@ class ConflictError(ContentqError):
     """The request is valid but the thing it acts on is busy: try again once it has settled (HTTP 409)."""
 
 
+class InvalidInputError(ContentqError):
+    """A value the person gave is well formed but unusable (a weak password, two that differ, an unknown
+    route): the same request fails until the value changes (HTTP 422)."""
+
+
 class JobStopped(BaseException):  # noqa: N818 - an outcome, like asyncio.CancelledError
     """Raised at a job's safe point (`contentq.runtime.stopping.checkpoint`) when the operator cancelled the
     run: the job stops between two steps, never inside one. A BaseException, like asyncio's CancelledError, so

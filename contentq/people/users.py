@@ -31,6 +31,9 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 TOKEN_PREFIX = "cq_"
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
+LABEL = re.compile(r"^[^\x00-\x1f\x7f]{1,60}$")
+GENERATED_BYTES = 15
+"""A generated password: 120 random bits, 20 characters of URL-safe base64."""
 
 
 @cache
@@ -59,6 +62,26 @@ def check_password(password: str) -> str:
     if len(password) > MAX_PASSWORD:
         raise ContentqError(f"the password is over {MAX_PASSWORD} characters")
     return password
+
+
+def check_password_pair(password: str, again: str) -> str:
+    """A password typed twice (the panel's form, the CLI's prompt): the same both times, and usable."""
+    if password != again:
+        raise ContentqError("the two passwords differ; type the same password twice")
+    return check_password(password)
+
+
+def generate_password() -> str:
+    """A password for someone to change later, shown once by whoever made it."""
+    return secrets.token_urlsafe(GENERATED_BYTES)
+
+
+def check_label(label: str | None) -> str | None:
+    """An API token's label: what it is for (ci, grafana, alice's phone); none is fine."""
+    label = (label or "").strip() or None
+    if label is not None and not LABEL.match(label):
+        raise ContentqError("a token's label is 1–60 characters on one line (what it is for: ci, a phone)")
+    return label
 
 
 def check_routes(runtime: Runtime, role: str, routes: list[str]) -> list[str]:
@@ -108,14 +131,15 @@ def add_user(runtime: Runtime, name: str, role: str, password: str, routes: list
     return get_user(runtime, name)
 
 
-def set_password(runtime: Runtime, name: str, password: str) -> None:
-    """A new password; the user's sessions end (a stolen cookie dies with the old password)."""
+def set_password(runtime: Runtime, name: str, password: str) -> int:
+    """A new password; the user's sessions end (a stolen cookie dies with the old password): how many did."""
     get_user(runtime, name)
     check_password(password)
     register_secret(password)
     db.set_password_hash(runtime.store, name, hasher().hash(password), iso())
     ended = end_sessions_of(runtime.store, name)
     audit.record(runtime.store, "user", name, "password_changed", f"{ended} session(s) ended")
+    return ended
 
 
 def set_role(runtime: Runtime, name: str, role: str | None = None, routes: list[str] | None = None) -> dict[str, Any]:
@@ -124,7 +148,7 @@ def set_role(runtime: Runtime, name: str, role: str | None = None, routes: list[
     role = _role(role or row["role"])
     routes = check_routes(runtime, role, row["routes"] if routes is None and role == row["role"] else routes or [])
     if row["role"] == "owner" and role != "owner" and db.count_owners(runtime.store) == 1:
-        raise ContentqError(f"{name} is the only owner; add another owner first")
+        raise ConflictError(f"{name} is the only owner; add another owner first")
     db.set_role(runtime.store, row["name"], role, routes, iso())
     audit.record(runtime.store, "user", row["name"], "changed", _describe(role, routes))
     return get_user(runtime, name)
@@ -134,7 +158,7 @@ def remove_user(runtime: Runtime, name: str) -> None:
     """The user, its tokens and its sessions; the last owner stays (the panel would have nobody to run it)."""
     row = get_user(runtime, name)
     if row["role"] == "owner" and db.count_owners(runtime.store) == 1 and len(db.list_users(runtime.store)) > 1:
-        raise ContentqError(f"{name} is the only owner of users who remain; make another user owner first")
+        raise ConflictError(f"{name} is the only owner of users who remain; make another user owner first")
     db.remove_user(runtime.store, row["name"])
     audit.record(runtime.store, "user", row["name"], "removed", f"was {row['role']}")
 
@@ -157,13 +181,22 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(runtime: Runtime, name: str) -> str:
+def issue_token(runtime: Runtime, name: str, label: str | None = None) -> str:
     """A new API token for the user: returned once, never stored (only its SHA-256 is)."""
+    return str(new_token(runtime, name, label)["token"])
+
+
+def new_token(runtime: Runtime, name: str, label: str | None = None) -> dict[str, Any]:
+    """`issue_token` with the row it made: id, label, hint, created_at and the token itself (shown once)."""
     row = get_user(runtime, name)
+    label = check_label(label)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token_id = db.add_token(runtime.store, row["name"], _token_hash(token), token[-4:], iso())
-    audit.record(runtime.store, "user", row["name"], "token_issued", f"token {token_id} (…{token[-4:]})")
-    return token
+    stamp = iso()
+    token_id = db.add_token(runtime.store, row["name"], _token_hash(token), token[-4:], stamp, label)
+    named = f" {label!r}" if label else ""
+    audit.record(runtime.store, "user", row["name"], "token_issued", f"token {token_id}{named} (…{token[-4:]})")
+    return {"id": token_id, "user": row["name"], "label": label, "hint": token[-4:], "created_at": stamp, "last_used_at": None,
+            "token": token}  # fmt: skip
 
 
 def revoke_tokens(runtime: Runtime, name: str, token_id: int | None = None) -> int:

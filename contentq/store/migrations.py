@@ -1033,6 +1033,19 @@ def _usage_cache_and_images(db: Database) -> None:
     )
 
 
+@migration(240, "people: an API token's label (what it is for); each user's last login found by an index")
+def _token_labels(db: Database) -> None:
+    # label: NULL for the tokens issued before (a listing shows them by their last four characters, as it always
+    # did). The Users page shows each user's last login, the newest `login` row of the audit naming them.
+    run_script(
+        db,
+        """
+        ALTER TABLE user_tokens ADD COLUMN label TEXT;
+        CREATE INDEX audit_events_target ON audit_events(kind, target, at)
+        """,
+    )
+
+
 def run_script(db: Database, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the migration's transaction early."""
     for statement in script.split(";"):

@@ -35,7 +35,9 @@ def list_users(store: Store) -> list[dict[str, Any]]:
         f"SELECT {USER_COLUMNS},"
         " (SELECT COUNT(*) FROM user_tokens AS t WHERE t.user = users.name AND t.revoked_at IS NULL) AS tokens,"
         " (SELECT COUNT(*) FROM web_sessions AS s WHERE s.user = users.name) AS sessions,"
-        " (SELECT MAX(seen_at) FROM web_sessions AS s WHERE s.user = users.name) AS last_seen"
+        " (SELECT MAX(seen_at) FROM web_sessions AS s WHERE s.user = users.name) AS last_seen,"
+        " (SELECT MAX(at) FROM audit_events AS a WHERE a.kind = 'login' AND a.target = users.name"
+        "  AND a.action = 'logged_in') AS last_login"
         " FROM users ORDER BY CASE role WHEN 'owner' THEN 0 WHEN 'editor' THEN 1 ELSE 2 END, name"
     )
     return [_user(row) or row for row in rows]
@@ -74,9 +76,10 @@ def remove_user(store: Store, name: str) -> bool:
 # -- API tokens ---------------------------------------------------------------------------------------------
 
 
-def add_token(store: Store, name: str, token_hash: str, hint: str, at: str) -> int:
+def add_token(store: Store, name: str, token_hash: str, hint: str, at: str, label: str | None = None) -> int:
     cursor = store.execute(
-        "INSERT INTO user_tokens (user, hash, hint, created_at) VALUES (?, ?, ?, ?)", (name, token_hash, hint, at)
+        "INSERT INTO user_tokens (user, hash, hint, label, created_at) VALUES (?, ?, ?, ?, ?)",
+        (name, token_hash, hint, label, at),
     )
     return int(cursor.lastrowid or 0)
 
@@ -99,7 +102,8 @@ def touch_token(store: Store, token_id: int, at: str) -> None:
 
 def list_tokens(store: Store, name: str) -> list[dict[str, Any]]:
     return store.query(
-        "SELECT id, hint, created_at, last_used_at, revoked_at FROM user_tokens WHERE user = ? ORDER BY id", (name,)
+        "SELECT id, label, hint, created_at, last_used_at, revoked_at FROM user_tokens WHERE user = ? ORDER BY id",
+        (name,),
     )
 
 

@@ -28,7 +28,7 @@ from starlette.types import Scope
 
 from contentq import actors, notify
 from contentq.content.bidi import show_bidi
-from contentq.errors import ConflictError, ContentqError, DatabaseUnavailableError, NotFoundError, RedisUnavailableError
+from contentq.errors import ContentqError
 from contentq.people import users
 from contentq.people.roles import Permission, Person
 from contentq.redact import redact, redact_data
@@ -37,7 +37,7 @@ from contentq.settings import Settings
 from contentq.web import auth
 from contentq.web.deps import actor_of, declared, needs
 from contentq.web.limits import BodyLimit
-from contentq.web.newjob import PayloadTooLarge
+from contentq.web.status import status_for
 
 log = logging.getLogger("contentq.web")
 
@@ -183,18 +183,6 @@ def _bearer(request: Request) -> str | None:
     return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
-def _status_for(exc: Exception) -> int:
-    if isinstance(exc, PayloadTooLarge):
-        return 413
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, RedisUnavailableError | redis.RedisError | DatabaseUnavailableError):
-        return 503
-    return 400
-
-
 METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
@@ -208,7 +196,7 @@ def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
-    from contentq.web import api, pages
+    from contentq.web import api, pages, users_api, users_page
 
     notify.install()  # the runtime's admin notifier (the runtime does not know contentq.notify)
     web = Web(settings, runtime)
@@ -231,7 +219,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @app.exception_handler(ContentqError)
     async def _contentq_error(request: Request, exc: ContentqError) -> Response:
-        return error_response(request, _status_for(exc), str(exc))
+        return error_response(request, status_for(exc), str(exc))
 
     @app.exception_handler(redis.RedisError)
     async def _redis_error(request: Request, exc: redis.RedisError) -> Response:
@@ -322,5 +310,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
+    app.include_router(users_api.router)
     app.include_router(pages.router)
+    app.include_router(users_page.router)
     return app

@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeAlias
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
+from contentq.errors import ContentqError
 from contentq.lifecycle import STATES
+from contentq.people.users import check_password
 from contentq.publish.deliveries import STATES as DELIVERY_STATES
 from contentq.settings import QUEUES
 from contentq.store.audit import KINDS as AUDIT_KINDS
@@ -535,3 +538,107 @@ class WebSession(Out):
 class SessionEnded(Out):
     id: str
     user: str
+
+
+# -- users (the owner's Users page and /api/users) -----------------------------------------------------------
+
+Role: TypeAlias = Literal["owner", "editor", "viewer"]
+USER_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+"""A user's name as `contentq users add` takes it (contentq.people.users.NAME)."""
+RouteName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+TOKEN_LABEL = r"^[^\x00-\x1f\x7f]*$"
+
+
+def _password(value: str | None) -> str | None:
+    """The CLI's rules (contentq.people.users.check_password), with its sentence as the 422's."""
+    if value is None:
+        return None
+    try:
+        return check_password(value)
+    except ContentqError as exc:
+        raise PydanticCustomError("password", str(exc)) from None
+
+
+Password = Annotated[
+    str | None,
+    AfterValidator(_password),
+    Field(max_length=1024, json_schema_extra={"minLength": 10}, description="At least 10 characters."),
+]
+
+
+class ApiToken(Out):
+    id: int = Field(description="What revoking it takes.")
+    label: str | None = Field(description="What it is for (given when it was made); null for older tokens.")
+    hint: str = Field(description="Its last four characters (the token itself is never kept).")
+    created_at: str
+    last_used_at: str | None
+
+
+class User(Out):
+    name: str = Field(examples=["eddie"])
+    role: Role
+    routes: list[str] = Field(description="An editor's routes: the posts they may act on.")
+    created_at: str
+    updated_at: str
+    last_login: str | None = Field(description="Their last login with a password (the audit's).")
+    last_seen: str | None = Field(description="The last use of one of their live sessions.")
+    sessions: list[WebSession] = Field(description="Their live panel logins.")
+    tokens: list[ApiToken] = Field(description="Their live API tokens.")
+
+
+class NewUser(Body):
+    name: str = Field(pattern=USER_NAME, max_length=40, description="What they log in with.")
+    role: Role
+    routes: list[RouteName] = Field(
+        default_factory=list, max_length=100, description="An editor's routes (routes of contentq.toml)."
+    )
+    password: Password = None
+    password_again: str | None = Field(None, max_length=1024, description="The same password again.")
+    generate: bool = Field(False, description="Make a password instead (answered once, as generated_password).")
+
+
+class UserCreated(User):
+    generated_password: str | None = Field(description="The generated password, shown this once; else null.")
+
+
+class UserChange(Body):
+    role: Role | None = Field(None, description="The new role (the last owner keeps theirs).")
+    routes: list[RouteName] | None = Field(
+        None, max_length=100, description="An editor's routes; left as they are when omitted."
+    )
+
+
+class NewPassword(Body):
+    password: Password = None
+    password_again: str | None = Field(None, max_length=1024, description="The same password again.")
+    generate: bool = Field(False, description="Make a password instead (answered once, as generated_password).")
+
+
+class PasswordSet(Out):
+    name: str
+    sessions_ended: int = Field(description="Their panel sessions, ended by the new password.")
+    generated_password: str | None = Field(description="The generated password, shown this once; else null.")
+
+
+class UserRemoved(Out):
+    name: str
+    role: Role
+
+
+class NewToken(Body):
+    label: str | None = Field(None, max_length=60, pattern=TOKEN_LABEL, description="What it is for: ci, a phone.")
+
+
+class TokenIssued(ApiToken):
+    user: str
+    token: str = Field(description="The token: send it as `Authorization: Bearer …`. Shown this once.")
+
+
+class TokenRevoked(Out):
+    user: str
+    id: int
+
+
+class SessionsEnded(Out):
+    user: str
+    ended: int = Field(description="How many of the user's sessions ended.")

@@ -141,3 +141,31 @@ document.documentElement.classList.add("js");
   }
   viaLeader();
 })();
+
+// Copy buttons (the Users page's new token or generated password): `data-copy` names the field to copy. The
+// button stays hidden without JavaScript (the field's text can be selected by hand).
+(function () {
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    var field = document.getElementById(button.dataset.copy);
+    if (!field) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      function copied(ok) {
+        button.textContent = ok ? "Copied" : "Select and copy by hand";
+        button.dataset.copied = ok ? "yes" : "no";
+      }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(field.value).then(function () { copied(true); }, function () { fallback(); });
+      } else {
+        fallback();
+      }
+      function fallback() {
+        field.focus();
+        field.select();
+        var ok = false;
+        try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+        copied(ok);
+      }
+    });
+  });
+})();
