@@ -106,11 +106,15 @@ def test_routes_role_and_the_last_owner(rt: Runtime) -> None:
 def test_tokens_are_shown_once_listed_by_hint_and_revocable(rt: Runtime) -> None:
     add("olga", "owner")
     first = run("users", "token", "olga").stdout.strip()
-    second = json.loads(run("users", "token", "olga", "--json").stdout)["token"]
+    second = json.loads(run("users", "token", "olga", "--label", "ci", "--json").stdout)["token"]
     assert first != second and first.startswith("cq_")
     assert as_user(rt, first).get("/api/me").status_code == 200
     listed = json.loads(run("users", "token", "olga", "--list", "--json").output)
-    assert [(t["id"], t["hint"], t["revoked_at"]) for t in listed] == [(1, first[-4:], None), (2, second[-4:], None)]
+    assert [(t["id"], t["label"], t["hint"], t["revoked_at"]) for t in listed] == [
+        (1, None, first[-4:], None), (2, "ci", second[-4:], None),
+    ]  # fmt: skip
+    assert "ci" in run("users", "token", "olga", "--list").output
+    assert "1–60 characters" in str(run("users", "token", "olga", "--label", "x" * 61).exception)
     assert "1 token(s) of olga revoked" in run("users", "token", "olga", "--revoke", "--id", "1").output
     assert as_user(rt, first).get("/api/me").status_code == 401
     assert as_user(rt, second).get("/api/me").status_code == 200

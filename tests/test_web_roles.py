@@ -47,6 +47,15 @@ INTENDED = {
     ("GET", "/audit"): "admin", ("GET", "/sessions"): "admin", ("POST", "/sessions/{session_id}/revoke"): "admin",
     ("GET", "/api/docs"): "read", ("GET", "/favicon.ico"): "public", ("GET", "/static/preview.css"): "public",
     ("GET", "/static/preview.js"): "public",
+    ("GET", "/api/users"): "admin", ("POST", "/api/users"): "admin", ("GET", "/api/users/{user}"): "admin",
+    ("PATCH", "/api/users/{user}"): "admin", ("PUT", "/api/users/{user}/password"): "admin",
+    ("DELETE", "/api/users/{user}"): "admin", ("POST", "/api/users/{user}/tokens"): "admin",
+    ("DELETE", "/api/users/{user}/tokens/{token_id}"): "admin", ("DELETE", "/api/users/{user}/sessions"): "admin",
+    ("DELETE", "/api/users/{user}/sessions/{session_id}"): "admin",
+    ("GET", "/users"): "admin", ("POST", "/users"): "admin", ("POST", "/users/{user}/role"): "admin",
+    ("POST", "/users/{user}/password"): "admin", ("POST", "/users/{user}/remove"): "admin",
+    ("POST", "/users/{user}/tokens"): "admin", ("POST", "/users/{user}/tokens/{token_id}/revoke"): "admin",
+    ("POST", "/users/{user}/sessions/{session_id}/revoke"): "admin", ("POST", "/users/{user}/logout"): "admin",
 }  # fmt: skip
 """The permission each route of today is meant to need. A route added later needs only to declare one (below)."""
 
@@ -59,11 +68,19 @@ JSON_BODIES = {
     "/api/posts/{post_id}/reject": {"reason": "walked"},
     "/api/posts/{post_id}/text": {"html": "Edited <b>text</b>"},
     "/api/posts/{post_id}/schedule": {"at": "+2h"},
+    "/api/users": {"name": "walker", "role": "viewer", "generate": True},
+    "/api/users/{user}": {"role": "viewer"},
+    "/api/users/{user}/password": {"generate": True},
+    "/api/users/{user}/tokens": {"label": "walked"},
 }
 FORMS = {
     "/jobs/bulk": {"action": "retry", "status": "failed"},
     "/login": {"name": "vera", "password": PASSWORDS["vera"]},
     "/posts/{post_id}/{action}": {"html": "Edited"},
+    "/users": {"name": "walker", "role": "viewer", "generate": "true"},
+    "/users/{user}/role": {"role": "viewer"},
+    "/users/{user}/password": {"generate": "true"},
+    "/users/{user}/tokens": {"label": "walked"},
 }
 
 
@@ -86,7 +103,7 @@ def operations(app: Any) -> list[tuple[str, APIRoute]]:
 def request_of(method: str, route: APIRoute, ids: dict[str, Any], post_route: str) -> dict[str, Any]:
     values = {
         "post_id": ids[post_route], "job_id": ids["job"], "name": "publish", "media_id": 1,
-        "session_id": "abcdef12", "action": "approve" if "post_id" in route.path else "pause",
+        "session_id": "abcdef12", "user": "eddie", "token_id": 1, "action": "approve" if "post_id" in route.path else "pause",
     }  # fmt: skip
     path = route.path_format.format(**{k: values[k] for k in route.param_convertors})
     request: dict[str, Any] = {"method": method, "url": path}

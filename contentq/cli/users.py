@@ -133,6 +133,9 @@ def token(
     ] = False,
     token_id: Annotated[int | None, typer.Option("--id", help="With --revoke: only this token.", min=1)] = None,
     list_them: Annotated[bool, typer.Option("--list", help="List the user's tokens (never their values).")] = False,
+    label: Annotated[
+        str | None, typer.Option("--label", help="What the new token is for (ci, grafana): shown in listings.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Issue an API token for the user (printed once: keep it; only its hash is stored), or --revoke, --list."""
@@ -146,7 +149,7 @@ def token(
             row["ends"] = "…" + row["hint"]
             row["state"] = "revoked" if row["revoked_at"] else "live"
         table(
-            rows, ["id", ("ends", "ends in"), "state", ("created_at", "created"), ("last_used_at", "last used")],
+            rows, ["id", "label", ("ends", "ends in"), "state", ("created_at", "created"), ("last_used_at", "last used")],
             title=f"API tokens of {name}", empty=f"{name} has no API tokens",
         )  # fmt: skip
         return
@@ -156,7 +159,7 @@ def token(
         return
     if token_id is not None:
         raise ContentqError("--id goes with --revoke")
-    value = users.issue_token(rt, name)
+    value = users.issue_token(rt, name, label)
     if as_json:
         print(json.dumps({"user": name, "token": value}))  # not print_json: it would mask the token itself
         return
