@@ -549,10 +549,8 @@ RouteName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^\S(.*\
 TOKEN_LABEL = r"^[^\x00-\x1f\x7f]*$"
 
 
-def _password(value: str | None) -> str | None:
+def _password(value: str) -> str:
     """The CLI's rules (contentq.people.users.check_password), with its sentence as the 422's."""
-    if value is None:
-        return None
     try:
         return check_password(value)
     except ContentqError as exc:
@@ -560,9 +558,8 @@ def _password(value: str | None) -> str | None:
 
 
 Password = Annotated[
-    str | None,
-    AfterValidator(_password),
-    Field(max_length=1024, json_schema_extra={"minLength": 10}, description="At least 10 characters."),
+    Annotated[str, Field(max_length=1024, json_schema_extra={"minLength": 10}), AfterValidator(_password)] | None,
+    Field(description="At least 10 characters."),
 ]
 
 

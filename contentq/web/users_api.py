@@ -89,21 +89,6 @@ def set_password(rt: RT, user: UserName, body: m.NewPassword) -> JSONResponse:
     return _with_secret(answer, "generated_password")
 
 
-@router.delete(
-    "/{user}",
-    summary="Remove a user, their tokens and sessions (`users remove`)",
-    description="409 for the only owner while other users remain, and for yourself without `confirm_self`.",
-    responses=errors(*WRITE, 404, 409),
-)
-def remove_user(
-    request: Request,
-    rt: RT,
-    user: UserName,
-    confirm_self: Annotated[bool, Query(description="Yes, remove the user this request is made as.")] = False,
-) -> m.UserRemoved:
-    return m.UserRemoved.model_validate(people.remove(rt, person_of(request), user, confirm_self))
-
-
 @router.post(
     "/{user}/tokens",
     status_code=201,
@@ -142,3 +127,19 @@ def end_sessions(rt: RT, user: UserName) -> m.SessionsEnded:
 )
 def end_session(rt: RT, user: UserName, session_id: SessionId) -> m.SessionEnded:
     return m.SessionEnded.model_validate(people.revoke_session(rt, user, session_id))
+
+
+# Last: the contract test pins {user} to one user, whose removal leaves the operations after it nothing to act on.
+@router.delete(
+    "/{user}",
+    summary="Remove a user, their tokens and sessions (`users remove`)",
+    description="409 for the only owner while other users remain, and for yourself without `confirm_self`.",
+    responses=errors(*WRITE, 404, 409),
+)
+def remove_user(
+    request: Request,
+    rt: RT,
+    user: UserName,
+    confirm_self: Annotated[bool, Query(description="Yes, remove the user this request is made as.")] = False,
+) -> m.UserRemoved:
+    return m.UserRemoved.model_validate(people.remove(rt, person_of(request), user, confirm_self))
