@@ -142,7 +142,8 @@ def test_schemathesis_on_the_users_operations_finds_nothing(panel, tmp_path: Pat
     users.add_user(rt, "eddie", "editor", "eddie-password-1", ["news"])
     token = users.issue_token(rt, "root-owner", "schemathesis")
     summary = schemathesis(
-        rt, url, tmp_path, CONFIG[: CONFIG.index("[[operations]]")] + USERS_CONFIG, "--include-path-regex", "^/api/users", "--max-examples", "25",
+        rt, url, tmp_path, CONFIG[: CONFIG.index("[[operations]]")] + USERS_CONFIG,
+        "--include-path-regex", "^/api/users", "--max-examples", "25",
         token=token,
     )  # fmt: skip
     print(summary)

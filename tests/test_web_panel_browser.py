@@ -93,7 +93,7 @@ def pages(panel: Panel) -> list[str]:
     return [
         "/", "/jobs", "/jobs?status=failed", f"/jobs/{job}", "/jobs/bulk?action=retry&status=failed", "/posts",
         "/posts?search=ракеты", f"/posts/{ids['album']}", f"/posts/{ids['published']}", "/schedule", "/workers",
-        "/sources", "/insights", "/usage", "/posts/999999",
+        "/sources", "/insights", "/usage", "/users", "/posts/999999",
     ]  # fmt: skip
 
 

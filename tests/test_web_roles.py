@@ -103,7 +103,8 @@ def operations(app: Any) -> list[tuple[str, APIRoute]]:
 def request_of(method: str, route: APIRoute, ids: dict[str, Any], post_route: str) -> dict[str, Any]:
     values = {
         "post_id": ids[post_route], "job_id": ids["job"], "name": "publish", "media_id": 1,
-        "session_id": "abcdef12", "user": "eddie", "token_id": 1, "action": "approve" if "post_id" in route.path else "pause",
+        "session_id": "abcdef12", "user": "eddie", "token_id": 1,
+        "action": "approve" if "post_id" in route.path else "pause",
     }  # fmt: skip
     path = route.path_format.format(**{k: values[k] for k in route.param_convertors})
     request: dict[str, Any] = {"method": method, "url": path}

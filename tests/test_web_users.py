@@ -42,7 +42,8 @@ def test_the_owner_lists_users_with_routes_logins_sessions_and_tokens(panel: Pan
     assert (eddie["role"], eddie["routes"]) == ("editor", ["news"])
     assert eddie["last_login"] is not None and by_name["vera"]["last_login"] is None
     assert len(eddie["sessions"]) == 1 and eddie["sessions"][0]["user"] == "eddie"
-    assert [(t["label"], t["hint"]) for t in eddie["tokens"]] == [(None, tokens["eddie"][-4:]), ("ci", made.json()["hint"])]
+    hints = [(None, tokens["eddie"][-4:]), ("ci", made.json()["hint"])]
+    assert [(t["label"], t["hint"]) for t in eddie["tokens"]] == hints
     assert all(t["created_at"] for t in eddie["tokens"]) and eddie["tokens"][0]["last_used_at"] is None
     assert "password_hash" not in listed.text and tokens["eddie"] not in listed.text
     assert as_user(rt, tokens["olga"]).get("/api/users/EDDIE").json()["name"] == "eddie"
@@ -57,7 +58,8 @@ def test_add_a_user_with_a_typed_password_and_with_a_generated_one(panel: Panel)
               "password_again": "nina-password-1"},
     )  # fmt: skip
     assert typed.status_code == 201, typed.text
-    assert (typed.json()["role"], typed.json()["routes"], typed.json()["generated_password"]) == ("editor", ["sport"], None)
+    answer = typed.json()
+    assert (answer["role"], answer["routes"], answer["generated_password"]) == ("editor", ["sport"], None)
     assert users.verify_password(users.find(rt, "nina"), "nina-password-1")
     made = olga.post("/api/users", json={"name": "gena", "role": "viewer", "generate": True})
     assert made.status_code == 201, made.text
@@ -109,7 +111,7 @@ def test_change_role_and_routes_takes_effect_at_the_next_request(panel: Panel) -
     assert audit_rows(rt, "eddie")[-2:] == [("web:olga", "changed"), ("web:olga", "changed")]
 
     refusals = [
-        (olga.patch("/api/users/olga", json={"role": "editor"}), 409, "olga is the only owner; add another owner first"),
+        (olga.patch("/api/users/olga", json={"role": "editor"}), 409, "olga is the only owner; add another owner"),
         (olga.patch("/api/users/vera", json={"routes": ["news"]}), 422, "only an editor has routes"),
         (olga.patch("/api/users/vera", json={"role": "editor", "routes": ["moon"]}), 422, "no route 'moon'"),
         (olga.patch("/api/users/nobody", json={"role": "viewer"}), 404, "no user 'nobody'"),
@@ -131,7 +133,8 @@ def test_reset_a_password_ends_the_users_sessions(panel: Panel) -> None:
         refused = olga.put("/api/users/vera/password", json=body)
         assert refused.status_code == 422 and says in refused.json()["error"], refused.text
     assert browser.get("/api/me").status_code == 200  # refused: nothing changed
-    reset = olga.put("/api/users/vera/password", json={"password": "vera-new-password", "password_again": "vera-new-password"})
+    new = {"password": "vera-new-password", "password_again": "vera-new-password"}
+    reset = olga.put("/api/users/vera/password", json=new)
     assert reset.json() == {"name": "vera", "sessions_ended": 1, "generated_password": None}, reset.text
     assert browser.get("/api/me").status_code == 401
     assert users.verify_password(users.find(rt, "vera"), "vera-new-password")

@@ -149,7 +149,8 @@ def token(
             row["ends"] = "…" + row["hint"]
             row["state"] = "revoked" if row["revoked_at"] else "live"
         table(
-            rows, ["id", "label", ("ends", "ends in"), "state", ("created_at", "created"), ("last_used_at", "last used")],
+            rows, ["id", "label", ("ends", "ends in"), "state", ("created_at", "created"),
+                   ("last_used_at", "last used")],
             title=f"API tokens of {name}", empty=f"{name} has no API tokens",
         )  # fmt: skip
         return

@@ -195,8 +195,8 @@ def new_token(runtime: Runtime, name: str, label: str | None = None) -> dict[str
     token_id = db.add_token(runtime.store, row["name"], _token_hash(token), token[-4:], stamp, label)
     named = f" {label!r}" if label else ""
     audit.record(runtime.store, "user", row["name"], "token_issued", f"token {token_id}{named} (…{token[-4:]})")
-    return {"id": token_id, "user": row["name"], "label": label, "hint": token[-4:], "created_at": stamp, "last_used_at": None,
-            "token": token}  # fmt: skip
+    return {"id": token_id, "user": row["name"], "label": label, "hint": token[-4:], "created_at": stamp,
+            "last_used_at": None, "token": token}  # fmt: skip
 
 
 def revoke_tokens(runtime: Runtime, name: str, token_id: int | None = None) -> int:
