@@ -1,6 +1,6 @@
 """Memory of each long-running entry point after start, and what it imported to get there.
 
-    python bench/entry_rss.py [--settle 3] [--only web,rewrite]
+    python bench/entry_rss.py [--settle 3] [--only web,rewrite] [--fresh-db]
 
 Each entry point (as supervisor starts it) runs alone against an embedded Valkey in a fresh CONTENTQ_HOME, with
 the shared fakes of tests/ for Telegram and the bot: `worker rewrite`, `worker imagegen maintenance`,
@@ -100,7 +100,9 @@ def up_check(name: str, pid: int, home: Path, port: int, url: str, bot_db: Path)
     return lambda: any(w.pid == pid for w in Worker.all(connection=conn))
 
 
-def measure(name: str, argv: list[str], tmp: Path, server: EmbeddedServer, settle: float) -> dict[str, object]:
+def measure(
+    name: str, argv: list[str], tmp: Path, server: EmbeddedServer, settle: float, fresh: bool = False
+) -> dict[str, object]:
     home = tmp / name
     home.mkdir()
     (home / "contentq.toml").write_text(ROUTES)
@@ -116,9 +118,11 @@ def measure(name: str, argv: list[str], tmp: Path, server: EmbeddedServer, settl
         CONTENTQ_BOT_TOKEN="123456:entry-rss", CONTENTQ_BOT_ADMINS=str(ADMIN),
         CONTENTQ_OPENAI_API_KEY="sk-entry-rss",
     )  # fmt: skip
-    # The database exists already, as in a deployment (the first process to open a new one migrates it).
-    subprocess.run([sys.executable, "-m", "contentq", "db", "migrate"], env=env, cwd=home, capture_output=True,
-                   check=False, timeout=120)  # fmt: skip
+    # The database exists already, as in a deployment, unless --fresh-db: then this process migrates it, as the
+    # first program to open a new or upgraded database does.
+    if not fresh:
+        subprocess.run([sys.executable, "-m", "contentq", "db", "migrate"], env=env, cwd=home, capture_output=True,
+                       check=False, timeout=120)  # fmt: skip
     errors = (tmp / f"{name}.err").open("w+")  # a file, not a pipe: nothing reads it before the process stops
     proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "contentq", *argv], env=env, cwd=home,
                             stdout=subprocess.DEVNULL, stderr=errors, text=True)  # fmt: skip
@@ -156,6 +160,7 @@ def measure(name: str, argv: list[str], tmp: Path, server: EmbeddedServer, settl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after it is up before reading")
+    parser.add_argument("--fresh-db", action="store_true", help="each entry point migrates a new database")
     parser.add_argument("--only", default="", help="comma-separated names: " + ",".join(ENTRY_POINTS))
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(ENTRY_POINTS)
@@ -167,7 +172,7 @@ def main() -> None:
         server.start()
         try:
             for name in names:
-                got = measure(name, ENTRY_POINTS[name], tmp, server, args.settle)
+                got = measure(name, ENTRY_POINTS[name], tmp, server, args.settle, args.fresh_db)
                 pkgs = [str(p) for p in got["packages"]]  # type: ignore[attr-defined]
                 costs = {p: rss_of(f"import {p}") - base for p in pkgs if p.isidentifier() and p != "contentq"}
                 heavy = sorted(((c, p) for p, c in costs.items() if c >= WORTH * MIB), reverse=True)
