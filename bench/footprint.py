@@ -336,6 +336,7 @@ def check_up(dep: Deployment, expected: dict[str, int] | None, when: str) -> dic
 
 def wait_for(check: Any, timeout: float, what: str, dep: Deployment | None = None) -> Any:
     deadline = time.monotonic() + timeout
+    looked = time.monotonic()
     while time.monotonic() < deadline:
         try:
             value = check()
@@ -343,6 +344,10 @@ def wait_for(check: Any, timeout: float, what: str, dep: Deployment | None = Non
             value = None
         if value:
             return value
+        if dep is not None and time.monotonic() - looked > 5:  # a program in BACKOFF or FATAL: no use waiting
+            looked = time.monotonic()
+            if any(state in ("BACKOFF", "FATAL", "EXITED") for state, _ in dep.status().values()):
+                check_up(dep, None, f"waiting for {what}")
         time.sleep(0.5)
     if dep is not None:
         check_up(dep, None, f"waiting for {what}")  # a program that is down says why
