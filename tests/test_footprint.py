@@ -4,10 +4,12 @@ instead of looking every second, without making any delayed job late."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +86,7 @@ def probe_imports(code: str) -> set[str]:
 
 
 def test_the_panel_imports_neither_telethon_nor_pillow_nor_the_llm_sdk() -> None:
-    loaded = probe_imports("import contentq.web.app")
+    loaded = probe_imports("import contentq.web.app, contentq.web.api")
     assert "fastapi" in loaded
     assert sorted(loaded & {"telethon", "PIL", "openai", "numpy", "sqlite_utils", "prometheus_client"}) == []
 
@@ -138,3 +140,79 @@ def test_programs_opening_a_new_database_at_once_leave_the_migration_and_sqlite_
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(outputs) == ["False", "False", "True"]
+
+
+@pytest.mark.timeout(180)
+def test_the_running_panel_loads_prometheus_client_at_the_first_scrape_and_no_websockets(settings: Settings) -> None:
+    """`contentq web` as supervisor starts it: up and answering without prometheus_client (its /api/metrics
+    imports it when scraped) nor the websockets library (the panel has no WebSocket route)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = subprocess_env(settings, CONTENTQ_WEB_PORT=str(port))
+    errors = (settings.home / "web.err").open("w+")  # importtime's lines would fill a pipe nobody reads yet
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "contentq", "web"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=errors, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/login"), 60, what="the panel")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    errors.seek(0)
+    loaded = imported(errors.read())
+    assert "uvicorn" in loaded and "fastapi" in loaded
+    assert sorted(loaded & {"prometheus_client", "websockets"}) == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(urllib.request.urlopen(url, timeout=5).status == 200)
+    except OSError:
+        return False
+
+
+def _in_a_fresh_process(code: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_the_process_that_migrates_imports_sqlite_utils_without_numpy_and_can_still_dedup(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom contentq.store.db import open_store\n"
+        f"store = open_store(Path({str(tmp_path / 'contentq.db')!r}))\n"
+        "print('sqlite_utils' in sys.modules, 'numpy' in sys.modules)\n"
+        "from contentq.content.dedup import normalize_text, shingle_hashes\n"  # dedup later: numpy as usual
+        "print('numpy' in sys.modules, len(shingle_hashes(normalize_text('news from the harbour ' * 4))) > 0)\n"
+    )
+    assert _in_a_fresh_process(code) == ["True", "False", "True", "True"]
+
+
+def test_sqlite_utils_keeps_its_numpy_types_in_a_process_that_has_numpy(tmp_path: Path) -> None:
+    code = (
+        "import numpy\nfrom pathlib import Path\nfrom contentq.store.db import open_store\n"
+        f"store = open_store(Path({str(tmp_path / 'contentq.db')!r}))\n"
+        "from sqlite_utils import db\nprint(db.np is numpy, numpy.int64 in db.COLUMN_TYPE_MAPPING)\n"
+    )
+    assert _in_a_fresh_process(code) == ["True", "True"]
+
+
+def test_numpy_is_hidden_only_from_the_thread_importing_sqlite_utils() -> None:
+    code = """
+import importlib, sys, threading
+from contentq.store.sqlite_utils_loader import _NumpyHidden
+hidden = _NumpyHidden()
+sys.meta_path.insert(0, hidden)
+try:
+    import numpy  # noqa: F401
+    here = "imported"
+except ImportError:
+    here = "refused"
+other = {}
+thread = threading.Thread(target=lambda: other.setdefault("numpy", importlib.import_module("numpy").__name__))
+thread.start()
+thread.join()
+sys.meta_path.remove(hidden)
+print(here, other.get("numpy"))
+"""
+    assert _in_a_fresh_process(code) == ["refused", "numpy"]

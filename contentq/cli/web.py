@@ -50,7 +50,9 @@ def web(
         how = "users log in with their name and password"
     console.print(f"contentq web on http://{host}:{port}/ — {how}")
     try:
-        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+        # ws="none": the panel has no WebSocket route (its live views are server-sent events), so uvicorn need not
+        # import the websockets library (about 4 MiB) for the upgrades it would refuse anyway.
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False, ws="none")
     except OSError as exc:
         raise ContentqError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from None
 

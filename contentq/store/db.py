@@ -49,9 +49,10 @@ class Store:
 
     @cached_property
     def db(self) -> sqlite_utils.Database:
-        import sqlite_utils
+        from contentq.store.sqlite_utils_loader import load_sqlite_utils
 
-        return sqlite_utils.Database(self.conn)
+        database: sqlite_utils.Database = load_sqlite_utils().Database(self.conn)
+        return database
 
     @contextmanager
     def translate_errors(self) -> Iterator[None]:

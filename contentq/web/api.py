@@ -18,7 +18,6 @@ from sse_starlette import EventSourceResponse
 
 from contentq.clock import iso
 from contentq.insights.report import build as insights_report
-from contentq.ops.metrics import exposition
 from contentq.ops.stats import collect_stats, parse_since
 from contentq.people import sessions as people_sessions
 from contentq.people import trail
@@ -412,6 +411,8 @@ def insights(
     dependencies=[needs(P.USAGE)],
 )
 def metrics(rt: RT) -> PlainTextResponse:
+    from contentq.ops.metrics import exposition  # prometheus_client: loaded at the first scrape, not by every panel
+
     return PlainTextResponse(exposition(rt), media_type="text/plain; version=0.0.4")
 
 
