@@ -16,9 +16,11 @@ from tenacity import retry, retry_if_exception_type, stop_when_event_set, wait_e
 
 from contentq.bot.core import AdminBot
 from contentq.errors import ConfigError, ContentqError
+from contentq.integrations.telegram.access import lend_gateways
 from contentq.integrations.telegram.bot_gateway import BotAccount, BotGateway
 from contentq.redact import redact
 from contentq.runtime.context import Runtime
+from contentq.runtime.hosting import Hosted
 
 log = logging.getLogger("contentq.bot")
 
@@ -40,6 +42,7 @@ def login(gateway: BotGateway, stop: threading.Event) -> BotAccount:
         retry=retry_if_exception_type(ConnectionError),
         wait=wait_exponential(multiplier=1, max=60),
         stop=stop_when_event_set(stop),
+        sleep=lambda seconds: None if stop.wait(seconds) else None,  # a stop ends the wait at once
         reraise=True,
         before_sleep=lambda state: log.warning(
             "bot: Telegram unreachable (%s); trying again", state.outcome.exception() if state.outcome else "?"
@@ -79,3 +82,46 @@ def serve(runtime: Runtime, gateway: BotGateway, stop: threading.Event, *, tick:
         except Exception:  # noqa: BLE001 - one update must not stop the bot
             log.exception("bot: an update could not be handled")
     return bot
+
+
+# hosted by a worker (the compact layout: `contentq worker --host bot`) ----------------------------------
+
+
+def bot_wanted(runtime: Runtime) -> bool:
+    """A bot token is configured (supervisor render hosts or runs the bot only then)."""
+    token = runtime.settings.bot_token
+    return token is not None and bool(token.get_secret_value().strip())
+
+
+class HostedBot:
+    """`contentq bot` in a thread of a worker: a runtime of its own (database and Redis connections) with the
+    worker's Telegram clients lent for its alerts (one session, one client), and the bot's own client."""
+
+    def __init__(self, owner: Runtime) -> None:
+        self.owner = owner
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        from contentq.integrations.telegram.bot_client import build_bot_gateway
+
+        runtime = Runtime(self.owner.settings)
+        lend_gateways(self.owner, runtime)
+        try:
+            gateway = build_bot_gateway(runtime.settings)
+            try:
+                serve(runtime, gateway, self._stop)
+            finally:
+                gateway.close()
+        except ContentqError as exc:  # settings the operator must fix: said once a try, the worker goes on
+            log.error("bot: %s", redact(str(exc)))
+        finally:
+            runtime.close()
+        if self._stop.is_set():
+            log.info("bot stopped")
+
+
+def hosted_bot(owner: Runtime) -> Hosted:
+    return Hosted("bot", lambda: HostedBot(owner))
