@@ -137,7 +137,8 @@ class ContentqWorker(SimpleWorker):
         if not self._burst:
             self._start_thread("contentq-housekeeping", self._housekeeping_loop)
         if self.hosted and not self._burst:
-            self.host = Host(self.connection, self.hosted, owner=self.name)
+            # A standby takes a hosted service over as soon as a dead worker's jobs are taken back.
+            self.host = Host(self.connection, self.hosted, owner=self.name, lease_ttl=float(self.heartbeat_ttl))
             self.host.start()
 
     def handle_warm_shutdown_request(self) -> None:
