@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from contentq import accounts
 from contentq.cli.app import app
 from contentq.flow import pipeline
+from contentq.ops.doctor import FAIL, OK, run_health
 from contentq.runtime.context import Runtime, set_process_runtime
 from contentq.runtime.hosting import lease_holder
 from contentq.runtime.tracking import enqueue
@@ -148,8 +149,14 @@ def test_the_bot_hosted_by_the_worker_answers_an_approval_press_and_term_stops_a
     assert approved is not None and approved["actor"] == f"bot:{ADMIN}"
     # The approved post is published by the worker's own jobs (asap), through the same process.
     wait_for(lambda: get_post(rt.store, post_id)["state"] == "published", timeout=60, what="the approved post out")
+    # health knows the bot runs, and where
+    with_bot = load_settings(home=rt.settings.home, bot_token="123456:test-token-value", bot_admins=str(ADMIN))
+    (running,) = [p for p in run_health(with_bot, workers=False) if p.check == "bot running"]
+    assert running.status == OK and f"pid {worker.pid}" in running.detail and "@contentq_file_bot" in running.detail
 
     assert workers.stop(worker) == 0  # the job loop, the listener and the bot: one TERM
+    (gone,) = [p for p in run_health(with_bot, workers=False) if p.check == "bot running"]
+    assert gone.status == FAIL and "contentq-telegram" in (gone.fix or "")
     log = workers.log(worker)
     assert "hosting listen, bot in this worker" in log and "bot stopped" in log
     assert "123456:test-token-value" not in log

@@ -7,6 +7,7 @@ the bot. Supervisor restarts a bot that exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -15,9 +16,11 @@ from telethon import errors
 from tenacity import retry, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from contentq.bot.core import AdminBot
+from contentq.clock import iso
 from contentq.errors import ConfigError, ContentqError
 from contentq.integrations.telegram.access import lend_gateways
 from contentq.integrations.telegram.bot_gateway import BotAccount, BotGateway
+from contentq.ops import bot_alive as alive
 from contentq.redact import redact
 from contentq.runtime.context import Runtime
 from contentq.runtime.hosting import Hosted
@@ -67,30 +70,32 @@ def serve(runtime: Runtime, gateway: BotGateway, stop: threading.Event, *, tick:
     bot = AdminBot(runtime, gateway, username=account.username)
     log.info("bot: logged in as @%s; admins %s; chats %s", account.username, sorted(bot.admins), bot.chats)
     bot.startup()
-    last_tick = 0.0
-    for event in gateway.updates(tick=tick):
-        if stop.is_set():
-            break
-        try:
-            if event is not None:
-                bot.handle(event)
-            if event is None or time.monotonic() - last_tick >= tick:
-                last_tick = time.monotonic()
-                bot.tick()
-        except ContentqError as exc:  # Redis or SQLite away for a moment: the next update or tick tries again
-            log.warning("bot: %s", redact(str(exc)))
-        except Exception:  # noqa: BLE001 - one update must not stop the bot
-            log.exception("bot: an update could not be handled")
+    last_tick = last_beat = 0.0
+    since = iso()
+    try:
+        for event in gateway.updates(tick=tick):
+            if stop.is_set():
+                break
+            try:
+                if event is not None:
+                    bot.handle(event)
+                if event is None or time.monotonic() - last_tick >= tick:
+                    last_tick = time.monotonic()
+                    bot.tick()
+                if time.monotonic() - last_beat >= alive.BEAT_SECONDS:  # `contentq health` sees it run
+                    last_beat = time.monotonic()
+                    alive.beat(runtime.redis, account.username, since)
+            except ContentqError as exc:  # Redis or SQLite away for a moment: the next update or tick tries again
+                log.warning("bot: %s", redact(str(exc)))
+            except Exception:  # noqa: BLE001 - one update must not stop the bot
+                log.exception("bot: an update could not be handled")
+    finally:
+        with contextlib.suppress(Exception):  # Redis away: the beat expires by itself
+            alive.stopped(runtime.redis)
     return bot
 
 
 # hosted by a worker (the compact layout: `contentq worker --host bot`) ----------------------------------
-
-
-def bot_wanted(runtime: Runtime) -> bool:
-    """A bot token is configured (supervisor render hosts or runs the bot only then)."""
-    token = runtime.settings.bot_token
-    return token is not None and bool(token.get_secret_value().strip())
 
 
 class HostedBot:

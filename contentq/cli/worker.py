@@ -75,9 +75,10 @@ def _hosted(rt: Runtime, wanted: list[str]) -> list[Hosted]:
 
         services += hosted_listeners(rt)
     if "bot" in wanted:
-        from contentq.bot.serve import bot_wanted, hosted_bot
+        from contentq.bot.serve import hosted_bot
+        from contentq.ops.bot_alive import bot_wanted
 
-        if bot_wanted(rt):
+        if bot_wanted(rt.settings):
             services.append(hosted_bot(rt))
         else:
             err_console.print("note: --host bot: CONTENTQ_BOT_TOKEN is not set, so no bot runs here (docs/bot.md)")
