@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from contentq.cli.app import app
 from contentq.flow import pipeline
 from contentq.ops.doctor import FAIL, OK, run_health
 from contentq.runtime.context import Runtime, set_process_runtime
-from contentq.runtime.hosting import lease_holder
+from contentq.runtime.hosting import Host, Hosted, lease_holder, lease_key
 from contentq.runtime.tracking import enqueue
 from contentq.settings import Settings, load_settings
 from contentq.store.jobs import get_job
@@ -225,3 +226,49 @@ def test_host_bot_without_a_token_runs_no_bot(rt, workers):
     log = workers.log(worker)
     assert "CONTENTQ_BOT_TOKEN is not set" in log and "hosting" not in log
     assert lease_holder(rt.redis, "bot") is None
+
+
+# -- the host itself, in-process on the session's Valkey --------------------------------------------------------
+
+
+class Loop:
+    """A hosted service that runs until stopped, or raises at once while `fail` is set."""
+
+    def __init__(self, runs: list[Loop], fail: bool = False) -> None:
+        self.stopped = threading.Event()
+        self.fail = fail
+        runs.append(self)
+
+    def run(self) -> None:
+        if self.fail:
+            raise RuntimeError("a bug in the service")
+        self.stopped.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def test_a_failing_service_is_started_again_and_a_lease_lost_to_another_process_stops_it_here(rt):
+    runs: list[Loop] = []
+    failures = [True, True]  # the first two runs fail
+    service = Hosted("svc", lambda: Loop(runs, fail=bool(failures and failures.pop())))
+    host = Host(rt.redis, [service], owner="worker-a", lease_ttl=1.0, first_wait=0.05, max_wait=0.2)
+    host.start()
+    try:
+        wait_for(lambda: len(runs) == 3 and not runs[-1].stopped.is_set(), what="the third run, running")
+        assert lease_holder(rt.redis, "svc") == "worker-a"
+        standby_runs: list[Loop] = []
+        standby = Host(rt.redis, [Hosted("svc", lambda: Loop(standby_runs))], owner="worker-b", lease_ttl=1.0,
+                       first_wait=0.05, max_wait=0.2)  # fmt: skip
+        standby.start()
+        time.sleep(1.0)  # several of its tries: the lease is held
+        assert standby_runs == []
+        # Redis loses the lease (a flush) and the standby takes it first: the holder stops its run.
+        rt.redis.delete(lease_key("svc"))
+        wait_for(lambda: standby_runs, what="the standby's run")
+        wait_for(runs[2].stopped.is_set, what="the first host giving the service up")
+        assert lease_holder(rt.redis, "svc") == "worker-b"
+        assert standby.join(5) == []
+        assert lease_holder(rt.redis, "svc") is None  # given back on stop
+    finally:
+        host.join(5)
