@@ -541,10 +541,15 @@ class TelethonGateway:
 
         return runner.run(call(), timeout or self.settings.tg_timeout)
 
-    async def _connected(self) -> Any:
+    def _connect_lock(self) -> asyncio.Lock:
+        """Held while the client connects (on the loop): the worker's jobs, a reconnect and a hosted listener's
+        watchdog share this client, and Telethon's connect must not run twice at once."""
         if self._connecting is None:
             self._connecting = asyncio.Lock()
-        async with self._connecting:  # the worker's jobs and a hosted listener share this client
+        return self._connecting
+
+    async def _connected(self) -> Any:
+        async with self._connect_lock():
             if self._client is not None and self._session_changed():
                 # `contentq login` wrote a new session (the old one logged out): a client of the new one.
                 log.info("account %s: a new session file; reconnecting with it", self.profile.name)
@@ -587,8 +592,9 @@ class TelethonGateway:
 
     def reconnect(self) -> None:
         async def drop(client: Any) -> None:
-            await client.disconnect()
-            await client.connect()
+            async with self._connect_lock():
+                await client.disconnect()
+                await client.connect()
 
         self._run(drop)
 
@@ -760,7 +766,8 @@ class TelethonGateway:
                 put(ListenUpdate("disconnected", received_at=time.time(), detail="Telethon lost the connection"))
                 while not stopped.is_set():
                     try:
-                        await client.connect()
+                        async with self._connect_lock():
+                            await client.connect()
                         await client.set_receive_updates(True)
                         break
                     except (OSError, TimeoutError, ConnectionError) as exc:
