@@ -9,6 +9,10 @@ Faults, for kill tests: CONTENTQ_FAKE_TG_HANG=before_send|after_send makes this 
 (after writing CONTENTQ_FAKE_TG_MARKER) so the test can kill the worker there; CONTENTQ_FAKE_TG_SEND_DELAY
 spreads each send over that many seconds (half before, half after Telegram "posts"), widening the window a
 random kill can hit.
+
+Per account: CONTENTQ_TG_GATEWAY=tests.shared_telegram:accounts_from_env gives one gateway per account, the
+accounts named in CONTENTQ_FAKE_TG_LOGGED_OUT (comma-separated) logged out (every call: AuthKeyUnregisteredError).
+One process may call it from several threads (a worker's jobs and the listener it hosts): calls take turns.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -60,6 +65,7 @@ class SharedTelegram:
         self.hang = hang
         self.marker = marker
         self.send_delay = send_delay
+        self.lock = threading.RLock()  # one connection, several threads of a process
 
     def _maybe_hang(self, when: str) -> None:
         if self.hang == when:
@@ -87,22 +93,25 @@ class SharedTelegram:
     def fetch_messages(self, channel: ResolvedChannel, *, min_id: int, limit: int) -> list[FetchedMessage]:
         """The donor messages `post_donor` wrote, as Telegram pages them (see the gateway Protocol)."""
         order = "ASC" if min_id > 0 else "DESC"  # a first run takes the newest `limit`, later runs page forward
-        rows = self.conn.execute(
-            f"SELECT id, html, at FROM donor WHERE channel = ? AND id > ? ORDER BY id {order} LIMIT ?",
-            (channel.ref, min_id, limit or -1),
-        ).fetchall()
+        with self.lock:
+            rows = self.conn.execute(
+                f"SELECT id, html, at FROM donor WHERE channel = ? AND id > ? ORDER BY id {order} LIMIT ?",
+                (channel.ref, min_id, limit or -1),
+            ).fetchall()
         return sorted((_message(r) for r in rows), key=lambda m: m.id)
 
     def listen(self, channels: list[ResolvedChannel], *, tick: float = 1.0) -> Iterator[ListenUpdate]:
         """The donor messages posted `live` after the listener connected, read from the file every `tick`
         seconds (the real gateway is woken by Telegram's socket; its watchdog wakes every tick too)."""
         wanted = {c.ref: c.id for c in channels}
-        last = int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM donor").fetchone()[0])
+        with self.lock:
+            last = int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM donor").fetchone()[0])
         yield ListenUpdate("connected", received_at=time.time())
         while True:
-            rows = self.conn.execute(
-                "SELECT seq, channel, id, html, at FROM donor WHERE seq > ? AND live = 1 ORDER BY seq", (last,)
-            ).fetchall()
+            with self.lock:
+                rows = self.conn.execute(
+                    "SELECT seq, channel, id, html, at FROM donor WHERE seq > ? AND live = 1 ORDER BY seq", (last,)
+                ).fetchall()
             if not rows:
                 time.sleep(tick)
                 yield ListenUpdate("idle", received_at=time.time())
@@ -122,7 +131,7 @@ class SharedTelegram:
         if self.send_delay:
             time.sleep(random.uniform(0, self.send_delay / 2))
         try:
-            with self.conn:
+            with self.lock, self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
                 cursor = self.conn.execute(
                     "INSERT INTO messages (target, html, random_id, at) VALUES (?, ?, ?, ?)",
@@ -137,20 +146,21 @@ class SharedTelegram:
         return [message_id]
 
     def delete_messages(self, target: ResolvedChannel, message_ids: list[int]) -> None:
-        with self.conn:
+        with self.lock, self.conn:
             self.conn.executemany(
                 "UPDATE messages SET deleted = 1 WHERE target = ? AND id = ?", [(target.ref, i) for i in message_ids]
             )
 
     def recent_messages(self, target: ResolvedChannel, limit: int = 20) -> list[FetchedMessage]:
-        rows = self.conn.execute(
-            "SELECT id, html, at FROM messages WHERE target = ? AND deleted = 0 ORDER BY id DESC LIMIT ?",
-            (target.ref, limit),
-        ).fetchall()
+        with self.lock:
+            rows = self.conn.execute(
+                "SELECT id, html, at FROM messages WHERE target = ? AND deleted = 0 ORDER BY id DESC LIMIT ?",
+                (target.ref, limit),
+            ).fetchall()
         return [FetchedMessage(id=r[0], date=datetime.fromtimestamp(r[2], UTC), html=r[1]) for r in rows]
 
     def send_admin(self, chat: str, text: str) -> None:
-        with self.conn:
+        with self.lock, self.conn:
             self.conn.execute("INSERT INTO admin (chat, text, at) VALUES (?, ?, ?)", (chat, text, time.time()))
 
     def close(self) -> None:
@@ -198,3 +208,35 @@ def gateway_from_env(runtime: Any) -> SharedTelegram:
         marker=Path(marker) if marker else None,
         send_delay=float(os.environ.get("CONTENTQ_FAKE_TG_SEND_DELAY", "0") or 0),
     )
+
+
+class LoggedOut:
+    """An account whose session Telegram forgot: every call raises AuthKeyUnregisteredError."""
+
+    def __getattr__(self, name: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise errors.AuthKeyUnregisteredError(request=None)
+
+        return refused
+
+    def close(self) -> None:
+        pass
+
+
+class SharedAccounts:
+    """One gateway per account over the shared file; the accounts in `logged_out` refuse everything."""
+
+    def __init__(self, shared: SharedTelegram, logged_out: set[str]) -> None:
+        self.shared = shared
+        self.logged_out = logged_out
+
+    def gateway(self, account: str) -> Any:
+        return LoggedOut() if account in self.logged_out else self.shared
+
+    def close(self) -> None:
+        self.shared.close()
+
+
+def accounts_from_env(runtime: Any) -> SharedAccounts:
+    names = {n.strip() for n in os.environ.get("CONTENTQ_FAKE_TG_LOGGED_OUT", "").split(",") if n.strip()}
+    return SharedAccounts(gateway_from_env(runtime), names)

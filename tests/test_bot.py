@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -594,10 +595,13 @@ def test_supervisor_runs_the_bot_only_with_a_token(home):
     without = render_supervisor(load_settings(home=home))
     assert "contentq-bot" not in without
     token = "987654:very-secret-bot-token"
-    rendered = render_supervisor(load_settings(home=home, bot_token=token, bot_admins="1"))
+    rendered = render_supervisor(load_settings(home=home, bot_token=token, bot_admins="1", process_layout="spread"))
     assert "[program:contentq-bot]" in rendered and "-m contentq bot" in rendered
     assert "contentq-bot" in rendered.split("programs=", 1)[1].splitlines()[0]
     assert token not in rendered
+    hosted = render_supervisor(load_settings(home=home, bot_token=token, bot_admins="1"))  # compact: hosted
+    assert "[program:contentq-bot]" not in hosted and token not in hosted
+    assert re.search(r"worker publish collect --host (listen,)?bot\n", hosted)
 
 
 def test_purge_thins_the_bots_records(brt, tg):

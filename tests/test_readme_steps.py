@@ -109,13 +109,14 @@ def test_after_steps_1_to_4_supervisor_runs_the_listener_without_a_restart(tmp_p
     try:
         steps = subprocess.run(["bash", "-c", script], cwd=clone, env=env, capture_output=True, text=True, timeout=240)
         assert steps.returncode == 0, steps.stdout + steps.stderr
-        assert "[program:contentq-listen]" in conf.read_text()  # the route reads @techdigest_demo
+        # The route reads @techdigest_demo: the telegram worker hosts the listener (the compact layout).
+        assert "worker publish collect --host listen" in conf.read_text()
         daemon = [str(Path(sys.executable).with_name("supervisord")), "-n", "-c", str(conf)]
         quiet = subprocess.DEVNULL
         supervisord = subprocess.Popen(daemon, env=env, cwd=tmp_path, stdout=quiet, stderr=quiet)
 
         def listener_pid() -> str:
-            out = subprocess.run([*ctl, "pid", "contentq:contentq-listen"], capture_output=True, text=True).stdout
+            out = subprocess.run([*ctl, "pid", "contentq:contentq-telegram-0"], capture_output=True, text=True).stdout
             return out.strip() if out.strip().isdigit() and out.strip() != "0" else ""
 
         deadline = time.monotonic() + 60
@@ -126,7 +127,7 @@ def test_after_steps_1_to_4_supervisor_runs_the_listener_without_a_restart(tmp_p
         time.sleep(LISTEN_WATCH_SECONDS)
         assert listener_pid() == first
         log = (contentq_home / "logs" / "supervisord.log").read_text()
-        assert log.count("spawned: 'contentq-listen'") == 1 and "exited: contentq-listen" not in log, log
+        assert log.count("spawned: 'contentq-telegram-0'") == 1 and "exited: contentq-telegram-0" not in log, log
 
         # health names the reason and the fix, as a warning; it passes once the workers are up
         health = ". .venv/bin/activate && export CONTENTQ_HOME=~/contentq-home && contentq health"

@@ -39,7 +39,7 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     monkeypatch.delenv("CONTENTQ_REDIS_URL")
     (home / "contentq.toml").write_text(SOURCES)
     settings = load_settings(home=home, rewrite_concurrency=3, publish_concurrency=4,
-                             maintenance_timeout=900)  # fmt: skip
+                             maintenance_timeout=900, process_layout="spread")  # fmt: skip
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
     assert programs == ["contentq-telegram", "contentq-rewrite", "contentq-light", "contentq-listen",
@@ -84,9 +84,33 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
 def test_the_listener_is_rendered_only_when_a_route_has_sources(home: Path) -> None:
     generated = '\n[routes.tech.generate]\ntopic = "news"\ntimes = ["09:00"]\n'  # a route without donors
     (home / "contentq.toml").write_text(SOURCES.replace('sources = ["@donor"]\n', "") + generated)
-    assert "contentq-listen" not in sv.render(load_settings(home=home))
+    spread = load_settings(home=home, process_layout="spread")
+    assert "contentq-listen" not in sv.render(spread)
+    assert "--host" not in sv.render(load_settings(home=home))
     (home / "contentq.toml").write_text(SOURCES)
-    assert "contentq-listen" in _parse(sv.render(load_settings(home=home)))["group:contentq"]["programs"]
+    assert "contentq-listen" in _parse(sv.render(spread))["group:contentq"]["programs"]
+
+
+def test_compact_layout_hosts_the_listeners_and_the_bot_in_the_telegram_worker(home: Path) -> None:
+    (home / "contentq.toml").write_text(SOURCES)
+    token = "987654:very-secret-bot-token"
+    for layout, bot in (("compact", None), ("compact", token), ("spread", token)):
+        settings = load_settings(home=home, process_layout=layout, bot_token=bot, bot_admins="1")
+        text = sv.render(settings, python="/venv/bin/python")
+        conf = _parse(text)
+        programs = conf["group:contentq"]["programs"].split(",")
+        command = conf["program:contentq-telegram"]["command"]
+        assert token not in text
+        if layout == "spread":  # today's programs: a listener and a bot of their own
+            assert command == "/venv/bin/python -m contentq worker publish collect"
+            assert "contentq-listen" in programs and "contentq-bot" in programs
+            continue
+        assert "contentq-listen" not in programs and "contentq-bot" not in programs
+        assert "program:contentq-listen" not in conf and "program:contentq-bot" not in conf
+        assert conf["program:contentq-telegram"]["numprocs"] == "1"
+        hosted = "listen,bot" if bot else "listen"
+        assert command == f"/venv/bin/python -m contentq worker publish collect --host {hosted}"
+        assert sv.compare(text, settings) == []
 
 
 def test_external_redis_means_no_redis_program_and_no_password_in_the_file(home: Path) -> None:
@@ -170,10 +194,19 @@ def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_pat
     settings = load_settings(home=home, worker_maintenance_interval=1)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
+        # The compact layout: the listener runs inside the telegram worker.
         expected = {"contentq:contentq-telegram-0", "contentq:contentq-rewrite-0", "contentq:contentq-light-0",
-                    "contentq:contentq-listen", "contentq:contentq-web"}  # fmt: skip
+                    "contentq:contentq-web"}  # fmt: skip
         wait_for(lambda: _states(conf) == dict.fromkeys(expected, "RUNNING"), timeout=60,
                  what=f"every worker RUNNING (log: {home / 'logs'})")  # fmt: skip
+        telegram_pid = int(_ctl(conf, "pid", "contentq:contentq-telegram-0").strip())
+        reader = Runtime(settings)
+        try:
+            wait_for(lambda: reader.store.query("SELECT pid, state FROM listeners WHERE name = 'listen'")
+                     == [{"pid": telegram_pid, "state": "not_logged_in"}], 30,
+                     what="the listener hosted by the telegram worker, waiting for a login")  # fmt: skip
+        finally:
+            reader.close()
         conn = connect(settings)
         workers = wait_for(lambda: len(Worker.all(connection=conn)) == 3 and Worker.all(connection=conn), 30,
                            what="3 workers registered in Redis")  # fmt: skip

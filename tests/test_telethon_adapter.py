@@ -630,3 +630,78 @@ def test_message_stats_are_one_get_messages_request_per_call_with_reactions_per_
     stub.fail.append(errors.FloodWaitError(request=None, capture=90))
     with pytest.raises(errors.FloodWaitError):
         gw.message_stats(CHANNEL, [5])
+
+
+# -- one client for the worker's jobs and the listener it hosts ------------------------------------------------
+
+
+class ListeningStub(StubClient):
+    """A client that also takes update handlers, counts its connects and knows the session it was built from."""
+
+    def __init__(self, session: str) -> None:
+        super().__init__()
+        self.session = session
+        self.connects = 0
+        self.handlers: list[Any] = []
+        self.receive_updates: list[bool] = []
+
+    async def connect(self) -> None:
+        await asyncio.sleep(0.05)  # a real connect takes a while: calls arriving meanwhile must not connect again
+        self.connects += 1
+        self.connected = True
+
+    async def get_entity(self, peers: Any) -> Any:
+        return peers
+
+    def add_event_handler(self, handler: Any, builder: Any) -> None:
+        self.handlers.append(handler)
+
+    def remove_event_handler(self, handler: Any, builder: Any) -> None:
+        self.handlers.remove(handler)
+
+    async def set_receive_updates(self, value: bool) -> None:
+        self.receive_updates.append(value)
+
+
+def test_one_client_serves_the_jobs_and_a_hosted_listener_and_follows_a_new_login(tmp_path, monkeypatch):
+    import threading
+
+    from contentq.integrations.telegram import client as telethon_client
+
+    settings = load_settings(home=tmp_path, tg_api_id=1, tg_api_hash="abcdef0123456789")
+    built: list[ListeningStub] = []
+
+    def make(settings: Any, session: Any, profile: Any = None) -> ListeningStub:
+        built.append(ListeningStub(session))
+        return built[-1]
+
+    monkeypatch.setattr(telethon_client, "string_session", lambda value, origin, account="main": value)
+    monkeypatch.setattr(telethon_client, "make_client", make)
+    write_session(settings.session_path, "first-session")
+    gw = TelethonGateway(settings)
+    try:
+        # The worker's job thread and the listener's thread at once: one client, connected once.
+        threads = [threading.Thread(target=gw.ensure_ready) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(built) == 1 and built[0].connects == 1 and built[0].session == "first-session"
+
+        updates = gw.listen([ResolvedChannel("@donor", 1234, access_hash=99)], tick=0.05)
+        assert next(updates).kind == "connected"
+        assert built[0].receive_updates == [True] and len(built[0].handlers) == 4
+        gw.ensure_ready()  # a job meanwhile: the same client
+        assert len(built) == 1
+        updates.close()  # the listener stops; the client stays for the jobs, asking only
+        assert built[0].handlers == [] and built[0].receive_updates == [True, False]
+
+        time.sleep(0.01)  # a later modification time, whatever the file system's resolution
+        write_session(settings.session_path, "second-session-after-a-new-login")
+        gw.ensure_ready()
+        assert [c.session for c in built] == ["first-session", "second-session-after-a-new-login"]
+        assert not built[0].connected and built[1].connected
+        gw.ensure_ready()
+        assert len(built) == 2  # built again only when the file changes
+    finally:
+        gw.close()

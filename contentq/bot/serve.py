@@ -7,6 +7,7 @@ the bot. Supervisor restarts a bot that exits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -15,10 +16,14 @@ from telethon import errors
 from tenacity import retry, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from contentq.bot.core import AdminBot
+from contentq.clock import iso
 from contentq.errors import ConfigError, ContentqError
+from contentq.integrations.telegram.access import lend_gateways
 from contentq.integrations.telegram.bot_gateway import BotAccount, BotGateway
+from contentq.ops import bot_alive as alive
 from contentq.redact import redact
 from contentq.runtime.context import Runtime
+from contentq.runtime.hosting import Hosted
 
 log = logging.getLogger("contentq.bot")
 
@@ -40,6 +45,7 @@ def login(gateway: BotGateway, stop: threading.Event) -> BotAccount:
         retry=retry_if_exception_type(ConnectionError),
         wait=wait_exponential(multiplier=1, max=60),
         stop=stop_when_event_set(stop),
+        sleep=lambda seconds: None if stop.wait(seconds) else None,  # a stop ends the wait at once
         reraise=True,
         before_sleep=lambda state: log.warning(
             "bot: Telegram unreachable (%s); trying again", state.outcome.exception() if state.outcome else "?"
@@ -64,18 +70,63 @@ def serve(runtime: Runtime, gateway: BotGateway, stop: threading.Event, *, tick:
     bot = AdminBot(runtime, gateway, username=account.username)
     log.info("bot: logged in as @%s; admins %s; chats %s", account.username, sorted(bot.admins), bot.chats)
     bot.startup()
-    last_tick = 0.0
-    for event in gateway.updates(tick=tick):
-        if stop.is_set():
-            break
-        try:
-            if event is not None:
-                bot.handle(event)
-            if event is None or time.monotonic() - last_tick >= tick:
-                last_tick = time.monotonic()
-                bot.tick()
-        except ContentqError as exc:  # Redis or SQLite away for a moment: the next update or tick tries again
-            log.warning("bot: %s", redact(str(exc)))
-        except Exception:  # noqa: BLE001 - one update must not stop the bot
-            log.exception("bot: an update could not be handled")
+    last_tick = last_beat = 0.0
+    since = iso()
+    try:
+        for event in gateway.updates(tick=tick):
+            if stop.is_set():
+                break
+            try:
+                if event is not None:
+                    bot.handle(event)
+                if event is None or time.monotonic() - last_tick >= tick:
+                    last_tick = time.monotonic()
+                    bot.tick()
+                if time.monotonic() - last_beat >= alive.BEAT_SECONDS:  # `contentq health` sees it run
+                    last_beat = time.monotonic()
+                    alive.beat(runtime.redis, account.username, since)
+            except ContentqError as exc:  # Redis or SQLite away for a moment: the next update or tick tries again
+                log.warning("bot: %s", redact(str(exc)))
+            except Exception:  # noqa: BLE001 - one update must not stop the bot
+                log.exception("bot: an update could not be handled")
+    finally:
+        with contextlib.suppress(Exception):  # Redis away: the beat expires by itself
+            alive.stopped(runtime.redis)
     return bot
+
+
+# hosted by a worker (the compact layout: `contentq worker --host bot`) ----------------------------------
+
+
+class HostedBot:
+    """`contentq bot` in a thread of a worker: a runtime of its own (database and Redis connections) with the
+    worker's Telegram clients lent for its alerts (one session, one client), and the bot's own client."""
+
+    def __init__(self, owner: Runtime) -> None:
+        self.owner = owner
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        from contentq.integrations.telegram.bot_client import build_bot_gateway
+
+        runtime = Runtime(self.owner.settings)
+        lend_gateways(self.owner, runtime)
+        try:
+            gateway = build_bot_gateway(runtime.settings)
+            try:
+                serve(runtime, gateway, self._stop)
+            finally:
+                gateway.close()
+        except ContentqError as exc:  # settings the operator must fix: said once a try, the worker goes on
+            log.error("bot: %s", redact(str(exc)))
+        finally:
+            runtime.close()
+        if self._stop.is_set():
+            log.info("bot stopped")
+
+
+def hosted_bot(owner: Runtime) -> Hosted:
+    return Hosted("bot", lambda: HostedBot(owner))

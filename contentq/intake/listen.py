@@ -39,17 +39,19 @@ from contentq.intake.collect import (
     ForegroundContext,
     check_session,
     collect_source,
+    reader_accounts,
     route_for_source,
     store_group,
 )
 from contentq.intake.donor_changes import Change, apply_delete, apply_edit
 from contentq.intake.ingest import Counts, Ingestor, Outcome, dedup_index
-from contentq.integrations.telegram.access import gateway_of, load_profile
+from contentq.integrations.telegram.access import gateway_of, lend_gateways, load_profile
 from contentq.integrations.telegram.gateway import FetchedMessage, ListenUpdate, ResolvedChannel
 from contentq.integrations.telegram.profiles import MAIN_ACCOUNT
 from contentq.redact import redact
-from contentq.routes import Route
+from contentq.routes import Route, load_routes
 from contentq.runtime.context import Runtime
+from contentq.runtime.hosting import Hosted
 from contentq.settings import Settings
 from contentq.store.footers import load_footer
 from contentq.store.listeners import beat, start_listener
@@ -552,3 +554,52 @@ class ListenService:
                 beat(store, self.name)
         if self._stop.is_set():
             beat(store, self.name, state="stopped")
+
+
+# hosted by a worker (the compact layout: `contentq worker --host listen`) -------------------------------
+
+
+def reading_accounts(runtime: Runtime) -> dict[str, list[str]]:
+    """Account → the sources of every route it reads (empty without sources)."""
+    refs = list(dict.fromkeys(ref for ref, _ in load_routes(runtime.settings.config_path).sources()))
+    return reader_accounts(runtime, refs) if refs else {}
+
+
+def listener_name(account: str, default: str) -> str:
+    """`listen` for the default account, `listen-<account>` for another, as `contentq listen --name` is run."""
+    return "listen" if account == default else f"listen-{account}"
+
+
+def hosted_listeners(owner: Runtime) -> list[Hosted]:
+    """One listener per account that reads sources, to run in `owner`'s process with `owner`'s Telegram clients
+    (one session, one client: the one the worker's collect and publish jobs use). The accounts are read once,
+    at start: after adding an account's first source, restart the worker (as the standalone listener)."""
+    try:
+        readers = reading_accounts(owner)
+        default = accounts.default_account(owner.store) if readers else ""
+    except ContentqError as exc:
+        # The routes or the accounts are wrong: the default listener runs, fails and says why in health.
+        log.warning("listeners: %s", redact(str(exc)))
+        return [_hosted(owner, None, "listen")]
+    if not readers:
+        log.info("no sources in %s: no listener (add sources to a route, then restart this worker)",
+                 owner.settings.config_path)  # fmt: skip
+        return []
+    return [_hosted(owner, account, listener_name(account, default)) for account in readers]
+
+
+def _hosted(owner: Runtime, account: str | None, name: str) -> Hosted:
+    def borrowing(settings: Settings) -> Runtime:
+        runtime = Runtime(settings)
+        lend_gateways(owner, runtime)
+        return runtime
+
+    def sources(runtime: Runtime) -> list[str]:
+        mine = account or accounts.default_account(runtime.store)
+        return reading_accounts(runtime).get(mine, [])
+
+    def make() -> ListenService:
+        # The worker's settings: its Telegram clients were built from them (new API keys: restart the worker).
+        return ListenService(lambda: owner.settings, sources, name=name, account=account, make_runtime=borrowing)
+
+    return Hosted(name, make)

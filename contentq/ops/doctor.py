@@ -405,6 +405,11 @@ def run_doctor(
     probes += check_accounts(settings, routes)
     bot = check_bot(settings)
     probes += [bot] if bot is not None else []
+    if conn is not None:
+        from contentq.ops.bot_alive import bot_probe
+
+        running = bot_probe(settings, conn)
+        probes += [running] if running is not None else []
     probes.append(check_llm(settings, routes, llm_timeout))
     from contentq.ops.destinations_check import check_destinations
 
@@ -457,6 +462,10 @@ def run_health(settings: Settings, *, workers: bool = True, queues: list[str] | 
         else:
             probes.append(_health_workers(settings, queues))
     if conn is not None:
+        from contentq.ops.bot_alive import bot_probe
+
+        bot = bot_probe(settings, conn)  # with a bot token: the bot's heartbeat
+        probes += [bot] if bot is not None else []
         conn.close()
     if probes[1].status == OK:  # the database opens: the listeners' heartbeats can be read
         from contentq.ops.listening import check_listeners

@@ -19,17 +19,23 @@ def _age(value: str | None) -> float | None:
     return None if not value else max(0.0, (now() - parse(value)).total_seconds())
 
 
+def listener_program(settings: Settings) -> str:
+    """The supervisor program a listener runs in: the telegram worker (compact layout) or its own (spread)."""
+    return "contentq:contentq-telegram-0" if settings.process_layout == "compact" else "contentq:contentq-listen"
+
+
 def listener_probe(row: dict[str, Any], settings: Settings) -> Probe:
     name = f"listener {row['name']}"
+    program = listener_program(settings)
     beat_age = _age(row["heartbeat_at"]) or 0.0
     if row["state"] in WAITING and beat_age <= max(30.0, MISSED_BEATS * settings.listen_heartbeat):
         return _waiting_probe(name, row, settings)
     if row["state"] == "stopped":
         return Probe(name, WARN, f"stopped (last heartbeat {beat_age:.0f} s ago)",
-                     "supervisorctl start contentq:contentq-listen")  # fmt: skip
+                     f"supervisorctl start {program}")  # fmt: skip
     if beat_age > max(30.0, MISSED_BEATS * settings.listen_heartbeat):
         return Probe(name, FAIL, f"not running: no heartbeat for {beat_age:.0f} s (pid {row['pid']} on {row['host']})",
-                     "supervisorctl status contentq:contentq-listen; see its log")  # fmt: skip
+                     f"supervisorctl status {program}; see its log")  # fmt: skip
     if row["state"] == "disconnected":
         down = _age(row["disconnected_since"]) or 0.0
         detail = f"disconnected from Telegram for {down:.0f} s ({row['disconnect_reason'] or 'no reason given'})"
@@ -63,8 +69,9 @@ def _waiting_probe(name: str, row: dict[str, Any], settings: Settings) -> Probe:
         return Probe(name, WARN, f"not logged in: {reason}", LOGIN_FIX)
     down = _age(row["disconnected_since"]) or 0.0
     status = FAIL if down >= settings.listen_alert_after else WARN
+    log = listener_program(settings).split(":")[1]
     return Probe(name, status, f"not listening for {down:.0f} s, trying again: {reason}",
-                 "see the listener's log (supervisor: logs/contentq-listen.log)")  # fmt: skip
+                 f"see the listener's log (supervisor: logs/{log}.log)")  # fmt: skip
 
 
 def check_listeners(settings: Settings, *, when_none: bool = False) -> list[Probe]:

@@ -1,7 +1,9 @@
 """The supervisor programs that keep contentq's workers (and the embedded Valkey) alive, rendered from settings.
 
 One `[group:contentq]` holds one program per worker group. Telegram-bound queues (publish, collect) share one
-program with a single process: a Telegram session must not be used by two processes at once. The other queues
+program with a single process: a Telegram session must not be used by two processes at once. In the compact
+layout (CONTENTQ_PROCESS_LAYOUT, the default) that worker also hosts the listeners and the admin bot
+(`worker --host listen,bot`); the spread layout runs them as `contentq-listen` and `contentq-bot`. The other queues
 get `numprocs` from their concurrency setting. With CONTENTQ_REDIS_URL unset, the embedded Valkey is a program
 outside that group (a group of its own) with a lower priority: supervisor starts it first and, on `shutdown`,
 stops it after the whole contentq group; on `stop all`, which signals every program at once, `contentq redis
@@ -66,6 +68,8 @@ class WorkerGroup:
     numprocs: int
     stopwaitsecs: int
     note: str = ""
+    host: tuple[str, ...] = ()
+    """What the worker also runs (`contentq worker --host`): the listeners and the bot in the compact layout."""
 
     @property
     def program(self) -> str:
@@ -78,6 +82,9 @@ def worker_groups(settings: Settings) -> list[WorkerGroup]:
     note = "publish and collect share the Telegram session: one process"
     if wanted > 1:
         note += f" (the configured concurrency {wanted} does not apply: one session, one process)"
+    host = hosted_programs(settings)
+    if host:
+        note += f"; it also runs {' and '.join(HOSTED_NOTES[h] for h in host)} (CONTENTQ_PROCESS_LAYOUT=compact)"
     groups = [
         WorkerGroup(
             "telegram",
@@ -85,6 +92,7 @@ def worker_groups(settings: Settings) -> list[WorkerGroup]:
             1,
             max(settings.policy(q).timeout for q in TELEGRAM_QUEUES) + STOP_GRACE_SECONDS,
             note,
+            host,
         )
     ]
     rewrite = settings.policy("rewrite")
@@ -291,7 +299,7 @@ def render(
         programs.append(
             _program(
                 group.program,
-                [exe, "-m", "contentq", "worker", *group.queues],
+                [exe, "-m", "contentq", "worker", *group.queues, *_host_option(group)],
                 settings,
                 priority=WORKER_PRIORITY,
                 stopwaitsecs=group.stopwaitsecs,
@@ -303,10 +311,11 @@ def render(
         )
     if settings.litestream_url:
         programs.append(_litestream_program(settings, python, user, extra))
-    listens = listen_needed(settings)
+    compact = settings.process_layout == "compact"  # the telegram worker hosts the listeners and the bot
+    listens = listen_needed(settings) and not compact
     if listens:
         programs.append(_listen_program(settings, exe, user, extra))
-    bot = bot_needed(settings)
+    bot = bot_needed(settings) and not compact
     if bot:
         programs.append(_bot_program(settings, exe, user, extra))
     env, more = _environment(settings, worker=True, extra_env=extra)
@@ -340,6 +349,23 @@ def render(
     parts.append(f"[group:{GROUP}]\nprograms={','.join(names)}\npriority={WORKER_PRIORITY}\n\n")
     parts.append("\n".join(programs))
     return "".join(parts)
+
+
+def _host_option(group: WorkerGroup) -> list[str]:
+    return ["--host", ",".join(group.host)] if group.host else []
+
+
+HOSTED_NOTES = {"listen": "the listeners (one per account that reads sources)", "bot": "the admin bot"}
+
+
+def hosted_programs(settings: Settings) -> tuple[str, ...]:
+    """What the telegram worker hosts in the compact layout (one Telethon, each session in one process): the
+    listeners when a route has sources, the bot when a token is set. The spread layout runs them as programs of
+    their own (contentq-listen, contentq-bot)."""
+    if settings.process_layout != "compact":
+        return ()
+    return tuple(name for name, wanted in (("listen", listen_needed(settings)), ("bot", bot_needed(settings)))
+                 if wanted)  # fmt: skip
 
 
 LISTEN_PROGRAM = f"{GROUP}-listen"

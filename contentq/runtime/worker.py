@@ -1,7 +1,7 @@
 """contentq's worker: an in-process RQ worker (Telegram clients stay connected across jobs) that honours
 per-queue pause, never exits on a Redis outage, and owns its liveness.
 
-Three threads:
+Three threads (and those of the services it hosts, contentq.runtime.hosting):
 - the main loop (RQ's `work`): dequeue and run jobs; every Redis call waits out an outage;
 - the heartbeat: the worker's row in SQLite (whatever Redis does) and, while a job runs, RQ's heartbeats;
 - housekeeping: RQ's scheduler (in this process, so it dies with the worker); every third of the heartbeat
@@ -34,6 +34,7 @@ from rq.worker import WorkerStatus
 
 from contentq.errors import RedisUnavailableError
 from contentq.runtime.context import Runtime, set_process_runtime
+from contentq.runtime.hosting import Host, Hosted
 from contentq.runtime.outage import REDIS_DOWN, RedisOutage, StopWaiting
 from contentq.runtime.queues import check_queue, paused_queues
 from contentq.runtime.reconcile import reconcile, recover_abandoned
@@ -103,10 +104,13 @@ class ContentqWorker(SimpleWorker):
         runtime: Runtime,
         heartbeat_ttl: int = 30,
         reconcile_interval: float = 60.0,
+        hosted: list[Hosted] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.runtime = runtime
+        self.hosted = list(hosted or [])
+        self.host: Host | None = None
         self.heartbeat_ttl = heartbeat_ttl
         self.reconcile_interval = reconcile_interval
         self.outage = RedisOutage(log)
@@ -132,6 +136,16 @@ class ContentqWorker(SimpleWorker):
         self._start_thread("contentq-checkpoint", self._checkpoint_loop)
         if not self._burst:
             self._start_thread("contentq-housekeeping", self._housekeeping_loop)
+        if self.hosted and not self._burst:
+            # A standby takes a hosted service over as soon as a dead worker's jobs are taken back.
+            self.host = Host(self.connection, self.hosted, owner=self.name, lease_ttl=float(self.heartbeat_ttl))
+            self.host.start()
+
+    def handle_warm_shutdown_request(self) -> None:
+        """TERM (or RQ's shutdown command): the hosted services stop now, while the running job finishes."""
+        super().handle_warm_shutdown_request()
+        if self.host is not None:
+            self.host.stop()
 
     def subscribe(self) -> None:
         """RQ's, with an outage handler that reports through the shared outage (one WARNING, not one a try)."""
@@ -317,6 +331,8 @@ class ContentqWorker(SimpleWorker):
                 signal.signal(signum, handler)
 
     def teardown(self) -> None:
+        if self.host is not None:
+            self.host.join()
         self._stop_threads.set()
         self._job_ended.set()
         self._schedule_now.set()
@@ -528,9 +544,11 @@ def run_worker(
     burst: bool = False,
     name: str | None = None,
     horizon: float = 0.0,
+    hosted: list[Hosted] | None = None,
 ) -> bool:
     """Run a worker on `queues` (all, in priority order, when empty) until stopped, or, with burst, until no job
-    is queued and none is due within `horizon` seconds (it waits for those, then runs them)."""
+    is queued and none is due within `horizon` seconds (it waits for those, then runs them). A long-running
+    worker also runs the `hosted` services (contentq.runtime.hosting) until it stops."""
     names = [check_queue(q) for q in (queues or list(QUEUES))]
     names.sort(key=QUEUES.index)  # priority order whatever order they were given in
     set_process_runtime(runtime)
@@ -551,6 +569,7 @@ def run_worker(
             heartbeat_ttl=settings.worker_heartbeat_ttl,
             reconcile_interval=settings.worker_reconcile_interval,
             default_result_ttl=settings.job_result_ttl,
+            hosted=None if burst else hosted,
         )
 
     if not burst:

@@ -46,6 +46,26 @@ def load_profile(store: Store, settings: Settings, name: str) -> AccountProfile:
     return profile_from_row(settings, row)
 
 
+class LentGateways:
+    """The Telegram gateways of another runtime of this process, lent: a listener or the bot hosted by a worker
+    (contentq.runtime.hosting) has a runtime of its own (its own database and Redis connections) but uses the
+    worker's clients, since one session must serve one client. Closing the borrower leaves them to their owner."""
+
+    def __init__(self, owner: Services) -> None:
+        self.owner = owner
+
+    def gateway(self, account: str) -> TelegramGateway:
+        return gateway_of(self.owner, account)
+
+    def close(self) -> None:
+        pass
+
+
+def lend_gateways(owner: Services, borrower: Services) -> None:
+    """`borrower` uses `owner`'s Telegram gateways (built by `owner` on first use, closed by `owner` only)."""
+    borrower.service("telegram", lambda rt: LentGateways(owner))
+
+
 def gateway_of(runtime: Services, account: str = MAIN_ACCOUNT) -> TelegramGateway:
     """The gateway of one account: Telethon (or CONTENTQ_TG_GATEWAY's stand-in), connected on first use."""
 

@@ -6,6 +6,11 @@ runs on a daemon thread; the synchronous gateway methods submit coroutines to it
 SendMultiMedia) with the caller's random ids, so a resend after a crash is refused by Telegram with
 RandomIdDuplicateError instead of posting twice. Telethon's RPC errors pass through unchanged; network
 failures and timeouts become ConnectionError.
+
+The same client serves a listener hosted by the worker (`contentq worker --host listen`): its update handlers
+run on that loop and feed the listener's thread through a queue, while the jobs' requests go over the same
+connection (one session, one client, one process). It is built from the account's session file again when a
+login replaced that file.
 """
 
 from __future__ import annotations
@@ -132,7 +137,7 @@ def make_client(settings: Settings, session: StringSession, profile: AccountProf
         timeout=min(settings.tg_timeout, 30),
         connection_retries=2,
         request_retries=3,
-        receive_updates=False,  # workers ask and never listen; `contentq listen` turns updates on for itself
+        receive_updates=False,  # jobs ask and never listen; a listener turns updates on while it runs (listen())
     )
 
 
@@ -508,6 +513,8 @@ class TelethonGateway:
         self._runner: EventLoopThread | None = None
         self._lock = threading.Lock()
         self._watchdog: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Lock | None = None  # made on the loop: calls from several threads connect once
+        self._session_seen: tuple[int, int] | None = None  # the session file the client was built from
 
     def _default_client(self) -> TelegramClient:
         profile = self.profile
@@ -534,12 +541,45 @@ class TelethonGateway:
 
         return runner.run(call(), timeout or self.settings.tg_timeout)
 
+    def _connect_lock(self) -> asyncio.Lock:
+        """Held while the client connects (on the loop): the worker's jobs, a reconnect and a hosted listener's
+        watchdog share this client, and Telethon's connect must not run twice at once."""
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        return self._connecting
+
     async def _connected(self) -> Any:
-        if self._client is None:
-            self._client = self._factory()  # built on the loop thread: Telethon binds to the running loop
-        if not self._client.is_connected():
-            await self._client.connect()
-        return self._client
+        async with self._connect_lock():
+            if self._client is not None and self._session_changed():
+                # `contentq login` wrote a new session (the old one logged out): a client of the new one.
+                log.info("account %s: a new session file; reconnecting with it", self.profile.name)
+                old, self._client = self._client, None
+                with contextlib.suppress(Exception):
+                    await old.disconnect()
+            if self._client is None:
+                self._session_seen = self._session_stamp()
+                self._client = self._factory()  # built on the loop thread: Telethon binds to the running loop
+            if not self._client.is_connected():
+                await self._client.connect()
+            return self._client
+
+    def _session_stamp(self) -> tuple[int, int] | None:
+        """The session file's (mtime, size); None when the session is not a file's (CONTENTQ_TG_SESSION, a test's
+        client factory)."""
+        if self._factory != self._default_client:
+            return None
+        if self.profile.env_session and self.settings.tg_session is not None:
+            return None
+        try:
+            found = self.profile.session_path.stat()
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
+
+    def _session_changed(self) -> bool:
+        """A stat a call: a process running for weeks (a worker, its listener) follows a new login by itself."""
+        now = self._session_stamp()
+        return now is not None and self._session_seen is not None and now != self._session_seen
 
     # TelegramGateway
 
@@ -552,8 +592,9 @@ class TelethonGateway:
 
     def reconnect(self) -> None:
         async def drop(client: Any) -> None:
-            await client.disconnect()
-            await client.connect()
+            async with self._connect_lock():
+                await client.disconnect()
+                await client.connect()
 
         self._run(drop)
 
@@ -725,7 +766,8 @@ class TelethonGateway:
                 put(ListenUpdate("disconnected", received_at=time.time(), detail="Telethon lost the connection"))
                 while not stopped.is_set():
                     try:
-                        await client.connect()
+                        async with self._connect_lock():
+                            await client.connect()
                         await client.set_receive_updates(True)
                         break
                     except (OSError, TimeoutError, ConnectionError) as exc:
@@ -760,6 +802,8 @@ class TelethonGateway:
             async def unsubscribe(client: Any) -> None:
                 for handler, builder in handlers:
                     client.remove_event_handler(handler, builder)
+                # The client stays for the jobs of a worker that hosted this listener: they ask, never listen.
+                await client.set_receive_updates(False)
 
             with contextlib.suppress(Exception):
                 self._run(unsubscribe, 10)
