@@ -4,7 +4,7 @@ doing the same work. The worker takes every queue in both layouts alike.
 
     python bench/hosting.py [--posts 200]
 
-Telegram is tests/shared_telegram.py (a SQLite file every process shares), the bot tests/file_bot.py; Valkey is
+Telegram is tests/shared_telegram.py (a SQLite file every process shares), the bot tests/shared_bot.py; Valkey is
 an embedded server of its own. Each layout: start, wait until the listener is connected and the bot beats, post
 --posts donor messages live (collected by the listener, published by the worker a second apart, `contentq
 dispatch` run every 10 s as cron would), wait for them all in the target channel, then read RSS and PSS of each
@@ -66,7 +66,7 @@ def run(layout: str, posts: int, root: Path, url: str) -> list[tuple[str, int, f
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTQ_")}
     env.update(PYTHONPATH=str(REPO), CONTENTQ_HOME=str(home), CONTENTQ_REDIS_URL=url,
                CONTENTQ_TG_GATEWAY="tests.shared_telegram:gateway_from_env", CONTENTQ_FAKE_TG_DB=str(tg_db),
-               CONTENTQ_BOT_GATEWAY="tests.file_bot:bot_from_env", CONTENTQ_FAKE_BOT_DB=str(bot_db),
+               CONTENTQ_BOT_GATEWAY="tests.shared_bot:gateway_from_env", CONTENTQ_FAKE_BOT_DB=str(bot_db),
                CONTENTQ_BOT_TOKEN="123456:bench-token", CONTENTQ_BOT_ADMINS="111",
                CONTENTQ_PUBLISH_MIN_INTERVAL="0", CONTENTQ_PUBLISH_ACCOUNT_BUDGET="0")  # fmt: skip
     contentq = [sys.executable, "-m", "contentq"]

@@ -1,6 +1,6 @@
 """`contentq worker --host listen,bot`: the Telegram worker also runs the listeners and the admin bot (the compact
 layout), in real worker processes on the session's Valkey, against the file-backed Telegram fakes (tests/
-shared_telegram.py for the accounts, tests/file_bot.py for the bot) so the test can act from outside."""
+shared_telegram.py for the accounts, tests/shared_bot.py for the bot) so the test can act from outside."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from contentq.runtime.tracking import enqueue
 from contentq.settings import Settings, load_settings
 from contentq.store.jobs import get_job
 from contentq.store.posts import get_post
-from tests import file_bot
+from tests import shared_bot
 from tests.conftest import subprocess_env, wait_for
 from tests.publish_helpers import add_post, route_toml, write_config
 from tests.shared_telegram import post_donor, visible
@@ -132,19 +132,18 @@ def awaiting_approval(rt: Runtime) -> int:
 def test_the_bot_hosted_by_the_worker_answers_an_approval_press_and_term_stops_all_three(rt, workers):
     post_id = awaiting_approval(rt)
     bot = {"CONTENTQ_BOT_TOKEN": "123456:test-token-value", "CONTENTQ_BOT_ADMINS": str(ADMIN),
-           "CONTENTQ_BOT_GATEWAY": "tests.file_bot:bot_from_env",
+           "CONTENTQ_BOT_GATEWAY": "tests.shared_bot:gateway_from_env",
            "CONTENTQ_FAKE_BOT_DB": str(workers.bot_db)}  # fmt: skip
     worker = workers.start("listen,bot", **bot)
     wait_for(lambda: connected_in(rt, worker), what="the hosted listener connected")
 
-    def card() -> dict | None:
-        found = [m for m in file_bot.messages(workers.bot_db, ADMIN) if "awaiting approval" in m["html"]]
+    def card() -> shared_bot.ChatMessage | None:
+        found = [m for m in shared_bot.messages(workers.bot_db, ADMIN) if "awaiting approval" in m.html]
         return found[0] if found else None
 
     control = wait_for(card, what="the approval card, sent by the bot in the worker")
-    query = file_bot.press(workers.bot_db, ADMIN, ADMIN, control, "Approve")
-    wait_for(lambda: file_bot.answers(workers.bot_db, query), what="the answer to the press")
-    ((text, alert),) = file_bot.answers(workers.bot_db, query)
+    query = shared_bot.press(workers.bot_db, ADMIN, ADMIN, control.id, "Approve")
+    text, alert = wait_for(lambda: shared_bot.answer_to(workers.bot_db, query), what="the answer to the press")
     assert text.startswith("Approved:") and not alert
     approved = rt.store.one("SELECT actor FROM post_changes WHERE post_id = ? AND event = 'approved'", (post_id,))
     assert approved is not None and approved["actor"] == f"bot:{ADMIN}"
@@ -153,7 +152,7 @@ def test_the_bot_hosted_by_the_worker_answers_an_approval_press_and_term_stops_a
     # health knows the bot runs, and where
     with_bot = load_settings(home=rt.settings.home, bot_token="123456:test-token-value", bot_admins=str(ADMIN))
     (running,) = [p for p in run_health(with_bot, workers=False) if p.check == "bot running"]
-    assert running.status == OK and f"pid {worker.pid}" in running.detail and "@contentq_file_bot" in running.detail
+    assert running.status == OK and f"pid {worker.pid}" in running.detail and f"@{shared_bot.USERNAME}" in running.detail
 
     assert workers.stop(worker) == 0  # the job loop, the listener and the bot: one TERM
     (gone,) = [p for p in run_health(with_bot, workers=False) if p.check == "bot running"]
