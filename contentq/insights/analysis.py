@@ -206,10 +206,13 @@ def _share(posts: Sequence[PostFigures], index: int) -> float | None:
     total = views = 0.0
     for post in posts:
         value = post[index]
-        if isinstance(value, float | int) and post.views_24h:
+        if isinstance(value, _NUMBER) and post.views_24h:  # a tuple: `float | int` here built a union per post
             total += value
             views += post.views_24h
     return total / views if views else None
+
+
+_NUMBER = (float, int)
 
 
 _FORWARDS, _REACTIONS = PostFigures._fields.index("forwards_24h"), PostFigures._fields.index("reactions_24h")
