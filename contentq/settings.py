@@ -262,6 +262,9 @@ class Settings(BaseSettings):
     alert_max_wait_seconds: PositiveSeconds = 1800
     metrics_enabled: bool = True
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    audit_retention_days: int = Field(
+        365, ge=1, le=36500, description="`contentq purge` removes audit_events rows older than this many days."
+    )
 
     # Insights (docs/insights.md).
     insights_fetch_days: int = Field(

@@ -180,3 +180,24 @@ def test_purge_command_prints_what_it_removed(prt: Runtime) -> None:
     assert prt.store.scalar("SELECT COUNT(*) FROM posts") == 4
     bad = runner.invoke(app, ["purge", "--older-than", "soon"])
     assert bad.exit_code != 0
+
+
+def test_audit_rows_go_by_their_own_retention_in_batches(home: Path) -> None:
+    """audit_events used to grow forever: rows older than CONTENTQ_AUDIT_RETENTION_DAYS go, in batches, counted;
+    a short --older-than does not take the audit trail along."""
+    rt = Runtime(load_settings(home=home, audit_retention_days=100))
+    try:
+        for n, days in enumerate([400, 250, 101, 101, 101, 99, 40, 1]):
+            rt.store.execute(
+                "INSERT INTO audit_events (at, actor, kind, target, action) VALUES (?, 'cli:ops', 'queue', ?, 'pause')",
+                (ago(days), f"q{n}"),
+            )
+        kept = {"q5", "q6", "q7"}
+        assert purge(rt, dry_run=True, batch_size=2).removed["audit events"] == 5
+        assert rt.store.scalar("SELECT COUNT(*) FROM audit_events") == 8
+        report = purge(rt, older_than=timedelta(days=7), batch_size=2)  # three batches of at most two rows
+        assert report.removed["audit events"] == 5
+        assert {r["target"] for r in rt.store.query("SELECT target FROM audit_events")} == kept
+        assert purge(rt).removed["audit events"] == 0
+    finally:
+        rt.close()

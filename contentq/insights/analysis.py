@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -206,13 +207,23 @@ def _share(posts: Sequence[PostFigures], index: int) -> float | None:
     total = views = 0.0
     for post in posts:
         value = post[index]
-        if isinstance(value, float | int) and post.views_24h:
+        if isinstance(value, _NUMBER) and post.views_24h:  # a tuple: `float | int` here built a union per post
             total += value
             views += post.views_24h
     return total / views if views else None
 
 
+_NUMBER = (float, int)
+
+
 _FORWARDS, _REACTIONS = PostFigures._fields.index("forwards_24h"), PostFigures._fields.index("reactions_24h")
+
+# One figure of every post, read in C (map) rather than by attribute in a Python loop: reports read tens of
+# thousands of posts, each several times.
+_POST_ID, _ROUTE, _SOURCE, _REWRITER, _SLOT, _VIEWS, _COST = (
+    itemgetter(PostFigures._fields.index(name))
+    for name in ("post_id", "route", "source", "rewriter", "slot", "views_24h", "llm_cost")
+)
 
 
 def _n(value: float | None) -> str:
@@ -235,7 +246,7 @@ def analyse(
     medians: dict[tuple[str, str], float | None] = {}
     for (route, destination), group in _groups(posts).items():
         done = [p for p in group if p.views_24h is not None]
-        base = median(p.views_24h for p in done if p.views_24h is not None)
+        base = median(list(map(_VIEWS, done)))
         medians[(route, destination)] = base
         report.targets.append(
             TargetFigures(
@@ -263,9 +274,9 @@ def donor_figures(
     route: str, destination: str, posts: Sequence[PostFigures], base: float | None, options: Options
 ) -> list[DonorFigures]:
     by_source: dict[str, list[float]] = defaultdict(list)
-    for post in posts:
-        if post.views_24h is not None:
-            by_source[post.source or "(generated)"].append(post.views_24h)
+    for source, views in zip(map(_SOURCE, posts), map(_VIEWS, posts), strict=True):  # a loop per post: kept lean
+        if views is not None:
+            by_source[source or "(generated)"].append(views)
     out = []
     for source, values in sorted(by_source.items()):
         value = median(values)
@@ -282,9 +293,9 @@ def donor_figures(
 
 def slot_figures(route: str, destination: str, posts: Sequence[PostFigures], base: float | None) -> list[SlotFigures]:
     by_slot: dict[int, list[float]] = defaultdict(list)
-    for post in posts:
-        if post.views_24h is not None:
-            by_slot[post.slot].append(post.views_24h)
+    for slot, views in zip(map(_SLOT, posts), map(_VIEWS, posts), strict=True):
+        if views is not None:
+            by_slot[slot].append(views)
     out = []
     for slot, values in sorted(by_slot.items()):
         value = median(values)
@@ -322,9 +333,9 @@ def rewrite_figures(posts: Sequence[PostFigures]) -> tuple[list[RewriteFigures],
     published to several destinations counts its cost once and its views on each."""
 
     def figures(route: str, rewriter: str, group: list[PostFigures]) -> RewriteFigures:
-        costs = {p.post_id: p.llm_cost for p in group}
+        costs = dict(zip(map(_POST_ID, group), map(_COST, group), strict=True))
         total = sum(costs.values())
-        done = [p.views_24h for p in group if p.views_24h is not None]
+        done = [v for v in map(_VIEWS, group) if v is not None]
         views = sum(done)
         return RewriteFigures(
             route, rewriter, len(costs), len(done), round(total, 6), total / len(costs) if costs else None,
@@ -333,9 +344,9 @@ def rewrite_figures(posts: Sequence[PostFigures]) -> tuple[list[RewriteFigures],
 
     by_route: dict[tuple[str, str], list[PostFigures]] = defaultdict(list)
     by_kind: dict[str, list[PostFigures]] = defaultdict(list)
-    for post in posts:
-        kind = post.rewriter or "none"
-        by_route[(post.route, kind)].append(post)
+    for post, route, rewriter in zip(posts, map(_ROUTE, posts), map(_REWRITER, posts), strict=True):
+        kind = rewriter or "none"
+        by_route[(route, kind)].append(post)
         by_kind[kind].append(post)
     per_route = [figures(route, kind, group) for (route, kind), group in sorted(by_route.items())]
     per_kind = [figures("(all routes)", kind, group) for kind, group in sorted(by_kind.items())]
@@ -364,9 +375,11 @@ def best_and_worst(
                         p.published_at.isoformat(timespec="minutes"), p.views_24h, share, p.link)  # fmt: skip
 
     count = min(TOP_POSTS, len(week) // 2) if len(week) > 1 else len(week)
-    best = heapq.nlargest(count, week, key=key)
-    worst = heapq.nsmallest(count, week, key=key) if len(week) > 1 else []
-    return [line(p) for p in best], [line(p) for p in worst]
+    # Each key once for both ends; of equal keys the earlier post comes first at both, as with key=.
+    keys = [key(p) for p in week]
+    best = heapq.nlargest(count, zip(keys, range(0, -len(week), -1), strict=True))
+    worst = heapq.nsmallest(count, zip(keys, range(len(week)), strict=True)) if len(week) > 1 else []
+    return [line(week[-i]) for _, i in best], [line(week[i]) for _, i in worst]
 
 
 def findings(report: Insights, options: Options) -> list[str]:

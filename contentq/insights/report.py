@@ -1,5 +1,6 @@
-"""The insights report from the store: each post's rollup (one row, never its samples), placed in its route's
-time zone, then `analysis.analyse`. Shared by `contentq insights`, the API and the panel page."""
+"""The insights report from the store: each post's rollup (one row, never its samples; the process keeps them
+between reports, `rollup`), placed in its route's time zone, then `analysis.analyse`. Shared by `contentq
+insights`, the API and the panel page."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import io
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 from contentq.clock import iso, now
 from contentq.errors import ContentqError, NotFoundError
-from contentq.insights.analysis import Insights, Options, PostFigures, analyse, slot_of
+from contentq.insights import rollup
+from contentq.insights.analysis import Insights, Options, analyse
 from contentq.runtime.config import routes_config
 from contentq.runtime.context import Runtime
 from contentq.store import insights as sql
@@ -58,18 +59,8 @@ def build(runtime: Runtime, *, days: int = DEFAULT_DAYS, route: str | None = Non
 def _build(runtime: Runtime, routes: dict[str, Any], days: int, route: str | None, minimum: int,
            end: datetime) -> Insights:  # fmt: skip
     since = iso(end - timedelta(days=days))
-    utc = ZoneInfo("UTC")
-    zones = {name: ZoneInfo(spec.schedule.timezone) for name, spec in routes.items()}
-    posts = []
-    fromiso = datetime.fromisoformat
-    rows = sql.report_rows(runtime.store, since, route)
-    for post_id, route_name, destination, source, rewriter, published_at, v24, f24, r24, views, link, cost in rows:
-        published = fromiso(published_at)
-        slot = slot_of(published.astimezone(zones.get(route_name, utc)))
-        posts.append(
-            PostFigures(post_id, route_name, destination, source or "", rewriter or "none", published, slot,
-                        v24, f24, r24, views, link, cost or 0.0)
-        )  # fmt: skip
+    zones = {name: spec.schedule.timezone for name, spec in routes.items()}
+    posts = rollup.posts_since(runtime, zones, since, route)
     destinations = {p.destination for p in posts}
     series: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for sample in sql.subscriber_series(runtime.store, since):

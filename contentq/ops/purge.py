@@ -10,6 +10,8 @@ What goes:
 - admin notifications older than the cutoff, and the web feed's post change records (`post_changes`) older
   than it;
 - RQ's finished, failed and cancelled registries: expired entries, and jobs that ended before the cutoff;
+- audit rows (`audit_events`: queues paused, texts edited, users, tokens, sessions, logins) older than
+  CONTENTQ_AUDIT_RETENTION_DAYS (365), whatever `older_than` says: the audit trail is kept longer than the rest;
 - insights samples, thinned: one an hour of a post's first two days, one a day after (its figures at 24 h are
   kept with the post); subscriber counts likewise, hourly for two days, then daily (docs/insights.md).
 """
@@ -115,7 +117,7 @@ def purge(
     report = PurgeReport(cutoff=params["cutoff"], dedup_cutoff=params["dedup_cutoff"], dry_run=dry_run)
     for what in ("job records", "job events", "posts", "media rows", "media files", "media bytes",
                  "send records", "notifications", "post changes", "dedup band rows", "insight samples",
-                 "subscriber samples"):  # fmt: skip
+                 "subscriber samples", "audit events"):  # fmt: skip
         report.removed[what] = 0
     _purge_jobs(runtime, params, report, batch_size, progress)
     _purge_posts(runtime, params, report, batch_size, progress)
@@ -128,6 +130,9 @@ def purge(
     _purge_by_time(runtime, params, report, batch_size, "bot presses", "bot_presses", "at")
     _purge_by_time(runtime, params, report, batch_size, "bot prompts", "bot_prompts", "created_at")
     _purge_by_time(runtime, params, report, batch_size, "bot messages", "bot_messages", "at")
+    # The audit trail by its own retention (a short --older-than does not take it along).
+    audit = {"cutoff": iso(stamp - timedelta(days=settings.audit_retention_days))}
+    _purge_by_time(runtime, audit, report, batch_size, "audit events", "audit_events", "at")
     _prune_images(runtime, older_than, report)
     report.add("insight samples", insights_sql.thin_samples(runtime.store, dry_run=dry_run, batch_items=batch_size))
     hourly_since = iso(stamp - timedelta(seconds=insights_sql.HOURLY_FOR_S))

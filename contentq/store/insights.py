@@ -8,6 +8,7 @@ rescheduled part-way (a flood wait) and runs again skips what it sampled already
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any
 
@@ -147,29 +148,46 @@ def record_subscribers(store: Store, destination: str, round_: str, at: str, sub
 # -- reading -------------------------------------------------------------------------------------------
 
 
-REPORT_COLUMNS = ("post_id", "route", "destination", "source", "rewriter", "published_at", "views_24h",
-                  "forwards_24h", "reactions_24h", "views", "link", "llm_cost")  # fmt: skip
+ROLLUP_COLUMNS = ("id", "post_id", "route", "destination", "source", "rewriter", "published_at", "views_24h",
+                  "forwards_24h", "reactions_24h", "link", "llm_cost")  # fmt: skip
+"""What a report reads of an item: all of it fixed once the figures at 24 h are set (contentq/insights/rollup.py)."""
+
+_ROLLUP = f"SELECT {', '.join(ROLLUP_COLUMNS)} FROM insight_items"
 
 
-def report_rows(store: Store, since: str, route: str | None = None) -> list[tuple[Any, ...]]:
-    """The rollup of every item published since `since` (one row each, as tuples of REPORT_COLUMNS: the report
-    reads tens of thousands of them)."""
-    where, params = "published_at >= ?", [since]
-    if route:
-        where += " AND route = ?"
-        params.append(route)
-    with store.transaction(immediate=False) as conn:
-        return conn.execute(f"SELECT {', '.join(REPORT_COLUMNS)} FROM insight_items WHERE {where}", params).fetchall()
+def rollup_since(conn: sqlite3.Connection, since: str) -> list[tuple[Any, ...]]:
+    """Every item published since `since`, as tuples of ROLLUP_COLUMNS, by publication (then id)."""
+    return conn.execute(f"{_ROLLUP} WHERE published_at >= ? ORDER BY published_at, id", (since,)).fetchall()
+
+
+def rollup_added(conn: sqlite3.Connection, after_id: int) -> list[tuple[Any, ...]]:
+    """The items added since the one numbered `after_id` (ids grow; a deletion is counted by `deletions`)."""
+    return conn.execute(f"{_ROLLUP} WHERE id > ? ORDER BY id", (after_id,)).fetchall()
+
+
+def rollup_settled(conn: sqlite3.Connection, item_ids: list[int]) -> list[tuple[Any, ...]]:
+    """Of these items, those whose figures at 24 h are now set: (id, views_24h, forwards_24h, reactions_24h)."""
+    return conn.execute(
+        "SELECT id, views_24h, forwards_24h, reactions_24h FROM insight_items"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND views_24h IS NOT NULL",
+        (json.dumps(item_ids),),
+    ).fetchall()
+
+
+def deletions(conn: sqlite3.Connection) -> int:
+    """How many items were ever deleted (a trigger counts them, migration 220)."""
+    row = conn.execute("SELECT deleted FROM insight_deletions WHERE id = 1").fetchone()
+    return int(row[0]) if row else 0
 
 
 def data_stamp(store: Store) -> tuple[Any, ...]:
-    """Changes whenever a report could: a sample or subscriber count stored, an item added, gone or purged."""
+    """Changes whenever a report could: a sample (and so figures at 24 h) or subscriber count stored, an item added
+    or deleted. Each part is one index lookup, as every panel request asks (an item marked gone is not read)."""
     with store.transaction(immediate=False) as conn:
         return tuple(
             conn.execute(
                 "SELECT (SELECT MAX(id) FROM insight_samples), (SELECT MAX(id) FROM channel_samples),"
-                " (SELECT MAX(id) FROM insight_items), (SELECT COUNT(*) FROM insight_items),"
-                " (SELECT COUNT(*) FROM insight_items WHERE gone = 1)"
+                " (SELECT MAX(id) FROM insight_items), (SELECT deleted FROM insight_deletions WHERE id = 1)"
             ).fetchone()
         )
 

@@ -1033,6 +1033,28 @@ def _usage_cache_and_images(db: Database) -> None:
     )
 
 
+@migration(220, "insights: a count of items deleted, so a process's rollup of them knows to read them all again")
+def _insight_deletions(db: Database) -> None:
+    # The panel keeps every item of the report's window in memory and reads only the rows added (id above the
+    # largest it holds) and the figures at 24 h set since (contentq/insights/rollup.py). A deleted item (its post
+    # purged or deleted) would stay there, and its id could come back: the trigger counts deletions instead.
+    run_script(
+        db,
+        """
+        CREATE TABLE insight_deletions (id INTEGER PRIMARY KEY CHECK (id = 1), deleted INTEGER NOT NULL);
+        INSERT INTO insight_deletions (id, deleted) VALUES (1, 0)
+        """,
+    )
+    db.execute(
+        """
+        CREATE TRIGGER insight_items_deleted AFTER DELETE ON insight_items
+        BEGIN
+            UPDATE insight_deletions SET deleted = deleted + 1 WHERE id = 1;
+        END
+        """
+    )
+
+
 @migration(240, "people: an API token's label (what it is for); each user's last login found by an index")
 def _token_labels(db: Database) -> None:
     # label: NULL for the tokens issued before (a listing shows them by their last four characters, as it always
