@@ -305,3 +305,19 @@ def test_stop_all_and_shutdown_stop_valkey_last_so_every_worker_unregisters(
     finally:
         _stop_supervisord(conf, proc)
         server.stop()
+
+
+def test_the_compact_program_takes_a_maintenance_job_before_a_backlog_of_rewrites(rt: Runtime) -> None:
+    """The order of `contentq worker Q1 Q2 …` is the order of the pop: the compact program's maintenance first."""
+    from contentq.runtime.worker import run_worker
+
+    queues = next(g.queues for g in sv.worker_groups(rt.settings) if g.name == "work")
+    assert queues[0] == "maintenance"
+    backlog = [enqueue(rt, "call", f"rewrite-{n}", handler="tests.jobfuncs:ok", queue="rewrite") for n in range(3)]
+    late = enqueue(rt, "call", "maintenance-late", handler="tests.jobfuncs:ok")  # queued after the backlog
+    run_worker(rt, list(queues), burst=True, horizon=0)
+    # The order the jobs ran in: their first events (job_events ids grow as they are written).
+    ran = [r["job_id"] for r in rt.store.query("SELECT job_id FROM job_events WHERE event = 'started' ORDER BY id")]
+    assert [row["status"] for row in (*backlog, late)] == ["queued"] * 4  # as enqueued, before the worker ran
+    assert ran[0] == late["id"] and sorted(ran[1:]) == sorted(b["id"] for b in backlog)
+    assert {rt.store.scalar("SELECT status FROM jobs WHERE id = ?", (j,)) for j in ran} == {"succeeded"}

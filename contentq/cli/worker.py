@@ -14,7 +14,10 @@ from contentq.settings import QUEUES
 
 def worker(
     queues: Annotated[
-        list[str] | None, typer.Argument(help=f"Queues to work on, any of: {', '.join(QUEUES)} (default: all).")
+        list[str] | None,
+        typer.Argument(
+            help=f"Queues to work on, first first, any of: {', '.join(QUEUES)} (default: all, in that order)."
+        ),
     ] = None,
     burst: Annotated[
         bool,
@@ -33,7 +36,8 @@ def worker(
     ] = BURST_HORIZON,
     name: Annotated[str | None, typer.Option("--name", help="Worker name (default: host.pid).")] = None,
 ) -> None:
-    """Run a worker: takes jobs from QUEUES in priority order (publish, rewrite, collect, imagegen, maintenance).
+    """Run a worker: takes jobs from QUEUES in the order given (default: all, publish, rewrite, collect, imagegen,
+    maintenance).
 
     SIGTERM finishes the current job and exits (warm shutdown); paused queues are skipped.
     """
