@@ -16,7 +16,7 @@ def worker(
     queues: Annotated[
         list[str] | None,
         typer.Argument(
-            help=f"Queues to work on, first first, any of: {', '.join(QUEUES)} (default: all, in that order)."
+            help=f"Queues to work on, in the order jobs are taken from them, any of: {', '.join(QUEUES)} (default: all, in that order)."
         ),
     ] = None,
     burst: Annotated[
@@ -36,8 +36,7 @@ def worker(
     ] = BURST_HORIZON,
     name: Annotated[str | None, typer.Option("--name", help="Worker name (default: host.pid).")] = None,
 ) -> None:
-    """Run a worker: takes jobs from QUEUES in the order given (default: all, publish, rewrite, collect, imagegen,
-    maintenance).
+    """Run a worker: takes jobs from QUEUES in the order given (default: all, in priority order).
 
     SIGTERM finishes the current job and exits (warm shutdown); paused queues are skipped.
     """
