@@ -16,7 +16,8 @@ def worker(
     queues: Annotated[
         list[str] | None,
         typer.Argument(
-            help=f"Queues to work on, in the order jobs are taken from them, any of: {', '.join(QUEUES)} (default: all, in that order)."
+            help=f"Queues to work on, in the order jobs are taken from them, any of: {', '.join(QUEUES)}"
+            " (default: all, in that order)."
         ),
     ] = None,
     burst: Annotated[
