@@ -42,30 +42,45 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
                              maintenance_timeout=900, process_layout="spread")  # fmt: skip
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
-    assert programs == ["contentq-telegram", "contentq-rewrite", "contentq-light", "contentq-listen",
-                        "contentq-web"]  # fmt: skip
+    assert programs == ["contentq-telegram", "contentq-work", "contentq-listen", "contentq-web"]
     listen = conf["program:contentq-listen"]
     assert listen["command"] == "/venv/bin/python -m contentq listen" and "numprocs" not in listen
-    rewrite = conf["program:contentq-rewrite"]
+    # compact (the default): the queues without Telegram share one program, maintenance first (its short jobs never
+    # wait behind a backlog); as many processes as the largest concurrency; a stop waits for the longest job.
+    rewrite = conf["program:contentq-work"]
+    assert rewrite["command"] == "/venv/bin/python -m contentq worker maintenance rewrite imagegen"
     assert rewrite["numprocs"] == "3"
-    assert rewrite["command"] == "/venv/bin/python -m contentq worker rewrite"
     assert rewrite["stopsignal"] == "TERM" and rewrite["autorestart"] == "true"
-    assert int(rewrite["stopwaitsecs"]) > settings.rewrite_timeout
+    assert int(rewrite["stopwaitsecs"]) > 900
     # One Telegram session, one process, whatever the publish concurrency says.
     telegram = conf["program:contentq-telegram"]
     assert telegram["numprocs"] == "1"
     assert telegram["command"].endswith("worker publish collect")
     assert int(telegram["stopwaitsecs"]) > max(settings.publish_timeout, settings.collect_timeout)
-    # The light queues share one program; its stop waits for the longest of their jobs.
-    light = conf["program:contentq-light"]
+    # spread: rewrite on its own, the light queues share one program; its stop waits for the longest of their jobs.
+    spread = _parse(sv.render(load_settings(home=home, rewrite_concurrency=3, maintenance_timeout=900,
+                                            process_layout="spread"), python="/venv/bin/python"))  # fmt: skip
+    assert spread["group:contentq"]["programs"].split(",")[1:3] == ["contentq-rewrite", "contentq-light"]
+    assert "program:contentq-work" not in spread
+    alone = spread["program:contentq-rewrite"]
+    assert alone["numprocs"] == "3" and alone["command"] == "/venv/bin/python -m contentq worker rewrite"
+    assert int(settings.rewrite_timeout) < int(alone["stopwaitsecs"]) < 900
+    light = spread["program:contentq-light"]
     assert light["command"].endswith("worker imagegen maintenance") and light["numprocs"] == "1"
     assert int(light["stopwaitsecs"]) > 900
-    more = _parse(sv.render(load_settings(home=home, imagegen_concurrency=3), python="/venv/bin/python"))
-    assert more["program:contentq-light"]["numprocs"] == "3"
+    more = load_settings(home=home, imagegen_concurrency=3, process_layout="spread")
+    assert _parse(sv.render(more, python="/venv/bin/python"))["program:contentq-light"]["numprocs"] == "3"
+    assert _parse(sv.render(load_settings(home=home, imagegen_concurrency=4), python="/venv/bin/python"))[
+        "program:contentq-work"]["numprocs"] == "4"  # fmt: skip
     # The embedded Valkey, a group of its own, starts first and stops last; it outwaits the slowest worker's stop,
-    # and only `redis serve` gets the TERM (it shuts Valkey down once the workers are gone).
+    # and only its keeper gets the TERM (it shuts Valkey down once the workers are gone).
     redis_prog = conf["program:contentq-redis"]
-    assert redis_prog["command"].endswith("-m contentq redis serve")
+    grace = max(
+        int(conf[s]["stopwaitsecs"]) for s in conf if s.startswith("program:contentq-") and "numprocs" in conf[s]
+    )
+    assert redis_prog["command"] == (
+        f"/venv/bin/python -m contentq.runtime.valkey_keeper {settings.redis_dir} --grace {grace}"
+    )  # the keeper (standard library only) waits for the workers at most as long as supervisor does
     assert int(redis_prog["priority"]) < int(conf["group:contentq"]["priority"]) <= int(rewrite["priority"])
     assert int(redis_prog["stopwaitsecs"]) > max(int(conf[s]["stopwaitsecs"]) for s in conf if "contentq-" in s
                                                  and s != "program:contentq-redis")  # fmt: skip
@@ -142,7 +157,7 @@ def test_render_command_writes_the_file_and_doctor_compares_it(home: Path) -> No
     settings = load_settings()
     assert sv.compare(out.read_text(), settings) == []
     changed = load_settings(rewrite_concurrency=5)
-    assert sv.compare(out.read_text(), changed) == ["contentq-rewrite: numprocs is '1', settings give '5'"]
+    assert sv.compare(out.read_text(), changed) == ["contentq-work: numprocs is '1', settings give '5'"]
     printed = runner.invoke(app, ["supervisor", "render"])
     assert "[group:contentq]" in printed.output
 
@@ -191,7 +206,7 @@ def _stop_supervisord(conf: Path, proc: subprocess.Popen[bytes]) -> None:
 @pytest.mark.timeout(180)
 def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_path: Path) -> None:
     (home / "contentq.toml").write_text(SOURCES)  # the listener too (not logged in: it waits, RUNNING)
-    settings = load_settings(home=home, worker_maintenance_interval=1)
+    settings = load_settings(home=home, worker_maintenance_interval=1, process_layout="spread")
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
         # The compact layout: the listener runs inside the telegram worker.
@@ -240,16 +255,16 @@ def test_supervisord_runs_the_embedded_valkey_first(
     server = EmbeddedServer(settings.redis_dir)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        # Valkey, telegram, rewrite, light (imagegen and maintenance), web (no route reads a donor: no listener)
-        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 5, timeout=60,
+        # Valkey, telegram, work (rewrite, imagegen, maintenance), web (no route reads a donor: no listener)
+        wait_for(lambda: set(_states(conf).values()) == {"RUNNING"} and len(_states(conf)) == 4, timeout=60,
                  what=f"Valkey and the workers RUNNING (log: {home / 'logs'})")  # fmt: skip
         assert "contentq-redis" in _states(conf)
         # RUNNING means "up for startsecs"; the interpreter may still be importing before it starts Valkey.
         wait_for(server.ping, 60, what="the supervised Valkey answering")
-        # The server is the child of supervisor's `redis serve`, not a daemon a worker started on its own.
+        # The server is the child of supervisor's keeper, not a daemon a worker started on its own.
         assert _ppid(server.pid()) == int(_ctl(conf, "pid", "contentq-redis").strip())
         conn = connect(load_settings(home=home, redis_url=server.url))
-        wait_for(lambda: len(Worker.all(connection=conn)) == 3, 30, what="3 workers on the embedded Valkey")
+        wait_for(lambda: len(Worker.all(connection=conn)) == 2, 30, what="2 workers on the embedded Valkey")
 
         # Valkey killed: supervisor starts it again, and the workers wait for it instead of exiting.
         workers_before = {
@@ -300,7 +315,7 @@ def test_stop_all_and_shutdown_stop_valkey_last_so_every_worker_unregisters(
     try:
         wait_for(lambda: server.ping(), 60, what="the supervised Valkey answering")
         conn = connect(load_settings(home=home, redis_url=server.url))
-        wait_for(lambda: len(Worker.all(connection=conn)) == 3, 60, what="3 workers registered")
+        wait_for(lambda: len(Worker.all(connection=conn)) == 2, 60, what="2 workers registered")
         conn.close()
 
         # `stop all` signals every program at once (supervisor's stopAllProcesses does not wait between
@@ -314,7 +329,7 @@ def test_stop_all_and_shutdown_stop_valkey_last_so_every_worker_unregisters(
         _ctl(conf, "start", "all")
         wait_for(lambda: server.ping(), 60, what="Valkey again")
         conn = connect(load_settings(home=home, redis_url=server.url))
-        wait_for(lambda: len(Worker.all(connection=conn)) == 3, 60, what="3 workers registered again")
+        wait_for(lambda: len(Worker.all(connection=conn)) == 2, 60, what="2 workers registered again")
         conn.close()
         _stop_supervisord(conf, proc)
         assert proc.returncode == 0
@@ -323,3 +338,19 @@ def test_stop_all_and_shutdown_stop_valkey_last_so_every_worker_unregisters(
     finally:
         _stop_supervisord(conf, proc)
         server.stop()
+
+
+def test_the_compact_program_takes_a_maintenance_job_before_a_backlog_of_rewrites(rt: Runtime) -> None:
+    """The order of `contentq worker Q1 Q2 …` is the order of the pop: the compact program's maintenance first."""
+    from contentq.runtime.worker import run_worker
+
+    queues = next(g.queues for g in sv.worker_groups(rt.settings) if g.name == "work")
+    assert queues[0] == "maintenance"
+    backlog = [enqueue(rt, "call", f"rewrite-{n}", handler="tests.jobfuncs:ok", queue="rewrite") for n in range(3)]
+    late = enqueue(rt, "call", "maintenance-late", handler="tests.jobfuncs:ok")  # queued after the backlog
+    run_worker(rt, list(queues), burst=True, horizon=0)
+    # The order the jobs ran in: their first events (job_events ids grow as they are written).
+    ran = [r["job_id"] for r in rt.store.query("SELECT job_id FROM job_events WHERE event = 'started' ORDER BY id")]
+    assert [row["status"] for row in (*backlog, late)] == ["queued"] * 4  # as enqueued, before the worker ran
+    assert ran[0] == late["id"] and sorted(ran[1:]) == sorted(b["id"] for b in backlog)
+    assert {rt.store.scalar("SELECT status FROM jobs WHERE id = ?", (j,)) for j in ran} == {"succeeded"}

@@ -29,8 +29,7 @@ class ContentqGroup(LazyGroup):
         "worker": LazyCommand(
             "worker",
             "worker",
-            "Run a worker: takes jobs from QUEUES in priority order "
-            "(publish, rewrite, collect, imagegen, maintenance).",
+            "Run a worker: takes jobs from QUEUES in the order given (default: all, in priority order).",
         ),
         "login": LazyCommand(
             "collect",

@@ -56,8 +56,8 @@ def status(as_json: JsonOpt = False) -> None:
     if running:
         # Started on demand by a command (or by `redis start`), it stays up for the next ones until stopped.
         console.print(
-            "[dim]it runs in the background until `contentq redis stop` (under supervisor, `redis serve` runs it)"
-            "[/dim]",
+            "[dim]it runs in the background until `contentq redis stop` (under supervisor, the contentq-redis program"
+            " runs it)[/dim]",
             highlight=False,
             soft_wrap=True,
         )

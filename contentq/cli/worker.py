@@ -20,7 +20,11 @@ HOSTABLE = ("listen", "bot")
 
 def worker(
     queues: Annotated[
-        list[str] | None, typer.Argument(help=f"Queues to work on, any of: {', '.join(QUEUES)} (default: all).")
+        list[str] | None,
+        typer.Argument(
+            help=f"Queues to work on, in the order jobs are taken from them, any of: {', '.join(QUEUES)}"
+            " (default: all, in that order)."
+        ),
     ] = None,
     burst: Annotated[
         bool,
@@ -48,7 +52,7 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run a worker: takes jobs from QUEUES in priority order (publish, rewrite, collect, imagegen, maintenance).
+    """Run a worker: takes jobs from QUEUES in the order given (default: all, in priority order).
 
     SIGTERM finishes the current job and exits (warm shutdown); paused queues are skipped.
     """

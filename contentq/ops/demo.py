@@ -102,7 +102,7 @@ def _as_counts(result: Any) -> dict[str, Any]:
     return {"result": result}
 
 
-PREPARE_QUEUES = ["rewrite", "imagegen", "collect", "maintenance"]
+PREPARE_QUEUES = ["rewrite", "collect", "imagegen", "maintenance"]  # the order a worker takes them in
 """Run before publishing, so that every post's card is attached when it goes out (images are optional on the
 demo route: a post whose publish job ran first would go without its card)."""
 

@@ -3,12 +3,13 @@
 One `[group:contentq]` holds one program per worker group. Telegram-bound queues (publish, collect) share one
 program with a single process: a Telegram session must not be used by two processes at once. In the compact
 layout (CONTENTQ_PROCESS_LAYOUT, the default) that worker also hosts the listeners and the admin bot
-(`worker --host listen,bot`); the spread layout runs them as `contentq-listen` and `contentq-bot`. The other queues
-get `numprocs` from their concurrency setting. With CONTENTQ_REDIS_URL unset, the embedded Valkey is a program
-outside that group (a group of its own) with a lower priority: supervisor starts it first and, on `shutdown`,
-stops it after the whole contentq group; on `stop all`, which signals every program at once, `contentq redis
-serve` itself keeps Valkey up until the workers have unregistered. The workers are pointed at its socket so
-that they never start a second server themselves.
+(`worker --host listen,bot`), and rewrite, imagegen and maintenance share one program; the spread layout runs
+`contentq-listen`, `contentq-bot`, `contentq-rewrite` and `contentq-light` (imagegen and maintenance). The other
+programs get `numprocs` from the concurrency settings of their queues. With CONTENTQ_REDIS_URL unset, the
+embedded Valkey is a program outside that group (a group of its own) with a lower priority: supervisor starts
+it first and, on `shutdown`, stops it after the whole contentq group; on `stop all`, which signals every program
+at once, its keeper (`contentq.runtime.valkey_keeper`, standard library only) keeps Valkey up until the workers
+have unregistered. The workers are pointed at its socket so that they never start a second server themselves.
 """
 
 from __future__ import annotations
@@ -36,8 +37,14 @@ TELEGRAM_QUEUES = ("publish", "collect")
 """Queues whose jobs use the Telegram session: one process for all of them."""
 
 LIGHT_QUEUES = ("imagegen", "maintenance")
-"""Queues with few, short jobs: one program serves them all. A process of its own for each cost about 45 MiB
-(PSS) and its idle wake-ups for a queue that sees a handful of jobs a day (docs/performance.md, "Footprint")."""
+"""spread: queues with few, short jobs: one program serves them all. A process of its own for each cost about
+45 MiB (PSS) and its idle wake-ups for a queue that sees a handful of jobs a day (docs/performance.md, "Footprint")."""
+
+WORK_QUEUES = ("maintenance", "rewrite", "imagegen")
+"""compact: every queue that needs no Telegram session in one program. A free process takes the first non-empty
+queue in this order (RQ's multi-queue pop), so maintenance comes first: its few short jobs never wait behind a
+backlog of rewrites or images, only for a job already running (RQ does not preempt one). Rewrite (high priority)
+before imagegen (low): an image follows its rewrite anyway."""
 
 STOP_GRACE_SECONDS = 30
 """stopwaitsecs is the group's longest job timeout plus this: a warm shutdown lets the running job finish."""
@@ -95,20 +102,41 @@ def worker_groups(settings: Settings) -> list[WorkerGroup]:
             host,
         )
     ]
+    if settings.process_layout == "compact":
+        groups.append(_shared_group(settings, "work", WORK_QUEUES, "CONTENTQ_PROCESS_LAYOUT=compact: "))
+        return groups
     rewrite = settings.policy("rewrite")
     groups.append(WorkerGroup("rewrite", ("rewrite",), rewrite.concurrency, rewrite.timeout + STOP_GRACE_SECONDS))
-    light = [settings.policy(q) for q in LIGHT_QUEUES]
-    groups.append(
-        WorkerGroup(
-            "light",
-            LIGHT_QUEUES,
-            max(p.concurrency for p in light),
-            max(p.timeout for p in light) + STOP_GRACE_SECONDS,
-            f"{' and '.join(LIGHT_QUEUES)} (few, short jobs) share a program: numprocs is the larger of "
-            + " and ".join(f"CONTENTQ_{q.upper()}_CONCURRENCY" for q in LIGHT_QUEUES),
-        )
-    )
+    groups.append(_shared_group(settings, "light", LIGHT_QUEUES, "", "(few, short jobs) "))
     return groups
+
+
+def _shared_group(settings: Settings, name: str, queues: tuple[str, ...], lead: str, why: str = "") -> WorkerGroup:
+    """One program for several queues: numprocs is the largest of their concurrencies, and a stop waits for the
+    longest of their jobs."""
+    policies = [settings.policy(q) for q in queues]
+    listed = ", ".join(queues[:-1]) + f" and {queues[-1]}"
+    return WorkerGroup(
+        name,
+        queues,
+        max(p.concurrency for p in policies),
+        max(p.timeout for p in policies) + STOP_GRACE_SECONDS,
+        f"{lead}{listed} {why}share a program: numprocs is the largest of "
+        + ", ".join(f"CONTENTQ_{q.upper()}_CONCURRENCY" for q in queues),
+    )
+
+
+def stop_grace(settings: Settings, groups: list[WorkerGroup] | None = None) -> int:
+    """The longest supervisor waits for a worker to stop (its stopwaitsecs): Valkey waits no longer for them."""
+    return max(group.stopwaitsecs for group in (worker_groups(settings) if groups is None else groups))
+
+
+def keeper_command(exe: str, settings: Settings, groups: list[WorkerGroup]) -> list[str]:
+    """The Valkey keeper (contentq.runtime.valkey_keeper) with what it would otherwise read from the settings:
+    it imports the standard library only."""
+    command = [exe, "-m", "contentq.runtime.valkey_keeper", one_line("CONTENTQ_HOME", str(settings.redis_dir))]
+    command += ["--grace", str(stop_grace(settings, groups))]
+    return command + (["--log-format", "json"] if settings.log_format == "json" else [])
 
 
 def uses_embedded_redis(settings: Settings) -> bool:
@@ -279,14 +307,14 @@ def render(
         programs.append(
             _program(
                 REDIS_PROGRAM,
-                [exe, "-m", "contentq", "redis", "serve"],
+                keeper_command(exe, settings, groups),
                 settings,
                 priority=REDIS_PRIORITY,
-                stopwaitsecs=max(g.stopwaitsecs for g in groups) + STOP_GRACE_SECONDS,
+                stopwaitsecs=stop_grace(settings, groups) + STOP_GRACE_SECONDS,
                 environment=env,
                 user=user,
                 comment="the embedded Valkey (CONTENTQ_REDIS_URL is unset), a group of its own: started first,"
-                " stopped last (it waits for the workers to unregister; TERM to `redis serve` only, not to Valkey)",
+                " stopped last (it waits for the workers to unregister; TERM to its keeper only, not to Valkey)",
                 stop_as_group=False,
             )
         )

