@@ -39,12 +39,11 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     monkeypatch.delenv("CONTENTQ_REDIS_URL")
     (home / "contentq.toml").write_text(SOURCES)
     settings = load_settings(home=home, rewrite_concurrency=3, publish_concurrency=4,
-                             maintenance_timeout=900, process_layout="spread")  # fmt: skip
+                             maintenance_timeout=900)  # fmt: skip
     conf = _parse(sv.render(settings, python="/venv/bin/python"))
     programs = conf["group:contentq"]["programs"].split(",")
-    assert programs == ["contentq-telegram", "contentq-work", "contentq-listen", "contentq-web"]
-    listen = conf["program:contentq-listen"]
-    assert listen["command"] == "/venv/bin/python -m contentq listen" and "numprocs" not in listen
+    # compact (the default): the listener runs inside the telegram worker, not as a program of its own
+    assert programs == ["contentq-telegram", "contentq-work", "contentq-web"]
     # compact (the default): the queues without Telegram share one program, maintenance first (its short jobs never
     # wait behind a backlog); as many processes as the largest concurrency; a stop waits for the longest job.
     rewrite = conf["program:contentq-work"]
@@ -55,13 +54,18 @@ def test_programs_follow_the_concurrency_and_timeout_settings(home: Path, monkey
     # One Telegram session, one process, whatever the publish concurrency says.
     telegram = conf["program:contentq-telegram"]
     assert telegram["numprocs"] == "1"
-    assert telegram["command"].endswith("worker publish collect")
+    assert telegram["command"].endswith("worker publish collect --host listen")
     assert int(telegram["stopwaitsecs"]) > max(settings.publish_timeout, settings.collect_timeout)
     # spread: rewrite on its own, the light queues share one program; its stop waits for the longest of their jobs.
     spread = _parse(sv.render(load_settings(home=home, rewrite_concurrency=3, maintenance_timeout=900,
                                             process_layout="spread"), python="/venv/bin/python"))  # fmt: skip
     assert spread["group:contentq"]["programs"].split(",")[1:3] == ["contentq-rewrite", "contentq-light"]
     assert "program:contentq-work" not in spread
+    assert spread["group:contentq"]["programs"].split(",") == [
+        "contentq-telegram", "contentq-rewrite", "contentq-light", "contentq-listen", "contentq-web"]  # fmt: skip
+    listen = spread["program:contentq-listen"]
+    assert listen["command"] == "/venv/bin/python -m contentq listen" and "numprocs" not in listen
+    assert spread["program:contentq-telegram"]["command"].endswith("worker publish collect")
     alone = spread["program:contentq-rewrite"]
     assert alone["numprocs"] == "3" and alone["command"] == "/venv/bin/python -m contentq worker rewrite"
     assert int(settings.rewrite_timeout) < int(alone["stopwaitsecs"]) < 900
@@ -206,12 +210,12 @@ def _stop_supervisord(conf: Path, proc: subprocess.Popen[bytes]) -> None:
 @pytest.mark.timeout(180)
 def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_path: Path) -> None:
     (home / "contentq.toml").write_text(SOURCES)  # the listener too (not logged in: it waits, RUNNING)
-    settings = load_settings(home=home, worker_maintenance_interval=1, process_layout="spread")
+    settings = load_settings(home=home, worker_maintenance_interval=1)
     conf, proc = _run_supervisord(settings, tmp_path)
     try:
-        # The compact layout: the listener runs inside the telegram worker.
-        expected = {"contentq:contentq-telegram-0", "contentq:contentq-rewrite-0", "contentq:contentq-light-0",
-                    "contentq:contentq-web"}  # fmt: skip
+        # The compact layout: the listener runs inside the telegram worker; rewrite, imagegen and maintenance share
+        # one program.
+        expected = {"contentq:contentq-telegram-0", "contentq:contentq-work-0", "contentq:contentq-web"}
         wait_for(lambda: _states(conf) == dict.fromkeys(expected, "RUNNING"), timeout=60,
                  what=f"every worker RUNNING (log: {home / 'logs'})")  # fmt: skip
         telegram_pid = int(_ctl(conf, "pid", "contentq:contentq-telegram-0").strip())
@@ -223,8 +227,8 @@ def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_pat
         finally:
             reader.close()
         conn = connect(settings)
-        workers = wait_for(lambda: len(Worker.all(connection=conn)) == 3 and Worker.all(connection=conn), 30,
-                           what="3 workers registered in Redis")  # fmt: skip
+        workers = wait_for(lambda: len(Worker.all(connection=conn)) == 2 and Worker.all(connection=conn), 30,
+                           what="2 workers registered in Redis")  # fmt: skip
         assert {q for w in workers for q in w.queue_names()} == set(QUEUES)
 
         # The supervised workers do the work.
@@ -240,7 +244,7 @@ def test_supervisord_runs_the_workers_and_stops_them_cleanly(home: Path, tmp_pat
         _ctl(conf, "stop", "contentq:*")
         assert _states(conf) == dict.fromkeys(expected, "STOPPED")
         wait_for(lambda: Worker.all(connection=conn) == [], 30, what="workers unregistered")
-        log = (home / "logs" / "contentq-rewrite-0.log").read_text()
+        log = (home / "logs" / "contentq-work-0.log").read_text()
         assert "warm shut down" in log.lower() or "stopping on request" in log.lower()
     finally:
         _stop_supervisord(conf, proc)
