@@ -4,6 +4,7 @@ the event-loop thread, sessions and login (against a stub client)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import stat
 import time
 from datetime import UTC, datetime
@@ -703,5 +704,17 @@ def test_one_client_serves_the_jobs_and_a_hosted_listener_and_follows_a_new_logi
         assert not built[0].connected and built[1].connected
         gw.ensure_ready()
         assert len(built) == 2  # built again only when the file changes
+
+        # A new login while the listener listens: its handlers are on the replaced client, so its live updates end
+        # (the listener subscribes again, on the new client) instead of idling deaf on the old one.
+        updates = gw.listen([ResolvedChannel("@donor", 1234, access_hash=99)], tick=0.05)
+        assert next(updates).kind == "connected" and len(built[1].handlers) == 4
+        time.sleep(0.01)
+        write_session(settings.session_path, "third-session")
+        gw.ensure_ready()  # a job notices the new session file
+        assert [c.session for c in built][-1] == "third-session"
+        rest = list(itertools.islice(updates, 50))  # ends by itself within a tick or two
+        assert len(rest) < 50 and all(u.kind == "idle" for u in rest)
+        assert built[1].handlers == []  # nothing left subscribed on the old client
     finally:
         gw.close()

@@ -5,6 +5,7 @@ shared_telegram.py for the accounts, tests/shared_bot.py for the bot) so the tes
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from contentq import accounts
@@ -272,3 +274,47 @@ def test_a_failing_service_is_started_again_and_a_lease_lost_to_another_process_
         assert lease_holder(rt.redis, "svc") is None  # given back on stop
     finally:
         host.join(5)
+
+
+def test_a_holder_cut_off_from_redis_stops_its_service_before_its_lease_can_expire(rt):
+    # The holder cannot know whether another host took the lease meanwhile: it stops within two thirds of the TTL.
+    runs: list[Loop] = []
+    host = Host(rt.redis, [Hosted("svc", lambda: Loop(runs))], owner="worker-a", lease_ttl=3.0, first_wait=0.05,
+                max_wait=0.2)  # fmt: skip
+    host.start()
+    try:
+        wait_for(lambda: runs and not runs[0].stopped.is_set(), what="the service running")
+        with socket.socket() as probe:  # a port nothing listens on: this host's Redis is unreachable from now on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        host.conn = redis.Redis(port=port, socket_connect_timeout=0.2, socket_timeout=0.2)
+        wait_for(runs[0].stopped.is_set, timeout=10, interval=0.02, what="the service stopped by its unrenewed lease")
+        # stopped while its lease still stood in Redis: no other host could have taken the service yet
+        assert rt.redis.get(lease_key("svc")) == b"worker-a" and rt.redis.pttl(lease_key("svc")) > 0
+        time.sleep(0.5)
+        assert len(runs) == 1  # not started again while the lease cannot be taken
+    finally:
+        host.join(5)
+
+
+def test_a_standalone_bot_stands_by_while_a_worker_hosts_the_bot(rt, workers):
+    # Halfway through a layout change a spread `contentq bot` may run beside a worker hosting the bot: one token,
+    # one bot. The standalone program takes the same lease, so it waits instead of answering a second time.
+    rt.redis.set(lease_key("bot"), "hosting-worker", px=60_000)
+    env = subprocess_env(rt.settings, CONTENTQ_BOT_GATEWAY="tests.shared_bot:gateway_from_env",
+                         CONTENTQ_FAKE_BOT_DB=str(workers.bot_db), CONTENTQ_BOT_TOKEN="123456:test-token-value",
+                         CONTENTQ_BOT_ADMINS=str(ADMIN))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "contentq", "bot"], env=env, stderr=subprocess.PIPE)
+    try:
+        time.sleep(4.0)  # several of its tries to take the lease
+        assert proc.poll() is None  # up, standing by
+        assert not workers.bot_db.exists() or shared_bot.logins(workers.bot_db) == []
+        rt.redis.delete(lease_key("bot"))  # the hosting worker is gone
+        wait_for(lambda: workers.bot_db.exists() and shared_bot.logins(workers.bot_db) == [proc.pid], 30,
+                 what="the standalone bot taking over")  # fmt: skip
+        assert lease_holder(rt.redis, "bot") != "hosting-worker"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and b"bot stopped" in err, err.decode()
+    assert lease_holder(rt.redis, "bot") is None  # given back

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -14,21 +16,18 @@ def bot() -> None:
     """Run the admin bot: approval cards, alerts with buttons and commands in Telegram, until stopped (TERM).
 
     Logs in with CONTENTQ_BOT_TOKEN and obeys the Telegram users in CONTENTQ_BOT_ADMINS (docs/bot.md)."""
-    from contentq.bot.serve import check_settings, serve
-    from contentq.integrations.telegram.bot_client import build_bot_gateway
+    from contentq.bot.serve import check_settings, hosted_bot
+    from contentq.runtime.hosting import run_alone
 
     rt = runtime()
     check_settings(rt)
     stopping = threading.Event()
-    gateway = build_bot_gateway(rt.settings)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    try:
-        serve(rt, gateway, stopping)
-    finally:
-        gateway.close()
+    # The lease a hosting worker takes too: never two bots on one token (their replies and alerts twice).
+    run_alone(rt.redis, hosted_bot(rt), stopping, owner=f"{socket.gethostname()}.{os.getpid()}")
     err_console.print("bot stopped")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import threading
-from types import FrameType
 from typing import Annotated
 
 import typer
@@ -35,7 +36,10 @@ def listen(
 
     Catches up from each source's cursor on start and after every reconnect; cron `collect` may keep running.
     Not logged in yet (or Telegram unreachable), it waits and says why in `contentq health`, never exits."""
-    from contentq.intake.listen import ListenService
+    from contentq.accounts import default_account
+    from contentq.intake.ingest import Counts
+    from contentq.intake.listen import ListenService, listener_name
+    from contentq.runtime.hosting import Hosted, run_alone
 
     rt = runtime()
     stopping = threading.Event()
@@ -49,16 +53,20 @@ def listen(
             pass
         return
     _listened(rt, sources, account)  # a source named wrong is an error now, not a wait
-    service = ListenService(_fresh_settings, lambda own: _listened(own, sources, account), name=name,
-                            account=account)  # fmt: skip
+    runs: list[ListenService] = []
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        service.stop()
+    def make() -> ListenService:
+        runs.append(ListenService(_fresh_settings, lambda own: _listened(own, sources, account), name=name,
+                                  account=account))  # fmt: skip
+        return runs[-1]
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    counts = service.run()
-    summary(f"listener {name} stopped", counts.lines())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
+    # The lease of the account's session, the one a worker hosting its listener takes: one listener a session.
+    default = default_account(rt.store)
+    lease = listener_name(account or default, default)
+    run_alone(rt.redis, Hosted(lease, make), stopping, owner=f"{socket.gethostname()}.{os.getpid()}")
+    summary(f"listener {name} stopped", (runs[-1].counts if runs else Counts()).lines())
 
 
 def _listened(rt: Runtime, sources: list[str] | None, account: str | None) -> list[str]:

@@ -8,8 +8,9 @@ process). A service that fails is logged and started again after a pause (5 s, d
 never takes the worker or its jobs down.
 
 A service that must run in one process only (a listener: one session; the bot: one token) holds a lease in Redis
-while it runs (`contentq:hosted:<name>`, renewed every third of its TTL). A second worker started with the same
-option stands by and takes the service over within the TTL once the holder is gone. A lease rather than
+while it runs (`contentq:hosted:<name>`, renewed every sixth of its TTL; a holder that could not renew it for two
+thirds of the TTL stops the service, before another process could take the lease). A second worker started with
+the same option stands by and takes the service over within the TTL once the holder is gone. A lease rather than
 supervisor's process number: it holds across hosts sharing a Redis and whatever started the processes, and the
 standby takes over by itself when the holder dies.
 
@@ -112,6 +113,10 @@ class Host:
         self._lock = threading.Lock()
         self._running: dict[str, Service] = {}
         self._threads: list[threading.Thread] = []
+        self._held: dict[str, float] = {}
+        """When each lease was last taken or renewed (monotonic): a holder cut off from Redis stops its service
+        before the lease can have expired, since another host may take it then."""
+        self._fenced: set[str] = set()
 
     @property
     def names(self) -> list[str]:
@@ -123,9 +128,10 @@ class Host:
             thread.start()
             self._threads.append(thread)
         if any(s.single for s in self.services):
-            thread = threading.Thread(target=self._renew_leases, name="contentq-leases", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            for target, label in ((self._renew_leases, "leases"), (self._fence, "fence")):
+                thread = threading.Thread(target=target, name=f"contentq-{label}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
         log.info("hosting %s in this worker", ", ".join(self.names))
 
     def stop(self) -> None:
@@ -204,11 +210,16 @@ class Host:
     # -- leases ----------------------------------------------------------------------------------------
 
     def _take(self, name: str) -> bool:
+        asked = time.monotonic()  # the lease runs from before the request: a slow answer shortens it, never extends
         try:
-            return bool(self.conn.eval(_TAKE, 1, lease_key(name), self.owner, int(self.lease_ttl * 1000)))
+            taken = bool(self.conn.eval(_TAKE, 1, lease_key(name), self.owner, int(self.lease_ttl * 1000)))
         except _DOWN as exc:
             log.debug("lease of %s not taken: %s", name, exc)
             return False
+        if taken:
+            self._held[name] = asked
+            self._fenced.discard(name)
+        return taken
 
     def _holder(self, name: str) -> str | None:
         try:
@@ -221,20 +232,47 @@ class Host:
             self.conn.eval(_RELEASE, 1, lease_key(name), self.owner)
 
     def _renew_leases(self) -> None:
-        while not self._stop.wait(self.lease_ttl / 3):
+        while not self._stop.wait(self.lease_ttl / 6):
             with self._lock:
                 running = dict(self._running)
             for hosted in self.services:
                 service = running.get(hosted.name)
-                if not hosted.single or service is None:
+                if not hosted.single or service is None or self._take(hosted.name):
                     continue
-                try:
-                    kept = bool(self.conn.eval(_TAKE, 1, lease_key(hosted.name), self.owner,
-                                               int(self.lease_ttl * 1000)))  # fmt: skip
-                except _DOWN as exc:  # nobody can take it while Redis is away: keep running
-                    log.debug("lease of %s not renewed: %s", hosted.name, exc)
-                    continue
-                if not kept:  # Redis lost it (a flush, a restart) and another worker took it meanwhile
-                    log.warning("%s: another process holds it now (%s); stopping here",
-                                hosted.name, self._holder(hosted.name))  # fmt: skip
+                holder = self._holder(hosted.name)
+                if holder is not None and holder != self.owner:  # Redis lost it (a flush) and another took it
+                    log.warning("%s: another process holds it now (%s); stopping here", hosted.name, holder)
                     service.stop()
+
+    def _fence(self) -> None:
+        # A holder cut off from Redis cannot know whether another host took the lease: a service whose lease was
+        # not renewed for two thirds of the TTL stops, before the lease can have expired anywhere. This thread
+        # makes no request, so a renewal stuck in a Redis timeout cannot delay it. A listener stopped so catches
+        # up from its cursor when it runs again: nothing is lost.
+        limit = self.lease_ttl * 2 / 3
+        while not self._stop.wait(self.lease_ttl / 20):
+            with self._lock:
+                running = dict(self._running)
+            for hosted in self.services:
+                service = running.get(hosted.name)
+                if not hosted.single or service is None or hosted.name in self._fenced:
+                    continue
+                held = time.monotonic() - self._held.get(hosted.name, 0.0)
+                if held > limit:
+                    self._fenced.add(hosted.name)
+                    log.warning("%s: its lease not renewed for %.0f s (Redis unreachable); stopping here until it "
+                                "can be taken again", hosted.name, held)  # fmt: skip
+                    service.stop()
+
+
+def run_alone(conn: redis.Redis, hosted: Hosted, stop: threading.Event, *, owner: str) -> None:
+    """A service as its own program (`contentq listen`, `contentq bot`: the spread layout) until `stop` is set: the
+    same lease as in a hosting worker, so a standalone listener or bot left running beside a worker that hosts it
+    (halfway through a layout change) stands by instead of using the session or the token twice."""
+    host = Host(conn, [hosted], owner=owner)
+    host.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        host.join()

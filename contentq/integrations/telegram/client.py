@@ -761,6 +761,8 @@ class TelethonGateway:
             delay = 1.0
             while not stopped.is_set():
                 await asyncio.sleep(tick)
+                if self._client is not client:
+                    return  # a new login replaced the client: the generator ends, the listener subscribes anew
                 if client.is_connected():
                     continue
                 put(ListenUpdate("disconnected", received_at=time.time(), detail="Telethon lost the connection"))
@@ -786,12 +788,19 @@ class TelethonGateway:
                 client.add_event_handler(handler, builder)
                 handlers.append((handler, builder))
             await client.set_receive_updates(True)
+            subscribed.append(client)
             self._watchdog = asyncio.get_running_loop().create_task(watchdog(client))
             put(ListenUpdate("connected", received_at=time.time()))
 
+        subscribed: list[Any] = []
         self._run(subscribe)
         try:
             while True:
+                if self._client is not subscribed[0]:
+                    # A new login replaced the client (a job noticed the new session file): the handlers are on
+                    # the old one, so the live updates end here and the listener subscribes on the new client.
+                    log.info("account %s: the client was replaced; the live updates end", self.profile.name)
+                    return
                 try:
                     yield feed.get(timeout=tick)
                 except queue.Empty:
@@ -803,10 +812,13 @@ class TelethonGateway:
                 for handler, builder in handlers:
                     client.remove_event_handler(handler, builder)
                 # The client stays for the jobs of a worker that hosted this listener: they ask, never listen.
-                await client.set_receive_updates(False)
+                if client is self._client:  # a replaced client was disconnected already
+                    await client.set_receive_updates(False)
 
-            with contextlib.suppress(Exception):
-                self._run(unsubscribe, 10)
+            runner = self._runner
+            if runner is not None and subscribed:  # the client subscribed to, even if a new login replaced it
+                with contextlib.suppress(Exception):
+                    runner.run(unsubscribe(subscribed[0]), 10)
 
     def close(self) -> None:
         runner, self._runner = self._runner, None
