@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 
+import redis
 from telethon import errors
 from tenacity import retry, retry_if_exception_type, stop_when_event_set, wait_exponential
 
@@ -84,7 +85,10 @@ def serve(runtime: Runtime, gateway: BotGateway, stop: threading.Event, *, tick:
                     bot.tick()
                 if time.monotonic() - last_beat >= alive.BEAT_SECONDS:  # `contentq health` sees it run
                     last_beat = time.monotonic()
-                    alive.beat(runtime.redis, account.username, since)
+                    try:
+                        alive.beat(runtime.redis, account.username, since)
+                    except (redis.ConnectionError, redis.TimeoutError) as exc:  # health says no beat: enough
+                        log.warning("bot: heartbeat not written (Redis: %s)", redact(str(exc)))
             except ContentqError as exc:  # Redis or SQLite away for a moment: the next update or tick tries again
                 log.warning("bot: %s", redact(str(exc)))
             except Exception:  # noqa: BLE001 - one update must not stop the bot
